@@ -12,6 +12,17 @@ from pathlib import Path
 from calibench.errors import CalibenchError
 
 
+def check_new_output(dest: str | Path) -> None:
+    """Refuse to write over something that exists (an empty directory is fine).
+
+    Called before long work starts, so that a user learns about a taken --out
+    in a second rather than after the build.
+    """
+    dest = Path(dest)
+    if dest.exists() and not (dest.is_dir() and not any(dest.iterdir())):
+        raise CalibenchError(f"{dest} already exists: choose another --out or remove it first")
+
+
 @contextlib.contextmanager
 def atomic_dir(dest: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory that is renamed to ``dest`` on success.
@@ -20,11 +31,10 @@ def atomic_dir(dest: str | Path, overwrite: bool = False) -> Iterator[Path]:
     it was, so an interrupted or failed build never leaves a partial artifact.
     """
     dest = Path(dest)
-    if dest.exists() and not overwrite:
-        if dest.is_dir() and not any(dest.iterdir()):
-            dest.rmdir()
-        else:
-            raise CalibenchError(f"{dest} already exists: choose another --out or remove it first")
+    if not overwrite:
+        check_new_output(dest)
+        if dest.is_dir():
+            dest.rmdir()  # empty, by the check above
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:

@@ -1,0 +1,33 @@
+"""calibench: calibration data for post-training LLM compression.
+
+The public API is imported lazily so that ``import calibench`` (and the CLI's
+``--help``) stay fast; torch and transformers load only when used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = {
+    "CalibrationSet": "calibench.calibset",
+    "build_calibration_set": "calibench.build",
+    "build_calibration_sets": "calibench.build",
+    "get_source": "calibench.sources",
+    "list_sources": "calibench.sources",
+    "register_source": "calibench.sources",
+    "load_model": "calibench.models",
+    "load_tokenizer": "calibench.models",
+    "CalibenchError": "calibench.errors",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'calibench' has no attribute {name!r}")
+    return getattr(import_module(module), name)

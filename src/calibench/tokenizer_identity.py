@@ -1,0 +1,54 @@
+"""A tokenizer's identity: its name and a hash of what it maps text to.
+
+Token ids are meaningless without the vocabulary that produced them, so every
+calibration set records the identity of its tokenizer and refuses to be used
+with another.  The name is informative only (the same tokenizer can live at
+many paths); the vocabulary hash is what is compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TokenizerIdentity:
+    name: str
+    vocab_sha256: str
+    vocab_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "vocab_sha256": self.vocab_sha256, "vocab_size": self.vocab_size}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TokenizerIdentity":
+        return cls(name=str(data["name"]), vocab_sha256=str(data["vocab_sha256"]), vocab_size=int(data["vocab_size"]))
+
+
+def vocab_hash(tokenizer: Any) -> str:
+    """sha256 over the sorted (token, id) pairs and the special tokens.
+
+    Special tokens are included because two tokenizers with one vocabulary but
+    a different BOS/EOS produce different windows.
+    """
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: (kv[1], kv[0]))
+    specials = {
+        "bos": tokenizer.bos_token_id,
+        "eos": tokenizer.eos_token_id,
+        "pad": tokenizer.pad_token_id,
+        "unk": tokenizer.unk_token_id,
+    }
+    payload = json.dumps({"vocab": vocab, "specials": specials}, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def identify(tokenizer: Any) -> TokenizerIdentity:
+    """The identity of a loaded Hugging Face tokenizer."""
+    return TokenizerIdentity(
+        name=str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__),
+        vocab_sha256=vocab_hash(tokenizer),
+        vocab_size=len(tokenizer),
+    )

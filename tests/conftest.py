@@ -1,0 +1,69 @@
+"""Shared fixtures: a tiny tokenizer and model built in-process, an isolated cache root.
+
+Unit tests never touch the network: tokenizers are trained here on text the
+test writes, models are built from configs with random weights.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+WORDS = (
+    "the quick brown fox jumps over a lazy dog while seven wizards quietly box "
+    "heavy jugs of liquid and some other words appear here for variety in text"
+).split()
+
+
+def corpus_text(num_docs: int = 200, seed: int = 0) -> list[str]:
+    """Deterministic pseudo-text documents of varied length."""
+    import random
+
+    rnd = random.Random(seed)
+    docs = []
+    for i in range(num_docs):
+        length = rnd.randint(5, 120)
+        docs.append(f"doc {i}: " + " ".join(rnd.choice(WORDS) for _ in range(length)) + ".")
+    return docs
+
+
+def make_tokenizer(extra_specials: tuple[str, ...] = (), vocab_size: int = 300, seed_text: int = 0):
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<s>", "</s>", "<pad>", "<unk>", *extra_specials]
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus_text(300, seed=seed_text), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return make_tokenizer()
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch):
+    """Each test gets its own cache root unless it is an integration test sharing the real one."""
+    if os.environ.get("CALIBENCH_TEST_SHARED_HOME"):
+        return
+    monkeypatch.setenv("CALIBENCH_HOME", str(tmp_path_factory.mktemp("calibench-home")))
+
+
+@pytest.fixture
+def text_file(tmp_path) -> Path:
+    path = tmp_path / "corpus.txt"
+    path.write_text("\n\n".join(corpus_text()), encoding="utf-8")
+    return path
