@@ -67,3 +67,33 @@ def text_file(tmp_path) -> Path:
     path = tmp_path / "corpus.txt"
     path.write_text("\n\n".join(corpus_text()), encoding="utf-8")
     return path
+
+
+def tiny_llama_config(tokenizer, hidden: int = 128, layers: int = 2, max_positions: int = 256):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_positions,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+    """A tiny random Llama with the tiny tokenizer, saved like a hub checkpoint."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("tiny-llama")
+    torch.manual_seed(0)
+    LlamaForCausalLM(tiny_llama_config(tiny_tokenizer)).save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path
