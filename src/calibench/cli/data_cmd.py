@@ -64,14 +64,17 @@ def _print_summary(built: list, out: Path, sets: int) -> None:
     from rich.table import Table
 
     table = Table(title=f"calibration sets in {out}")
-    for col in ("set", "id", "source", "split", "mode", "n x seq_len", "bos", "sha256"):
-        table.add_column(col)
+    for col in ("set", "id", "source", "split", "mode", "n x seq_len", "bos"):
+        table.add_column(col, overflow="fold")
     for calib in built:
         m = calib.manifest
         where = str(out) if sets == 1 else str(out / SET_DIR_FORMAT.format(m.sampling.set_index))
         table.add_row(where, m.set_id, m.source.name, m.source.split, m.sampling.mode,
-                      f"{m.n} x {m.seq_len}", str(m.sampling.bos), m.tokens_sha256[:16])
-    Console().print(table)
+                      f"{m.n} x {m.seq_len}", str(m.sampling.bos))
+    console = Console()
+    console.print(table)
+    for calib in built:  # full hashes on plain lines, easy to grep and compare
+        console.print(f"sha256 {calib.manifest.tokens_sha256}  set {calib.set_id}", highlight=False, soft_wrap=True)
 
 
 @data_app.command("show")
