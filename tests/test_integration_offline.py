@@ -38,6 +38,8 @@ def test_wiki_build_is_byte_identical_per_seed(offline_assets, tmp_path, capsys)
     assert a.sha256 == b.sha256 and tree_digest(tmp_path / "a") == tree_digest(tmp_path / "b")
     assert c.sha256 != a.sha256
     assert a.input_ids.shape == (16, 256)
+    # the manifest names the bundled model, not this machine's cache path
+    assert a.manifest.tokenizer["name"] == "smollm2-135m"
 
 
 def test_ten_sets_are_pairwise_disjoint(smollm2_tokenizer):

@@ -32,15 +32,15 @@ def summary_table(built: list[tuple[Path, CalibrationSet]], tokenizer: Any, titl
     from rich.table import Table
 
     table = Table(title=title)
-    for col in ("source", "set id", "sha256", "tokens", "distinct", "vocab coverage", "top token share", "first words"):
-        table.add_column(col, overflow="fold")
+    for col in ("source", "set id", "tokens", "distinct", "coverage", "top token"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("first words", no_wrap=True, overflow="ellipsis", max_width=28)
     for path, calib in built:
         stats = token_summary(calib, len(tokenizer))
         preview = tokenizer.decode(calib.input_ids[0, :12].tolist()).replace("\n", " ")[:40]
         table.add_row(
             calib.manifest.source.name,
             calib.set_id,
-            calib.sha256[:12],
             f"{stats['tokens']:,}",
             f"{stats['distinct']:,}",
             f"{stats['coverage']:.1%}",

@@ -45,10 +45,26 @@ def vocab_hash(tokenizer: Any) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+def portable_name(name_or_path: str) -> str:
+    """A bundled asset is named by its asset name, not by this machine's cache path.
+
+    Otherwise the manifest (and so the set's bytes) would depend on where
+    ``$CALIBENCH_HOME`` points.
+    """
+    from pathlib import Path
+
+    from calibench.paths import assets_dir
+
+    path = Path(name_or_path)
+    if path.is_absolute() and path.parent == assets_dir():
+        return path.name
+    return name_or_path
+
+
 def identify(tokenizer: Any) -> TokenizerIdentity:
     """The identity of a loaded Hugging Face tokenizer."""
     return TokenizerIdentity(
-        name=str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__),
+        name=portable_name(str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)),
         vocab_sha256=vocab_hash(tokenizer),
         vocab_size=len(tokenizer),
     )

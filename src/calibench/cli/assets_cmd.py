@@ -30,7 +30,7 @@ def pull(
 @assets_app.command("list")
 def list_() -> None:
     """Show every known asset: present or not, its size and where it lives."""
-    from rich.console import Console
+    from calibench.cli.console import console as make_console
     from rich.table import Table
 
     from calibench.assets import list_assets
@@ -41,4 +41,4 @@ def list_() -> None:
     for status in list_assets():
         size = f"{status.size / 2**20:,.1f} MiB" if status.present else "-"
         table.add_row(status.name, status.kind, "yes" if status.present else "no", size, str(status.path), status.description)
-    Console().print(table)
+    make_console().print(table)

