@@ -1,0 +1,179 @@
+"""compress(model, calib_set, method) -> CompressionResult, through llm-compressor's oneshot.
+
+Determinism.  llm-compressor draws calibration samples with a RandomSampler
+by default (``shuffle_calibration_samples=True``), so the order in which
+windows reach the model, and with it the floating-point accumulation of
+Hessians and activation statistics, changes from run to run.  calibench
+turns shuffling off (its sets are already in a seeded random order) and
+seeds torch before every stage, so the same model, set, method and seed give
+identical weights on the same machine and thread count.
+
+Combinations (``sparsegpt+gptq``) run one oneshot stage per method.  GPTQ in
+llm-compressor 0.14 has no way to keep an existing sparsity mask, and its
+error feedback writes into pruned positions; calibench records the mask after
+pruning and puts it back after quantization (zero is on every symmetric
+grid, so the weights stay quantized), and reports that it did.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from calibench import __version__
+from calibench.calibset import CalibrationSet
+from calibench.compress.methods import Method, MethodParams, build_recipe, make_params, resolve
+from calibench.compress.metrics import achieved
+from calibench.compress.validate import check_causal_lm, check_structure, resolve_group_size, target_linears
+from calibench.errors import CalibenchError
+from calibench.fsutil import atomic_dir
+
+RECORD_FILE = "calibench.json"
+
+
+@dataclass
+class CompressionResult:
+    """The compressed model (in memory) and the record that describes the run."""
+
+    model: Any
+    record: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+    def save(self, out: str | Path, tokenizer: Any | None = None) -> Path:
+        """A compressed-tensors checkpoint plus calibench.json, written atomically."""
+        with atomic_dir(out) as tmp:
+            self.model.save_pretrained(tmp, save_compressed=True)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(tmp)
+            (tmp / RECORD_FILE).write_text(json.dumps(self.record, indent=2, sort_keys=True) + "\n")
+        return Path(out)
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version(), "calibench": __version__}
+    for package in ("torch", "transformers", "llmcompressor", "compressed-tensors"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "absent"
+    return versions
+
+
+def _peak_memory_mb() -> dict[str, float]:
+    """Peak resident memory of this process so far (ru_maxrss), and of the GPU when used."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = {"peak_rss_mb": rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024}
+    if torch.cuda.is_available():
+        peak["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return peak
+
+
+def _check_set_fits_model(model: Any, calib: CalibrationSet, tokenizer: Any | None) -> None:
+    if tokenizer is not None:
+        calib.check_tokenizer(tokenizer)
+    vocab = model.get_input_embeddings().num_embeddings
+    if int(calib.input_ids.max()) >= vocab:
+        raise CalibenchError(
+            f"calibration set {calib.set_id} has token ids up to {int(calib.input_ids.max())} but the model's "
+            f"vocabulary has {vocab}: the set was made for another tokenizer"
+        )
+
+
+def _zero_masks(model: Any) -> dict[str, torch.Tensor]:
+    return {name: module.weight.detach() == 0 for name, module in target_linears(model).items()}
+
+
+def _reapply_masks(model: Any, masks: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for name, module in target_linears(model).items():
+            module.weight.masked_fill_(masks[name], 0.0)
+
+
+def _run_stage(model: Any, calib: CalibrationSet, recipe: list[Any], seed: int) -> None:
+    from llmcompressor import oneshot
+
+    from calibench.compress.compat import cpu_safe_oneshot
+
+    torch.manual_seed(seed)
+    with cpu_safe_oneshot():
+        oneshot(
+            model=model,
+            dataset=calib.to_hf_dataset(),
+            recipe=recipe,
+            num_calibration_samples=calib.n,
+            max_seq_length=calib.seq_len,
+            shuffle_calibration_samples=False,
+        )
+
+
+def compress(
+    model: Any,
+    calib_set: CalibrationSet,
+    method: str,
+    *,
+    tokenizer: Any | None = None,
+    seed: int = 0,
+    **params: Any,
+) -> CompressionResult:
+    """Compress ``model`` in place with ``method`` calibrated on ``calib_set``.
+
+    ``model`` is a loaded causal LM or a spec for :func:`calibench.models.load_model`.
+    Parameters (bits, group_size, actorder, dampening, symmetric, sparsity,
+    structure, smoothing_strength) are validated against the method before any
+    work starts.
+    """
+    from calibench.models import load_model, load_tokenizer
+
+    model_spec = model if isinstance(model, str) else getattr(model, "name_or_path", type(model).__name__)
+    methods: list[Method] = resolve(method)
+    method_params: MethodParams = make_params(methods, **params)
+    if isinstance(model, str):
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
+        model = load_model(model)
+    check_causal_lm(model)
+    method_params, note = resolve_group_size(model, methods, method_params)
+    check_structure(model, method_params)
+    _check_set_fits_model(model, calib_set, tokenizer)
+    notes = [note] if note else []
+
+    started = time.perf_counter()
+    masks: dict[str, torch.Tensor] | None = None
+    for method_entry in methods:
+        _run_stage(model, calib_set, build_recipe([method_entry], method_params), seed)
+        if method_entry.kind == "pruning":
+            masks = _zero_masks(model)
+        elif masks is not None:
+            _reapply_masks(model, masks)
+            notes.append("pruning mask re-applied after quantization (GPTQ does not preserve sparsity)")
+    wall = time.perf_counter() - started
+
+    record = {
+        "model": str(model_spec),
+        "method": "+".join(m.name for m in methods),
+        "params": {k: v for m in methods for k, v in m.relevant(method_params).items()},
+        "seed": seed,
+        "calibration_set": {
+            "id": calib_set.set_id,
+            "tokens_sha256": calib_set.sha256,
+            "source": calib_set.manifest.source.name,
+            "n": calib_set.n,
+            "seq_len": calib_set.seq_len,
+        },
+        "achieved": achieved(model),
+        "wall_time_s": round(wall, 3),
+        "memory": _peak_memory_mb(),
+        "threads": torch.get_num_threads(),
+        "versions": _library_versions(),
+        "notes": notes,
+    }
+    return CompressionResult(model=model, record=record, notes=notes)

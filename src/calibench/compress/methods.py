@@ -1,0 +1,272 @@
+"""Compression methods: one registry mapping names and parameters to llm-compressor modifiers.
+
+Each method is a small declarative entry: the parameters it accepts (a
+pydantic model that validates user input), the bit widths it supports, and a
+function from validated parameters to a list of llm-compressor modifiers.
+Combinations are written ``prune+quant`` (``sparsegpt+gptq``) and run the
+modifiers in that order, the way the SparseGPT paper applies 2:4 then GPTQ.
+
+Defaults follow the papers: GPTQ dampening 0.01, group size 128 where the
+model's dimensions allow it (see :mod:`calibench.compress.validate`),
+symmetric integer weights, calibration-ordered activation order off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
+
+IGNORE = ["lm_head"]  # the output projection stays dense in every paper's setup
+DEFAULT_GROUP_SIZE = 128
+PER_CHANNEL = 0  # group_size value meaning one scale per output channel
+
+
+class MethodParams(BaseModel):
+    """Every parameter any method takes; each method reads the ones it needs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bits: int | None = None
+    group_size: int | None = Field(None, description="None: 128 where it divides, else the largest that does; 0: per-channel")
+    actorder: bool = False
+    dampening: float = 0.01
+    symmetric: bool = True
+    sparsity: float = 0.5
+    structure: str = "unstructured"  # or "N:M", e.g. "2:4"
+    smoothing_strength: float = 0.8
+
+    @field_validator("sparsity")
+    @classmethod
+    def _sparsity_in_range(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"sparsity must be strictly between 0 and 1, got {value}")
+        return value
+
+    @field_validator("dampening")
+    @classmethod
+    def _dampening_positive(cls, value: float) -> float:
+        if not 0.0 < value < 1.0:
+            raise ValueError(f"dampening must be between 0 and 1, got {value}")
+        return value
+
+    @field_validator("structure")
+    @classmethod
+    def _structure_form(cls, value: str) -> str:
+        if value == "unstructured":
+            return value
+        parse_nm(value)
+        return value
+
+    @field_validator("group_size")
+    @classmethod
+    def _group_size_non_negative(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise ValueError(f"group size must be positive (or 0 for per-channel), got {value}")
+        return value
+
+    @property
+    def nm(self) -> tuple[int, int] | None:
+        return None if self.structure == "unstructured" else parse_nm(self.structure)
+
+
+def parse_nm(structure: str) -> tuple[int, int]:
+    """'2:4' -> (2, 4): N weights pruned in every M consecutive inputs, as llm-compressor reads it."""
+    try:
+        n_str, m_str = structure.split(":")
+        n, m = int(n_str), int(m_str)
+    except ValueError:
+        raise ValueError(f"structure must be 'unstructured' or N:M like 2:4, got '{structure}'") from None
+    if not 0 < n < m:
+        raise ValueError(f"N:M structure needs 0 < N < M, got '{structure}'")
+    return n, m
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    kind: str  # "quantization" or "pruning"
+    description: str
+    build: Callable[[MethodParams], list[Any]]
+    bits: tuple[int, ...] = ()
+    default_bits: int | None = None
+    uses_group_size: bool = False
+    uses_structure: bool = False
+    param_names: tuple[str, ...] = ()
+
+    def relevant(self, params: MethodParams) -> dict[str, Any]:
+        """The parameters this method actually reads, for records and reports."""
+        return {name: getattr(params, name) for name in self.param_names}
+
+
+# ----------------------------------------------------------------- schemes
+
+
+def weight_args(params: MethodParams, bits: int, group_size: int | None = None) -> Any:
+    from compressed_tensors.quantization import QuantizationArgs
+
+    group = params.group_size if group_size is None else group_size
+    per_channel = group in (None, PER_CHANNEL)
+    return QuantizationArgs(
+        num_bits=bits,
+        type="int",
+        symmetric=params.symmetric,
+        strategy="channel" if per_channel else "group",
+        group_size=None if per_channel else group,
+        actorder="static" if params.actorder else None,
+    )
+
+
+def weight_only_scheme(params: MethodParams) -> dict[str, Any]:
+    from compressed_tensors.quantization import QuantizationScheme
+
+    return {"group_0": QuantizationScheme(targets=["Linear"], weights=weight_args(params, params.bits))}
+
+
+def w8a8_scheme(params: MethodParams) -> dict[str, Any]:
+    from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+
+    weights = weight_args(params.model_copy(update={"group_size": PER_CHANNEL}), 8)
+    activations = QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="token", dynamic=True)
+    return {"group_0": QuantizationScheme(targets=["Linear"], weights=weights, input_activations=activations)}
+
+
+# ----------------------------------------------------------------- recipes
+
+
+def _rtn(params: MethodParams) -> list[Any]:
+    from llmcompressor.modifiers.quantization import QuantizationModifier
+
+    return [QuantizationModifier(config_groups=weight_only_scheme(params), ignore=IGNORE)]
+
+
+def _gptq(params: MethodParams) -> list[Any]:
+    from llmcompressor.modifiers.gptq import GPTQModifier
+
+    return [GPTQModifier(config_groups=weight_only_scheme(params), ignore=IGNORE, dampening_frac=params.dampening)]
+
+
+def _awq(params: MethodParams) -> list[Any]:
+    from llmcompressor.modifiers.quantization import QuantizationModifier
+    from llmcompressor.modifiers.transform.awq import AWQModifier
+
+    return [AWQModifier(), QuantizationModifier(config_groups=weight_only_scheme(params), ignore=IGNORE)]
+
+
+def _smoothquant(params: MethodParams) -> list[Any]:
+    from llmcompressor.modifiers.gptq import GPTQModifier
+    from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier
+
+    return [
+        SmoothQuantModifier(smoothing_strength=params.smoothing_strength),
+        GPTQModifier(config_groups=w8a8_scheme(params), ignore=IGNORE, dampening_frac=params.dampening),
+    ]
+
+
+def _mask_structure(params: MethodParams) -> str:
+    return "0:0" if params.nm is None else params.structure
+
+
+def _sparsegpt(params: MethodParams) -> list[Any]:
+    from llmcompressor.modifiers.pruning import SparseGPTModifier
+
+    return [
+        SparseGPTModifier(
+            sparsity=params.sparsity, mask_structure=_mask_structure(params), ignore=IGNORE,
+            dampening_frac=params.dampening,
+        )
+    ]
+
+
+def _wanda(params: MethodParams) -> list[Any]:
+    from llmcompressor.modifiers.pruning import WandaPruningModifier
+
+    return [WandaPruningModifier(sparsity=params.sparsity, mask_structure=_mask_structure(params), ignore=IGNORE)]
+
+
+def _magnitude(params: MethodParams) -> list[Any]:
+    from calibench.compress.magnitude import MagnitudeOneShotModifier
+
+    return [MagnitudeOneShotModifier(sparsity=params.sparsity, mask_structure=_mask_structure(params), ignore=IGNORE)]
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register_method(method: Method) -> Method:
+    METHODS[method.name] = method
+    return method
+
+
+_WEIGHT_ONLY = ("bits", "group_size", "symmetric")
+_PRUNE = ("sparsity", "structure")
+register_method(Method("rtn", "quantization", "round-to-nearest weight-only (W4A16 / W8A16)", _rtn,
+                       (4, 8), 4, uses_group_size=True, param_names=_WEIGHT_ONLY))
+register_method(Method("gptq", "quantization", "GPTQ weight-only, second-order error compensation", _gptq,
+                       (2, 3, 4, 8), 4, uses_group_size=True, param_names=(*_WEIGHT_ONLY, "actorder", "dampening")))
+register_method(Method("awq", "quantization", "activation-aware weight scaling, then W4 groups", _awq,
+                       (4,), 4, uses_group_size=True, param_names=_WEIGHT_ONLY))
+register_method(Method("smoothquant", "quantization", "SmoothQuant migration, then W8A8 (GPTQ weights)", _smoothquant,
+                       (8,), 8, param_names=("bits", "smoothing_strength", "dampening")))
+register_method(Method("sparsegpt", "pruning", "SparseGPT: prune with OBS weight updates", _sparsegpt,
+                       uses_structure=True, param_names=(*_PRUNE, "dampening")))
+register_method(Method("wanda", "pruning", "Wanda: |W| x ||X|| per output row", _wanda,
+                       uses_structure=True, param_names=_PRUNE))
+register_method(Method("magnitude", "pruning", "magnitude pruning per output row (no calibration data used)", _magnitude,
+                       uses_structure=True, param_names=_PRUNE))
+
+
+def resolve(spec: str) -> list[Method]:
+    """'sparsegpt+gptq' -> [sparsegpt, gptq]; pruning must come before quantization."""
+    parts = [p.strip() for p in spec.split("+") if p.strip()]
+    if not parts:
+        raise UnknownNameError(f"empty method name{did_you_mean('', list(METHODS))}")
+    methods = []
+    for part in parts:
+        if part not in METHODS:
+            raise UnknownNameError(f"unknown method '{part}'{did_you_mean(part, list(METHODS))}")
+        methods.append(METHODS[part])
+    kinds = [m.kind for m in methods]
+    if len(methods) > 1 and (kinds != ["pruning", "quantization"]):
+        raise CalibenchError(f"combination '{spec}' must be one pruning method then one quantization method, e.g. sparsegpt+gptq")
+    return methods
+
+
+def make_params(methods: list[Method], **values: Any) -> MethodParams:
+    """Validate user parameters against the chosen methods; one-line errors."""
+    clean = {k: v for k, v in values.items() if v is not None}
+    try:
+        params = MethodParams(**clean)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(x) for x in error["loc"]) or "parameters"
+        message = error["msg"].removeprefix("Value error, ")
+        raise CalibenchError(f"invalid {field}: {message}") from None
+    if params.nm is not None:
+        n, m = params.nm
+        if "sparsity" in clean and abs(clean["sparsity"] - n / m) > 1e-9:
+            raise CalibenchError(f"{params.structure} sparsity is {n / m:g} by definition; drop --sparsity or make it {n / m:g}")
+        params = params.model_copy(update={"sparsity": n / m})
+    quant = [m for m in methods if m.kind == "quantization"]
+    if quant:
+        method = quant[0]
+        bits = params.bits if params.bits is not None else method.default_bits
+        if bits not in method.bits:
+            raise CalibenchError(
+                f"{method.name} does not support {bits}-bit weights (supported: {', '.join(map(str, method.bits))})"
+            )
+        params = params.model_copy(update={"bits": bits})
+    elif params.bits is not None:
+        raise CalibenchError(f"--bits applies to quantization methods, not to {'+'.join(m.name for m in methods)}")
+    return params
+
+
+def build_recipe(methods: list[Method], params: MethodParams) -> list[Any]:
+    recipe: list[Any] = []
+    for method in methods:
+        recipe.extend(method.build(params))
+    return recipe

@@ -1,0 +1,58 @@
+"""What a compression actually achieved, measured on the weights.
+
+Sparsity is counted on the targeted Linear weights (zeros / all).  Bits per
+weight count the integer code plus the per-group overhead of a 16-bit scale
+(and a zero point when asymmetric), which is what a packed checkpoint stores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from calibench.compress.validate import target_linears
+
+
+def effective_weight(module: torch.nn.Module) -> torch.Tensor:
+    """The weight the module actually computes with: fake-quantized if it carries a scheme.
+
+    llm-compressor keeps float weights plus scales and quantizes on the fly
+    in forward; GPTQ already stores dequantized values.  Either way, this
+    returns the values the model multiplies by.
+    """
+    weight = module.weight.detach()
+    scheme = getattr(module, "quantization_scheme", None)
+    scale = getattr(module, "weight_scale", None)
+    if scheme is None or scheme.weights is None or scale is None:
+        return weight
+    from compressed_tensors.quantization.lifecycle.forward import fake_quantize
+
+    zero_point = getattr(module, "weight_zero_point", None)
+    return fake_quantize(weight, scale, zero_point, scheme.weights)
+
+
+def achieved(model: Any) -> dict[str, Any]:
+    """Overall sparsity and bits per weight over the targeted Linear layers."""
+    total = zeros = 0
+    bits_total = 0.0
+    quantized = 0
+    for module in target_linears(model).values():
+        weight = effective_weight(module)
+        total += weight.numel()
+        zeros += int((weight == 0).sum())
+        scheme = getattr(module, "quantization_scheme", None)
+        args = scheme.weights if scheme is not None else None
+        if args is None:
+            bits_total += 16.0 * weight.numel()
+            continue
+        quantized += 1
+        per_group = args.group_size if args.group_size else weight.shape[1]
+        overhead = 16.0 + (0.0 if args.symmetric else float(args.num_bits))
+        bits_total += weight.numel() * (args.num_bits + overhead / per_group)
+    return {
+        "target_layers": len(target_linears(model)),
+        "quantized_layers": quantized,
+        "sparsity": zeros / total if total else 0.0,
+        "bits_per_weight": bits_total / total if total else 0.0,
+    }
