@@ -67,3 +67,4 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except (click.exceptions.Abort, KeyboardInterrupt):
         fail("interrupted", code=130)
+from calibench.cli import selfcal_cmd  # noqa: E402,F401  (registers data generate/stats)

@@ -1,0 +1,184 @@
+"""``calibench data generate`` (self-calibration) and ``calibench data stats`` (set statistics)."""
+
+from __future__ import annotations
+
+import json
+import math
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from calibench.cli.data_cmd import data_app
+
+
+class FirstToken(str, Enum):
+    any = "any"
+    stopwords = "stopwords"
+
+
+class Backend(str, Enum):
+    torch = "torch"
+    vllm = "vllm"
+
+
+def generate(
+    model: str = typer.Option(..., "--model", "-m", help="Bundled model name, local model directory or hub id: the model that writes its own calibration data."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output directory (must not exist)."),
+    n: int = typer.Option(128, "--n", help="Samples (1..1024)."),
+    seq_len: int = typer.Option(2048, "--seq-len", help="Tokens per sample, at most the model's maximum."),
+    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives a byte-identical set."),
+    t_init: float = typer.Option(1.5, "--t-init", help="Temperature of the first generated token (>= 0; 0 is greedy)."),
+    t_final: float = typer.Option(1.0, "--t-final", help="Temperature from token --schedule-tokens on (>= 0)."),
+    schedule_tokens: int = typer.Option(64, "--schedule-tokens", help="n of the schedule t_i = t_init + (i/n)(t_final - t_init), i < n."),
+    first_token: FirstToken = typer.Option(FirstToken.any, "--first-token", help="'stopwords' restricts the first token of every generation to English stop words."),
+    stopwords: Path = typer.Option(None, "--stopwords", help="Stop-word file (one word a line) instead of the list shipped with calibench."),
+    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Cap on the tokens of one generation (default: only the sample length)."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Samples generated together (torch backend); changes the tokens drawn, so it is recorded."),
+    backend: Backend = typer.Option(Backend.torch, "--backend", help="'vllm' runs the same plan on vLLM when it is installed."),
+    start_token: str = typer.Option("auto", "--start-token", help="Token every generation starts from: auto, bos, a token or an id."),
+    dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32, bfloat16, float16 or auto."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="Also write windows.jsonl with the decoded text of each sample."),
+) -> None:
+    """Generate a calibration set with the model itself (self-calibration), starting from the start token only."""
+    from calibench.build import validate_sizes
+    from calibench.fsutil import atomic_dir, check_new_output
+    from calibench.generation.api import GenerationSettings, run_generation
+    from calibench.models import load_tokenizer, model_max_length
+
+    settings = GenerationSettings(
+        t_init=t_init, t_final=t_final, schedule_tokens=schedule_tokens, first_token=first_token.value,
+        stopwords=str(stopwords) if stopwords is not None else None, max_new_tokens=max_new_tokens,
+        batch_size=batch_size, backend=backend.value, start_token=start_token,
+    )
+    settings.check()
+    validate_sizes(n, seq_len, 1, None)
+    check_new_output(out)
+    tokenizer = load_tokenizer(model)
+    max_len = model_max_length(model)
+    validate_sizes(n, seq_len, 1, max_len)
+    calib, stats = run_generation(model, tokenizer, n=n, seq_len=seq_len, seed=seed, settings=settings,
+                                  max_seq_len=max_len, dtype=dtype, device=device)
+    with atomic_dir(out) as tmp:
+        calib.write_into(tmp)
+        if jsonl:
+            calib.export_jsonl(tmp / "windows.jsonl", tokenizer)
+
+    from calibench.cli.console import console as make_console
+
+    console = make_console()
+    gen = calib.manifest.generator or {}
+    result = gen.get("result", {})
+    start = gen.get("start_token", {})
+    console.print(
+        f"generated {calib.n} x {calib.seq_len} tokens into {out} in {stats.seconds:.1f} s "
+        f"({stats.tokens_per_second:,.0f} tokens/s); {result.get('generations')} generations, "
+        f"{result.get('ended_by_stop_token')} ended by a stop token, mean length {result.get('mean_generation_length')}",
+        highlight=False, soft_wrap=True,
+    )
+    console.print(f"start token {start.get('text')!r} (id {start.get('id')}): {start.get('rule')}", highlight=False, soft_wrap=True)
+    console.print(f"sha256 {calib.manifest.tokens_sha256}  set {calib.set_id}", highlight=False, soft_wrap=True)
+
+
+def _expand(directories: list[Path]) -> list[Path]:
+    """A multi-set build directory (set-00, set-01, ...) stands for its sets."""
+    found: list[Path] = []
+    for directory in directories:
+        subsets = sorted(p for p in directory.glob("set-*") if (p / "manifest.json").is_file())
+        if directory.is_dir() and not (directory / "manifest.json").exists() and subsets:
+            found.extend(subsets)
+        else:
+            found.append(directory)
+    return found
+
+
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def stats(
+    directories: list[Path] = typer.Argument(..., help="Calibration set directories (a multi-set build directory counts as its sets)."),
+    model: str = typer.Option(None, "--model", "-m", help="Model for the perplexity (and whose tokenizer reads the sets); without it, perplexity is skipped and the recorded tokenizer is used."),
+    out: Path = typer.Option(None, "--out", "-o", help="Write the statistics as JSON to this file."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass for the perplexity."),
+    dtype: str = typer.Option("float32", "--dtype", help="Model dtype for the perplexity."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+) -> None:
+    """Perplexity, vocabulary coverage, n-gram diversity, Zipf coefficient, repetition and document length of sets."""
+    from rich.table import Table
+
+    from calibench.calibset import CalibrationSet
+    from calibench.cli.console import console as make_console
+    from calibench.errors import CalibenchError
+    from calibench.fsutil import atomic_write_bytes
+    from calibench.models import load_model, load_tokenizer
+    from calibench.stats import set_statistics
+
+    if batch_size < 1:
+        raise CalibenchError(f"--batch-size must be at least 1, got {batch_size}")
+    paths = _expand(directories)
+    sets = []
+    for path in paths:
+        calib = CalibrationSet.load(path)
+        sets.append((path, calib))
+    lm = None
+    if model is not None:
+        tokenizer = load_tokenizer(model)
+        for _, calib in sets:
+            calib.check_tokenizer(tokenizer)  # fail before loading the model
+        lm = load_model(model, dtype=dtype, device=device)
+    rows = []
+    for path, calib in sets:
+        tok = tokenizer if model is not None else _recorded_tokenizer(calib, path)
+        row = {"path": str(path), **set_statistics(calib, tok, lm, batch_size=batch_size)}
+        rows.append(row)
+
+    table = Table(title="calibration set statistics" + (f" (perplexity under {model})" if model else ""))
+    columns = ("set", "source", "n x len", "perplexity", "vocab cov.", "n-gram div.", "Zipf s", "repetition", "mean doc len")
+    for col in columns:
+        table.add_column(col, overflow="fold", justify="left" if col in ("set", "source") else "right")
+    for row in rows:
+        table.add_row(
+            row["path"], row["source"], f"{row['shape'][0]} x {row['shape'][1]}",
+            _fmt(row["perplexity"], ",.2f"), _fmt(row["vocab_coverage"], ".2%"), _fmt(row["ngram_diversity"], ".3f"),
+            _fmt(row["zipf_coefficient"], ".3f"), _fmt(row["repetition_rate"], ".2%"), _fmt(row["mean_document_length"], ",.1f"),
+        )
+    make_console().print(table)
+    if out is not None:
+        from calibench.stats.text import __doc__ as definitions
+
+        payload = {"model": model, "definitions": definitions, "sets": [_no_nan(row) for row in rows]}
+        atomic_write_bytes(out, (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode("utf-8"))
+        typer.echo(f"wrote {out}")
+
+
+def _no_nan(value: Any) -> Any:
+    """NaN (a statistic with nothing to measure) becomes null: strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(v) for v in value]
+    return value
+
+
+def _recorded_tokenizer(calib: Any, path: Path) -> Any:
+    from calibench.errors import CalibenchError
+    from calibench.models import load_tokenizer
+
+    name = calib.manifest.tokenizer.get("name", "")
+    try:
+        tokenizer = load_tokenizer(name)
+    except CalibenchError:
+        raise CalibenchError(f"cannot load the tokenizer '{name}' recorded in {path}: pass --model") from None
+    calib.check_tokenizer(tokenizer)
+    return tokenizer
+
+
+data_app.command("generate")(generate)
+data_app.command("stats")(stats)

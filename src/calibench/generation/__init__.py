@@ -1,0 +1,33 @@
+"""Self-calibration: the model generates its own calibration data.
+
+* :mod:`~calibench.generation.schedule`: the linear temperature schedule (pure math);
+* :mod:`~calibench.generation.stopwords`: the first-token stop-word restriction;
+* :mod:`~calibench.generation.tokens`: which token generation starts from, which tokens end it;
+* :mod:`~calibench.generation.sampler`: the batched KV-cache sampling loop;
+* :mod:`~calibench.generation.api`: :func:`generate_calibration_set`, which wraps it as a CalibrationSet;
+* :mod:`~calibench.generation.vllm_backend`: the same plan run by vLLM, when installed and requested.
+"""
+
+from calibench.generation.api import GenerationSettings, generate_calibration_set, run_generation
+from calibench.generation.sampler import GenerationStats, SamplingPlan, process_logits, sample_streams
+from calibench.generation.schedule import check_schedule, temperature_at, temperatures
+from calibench.generation.stopwords import load_stopwords, stopword_token_ids
+from calibench.generation.tokens import StartToken, resolve_start_token, stop_token_ids
+
+__all__ = [
+    "GenerationSettings",
+    "GenerationStats",
+    "SamplingPlan",
+    "StartToken",
+    "check_schedule",
+    "generate_calibration_set",
+    "load_stopwords",
+    "process_logits",
+    "resolve_start_token",
+    "run_generation",
+    "sample_streams",
+    "stop_token_ids",
+    "stopword_token_ids",
+    "temperature_at",
+    "temperatures",
+]

@@ -1,0 +1,254 @@
+"""``generate_calibration_set``: the model writes its own calibration set.
+
+Each of the ``n`` samples is a stream of ``seq_len`` tokens made of short
+generations, each started from the start token alone (see
+:mod:`calibench.generation.tokens`) and sampled with the linear temperature
+schedule (:mod:`calibench.generation.schedule`), optionally with the first
+token restricted to English stop words (:mod:`calibench.generation.stopwords`)::
+
+    <start> g1 ... <stop> <start> g2 ... <stop> <start> g3 ...   (cut at seq_len)
+
+The stop token the model emitted is kept as the separator; the next
+generation's start token follows it unless the two are the same token (as
+with ``<|endoftext|>`` models, where the stream is exactly the pre-training
+packing ``doc <|endoftext|> doc <|endoftext|> ...``).  The manifest records
+every parameter that decides the tokens.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from calibench.calibset import CalibrationSet, SamplingRecord, SourceRecord
+from calibench.errors import CalibenchError
+from calibench.generation.sampler import GenerationStats, SamplingPlan, sample_streams
+from calibench.generation.schedule import check_schedule
+from calibench.generation.stopwords import load_stopwords, stopword_token_ids, stopwords_sha256
+from calibench.generation.tokens import StartToken, resolve_start_token, stop_token_ids
+
+TEMPERATURE_FORMULA = (
+    "t_i = t_init + (i / schedule_tokens) * (t_final - t_init) for i < schedule_tokens, t_final after; "
+    "i = index of the generated token within its generation (0 = first token after the start token); t = 0 is greedy"
+)
+SEPARATOR_POLICY = (
+    "each generation ends with the stop token the model sampled (kept in the sample); the next generation's "
+    "start token follows unless the stop token is the start token itself; a generation cut by max_new_tokens "
+    "is followed by the start token only"
+)
+TORCH_SAMPLING = (
+    "softmax(logits / t) in float32 (one-hot argmax when t = 0), one torch.multinomial draw per row and step "
+    "on a torch.Generator seeded with the seed; rows restart independently (history masked, positions from 0)"
+)
+MAX_BATCH = 1024
+
+
+class GenerationSettings(BaseModel):
+    """The user-facing generator knobs, validated."""
+
+    model_config = ConfigDict(extra="forbid")
+    t_init: float = 1.5
+    t_final: float = 1.0
+    schedule_tokens: int = 64
+    first_token: Literal["any", "stopwords"] = "any"
+    stopwords: str | None = None  # a word-list file; None: the list shipped with calibench
+    max_new_tokens: int | None = Field(default=None, description="cap per generation; None: no cap but seq_len")
+    batch_size: int = 16
+    backend: Literal["torch", "vllm"] = "torch"
+    start_token: str = "auto"
+
+    def check(self) -> None:
+        check_schedule(self.t_init, self.t_final, self.schedule_tokens)
+        if not 1 <= self.batch_size <= MAX_BATCH:
+            raise CalibenchError(f"--batch-size must be between 1 and {MAX_BATCH}, got {self.batch_size}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise CalibenchError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        if self.first_token not in ("any", "stopwords"):
+            raise CalibenchError(f"--first-token must be 'any' or 'stopwords', got {self.first_token}")
+        if self.stopwords is not None and self.first_token != "stopwords":
+            raise CalibenchError("--stopwords only applies with --first-token stopwords")
+
+
+def _model_name(model: Any, spec: str | os.PathLike[str] | None) -> str:
+    from calibench.tokenizer_identity import portable_name
+
+    if spec is not None:
+        return portable_name(os.fspath(spec))
+    return portable_name(str(getattr(model, "name_or_path", "") or type(model).__name__))
+
+
+def _model_record(model: Any, name: str, device: str | None = None) -> dict[str, Any]:
+    record: dict[str, Any] = {"name": name}
+    if model is not None:
+        config = getattr(model, "config", None)
+        record["architecture"] = (getattr(config, "architectures", None) or [type(model).__name__])[0]
+        record["dtype"] = str(next(model.parameters()).dtype).replace("torch.", "")
+        record["device"] = device or next(model.parameters()).device.type
+    return record
+
+
+def _library_versions(backend: str) -> dict[str, str]:
+    import torch
+    import transformers
+
+    versions = {"torch": torch.__version__, "transformers": transformers.__version__}
+    if backend == "vllm":
+        from importlib.metadata import version
+
+        versions["vllm"] = version("vllm")
+    return versions
+
+
+def build_plan(tokenizer: Any, settings: GenerationSettings, seq_len: int, model: Any | None = None
+               ) -> tuple[SamplingPlan, StartToken, dict[str, Any]]:
+    """The resolved sampling plan, start token and first-token record for a tokenizer."""
+    start = resolve_start_token(tokenizer, settings.start_token)
+    stops = stop_token_ids(tokenizer, start, model)
+    first_ids: tuple[int, ...] | None = None
+    first_record: dict[str, Any] = {"mode": settings.first_token}
+    if settings.first_token == "stopwords":
+        words, origin = load_stopwords(settings.stopwords)
+        ids = stopword_token_ids(tokenizer, words)
+        first_ids = tuple(ids)
+        first_record.update({"list": origin, "words": len(words), "words_sha256": stopwords_sha256(words),
+                             "matching_tokens": len(ids)})
+    plan = SamplingPlan(
+        start_id=start.id,
+        stop_ids=tuple(stops),
+        t_init=float(settings.t_init),
+        t_final=float(settings.t_final),
+        schedule_tokens=int(settings.schedule_tokens),
+        max_new_tokens=int(settings.max_new_tokens or seq_len),
+        vocab_size=len(tokenizer),
+        first_token_ids=first_ids,
+    )
+    return plan, start, first_record
+
+
+def generate_calibration_set(model: Any, tokenizer: Any | None = None, **kwargs: Any) -> CalibrationSet:
+    """Generate ``n`` x ``seq_len`` tokens of self-calibration data; see :func:`run_generation`."""
+    return run_generation(model, tokenizer, **kwargs)[0]
+
+
+def run_generation(
+    model: Any,
+    tokenizer: Any | None = None,
+    *,
+    n: int = 128,
+    seq_len: int = 2048,
+    seed: int = 0,
+    settings: GenerationSettings | None = None,
+    max_seq_len: int | None = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    **overrides: Any,
+) -> tuple[CalibrationSet, GenerationStats]:
+    """Generate ``n`` x ``seq_len`` tokens of self-calibration data; also return what happened (timing included).
+
+    ``model`` is a loaded causal LM (then pass ``tokenizer``) or a model spec
+    (a bundled name, directory or hub id), loaded here with ``dtype`` and
+    ``device``.  Generator knobs come from ``settings`` and/or keyword
+    overrides (``t_init=``, ``t_final=``, ``schedule_tokens=``,
+    ``first_token=``, ``stopwords=``, ``max_new_tokens=``, ``batch_size=``,
+    ``backend=``, ``start_token=``).  The same inputs and seed give a
+    byte-identical set.
+    """
+    from calibench.build import validate_sizes
+    from calibench.models import load_model, load_tokenizer, model_max_length
+
+    settings = (settings or GenerationSettings()).model_copy(update=overrides)
+    settings = GenerationSettings.model_validate(settings.model_dump())
+    settings.check()
+    spec = model if isinstance(model, (str, os.PathLike)) else None
+    validate_sizes(n, seq_len, 1, None)
+    if spec is not None:
+        max_seq_len = max_seq_len or model_max_length(spec)
+        validate_sizes(n, seq_len, 1, max_seq_len)
+        tokenizer = tokenizer or load_tokenizer(spec)
+    elif tokenizer is None:
+        raise TypeError("generate_calibration_set(model, tokenizer): a loaded model needs its tokenizer")
+    else:
+        validate_sizes(n, seq_len, 1, max_seq_len or model_max_length(model))
+
+    if settings.backend == "vllm":
+        from calibench.generation.vllm_backend import require_vllm
+
+        require_vllm()
+        if spec is None:
+            raise CalibenchError("the vllm backend loads the model itself: give a model name or directory, not a loaded model")
+    plan, start, first_record = build_plan(tokenizer, settings, seq_len)
+
+    from calibench.progress import task
+
+    with task("generating", total=n * seq_len, unit="tokens") as bar:
+        def on_tokens(added: int, elapsed: float, _count: list[int] = [0]) -> None:  # noqa: B006 - running total
+            _count[0] += added
+            bar.advance(added)
+            if elapsed > 0:
+                bar.update(description=f"generating {_count[0] / elapsed:,.0f} tokens/s")
+
+        if settings.backend == "vllm":
+            from calibench.generation.vllm_backend import sample_streams_vllm
+
+            from types import SimpleNamespace
+
+            from calibench.models import load_config
+
+            config_only = SimpleNamespace(config=load_config(spec), generation_config=None)
+            plan = dataclasses.replace(plan, stop_ids=tuple(stop_token_ids(tokenizer, start, config_only)))
+            tokens, stats = sample_streams_vllm(spec, tokenizer, n, seq_len, plan, seed, dtype=dtype, on_tokens=on_tokens)  # type: ignore[arg-type]
+            loaded = None
+        else:
+            loaded = load_model(spec, dtype=dtype, device=device) if spec is not None else model
+            plan = dataclasses.replace(plan, stop_ids=tuple(stop_token_ids(tokenizer, start, loaded)))
+            tokens, stats = sample_streams(loaded, n, seq_len, plan, seed, settings.batch_size, on_tokens=on_tokens)
+
+    name = _model_name(model, spec)
+    generator = generator_record(settings, plan, start, first_record, stats, seed,
+                                 _model_record(loaded, name, device if loaded is not None else None), n, seq_len)
+    fingerprint = hashlib.sha256(json.dumps({k: v for k, v in generator.items() if k != "result"},
+                                            sort_keys=True).encode()).hexdigest()[:16]
+    source = SourceRecord(name="self", kind="generated", split="none",
+                          spec={"model": name, "backend": settings.backend}, fingerprint=fingerprint)
+    sampling = SamplingRecord(mode="generated", bos=start.id == tokenizer.bos_token_id)
+    calib = CalibrationSet.create(tokens, tokenizer, source=source, sampling=sampling, seed=seed, generator=generator)
+    return calib, stats
+
+
+def generator_record(settings: GenerationSettings, plan: SamplingPlan, start: StartToken, first_record: dict[str, Any],
+                     stats: GenerationStats, seed: int, model_record: dict[str, Any], n: int, seq_len: int) -> dict[str, Any]:
+    """Every parameter that decides the generated tokens, plus what happened (all deterministic)."""
+    return {
+        "method": "self-calibration",
+        "model": model_record,
+        "backend": settings.backend,
+        "seed": seed,
+        "n": n,
+        "seq_len": seq_len,
+        "t_init": plan.t_init,
+        "t_final": plan.t_final,
+        "schedule_tokens": plan.schedule_tokens,
+        "temperature_formula": TEMPERATURE_FORMULA,
+        "first_token": first_record,
+        "start_token": start.to_dict(),
+        "stop_token_ids": list(plan.stop_ids),
+        "separator": SEPARATOR_POLICY,
+        "min_new_tokens": plan.min_new_tokens,
+        "max_new_tokens": plan.max_new_tokens,
+        "max_new_tokens_requested": settings.max_new_tokens,
+        "batch_size": settings.batch_size if settings.backend == "torch" else None,
+        "sampling": TORCH_SAMPLING if settings.backend == "torch" else _vllm_sampling(),
+        "libraries": _library_versions(settings.backend),
+        "result": stats.summary(),
+    }
+
+
+def _vllm_sampling() -> str:
+    from calibench.generation.vllm_backend import SAMPLING_DESCRIPTION
+
+    return SAMPLING_DESCRIPTION
