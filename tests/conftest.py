@@ -120,3 +120,32 @@ def smollm2_tokenizer(offline_assets):
     from calibench.models import load_tokenizer
 
     return load_tokenizer("smollm2-135m")
+
+
+# ----------------------------------------------------------------- CLI helpers
+
+
+def run(argv, capsys):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    from calibench.cli import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2, err
+    # progress bars may precede it on stderr; the error itself is the one last line
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+

@@ -8,31 +8,9 @@ import sys
 
 import pytest
 
-from calibench.cli import app, main
+from calibench.cli import app
 
-from conftest import corpus_text
-
-
-def run(argv, capsys):
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    # progress bars may precede it on stderr; the error itself is the one last line
-    lines = [line for line in err.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
+from conftest import assert_one_line_error, corpus_text, run
 
 
 def command_paths(group=None, prefix=()):

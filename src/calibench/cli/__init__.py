@@ -13,8 +13,10 @@ import typer
 
 from calibench import __version__
 from calibench.cli.assets_cmd import assets_app
+from calibench.cli.compress_cmd import compress_command
 from calibench.cli.data_cmd import data_app
 from calibench.cli.demo_cmd import demo
+from calibench.cli.eval_cmd import eval_command
 from calibench.errors import CalibenchError
 
 app = typer.Typer(
@@ -27,6 +29,8 @@ app = typer.Typer(
 app.add_typer(assets_app, name="assets")
 app.add_typer(data_app, name="data")
 app.command("demo")(demo)
+app.command("eval")(eval_command)
+app.command("compress")(compress_command)
 
 
 def _version(value: bool) -> None:

@@ -30,7 +30,7 @@ import torch
 
 from calibench import __version__
 from calibench.calibset import CalibrationSet
-from calibench.compress.methods import Method, MethodParams, build_recipe, make_params, resolve
+from calibench.compress.methods import Method, MethodParams, build_recipe, ignore_pattern, make_params, resolve
 from calibench.compress.metrics import achieved
 from calibench.compress.validate import check_causal_lm, check_structure, resolve_group_size, target_linears
 from calibench.errors import CalibenchError
@@ -89,6 +89,15 @@ def _check_set_fits_model(model: Any, calib: CalibrationSet, tokenizer: Any | No
         )
 
 
+def _head_name(model: Any) -> str:
+    """Qualified name of the output projection, found by identity rather than by name."""
+    head = model.get_output_embeddings()
+    for name, module in model.named_modules():
+        if module is head:
+            return name
+    return "lm_head"
+
+
 def _zero_masks(model: Any) -> dict[str, torch.Tensor]:
     return {name: module.weight.detach() == 0 for name, module in target_linears(model).items()}
 
@@ -99,7 +108,7 @@ def _reapply_masks(model: Any, masks: dict[str, torch.Tensor]) -> None:
             module.weight.masked_fill_(masks[name], 0.0)
 
 
-def _run_stage(model: Any, calib: CalibrationSet, recipe: list[Any], seed: int) -> None:
+def _run_stage(model: Any, calib: CalibrationSet, recipe: list[Any], seed: int, tokenizer: Any | None) -> None:
     from llmcompressor import oneshot
 
     from calibench.compress.compat import cpu_safe_oneshot
@@ -113,6 +122,9 @@ def _run_stage(model: Any, calib: CalibrationSet, recipe: list[Any], seed: int) 
             num_calibration_samples=calib.n,
             max_seq_length=calib.seq_len,
             shuffle_calibration_samples=False,
+            # the set is already tokenized; passing the tokenizer only spares
+            # oneshot from loading one from the model's directory
+            **({"processor": tokenizer} if tokenizer is not None else {}),
         )
 
 
@@ -146,10 +158,11 @@ def compress(
     _check_set_fits_model(model, calib_set, tokenizer)
     notes = [note] if note else []
 
+    ignore = ignore_pattern(_head_name(model))
     started = time.perf_counter()
     masks: dict[str, torch.Tensor] | None = None
     for method_entry in methods:
-        _run_stage(model, calib_set, build_recipe([method_entry], method_params), seed)
+        _run_stage(model, calib_set, build_recipe([method_entry], method_params, ignore), seed, tokenizer)
         if method_entry.kind == "pruning":
             masks = _zero_masks(model)
         elif masks is not None:

@@ -13,6 +13,7 @@ symmetric integer weights, calibration-ordered activation order off.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
 
-IGNORE = ["lm_head"]  # the output projection stays dense in every paper's setup
+def ignore_pattern(head_name: str) -> list[str]:
+    """Ignore list matching the output projection, which stays dense in every paper's setup.
+
+    A regex rather than the bare name: llm-compressor 0.14's pruning modifiers
+    name a targeted module ``f"{layer}.{child}"``, so the head reaches the
+    ignore check as ``lm_head.`` and a plain ``lm_head`` silently fails to match.
+    """
+    return [f"re:(^|.*\\.){re.escape(head_name)}\\.?$"]
+
+
+DEFAULT_IGNORE = ignore_pattern("lm_head")
 DEFAULT_GROUP_SIZE = 128
 PER_CHANNEL = 0  # group_size value meaning one scale per output channel
 
@@ -91,7 +102,7 @@ class Method:
     name: str
     kind: str  # "quantization" or "pruning"
     description: str
-    build: Callable[[MethodParams], list[Any]]
+    build: Callable[[MethodParams, list[str]], list[Any]]
     bits: tuple[int, ...] = ()
     default_bits: int | None = None
     uses_group_size: bool = False
@@ -138,32 +149,32 @@ def w8a8_scheme(params: MethodParams) -> dict[str, Any]:
 # ----------------------------------------------------------------- recipes
 
 
-def _rtn(params: MethodParams) -> list[Any]:
+def _rtn(params: MethodParams, ignore: list[str]) -> list[Any]:
     from llmcompressor.modifiers.quantization import QuantizationModifier
 
-    return [QuantizationModifier(config_groups=weight_only_scheme(params), ignore=IGNORE)]
+    return [QuantizationModifier(config_groups=weight_only_scheme(params), ignore=ignore)]
 
 
-def _gptq(params: MethodParams) -> list[Any]:
+def _gptq(params: MethodParams, ignore: list[str]) -> list[Any]:
     from llmcompressor.modifiers.gptq import GPTQModifier
 
-    return [GPTQModifier(config_groups=weight_only_scheme(params), ignore=IGNORE, dampening_frac=params.dampening)]
+    return [GPTQModifier(config_groups=weight_only_scheme(params), ignore=ignore, dampening_frac=params.dampening)]
 
 
-def _awq(params: MethodParams) -> list[Any]:
+def _awq(params: MethodParams, ignore: list[str]) -> list[Any]:
     from llmcompressor.modifiers.quantization import QuantizationModifier
     from llmcompressor.modifiers.transform.awq import AWQModifier
 
-    return [AWQModifier(), QuantizationModifier(config_groups=weight_only_scheme(params), ignore=IGNORE)]
+    return [AWQModifier(), QuantizationModifier(config_groups=weight_only_scheme(params), ignore=ignore)]
 
 
-def _smoothquant(params: MethodParams) -> list[Any]:
+def _smoothquant(params: MethodParams, ignore: list[str]) -> list[Any]:
     from llmcompressor.modifiers.gptq import GPTQModifier
     from llmcompressor.modifiers.transform.smoothquant import SmoothQuantModifier
 
     return [
         SmoothQuantModifier(smoothing_strength=params.smoothing_strength),
-        GPTQModifier(config_groups=w8a8_scheme(params), ignore=IGNORE, dampening_frac=params.dampening),
+        GPTQModifier(config_groups=w8a8_scheme(params), ignore=ignore, dampening_frac=params.dampening),
     ]
 
 
@@ -171,27 +182,27 @@ def _mask_structure(params: MethodParams) -> str:
     return "0:0" if params.nm is None else params.structure
 
 
-def _sparsegpt(params: MethodParams) -> list[Any]:
+def _sparsegpt(params: MethodParams, ignore: list[str]) -> list[Any]:
     from llmcompressor.modifiers.pruning import SparseGPTModifier
 
     return [
         SparseGPTModifier(
-            sparsity=params.sparsity, mask_structure=_mask_structure(params), ignore=IGNORE,
+            sparsity=params.sparsity, mask_structure=_mask_structure(params), ignore=ignore,
             dampening_frac=params.dampening,
         )
     ]
 
 
-def _wanda(params: MethodParams) -> list[Any]:
+def _wanda(params: MethodParams, ignore: list[str]) -> list[Any]:
     from llmcompressor.modifiers.pruning import WandaPruningModifier
 
-    return [WandaPruningModifier(sparsity=params.sparsity, mask_structure=_mask_structure(params), ignore=IGNORE)]
+    return [WandaPruningModifier(sparsity=params.sparsity, mask_structure=_mask_structure(params), ignore=ignore)]
 
 
-def _magnitude(params: MethodParams) -> list[Any]:
+def _magnitude(params: MethodParams, ignore: list[str]) -> list[Any]:
     from calibench.compress.magnitude import MagnitudeOneShotModifier
 
-    return [MagnitudeOneShotModifier(sparsity=params.sparsity, mask_structure=_mask_structure(params), ignore=IGNORE)]
+    return [MagnitudeOneShotModifier(sparsity=params.sparsity, mask_structure=_mask_structure(params), ignore=ignore)]
 
 
 METHODS: dict[str, Method] = {}
@@ -265,8 +276,8 @@ def make_params(methods: list[Method], **values: Any) -> MethodParams:
     return params
 
 
-def build_recipe(methods: list[Method], params: MethodParams) -> list[Any]:
+def build_recipe(methods: list[Method], params: MethodParams, ignore: list[str] | None = None) -> list[Any]:
     recipe: list[Any] = []
     for method in methods:
-        recipe.extend(method.build(params))
+        recipe.extend(method.build(params, DEFAULT_IGNORE if ignore is None else ignore))
     return recipe
