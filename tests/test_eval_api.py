@@ -238,3 +238,28 @@ def test_connection_errors_are_recognised_through_chains():
     except RuntimeError as outer:
         assert is_connection_error(outer)
     assert not is_connection_error(ValueError("manual download required"))
+
+
+# -- compressed models ---------------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("method, kwargs", [("wanda", {"sparsity": 0.5}), ("gptq", {"bits": 4, "group_size": 64})])
+def test_compressed_model_in_memory_equals_its_reloaded_checkpoint(
+    method, kwargs, tiny_model_dir, tiny_tokenizer, heldout_file, fake_copa_mirror, tmp_path
+):
+    from transformers import AutoModelForCausalLM
+
+    from calibench.build import build_calibration_set
+    from calibench.compress import compress
+    from calibench.evaluation import evaluate
+
+    calib = build_calibration_set(str(heldout_file), tiny_tokenizer, n=4, seq_len=32, seed=0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    dense = evaluate(model, f"ppl:{heldout_file}", tokenizer=tiny_tokenizer, seq_len=64)
+    result = compress(model, calib, method, tokenizer=tiny_tokenizer, **kwargs)
+    tasks = f"ppl:{heldout_file},copa"
+    in_memory = evaluate(result.model, tasks, tokenizer=tiny_tokenizer, seq_len=64, batch_size=2)
+    result.save(tmp_path / "ckpt", tiny_tokenizer)
+    reloaded = evaluate(str(tmp_path / "ckpt"), tasks, seq_len=64, batch_size=2)
+    assert [r.model_dump() for r in in_memory.rows] == [r.model_dump() for r in reloaded.rows]
+    assert in_memory.value(f"ppl:{heldout_file}") != dense.value(f"ppl:{heldout_file}")  # compression did something
