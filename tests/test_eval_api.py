@@ -180,6 +180,38 @@ def test_zero_shot_offline_in_memory_equals_checkpoint(tiny_model_dir, heldout_f
     assert full.rows[0].limit is None and full.rows[0].n == 6  # a cap above the task size is a full run
 
 
+def test_online_tasks_use_lm_eval_loading_and_fall_back_offline_when_the_hub_is_unreachable(
+    tiny_model_dir, fake_copa_mirror, monkeypatch
+):
+    import datasets
+
+    from calibench.evaluation import connectivity, evaluate
+
+    for name in connectivity.OFFLINE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(connectivity, "_probe", lambda endpoint, timeout: None)  # "the hub answers"
+    asked = []
+
+    def hub(path=None, name=None, **kwargs):
+        asked.append((path, name))
+        return datasets.DatasetDict({"train": synthetic_copa(), "validation": synthetic_copa()})
+
+    monkeypatch.setattr(datasets, "load_dataset", hub)
+    online = evaluate(str(tiny_model_dir), "copa", limit=4, batch_size=2)
+    record = online.record("copa")
+    assert asked == [("aps/super_glue", "copa")] and (record.mode, record.data, record.reason) == ("online", "aps/super_glue", "")
+    assert online.settings["offline"] is False
+
+    def unreachable(path=None, name=None, **kwargs):
+        raise ConnectionError(f"Couldn't reach '{path}' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    fallback = evaluate(str(tiny_model_dir), "copa", limit=4, batch_size=2)
+    record = fallback.record("copa")
+    assert (record.mode, record.reason) == ("offline", "hub unreachable while loading copa")
+    assert fallback.rows == online.rows  # same data, same prompts, same numbers
+
+
 # -- results ---------------------------------------------------------------------------------------
 
 def test_result_json_round_trip_and_table():
