@@ -15,6 +15,7 @@ from calibench import __version__
 from calibench.cli.assets_cmd import assets_app
 from calibench.cli.compress_cmd import compress_command
 from calibench.cli.data_cmd import data_app
+from calibench.cli.study_cmd import study_app
 from calibench.cli.demo_cmd import demo
 from calibench.cli.eval_cmd import eval_command
 from calibench.errors import CalibenchError
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 app.add_typer(assets_app, name="assets")
 app.add_typer(data_app, name="data")
+app.add_typer(study_app, name="study")
 app.command("demo")(demo)
 app.command("eval")(eval_command)
 app.command("compress")(compress_command)

@@ -22,6 +22,10 @@ def compress_command(
     seed: int = typer.Option(0, "--seed", help="Seed for every random choice in the libraries."),
 ) -> None:
     """Compress MODEL with METHOD calibrated on a calibration set, and save the checkpoint."""
+    import os
+
+    # llm-compressor logs every module at INFO to stdout; keep warnings unless the user asks for more
+    os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")
     from calibench.calibset import CalibrationSet
     from calibench.cli.console import console
     from calibench.compress import compress

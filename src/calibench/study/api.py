@@ -1,0 +1,99 @@
+"""run_study: expand the spec, skip finished cells, run the rest, store each as it finishes."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from calibench.calibset import CalibrationSet
+from calibench.errors import CalibenchError
+from calibench.study.cells import Cell, expand
+from calibench.study.executors import EXECUTORS, Outcome
+from calibench.study.runner import base_model, tokenizer_for
+from calibench.study.sets import sets_for
+from calibench.study.spec import StudySpec, load_spec
+from calibench.study.store import Store
+
+SPEC_COPY = "spec.yaml"
+
+
+@dataclass
+class StudyRun:
+    directory: Path
+    total: int
+    skipped: int
+    done: int
+    failed: int
+    seconds: float
+
+
+def _progress(total: int, completed: int, enabled: bool) -> Any:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        SpinnerColumn(), TextColumn("cells"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.description}"),
+        console=Console(stderr=True), disable=not enabled, transient=False,
+    )
+
+
+def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "local",
+              address: str | None = None, progress: bool = True) -> StudyRun:
+    """Run (or resume) a study into ``out``; safe to kill and rerun at any moment."""
+    import time
+
+    from calibench import progress as inner_progress
+
+    if executor not in EXECUTORS:
+        raise CalibenchError(f"unknown executor '{executor}' (use local or ray)")
+    spec_path = None if isinstance(spec, StudySpec) else Path(spec)
+    spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
+    store = Store(out)
+    if spec_path is not None and not (store.directory / SPEC_COPY).exists():
+        shutil.copyfile(spec_path, store.directory / SPEC_COPY)
+    store.set_meta("spec", spec.model_dump(mode="json"))
+
+    cells = expand(spec)
+    finished = store.done_keys()
+    pending = [c for c in cells if c.key not in finished]
+    counts = {"done": 0, "failed": 0}
+    started = time.perf_counter()
+    previous_inner = inner_progress.enabled()
+    inner_progress.set_enabled(False)  # one live display: the study's
+
+    def calib_for(cell: Cell) -> CalibrationSet | None:
+        if cell.is_dense:
+            return None
+        return sets_for(cell, store, tokenizer_for(cell.model), base_model)[cell.set_index]
+
+    with _progress(len(cells), len(cells) - len(pending), progress) as bar:
+        task = bar.add_task("", total=len(cells), completed=len(cells) - len(pending))
+
+        def step(text: str) -> None:
+            bar.update(task, description=text)
+
+        def on_done(cell: Cell, calib: CalibrationSet | None, outcome: Outcome) -> None:
+            if "error" in outcome:
+                store.record_failure(cell, outcome["error"], outcome.get("seconds", 0.0))
+                counts["failed"] += 1
+                bar.console.print(f"[red]failed[/] {cell.describe()}: {outcome['error']}", highlight=False)
+            else:
+                store.record_success(cell, outcome["rows"], calib.set_id if calib else None,
+                                     outcome["record"], outcome["seconds"])
+                counts["done"] += 1
+            bar.advance(task)
+
+        try:
+            runner = EXECUTORS[executor]
+            if executor == "ray":
+                runner(pending, calib_for, on_done, step, address=address)
+            else:
+                runner(pending, calib_for, on_done, step)
+        finally:
+            inner_progress.set_enabled(previous_inner)
+            store.close()
+    return StudyRun(Path(out), len(cells), len(cells) - len(pending), counts["done"], counts["failed"],
+                    time.perf_counter() - started)

@@ -1,0 +1,78 @@
+"""Expanding a spec into cells: one compress-and-evaluate unit each, keyed by its configuration.
+
+A cell's key is a hash of everything that determines its result (model,
+method and parameters, source and its options, set index, n, seq_len, seed,
+evaluation settings), so a rerun recognises finished work and a changed
+setting is a new cell.  Each model also gets one dense (uncompressed) cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from calibench.study.spec import StudySpec
+
+DENSE = "dense"
+
+
+class Cell(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    model: str
+    method: str  # display label, "dense" for the baseline
+    method_name: str  # registry name ("" for dense)
+    params: dict[str, Any]
+    source: str  # "" for dense
+    source_params: dict[str, Any]
+    num_sets: int
+    set_index: int
+    n: int
+    seq_len: int
+    seed: int
+    eval: dict[str, Any]
+
+    @property
+    def key(self) -> str:
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+    @property
+    def is_dense(self) -> bool:
+        return self.method == DENSE
+
+    @property
+    def set_recipe(self) -> dict[str, Any]:
+        """What determines the calibration sets this cell draws from (shared across methods)."""
+        return {
+            "model": self.model, "source": self.source, "source_params": self.source_params,
+            "num_sets": self.num_sets, "n": self.n, "seq_len": self.seq_len, "seed": self.seed,
+        }
+
+    def describe(self) -> str:
+        if self.is_dense:
+            return f"{self.model} dense"
+        return f"{self.model} {self.method} {self.source}#{self.set_index} n={self.n} len={self.seq_len}"
+
+
+def expand(spec: StudySpec) -> list[Cell]:
+    """All cells of the grid, dense baselines first, in a stable order."""
+    evaluation = spec.eval.model_dump(mode="json")
+    cells: list[Cell] = []
+    for model in spec.models:
+        cells.append(Cell(model=model, method=DENSE, method_name="", params={}, source="", source_params={},
+                          num_sets=0, set_index=0, n=0, seq_len=0, seed=spec.seed, eval=evaluation))
+    for model in spec.models:
+        for method in spec.methods:
+            for source in spec.sources:
+                for n in spec.n:
+                    for seq_len in spec.seq_len:
+                        for index in range(source.sets):
+                            cells.append(Cell(
+                                model=model, method=method.display, method_name=method.name, params=method.params,
+                                source=source.name, source_params=source.params, num_sets=source.sets,
+                                set_index=index, n=n, seq_len=seq_len, seed=spec.seed, eval=evaluation,
+                            ))
+    return cells

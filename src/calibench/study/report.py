@@ -1,0 +1,359 @@
+"""The study report: the tables and plots of the calibration-data papers.
+
+* per model x method x source: mean, std, min, max and range across sets of
+  every task's accuracy and of the average accuracy, perplexity alongside,
+  and the dense baseline;
+* across sources: the best-minus-worst gap of the mean (Williams & Aletras);
+* plots: average accuracy per source for each method (one point per set,
+  box behind, dense line), the per-task spread, and accuracy and perplexity
+  against n (sample-size curves) when the grid varies n;
+* exports: results.csv / results.parquet (one row per number), report.md,
+  report.html (PNGs embedded) and the PNGs themselves.
+
+Statistics use the sample standard deviation (ddof=1) across sets, as a
+spread across k draws of calibration data.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibench.errors import CalibenchError
+from calibench.study.store import DB_NAME, Store
+
+ACCURACY_METRIC = "acc"
+PERPLEXITY_METRIC = "perplexity"
+AVERAGE = "average"
+REPORT_DIR = "report"
+
+
+def load_frame(directory: str | Path) -> Any:
+    """All results of a study as a long DataFrame (one row per number)."""
+    import pandas as pd
+
+    directory = Path(directory)
+    if not (directory / DB_NAME).exists():
+        raise CalibenchError(f"{directory} has no {DB_NAME}: run `calibench study run SPEC --out {directory}` first")
+    store = Store(directory)
+    try:
+        rows = store.rows()
+        failures = store.failures()
+        meta = store.meta()
+    finally:
+        store.close()
+    records = []
+    for row in rows:
+        cfg = row["config"]
+        records.append({
+            "key": row["key"], "model": cfg["model"], "method": cfg["method"], "source": cfg["source"] or "-",
+            "set_index": cfg["set_index"], "n": cfg["n"], "seq_len": cfg["seq_len"], "task": row["task"],
+            "metric": row["metric"], "value": row["value"], "stderr": row["stderr"], "items": row["n"],
+            "limit": row["limit"],
+        })
+    columns = ["key", "model", "method", "source", "set_index", "n", "seq_len", "task", "metric", "value", "stderr", "items", "limit"]
+    return pd.DataFrame.from_records(records, columns=columns), failures, meta
+
+
+def _spread(values: Any) -> dict[str, float]:
+    array = np.asarray(values, dtype=float)
+    return {
+        "sets": int(array.size),
+        "mean": float(array.mean()),
+        "std": float(array.std(ddof=1)) if array.size > 1 else 0.0,
+        "min": float(array.min()),
+        "max": float(array.max()),
+        "range": float(array.max() - array.min()),
+    }
+
+
+def accuracy_table(frame: Any) -> Any:
+    """Per (model, method, source, n, seq_len) and task (plus 'average'): spread across sets."""
+    import pandas as pd
+
+    acc = frame[(frame.metric == ACCURACY_METRIC) & ~frame.task.str.startswith("ppl:")]
+    if acc.empty:
+        return pd.DataFrame()
+    per_cell_avg = acc.groupby(["key", "model", "method", "source", "n", "seq_len", "set_index"], as_index=False)["value"].mean()
+    per_cell_avg["task"] = AVERAGE
+    both = pd.concat([acc[per_cell_avg.columns], per_cell_avg], ignore_index=True)
+    out = []
+    for group, part in both.groupby(["model", "method", "source", "n", "seq_len", "task"], sort=True):
+        out.append({**dict(zip(["model", "method", "source", "n", "seq_len", "task"], group)), **_spread(part["value"])})
+    return pd.DataFrame(out)
+
+
+def perplexity_table(frame: Any) -> Any:
+    import pandas as pd
+
+    ppl = frame[frame.metric == PERPLEXITY_METRIC]
+    out = []
+    for group, part in ppl.groupby(["model", "method", "source", "n", "seq_len", "task"], sort=True):
+        out.append({**dict(zip(["model", "method", "source", "n", "seq_len", "task"], group)), **_spread(part["value"])})
+    return pd.DataFrame(out)
+
+
+def gap_table(acc: Any) -> Any:
+    """Across sources, per model x method x n x seq_len: best and worst mean average accuracy and the gap."""
+    import pandas as pd
+
+    avg = acc[(acc.task == AVERAGE) & (acc.method != "dense")]
+    out = []
+    for group, part in avg.groupby(["model", "method", "n", "seq_len"], sort=True):
+        best, worst = part.loc[part["mean"].idxmax()], part.loc[part["mean"].idxmin()]
+        out.append({
+            **dict(zip(["model", "method", "n", "seq_len"], group)),
+            "best source": best.source, "best mean": best["mean"], "worst source": worst.source,
+            "worst mean": worst["mean"], "gap": best["mean"] - worst["mean"], "mean std across sets": part["std"].mean(),
+        })
+    return pd.DataFrame(out)
+
+
+# ----------------------------------------------------------------- plots
+
+
+def _dense_value(frame: Any, model: str, task: str | None = None) -> float | None:
+    dense = frame[(frame.method == "dense") & (frame.model == model) & (frame.metric == ACCURACY_METRIC)
+                  & ~frame.task.str.startswith("ppl:")]
+    if task is not None:
+        dense = dense[dense.task == task]
+    return float(dense.value.mean()) if not dense.empty else None
+
+
+def plot_average_by_source(frame: Any, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    acc = frame[(frame.metric == ACCURACY_METRIC) & ~frame.task.str.startswith("ppl:") & (frame.method != "dense")]
+    if acc.empty:
+        return None
+    cell_avg = acc.groupby(["model", "method", "source", "set_index"], as_index=False)["value"].mean()
+    methods = sorted(cell_avg.method.unique())
+    model = cell_avg.model.iloc[0]
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), sharey=True, squeeze=False)
+    rng = np.random.default_rng(0)
+    for ax, method in zip(axes[0], methods):
+        part = cell_avg[cell_avg.method == method]
+        sources = sorted(part.source.unique())
+        data = [part[part.source == s].value.to_numpy() for s in sources]
+        ax.boxplot(data, widths=0.5, showfliers=False)
+        for i, values in enumerate(data, start=1):
+            ax.scatter(i + rng.uniform(-0.12, 0.12, len(values)), values, s=18, zorder=3)
+        dense = _dense_value(frame, model)
+        if dense is not None:
+            ax.axhline(dense, color="black", linestyle="--", linewidth=1, label="dense")
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_xticks(range(1, len(sources) + 1), sources, rotation=30, ha="right")
+        ax.set_title(method)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("average accuracy (one point per set)")
+    fig.suptitle(f"{model}: average zero-shot accuracy by calibration source")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def plot_task_spread(frame: Any, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    acc = frame[(frame.metric == ACCURACY_METRIC) & ~frame.task.str.startswith("ppl:") & (frame.method != "dense")]
+    if acc.empty:
+        return None
+    methods = sorted(acc.method.unique())
+    tasks = sorted(acc.task.unique())
+    sources = sorted(acc.source.unique())
+    model = acc.model.iloc[0]
+    fig, axes = plt.subplots(1, len(methods), figsize=(max(4.5, 1.1 * len(tasks)) * len(methods), 3.8), sharey=True, squeeze=False)
+    width = 0.8 / max(len(sources), 1)
+    for ax, method in zip(axes[0], methods):
+        part = acc[acc.method == method]
+        for j, source in enumerate(sources):
+            for t, task in enumerate(tasks):
+                values = part[(part.source == source) & (part.task == task)].value.to_numpy()
+                if values.size == 0:
+                    continue
+                x = t - 0.4 + width * (j + 0.5)
+                ax.vlines(x, values.min(), values.max(), color=f"C{j}", linewidth=2)
+                ax.scatter(np.full(values.size, x), values, color=f"C{j}", s=10, label=source if t == 0 else None)
+        for t, task in enumerate(tasks):
+            dense = _dense_value(frame, model, task)
+            if dense is not None:
+                ax.hlines(dense, t - 0.45, t + 0.45, color="black", linestyle="--", linewidth=1)
+        ax.set_xticks(range(len(tasks)), tasks, rotation=30, ha="right")
+        ax.set_title(method)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("accuracy (min-max across sets; dashes: dense)")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"{model}: per-task spread across calibration sets")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def plot_sample_size(frame: Any, path: Path) -> Path | None:
+    """Average accuracy and perplexity against n, one line per method x source (needs >1 n)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    compressed = frame[frame.method != "dense"]
+    if compressed.n.nunique() < 2:
+        return None
+    acc = compressed[(compressed.metric == ACCURACY_METRIC) & ~compressed.task.str.startswith("ppl:")]
+    ppl = compressed[compressed.metric == PERPLEXITY_METRIC]
+    fig, (ax_acc, ax_ppl) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for (method, source), part in acc.groupby(["method", "source"]):
+        curve = part.groupby(["n", "set_index"]).value.mean().groupby("n").agg(["mean", "std"]).fillna(0)
+        ax_acc.errorbar(curve.index, curve["mean"], yerr=curve["std"], marker="o", capsize=3, label=f"{method} / {source}")
+    for (method, source), part in ppl.groupby(["method", "source"]):
+        curve = part.groupby(["n", "set_index"]).value.mean().groupby("n").agg(["mean", "std"]).fillna(0)
+        ax_ppl.errorbar(curve.index, curve["mean"], yerr=curve["std"], marker="o", capsize=3, label=f"{method} / {source}")
+    for ax, label in ((ax_acc, "average accuracy"), (ax_ppl, "perplexity")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("calibration samples n")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    ax_acc.legend(fontsize=7)
+    fig.suptitle("sample-size curves (mean ± std across sets)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+# ----------------------------------------------------------------- notes and assembly
+
+
+def notes_for(frame: Any, meta: dict[str, Any]) -> list[str]:
+    notes = []
+    limited = frame[frame["limit"].notna() & ~frame.task.str.startswith("ppl:")]
+    if not limited.empty:
+        limits = sorted({int(x) for x in limited["limit"].unique()})
+        notes.append(
+            f"Zero-shot results used --limit {', '.join(map(str, limits))} items per task: they are not comparable "
+            "with full runs or with published numbers."
+        )
+    from calibench.assets import ASSETS, asset_manifest
+
+    for model in sorted(frame.model.unique()):
+        if model in ASSETS:
+            try:
+                prequant = asset_manifest(model).get("prequantized")
+            except CalibenchError:
+                prequant = None
+            if prequant:
+                notes.append(
+                    f"{model} was {prequant} (about 4-bit) before calibench dequantized it: re-quantizing it to 4 bits "
+                    "understates the damage a full-precision model would show. Point calibench at hub models for real numbers."
+                )
+    return notes
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+    return str(value)
+
+
+def markdown_table(df: Any) -> str:
+    if df is None or len(df) == 0:
+        return "_no rows_\n"
+    header = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "---|" * len(df.columns)
+    body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+@dataclass
+class Report:
+    markdown: Path
+    html: Path
+    csv: Path
+    parquet: Path
+    plots: list[Path]
+
+
+def write_report(directory: str | Path) -> Report:
+    """Compute the tables, draw the plots and write every export under ``<dir>/report``."""
+    directory = Path(directory)
+    frame, failures, meta = load_frame(directory)
+    if frame.empty:
+        raise CalibenchError(f"{directory} holds no finished cells yet: run the study first")
+    out = directory / REPORT_DIR
+    out.mkdir(exist_ok=True)
+    frame.to_csv(out / "results.csv", index=False)
+    frame.to_parquet(out / "results.parquet", index=False)
+
+    acc = accuracy_table(frame)
+    ppl = perplexity_table(frame)
+    gaps = gap_table(acc) if len(acc) else acc
+    plots = [p for p in (
+        plot_average_by_source(frame, out / "accuracy_by_source.png"),
+        plot_task_spread(frame, out / "task_spread.png"),
+        plot_sample_size(frame, out / "sample_size.png"),
+    ) if p is not None]
+
+    spec = meta.get("spec", {})
+    sections: list[tuple[str, str]] = []
+    notes = notes_for(frame, meta)
+    if failures:
+        notes.append(f"{len(failures)} cell(s) failed and are left out: " + "; ".join(
+            f"{c['method']} {c['source']}#{c['set_index']}: {e}" for c, e in failures[:5]))
+    if len(acc):
+        avg = acc[acc.task == AVERAGE].drop(columns=["task"])
+        sections.append(("Average accuracy across sets (mean, std, min, max, range)", markdown_table(avg)))
+        per_task = acc[acc.task != AVERAGE]
+        sections.append(("Per-task accuracy across sets", markdown_table(per_task)))
+        sections.append(("Across sources: best minus worst (mean average accuracy)", markdown_table(gaps)))
+    if len(ppl):
+        sections.append(("Perplexity across sets", markdown_table(ppl)))
+
+    title = f"calibench study: {spec.get('name', directory.name)}"
+    md = [f"# {title}\n", f"Cells: {frame.key.nunique()} finished" + (f", {len(failures)} failed" if failures else "") + ".\n"]
+    md += [f"> **Note.** {note}\n" for note in notes]
+    for heading, table in sections:
+        md += [f"\n## {heading}\n\n", table]
+    md += ["\n## Plots\n\n"] + [f"![{p.stem}]({p.name})\n" for p in plots]
+    md_path = out / "report.md"
+    md_path.write_text("".join(md), encoding="utf-8")
+
+    html_path = out / "report.html"
+    html_path.write_text(_html(title, notes, sections, plots, acc, ppl, gaps), encoding="utf-8")
+    (out / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
+    return Report(md_path, html_path, out / "results.csv", out / "results.parquet", plots)
+
+
+def _html(title: str, notes: list[str], sections: list[tuple[str, str]], plots: list[Path], acc: Any, ppl: Any, gaps: Any) -> str:
+    import html
+
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;font-size:13px}"
+             "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}.note{background:#fff6d6;padding:6px}</style>",
+             f"</head><body><h1>{html.escape(title)}</h1>"]
+    parts += [f"<p class='note'><b>Note.</b> {html.escape(n)}</p>" for n in notes]
+    frames = {"Average accuracy across sets (mean, std, min, max, range)": acc[acc.task == AVERAGE].drop(columns=["task"]) if len(acc) else None,
+              "Per-task accuracy across sets": acc[acc.task != AVERAGE] if len(acc) else None,
+              "Across sources: best minus worst (mean average accuracy)": gaps if len(acc) else None,
+              "Perplexity across sets": ppl if len(ppl) else None}
+    for heading, _ in sections:
+        df = frames.get(heading)
+        if df is not None:
+            parts.append(f"<h2>{html.escape(heading)}</h2>" + df.to_html(index=False, float_format=lambda v: f"{v:.4f}"))
+    for plot in plots:
+        data = base64.b64encode(plot.read_bytes()).decode()
+        parts.append(f"<h2>{html.escape(plot.stem)}</h2><img style='max-width:100%' src='data:image/png;base64,{data}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,106 @@
+"""Running one cell: fresh copy of the model, compress in memory, evaluate, return the numbers.
+
+Pure with respect to the store: the caller (an executor, possibly on another
+machine) gets rows and a record back and decides where they go.  Base models
+and tokenizers are loaded once per process and deep-copied per cell, since
+compression modifies the model in place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from calibench.calibset import CalibrationSet
+from calibench.study.cells import Cell
+
+_BASE: dict[str, Any] = {}
+
+
+def base_model(spec: str) -> Any:
+    """The dense model for ``spec``, loaded once per process (do not modify it: copy)."""
+    if spec not in _BASE:
+        from calibench.models import load_model
+
+        _BASE[spec] = load_model(spec)
+    return _BASE[spec]
+
+
+def tokenizer_for(spec: str) -> Any:
+    from calibench.models import load_tokenizer
+
+    return load_tokenizer(spec)
+
+
+@contextlib.contextmanager
+def quiet_libraries() -> Iterator[None]:
+    """Silence llm-compressor's logs and library progress bars under the study's own display.
+
+    llm-compressor re-configures loguru on every oneshot (to stdout), so the
+    switch is its own environment variable; tqdm reads ``TQDM_DISABLE`` only at
+    import, so its constructor is told ``disable=True`` for the duration.
+    """
+    import logging
+
+    from loguru import logger
+    from tqdm import tqdm
+
+    try:  # modifiers log at llm-compressor's custom level, which only its own set-up creates
+        logger.level("METRIC")
+    except ValueError:
+        logger.level("METRIC", no=38)
+    saved_env = os.environ.get("LLM_COMPRESSOR_LOG_DISABLED")
+    os.environ["LLM_COMPRESSOR_LOG_DISABLED"] = "true"
+    original_init = tqdm.__init__
+
+    def silent_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["disable"] = True
+        original_init(self, *args, **kwargs)
+
+    tqdm.__init__ = silent_init
+    transformers_logger = logging.getLogger("transformers")
+    saved_level = transformers_logger.level
+    transformers_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        tqdm.__init__ = original_init
+        transformers_logger.setLevel(saved_level)
+        if saved_env is None:
+            os.environ.pop("LLM_COMPRESSOR_LOG_DISABLED", None)
+        else:
+            os.environ["LLM_COMPRESSOR_LOG_DISABLED"] = saved_env
+
+
+def run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Compress (unless dense) and evaluate; return rows, record and seconds."""
+    from calibench.compress import compress
+    from calibench.evaluation import evaluate
+
+    step = step or (lambda _: None)
+    started = time.perf_counter()
+    tokenizer = tokenizer_for(cell.model)
+    model = copy.deepcopy(base_model(cell.model))
+    record: dict[str, Any] = {}
+    if not cell.is_dense:
+        step(f"compressing {cell.describe()}")
+        result = compress(model, calib, cell.method_name, tokenizer=tokenizer, seed=cell.seed, **cell.params)
+        record["compression"] = result.record
+    step(f"evaluating {cell.describe()}")
+    ev = cell.eval
+    evaluation = evaluate(
+        model, ev["tasks"], tokenizer=tokenizer, limit=ev.get("limit"), offline=ev.get("offline"),
+        batch_size=ev.get("batch_size", 8), seq_len=ev.get("ppl_seq_len"), max_windows=ev.get("ppl_max_windows"),
+    )
+    record["evaluation"] = {
+        "tasks": [t.model_dump(mode="json") for t in evaluation.tasks],
+        "settings": evaluation.settings,
+        "versions": evaluation.versions,
+    }
+    rows = [row.model_dump(mode="json") for row in evaluation.rows]
+    del model
+    return {"rows": rows, "record": record, "seconds": time.perf_counter() - started}

@@ -1,0 +1,78 @@
+"""Calibration sets for a study: built once per recipe, cached by content id, shared by cells.
+
+A recipe (model tokenizer, source and its options, number of sets, n,
+seq_len, seed) yields k sets: drawn together from a text source, so they
+are pairwise disjoint, or generated with seeds seed, seed+1, ... for
+``self``.  Each set is saved under ``sets/<set_id>/`` (its content hash) and
+the recipe -> ids mapping is kept in the store, so a rerun, another method
+or another worker reuses the very same sets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from calibench.calibset import CalibrationSet
+from calibench.errors import CalibenchError
+from calibench.study.cells import Cell
+from calibench.study.spec import CURATED, SELF
+from calibench.study.store import Store
+
+SETS_DIR = "sets"
+
+
+def recipe_key(cell: Cell) -> str:
+    payload = json.dumps(cell.set_recipe, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def _build(cell: Cell, tokenizer: Any, model_loader: Any) -> list[CalibrationSet]:
+    from calibench.models import model_max_length
+
+    max_len = model_max_length(cell.model)
+    if cell.source == SELF:
+        from calibench.generation.api import run_generation
+
+        model = model_loader(cell.model)
+        return [
+            run_generation(model, tokenizer, n=cell.n, seq_len=cell.seq_len, seed=cell.seed + index,
+                           max_seq_len=max_len, **cell.source_params)[0]
+            for index in range(cell.num_sets)
+        ]
+    if cell.source == CURATED:
+        try:
+            from calibench.curation import curate_sets
+        except ImportError:
+            raise CalibenchError("source 'curated' needs calibench's curation module, which this install lacks") from None
+        return curate_sets(model_loader(cell.model), tokenizer, n=cell.n, seq_len=cell.seq_len, seed=cell.seed,
+                           sets=cell.num_sets, **cell.source_params)
+    from calibench.build import build_calibration_sets
+
+    return build_calibration_sets(cell.source, tokenizer, n=cell.n, seq_len=cell.seq_len, seed=cell.seed,
+                                  sets=cell.num_sets, max_seq_len=max_len, **cell.source_params)
+
+
+def sets_for(cell: Cell, store: Store, tokenizer: Any, model_loader: Any) -> list[CalibrationSet]:
+    """The k sets of the cell's recipe: from the cache when present, else built and cached."""
+    root = store.directory / SETS_DIR
+    key = recipe_key(cell)
+    ids = store.set_ids(key)
+    if len(ids) == cell.num_sets:
+        try:
+            return [CalibrationSet.load(root / ids[i], tokenizer=tokenizer) for i in range(cell.num_sets)]
+        except CalibenchError:
+            pass  # a damaged cache entry: rebuild below (same inputs give the same sets)
+    built = _build(cell, tokenizer, model_loader)
+    for calib in built:
+        target = root / calib.set_id
+        if not (target / "manifest.json").exists():
+            calib.save(target, overwrite=True)
+    store.record_sets(key, [calib.set_id for calib in built])
+    return built
+
+
+def set_path(store_dir: Path, set_id: str) -> Path:
+    return Path(store_dir) / SETS_DIR / set_id

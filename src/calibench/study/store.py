@@ -1,0 +1,132 @@
+"""The study's embedded store: SQLite in the study directory.
+
+One row per cell in ``cells`` and its numbers in ``results``, both written
+in a single transaction when the cell finishes, so a process killed at any
+moment leaves either the whole cell or nothing of it, and primary keys rule
+out duplicates.  ``sets`` maps a set recipe to the content ids of its
+calibration sets, which live under ``sets/<set_id>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from calibench.study.cells import Cell
+
+DB_NAME = "study.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS cells (
+    key TEXT PRIMARY KEY,
+    config TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    error TEXT,
+    set_id TEXT,
+    record TEXT,
+    seconds REAL,
+    finished REAL
+);
+CREATE TABLE IF NOT EXISTS results (
+    key TEXT NOT NULL REFERENCES cells(key),
+    task TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    stderr REAL,
+    n INTEGER,
+    limit_ INTEGER,
+    PRIMARY KEY (key, task, metric)
+);
+CREATE TABLE IF NOT EXISTS sets (
+    recipe TEXT NOT NULL,
+    set_index INTEGER NOT NULL,
+    set_id TEXT NOT NULL,
+    PRIMARY KEY (recipe, set_index)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+
+class Store:
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.directory / DB_NAME, isolation_level=None, timeout=60)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ------------------------------------------------------------ cells
+    def done_keys(self) -> set[str]:
+        return {row[0] for row in self.conn.execute("SELECT key FROM cells WHERE status = 'done'")}
+
+    def record_success(self, cell: Cell, rows: list[dict[str, Any]], set_id: str | None,
+                       record: dict[str, Any], seconds: float) -> None:
+        """The cell and all its numbers, atomically (replacing an earlier failure)."""
+        with self._transaction() as cur:
+            cur.execute("DELETE FROM results WHERE key = ?", (cell.key,))
+            cur.execute(
+                "INSERT OR REPLACE INTO cells VALUES (?, ?, 'done', NULL, ?, ?, ?, ?)",
+                (cell.key, cell.model_dump_json(), set_id, json.dumps(record, default=str), seconds, time.time()),
+            )
+            cur.executemany(
+                "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(cell.key, r["task"], r["metric"], r["value"], r.get("stderr"), r.get("n"), r.get("limit")) for r in rows],
+            )
+
+    def record_failure(self, cell: Cell, error: str, seconds: float) -> None:
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT OR REPLACE INTO cells VALUES (?, ?, 'failed', ?, NULL, NULL, ?, ?)",
+                (cell.key, cell.model_dump_json(), error, seconds, time.time()),
+            )
+
+    # ------------------------------------------------------------ sets
+    def set_ids(self, recipe: str) -> dict[int, str]:
+        return dict(self.conn.execute("SELECT set_index, set_id FROM sets WHERE recipe = ?", (recipe,)))
+
+    def record_sets(self, recipe: str, ids: list[str]) -> None:
+        with self._transaction() as cur:
+            cur.executemany("INSERT OR REPLACE INTO sets VALUES (?, ?, ?)", [(recipe, i, s) for i, s in enumerate(ids)])
+
+    # ------------------------------------------------------------ meta
+    def set_meta(self, key: str, value: Any) -> None:
+        with self._transaction() as cur:
+            cur.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, default=str)))
+
+    def meta(self) -> dict[str, Any]:
+        return {k: json.loads(v) for k, v in self.conn.execute("SELECT key, value FROM meta")}
+
+    # ------------------------------------------------------------ reading
+    def rows(self) -> list[dict[str, Any]]:
+        """Every result joined with its cell configuration."""
+        query = """SELECT c.key, c.config, c.record, r.task, r.metric, r.value, r.stderr, r.n, r.limit_
+                   FROM results r JOIN cells c ON c.key = r.key WHERE c.status = 'done'"""
+        out = []
+        for key, config, record, task, metric, value, stderr, n, limit in self.conn.execute(query):
+            out.append({"key": key, "config": json.loads(config), "record": json.loads(record or "{}"),
+                        "task": task, "metric": metric, "value": value, "stderr": stderr, "n": n, "limit": limit})
+        return out
+
+    def failures(self) -> list[tuple[str, str]]:
+        return [(json.loads(c), e) for c, e in self.conn.execute("SELECT config, error FROM cells WHERE status = 'failed'")]
+
+    def _transaction(self) -> Any:
+        store = self
+
+        class _Tx:
+            def __enter__(self) -> sqlite3.Cursor:
+                self.cur = store.conn.cursor()
+                self.cur.execute("BEGIN IMMEDIATE")
+                return self.cur
+
+            def __exit__(self, exc_type: Any, *_: Any) -> None:
+                self.cur.execute("ROLLBACK" if exc_type else "COMMIT")
+
+        return _Tx()
