@@ -1,0 +1,210 @@
+"""Studies: spec validation, the cell grid, resumption after SIGKILL, Ray, and the report's statistics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from calibench.study import expand, load_spec, run_study
+from calibench.study.cells import Cell
+from calibench.study.store import DB_NAME, Store
+
+from conftest import assert_one_line_error, corpus_text, run
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def write_spec(path: Path, model_dir: Path, train: Path, heldout: Path, sets: int = 3, methods: str = "wanda") -> Path:
+    method_lines = "\n".join(f"  - name: {m}\n    params: {{sparsity: 0.5}}" for m in methods.split(","))
+    path.write_text(f"""name: tiny
+models: [{model_dir}]
+methods:
+{method_lines}
+sources:
+  - name: {train}
+    sets: {sets}
+n: [4]
+seq_len: [32]
+eval:
+  tasks: [ppl:{heldout}]
+  ppl_seq_len: 32
+  ppl_max_windows: 4
+""")
+    return path
+
+
+@pytest.fixture
+def texts(tmp_path):
+    train, heldout = tmp_path / "train.txt", tmp_path / "heldout.txt"
+    train.write_text("\n\n".join(corpus_text(200, seed=0)))
+    heldout.write_text("\n\n".join(corpus_text(60, seed=7)))
+    return train, heldout
+
+
+# ----------------------------------------------------------------- spec and grid
+
+
+def test_grid_expands_to_a_dense_baseline_plus_every_combination(tmp_path, tiny_model_dir, texts):
+    spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, sets=3, methods="wanda,magnitude")
+    spec = load_spec(spec_path)
+    spec.n = [4, 8]
+    cells = expand(spec)
+    assert len(cells) == 1 + 2 * 1 * 3 * 2
+    assert cells[0].is_dense and sum(c.is_dense for c in cells) == 1
+    assert len({c.key for c in cells}) == len(cells)
+    assert [c.key for c in expand(spec)] == [c.key for c in cells]  # stable
+
+
+@pytest.mark.parametrize(
+    "old,new,line,fragments",
+    [
+        ("name: wanda", "name: wandda", 4, ["methods.0.name", "unknown method 'wandda'"]),
+        ("sets: 3", "sets: many", 8, ["sources.0.sets", "valid integer"]),
+        ("tasks: [ppl:", "tasks: [arc_eazy, ppl:", 12, ["eval.tasks", "unknown task 'arc_eazy'"]),
+        ("n: [4]", "n: []", 9, ["n", "must not be empty"]),
+        ("sparsity: 0.5", "sparsity: 1.5", 4, ["methods.0", "strictly between 0 and 1"]),
+    ],
+)
+def test_invalid_specs_name_field_and_line(tmp_path, tiny_model_dir, texts, capsys, old, new, line, fragments):
+    spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts)
+    spec_path.write_text(spec_path.read_text().replace(old, new, 1))
+    code, _, err = run(["study", "run", str(spec_path), "--out", str(tmp_path / "out")], capsys)
+    assert_one_line_error(code, err, f"s.yaml:{line}:", *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_source_is_located(tmp_path, tiny_model_dir, texts, capsys):
+    spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts)
+    spec_path.write_text(spec_path.read_text().replace(str(texts[0]), "wikki"))
+    code, _, err = run(["study", "run", str(spec_path), "--out", str(tmp_path / "out")], capsys)
+    assert_one_line_error(code, err, "s.yaml:7:", "sources.0.name", "unknown source 'wikki'")
+
+
+# ----------------------------------------------------------------- resumption
+
+
+def table(db: Path, query: str) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(query).fetchall()
+
+
+def test_sigkill_then_rerun_gives_one_row_per_cell_and_the_uninterrupted_results(tmp_path, tiny_model_dir, texts):
+    spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, sets=3)
+    killed = tmp_path / "killed"
+    command = [sys.executable, "-c", "from calibench.cli import main; main()", "study", "run", str(spec_path),
+               "--out", str(killed), "--no-report"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = killed / DB_NAME
+    deadline = time.time() + 600
+    try:
+        while time.time() < deadline:
+            if db.exists():
+                try:
+                    if table(db, "SELECT COUNT(*) FROM cells WHERE status = 'done'")[0][0] >= 1:
+                        break
+                except sqlite3.OperationalError:
+                    pass
+            if proc.poll() is not None:
+                break
+            time.sleep(0.2)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done_before = table(db, "SELECT COUNT(*) FROM cells")[0][0]
+    assert 1 <= done_before < 4, "the kill should land part-way through the 4 cells"
+
+    summary = run_study(spec_path, killed, progress=False)
+    assert summary.skipped == done_before and summary.done == 4 - done_before and summary.failed == 0
+    assert table(db, "SELECT COUNT(*), COUNT(DISTINCT key) FROM cells") == [(4, 4)]
+    assert table(db, "SELECT COUNT(*), COUNT(DISTINCT key) FROM results") == [(4, 4)]
+
+    clean = tmp_path / "clean"
+    run_study(spec_path, clean, progress=False)
+    after = dict(table(db, "SELECT key, value FROM results"))
+    reference = dict(table(clean / DB_NAME, "SELECT key, value FROM results"))
+    assert after == reference  # same cells, bit-identical perplexities
+    assert table(db, "SELECT recipe, set_index, set_id FROM sets") == table(clean / DB_NAME, "SELECT recipe, set_index, set_id FROM sets")
+
+    again = run_study(spec_path, killed, progress=False)
+    assert again.skipped == 4 and again.done == 0
+
+
+def test_a_failing_cell_is_recorded_and_the_study_goes_on(tmp_path, tiny_model_dir, texts):
+    spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, sets=1)
+    # n x seq_len larger than the corpus: the set cannot be built, the cell fails, the dense cell still runs
+    spec_path.write_text(spec_path.read_text().replace("seq_len: [32]", "seq_len: [200]").replace("n: [4]", "n: [900]"))
+    summary = run_study(spec_path, tmp_path / "out", progress=False)
+    assert summary.done == 1 and summary.failed == 1
+    (error,) = table(tmp_path / "out" / DB_NAME, "SELECT error FROM cells WHERE status = 'failed'")[0]
+    assert "room for" in error
+
+
+# ----------------------------------------------------------------- Ray
+
+
+def test_cells_run_through_a_real_local_ray_runtime(tmp_path, tiny_model_dir, texts):
+    pytest.importorskip("ray")
+    spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, sets=2)
+    summary = run_study(spec_path, tmp_path / "ray", executor="ray", progress=False)
+    assert summary.done == 3 and summary.failed == 0
+    local = tmp_path / "local"
+    run_study(spec_path, local, progress=False)
+    assert dict(table(tmp_path / "ray" / DB_NAME, "SELECT key, value FROM results")) == dict(
+        table(local / DB_NAME, "SELECT key, value FROM results")
+    )
+
+
+# ----------------------------------------------------------------- report statistics
+
+
+def fake_cell(method: str, source: str, index: int, n: int = 16) -> Cell:
+    return Cell(model="m", method=method, method_name="" if method == "dense" else method, params={},
+                source="" if method == "dense" else source, source_params={}, num_sets=3, set_index=index,
+                n=n, seq_len=64, seed=0, eval={"tasks": ["arc_easy", "piqa"], "limit": 20})
+
+
+def test_report_tables_match_an_independent_computation(tmp_path):
+    from calibench.study.report import AVERAGE, write_report
+
+    rng = np.random.default_rng(0)
+    store = Store(tmp_path)
+    values: dict[tuple[str, str, int], dict[str, float]] = {}
+    cells = [fake_cell("dense", "", 0)] + [fake_cell(m, s, i) for m in ("gptq", "wanda") for s in ("wiki", "code") for i in range(3)]
+    for cell in cells:
+        scores = {"arc_easy": float(rng.uniform(0.3, 0.6)), "piqa": float(rng.uniform(0.5, 0.7))}
+        values[(cell.method, cell.source, cell.set_index)] = scores
+        rows = [{"task": t, "metric": "acc", "value": v, "stderr": 0.01, "n": 20, "limit": 20} for t, v in scores.items()]
+        rows.append({"task": "ppl:wiki", "metric": "perplexity", "value": float(rng.uniform(20, 40)), "n": 8})
+        store.record_success(cell, rows, None, {}, 1.0)
+    store.close()
+
+    report = write_report(tmp_path)
+    import pandas as pd
+
+    frame = pd.read_csv(report.csv)
+    assert len(frame) == len(cells) * 3
+    md = report.markdown.read_text()
+    for method in ("gptq", "wanda"):
+        for source in ("wiki", "code"):
+            averages = [np.mean(list(values[(method, source, i)].values())) for i in range(3)]
+            mean, std = np.mean(averages), np.std(averages, ddof=1)
+            spread = max(averages) - min(averages)
+            row = f"| m | {method} | {source} | 16 | 64 | 3 | {mean:.4f} | {std:.4f} | {min(averages):.4f} | {max(averages):.4f} | {spread:.4f} |"
+            assert row in md, row
+        means = {s: np.mean([np.mean(list(values[(method, s, i)].values())) for i in range(3)]) for s in ("wiki", "code")}
+        best, worst = max(means, key=means.get), min(means, key=means.get)
+        assert f"| m | {method} | 16 | 64 | {best} | {means[best]:.4f} | {worst} | {means[worst]:.4f} | {means[best] - means[worst]:.4f} |" in md
+    assert "--limit 20" in md and AVERAGE not in frame.task.unique()
+    assert {p.name for p in report.plots} == {"accuracy_by_source.png", "task_spread.png"}
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in report.plots)
+    assert report.html.read_text().count("data:image/png;base64,") == 2
+    assert pd.read_parquet(report.parquet).shape == frame.shape
