@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from calibench.errors import CorruptArtifactError
 
@@ -57,9 +57,10 @@ class TaskRecord(BaseModel):
     notes: list[str] = Field(default_factory=list)
     seconds: float = 0.0
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def comparable(self) -> bool:
-        """Scored on the split the reference protocol uses, in full."""
+        """Scored in full on the split the reference protocol uses (written to JSON too)."""
         return self.status == "ok" and self.limit is None and (
             not self.reference_split or self.split == self.reference_split
         )
