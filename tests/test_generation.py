@@ -97,6 +97,21 @@ def test_process_logits_masks_and_temperatures():
     assert probs[2].tolist() == [0, 0, 1, 0, 0, 0]
 
 
+def test_draw_is_exact_inverse_cdf_sampling():
+    from calibench.generation.sampler import draw
+
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3, 0.0]] * 100_000)
+    tokens = draw(probs, torch.Generator().manual_seed(1))
+    freq = torch.bincount(tokens, minlength=5).double() / len(tokens)
+    assert freq[1] == 0 and freq[4] == 0  # zero-probability tokens are never drawn
+    assert torch.allclose(freq, probs[0].double(), atol=0.005)
+    onehot = torch.zeros(50, 7)
+    onehot[torch.arange(50), torch.arange(50) % 7] = 1.0
+    assert draw(onehot, torch.Generator().manual_seed(2)).tolist() == (torch.arange(50) % 7).tolist()
+    a = draw(probs[:10], torch.Generator().manual_seed(3))
+    assert a.tolist() == draw(probs[:10], torch.Generator().manual_seed(3)).tolist()  # the seed decides
+
+
 # --------------------------------------------------------------------------- a scripted fake model
 
 

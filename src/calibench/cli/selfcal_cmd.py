@@ -11,6 +11,9 @@ from typing import Any
 import typer
 
 from calibench.cli.data_cmd import data_app
+from calibench.generation.api import GenerationSettings
+
+_DEFAULTS = GenerationSettings()
 
 
 class FirstToken(str, Enum):
@@ -29,13 +32,13 @@ def generate(
     n: int = typer.Option(128, "--n", help="Samples (1..1024)."),
     seq_len: int = typer.Option(2048, "--seq-len", help="Tokens per sample, at most the model's maximum."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives a byte-identical set."),
-    t_init: float = typer.Option(1.5, "--t-init", help="Temperature of the first generated token (>= 0; 0 is greedy)."),
-    t_final: float = typer.Option(1.0, "--t-final", help="Temperature from token --schedule-tokens on (>= 0)."),
-    schedule_tokens: int = typer.Option(64, "--schedule-tokens", help="n of the schedule t_i = t_init + (i/n)(t_final - t_init), i < n."),
+    t_init: float = typer.Option(_DEFAULTS.t_init, "--t-init", help="Temperature of the first generated token (>= 0; 0 is greedy)."),
+    t_final: float = typer.Option(_DEFAULTS.t_final, "--t-final", help="Temperature from token --schedule-tokens on (>= 0)."),
+    schedule_tokens: int = typer.Option(_DEFAULTS.schedule_tokens, "--schedule-tokens", help="n of the schedule t_i = t_init + (i/n)(t_final - t_init), i < n."),
     first_token: FirstToken = typer.Option(FirstToken.any, "--first-token", help="'stopwords' restricts the first token of every generation to English stop words."),
     stopwords: Path = typer.Option(None, "--stopwords", help="Stop-word file (one word a line) instead of the list shipped with calibench."),
     max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Cap on the tokens of one generation (default: only the sample length)."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Samples generated together (torch backend); changes the tokens drawn, so it is recorded."),
+    batch_size: int = typer.Option(_DEFAULTS.batch_size, "--batch-size", help="Samples generated together (torch backend); changes the tokens drawn, so it is recorded."),
     backend: Backend = typer.Option(Backend.torch, "--backend", help="'vllm' runs the same plan on vLLM when it is installed."),
     start_token: str = typer.Option("auto", "--start-token", help="Token every generation starts from: auto, bos, a token or an id."),
     dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32, bfloat16, float16 or auto."),
@@ -45,7 +48,7 @@ def generate(
     """Generate a calibration set with the model itself (self-calibration), starting from the start token only."""
     from calibench.build import validate_sizes
     from calibench.fsutil import atomic_dir, check_new_output
-    from calibench.generation.api import GenerationSettings, run_generation
+    from calibench.generation.api import run_generation
     from calibench.models import load_tokenizer, model_max_length
 
     settings = GenerationSettings(
@@ -107,6 +110,7 @@ def stats(
     batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass for the perplexity."),
     dtype: str = typer.Option("float32", "--dtype", help="Model dtype for the perplexity."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    pool: Path = typer.Option(None, "--pool", help="A pool set (e.g. OUT/pool of `data curate`): adds activation coverage and diversity against it (needs --model)."),
 ) -> None:
     """Perplexity, vocabulary coverage, n-gram diversity, Zipf coefficient, repetition and document length of sets."""
     from rich.table import Table
@@ -120,6 +124,8 @@ def stats(
 
     if batch_size < 1:
         raise CalibenchError(f"--batch-size must be at least 1, got {batch_size}")
+    if pool is not None and model is None:
+        raise CalibenchError("--pool needs --model: coverage and diversity are measured in the model's activation space")
     paths = _expand(directories)
     sets = []
     for path in paths:
@@ -141,13 +147,19 @@ def stats(
     columns = ("set", "source", "n x len", "perplexity", "vocab cov.", "n-gram div.", "Zipf s", "repetition", "mean doc len")
     for col in columns:
         table.add_column(col, overflow="fold", justify="left" if col in ("set", "source") else "right")
-    for row in rows:
+    names = [Path(row["path"]).name for row in rows]
+    labels = names if len(set(names)) == len(names) else [row["path"] for row in rows]
+    for label, row in zip(labels, rows):
         table.add_row(
-            row["path"], row["source"], f"{row['shape'][0]} x {row['shape'][1]}",
+            label, row["source"], f"{row['shape'][0]} x {row['shape'][1]}",
             _fmt(row["perplexity"], ",.2f"), _fmt(row["vocab_coverage"], ".2%"), _fmt(row["ngram_diversity"], ".3f"),
             _fmt(row["zipf_coefficient"], ".3f"), _fmt(row["repetition_rate"], ".2%"), _fmt(row["mean_document_length"], ",.1f"),
         )
     make_console().print(table)
+    if pool is not None:  # COLA coverage/diversity (calibench.curation.setstats)
+        from calibench.curation.setstats import add_pool_statistics
+
+        add_pool_statistics(rows, [c for _, c in sets], pool, lm, tokenizer if model else None, batch_size)
     if out is not None:
         from calibench.stats.text import __doc__ as definitions
 

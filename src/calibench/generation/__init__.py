@@ -6,6 +6,12 @@
 * :mod:`~calibench.generation.sampler`: the batched KV-cache sampling loop;
 * :mod:`~calibench.generation.api`: :func:`generate_calibration_set`, which wraps it as a CalibrationSet;
 * :mod:`~calibench.generation.vllm_backend`: the same plan run by vLLM, when installed and requested.
+
+External synthetic corpora (the paper's other baseline, e.g. Cosmopedia) need
+nothing from this package: they are ordinary text sources.  Download a shard
+(a ``.parquet`` or ``.jsonl`` file) and build from it like any local corpus,
+``calibench data build cosmopedia-shard.parquet --text-field text -m MODEL
+--out DIR``, then compare it with a generated set by ``calibench data stats``.
 """
 
 from calibench.generation.api import GenerationSettings, generate_calibration_set, run_generation

@@ -23,8 +23,8 @@ one token to every unfinished row, so a wave takes at most ``seq_len - 1``
 steps and the cache never holds more than ``seq_len`` positions.
 
 Determinism: which sample a row fills is fixed (wave w, row r -> sample
-w * batch_size + r), the only randomness is ``torch.multinomial`` on the
-seeded generator, and nothing depends on timing.  The same seed, settings,
+w * batch_size + r), the only randomness is one uniform per row and step from
+the seeded generator (:func:`draw`), and nothing depends on timing.  The same seed, settings,
 batch size, hardware and library versions give the same tokens.
 """
 
@@ -143,6 +143,25 @@ def process_logits(logits: Any, gen_index: list[int], plan: SamplingPlan, masks:
     return probs, temps
 
 
+def draw(probs: Any, generator: Any) -> Any:
+    """One token per row, drawn from ``probs`` by inverse-CDF sampling on ``generator``.
+
+    Exact: with u ~ U[0, 1) from the seeded generator, the token is the first
+    index whose cumulative probability (float64) exceeds u * total, so a token
+    is drawn with probability equal to its share and a zero-probability token
+    never.  One uniform per row, so the random stream does not depend on the
+    vocabulary size, and it is several times faster than ``torch.multinomial``
+    on a 50k-token vocabulary on CPU.
+    """
+    import torch
+
+    cdf = probs.double().cumsum(dim=-1)
+    total = cdf[:, -1:]
+    u = torch.rand((probs.shape[0], 1), dtype=torch.float64, generator=generator, device=probs.device)
+    x = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, x, right=True).view(-1)
+
+
 TraceFn = Callable[[dict[str, Any]], None]
 
 
@@ -207,7 +226,7 @@ def sample_streams(
                 )
                 logits = result.logits[:, -1, :]
                 probs, temps = process_logits(logits, gen_index, plan, masks)
-                tokens = torch.multinomial(probs, 1, generator=generator).view(-1).tolist()
+                tokens = draw(probs, generator).tolist()
                 if trace is not None:
                     trace({"step": step, "wave": wave_start // batch_size, "done": list(done),
                            "gen_index": list(gen_index), "temperature": temps, "logits": logits.float().cpu(),
