@@ -74,3 +74,4 @@ def main(argv: list[str] | None = None) -> None:
     except (click.exceptions.Abort, KeyboardInterrupt):
         fail("interrupted", code=130)
 from calibench.cli import selfcal_cmd  # noqa: E402,F401  (registers data generate/stats)
+from calibench.cli import curate_cmd  # noqa: E402,F401  (registers data curate)

@@ -95,6 +95,11 @@ for _cap in (
     register_capability(_cap)
 
 
+def canonical_name(name: str) -> str:
+    """The registered name behind an alias (``lm`` -> ``language_modelling``); other names unchanged."""
+    return _ALIASES.get(name.strip(), name.strip())
+
+
 def list_capabilities() -> dict[str, str]:
     return {name: cap.description for name, cap in sorted(_REGISTRY.items())}
 
@@ -110,7 +115,7 @@ def get_capability(spec: str) -> Capability:
 
         get_source(source)  # fail fast on an unknown source
         return Capability(name, f"reference text from {source}", _heldout_of(source), {"source": source})
-    name = _ALIASES.get(spec, spec)
+    name = canonical_name(spec)
     if name not in _REGISTRY:
         raise UnknownNameError(
             f"unknown capability '{spec}'{did_you_mean(spec, list(_REGISTRY))}; or give NAME=SOURCE"

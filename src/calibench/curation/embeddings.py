@@ -41,6 +41,9 @@ class SentenceEmbedder:
         self._tokenizer = self._tokenizer or _load(AutoTokenizer, path)
         self._model = self._model or _load(AutoModel, path)
         self._model.eval()
+        positions = getattr(self._model.config, "max_position_embeddings", None)
+        if isinstance(positions, int) and positions > 0:
+            self.max_tokens = min(self.max_tokens, positions)
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.spec, "pooling": "mean over attention mask", "normalize": "l2",

@@ -98,7 +98,9 @@ class CurationConfig(BaseModel):
 def _canonical_target(target: str | None) -> str | None:
     if target is None:
         return None
-    return parse_capabilities([target])[0].name
+    from calibench.curation.capabilities import canonical_name
+
+    return canonical_name(target)
 
 
 @dataclass
