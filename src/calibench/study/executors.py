@@ -8,7 +8,7 @@ cluster needs no shared filesystem (calibration sets travel with the task).
 from __future__ import annotations
 
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from calibench.calibset import CalibrationSet
@@ -42,7 +42,8 @@ def _safe_run(cell: Cell, calib: CalibrationSet | None, step: Step | None = None
         return {"error": _one_line(exc), "traceback": detail, "seconds": time.perf_counter() - started}
 
 
-def run_local(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step) -> None:
+def _with_sets(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step) -> Iterator[tuple[Cell, CalibrationSet | None]]:
+    """Each cell with its calibration set; a set that cannot be had fails its cell right here."""
     for cell in cells:
         step(f"calibration set for {cell.describe()}")
         try:
@@ -50,6 +51,11 @@ def run_local(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step)
         except CalibenchError as exc:
             on_done(cell, None, {"error": _one_line(exc), "seconds": 0.0})
             continue
+        yield cell, calib
+
+
+def run_local(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step) -> None:
+    for cell, calib in _with_sets(cells, sets, on_done, step):
         on_done(cell, calib, _safe_run(cell, calib, step))
 
 
@@ -72,13 +78,7 @@ def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, a
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         remote = ray.remote(num_gpus=gpus, max_retries=0)(_safe_run)
         pending: dict[Any, tuple[Cell, CalibrationSet | None]] = {}
-        for cell in cells:
-            step(f"calibration set for {cell.describe()}")
-            try:
-                calib = sets(cell)
-            except CalibenchError as exc:
-                on_done(cell, None, {"error": _one_line(exc), "seconds": 0.0})
-                continue
+        for cell, calib in _with_sets(cells, sets, on_done, step):
             pending[remote.remote(cell, calib)] = (cell, calib)
         step(f"{len(pending)} cells running on Ray")
         while pending:

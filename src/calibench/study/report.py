@@ -117,6 +117,16 @@ def gap_table(acc: Any) -> Any:
 # ----------------------------------------------------------------- plots
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend (reports are written, never shown)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _dense_value(frame: Any, model: str, task: str | None = None) -> float | None:
     dense = frame[(frame.method == "dense") & (frame.model == model) & (frame.metric == ACCURACY_METRIC)
                   & ~frame.task.str.startswith("ppl:")]
@@ -126,11 +136,7 @@ def _dense_value(frame: Any, model: str, task: str | None = None) -> float | Non
 
 
 def plot_average_by_source(frame: Any, path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     acc = frame[(frame.metric == ACCURACY_METRIC) & ~frame.task.str.startswith("ppl:") & (frame.method != "dense")]
     if acc.empty:
         return None
@@ -162,11 +168,7 @@ def plot_average_by_source(frame: Any, path: Path) -> Path | None:
 
 
 def plot_task_spread(frame: Any, path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     acc = frame[(frame.metric == ACCURACY_METRIC) & ~frame.task.str.startswith("ppl:") & (frame.method != "dense")]
     if acc.empty:
         return None
@@ -204,11 +206,7 @@ def plot_task_spread(frame: Any, path: Path) -> Path | None:
 
 def plot_sample_size(frame: Any, path: Path) -> Path | None:
     """Average accuracy and perplexity against n, one line per method x source (needs >1 n)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     compressed = frame[frame.method != "dense"]
     if compressed.n.nunique() < 2:
         return None
