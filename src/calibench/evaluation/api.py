@@ -67,7 +67,7 @@ def evaluate(
     needs_hub = bool(zs_requests) or any(not r.heldout.offline for r in ppl_requests)  # type: ignore[union-attr]
     from calibench.evaluation.connectivity import Connectivity, decide
 
-    conn = decide(offline) if needs_hub else Connectivity(bool(offline), "")
+    conn = decide(offline) if needs_hub else Connectivity(True, "no hub data requested")
 
     # Data first: a missing pack or an unknown split fails before the model loads.
     ppl_data = [_load_heldout(r, conn) for r in ppl_requests]
