@@ -200,10 +200,13 @@ def test_curate_cli_and_stats_pool(tiny_model_dir, tiny_encoder_dir, corpora, tm
             "--capabilities", f"cap_a={corpora['ref_a']},cap_b={corpora['ref_b']}", "--mode", "targeted",
             "--target", "cap_b", "--n", "5", "--seq-len", "32", "--pool-size", "30", "--embedding-model",
             str(tiny_encoder_dir), "--score-texts", "8", "--min-tokens", "8", "--n-init", "2", "--top-k", "2",
-            "--out", str(out)]
+            "--proxy", "wanda", "--proxy-windows", "2", "--out", str(out)]
     code, stdout, err = run(argv, capsys)
     assert code == 0, err
-    assert "stage 1" in stdout and "coverage" in stdout
+    assert "stage 1" in stdout and "coverage" in stdout and "proxy evaluation" in stdout
+    proxy = json.loads((out / "proxy.json").read_text())
+    assert [r["set"] for r in proxy["results"]] == ["curated", "random"]
+    assert set(proxy["results"][0]["perplexity"]) == {"cap_a", "cap_b"}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["generator"]["stage1"]["weights"] == {"cap_a": 0.2, "cap_b": 1.0}
     assert (out / "pool" / "manifest.json").is_file()
@@ -242,3 +245,22 @@ def test_stats_pool_needs_model(tiny_model_dir, tiny_tokenizer, tmp_path, capsys
     calib.save(tmp_path / "s")
     code, _, err = run(["data", "stats", str(tmp_path / "s"), "--pool", str(tmp_path / "s")], capsys)
     assert_one_line_error(code, err, "--pool needs --model")
+
+
+def test_proxy_evaluation_compresses_and_scores_each_capability(tiny_model_dir, tiny_tokenizer, corpora):
+    from calibench.build import build_calibration_set
+    from calibench.curation.proxy import proxy_evaluate
+
+    calib = build_calibration_set(corpora["a"], tiny_tokenizer, n=4, seq_len=32, seed=0)
+    caps = [f"cap_a={corpora['ref_a']}", f"cap_b={corpora['ref_b']}"]
+    r = proxy_evaluate(str(tiny_model_dir), calib, "wanda", caps, tokenizer=tiny_tokenizer, seq_len=32, max_windows=3)
+    assert set(r.perplexity) == {"cap_a", "cap_b"} and all(np.isfinite(v) and v > 1 for v in r.perplexity.values())
+    assert r.windows == {"cap_a": 3, "cap_b": 3}
+    assert r.compression["achieved"] and r.record()["set_id"] == calib.set_id
+
+
+def test_curate_cli_proxy_rejects_unknown_method_first(tiny_model_dir, tmp_path, capsys):
+    argv = ["data", "curate", "--model", str(tiny_model_dir), "--out", str(tmp_path / "x"), "--seq-len", "32",
+            "--proxy", "wandaa"]
+    code, _, err = run(argv, capsys)
+    assert_one_line_error(code, err, "unknown method 'wandaa'")

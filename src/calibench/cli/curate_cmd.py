@@ -55,6 +55,8 @@ def curate(
     bos: Bos = typer.Option(Bos.auto, "--bos", help="Prefix each window with BOS: auto follows the tokenizer."),
     save_pool: bool = typer.Option(True, "--save-pool/--no-save-pool", help="Also write the pool to OUT/pool (for random baselines and `data stats --pool`)."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write windows.jsonl with the decoded text of each sample."),
+    proxy: list[str] = typer.Option(None, "--proxy", help="Proxy evaluation (repeatable): compress with METHOD (wanda, gptq, ...) using the curated set and a random set from the same pool, and compare perplexity on each capability's reference text."),
+    proxy_windows: int = typer.Option(8, "--proxy-windows", help="Perplexity windows of --seq-len tokens per capability in the proxy evaluation."),
     dtype: str = typer.Option("float32", "--dtype", help="Model dtype for the activation capture."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
 ) -> None:
@@ -75,14 +77,69 @@ def curate(
     check_new_output(out)
     tokenizer = load_tokenizer(model)
     config.check(model_max_length(model))
+    if proxy:
+        from calibench.compress.methods import resolve
+
+        for method in proxy:
+            resolve(method)  # fail fast on an unknown method
+        if proxy_windows < 1:
+            from calibench.errors import CalibenchError
+
+            raise CalibenchError(f"--proxy-windows must be at least 1, got {proxy_windows}")
     result = run_curate(model, config, tokenizer=tokenizer, dtype=dtype, device=device)
+    proxy_rows = _proxy(model, result, config, tokenizer, proxy, proxy_windows) if proxy else None
     with atomic_dir(out) as tmp:
         result.calib.write_into(tmp)
         if save_pool:
             result.pool.write_into(tmp / POOL_DIR)
         if jsonl:
             result.calib.export_jsonl(tmp / "windows.jsonl", tokenizer)
+        if proxy_rows is not None:
+            import json
+
+            (tmp / PROXY_FILE).write_text(json.dumps(proxy_rows, indent=2) + "\n", encoding="utf-8")
     _report(result, out, save_pool)
+    if proxy_rows is not None:
+        _report_proxy(proxy_rows, out)
+
+
+PROXY_FILE = "proxy.json"
+
+
+def _proxy(model: str, result, config: CurationConfig, tokenizer, methods: list[str], windows: int) -> dict:
+    """Curated set vs a random set of the same size from the same pool (seed --seed), after each method."""
+    from calibench.curation.pipeline import random_from_pool
+    from calibench.curation.proxy import proxy_evaluate
+    from calibench.curation.capabilities import load_reference, parse_capabilities
+
+    caps = parse_capabilities(config.capabilities)
+    texts = {c.name: load_reference(c) for c in caps}
+    baseline = random_from_pool(result.pool, config.n, config.seed, tokenizer)
+    rows = {"random_set": {"set_id": baseline.set_id, "seed": config.seed,
+                           "chosen_pool_indices": baseline.manifest.generator["chosen_pool_indices"]},
+            "windows": windows, "seq_len": config.seq_len, "results": []}
+    for method in methods:  # each method with the defaults of `calibench compress`
+        for label, calib in (("curated", result.calib), ("random", baseline)):
+            r = proxy_evaluate(model, calib, method, config.capabilities, tokenizer=tokenizer,
+                               seq_len=config.seq_len, max_windows=windows, texts=texts)
+            rows["results"].append({"set": label, **r.record()})
+    return rows
+
+
+def _report_proxy(rows: dict, out: Path) -> None:
+    from rich.table import Table
+
+    from calibench.cli.console import console as make_console
+
+    caps = list(rows["results"][0]["perplexity"])
+    table = Table(title=f"proxy evaluation: perplexity after compression ({rows['windows']} windows of {rows['seq_len']} tokens per capability)")
+    for col in ("method", "set", *caps):
+        table.add_column(col, justify="left" if col in ("method", "set") else "right")
+    for r in rows["results"]:
+        table.add_row(r["method"], f"{r['set']} ({r['set_id']})", *(f"{r['perplexity'][c]:.3f}" for c in caps))
+    console = make_console()
+    console.print(table)
+    console.print(f"written to {out / PROXY_FILE}", highlight=False)
 
 
 def _report(result, out: Path, save_pool: bool) -> None:
