@@ -41,7 +41,12 @@ def main() -> None:
     ap.add_argument("--eval-windows", type=int, default=8)
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--resume", action="store_true",
+                    help="Reuse OUT/sets and OUT/results.json of an interrupted run; run the missing cells, seed by seed.")
     args = ap.parse_args()
+    if args.resume:
+        resume(args)
+        return
 
     from calibench.build import resolve_bos
     from calibench.curation.capabilities import load_reference, parse_capabilities
@@ -122,6 +127,36 @@ def main() -> None:
             print(method, name, {k: round(v, 3) for k, v in r.perplexity.items()}, f"{r.seconds:.0f}s", flush=True)
     results["load_average_end"] = os.getloadavg()
     save()
+    print_table(results)
+
+
+def resume(args: argparse.Namespace) -> None:
+    """Finish an interrupted run: cells in seed order (each seed: every method on COLA, then random)."""
+    from calibench.calibset import CalibrationSet
+    from calibench.curation.capabilities import load_reference, parse_capabilities
+    from calibench.curation.proxy import proxy_evaluate
+    from calibench.models import load_tokenizer
+
+    results = json.loads((args.out / "results.json").read_text())
+    results.setdefault("proxy", {})
+    cfg = results["config"]
+    tok = load_tokenizer(args.model)
+    caps = parse_capabilities(cfg["capabilities"])
+    texts = {c.name: load_reference(c) for c in caps}
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for method in args.methods.split(","):
+            for kind in ("cola", "random"):
+                name, key = f"{kind}-s{seed}", f"{method}/{kind}-s{seed}"
+                if key in results["proxy"]:
+                    continue
+                calib = CalibrationSet.load(args.out / "sets" / name, tokenizer=tok)
+                r = proxy_evaluate(args.model, calib, method, [c.name for c in caps], tokenizer=tok,
+                                   seq_len=cfg["seq_len"], max_windows=results["eval_windows"], texts=texts,
+                                   **METHODS[method])
+                results["proxy"][key] = r.record()
+                results["load_average_end"] = os.getloadavg()
+                (args.out / "results.json").write_text(json.dumps(results, indent=2))
+                print(method, name, {k: round(v, 3) for k, v in r.perplexity.items()}, f"{r.seconds:.0f}s", flush=True)
     print_table(results)
 
 
