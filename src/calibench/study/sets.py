@@ -43,12 +43,15 @@ def _build(cell: Cell, tokenizer: Any, model_loader: Any) -> list[CalibrationSet
             for index in range(cell.num_sets)
         ]
     if cell.source == CURATED:
-        try:
-            from calibench.curation import curate_sets
-        except ImportError:
-            raise CalibenchError("source 'curated' needs calibench's curation module, which this install lacks") from None
-        return curate_sets(model_loader(cell.model), tokenizer, n=cell.n, seq_len=cell.seq_len, seed=cell.seed,
-                           sets=cell.num_sets, **cell.source_params)
+        # COLA with k-means seeds seed, seed+1, ...: sets from one pool, not guaranteed disjoint
+        from calibench.curation.pipeline import curate
+
+        model = model_loader(cell.model)
+        return [
+            curate(model, tokenizer=tokenizer, n=cell.n, seq_len=cell.seq_len, seed=cell.seed + index,
+                   **cell.source_params).calib
+            for index in range(cell.num_sets)
+        ]
     from calibench.build import build_calibration_sets
 
     return build_calibration_sets(cell.source, tokenizer, n=cell.n, seq_len=cell.seq_len, seed=cell.seed,
