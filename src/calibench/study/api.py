@@ -10,7 +10,7 @@ from typing import Any
 from calibench.calibset import CalibrationSet
 from calibench.errors import CalibenchError
 from calibench.study.cells import Cell, expand
-from calibench.study.executors import EXECUTORS, Outcome
+from calibench.study.executors import EXECUTORS, Outcome, run_processes
 from calibench.study.runner import base_model, tokenizer_for
 from calibench.study.sets import sets_for
 from calibench.study.spec import StudySpec, load_spec
@@ -41,14 +41,23 @@ def _progress(total: int, completed: int, enabled: bool) -> Any:
 
 
 def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "local",
-              address: str | None = None, progress: bool = True) -> StudyRun:
-    """Run (or resume) a study into ``out``; safe to kill and rerun at any moment."""
+              address: str | None = None, progress: bool = True, jobs: int = 1) -> StudyRun:
+    """Run (or resume) a study into ``out``; safe to kill and rerun at any moment.
+
+    ``jobs`` > 1 runs local cells in that many worker processes (cores shared
+    equally between them); results can differ from ``jobs=1`` in the last
+    float bits, since thread counts change reduction orders.
+    """
     import time
 
     from calibench import progress as inner_progress
 
     if executor not in EXECUTORS:
         raise CalibenchError(f"unknown executor '{executor}' (use local or ray)")
+    if jobs < 1:
+        raise CalibenchError(f"--jobs must be at least 1, got {jobs}")
+    if jobs > 1 and executor != "local":
+        raise CalibenchError("--jobs applies to the local executor; Ray schedules its own workers")
     spec_path = None if isinstance(spec, StudySpec) else Path(spec)
     spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
     store = Store(out)
@@ -93,6 +102,8 @@ def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "lo
             runner = EXECUTORS[executor]
             if executor == "ray":
                 runner(pending, calib_for, on_done, step, address=address)
+            elif jobs > 1:
+                run_processes(pending, calib_for, on_done, step, jobs)
             else:
                 runner(pending, calib_for, on_done, step)
         finally:

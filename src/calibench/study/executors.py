@@ -1,12 +1,19 @@
-"""Where cells run: in this process (default) or as Ray tasks on a cluster.
+"""Where cells run: in this process (default), in local worker processes, or as Ray tasks.
 
-Both executors hand each finished cell to the same ``on_done`` callback on
+Every executor hands each finished cell to the same ``on_done`` callback on
 the driver, which writes the store; workers never touch the store, so a Ray
 cluster needs no shared filesystem (calibration sets travel with the task).
+
+Local worker processes (``jobs > 1``) exist because a CPU-only study is
+dominated by work that two threads barely speed up: GPTQ's column loop is
+Python-bound, and lm-eval's small batches scale poorly. N single-threaded
+processes on N cores finish a grid faster than one N-threaded process (see
+benchmarks/bench_study_jobs.py).
 """
 
 from __future__ import annotations
 
+import os
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -59,6 +66,53 @@ def run_local(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step)
         on_done(cell, calib, _safe_run(cell, calib, step))
 
 
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _init_worker(threads: int) -> None:
+    """Each worker gets an equal share of the cores (and stays quiet: the driver owns the display)."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_processes(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, jobs: int) -> None:
+    """Cells in ``jobs`` spawned worker processes; sets are built here while the workers compute."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    threads = max(1, usable_cores() // jobs)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads,))
+    pending: dict[Future, tuple[Cell, CalibrationSet | None]] = {}
+
+    def collect(block: bool) -> None:
+        if not pending:
+            return
+        done, _ = wait(list(pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in done:
+            cell, calib = pending.pop(future)
+            try:
+                outcome = future.result()
+            except Exception as exc:  # noqa: BLE001 - a crashed worker is a failed cell
+                outcome = {"error": _one_line(exc), "seconds": 0.0}
+            on_done(cell, calib, outcome)
+        step(f"{len(pending)} cells queued or running in {jobs} worker processes ({threads} thread(s) each)")
+
+    try:
+        for cell, calib in _with_sets(cells, sets, on_done, step):
+            pending[pool.submit(_safe_run, cell, calib)] = (cell, calib)
+            collect(block=False)
+        while pending:
+            collect(block=True)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _ray_missing() -> CalibenchError:
     return CalibenchError("the ray executor needs Ray: pip install 'calibench[ray]' (or pip install 'ray[default]')")
 
@@ -94,4 +148,4 @@ def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, a
             ray.shutdown()
 
 
-EXECUTORS = {"local": run_local, "ray": run_ray}
+EXECUTORS = {"local": run_local, "ray": run_ray}  # "local" with jobs > 1 runs run_processes

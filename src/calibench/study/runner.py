@@ -85,7 +85,10 @@ def run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], Non
     started = time.perf_counter()
     tokenizer = tokenizer_for(cell.model)
     model = copy.deepcopy(base_model(cell.model))
-    record: dict[str, Any] = {}
+    import torch
+
+    # thread counts change float reduction order, so they belong with the numbers
+    record: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
     if not cell.is_dense:
         step(f"compressing {cell.describe()}")
         result = compress(model, calib, cell.method_name, tokenizer=tokenizer, seed=cell.seed, **cell.params)
