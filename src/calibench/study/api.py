@@ -11,7 +11,7 @@ from calibench.calibset import CalibrationSet
 from calibench.errors import CalibenchError
 from calibench.study.cells import Cell, expand
 from calibench.study.executors import EXECUTORS, Outcome, run_processes
-from calibench.study.runner import base_model, tokenizer_for
+from calibench.study.runner import base_model, quiet_libraries, tokenizer_for
 from calibench.study.sets import sets_for
 from calibench.study.spec import StudySpec, load_spec
 from calibench.study.store import Store
@@ -76,7 +76,8 @@ def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "lo
     def calib_for(cell: Cell) -> CalibrationSet | None:
         if cell.is_dense:
             return None
-        return sets_for(cell, store, tokenizer_for(cell.model), base_model)[cell.set_index]
+        with quiet_libraries():
+            return sets_for(cell, store, tokenizer_for(cell.model), base_model)[cell.set_index]
 
     with _progress(len(cells), len(cells) - len(pending), progress) as bar:
         task = bar.add_task("", total=len(cells), completed=len(cells) - len(pending))

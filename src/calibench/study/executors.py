@@ -81,36 +81,55 @@ def _init_worker(threads: int) -> None:
 
 
 def run_processes(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, jobs: int) -> None:
-    """Cells in ``jobs`` spawned worker processes; sets are built here while the workers compute."""
+    """Cells in ``jobs`` spawned worker processes; sets are built here while the workers compute.
+
+    Finished cells are stored from the pool's completion callbacks (under one
+    lock), so a result lands as soon as it exists even while this thread is
+    busy generating a ``self`` set.  This thread gets the same share of cores
+    as a worker: oversubscribed OpenMP threads spin and slow everyone down.
+    """
+    import functools
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+    import threading
+    from concurrent.futures import Future, ProcessPoolExecutor, wait
+
+    import torch
 
     threads = max(1, usable_cores() // jobs)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    lock = threading.Lock()
+    callback_errors: list[BaseException] = []
+
+    def done_locked(cell: Cell, calib: CalibrationSet | None, outcome: Outcome) -> None:
+        with lock:
+            on_done(cell, calib, outcome)
+
+    def finished(cell: Cell, calib: CalibrationSet | None, future: Future) -> None:
+        try:
+            outcome = future.result()
+        except Exception as exc:  # noqa: BLE001 - a crashed worker is a failed cell
+            outcome = {"error": _one_line(exc), "seconds": 0.0}
+        try:
+            done_locked(cell, calib, outcome)
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the driver below
+            callback_errors.append(exc)
+
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(threads,))
-    pending: dict[Future, tuple[Cell, CalibrationSet | None]] = {}
-
-    def collect(block: bool) -> None:
-        if not pending:
-            return
-        done, _ = wait(list(pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-        for future in done:
-            cell, calib = pending.pop(future)
-            try:
-                outcome = future.result()
-            except Exception as exc:  # noqa: BLE001 - a crashed worker is a failed cell
-                outcome = {"error": _one_line(exc), "seconds": 0.0}
-            on_done(cell, calib, outcome)
-        step(f"{len(pending)} cells queued or running in {jobs} worker processes ({threads} thread(s) each)")
-
+    futures = []
     try:
-        for cell, calib in _with_sets(cells, sets, on_done, step):
-            pending[pool.submit(_safe_run, cell, calib)] = (cell, calib)
-            collect(block=False)
-        while pending:
-            collect(block=True)
+        for cell, calib in _with_sets(cells, sets, done_locked, step):
+            future = pool.submit(_safe_run, cell, calib)
+            future.add_done_callback(functools.partial(finished, cell, calib))
+            futures.append(future)
+        step(f"{len(futures)} cells in {jobs} worker processes ({threads} thread(s) each)")
+        wait(futures)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(previous_threads)
+    if callback_errors:
+        raise callback_errors[0]
 
 
 def _ray_missing() -> CalibenchError:

@@ -62,14 +62,17 @@ def quiet_libraries() -> Iterator[None]:
         original_init(self, *args, **kwargs)
 
     tqdm.__init__ = silent_init
-    transformers_logger = logging.getLogger("transformers")
-    saved_level = transformers_logger.level
-    transformers_logger.setLevel(logging.ERROR)
+    # transformers' info, and torch.fx's warning that llm-compressor's tracing triggers every oneshot
+    loggers = [logging.getLogger(name) for name in ("transformers", "torch.fx")]
+    saved_levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
     try:
         yield
     finally:
         tqdm.__init__ = original_init
-        transformers_logger.setLevel(saved_level)
+        for lg, level in zip(loggers, saved_levels):
+            lg.setLevel(level)
         if saved_env is None:
             os.environ.pop("LLM_COMPRESSOR_LOG_DISABLED", None)
         else:

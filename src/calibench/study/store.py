@@ -54,7 +54,10 @@ class Store:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.directory / DB_NAME, isolation_level=None, timeout=60)
+        # check_same_thread off: the process-pool executor stores results from its
+        # completion thread; every write is serialised by the executor's lock
+        self.conn = sqlite3.connect(self.directory / DB_NAME, isolation_level=None, timeout=60,
+                                    check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(SCHEMA)
