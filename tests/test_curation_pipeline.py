@@ -121,23 +121,6 @@ def _write(path, seed, vocab):
 
 
 @pytest.fixture(scope="module")
-def tiny_encoder_dir(tmp_path_factory):
-    """A tiny random BERT with the tiny tokenizer: a configurable stand-in for all-MiniLM-L6-v2."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    from tests.conftest import make_tokenizer
-
-    tok = make_tokenizer()
-    path = tmp_path_factory.mktemp("tiny-bert")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.pad_token_id)).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
     d = tmp_path_factory.mktemp("corpora")
     return {

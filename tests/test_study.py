@@ -228,3 +228,25 @@ def test_jobs_below_one_is_refused(tmp_path, tiny_model_dir, texts, capsys):
     code, _, err = run(["study", "run", str(spec_path), "--out", str(tmp_path / "o"), "--jobs", "0"], capsys)
     assert_one_line_error(code, err, "--jobs")
     assert not (tmp_path / "o").exists()
+
+
+def test_curated_source_runs_cola_once_per_set_and_shares_the_pool(tmp_path, tiny_model_dir, tiny_encoder_dir, texts):
+    train, heldout = texts
+    spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, train, heldout, sets=2)
+    curated = (f"  - name: curated\n    sets: 2\n    params: {{sources: ['{train}'], capabilities: ['lm={heldout}'], "
+               f"pool_size: 12, embedding_model: '{tiny_encoder_dir}', score_texts: 8, min_tokens: 8, n_init: 2}}\n")
+    text = spec_path.read_text()
+    spec_path.write_text(text.replace("n: [4]", curated.rstrip("\n") + "\nn: [4]", 1))
+    summary = run_study(spec_path, tmp_path / "out", progress=False)
+    assert summary.failed == 0 and summary.done == 1 + 2 + 2
+    rows = table(tmp_path / "out" / DB_NAME, "SELECT config, set_id FROM cells")
+    set_ids = sorted({set_id for config, set_id in rows if json.loads(config)["source"] == "curated"})
+    assert len(set_ids) == 2  # k-means seeds seed and seed + 1: two sets, each shared by its cell(s)
+    from calibench.calibset import CalibrationSet
+    from calibench.models import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    sets = [CalibrationSet.load(tmp_path / "out" / "sets" / i, tokenizer=tok) for i in set_ids]
+    assert all(s.manifest.source.name == "curated" and s.input_ids.shape == (4, 32) for s in sets)
+    assert sets[0].manifest.parents == sets[1].manifest.parents  # one pool, two selections
+    assert sorted(s.manifest.generator["stage3"]["kmeans"]["seed"] for s in sets) == [0, 1]

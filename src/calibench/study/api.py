@@ -108,6 +108,7 @@ def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "lo
             else:
                 runner(pending, calib_for, on_done, step)
         finally:
+            step(f"{counts['done']} done, {counts['failed']} failed")
             inner_progress.set_enabled(previous_inner)
             store.close()
     return StudyRun(Path(out), len(cells), len(cells) - len(pending), counts["done"], counts["failed"],

@@ -266,9 +266,22 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _for_display(df: Any) -> Any:
+    """The dense baseline has no calibration set: show '-' rather than its placeholder n = seq_len = 0."""
+    if "method" not in df.columns:
+        return df
+    shown = df.copy()
+    dense = shown["method"] == "dense"
+    for column in ("n", "seq_len"):
+        if column in shown.columns:
+            shown[column] = shown[column].astype(object).where(~dense, "-")
+    return shown
+
+
 def markdown_table(df: Any) -> str:
     if df is None or len(df) == 0:
         return "_no rows_\n"
+    df = _for_display(df)
     header = "| " + " | ".join(map(str, df.columns)) + " |"
     rule = "|" + "---|" * len(df.columns)
     body = ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in df.itertuples(index=False)]
@@ -349,7 +362,7 @@ def _html(title: str, notes: list[str], sections: list[tuple[str, str]], plots: 
     for heading, _ in sections:
         df = frames.get(heading)
         if df is not None:
-            parts.append(f"<h2>{html.escape(heading)}</h2>" + df.to_html(index=False, float_format=lambda v: f"{v:.4f}"))
+            parts.append(f"<h2>{html.escape(heading)}</h2>" + _for_display(df).to_html(index=False, float_format=lambda v: f"{v:.4f}"))
     for plot in plots:
         data = base64.b64encode(plot.read_bytes()).decode()
         parts.append(f"<h2>{html.escape(plot.stem)}</h2><img style='max-width:100%' src='data:image/png;base64,{data}'>")
