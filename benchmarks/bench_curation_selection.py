@@ -90,13 +90,8 @@ def run_baseline(args) -> dict:
         full[start : start + len(means[0])] = (torch.cat(means, dim=1) / np.sqrt(args.layers)).numpy()
     t1 = time.perf_counter()
     km = KMeans(n_clusters=args.k, n_init=10, random_state=args.seed).fit(full)
-    dist = ((full[None, :, :] - km.cluster_centers_[:, None, :].astype(np.float32)) ** 2).sum(-1) if args.pool * args.k < 2e6 else None
-    if dist is None:  # nearest member per centroid, blockwise
-        nearest = []
-        for c in km.cluster_centers_:
-            nearest.append(int(((full - c.astype(np.float32)) ** 2).sum(1).argmin()))
-    else:
-        nearest = dist.argmin(1).tolist()
+    # nearest member per centroid the way a scikit-learn user would: distances to the centres (pool x k)
+    nearest = km.transform(full).argmin(0).tolist()
     t2 = time.perf_counter()
     out = {"impl": "baseline", "capture_project_s": t1 - t0, "select_s": t2 - t1, "total_s": t2 - t0,
            "peak_rss_mb": rss_mb(), "rss_before_mb": base, "features_mb": full.nbytes / 2**20,
