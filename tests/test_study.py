@@ -204,9 +204,9 @@ def test_report_tables_match_an_independent_computation(tmp_path):
         best, worst = max(means, key=means.get), min(means, key=means.get)
         assert f"| m | {method} | 16 | 64 | {best} | {means[best]:.4f} | {worst} | {means[worst]:.4f} | {means[best] - means[worst]:.4f} |" in md
     assert "--limit 20" in md and AVERAGE not in frame.task.unique()
-    assert {p.name for p in report.plots} == {"accuracy_by_source.png", "task_spread.png"}
+    assert {p.name for p in report.plots} == {"accuracy_by_source.png", "perplexity_by_source.png", "task_spread.png"}
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in report.plots)
-    assert report.html.read_text().count("data:image/png;base64,") == 2
+    assert report.html.read_text().count("data:image/png;base64,") == 3
     assert pd.read_parquet(report.parquet).shape == frame.shape
 
 

@@ -135,6 +135,20 @@ def _dense_value(frame: Any, model: str, task: str | None = None) -> float | Non
     return float(dense.value.mean()) if not dense.empty else None
 
 
+def _box_by_source(ax: Any, part: Any, dense: float | None, rng: Any) -> None:
+    """One panel: a box per source behind one point per calibration set, dense as a dashed line."""
+    sources = sorted(part.source.unique())
+    data = [part[part.source == s].value.to_numpy() for s in sources]
+    ax.boxplot(data, widths=0.5, showfliers=False)
+    for i, values in enumerate(data, start=1):
+        ax.scatter(i + rng.uniform(-0.12, 0.12, len(values)), values, s=18, zorder=3)
+    if dense is not None:
+        ax.axhline(dense, color="black", linestyle="--", linewidth=1, label=f"dense ({dense:.3g})")
+        ax.legend(loc="best", fontsize=8)
+    ax.set_xticks(range(1, len(sources) + 1), sources, rotation=30, ha="right")
+    ax.grid(axis="y", alpha=0.3)
+
+
 def plot_average_by_source(frame: Any, path: Path) -> Path | None:
     plt = _pyplot()
     acc = frame[(frame.metric == ACCURACY_METRIC) & ~frame.task.str.startswith("ppl:") & (frame.method != "dense")]
@@ -146,21 +160,42 @@ def plot_average_by_source(frame: Any, path: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(methods), figsize=(4.2 * len(methods), 3.6), sharey=True, squeeze=False)
     rng = np.random.default_rng(0)
     for ax, method in zip(axes[0], methods):
-        part = cell_avg[cell_avg.method == method]
-        sources = sorted(part.source.unique())
-        data = [part[part.source == s].value.to_numpy() for s in sources]
-        ax.boxplot(data, widths=0.5, showfliers=False)
-        for i, values in enumerate(data, start=1):
-            ax.scatter(i + rng.uniform(-0.12, 0.12, len(values)), values, s=18, zorder=3)
-        dense = _dense_value(frame, model)
-        if dense is not None:
-            ax.axhline(dense, color="black", linestyle="--", linewidth=1, label="dense")
-            ax.legend(loc="lower right", fontsize=8)
-        ax.set_xticks(range(1, len(sources) + 1), sources, rotation=30, ha="right")
+        _box_by_source(ax, cell_avg[cell_avg.method == method], _dense_value(frame, model), rng)
         ax.set_title(method)
-        ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("average accuracy (one point per set)")
     fig.suptitle(f"{model}: average zero-shot accuracy by calibration source")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def plot_perplexity_by_source(frame: Any, path: Path) -> Path | None:
+    """Perplexity per source (log scale), a row per perplexity dataset and a column per method."""
+    plt = _pyplot()
+    from matplotlib.ticker import FuncFormatter
+
+    ppl = frame[frame.task.str.startswith("ppl:") & (frame.metric == "perplexity")]
+    compressed = ppl[ppl.method != "dense"]
+    if compressed.empty:
+        return None
+    model = compressed.model.iloc[0]
+    methods, tasks = sorted(compressed.method.unique()), sorted(compressed.task.unique())
+    fig, axes = plt.subplots(len(tasks), len(methods), figsize=(4.2 * len(methods), 3.4 * len(tasks)),
+                             sharey="row", squeeze=False)
+    rng = np.random.default_rng(0)
+    for r, task in enumerate(tasks):
+        dense = ppl[(ppl.method == "dense") & (ppl.model == model) & (ppl.task == task)]
+        for c, method in enumerate(methods):
+            ax = axes[r][c]
+            part = compressed[(compressed.method == method) & (compressed.task == task)]
+            _box_by_source(ax, part, float(dense.value.mean()) if not dense.empty else None, rng)
+            ax.set_yscale("log")
+            for axis in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+                axis(FuncFormatter(lambda value, _: f"{value:g}"))
+            ax.set_title(f"{method}: {task}")
+        axes[r][0].set_ylabel("perplexity (log scale, one point per set)")
+    fig.suptitle(f"{model}: held-out perplexity by calibration source (lower is better)")
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)
@@ -313,6 +348,7 @@ def write_report(directory: str | Path) -> Report:
     gaps = gap_table(acc) if len(acc) else acc
     plots = [p for p in (
         plot_average_by_source(frame, out / "accuracy_by_source.png"),
+        plot_perplexity_by_source(frame, out / "perplexity_by_source.png"),
         plot_task_spread(frame, out / "task_spread.png"),
         plot_sample_size(frame, out / "sample_size.png"),
     ) if p is not None]
