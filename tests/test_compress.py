@@ -264,3 +264,25 @@ def test_cli_compress_and_its_errors(tmp_path, tiny_model_dir, calib, capsys):
         code, _, err = run(args + extra, capsys)
         assert_one_line_error(code, err, fragment)
         assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("method,kwargs,folds", [
+    ("rtn", {"group_size": 64}, True),   # weights not yet on the grid: the fold must quantize them
+    ("gptq", {"group_size": 64}, True),
+    ("smoothquant", {}, False),          # W8A8: activation quantization must stay in the forward
+])
+def test_folding_weight_quantization_leaves_outputs_unchanged(tiny_model_dir, calib, tiny_tokenizer, method, kwargs, folds):
+    from calibench.compress.fold import fold_weight_quantization
+
+    model = fresh(tiny_model_dir)
+    compress(model, calib, method, tokenizer=tiny_tokenizer, **kwargs)
+    ids = torch.tensor(calib.input_ids[:2], dtype=torch.long)
+    with torch.no_grad():
+        before = model(ids).logits
+    quantized = sum(1 for m in model.modules() if getattr(m, "quantization_scheme", None) is not None)
+    folded = fold_weight_quantization(model)
+    assert folded == (quantized if folds else 0) and quantized > 0
+    with torch.no_grad():
+        after = model(ids).logits
+    assert torch.equal(before, after)
+    assert fold_weight_quantization(model) == 0  # idempotent: nothing left to fold

@@ -96,6 +96,10 @@ def run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], Non
         step(f"compressing {cell.describe()}")
         result = compress(model, calib, cell.method_name, tokenizer=tokenizer, seed=cell.seed, **cell.params)
         record["compression"] = result.record
+        # the copy is thrown away after evaluation: fold weight-only fake quantization (exact, ~15% faster)
+        from calibench.compress.fold import fold_weight_quantization
+
+        record["folded_quantized_modules"] = fold_weight_quantization(model)
     step(f"evaluating {cell.describe()}")
     ev = cell.eval
     evaluation = evaluate(
