@@ -112,19 +112,27 @@ def run_processes(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: S
             outcome = {"error": _one_line(exc), "seconds": 0.0}
         try:
             done_locked(cell, calib, outcome)
+            show_in_flight()
         except BaseException as exc:  # noqa: BLE001 - re-raised on the driver below
             callback_errors.append(exc)
 
+    def show_in_flight() -> None:
+        # "running" includes the one call per pool the executor pre-queues: a display, not an account
+        running = [c.describe() for f, c in list(in_flight.items()) if f.running()]
+        queued = sum(1 for f in list(in_flight) if not f.done()) - len(running)
+        if running:
+            step(f"running {'; '.join(running)}" + (f" (+{queued} queued)" if queued else ""))
+
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_init_worker, initargs=(threads,))
-    futures = []
+    in_flight: dict[Future, Cell] = {}
     try:
         for cell, calib in _with_sets(cells, sets, done_locked, step):
             future = pool.submit(_safe_run, cell, calib)
+            in_flight[future] = cell
             future.add_done_callback(functools.partial(finished, cell, calib))
-            futures.append(future)
-        step(f"{len(futures)} cells in {jobs} worker processes ({threads} thread(s) each)")
-        wait(futures)
+        show_in_flight()
+        wait(list(in_flight))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         torch.set_num_threads(previous_threads)
