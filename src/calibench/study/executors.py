@@ -73,11 +73,27 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker(threads: int) -> None:
-    """Each worker gets an equal share of the cores (and stays quiet: the driver owns the display)."""
+def _init_worker(threads: int, driver: int) -> None:
+    """Each worker gets an equal share of the cores, and dies with its driver.
+
+    A pool worker waits on a queue whose write end it holds itself, so a
+    driver killed with SIGKILL would leave it idling forever with a model in
+    memory; a watchdog thread notices the new parent and exits instead.  The
+    driver's pid comes as an argument: a worker still importing when the driver
+    died is already re-parented by the time this runs.
+    """
+    import threading
+    import time
+
     import torch
 
     torch.set_num_threads(threads)
+    def watch() -> None:
+        while os.getppid() == driver:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="calibench-driver-watch", daemon=True).start()
 
 
 def run_processes(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, jobs: int) -> None:
@@ -124,7 +140,7 @@ def run_processes(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: S
             step(f"running {'; '.join(running)}" + (f" (+{queued} queued)" if queued else ""))
 
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(threads,))
+                               initializer=_init_worker, initargs=(threads, os.getpid()))
     in_flight: dict[Future, Cell] = {}
     try:
         for cell, calib in _with_sets(cells, sets, done_locked, step):
