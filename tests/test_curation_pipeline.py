@@ -247,3 +247,17 @@ def test_curate_cli_proxy_rejects_unknown_method_first(tiny_model_dir, tmp_path,
             "--proxy", "wandaa"]
     code, _, err = run(argv, capsys)
     assert_one_line_error(code, err, "unknown method 'wandaa'")
+
+
+def test_curate_seeds_shares_one_capture_and_equals_curate_per_seed(tiny_model_dir, tiny_tokenizer, tiny_encoder_dir, corpora):
+    from calibench.curation import curate
+    from calibench.curation.pipeline import curate_seeds
+
+    config = _config(corpora, tiny_encoder_dir)
+    together = curate_seeds(str(tiny_model_dir), [0, 3], config, tokenizer=tiny_tokenizer)
+    for seed, result in zip([0, 3], together):
+        alone = curate(str(tiny_model_dir), config, tokenizer=tiny_tokenizer, seed=seed)
+        assert result.calib.set_id == alone.calib.set_id and result.calib.manifest == alone.calib.manifest
+        assert np.array_equal(result.features, alone.features)
+    assert together[0].pool.set_id == together[1].pool.set_id
+    assert together[0].calib.set_id != together[1].calib.set_id

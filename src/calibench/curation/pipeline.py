@@ -178,11 +178,32 @@ def curate(
     **overrides: Any,
 ) -> CurationResult:
     """Run COLA for ``model`` (a spec or a loaded causal LM with ``tokenizer``)."""
+    config = _resolve_config(config, overrides)
+    return curate_seeds(model, [config.seed], config, tokenizer=tokenizer, embedder=embedder, dtype=dtype,
+                        device=device)[0]
+
+
+def curate_seeds(
+    model: Any,
+    seeds: Sequence[int],
+    config: CurationConfig | None = None,
+    *,
+    tokenizer: Any = None,
+    embedder: Any = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    **overrides: Any,
+) -> list[CurationResult]:
+    """COLA once per seed over one pool: result i equals ``curate(..., seed=seeds[i])``.
+
+    Stages 1-2 and the activation capture do not depend on the seed, so they
+    run once; each seed gets its own projection (applied during that one
+    capture) and its own k-means.  This is how a study draws k curated sets.
+    """
     from calibench.build import resolve_bos
     from calibench.models import load_model, load_tokenizer, model_max_length
 
-    config = (config or CurationConfig()).model_copy(update=overrides) if overrides else (config or CurationConfig())
-    config = CurationConfig.model_validate(config.model_dump())
+    config = _resolve_config(config, overrides)
     is_spec = isinstance(model, str)
     if tokenizer is None:
         if not is_spec:
@@ -204,29 +225,45 @@ def curate(
                       extra={"stage1": stage1})
     seconds["stage2"] = time.perf_counter() - t
 
-    base = {
-        "method": "cola",
-        "paper": "He et al., Preserving LLM Capabilities through Calibration Data Curation (NeurIPS 2025)",
-        "config": config.model_dump(mode="json"),
-        "stage1": stage1,
-        "stage2": (pool.manifest.generator or {}).get("stage2"),
-        "pool": {"set_id": pool.set_id, "size": pool.n, "seed": config.pool_seed,
-                 "per_source": {k: v["windows"] for k, v in (pool.manifest.generator or {})["per_source"].items()}},
-    }
+    pool_record = {"set_id": pool.set_id, "size": pool.n, "seed": config.pool_seed,
+                   "per_source": {k: v["windows"] for k, v in (pool.manifest.generator or {})["per_source"].items()}}
+
+    def base_for(seed: int) -> dict[str, Any]:
+        return {
+            "method": "cola",
+            "paper": "He et al., Preserving LLM Capabilities through Calibration Data Curation (NeurIPS 2025)",
+            "config": config.model_copy(update={"seed": seed}).model_dump(mode="json"),
+            "stage1": stage1,
+            "stage2": (pool.manifest.generator or {}).get("stage2"),
+            "pool": pool_record,
+        }
+
     if config.selection == "random":
-        calib = random_from_pool(pool, config.n, config.seed, tokenizer, {"stage1": stage1, "pool": base["pool"],
-                                                                          "config": base["config"]})
-        seconds["total"] = time.perf_counter() - started
-        return CurationResult(calib, pool, matrix, kept, None, None, {}, seconds)
+        results = []
+        for seed in seeds:
+            base = base_for(seed)
+            calib = random_from_pool(pool, config.n, seed, tokenizer, {"stage1": stage1, "pool": base["pool"],
+                                                                       "config": base["config"]})
+            results.append(CurationResult(calib, pool, matrix, kept, None, None, {},
+                                          {**seconds, "total": time.perf_counter() - started}))
+        return results
 
     t = time.perf_counter()
     lm = load_model(model, dtype=dtype, device=device) if is_spec else model
-    feats, projections, layer_info = pool_features(lm, pool, [config.seed], config.projection_dim, config.batch_size)
+    feats, projections, layer_info = pool_features(lm, pool, list(seeds), config.projection_dim, config.batch_size)
     seconds["stage3_capture"] = time.perf_counter() - t
-    t = time.perf_counter()
-    base["stage3"] = {"layers": layer_info, "feature": "per-layer sequence mean over unmasked tokens, L2-normalised, "
-                      "concatenated / sqrt(L)", "projection": projections[0].describe()}
-    calib, selection, metrics = select_from_features(feats[0], pool, tokenizer, config.n, config.seed, config.n_init, base)
-    seconds["stage3_select"] = time.perf_counter() - t
-    seconds["total"] = time.perf_counter() - started
-    return CurationResult(calib, pool, matrix, kept, selection, feats[0], metrics, seconds)
+    results = []
+    for seed, features, projection in zip(seeds, feats, projections):
+        t = time.perf_counter()
+        base = base_for(seed)
+        base["stage3"] = {"layers": layer_info, "feature": "per-layer sequence mean over unmasked tokens, "
+                          "L2-normalised, concatenated / sqrt(L)", "projection": projection.describe()}
+        calib, selection, metrics = select_from_features(features, pool, tokenizer, config.n, seed, config.n_init, base)
+        timing = {**seconds, "stage3_select": time.perf_counter() - t, "total": time.perf_counter() - started}
+        results.append(CurationResult(calib, pool, matrix, kept, selection, features, metrics, timing))
+    return results
+
+
+def _resolve_config(config: CurationConfig | None, overrides: dict[str, Any]) -> CurationConfig:
+    config = (config or CurationConfig()).model_copy(update=overrides) if overrides else (config or CurationConfig())
+    return CurationConfig.model_validate(config.model_dump())

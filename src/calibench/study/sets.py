@@ -43,15 +43,14 @@ def _build(cell: Cell, tokenizer: Any, model_loader: Any) -> list[CalibrationSet
             for index in range(cell.num_sets)
         ]
     if cell.source == CURATED:
-        # COLA with k-means seeds seed, seed+1, ...: sets from one pool, not guaranteed disjoint
-        from calibench.curation.pipeline import curate
+        # COLA with k-means seeds seed, seed+1, ... over one pool and one activation capture:
+        # the sets share a pool, so they are not guaranteed disjoint
+        from calibench.curation.pipeline import curate_seeds
 
-        model = model_loader(cell.model)
-        return [
-            curate(model, tokenizer=tokenizer, n=cell.n, seq_len=cell.seq_len, seed=cell.seed + index,
-                   **cell.source_params).calib
-            for index in range(cell.num_sets)
-        ]
+        seeds = [cell.seed + index for index in range(cell.num_sets)]
+        results = curate_seeds(model_loader(cell.model), seeds, tokenizer=tokenizer, n=cell.n, seq_len=cell.seq_len,
+                               **cell.source_params)
+        return [result.calib for result in results]
     from calibench.build import build_calibration_sets
 
     return build_calibration_sets(cell.source, tokenizer, n=cell.n, seq_len=cell.seq_len, seed=cell.seed,
