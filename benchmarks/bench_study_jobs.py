@@ -61,7 +61,7 @@ def main() -> None:
 
     import torch
 
-    from calibench.study.executors import usable_cores
+    from calibench.study.executors import threads_per_worker, usable_cores
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "spec.yaml"
@@ -72,7 +72,7 @@ def main() -> None:
         many = timed_run(spec, Path(tmp) / "many", jobs=args.jobs)
     print(f"{cells} cells on {usable_cores()} cores ({os.getloadavg()[0]:.1f} load at the end)")
     print(f"  jobs=1 ({threads} threads): {one:7.1f} s  ({one / cells:.1f} s/cell)")
-    print(f"  jobs={args.jobs} ({max(1, usable_cores() // args.jobs)} thread(s) each): {many:7.1f} s  ({many / cells:.1f} s/cell)")
+    print(f"  jobs={args.jobs} ({threads_per_worker(args.jobs)} thread(s) each): {many:7.1f} s  ({many / cells:.1f} s/cell)")
     print(f"  speed-up: {one / many:.2f}x")
 
 

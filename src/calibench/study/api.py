@@ -10,7 +10,7 @@ from typing import Any
 from calibench.calibset import CalibrationSet
 from calibench.errors import CalibenchError
 from calibench.study.cells import Cell, expand
-from calibench.study.executors import EXECUTORS, Outcome, run_processes
+from calibench.study.executors import EXECUTORS, Outcome
 from calibench.study.runner import base_model, quiet_libraries, tokenizer_for
 from calibench.study.sets import sets_for
 from calibench.study.spec import StudySpec, load_spec
@@ -103,10 +103,8 @@ def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "lo
             runner = EXECUTORS[executor]
             if executor == "ray":
                 runner(pending, calib_for, on_done, step, address=address)
-            elif jobs > 1:
-                run_processes(pending, calib_for, on_done, step, jobs)
             else:
-                runner(pending, calib_for, on_done, step)
+                runner(pending, calib_for, on_done, step, jobs=jobs)
         finally:
             step(f"{counts['done']} done, {counts['failed']} failed")
             inner_progress.set_enabled(previous_inner)

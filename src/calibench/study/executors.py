@@ -34,6 +34,11 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:500]
 
 
+def _failed(exc: BaseException) -> Outcome:
+    """The outcome of a cell that never produced one (no set, a lost or crashed worker)."""
+    return {"error": _one_line(exc), "seconds": 0.0}
+
+
 def _safe_run(cell: Cell, calib: CalibrationSet | None, step: Step | None = None) -> Outcome:
     """run_cell, with any failure turned into an outcome the study records and moves past."""
     import time
@@ -56,12 +61,16 @@ def _with_sets(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step
         try:
             calib = sets(cell)
         except CalibenchError as exc:
-            on_done(cell, None, {"error": _one_line(exc), "seconds": 0.0})
+            on_done(cell, None, _failed(exc))
             continue
         yield cell, calib
 
 
-def run_local(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step) -> None:
+def run_local(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, jobs: int = 1) -> None:
+    """Cells in this process, or in ``jobs`` local worker processes when ``jobs`` > 1."""
+    if jobs > 1:
+        run_processes(cells, sets, on_done, step, jobs)
+        return
     for cell, calib in _with_sets(cells, sets, on_done, step):
         on_done(cell, calib, _safe_run(cell, calib, step))
 
@@ -71,6 +80,11 @@ def usable_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def threads_per_worker(jobs: int) -> int:
+    """Each of ``jobs`` processes gets an equal share of the usable cores (at least one thread)."""
+    return max(1, usable_cores() // jobs)
 
 
 def _init_worker(threads: int, driver: int) -> None:
@@ -88,6 +102,7 @@ def _init_worker(threads: int, driver: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
     def watch() -> None:
         while os.getppid() == driver:
             time.sleep(1.0)
@@ -111,7 +126,7 @@ def run_processes(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: S
 
     import torch
 
-    threads = max(1, usable_cores() // jobs)
+    threads = threads_per_worker(jobs)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     lock = threading.Lock()
@@ -125,7 +140,7 @@ def run_processes(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: S
         try:
             outcome = future.result()
         except Exception as exc:  # noqa: BLE001 - a crashed worker is a failed cell
-            outcome = {"error": _one_line(exc), "seconds": 0.0}
+            outcome = _failed(exc)
         try:
             done_locked(cell, calib, outcome)
             show_in_flight()
@@ -134,8 +149,9 @@ def run_processes(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: S
 
     def show_in_flight() -> None:
         # "running" includes the one call per pool the executor pre-queues: a display, not an account
-        running = [c.describe() for f, c in list(in_flight.items()) if f.running()]
-        queued = sum(1 for f in list(in_flight) if not f.done()) - len(running)
+        snapshot = list(in_flight.items())
+        running = [c.describe() for f, c in snapshot if f.running()]
+        queued = sum(1 for f, _ in snapshot if not f.done()) - len(running)
         if running:
             step(f"running {'; '.join(running)}" + (f" (+{queued} queued)" if queued else ""))
 
@@ -184,11 +200,11 @@ def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, a
             try:
                 outcome = ray.get(ready[0])
             except Exception as exc:  # noqa: BLE001 - a lost worker is a failed cell
-                outcome = {"error": _one_line(exc), "seconds": 0.0}
+                outcome = _failed(exc)
             on_done(cell, calib, outcome)
     finally:
         if started_here:
             ray.shutdown()
 
 
-EXECUTORS = {"local": run_local, "ray": run_ray}  # "local" with jobs > 1 runs run_processes
+EXECUTORS = {"local": run_local, "ray": run_ray}

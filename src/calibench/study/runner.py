@@ -81,15 +81,16 @@ def quiet_libraries() -> Iterator[None]:
 
 def run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Compress (unless dense) and evaluate; return rows, record and seconds."""
+    import torch
+
     from calibench.compress import compress
+    from calibench.compress.fold import fold_weight_quantization
     from calibench.evaluation import evaluate
 
     step = step or (lambda _: None)
     started = time.perf_counter()
     tokenizer = tokenizer_for(cell.model)
     model = copy.deepcopy(base_model(cell.model))
-    import torch
-
     # thread counts change float reduction order, so they belong with the numbers
     record: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
     if not cell.is_dense:
@@ -97,8 +98,6 @@ def run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], Non
         result = compress(model, calib, cell.method_name, tokenizer=tokenizer, seed=cell.seed, **cell.params)
         record["compression"] = result.record
         # the copy is thrown away after evaluation: fold weight-only fake quantization (exact, ~15% faster)
-        from calibench.compress.fold import fold_weight_quantization
-
         record["folded_quantized_modules"] = fold_weight_quantization(model)
     step(f"evaluating {cell.describe()}")
     ev = cell.eval
