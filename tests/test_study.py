@@ -97,25 +97,22 @@ def table(db: Path, query: str) -> list[tuple]:
         return conn.execute(query).fetchall()
 
 
-def _children(pid: int) -> list[int]:
-    """Live child processes of ``pid`` (Linux /proc; zombies do not count)."""
-    found = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-        except OSError:
-            continue
-        if fields.get("PPid", "").strip() == str(pid) and not fields.get("State", "").startswith("Z"):
-            found.append(int(status.parent.name))
-    return found
+def _status(pid: int | str) -> dict[str, str]:
+    """Fields of /proc/PID/status (Linux), empty when the process is gone."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    return {key: value.strip() for key, value in (line.split(":", 1) for line in lines if ":" in line)}
 
 
 def _alive(pid: int) -> bool:
-    try:
-        state = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("State:"))
-    except (OSError, StopIteration):
-        return False
-    return "Z" not in state.split()[1]
+    return _status(pid).get("State", "Z")[:1] != "Z"  # zombies do not count
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of ``pid``."""
+    return [int(p.name) for p in Path("/proc").glob("[0-9]*") if _status(p.name).get("PPid") == str(pid) and _alive(int(p.name))]
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
