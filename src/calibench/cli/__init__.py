@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 
 from calibench import __version__
@@ -16,6 +15,7 @@ from calibench.cli.assets_cmd import assets_app
 from calibench.cli.compress_cmd import compress_command
 from calibench.cli.data_cmd import data_app
 from calibench.cli.study_cmd import study_app
+from calibench.cli import usage
 from calibench.cli.demo_cmd import demo
 from calibench.cli.eval_cmd import eval_command
 from calibench.errors import CalibenchError
@@ -63,15 +63,18 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, standalone_mode=False)
     except CalibenchError as exc:
         fail(str(exc))
-    except click.exceptions.NoArgsIsHelpError as exc:
-        exc.show() if hasattr(exc, "show") else None
+    except usage.NO_ARGS_IS_HELP as exc:
+        # typer's vendored click has printed the help already; the separate click prints it in show()
+        if not str(type(exc).__module__).startswith("typer."):
+            exc.show()
         sys.exit(0)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except usage.USAGE_ERRORS as exc:
+        fail(usage.usage_line(exc))
+    except usage.EXIT as exc:
+        sys.exit(getattr(exc, "exit_code", 0))
+    except (*usage.ABORT, KeyboardInterrupt):
         fail("interrupted", code=130)
+
+
 from calibench.cli import selfcal_cmd  # noqa: E402,F401  (registers data generate/stats)
 from calibench.cli import curate_cmd  # noqa: E402,F401  (registers data curate)
