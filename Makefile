@@ -1,21 +1,26 @@
 # The two set-up commands of the README: `make demo` and `make test`.
-# Both create .venv on first use; torch is pinned to the CPU build first so
-# that no resolver pulls several GB of CUDA packages.
+# Both create .venv on first use and install the exact versions of
+# requirements.lock (pip constraints), so a new release of a dependency cannot
+# change what a fresh clone runs; `make lock` refreshes the lock on purpose.
+# The lock pins torch to the CPU build that these machines carry, so that no
+# resolver pulls several GB of CUDA packages.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.calibench-installed
-TORCH ?= torch==2.13.0
+LOCK := requirements.lock
+PIP := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 # worker processes for the demo study: single-threaded workers, one per core, are fastest on CPU
 JOBS ?= 2
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test lock bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PIP) pip setuptools
+	$(PIP) torch
+	$(PIP) --no-build-isolation -e '.[dev]'
+	$(BIN)/python tools/lock.py check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -28,6 +33,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Resolve calibench[dev] afresh in a throwaway venv and rewrite requirements.lock; then `make clean test` and commit.
+lock:
+	$(PYTHON) tools/lock.py refresh
 
 clean:
 	rm -rf $(VENV) demo-out demo-study .pytest_cache
