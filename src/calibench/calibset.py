@@ -8,8 +8,11 @@ A set on disk is a directory with three files::
 
 Nothing in it depends on the time or the machine, so the same inputs and seed
 give a byte-identical directory.  ``tokens_sha256`` covers the shape, the ids
-and the mask; loading recomputes it and refuses a set that does not match, and
-refuses a tokenizer whose vocabulary hash differs from the recorded one.
+and the mask; the ``set_id`` is derived from that hash *and* from everything
+the manifest claims the set is (n, seq_len, seed, tokenizer, source, sampling,
+generator, parents), so loading re-derives both and refuses a set whose tokens
+or whose identity were edited, token ids outside the recorded vocabulary, and
+a tokenizer whose vocabulary hash differs from the recorded one.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from calibench.errors import CalibenchError, CorruptArtifactError, TokenizerMism
 from calibench.fsutil import atomic_dir
 from calibench.tokenizer_identity import TokenizerIdentity, identify
 
-FORMAT_VERSION = 1
+# 2: the set id covers the manifest's identity fields (1: tokens and tokenizer only)
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 IDS_FILE = "input_ids.npy"
 MASK_FILE = "attention_mask.npy"
@@ -87,8 +91,37 @@ def tokens_sha256(input_ids: np.ndarray, attention_mask: np.ndarray) -> str:
 
 
 def make_set_id(tokens_hash: str, tokenizer_hash: str) -> str:
-    """Short id naming the set: the same tokens under another tokenizer are another set."""
+    """The format-1 id: tokens and tokenizer only (kept to verify sets written by calibench 0.1 format 1)."""
     return hashlib.sha256(f"{tokens_hash}:{tokenizer_hash}".encode()).hexdigest()[:16]
+
+
+# Manifest fields that are not part of what the set is: the id itself and the writer's versions.
+_NOT_IDENTITY = {"set_id", "calibench_version", "format_version"}
+
+
+def identity_set_id(manifest: "Manifest") -> str:
+    """Short id naming the set: a hash of its tokens and of every field saying what it is.
+
+    The same tokens under another tokenizer, seed or source record are another
+    set, and an edit to any of those fields no longer matches the id.
+    """
+    if manifest.format_version < 2:
+        return make_set_id(manifest.tokens_sha256, str(manifest.tokenizer.get("vocab_sha256", "")))
+    identity = manifest.model_dump(mode="json", exclude=_NOT_IDENTITY)
+    payload = json.dumps(identity, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(b"calibench-set-v2:" + payload.encode("utf-8")).hexdigest()[:16]
+
+
+def check_vocabulary(ids: np.ndarray, vocab_size: Any, what: str) -> None:
+    """Refuse token ids outside [0, vocab_size): they would index past the embedding."""
+    if ids.size == 0:
+        return
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or (isinstance(vocab_size, int) and high >= vocab_size):
+        bad = low if low < 0 else high
+        raise CorruptArtifactError(
+            f"{what} holds token id {bad}, outside its tokenizer's vocabulary of {vocab_size}: rebuild it"
+        )
 
 
 class CalibrationSet:
@@ -127,7 +160,7 @@ class CalibrationSet:
         ident = identify(tokenizer)
         digest = tokens_sha256(ids, mask)
         manifest = Manifest(
-            set_id=make_set_id(digest, ident.vocab_sha256),
+            set_id="",
             tokens_sha256=digest,
             n=int(ids.shape[0]),
             seq_len=int(ids.shape[1]),
@@ -138,6 +171,8 @@ class CalibrationSet:
             generator=generator,
             parents=list(parents or []),
         )
+        manifest.set_id = identity_set_id(manifest)
+        check_vocabulary(ids, manifest.tokenizer.get("vocab_size"), "the new set")
         return cls(ids, mask, manifest)
 
     # ------------------------------------------------------------ properties
@@ -224,6 +259,11 @@ class CalibrationSet:
             mask = np.load(directory / MASK_FILE, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
             raise CorruptArtifactError(f"calibration set {directory} is corrupt ({exc}): rebuild it") from None
+        if ids.dtype.kind not in "iu" or mask.dtype.kind not in "iub":
+            raise CorruptArtifactError(
+                f"calibration set {directory} is corrupt: token ids are {ids.dtype} and the mask {mask.dtype}, "
+                "not integers: rebuild it"
+            )
         if ids.shape != (manifest.n, manifest.seq_len) or mask.shape != ids.shape:
             raise CorruptArtifactError(
                 f"calibration set {directory} is corrupt: arrays have shape {ids.shape}, manifest says "
@@ -235,6 +275,13 @@ class CalibrationSet:
                 f"calibration set {directory} is corrupt: token hash {actual[:12]} does not match the "
                 f"manifest's {manifest.tokens_sha256[:12]}: rebuild it"
             )
+        expected_id = identity_set_id(manifest)
+        if manifest.set_id != expected_id:
+            raise CorruptArtifactError(
+                f"calibration set {directory} is corrupt: its manifest was edited (set id {manifest.set_id} does not "
+                f"match {expected_id}, derived from its tokens, n, seq_len, seed, tokenizer and source): rebuild it"
+            )
+        check_vocabulary(ids, manifest.tokenizer.get("vocab_size"), f"calibration set {directory}")
         calib = cls(ids.astype(np.int32, copy=False), mask.astype(np.uint8, copy=False), manifest)
         if tokenizer is not None:
             calib.check_tokenizer(tokenizer)

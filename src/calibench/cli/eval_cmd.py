@@ -22,7 +22,7 @@ def eval_command(
              "(arc_easy, arc_challenge, boolq, hellaswag, lambada_openai, openbookqa, piqa, rte, storycloze, "
              "winogrande, copa, sciq) or groups (paper, zeroshot).",
     ),
-    limit: int = typer.Option(None, "--limit", help="At most N items per zero-shot task (results are marked limited)."),
+    limit: int = typer.Option(None, "--limit", help="At most N items per task: zero-shot items, and perplexity windows unless --max-windows is given (results are marked limited)."),
     out: Path = typer.Option(None, "--out", "-o", help="Write the full result (rows, task records, settings) as JSON."),
     offline: bool = typer.Option(False, "--offline", help="Use the offline task mirrors even if the hub is reachable."),
     batch_size: int = typer.Option(8, "--batch-size", help="Sequences per forward pass."),
@@ -35,13 +35,11 @@ def eval_command(
     """Evaluate MODEL: perplexity on held-out text and zero-shot tasks through lm-evaluation-harness."""
     from calibench.evaluation import evaluate
     from calibench.evaluation.tasks import parse_tasks
-    from calibench.fsutil import atomic_write_bytes
+    from calibench.fsutil import atomic_write_bytes, check_output_file
 
     parse_tasks(tasks)  # unknown names fail before anything loads
-    if out is not None and out.is_dir():
-        from calibench.errors import CalibenchError
-
-        raise CalibenchError(f"--out {out} is a directory: give a file name such as results.json")
+    if out is not None:
+        check_output_file(out)
     result = evaluate(
         model, tasks, limit=limit, offline=True if offline else None, batch_size=batch_size, seq_len=seq_len,
         bos=bos.value, max_windows=max_windows, dtype=dtype, device=device,

@@ -118,7 +118,7 @@ def stats(
     from calibench.calibset import CalibrationSet
     from calibench.cli.console import console as make_console
     from calibench.errors import CalibenchError
-    from calibench.fsutil import atomic_write_bytes
+    from calibench.fsutil import atomic_write_bytes, check_output_file
     from calibench.models import load_model, load_tokenizer
     from calibench.stats import set_statistics
 
@@ -126,6 +126,9 @@ def stats(
         raise CalibenchError(f"--batch-size must be at least 1, got {batch_size}")
     if pool is not None and model is None:
         raise CalibenchError("--pool needs --model: coverage and diversity are measured in the model's activation space")
+    if out is not None:
+        check_output_file(out)
+    pool_set = CalibrationSet.load(pool) if pool is not None else None  # a missing or corrupt pool fails before any work
     paths = _expand(directories)
     sets = []
     for path in paths:
@@ -134,7 +137,7 @@ def stats(
     lm = None
     if model is not None:
         tokenizer = load_tokenizer(model)
-        for _, calib in sets:
+        for calib in [c for _, c in sets] + ([pool_set] if pool_set is not None else []):
             calib.check_tokenizer(tokenizer)  # fail before loading the model
         lm = load_model(model, dtype=dtype, device=device)
     rows = []

@@ -108,6 +108,9 @@ class Method:
     uses_group_size: bool = False
     uses_structure: bool = False
     param_names: tuple[str, ...] = ()
+    # False for methods that never look at the calibration set (RTN, magnitude): their cells are
+    # identical across sets, so a study's spread across sets is zero by construction, not a finding.
+    reads_calibration: bool = True
 
     def relevant(self, params: MethodParams) -> dict[str, Any]:
         """The parameters this method actually reads, for records and reports."""
@@ -216,7 +219,7 @@ def register_method(method: Method) -> Method:
 _WEIGHT_ONLY = ("bits", "group_size", "symmetric")
 _PRUNE = ("sparsity", "structure")
 register_method(Method("rtn", "quantization", "round-to-nearest weight-only (W4A16 / W8A16)", _rtn,
-                       (4, 8), 4, uses_group_size=True, param_names=_WEIGHT_ONLY))
+                       (4, 8), 4, uses_group_size=True, param_names=_WEIGHT_ONLY, reads_calibration=False))
 register_method(Method("gptq", "quantization", "GPTQ weight-only, second-order error compensation", _gptq,
                        (2, 3, 4, 8), 4, uses_group_size=True, param_names=(*_WEIGHT_ONLY, "actorder", "dampening")))
 register_method(Method("awq", "quantization", "activation-aware weight scaling, then W4 groups", _awq,
@@ -228,7 +231,7 @@ register_method(Method("sparsegpt", "pruning", "SparseGPT: prune with OBS weight
 register_method(Method("wanda", "pruning", "Wanda: |W| x ||X|| per output row", _wanda,
                        uses_structure=True, param_names=_PRUNE))
 register_method(Method("magnitude", "pruning", "magnitude pruning per output row (no calibration data used)", _magnitude,
-                       uses_structure=True, param_names=_PRUNE))
+                       uses_structure=True, param_names=_PRUNE, reads_calibration=False))
 
 
 def resolve(spec: str) -> list[Method]:
@@ -250,6 +253,14 @@ def resolve(spec: str) -> list[Method]:
 def make_params(methods: list[Method], **values: Any) -> MethodParams:
     """Validate user parameters against the chosen methods; one-line errors."""
     clean = {k: v for k, v in values.items() if v is not None}
+    accepted = {name for method in methods for name in method.param_names}
+    ignored = sorted(set(clean) - accepted)
+    if ignored:
+        names = "+".join(m.name for m in methods)
+        raise CalibenchError(
+            f"{names} does not use {', '.join(ignored)} (it takes {', '.join(sorted(accepted)) or 'no parameters'}): "
+            "drop it, or choose a method that does"
+        )
     try:
         params = MethodParams(**clean)
     except ValidationError as exc:
@@ -271,8 +282,6 @@ def make_params(methods: list[Method], **values: Any) -> MethodParams:
                 f"{method.name} does not support {bits}-bit weights (supported: {', '.join(map(str, method.bits))})"
             )
         params = params.model_copy(update={"bits": bits})
-    elif params.bits is not None:
-        raise CalibenchError(f"--bits applies to quantization methods, not to {'+'.join(m.name for m in methods)}")
     return params
 
 

@@ -43,8 +43,9 @@ def evaluate(
 
     ``model`` is a spec (bundled name, local checkpoint directory, hub id) or
     an in-memory causal LM, then with its ``tokenizer``.  ``limit`` caps the
-    items of each zero-shot task (rows are marked limited); ``max_windows``
-    caps perplexity windows.  ``offline=None`` goes offline by itself when
+    items of each zero-shot task and, unless ``max_windows`` is given, the
+    windows of each perplexity task too (rows are marked limited);
+    ``max_windows`` caps perplexity windows on its own.  ``offline=None`` goes offline by itself when
     the hub is unreachable; ``True`` forces the offline mirrors.  ``bos``
     applies to perplexity windows (lm-eval tasks keep lm-eval's handling:
     what the tokenizer does).  ``seq_len`` defaults to ``min(2048, model
@@ -53,6 +54,8 @@ def evaluate(
     started = time.perf_counter()
     requests = parse_tasks(tasks)
     _check_positive(limit=limit, batch_size=batch_size, max_windows=max_windows, bootstrap_iters=bootstrap_iters)
+    if max_windows is None:
+        max_windows = limit  # --limit N means at most N items of every task, windows included
 
     name, max_len = _describe_model(model, tokenizer)
     if seq_len is None:

@@ -200,6 +200,33 @@ def make_lm(model: Any, tokenizer: Any, batch_size: int) -> Any:
     return HFLM(pretrained=model, tokenizer=copy.deepcopy(tokenizer), batch_size=batch_size)
 
 
+def _git_describe_quietly() -> str | None:
+    """lm-eval's ``git describe`` of the working directory, without git's stderr reaching the user."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "describe", "--always"], capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None
+
+
+@contextlib.contextmanager
+def _quiet_git_probe() -> Iterator[None]:
+    """simple_evaluate records a git hash by running git with inherited stderr: outside a repository
+    that printed a stray 'fatal: not a git repository' line under calibench's output."""
+    import lm_eval.evaluator as evaluator
+
+    original = evaluator.get_git_commit_hash
+    evaluator.get_git_commit_hash = _git_describe_quietly
+    try:
+        yield
+    finally:
+        evaluator.get_git_commit_hash = original
+
+
 def run(lm: Any, prepared: PreparedTask, limit: int | None, bootstrap_iters: int) -> list[EvalRow]:
     """Score one prepared task with ``simple_evaluate``; fills in its record and returns its rows."""
     from lm_eval import simple_evaluate
@@ -207,16 +234,17 @@ def run(lm: Any, prepared: PreparedTask, limit: int | None, bootstrap_iters: int
 
     record = prepared.record
     started = time.perf_counter()
-    out = simple_evaluate(
-        model=lm,
-        tasks=[prepared.task],
-        num_fewshot=NUM_FEWSHOT,
-        limit=limit,
-        bootstrap_iters=bootstrap_iters,
-        log_samples=False,
-        task_manager=TaskManager(include_defaults=False),
-        **SEEDS,
-    )
+    with _quiet_git_probe():
+        out = simple_evaluate(
+            model=lm,
+            tasks=[prepared.task],
+            num_fewshot=NUM_FEWSHOT,
+            limit=limit,
+            bootstrap_iters=bootstrap_iters,
+            log_samples=False,
+            task_manager=TaskManager(include_defaults=False),
+            **SEEDS,
+        )
     record.seconds += time.perf_counter() - started
     name = prepared.task.task_name
     record.version = str(out.get("versions", {}).get(name, record.version))

@@ -12,7 +12,7 @@ from calibench.errors import CalibenchError
 from calibench.study.cells import Cell, expand
 from calibench.study.executors import EXECUTORS, Outcome
 from calibench.study.runner import base_model, quiet_libraries, tokenizer_for
-from calibench.study.sets import sets_for
+from calibench.study.sets import sets_for, verify_cached_sets
 from calibench.study.spec import StudySpec, load_spec
 from calibench.study.store import Store
 
@@ -40,6 +40,19 @@ def _progress(total: int, completed: int, enabled: bool) -> Any:
     )
 
 
+def check_study_output(out: str | Path) -> None:
+    """A study directory is new, empty, or an earlier run of a study (to resume); nothing else."""
+    from calibench.fsutil import check_writable_location
+    from calibench.study.store import DB_NAME
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CalibenchError(f"{out} is a file: give a directory for the study (new, or an earlier study to resume)")
+    if out.is_dir() and any(out.iterdir()) and not (out / DB_NAME).is_file():
+        raise CalibenchError(f"{out} holds files but no {DB_NAME}: it is not a study to resume; choose another --out")
+    check_writable_location(out / DB_NAME)
+
+
 def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "local",
               address: str | None = None, progress: bool = True, jobs: int = 1) -> StudyRun:
     """Run (or resume) a study into ``out``; safe to kill and rerun at any moment.
@@ -60,7 +73,9 @@ def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "lo
         raise CalibenchError("--jobs applies to the local executor; Ray schedules its own workers")
     spec_path = None if isinstance(spec, StudySpec) else Path(spec)
     spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
+    check_study_output(out)
     store = Store(out)
+    verify_cached_sets(store)
     if spec_path is not None and not (store.directory / SPEC_COPY).exists():
         shutil.copyfile(spec_path, store.directory / SPEC_COPY)
     store.set_meta("spec", spec.model_dump(mode="json"))

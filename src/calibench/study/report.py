@@ -51,12 +51,13 @@ def load_frame(directory: str | Path) -> Any:
     for row in rows:
         cfg = row["config"]
         records.append({
-            "key": row["key"], "model": cfg["model"], "method": cfg["method"], "source": cfg["source"] or "-",
+            "key": row["key"], "model": cfg["model"], "method": cfg["method"], "method_name": cfg.get("method_name", ""),
+            "source": cfg["source"] or "-",
             "set_index": cfg["set_index"], "n": cfg["n"], "seq_len": cfg["seq_len"], "task": row["task"],
             "metric": row["metric"], "value": row["value"], "stderr": row["stderr"], "items": row["n"],
             "limit": row["limit"],
         })
-    columns = ["key", "model", "method", "source", "set_index", "n", "seq_len", "task", "metric", "value", "stderr", "items", "limit"]
+    columns = ["key", "model", "method", "method_name", "source", "set_index", "n", "seq_len", "task", "metric", "value", "stderr", "items", "limit"]
     return pd.DataFrame.from_records(records, columns=columns), failures, meta
 
 
@@ -270,6 +271,21 @@ def plot_sample_size(frame: Any, path: Path) -> Path | None:
 # ----------------------------------------------------------------- notes and assembly
 
 
+def calibration_free_notes(frame: Any) -> list[str]:
+    """Methods that never read the calibration set: a zero spread across sets is by construction."""
+    from calibench.compress.methods import METHODS
+
+    notes = []
+    for label in sorted(frame.loc[frame.method_name != "", "method"].unique()):
+        names = frame.loc[frame.method == label, "method_name"].iloc[0].split("+")
+        if all(name in METHODS and not METHODS[name].reads_calibration for name in names):
+            notes.append(
+                f"{label} does not read calibration data: its cells are identical across sets and sources, so its "
+                "spread across sets is zero by construction, not evidence about calibration data."
+            )
+    return notes
+
+
 def notes_for(frame: Any, meta: dict[str, Any]) -> list[str]:
     notes = []
     limited = frame[frame["limit"].notna() & ~frame.task.str.startswith("ppl:")]
@@ -279,6 +295,7 @@ def notes_for(frame: Any, meta: dict[str, Any]) -> list[str]:
             f"Zero-shot results used --limit {', '.join(map(str, limits))} items per task: they are not comparable "
             "with full runs or with published numbers."
         )
+    notes.extend(calibration_free_notes(frame))
     from calibench.assets import ASSETS, asset_manifest
 
     for model in sorted(frame.model.unique()):

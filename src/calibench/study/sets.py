@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from calibench.calibset import CalibrationSet
-from calibench.errors import CalibenchError
+from calibench.errors import CalibenchError, CorruptArtifactError
 from calibench.study.cells import Cell
 from calibench.study.spec import CURATED, SELF
 from calibench.study.store import Store
@@ -62,11 +62,8 @@ def sets_for(cell: Cell, store: Store, tokenizer: Any, model_loader: Any) -> lis
     root = store.directory / SETS_DIR
     key = recipe_key(cell)
     ids = store.set_ids(key)
-    if len(ids) == cell.num_sets:
-        try:
-            return [CalibrationSet.load(root / ids[i], tokenizer=tokenizer) for i in range(cell.num_sets)]
-        except CalibenchError:
-            pass  # a damaged cache entry: rebuild below (same inputs give the same sets)
+    if len(ids) == cell.num_sets and all((root / ids[i]).is_dir() for i in range(cell.num_sets)):
+        return [CalibrationSet.load(root / ids[i], tokenizer=tokenizer) for i in range(cell.num_sets)]
     built = _build(cell, tokenizer, model_loader)
     for calib in built:
         target = root / calib.set_id
@@ -74,6 +71,23 @@ def sets_for(cell: Cell, store: Store, tokenizer: Any, model_loader: Any) -> lis
             calib.save(target, overwrite=True)
     store.record_sets(key, [calib.set_id for calib in built])
     return built
+
+
+def verify_cached_sets(store: Store) -> None:
+    """Refuse to run on a damaged set cache: a corrupt set must not be silently replaced.
+
+    A removed set directory is rebuilt from its recipe (the same inputs give
+    the same set); one that is present but fails verification stops the run
+    with one line saying which, before any cell starts.
+    """
+    root = store.directory / SETS_DIR
+    for set_id in store.all_set_ids():
+        if (root / set_id).exists():
+            try:
+                CalibrationSet.load(root / set_id)
+            except CalibenchError as exc:
+                raise CorruptArtifactError(f"{exc} (a cached set of study {store.directory}: remove "
+                                           f"{root / set_id} and rerun to rebuild it)") from None
 
 
 def set_path(store_dir: Path, set_id: str) -> Path:

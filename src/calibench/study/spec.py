@@ -113,6 +113,16 @@ class StudySpec(BaseModel):
     seed: int = 0
     eval: EvalSpec
 
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, value: list[str]) -> list[str]:
+        from calibench.models import bundled_models, resolve_model_path
+
+        for model in value:  # bundled names, local directories and hub ids; a typo fails here, not in every cell
+            if model not in bundled_models():  # a bundled one is pulled when the study loads it
+                _check(resolve_model_path, model)
+        return value
+
     @field_validator("n")
     @classmethod
     def _n_range(cls, value: list[int]) -> list[int]:

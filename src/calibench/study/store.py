@@ -94,6 +94,9 @@ class Store:
     def set_ids(self, recipe: str) -> dict[int, str]:
         return dict(self.conn.execute("SELECT set_index, set_id FROM sets WHERE recipe = ?", (recipe,)))
 
+    def all_set_ids(self) -> list[str]:
+        return [row[0] for row in self.conn.execute("SELECT DISTINCT set_id FROM sets ORDER BY set_id")]
+
     def record_sets(self, recipe: str, ids: list[str]) -> None:
         with self._transaction() as cur:
             cur.executemany("INSERT OR REPLACE INTO sets VALUES (?, ?, ?)", [(recipe, i, s) for i, s in enumerate(ids)])

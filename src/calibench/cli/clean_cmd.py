@@ -1,0 +1,36 @@
+"""``calibench clean``: remove what interrupted writes left behind.
+
+A write killed with SIGKILL cannot clean up after itself; its hidden
+``.NAME.tmp-PID-XXXX`` sibling stays (a compressed checkpoint's can be hundreds
+of MB).  The next write to the same path removes it by itself; this command
+finds the rest.  Only temporaries whose writer process is gone are touched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def clean_command(
+    paths: list[Path] = typer.Argument(None, help="Directories to search (default: the current directory and the calibench cache)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed, remove nothing."),
+) -> None:
+    """Remove temporary directories and files of interrupted writes (their writer is no longer running)."""
+    from calibench.errors import CalibenchError
+    from calibench.fsutil import find_stale_temps, remove_tree, tree_size
+    from calibench.paths import home
+
+    roots = list(paths) if paths else [Path("."), home()]
+    for root in paths or []:
+        if not root.is_dir():
+            raise CalibenchError(f"{root} is not a directory: give directories to search")
+    stale = find_stale_temps(roots)
+    freed = 0
+    for path in stale:
+        size = tree_size(path) if dry_run else remove_tree(path)
+        freed += size
+        typer.echo(f"{'would remove' if dry_run else 'removed'} {path} ({size / 2**20:.1f} MiB)")
+    verb = "would free" if dry_run else "freed"
+    typer.echo(f"{len(stale)} leftover(s) of interrupted writes; {verb} {freed / 2**20:.1f} MiB")

@@ -1,0 +1,279 @@
+"""The bad-input contract, through the installed ``calibench`` executable.
+
+Every row runs the real entry point in a subprocess (not typer's test runner,
+which shares the test's click and its exception handling) and asserts what a
+user sees: exit code 2, exactly one line on stderr, no traceback, and nothing
+left at the output path (nor a temporary beside it).  New commands add their
+rows here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CALIBENCH = Path(sys.executable).with_name("calibench")
+
+
+@dataclass(frozen=True)
+class Row:
+    args: str  # placeholders: {model} {text} {set} {tmp} {out} {file} {full} {spec:NAME} {corrupt:KIND}
+    fragment: str  # must appear in the one error line
+    id: str
+
+
+ROWS = [
+    # ------------------------------------------------------------ usage errors, whichever click typer uses
+    Row("nosuchcmd", "No such command 'nosuchcmd'", "unknown-command"),
+    Row("dat build", "'data'", "unknown-command-suggests"),
+    Row("eval {model} --bogus-flag", "No such option: --bogus-flag", "unknown-option"),
+    Row("eval {model} --limt 3", "did you mean '--limit'", "unknown-option-suggests"),
+    Row("data build {text} -m {model} --seq-len 32", "Missing option '--out'", "missing-option"),
+    Row("data show", "Missing argument", "missing-argument"),
+    Row("compress -m {model} -c {set} --method wanda -o {out} --sparsity abc", "Invalid value for '--sparsity'", "sparsity-text"),
+    Row("data build {text} -m {model} -o {out} --n abc --seq-len 32", "Invalid value for '--n'", "n-text"),
+    Row("data build {text} -m {model} -o {out} --bos maybe --seq-len 32", "Invalid value for '--bos'", "bad-choice"),
+    Row("data show {set} --windows -1", "Invalid value for '--windows'", "negative-preview"),
+    # ------------------------------------------------------------ paths
+    Row("data show {tmp}/missing", "is not a directory", "show-missing-dir"),
+    Row("data build {tmp}/missing.txt -m {model} -o {out} --seq-len 32", "does not exist", "build-missing-file"),
+    Row("data build {text} -m {model} -o {file}/set --seq-len 32", "is a file, not a directory", "out-under-file"),
+    Row("data build {text} -m {model} -o {full} --seq-len 32", "already exists", "out-non-empty"),
+    Row("data build {text} -m {model} -o /proc/calibench-set --seq-len 32", "not writable", "out-unwritable"),
+    Row("data generate -m {model} -o /proc/calibench-gen --n 2 --seq-len 8", "not writable", "generate-unwritable"),
+    Row("compress -m {model} -c {set} --method wanda -o /proc/calibench-ckpt", "not writable", "compress-unwritable"),
+    Row("compress -m {model} -c {set} --method wanda -o {file}/ckpt", "is a file, not a directory", "compress-under-file"),
+    Row("compress -m {model} -c {text} --method wanda -o {out}", "is not a directory", "calib-is-file"),
+    Row("eval {model} --tasks ppl:wiki --out /proc/calibench.json", "not writable", "eval-unwritable"),
+    Row("eval {model} --tasks ppl:wiki --out {tmp}", "is a directory", "eval-out-dir"),
+    Row("data export {set} -m {model} --out {tmp}", "is a directory", "export-out-dir"),
+    Row("data stats {set} -m {model} --out /proc/stats.json", "not writable", "stats-unwritable"),
+    Row("data stats {set} -m {model} --pool {tmp}/missing-pool", "is not a directory", "stats-missing-pool"),
+    Row("data curate -m {model} -o {file}/cur --sources {text} --capabilities lm", "is a file, not a directory", "curate-under-file"),
+    Row("study run {spec:good} --out {full}", "not a study to resume", "study-out-unrelated"),
+    Row("study run {spec:good} --out {file}", "is a file", "study-out-file"),
+    Row("study report {tmp}/nostudy", "has no study.sqlite", "report-missing"),
+    Row("clean {tmp}/missing", "is not a directory", "clean-missing"),
+    Row("demo --out /proc/calibench-demo", "not writable", "demo-unwritable"),
+    # ------------------------------------------------------------ sizes
+    Row("data build {text} -m {model} -o {out} --n 0 --seq-len 32", "--n must be between 1", "n-zero"),
+    Row("data build {text} -m {model} -o {out} --n -3 --seq-len 32", "--n must be between 1", "n-negative"),
+    Row("data build {text} -m {model} -o {out} --seq-len 100000", "above the model's maximum", "seq-len-over-context"),
+    Row("data build {text} -m {model} -o {out} --n 500 --seq-len 200", "disjoint windows", "larger-than-corpus"),
+    Row("data generate -m {model} -o {out} --n 0 --seq-len 8", "between 1", "generate-n-zero"),
+    Row("eval {model} --tasks ppl:wiki --limit 0", "--limit must be at least 1", "eval-limit-zero"),
+    Row("eval {model} --tasks ppl:wiki --batch-size -1", "--batch-size must be at least 1", "eval-batch-negative"),
+    Row("study run {spec:good} --out {out} --jobs 0", "--jobs must be at least 1", "jobs-zero"),
+    # ------------------------------------------------------------ unknown names
+    Row("data build nosuchsource -m {model} -o {out} --seq-len 32", "unknown source 'nosuchsource'", "unknown-source"),
+    Row("compress -m {model} -c {set} --method gtpq -o {out}", "unknown method 'gtpq'", "unknown-method"),
+    Row("eval {model} --tasks nosuchtask", "nosuchtask", "unknown-task"),
+    Row("eval no-such-model --tasks ppl:wiki", "unknown model 'no-such-model'", "unknown-model"),
+    Row("assets pull nosuchasset", "nosuchasset", "unknown-asset"),
+    Row("study run {spec:good} --out {out} --executor nope", "unknown executor", "unknown-executor"),
+    # ------------------------------------------------------------ malformed values
+    Row("compress -m {model} -c {set} --method wanda -o {out} --sparsity 0", "strictly between 0 and 1", "sparsity-0"),
+    Row("compress -m {model} -c {set} --method wanda -o {out} --sparsity 1", "strictly between 0 and 1", "sparsity-1"),
+    Row("compress -m {model} -c {set} --method wanda -o {out} --sparsity 1.5", "strictly between 0 and 1", "sparsity-1.5"),
+    Row("compress -m {model} -c {set} --method sparsegpt -o {out} --structure 4:2", "0 < N < M", "nm-4-2"),
+    Row("compress -m {model} -c {set} --method sparsegpt -o {out} --structure 2:0", "0 < N < M", "nm-2-0"),
+    Row("compress -m {model} -c {set} --method rtn -o {out} --bits 3", "does not support 3-bit", "bits-unsupported"),
+    Row("compress -m {model} -c {set} --method gptq -o {out} --group-size 96", "group", "group-not-dividing"),
+    Row("compress -m {model} -c {set} --method rtn -o {out} --sparsity 0.5", "rtn does not use sparsity", "ignored-param"),
+    # ------------------------------------------------------------ study specs
+    Row("study run {spec:broken} --out {out}", "not valid YAML", "spec-broken-yaml"),
+    Row("study run {spec:wrongtype} --out {out}", "n.0", "spec-wrong-type"),
+    Row("study run {spec:unknownkey} --out {out}", "colour", "spec-unknown-key"),
+    Row("study run {spec:empty} --out {out}", "must not be empty", "spec-empty-grid"),
+    Row("study run {spec:unknownmodel} --out {out}", "unknown model 'no-such-model'", "spec-unknown-model"),
+    Row("study run {tmp}/missing.yaml --out {out}", "cannot read study spec", "spec-missing"),
+    # ------------------------------------------------------------ corrupt sets, refused by every reader
+    Row("data show {corrupt:flipped}", "token hash", "flipped-token"),
+    Row("data stats {corrupt:rehashed} -m {model}", "manifest was edited", "flipped-token-rehashed"),
+    Row("compress -m {model} -c {corrupt:truncated} --method wanda -o {out}", "is corrupt", "truncated-array"),
+    Row("data show {corrupt:seed}", "manifest was edited", "edited-seed"),
+    Row("data show {corrupt:n}", "is corrupt", "edited-n"),
+    Row("data show {corrupt:source}", "manifest was edited", "edited-source"),
+    Row("data show {corrupt:setid}", "manifest was edited", "edited-set-id"),
+    Row("data show {corrupt:json}", "is corrupt", "invalid-json"),
+    Row("data export {corrupt:nomask} -m {model} --out {out}", "is corrupt", "missing-mask"),
+    Row("data show {corrupt:vocab}", "manifest was edited", "other-tokenizer-hash"),
+    Row("data stats {corrupt:oov} -m {model}", "outside its tokenizer's vocabulary", "out-of-vocabulary-id"),
+    Row("data show {corrupt:negative}", "outside its tokenizer's vocabulary", "negative-id"),
+    Row("compress -m {model} -c {corrupt:oov} --method wanda -o {out}", "outside its tokenizer's vocabulary", "compress-oov"),
+    Row("study run {spec:good} --out {corrupt_study}", "a cached set of study", "study-corrupt-cache"),
+]
+
+
+# ----------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
+    """Inputs shared by the rows: a model, a corpus, a valid set, corrupt copies, specs, a study to corrupt."""
+    from calibench.build import build_calibration_set
+    from calibench.calibset import IDS_FILE, MANIFEST, MASK_FILE, identity_set_id, tokens_sha256, Manifest
+
+    from conftest import corpus_text
+
+    root = tmp_path_factory.mktemp("bad-inputs")
+    text = root / "corpus.txt"
+    text.write_text("\n\n".join(corpus_text()), encoding="utf-8")
+    good = root / "good-set"
+    build_calibration_set(str(text), tiny_tokenizer, n=4, seq_len=32, seed=0).save(good)
+    (root / "a-file").write_text("not a directory\n")
+    (root / "full").mkdir()
+    (root / "full" / "unrelated.txt").write_text("someone's data\n")
+
+    def copy(kind: str) -> Path:
+        target = root / "corrupt" / kind
+        shutil.copytree(good, target)
+        return target
+
+    def edit_manifest(path: Path, change, rederive: bool = False) -> None:
+        data = json.loads((path / MANIFEST).read_text())
+        change(data)
+        if rederive:  # recompute the hashes so that only the deeper check can catch it
+            ids, mask = np.load(path / IDS_FILE), np.load(path / MASK_FILE)
+            data["tokens_sha256"] = tokens_sha256(ids, mask)
+            data["set_id"] = identity_set_id(Manifest.model_validate(data))
+        (path / MANIFEST).write_text(json.dumps(data))
+
+    def set_ids(path: Path, change) -> None:
+        ids = np.load(path / IDS_FILE)
+        change(ids)
+        np.save(path / IDS_FILE, ids)
+
+    corrupt = {}
+    corrupt["flipped"] = copy("flipped")
+    set_ids(corrupt["flipped"], lambda a: a.__setitem__((0, 1), (a[0, 1] + 1) % 100))
+    corrupt["rehashed"] = copy("rehashed")
+    set_ids(corrupt["rehashed"], lambda a: a.__setitem__((0, 1), (a[0, 1] + 1) % 100))
+    edit_manifest(corrupt["rehashed"], lambda d: d.__setitem__("tokens_sha256", tokens_sha256(
+        np.load(corrupt["rehashed"] / IDS_FILE), np.load(corrupt["rehashed"] / MASK_FILE))))
+    corrupt["truncated"] = copy("truncated")
+    raw = (corrupt["truncated"] / IDS_FILE).read_bytes()
+    (corrupt["truncated"] / IDS_FILE).write_bytes(raw[: len(raw) // 2])
+    corrupt["seed"] = copy("seed")
+    edit_manifest(corrupt["seed"], lambda d: d.__setitem__("seed", 7))
+    corrupt["n"] = copy("n")
+    edit_manifest(corrupt["n"], lambda d: d.__setitem__("n", 3))
+    corrupt["source"] = copy("source")
+    edit_manifest(corrupt["source"], lambda d: d["source"].__setitem__("name", "wiki"))
+    corrupt["setid"] = copy("setid")
+    edit_manifest(corrupt["setid"], lambda d: d.__setitem__("set_id", "0" * 16))
+    corrupt["json"] = copy("json")
+    (corrupt["json"] / MANIFEST).write_text('{"set_id": ')
+    corrupt["nomask"] = copy("nomask")
+    (corrupt["nomask"] / MASK_FILE).unlink()
+    corrupt["vocab"] = copy("vocab")
+    edit_manifest(corrupt["vocab"], lambda d: d["tokenizer"].__setitem__("vocab_sha256", "f" * 64))
+    vocab = len(tiny_tokenizer)
+    corrupt["oov"] = copy("oov")
+    set_ids(corrupt["oov"], lambda a: a.__setitem__((1, 2), vocab + 5))
+    edit_manifest(corrupt["oov"], lambda d: None, rederive=True)
+    corrupt["negative"] = copy("negative")
+    set_ids(corrupt["negative"], lambda a: a.__setitem__((1, 2), -4))
+    edit_manifest(corrupt["negative"], lambda d: None, rederive=True)
+
+    specs = {}
+    grid = {"models": [str(tiny_model_dir)], "methods": [{"name": "magnitude"}], "sources": [{"name": str(text)}],
+            "n": [2], "seq_len": [16], "eval": {"tasks": ["ppl:wiki"], "ppl_max_windows": 1}}
+    bodies = {
+        "good": json.dumps(grid),
+        "broken": "models: [a, b\nmethods: {",
+        "wrongtype": json.dumps({**grid, "n": ["abc"]}),
+        "unknownkey": json.dumps({**grid, "colour": "blue"}),
+        "empty": json.dumps({**grid, "sources": []}),
+        "unknownmodel": json.dumps({**grid, "models": ["no-such-model"]}),
+    }
+    for name, body in bodies.items():
+        specs[name] = root / f"{name}.yaml"
+        specs[name].write_text(body + "\n")
+
+    # a study directory whose cached set is then damaged
+    study = root / "corrupt-study"
+    from calibench.study.sets import SETS_DIR
+    from calibench.study.store import Store
+
+    store = Store(study)
+    set_dir = study / SETS_DIR / "0123456789abcdef"
+    shutil.copytree(corrupt["flipped"], set_dir)
+    store.record_sets("recipe", ["0123456789abcdef"])
+    store.close()
+    return {"root": root, "model": tiny_model_dir, "text": text, "set": good, "corrupt": corrupt, "specs": specs,
+            "corrupt_study": study}
+
+
+def _expand(args: str, world: dict, tmp: Path, out: Path) -> list[str]:
+    corrupt, specs = world["corrupt"], world["specs"]
+    values = {"model": world["model"], "text": world["text"], "set": world["set"], "tmp": tmp, "out": out,
+              "file": world["root"] / "a-file", "full": world["root"] / "full", "corrupt_study": world["corrupt_study"]}
+    words = []
+    for word in args.split():
+        if word.startswith("{corrupt:"):
+            words.append(str(corrupt[word[9:-1]]))
+        elif word.startswith("{spec:"):
+            words.append(str(specs[word[6:-1]]))
+        else:
+            words.append(word.format(**values))
+    return words
+
+
+def _snapshot(path: Path) -> list[tuple[str, int]]:
+    return sorted((str(p.relative_to(path)), p.stat().st_size) for p in path.rglob("*")) if path.is_dir() else []
+
+
+def run_calibench(args: list[str], home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CALIBENCH_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "NO_COLOR": "1"}
+    return subprocess.run([str(CALIBENCH), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(row, world, tmp_path):
+    assert CALIBENCH.is_file(), f"the calibench executable is not installed beside {sys.executable}"
+    out = tmp_path / "out"
+    watched = [world["root"] / "full", world["set"], world["corrupt_study"]]
+    before = {p: _snapshot(p) for p in watched}
+    done = run_calibench(_expand(row.args, world, tmp_path, out), tmp_path / "home")
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2, f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
+    assert len(lines) == 1, f"{len(lines)} stderr lines:\n{done.stderr}"
+    assert lines[0].startswith("error: ") and "Traceback" not in done.stderr, done.stderr
+    assert row.fragment in lines[0], lines[0]
+    assert not out.exists(), f"{out} was left behind"
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name], list(tmp_path.iterdir())
+    assert {p: _snapshot(p) for p in watched} == before, "a refused command changed an existing directory"
+
+
+def test_suite_covers_every_command(world):
+    """Every leaf command of the CLI has at least one row (new commands add theirs)."""
+    import typer.main
+
+    from calibench.cli import app
+
+    def leaves(command, prefix=()):
+        subs = getattr(command, "commands", None)
+        if not subs:
+            yield " ".join(prefix)
+            return
+        for name, sub in subs.items():
+            yield from leaves(sub, (*prefix, name))
+
+    covered = {" ".join(r.args.split()[:2]) for r in ROWS} | {r.args.split()[0] for r in ROWS}
+    missing = [c for c in leaves(typer.main.get_command(app)) if c not in covered and c not in NO_INPUT_COMMANDS]
+    assert not missing, f"commands without a bad-input row: {missing}"
+    assert len(ROWS) >= 40
+
+
+# Commands that take no user input to get wrong (listings, the demo's defaults).
+NO_INPUT_COMMANDS = {"assets list", "data sources"}
