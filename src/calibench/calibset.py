@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from calibench import __version__
+from calibench import __version__, failpoints
 from calibench.errors import CalibenchError, CorruptArtifactError, TokenizerMismatchError
 from calibench.fsutil import atomic_dir
 from calibench.tokenizer_identity import TokenizerIdentity, identify
@@ -231,6 +231,7 @@ class CalibrationSet:
         """Write the three files into an existing directory (used by multi-set builds)."""
         directory.mkdir(parents=True, exist_ok=True)
         np.save(directory / IDS_FILE, self.input_ids, allow_pickle=False)
+        failpoints.reach("artifact.writing")  # one file of three on disk
         np.save(directory / MASK_FILE, self.attention_mask, allow_pickle=False)
         text = json.dumps(self.manifest.model_dump(mode="json"), indent=2, sort_keys=True, ensure_ascii=False)
         (directory / MANIFEST).write_text(text + "\n", encoding="utf-8")

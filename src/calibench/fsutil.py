@@ -19,6 +19,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from calibench import failpoints
 from calibench.errors import CalibenchError
 
 _TMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?:(?P<pid>\d+)-)?[A-Za-z0-9_]+$")
@@ -163,6 +164,7 @@ def atomic_dir(dest: str | Path, overwrite: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(dest), dir=dest.parent))
     try:
         yield tmp
+        failpoints.reach("artifact.before_rename")  # every file written, none of it at dest yet
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from calibench import failpoints
 from calibench.calibset import CalibrationSet
 from calibench.study.cells import Cell
 
@@ -95,11 +96,13 @@ def run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], Non
     record: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
     if not cell.is_dense:
         step(f"compressing {cell.describe()}")
+        failpoints.reach("cell.compress")
         result = compress(model, calib, cell.method_name, tokenizer=tokenizer, seed=cell.seed, **cell.params)
         record["compression"] = result.record
         # the copy is thrown away after evaluation: fold weight-only fake quantization (exact, ~15% faster)
         record["folded_quantized_modules"] = fold_weight_quantization(model)
     step(f"evaluating {cell.describe()}")
+    failpoints.reach("cell.evaluate")
     ev = cell.eval
     evaluation = evaluate(
         model, ev["tasks"], tokenizer=tokenizer, limit=ev.get("limit"), offline=ev.get("offline"),

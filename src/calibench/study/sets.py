@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from calibench import failpoints
 from calibench.calibset import CalibrationSet
 from calibench.errors import CalibenchError, CorruptArtifactError
 from calibench.study.cells import Cell
@@ -65,6 +66,7 @@ def sets_for(cell: Cell, store: Store, tokenizer: Any, model_loader: Any) -> lis
     if len(ids) == cell.num_sets and all((root / ids[i]).is_dir() for i in range(cell.num_sets)):
         return [CalibrationSet.load(root / ids[i], tokenizer=tokenizer) for i in range(cell.num_sets)]
     built = _build(cell, tokenizer, model_loader)
+    failpoints.reach("sets.built")
     for calib in built:
         target = root / calib.set_id
         if not (target / "manifest.json").exists():

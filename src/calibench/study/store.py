@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from calibench import failpoints
+
 from calibench.study.cells import Cell
 
 DB_NAME = "study.sqlite"
@@ -78,6 +80,7 @@ class Store:
                 "INSERT OR REPLACE INTO cells VALUES (?, ?, 'done', NULL, ?, ?, ?, ?)",
                 (cell.key, cell.model_dump_json(), set_id, json.dumps(record, default=str), seconds, time.time()),
             )
+            failpoints.reach("store.write")  # the cell row is in, its results not yet: the transaction must not commit
             cur.executemany(
                 "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(cell.key, r["task"], r["metric"], r["value"], r.get("stderr"), r.get("n"), r.get("limit")) for r in rows],
