@@ -246,6 +246,10 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(row, world, tmp_path):
     before = {p: _snapshot(p) for p in watched}
     done = run_calibench(_expand(row.args, world, tmp_path, out), tmp_path / "home")
     lines = done.stderr.splitlines()
+    if os.environ.get("CALIBENCH_BAD_INPUT_TABLE"):  # the table for docs and notes: input | line | exit code
+        with open(os.environ["CALIBENCH_BAD_INPUT_TABLE"], "a", encoding="utf-8") as table:
+            shown = " | ".join(line.replace("|", "\\|") for line in lines)
+            table.write(f"| `calibench {row.args}` | {shown} | {done.returncode} |\n")
     assert done.returncode == 2, f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
     assert len(lines) == 1, f"{len(lines)} stderr lines:\n{done.stderr}"
     assert lines[0].startswith("error: ") and "Traceback" not in done.stderr, done.stderr

@@ -280,3 +280,69 @@ def test_curated_source_runs_cola_once_per_set_and_shares_the_pool(tmp_path, tin
     assert all(s.manifest.source.name == "curated" and s.input_ids.shape == (4, 32) for s in sets)
     assert sets[0].manifest.parents == sets[1].manifest.parents  # one pool, two selections
     assert sorted(s.manifest.generator["stage3"]["kmeans"]["seed"] for s in sets) == [0, 1]
+
+
+def test_noise_floor_table_matches_an_independent_computation(tmp_path):
+    """Reruns of wiki#0 under two perturbations: the floor is the largest |change|, beside the across-set spread."""
+    from calibench.study.report import AVERAGE, NOISE_HEADING, noise_floor_table, load_frame, write_report
+
+    rng = np.random.default_rng(1)
+    store = Store(tmp_path)
+    values = {}
+    cells = [fake_cell("dense", "", 0)] + [fake_cell("wanda", s, i) for s in ("wiki", "code") for i in range(3)]
+    reruns = [fake_cell("wanda", "wiki", 0).model_copy(update={"perturbation": p}) for p in ("threads", "eval_batch")]
+    for cell in cells + reruns:
+        base = values.get(("wiki", 0)) if cell.perturbation else None
+        if base is None:
+            scores = {"arc_easy": float(rng.uniform(0.3, 0.6)), "ppl:wiki": float(rng.uniform(20, 40))}
+        else:  # a rerun moves each number a little
+            scores = {t: v + float(rng.normal(0, 0.01 if t == "arc_easy" else 0.3)) for t, v in base.items()}
+        if not cell.perturbation:
+            values[(cell.source, cell.set_index)] = scores
+        else:
+            values[(cell.perturbation,)] = scores
+        rows = [{"task": "arc_easy", "metric": "acc", "value": scores["arc_easy"], "n": 20, "limit": 20},
+                {"task": "ppl:wiki", "metric": "perplexity", "value": scores["ppl:wiki"], "n": 8}]
+        store.record_success(cell, rows, None, {}, 1.0)
+    store.close()
+    assert len({c.key for c in cells + reruns}) == len(cells) + 2  # a rerun is its own cell
+
+    report = write_report(tmp_path)
+    frame, _, _ = load_frame(tmp_path)
+    from calibench.study.report import accuracy_table, perplexity_table
+
+    grid = frame[frame.perturbation == ""]
+    noise = noise_floor_table(frame, accuracy_table(grid), perplexity_table(grid)).set_index("task")
+    for task in ("arc_easy", "ppl:wiki", AVERAGE):
+        name = "arc_easy" if task == AVERAGE else task  # one accuracy task: the average is that task
+        changes = {p: abs(values[(p,)][name] - values[("wiki", 0)][name]) for p in ("threads", "eval_batch")}
+        assert noise.loc[task, "noise floor"] == pytest.approx(max(changes.values()))
+        assert noise.loc[task, "max change (threads)"] == pytest.approx(changes["threads"])
+        stds = [np.std([values[(s, i)][name] for i in range(3)], ddof=1) for s in ("wiki", "code")]
+        means = [np.mean([values[(s, i)][name] for i in range(3)]) for s in ("wiki", "code")]
+        assert noise.loc[task, "mean std across sets"] == pytest.approx(np.mean(stds))
+        assert noise.loc[task, "source gap"] == pytest.approx(max(means) - min(means))
+        assert noise.loc[task, "reruns"] == 2
+    md = report.markdown.read_text()
+    assert NOISE_HEADING in md and "plus 2 noise-floor rerun(s)" in md and "Cells: 7 finished" in md
+    assert "noise_floor.png" in {p.name for p in report.plots}
+    # the grid's own tables ignore the reruns: wiki keeps 3 sets
+    assert "| m | wanda | wiki | 16 | 64 | arc_easy | 3 |" in md
+
+
+def test_noise_floor_cells_rerun_with_their_perturbation(tmp_path, tiny_model_dir, texts):
+    spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, sets=2)
+    spec_path.write_text(spec_path.read_text() + "noise_floor: {sets: 1, perturbations: [threads, eval_batch]}\n")
+    spec = load_spec(spec_path)
+    cells = expand(spec)
+    perturbed = [c for c in cells if c.perturbation]
+    assert [(c.set_index, c.perturbation) for c in perturbed] == [(0, "threads"), (0, "eval_batch")]
+    originals = [c for c in cells if not c.perturbation]
+    assert len(originals) == 3 and all(c.key != o.key for c in perturbed for o in originals)
+    run_study(spec_path, tmp_path / "out", progress=False)
+    records = {json.loads(cfg).get("perturbation", ""): json.loads(rec)
+               for cfg, rec in table(tmp_path / "out" / DB_NAME, "SELECT config, record FROM cells")}
+    import torch
+
+    assert records["threads"]["torch_threads"] != torch.get_num_threads()
+    assert records["eval_batch"]["eval_batch_size"] == 1 and records[""]["eval_batch_size"] == 8

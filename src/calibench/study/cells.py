@@ -33,10 +33,13 @@ class Cell(BaseModel):
     seq_len: int
     seed: int
     eval: dict[str, Any]
+    perturbation: str = ""  # a noise-floor rerun (calibench.study.perturbations); "" for the grid's own cells
 
     @property
     def key(self) -> str:
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        # an unperturbed cell hashes as before the field existed, so earlier studies still resume
+        payload = json.dumps(self.model_dump(mode="json", exclude={"perturbation"} if not self.perturbation else None),
+                             sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
     @property
@@ -54,7 +57,8 @@ class Cell(BaseModel):
     def describe(self) -> str:
         if self.is_dense:
             return f"{self.model} dense"
-        return f"{self.model} {self.method} {self.source}#{self.set_index} n={self.n} len={self.seq_len}"
+        extra = f" [{self.perturbation}]" if self.perturbation else ""
+        return f"{self.model} {self.method} {self.source}#{self.set_index} n={self.n} len={self.seq_len}{extra}"
 
 
 def expand(spec: StudySpec) -> list[Cell]:
@@ -75,4 +79,13 @@ def expand(spec: StudySpec) -> list[Cell]:
                                 source=source.name, source_params=source.params, num_sets=source.sets,
                                 set_index=index, n=n, seq_len=seq_len, seed=spec.seed, eval=evaluation,
                             ))
-    return cells
+    return cells + noise_floor_cells(spec, cells)
+
+
+def noise_floor_cells(spec: StudySpec, cells: list[Cell]) -> list[Cell]:
+    """Reruns of the first sets of the first source, per model x method x n x seq_len, under each perturbation."""
+    if spec.noise_floor is None:
+        return []
+    first_source = spec.sources[0].name
+    chosen = [c for c in cells if not c.is_dense and c.source == first_source and c.set_index < spec.noise_floor.sets]
+    return [c.model_copy(update={"perturbation": name}) for c in chosen for name in spec.noise_floor.perturbations]

@@ -55,9 +55,9 @@ def load_frame(directory: str | Path) -> Any:
             "source": cfg["source"] or "-",
             "set_index": cfg["set_index"], "n": cfg["n"], "seq_len": cfg["seq_len"], "task": row["task"],
             "metric": row["metric"], "value": row["value"], "stderr": row["stderr"], "items": row["n"],
-            "limit": row["limit"],
+            "limit": row["limit"], "perturbation": cfg.get("perturbation", ""),
         })
-    columns = ["key", "model", "method", "method_name", "source", "set_index", "n", "seq_len", "task", "metric", "value", "stderr", "items", "limit"]
+    columns = ["key", "model", "method", "method_name", "source", "set_index", "n", "seq_len", "task", "metric", "value", "stderr", "items", "limit", "perturbation"]
     return pd.DataFrame.from_records(records, columns=columns), failures, meta
 
 
@@ -113,6 +113,61 @@ def gap_table(acc: Any) -> Any:
             "worst mean": worst["mean"], "gap": best["mean"] - worst["mean"], "mean std across sets": part["std"].mean(),
         })
     return pd.DataFrame(out)
+
+
+_GRID = ["model", "method", "n", "seq_len", "task"]
+
+
+def noise_floor_table(frame: Any, acc: Any, ppl: Any) -> Any:
+    """Per model x method x n x seq_len x task: how far reruns under harmless perturbations moved the result.
+
+    ``noise floor`` is the largest |perturbed - original| over the rerun cells
+    and perturbations (one column per perturbation too), set next to the mean
+    std across sets and the best-minus-worst gap across sources of the same
+    task.  Accuracy is compared per task and on the per-cell average.
+    """
+    import pandas as pd
+
+    keys = ["model", "method", "source", "set_index", "n", "seq_len", "task"]
+    scored = frame[~frame.task.str.startswith("ppl:") & (frame.metric == ACCURACY_METRIC)]
+    averages = scored.groupby(["key", *keys[:-1], "perturbation"], as_index=False)["value"].mean().assign(task=AVERAGE)
+    values = pd.concat([frame[frame.metric.isin([ACCURACY_METRIC, PERPLEXITY_METRIC])], averages], ignore_index=True)
+    base = values[values.perturbation == ""][[*keys, "value"]]
+    moved = values[values.perturbation != ""][[*keys, "perturbation", "value"]]
+    if moved.empty:
+        return pd.DataFrame()
+    paired = moved.merge(base, on=keys, suffixes=("", "_original"))
+    paired["change"] = (paired["value"] - paired["value_original"]).abs()
+    spread = pd.concat([t for t in (acc, ppl) if len(t)], ignore_index=True)
+    spread = spread[spread.method != "dense"]
+    out = []
+    for group, part in paired.groupby(_GRID, sort=True):
+        row = dict(zip(_GRID, group))
+        same = spread[(spread[_GRID] == pd.Series(row)).all(axis=1)]
+        row["reruns"] = int(len(part))
+        for name, sub in part.groupby("perturbation"):
+            row[f"max change ({name})"] = float(sub["change"].max())
+        row["noise floor"] = float(part["change"].max())
+        row["mean std across sets"] = float(same["std"].mean()) if len(same) else float("nan")
+        row["source gap"] = float(same["mean"].max() - same["mean"].min()) if len(same) > 1 else float("nan")
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def noise_floor_notes(noise: Any) -> list[str]:
+    """Say where the across-set spread or the source gap is no larger than float-order noise."""
+    notes = []
+    for _, row in noise.iterrows() if len(noise) else []:
+        floor, std, gap = row["noise floor"], row["mean std across sets"], row["source gap"]
+        weak = [what for what, value in (("the mean std across sets", std), ("the best-minus-worst gap across sources", gap))
+                if value == value and value <= floor]
+        if weak:
+            notes.append(
+                f"{row['method']} {row['task']}: {' and '.join(weak)} ({', '.join(f'{v:.4g}' for v in (std, gap) if v == v)}) "
+                f"is within the numerical noise floor ({floor:.4g}, the largest change under harmless perturbations): "
+                "at this n and seq_len it is not evidence about calibration data."
+            )
+    return notes
 
 
 # ----------------------------------------------------------------- plots
@@ -197,6 +252,31 @@ def plot_perplexity_by_source(frame: Any, path: Path) -> Path | None:
             ax.set_title(f"{method}: {task}")
         axes[r][0].set_ylabel("perplexity (log scale, one point per set)")
     fig.suptitle(f"{model}: held-out perplexity by calibration source (lower is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def plot_noise_floor(noise: Any, path: Path) -> Path | None:
+    """Per task, a group of bars per method: noise floor, mean std across sets, source gap (same units)."""
+    if noise is None or len(noise) == 0:
+        return None
+    plt = _pyplot()
+    tasks = [t for t in sorted(noise.task.unique()) if t.startswith("ppl:")] + ([AVERAGE] if AVERAGE in set(noise.task) else [])
+    tasks = tasks or sorted(noise.task.unique())
+    measures = [("noise floor", "#444444"), ("mean std across sets", "#4c72b0"), ("source gap", "#dd8452")]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.8 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        part = noise[noise.task == task].reset_index(drop=True)
+        x = np.arange(len(part))
+        for k, (measure, colour) in enumerate(measures):
+            ax.bar(x + (k - 1) * 0.27, part[measure].fillna(0), width=0.27, color=colour, label=measure)
+        ax.set_xticks(x, [f"{m}\nn={n} len={s}" for m, n, s in zip(part.method, part.n, part.seq_len)], fontsize=8)
+        ax.set_title(task if task != AVERAGE else "average accuracy")
+        ax.set_ylabel("perplexity" if task.startswith("ppl:") else "accuracy")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("Float-order noise floor against the spread that calibration data causes")
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)
@@ -352,27 +432,30 @@ class Report:
 def write_report(directory: str | Path) -> Report:
     """Compute the tables, draw the plots and write every export under ``<dir>/report``."""
     directory = Path(directory)
-    frame, failures, meta = load_frame(directory)
+    everything, failures, meta = load_frame(directory)
+    frame = everything[everything.perturbation == ""]  # the grid itself; noise-floor reruns only feed their table
     if frame.empty:
         raise CalibenchError(f"{directory} holds no finished cells yet: run the study first")
     out = directory / REPORT_DIR
     out.mkdir(exist_ok=True)
-    frame.to_csv(out / "results.csv", index=False)
-    frame.to_parquet(out / "results.parquet", index=False)
+    everything.to_csv(out / "results.csv", index=False)
+    everything.to_parquet(out / "results.parquet", index=False)
 
     acc = accuracy_table(frame)
     ppl = perplexity_table(frame)
     gaps = gap_table(acc) if len(acc) else acc
+    noise = noise_floor_table(everything, acc, ppl)
     plots = [p for p in (
         plot_average_by_source(frame, out / "accuracy_by_source.png"),
         plot_perplexity_by_source(frame, out / "perplexity_by_source.png"),
         plot_task_spread(frame, out / "task_spread.png"),
         plot_sample_size(frame, out / "sample_size.png"),
+        plot_noise_floor(noise, out / "noise_floor.png"),
     ) if p is not None]
 
     spec = meta.get("spec", {})
     sections: list[tuple[str, str]] = []
-    notes = notes_for(frame, meta)
+    notes = notes_for(frame, meta) + noise_floor_notes(noise)
     if failures:
         notes.append(f"{len(failures)} cell(s) failed and are left out: " + "; ".join(
             f"{c['method']} {c['source']}#{c['set_index']}: {e}" for c, e in failures[:5]))
@@ -384,9 +467,13 @@ def write_report(directory: str | Path) -> Report:
         sections.append(("Across sources: best minus worst (mean average accuracy)", markdown_table(gaps)))
     if len(ppl):
         sections.append(("Perplexity across sets", markdown_table(ppl)))
+    if len(noise):
+        sections.append((NOISE_HEADING, markdown_table(noise)))
 
     title = f"calibench study: {spec.get('name', directory.name)}"
-    md = [f"# {title}\n", f"Cells: {frame.key.nunique()} finished" + (f", {len(failures)} failed" if failures else "") + ".\n"]
+    reruns = everything.key.nunique() - frame.key.nunique()
+    md = [f"# {title}\n", f"Cells: {frame.key.nunique()} finished" + (f", {len(failures)} failed" if failures else "")
+          + (f", plus {reruns} noise-floor rerun(s)" if reruns else "") + ".\n"]
     md += [f"> **Note.** {note}\n" for note in notes]
     for heading, table in sections:
         md += [f"\n## {heading}\n\n", table]
@@ -395,12 +482,16 @@ def write_report(directory: str | Path) -> Report:
     md_path.write_text("".join(md), encoding="utf-8")
 
     html_path = out / "report.html"
-    html_path.write_text(_html(title, notes, sections, plots, acc, ppl, gaps), encoding="utf-8")
+    html_path.write_text(_html(title, notes, sections, plots, acc, ppl, gaps, noise), encoding="utf-8")
     (out / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
     return Report(md_path, html_path, out / "results.csv", out / "results.parquet", plots)
 
 
-def _html(title: str, notes: list[str], sections: list[tuple[str, str]], plots: list[Path], acc: Any, ppl: Any, gaps: Any) -> str:
+NOISE_HEADING = "Noise floor: the largest change under harmless perturbations, against the spread across sets"
+
+
+def _html(title: str, notes: list[str], sections: list[tuple[str, str]], plots: list[Path], acc: Any, ppl: Any, gaps: Any,
+          noise: Any) -> str:
     import html
 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -411,7 +502,8 @@ def _html(title: str, notes: list[str], sections: list[tuple[str, str]], plots: 
     frames = {"Average accuracy across sets (mean, std, min, max, range)": acc[acc.task == AVERAGE].drop(columns=["task"]) if len(acc) else None,
               "Per-task accuracy across sets": acc[acc.task != AVERAGE] if len(acc) else None,
               "Across sources: best minus worst (mean average accuracy)": gaps if len(acc) else None,
-              "Perplexity across sets": ppl if len(ppl) else None}
+              "Perplexity across sets": ppl if len(ppl) else None,
+              NOISE_HEADING: noise if len(noise) else None}
     for heading, _ in sections:
         df = frames.get(heading)
         if df is not None:

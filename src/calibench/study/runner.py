@@ -18,6 +18,7 @@ from typing import Any
 from calibench import failpoints
 from calibench.calibset import CalibrationSet
 from calibench.study.cells import Cell
+from calibench.study.perturbations import get as get_perturbation
 
 _BASE: dict[str, Any] = {}
 
@@ -81,19 +82,32 @@ def quiet_libraries() -> Iterator[None]:
 
 
 def run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Compress (unless dense) and evaluate; return rows, record and seconds."""
+    """Compress (unless dense) and evaluate; return rows, record and seconds.
+
+    A noise-floor cell runs the same work inside its perturbation's context
+    and with its evaluation overrides.
+    """
+    step = step or (lambda _: None)
+    perturbation = get_perturbation(cell.perturbation) if cell.perturbation else None
+    with perturbation.context() if perturbation else contextlib.nullcontext():
+        return _run_cell(cell, calib, step, perturbation.eval_overrides(cell.eval) if perturbation else {})
+
+
+def _run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], None],
+              eval_overrides: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from calibench.compress import compress
     from calibench.compress.fold import fold_weight_quantization
     from calibench.evaluation import evaluate
 
-    step = step or (lambda _: None)
     started = time.perf_counter()
+    ev = {**cell.eval, **eval_overrides}
     tokenizer = tokenizer_for(cell.model)
     model = copy.deepcopy(base_model(cell.model))
     # thread counts change float reduction order, so they belong with the numbers
-    record: dict[str, Any] = {"torch_threads": torch.get_num_threads()}
+    record: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "eval_batch_size": ev.get("batch_size", 8),
+                              "perturbation": cell.perturbation}
     if not cell.is_dense:
         step(f"compressing {cell.describe()}")
         failpoints.reach("cell.compress")
@@ -103,7 +117,6 @@ def run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], Non
         record["folded_quantized_modules"] = fold_weight_quantization(model)
     step(f"evaluating {cell.describe()}")
     failpoints.reach("cell.evaluate")
-    ev = cell.eval
     evaluation = evaluate(
         model, ev["tasks"], tokenizer=tokenizer, limit=ev.get("limit"), offline=ev.get("offline"),
         batch_size=ev.get("batch_size", 8), seq_len=ev.get("ppl_seq_len"), max_windows=ev.get("ppl_max_windows"),

@@ -102,6 +102,28 @@ class EvalSpec(BaseModel):
         return value
 
 
+class NoiseFloorSpec(BaseModel):
+    """Rerun a few cells under perturbations that should not matter (see calibench.study.perturbations).
+
+    Per model and method, the first ``sets`` sets of the first source are
+    rerun under each perturbation; the report sets the largest change next to
+    the spread across calibration sets.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    sets: int = Field(1, ge=1, le=10)
+    perturbations: list[str] = Field(default_factory=lambda: ["threads", "eval_batch"], min_length=1)
+
+    @field_validator("perturbations")
+    @classmethod
+    def _known_perturbations(cls, value: list[str]) -> list[str]:
+        from calibench.study.perturbations import get
+
+        for name in value:
+            _check(get, name)
+        return value
+
+
 class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "study"
@@ -112,6 +134,7 @@ class StudySpec(BaseModel):
     seq_len: list[int] = Field(min_length=1)
     seed: int = 0
     eval: EvalSpec
+    noise_floor: NoiseFloorSpec | None = None
 
     @field_validator("models")
     @classmethod
