@@ -289,3 +289,15 @@ def test_folding_weight_quantization_leaves_outputs_unchanged(tiny_model_dir, ca
         after = model(ids).logits
     assert torch.equal(before, after)
     assert fold_weight_quantization(model) == 0  # idempotent: nothing left to fold
+
+
+@pytest.mark.parametrize("actorder,expected", [(False, None), (True, "static")])
+def test_gptq_activation_order_is_what_the_parameters_say(actorder, expected):
+    """llm-compressor turns an unset modifier actorder into STATIC; calibench passes its own choice explicitly."""
+    from calibench.compress.methods import build_recipe, make_params, resolve
+
+    methods = resolve("gptq")
+    (modifier,) = build_recipe(methods, make_params(methods, actorder=actorder or None, group_size=64))
+    resolved = modifier.resolve_quantization_config()
+    (scheme,) = resolved.config_groups.values()
+    assert (scheme.weights.actorder.value if scheme.weights.actorder else None) == expected

@@ -158,10 +158,23 @@ def _rtn(params: MethodParams, ignore: list[str]) -> list[Any]:
     return [QuantizationModifier(config_groups=weight_only_scheme(params), ignore=ignore)]
 
 
+def _actorder(params: MethodParams) -> Any:
+    """The modifier-level activation order, always explicit.
+
+    llm-compressor 0.14's GPTQModifier turns an unset ``actorder`` into STATIC
+    for group and channel schemes, so leaving it out silently meant "on"
+    while calibench's records said off.
+    """
+    from compressed_tensors.quantization import ActivationOrdering
+
+    return ActivationOrdering.STATIC if params.actorder else None
+
+
 def _gptq(params: MethodParams, ignore: list[str]) -> list[Any]:
     from llmcompressor.modifiers.gptq import GPTQModifier
 
-    return [GPTQModifier(config_groups=weight_only_scheme(params), ignore=ignore, dampening_frac=params.dampening)]
+    return [GPTQModifier(config_groups=weight_only_scheme(params), ignore=ignore, dampening_frac=params.dampening,
+                         actorder=_actorder(params))]
 
 
 def _awq(params: MethodParams, ignore: list[str]) -> list[Any]:
@@ -177,7 +190,8 @@ def _smoothquant(params: MethodParams, ignore: list[str]) -> list[Any]:
 
     return [
         SmoothQuantModifier(smoothing_strength=params.smoothing_strength),
-        GPTQModifier(config_groups=w8a8_scheme(params), ignore=ignore, dampening_frac=params.dampening),
+        GPTQModifier(config_groups=w8a8_scheme(params), ignore=ignore, dampening_frac=params.dampening,
+                     actorder=_actorder(params)),
     ]
 
 
