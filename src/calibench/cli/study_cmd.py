@@ -17,8 +17,13 @@ def run(
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray runtime)."),
     jobs: int = typer.Option(1, "--jobs", "-j", help="Local worker processes, cores shared between them (CPU studies: one per core is fastest)."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the run ends."),
+    reproducible: bool = typer.Option(False, "--reproducible", help="Pin CPU float kernels (MKL_CBWR=COMPATIBLE, ATen AVX2, one thread per process) so results match across machines; about 4-5x slower forward passes."),
 ) -> None:
     """Run (or resume) every cell of SPEC; finished cells are skipped, failures recorded."""
+    if reproducible:  # before anything below imports torch
+        from calibench import numerics
+
+        numerics.pin()
     from calibench.cli.console import console
     from calibench.study import run_study
     from calibench.study.report import write_report

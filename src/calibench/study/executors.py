@@ -83,8 +83,10 @@ def usable_cores() -> int:
 
 
 def threads_per_worker(jobs: int) -> int:
-    """Each of ``jobs`` processes gets an equal share of the usable cores (at least one thread)."""
-    return max(1, usable_cores() // jobs)
+    """Each of ``jobs`` processes gets an equal share of the usable cores (at least one thread; one when reproducible)."""
+    from calibench import numerics
+
+    return numerics.threads(max(1, usable_cores() // jobs))
 
 
 def _init_worker(threads: int, driver: int) -> None:
@@ -186,7 +188,11 @@ def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, a
     started_here = not ray.is_initialized()
     if started_here:
         step(f"starting Ray ({address or 'local runtime'})")
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+        from calibench import numerics
+
+        env = {numerics.ENV: "1", **numerics.PINNED} if numerics.pinned() else {}  # Ray workers get the same kernels
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+                 runtime_env={"env_vars": env} if env else None)
     try:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         remote = ray.remote(num_gpus=gpus, max_retries=0)(_safe_run)

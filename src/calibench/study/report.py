@@ -56,9 +56,19 @@ def load_frame(directory: str | Path) -> Any:
             "set_index": cfg["set_index"], "n": cfg["n"], "seq_len": cfg["seq_len"], "task": row["task"],
             "metric": row["metric"], "value": row["value"], "stderr": row["stderr"], "items": row["n"],
             "limit": row["limit"], "perturbation": cfg.get("perturbation", ""),
+            "numerics": _numerics_label(row["record"].get("numerics")),
         })
-    columns = ["key", "model", "method", "method_name", "source", "set_index", "n", "seq_len", "task", "metric", "value", "stderr", "items", "limit", "perturbation"]
+    columns = ["key", "model", "method", "method_name", "source", "set_index", "n", "seq_len", "task", "metric", "value", "stderr", "items", "limit", "perturbation",
+               "numerics"]
     return pd.DataFrame.from_records(records, columns=columns), failures, meta
+
+
+def _numerics_label(numerics: dict[str, Any] | None) -> str:
+    """The kernels a cell ran on, as one comparable string ('' for cells recorded before it was kept)."""
+    if not numerics:
+        return ""
+    kernels = "pinned" if numerics.get("reproducible") else f"{numerics.get('aten_cpu_capability')}"
+    return f"{numerics.get('cpu')} / {numerics.get('cuda') or 'cpu'} / {kernels}"
 
 
 def _spread(values: Any) -> dict[str, float]:
@@ -376,6 +386,12 @@ def notes_for(frame: Any, meta: dict[str, Any]) -> list[str]:
             "with full runs or with published numbers."
         )
     notes.extend(calibration_free_notes(frame))
+    kinds = sorted(k for k in frame.numerics.unique() if k)
+    if len(kinds) > 1:
+        notes.append(
+            f"Cells ran on {len(kinds)} different machines or kernel settings ({'; '.join(kinds)}): differences between "
+            "them include float-order noise (see the noise floor); rerun with --reproducible on CPU for machine-independent numbers."
+        )
     from calibench.assets import ASSETS, asset_manifest
 
     for model in sorted(frame.model.unique()):

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from calibench import failpoints
+from calibench import failpoints, numerics
 from calibench.calibset import CalibrationSet
 from calibench.study.cells import Cell
 from calibench.study.perturbations import get as get_perturbation
@@ -105,9 +105,9 @@ def _run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], No
     ev = {**cell.eval, **eval_overrides}
     tokenizer = tokenizer_for(cell.model)
     model = copy.deepcopy(base_model(cell.model))
-    # thread counts change float reduction order, so they belong with the numbers
+    # thread counts and kernels change float reduction order, so they belong with the numbers
     record: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "eval_batch_size": ev.get("batch_size", 8),
-                              "perturbation": cell.perturbation}
+                              "perturbation": cell.perturbation, "numerics": numerics.describe()}
     if not cell.is_dense:
         step(f"compressing {cell.describe()}")
         failpoints.reach("cell.compress")
