@@ -297,7 +297,9 @@ def test_gptq_activation_order_is_what_the_parameters_say(actorder, expected):
     from calibench.compress.methods import build_recipe, make_params, resolve
 
     methods = resolve("gptq")
-    (modifier,) = build_recipe(methods, make_params(methods, actorder=actorder or None, group_size=64))
+    (modifier,) = build_recipe(methods, make_params(methods, actorder=actorder, group_size=64))
     resolved = modifier.resolve_quantization_config()
     (scheme,) = resolved.config_groups.values()
     assert (scheme.weights.actorder.value if scheme.weights.actorder else None) == expected
+    (rtn,) = build_recipe(resolve("rtn"), make_params(resolve("rtn"), group_size=64))
+    assert all(s.weights.actorder is None for s in rtn.config_groups.values())  # RTN has no column order

@@ -14,7 +14,7 @@ def compress_command(
     out: Path = typer.Option(..., "--out", "-o", help="Output checkpoint directory (compressed-tensors + calibench.json)."),
     bits: int = typer.Option(None, "--bits", help="Weight bits (quantization methods; default per method)."),
     group_size: int = typer.Option(None, "--group-size", help="Quantization group size; 0 = per-channel; default 128 where it divides."),
-    actorder: bool = typer.Option(False, "--actorder", help="GPTQ activation ordering."),
+    actorder: bool = typer.Option(None, "--actorder/--no-actorder", help="GPTQ static activation order (default on, as in llm-compressor); --no-actorder for the original column order."),
     dampening: float = typer.Option(None, "--dampening", help="Hessian dampening fraction (default 0.01)."),
     asym: bool = typer.Option(False, "--asym", help="Asymmetric quantization (zero points)."),
     sparsity: float = typer.Option(None, "--sparsity", help="Pruning sparsity in (0, 1); default 0.5."),
@@ -33,7 +33,7 @@ def compress_command(
     from calibench.fsutil import check_new_output
     from calibench.models import load_model, load_tokenizer
 
-    params = dict(bits=bits, group_size=group_size, actorder=actorder or None, dampening=dampening,
+    params = dict(bits=bits, group_size=group_size, actorder=actorder, dampening=dampening,
                   symmetric=False if asym else None, sparsity=sparsity, structure=structure)
     make_params(resolve(method), **params)  # unknown methods and bad values fail before any loading
     check_new_output(out)

@@ -8,7 +8,8 @@ modifiers in that order, the way the SparseGPT paper applies 2:4 then GPTQ.
 
 Defaults follow the papers: GPTQ dampening 0.01, group size 128 where the
 model's dimensions allow it (see :mod:`calibench.compress.validate`),
-symmetric integer weights, calibration-ordered activation order off.
+symmetric integer weights, GPTQ with static activation order (llm-compressor's
+default; ``actorder=False`` for the original column order).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class MethodParams(BaseModel):
 
     bits: int | None = None
     group_size: int | None = Field(None, description="None: 128 where it divides, else the largest that does; 0: per-channel")
-    actorder: bool = False
+    actorder: bool = True  # GPTQ's static activation order, llm-compressor's default; False for the original column order
     dampening: float = 0.01
     symmetric: bool = True
     sparsity: float = 0.5
@@ -131,7 +132,6 @@ def weight_args(params: MethodParams, bits: int, group_size: int | None = None) 
         symmetric=params.symmetric,
         strategy="channel" if per_channel else "group",
         group_size=None if per_channel else group,
-        actorder="static" if params.actorder else None,
     )
 
 
@@ -159,11 +159,13 @@ def _rtn(params: MethodParams, ignore: list[str]) -> list[Any]:
 
 
 def _actorder(params: MethodParams) -> Any:
-    """The modifier-level activation order, always explicit.
+    """GPTQ's activation order, always explicit at the modifier level (never in the scheme, which RTN shares).
 
     llm-compressor 0.14's GPTQModifier turns an unset ``actorder`` into STATIC
-    for group and channel schemes, so leaving it out silently meant "on"
-    while calibench's records said off.
+    for group and channel schemes: calibench once recorded "off" while STATIC
+    ran.  STATIC stays the default (what llm-compressor users deploy, and what
+    every earlier calibench GPTQ number used); ``actorder=False`` gives the
+    original GPTQ column order.
     """
     from compressed_tensors.quantization import ActivationOrdering
 
