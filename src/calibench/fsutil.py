@@ -138,11 +138,11 @@ def check_new_output(dest: str | Path) -> None:
     remove_stale_temps(dest)
 
 
-def check_output_file(dest: str | Path) -> None:
+def check_output_file(dest: str | Path, example: str = "results.json") -> None:
     """Refuse a file destination that is a directory or cannot be written (an existing file is replaced)."""
     dest = Path(dest)
     if dest.is_dir():
-        raise CalibenchError(f"{dest} is a directory: give a file name inside it, such as {dest / 'results.json'}")
+        raise CalibenchError(f"{dest} is a directory: give a file name inside it, such as {dest / example}")
     check_writable_location(dest)
     remove_stale_temps(dest)
 

@@ -146,7 +146,7 @@ def export(
     from calibench.fsutil import check_output_file
     from calibench.models import load_tokenizer
 
-    check_output_file(out)
+    check_output_file(out, example="windows.jsonl")
     tokenizer = load_tokenizer(model)
     calib = CalibrationSet.load(directory, tokenizer=tokenizer)
     calib.export_jsonl(out, tokenizer)

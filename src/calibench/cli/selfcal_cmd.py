@@ -127,7 +127,7 @@ def stats(
     if pool is not None and model is None:
         raise CalibenchError("--pool needs --model: coverage and diversity are measured in the model's activation space")
     if out is not None:
-        check_output_file(out)
+        check_output_file(out, example="stats.json")
     pool_set = CalibrationSet.load(pool) if pool is not None else None  # a missing or corrupt pool fails before any work
     paths = _expand(directories)
     sets = []
