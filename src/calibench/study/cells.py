@@ -57,7 +57,7 @@ class Cell(BaseModel):
     def describe(self) -> str:
         if self.is_dense:
             return f"{self.model} dense"
-        extra = f" [{self.perturbation}]" if self.perturbation else ""
+        extra = f" ({self.perturbation} rerun)" if self.perturbation else ""  # not [..]: rich would read markup
         return f"{self.model} {self.method} {self.source}#{self.set_index} n={self.n} len={self.seq_len}{extra}"
 
 
