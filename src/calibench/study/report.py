@@ -169,13 +169,15 @@ def noise_floor_notes(noise: Any) -> list[str]:
     notes = []
     for _, row in noise.iterrows() if len(noise) else []:
         floor, std, gap = row["noise floor"], row["mean std across sets"], row["source gap"]
-        weak = [what for what, value in (("the mean std across sets", std), ("the best-minus-worst gap across sources", gap))
-                if value == value and value <= floor]
+        # a tolerance: an accuracy gap of one item and a floor of one item are equal up to float rounding
+        weak = [f"{what} ({value:.4g})" for what, value in (("the mean std across sets", std),
+                                                             ("the best-minus-worst gap across sources", gap))
+                if value == value and value <= floor * (1 + 1e-9)]
         if weak:
             notes.append(
-                f"{row['method']} {row['task']}: {' and '.join(weak)} ({', '.join(f'{v:.4g}' for v in (std, gap) if v == v)}) "
-                f"is within the numerical noise floor ({floor:.4g}, the largest change under harmless perturbations): "
-                "at this n and seq_len it is not evidence about calibration data."
+                f"{row['method']} {row['task']}: {' and '.join(weak)} {'are' if len(weak) > 1 else 'is'} within the "
+                f"numerical noise floor ({floor:.4g}, the largest change under harmless perturbations): at this n and "
+                "seq_len that is not evidence about calibration data."
             )
     return notes
 
