@@ -346,3 +346,18 @@ def test_noise_floor_cells_rerun_with_their_perturbation(tmp_path, tiny_model_di
 
     assert records["threads"]["torch_threads"] != torch.get_num_threads()
     assert records["eval_batch"]["eval_batch_size"] == 1 and records[""]["eval_batch_size"] == 8
+
+
+def test_a_cached_set_swapped_for_another_valid_set_is_refused(tmp_path, tiny_model_dir, texts, capsys):
+    import shutil
+
+    from calibench.study.sets import SETS_DIR
+
+    spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, sets=2)
+    out = tmp_path / "out"
+    run_study(spec_path, out, progress=False)
+    first, second = sorted((out / SETS_DIR).iterdir())
+    shutil.rmtree(first)
+    shutil.copytree(second, first)  # both verify on their own; one sits under the other's id
+    code, _, err = run(["study", "run", str(spec_path), "--out", str(out), "--no-report"], capsys)
+    assert_one_line_error(code, err, f"holds set {second.name}", "remove")

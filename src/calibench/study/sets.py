@@ -86,7 +86,9 @@ def verify_cached_sets(store: Store) -> None:
     for set_id in store.all_set_ids():
         if (root / set_id).exists():
             try:
-                CalibrationSet.load(root / set_id)
+                cached = CalibrationSet.load(root / set_id)
+                if cached.set_id != set_id:  # a valid set, but not the one the store recorded here
+                    raise CorruptArtifactError(f"calibration set {root / set_id} holds set {cached.set_id}")
             except CalibenchError as exc:
                 raise CorruptArtifactError(f"{exc} (a cached set of study {store.directory}: remove "
                                            f"{root / set_id} and rerun to rebuild it)") from None
