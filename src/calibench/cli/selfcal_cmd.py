@@ -162,7 +162,7 @@ def stats(
     if pool is not None:  # COLA coverage/diversity (calibench.curation.setstats)
         from calibench.curation.setstats import add_pool_statistics
 
-        add_pool_statistics(rows, [c for _, c in sets], pool, lm, tokenizer if model else None, batch_size)
+        add_pool_statistics(rows, [c for _, c in sets], pool_set, lm, tokenizer if model else None, batch_size)
     if out is not None:
         from calibench.stats.text import __doc__ as definitions
 

@@ -67,16 +67,22 @@ def pool_statistics(sets: Sequence[CalibrationSet], pool: CalibrationSet, model:
     return out
 
 
-def add_pool_statistics(rows: list[dict[str, Any]], sets: Sequence[CalibrationSet], pool_dir: Path, model: Any,
-                        tokenizer: Any, batch_size: int = 8) -> None:
-    """The ``data stats --pool`` hook: add coverage/diversity to each row and print them as a table."""
+def add_pool_statistics(rows: list[dict[str, Any]], sets: Sequence[CalibrationSet], pool: CalibrationSet | Path,
+                        model: Any, tokenizer: Any, batch_size: int = 8) -> None:
+    """The ``data stats --pool`` hook: add coverage/diversity to each row and print them as a table.
+
+    ``pool`` is a loaded set (the CLI loads it before any work, to refuse a bad one early) or its directory.
+    """
     from rich.table import Table
 
     from calibench.cli.console import console as make_console
 
     if model is None:
         raise CalibenchError("--pool needs --model: coverage and diversity are measured in the model's activation space")
-    pool = CalibrationSet.load(pool_dir, tokenizer=tokenizer)
+    if not isinstance(pool, CalibrationSet):
+        pool = CalibrationSet.load(pool, tokenizer=tokenizer)
+    elif tokenizer is not None:
+        pool.check_tokenizer(tokenizer)
     stats = pool_statistics(sets, pool, model, batch_size=batch_size)
     table = Table(title=f"activation coverage and diversity against pool {pool.set_id} ({pool.n} windows)")
     for col in ("set", "coverage (lower: better)", "diversity", "rows in pool"):
