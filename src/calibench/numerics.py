@@ -63,12 +63,11 @@ def _cpu_model() -> str:
 
 
 def describe() -> dict[str, Any]:
-    """What decides the float results of a cell on this machine, for its record."""
+    """What decides the float results of a cell on this machine, for its record (threads are recorded beside it)."""
     import torch
 
     return {
         "reproducible": pinned(),
-        "torch_threads": torch.get_num_threads(),
         "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "mkl_cbwr": os.environ.get("MKL_CBWR", ""),
         "cpu": _cpu_model(),
