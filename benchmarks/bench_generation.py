@@ -22,7 +22,7 @@ def naive_hf_generate(model, tokenizer, plan, n: int, seq_len: int, seed: int):
     import torch
     from transformers import LogitsProcessor, LogitsProcessorList
 
-    from calibench.generation.sampler import process_logits, token_mask
+    from calibench.data.generation.sampler import process_logits, token_mask
 
     vocab_dim = model.get_output_embeddings().weight.shape[0]
     masks = {"first": token_mask(plan.first_token_ids or [], vocab_dim, "cpu"),
@@ -76,9 +76,9 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from calibench.generation.api import GenerationSettings, build_plan
-    from calibench.generation.sampler import sample_streams
-    from calibench.generation.tokens import stop_token_ids
+    from calibench.data.generation.api import GenerationSettings, build_plan
+    from calibench.data.generation.sampler import sample_streams
+    from calibench.data.generation.tokens import stop_token_ids
     from calibench.models import load_model, load_tokenizer
 
     import dataclasses

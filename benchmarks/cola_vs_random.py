@@ -48,14 +48,14 @@ def main() -> None:
         resume(args)
         return
 
-    from calibench.build import resolve_bos
-    from calibench.curation.capabilities import load_reference, parse_capabilities
-    from calibench.curation.metrics import activation_metrics
-    from calibench.curation.pipeline import (CurationConfig, pool_features, random_from_pool, run_stage1,
+    from calibench.data.draw import resolve_bos
+    from calibench.data.curation.capabilities import load_reference, parse_capabilities
+    from calibench.data.curation.metrics import activation_metrics
+    from calibench.data.curation.pipeline import (CurationConfig, pool_features, random_from_pool, run_stage1,
                                              select_from_features)
-    from calibench.curation.pool import build_pool
-    from calibench.curation.processing import ProcessingSettings
-    from calibench.curation.proxy import proxy_evaluate, reference_perplexity
+    from calibench.data.curation.pool import build_pool
+    from calibench.data.curation.processing import ProcessingSettings
+    from calibench.data.curation.proxy import proxy_evaluate, reference_perplexity
     from calibench.models import load_model, load_tokenizer
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -132,9 +132,9 @@ def main() -> None:
 
 def resume(args: argparse.Namespace) -> None:
     """Finish an interrupted run: cells in seed order (each seed: every method on COLA, then random)."""
-    from calibench.calibset import CalibrationSet
-    from calibench.curation.capabilities import load_reference, parse_capabilities
-    from calibench.curation.proxy import proxy_evaluate
+    from calibench.data.calibset import CalibrationSet
+    from calibench.data.curation.capabilities import load_reference, parse_capabilities
+    from calibench.data.curation.proxy import proxy_evaluate
     from calibench.models import load_tokenizer
 
     results = json.loads((args.out / "results.json").read_text())

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from calibench.build import build_calibration_set
+from calibench.data.draw import build_calibration_set
 from calibench.compress import compress
 from calibench.models import load_model, load_tokenizer
 from calibench.nll import window_nll

@@ -148,7 +148,7 @@ def _tensor_stats(a: Any, b: Any) -> dict[str, Any]:
 
 
 def _run_self_generation(base: Any, tok: Any, max_len: int) -> str:
-    from calibench.generation.api import run_generation
+    from calibench.data.generation.api import run_generation
 
     return run_generation(base, tok, n=N, seq_len=SEQ_LEN, seed=SEED, max_seq_len=max_len)[0].set_id
 
@@ -324,7 +324,7 @@ def worker(name: str, out: Path, full: bool) -> None:
     import torch
 
     torch.set_num_threads(cfg.threads)
-    from calibench.build import build_calibration_sets
+    from calibench.data.draw import build_calibration_sets
     from calibench.models import load_model, load_tokenizer, model_max_length
     from calibench.nll import window_nll
 

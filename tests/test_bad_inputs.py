@@ -40,7 +40,7 @@ ROWS = [
     Row("data show", "Missing argument", "missing-argument"),
     Row("compress -m {model} -c {set} --method wanda -o {out} --sparsity abc", "Invalid value for '--sparsity'", "sparsity-text"),
     Row("data build {text} -m {model} -o {out} --n abc --seq-len 32", "Invalid value for '--n'", "n-text"),
-    Row("data build {text} -m {model} -o {out} --bos maybe --seq-len 32", "Invalid value for '--bos'", "bad-choice"),
+    Row("data build {text} -m {model} -o {out} --bos maybe --seq-len 32", "--bos input should be 'auto', 'always' or 'never'", "bad-choice"),
     Row("data show {set} --windows -1", "Invalid value for '--windows'", "negative-preview"),
     # ------------------------------------------------------------ paths
     Row("data show {tmp}/missing", "is not a directory", "show-missing-dir"),
@@ -74,6 +74,17 @@ ROWS = [
     Row("study run {spec:good} --out {out} --jobs 0", "--jobs must be at least 1", "jobs-zero"),
     # ------------------------------------------------------------ unknown names
     Row("data build nosuchsource -m {model} -o {out} --seq-len 32", "unknown source 'nosuchsource'", "unknown-source"),
+    # ------------------------------------------------------------ set builders (the registry)
+    Row("data build mix:{text}=0.5,random-vocab=0.4 -m {model} -o {out} --seq-len 32", "--components weights must sum to 1, got 0.9", "mix-not-summing"),
+    Row("data build mix:{text}=0.5,nosuch=0.5 -m {model} -o {out} --seq-len 32", "unknown component: unknown source 'nosuch'", "mix-unknown-component"),
+    Row("data build mix:{text}=0.5,mix:a=0.5 -m {model} -o {out} --seq-len 32", "is not NAME=WEIGHT", "mix-malformed"),
+    Row("data build {text} -m {model} -o {out} --seq-len 32 --t-init 0.3", "--t-init is not a parameter of", "builder-foreign-option"),
+    Row("data build chat --data {chatbad} --chat-template {chattemplate} -m {model} -o {out} --seq-len 32", "messages", "chat-wrong-shape"),
+    Row("data build chat --data {chatgood} -m {model} -o {out} --seq-len 32", "no chat template", "chat-no-template"),
+    Row("data build chat -m {model} -o {out} --seq-len 32", "--data is required by 'chat'", "chat-no-data"),
+    Row("data build hub:acme/corpus --revision nope -m {model} -o {out} --seq-len 32", "(revision nope): Couldn't reach", "hub-revision-offline"),
+    Row("data build hub:acme -m {model} -o {out} --seq-len 32", "is not hub:ORG/NAME", "hub-malformed"),
+    Row("data build {text} -m {model} -o {out} --seq-len 32 --mode sliding", "--mode input should be", "bad-length-mode"),
     Row("compress -m {model} -c {set} --method gtpq -o {out}", "unknown method 'gtpq'", "unknown-method"),
     Row("eval {model} --tasks nosuchtask", "nosuchtask", "unknown-task"),
     Row("eval no-such-model --tasks ppl:wiki", "unknown model 'no-such-model'", "unknown-model"),
@@ -119,8 +130,8 @@ ROWS = [
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
     """Inputs shared by the rows: a model, a corpus, a valid set, corrupt copies, specs, a study to corrupt."""
-    from calibench.build import build_calibration_set
-    from calibench.calibset import IDS_FILE, MANIFEST, MASK_FILE, identity_set_id, tokens_sha256, Manifest
+    from calibench.data.draw import build_calibration_set
+    from calibench.data.calibset import IDS_FILE, MANIFEST, MASK_FILE, identity_set_id, tokens_sha256, Manifest
 
     from conftest import corpus_text
 
@@ -209,14 +220,20 @@ def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
     shutil.copytree(corrupt["flipped"], set_dir)
     store.record_sets("recipe", ["0123456789abcdef"])
     store.close()
+    chats = {"chatgood": root / "chat-good.jsonl", "chatbad": root / "chat-bad.jsonl", "chattemplate": root / "t.jinja"}
+    chats["chattemplate"].write_text("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}")
+    chats["chatgood"].write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                                          {"role": "assistant", "content": "hello"}]}) + "\n")
+    chats["chatbad"].write_text(json.dumps({"messages": "not a list of messages"}) + "\n")
     return {"root": root, "model": tiny_model_dir, "text": text, "set": good, "corrupt": corrupt, "specs": specs,
-            "corrupt_study": study}
+            "corrupt_study": study, **chats}
 
 
 def _expand(args: str, world: dict, tmp: Path, out: Path) -> list[str]:
     corrupt, specs = world["corrupt"], world["specs"]
     values = {"model": world["model"], "text": world["text"], "set": world["set"], "tmp": tmp, "out": out,
-              "file": world["root"] / "a-file", "full": world["root"] / "full", "corrupt_study": world["corrupt_study"]}
+              "file": world["root"] / "a-file", "full": world["root"] / "full", "corrupt_study": world["corrupt_study"],
+              "chatgood": world["chatgood"], "chatbad": world["chatbad"], "chattemplate": world["chattemplate"]}
     words = []
     for word in args.split():
         if word.startswith("{corrupt:"):

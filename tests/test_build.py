@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibench.build import MAX_N, build_calibration_set, build_calibration_sets, tokenizer_adds_bos
+from calibench.data.draw import MAX_N, build_calibration_set, build_calibration_sets, tokenizer_adds_bos
 from calibench.errors import CalibenchError
 
 
@@ -55,12 +55,12 @@ def test_bos_auto_follows_the_tokenizer(text_file, tiny_tokenizer):
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"n": 0}, "--n must be between 1 and"),
-        ({"n": -3}, "--n must be between 1 and"),
-        ({"n": MAX_N + 1}, "--n must be between 1 and"),
-        ({"seq_len": 1}, "--seq-len must be at least 2"),
+        ({"n": 0}, "^n must be between 1 and"),
+        ({"n": -3}, "^n must be between 1 and"),
+        ({"n": MAX_N + 1}, "^n must be between 1 and"),
+        ({"seq_len": 1}, "^seq_len must be at least 2"),
         ({"seq_len": 300, "max_seq_len": 256}, "above the model's maximum of 256"),
-        ({"sets": 0}, "--sets must be at least 1"),
+        ({"sets": 0}, "^sets must be at least 1"),
         ({"split": "test"}, "has no split 'test'"),
         ({"mode": "sliding"}, "does not support sampling mode 'sliding'"),
     ],

@@ -63,7 +63,7 @@ def test_sets_option_writes_one_directory_per_set(tmp_path, text_file, tiny_mode
     "args,fragments",
     [
         (["nosuchsource"], ["unknown source 'nosuchsource'"]),
-        (["{text}", "--n", "0"], ["--n must be between 1 and 1024"]),
+        (["{text}", "--n", "0"], ["--n must be between 1 and 8192"]),
         (["{text}", "--seq-len", "100000"], ["above the model's maximum of 256"]),
         (["{text}", "--n", "500", "--seq-len", "200"], ["room for", "disjoint windows"]),
         (["{tmp}/missing.jsonl"], ["missing.jsonl does not exist"]),

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from calibench.build import build_calibration_set
+from calibench.data.draw import build_calibration_set
 from calibench.compress import RECORD_FILE, compress
 from calibench.compress.masks import is_nm_sparse, magnitude_prune_mask
 from calibench.compress.metrics import effective_weight

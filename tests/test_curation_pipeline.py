@@ -8,14 +8,14 @@ import random
 import numpy as np
 import pytest
 
-from calibench.curation.processing import (
+from calibench.data.curation.processing import (
     ProcessingSettings,
     boxed_answer,
     process_documents,
     reformat_text,
     truncate_at_paragraph,
 )
-from calibench.curation.scoring import (
+from calibench.data.curation.scoring import (
     ScoreMatrix,
     capability_weights,
     symmetric_kl,
@@ -23,7 +23,7 @@ from calibench.curation.scoring import (
     token_similarity,
 )
 from calibench.errors import CalibenchError
-from calibench.sources.base import ListDocuments
+from calibench.data.sources.base import ListDocuments
 from tests.conftest import WORDS, assert_one_line_error, run
 
 # ------------------------------------------------------------------ stage 1
@@ -132,7 +132,7 @@ def corpora(tmp_path_factory):
 
 
 def _config(corpora, encoder, **kw):
-    from calibench.curation import CurationConfig
+    from calibench.data.curation import CurationConfig
 
     base = dict(sources=[corpora["a"], corpora["b"]], capabilities=[f"cap_a={corpora['ref_a']}", f"cap_b={corpora['ref_b']}"],
                 n=6, seq_len=32, pool_size=40, embedding_model=str(encoder), score_texts=8, min_tokens=8, n_init=3,
@@ -144,7 +144,7 @@ def _config(corpora, encoder, **kw):
 def test_curate_records_every_stage_and_selects_nearest_centroids(tiny_model_dir, tiny_tokenizer, tiny_encoder_dir, corpora):
     from sklearn.cluster import KMeans
 
-    from calibench.curation import curate
+    from calibench.data.curation import curate
 
     result = curate(str(tiny_model_dir), _config(corpora, tiny_encoder_dir), tokenizer=tiny_tokenizer)
     calib, pool = result.calib, result.pool
@@ -221,7 +221,7 @@ def test_curate_cli_one_line_errors(tiny_model_dir, tmp_path, capsys, extra, fra
 
 
 def test_stats_pool_needs_model(tiny_model_dir, tiny_tokenizer, tmp_path, capsys):
-    from calibench.calibset import CalibrationSet, SamplingRecord, SourceRecord
+    from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
 
     calib = CalibrationSet.create(np.ones((2, 8), np.int32), tiny_tokenizer, source=SourceRecord(name="x", kind="x", split="s"),
                                   sampling=SamplingRecord(mode="m", bos=False), seed=0)
@@ -231,8 +231,8 @@ def test_stats_pool_needs_model(tiny_model_dir, tiny_tokenizer, tmp_path, capsys
 
 
 def test_proxy_evaluation_compresses_and_scores_each_capability(tiny_model_dir, tiny_tokenizer, corpora):
-    from calibench.build import build_calibration_set
-    from calibench.curation.proxy import proxy_evaluate
+    from calibench.data.draw import build_calibration_set
+    from calibench.data.curation.proxy import proxy_evaluate
 
     calib = build_calibration_set(corpora["a"], tiny_tokenizer, n=4, seq_len=32, seed=0)
     caps = [f"cap_a={corpora['ref_a']}", f"cap_b={corpora['ref_b']}"]
@@ -250,8 +250,8 @@ def test_curate_cli_proxy_rejects_unknown_method_first(tiny_model_dir, tmp_path,
 
 
 def test_curate_seeds_shares_one_capture_and_equals_curate_per_seed(tiny_model_dir, tiny_tokenizer, tiny_encoder_dir, corpora):
-    from calibench.curation import curate
-    from calibench.curation.pipeline import curate_seeds
+    from calibench.data.curation import curate
+    from calibench.data.curation.pipeline import curate_seeds
 
     config = _config(corpora, tiny_encoder_dir)
     together = curate_seeds(str(tiny_model_dir), [0, 3], config, tokenizer=tiny_tokenizer)

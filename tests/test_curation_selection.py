@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from calibench.curation.activations import capture_features, layer_widths
-from calibench.curation.layers import find_decoder_layers
-from calibench.curation.metrics import coverage, diversity
-from calibench.curation.projection import Concatenate, RandomProjection
-from calibench.curation.selection import kmeans_select, nearest_members, random_select
+from calibench.data.curation.activations import capture_features, layer_widths
+from calibench.data.curation.layers import find_decoder_layers
+from calibench.data.curation.metrics import coverage, diversity
+from calibench.data.curation.projection import Concatenate, RandomProjection
+from calibench.data.curation.selection import kmeans_select, nearest_members, random_select
 from tests.conftest import make_tokenizer, tiny_llama_config
 
 VOCAB = 300

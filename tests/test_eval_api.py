@@ -281,7 +281,7 @@ def test_compressed_model_in_memory_equals_its_reloaded_checkpoint(
 ):
     from transformers import AutoModelForCausalLM
 
-    from calibench.build import build_calibration_set
+    from calibench.data.draw import build_calibration_set
     from calibench.compress import compress
     from calibench.evaluation import evaluate
 

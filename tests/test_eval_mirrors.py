@@ -200,7 +200,7 @@ def test_sciq_is_marked_not_comparable_and_storycloze_has_no_mirror(pack):
 
 
 def test_heldout_perplexity_text_is_disjoint_from_calibration_text(pack):
-    from calibench.sources import get_source
+    from calibench.data.sources import get_source
 
     for name in ("wiki", "science", "math", "code"):
         source = get_source(name)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from calibench.errors import CalibenchError
-from calibench.generation import (
+from calibench.data.generation import (
     GenerationSettings,
     SamplingPlan,
     generate_calibration_set,
@@ -24,8 +24,8 @@ from calibench.generation import (
     stopword_token_ids,
     temperature_at,
 )
-from calibench.generation.schedule import check_schedule
-from calibench.generation.stopwords import first_word_is_stopword, parse_stopwords
+from calibench.data.generation.schedule import check_schedule
+from calibench.data.generation.stopwords import first_word_is_stopword, parse_stopwords
 
 from conftest import make_tokenizer, tiny_llama_config
 
@@ -41,7 +41,7 @@ def tiny_model(tiny_model_dir):
 
 
 def reference_temperature(i: int, t_init: float, t_final: float, n: int) -> float:
-    """The paper's formula, written out independently of calibench.generation.schedule."""
+    """The paper's formula, written out independently of calibench.data.generation.schedule."""
     return t_init + (i / n) * (t_final - t_init) if i < n else t_final
 
 
@@ -98,7 +98,7 @@ def test_process_logits_masks_and_temperatures():
 
 
 def test_draw_is_exact_inverse_cdf_sampling():
-    from calibench.generation.sampler import draw
+    from calibench.data.generation.sampler import draw
 
     probs = torch.tensor([[0.1, 0.0, 0.6, 0.3, 0.0]] * 100_000)
     tokens = draw(probs, torch.Generator().manual_seed(1))
@@ -249,7 +249,7 @@ def test_same_seed_gives_byte_identical_sets(tiny_model, tiny_tokenizer, tmp_pat
 
 
 def test_manifest_records_every_generator_parameter(tiny_model, tiny_tokenizer, tmp_path):
-    from calibench.calibset import CalibrationSet
+    from calibench.data.calibset import CalibrationSet
 
     calib = generate_calibration_set(tiny_model, tiny_tokenizer, n=2, seq_len=16, seed=3, t_init=1.2, t_final=0.8,
                                      schedule_tokens=5, max_new_tokens=11, batch_size=2)
@@ -299,7 +299,7 @@ def test_stopword_file_parsing(tmp_path):
 
 
 def test_vllm_backend_missing_is_a_user_error(tiny_model_dir, monkeypatch):
-    import calibench.generation.vllm_backend as vb
+    import calibench.data.generation.vllm_backend as vb
 
     monkeypatch.setattr(vb, "vllm_available", lambda: False)
     with pytest.raises(CalibenchError, match="vllm"):
@@ -307,7 +307,7 @@ def test_vllm_backend_missing_is_a_user_error(tiny_model_dir, monkeypatch):
 
 
 def test_vllm_request_processor_applies_the_schedule():
-    from calibench.generation.vllm_backend import make_request_processor, request_seed
+    from calibench.data.generation.vllm_backend import make_request_processor, request_seed
 
     proc = make_request_processor({"t_init": 2.0, "t_final": 1.0, "schedule_tokens": 4, "first_token_ids": [1, 3],
                                    "vocab_size": 5})
@@ -323,7 +323,7 @@ def test_vllm_backend_concatenates_generations(tiny_tokenizer, monkeypatch):
     """A stand-in LLM checks how vLLM outputs become samples (no vLLM here)."""
     import sys
 
-    import calibench.generation.vllm_backend as vb
+    import calibench.data.generation.vllm_backend as vb
 
     class Params:
         def __init__(self, **kw):

@@ -7,11 +7,11 @@ import hashlib
 import numpy as np
 import pytest
 
-from calibench.build import build_calibration_set, build_calibration_sets
-from calibench.calibset import CalibrationSet
-from calibench.sampling import intervals_overlap
-from calibench.sources import get_source
-from calibench.sources.random_vocab import special_token_ids
+from calibench.data.draw import build_calibration_set, build_calibration_sets
+from calibench.data.calibset import CalibrationSet
+from calibench.data.sampling import intervals_overlap
+from calibench.data.sources import get_source
+from calibench.data.sources.random_vocab import special_token_ids
 
 pytestmark = pytest.mark.integration
 

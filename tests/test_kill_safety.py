@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from calibench.calibset import CalibrationSet
+from calibench.data.calibset import CalibrationSet
 from calibench.study import run_study
 from calibench.study.store import DB_NAME
 
@@ -141,7 +141,7 @@ def test_data_build_killed_at_any_moment_is_all_or_nothing(tmp_path, texts, tiny
 
 
 def test_compress_killed_at_any_moment_is_all_or_nothing(tmp_path, texts, tiny_model_dir, tiny_tokenizer):
-    from calibench.build import build_calibration_set
+    from calibench.data.draw import build_calibration_set
     from calibench.models import load_model
 
     calib = tmp_path / "calib"

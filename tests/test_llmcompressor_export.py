@@ -12,7 +12,7 @@ def test_oneshot_sees_exactly_the_calibration_windows(tiny_model_dir, text_file,
     from llmcompressor.modifiers.quantization import GPTQModifier
     from transformers import AutoModelForCausalLM
 
-    from calibench.build import build_calibration_set
+    from calibench.data.draw import build_calibration_set
 
     calib = build_calibration_set(str(text_file), tiny_tokenizer, n=8, seq_len=32, seed=0)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()

@@ -8,7 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from calibench.sampling import deal_into_sets, intervals_overlap, max_disjoint_windows, place_disjoint_windows
+from calibench.data.sampling import deal_into_sets, intervals_overlap, max_disjoint_windows, place_disjoint_windows
 
 
 def all_placements(stream_len: int, count: int, length: int) -> set[tuple[int, ...]]:

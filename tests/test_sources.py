@@ -10,12 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from calibench.build import build_calibration_set, build_calibration_sets
+from calibench.data.draw import build_calibration_set, build_calibration_sets
 from calibench.errors import CalibenchError, CorpusTooShortError, UnknownNameError
-from calibench.sampling import intervals_overlap
-from calibench.sources import get_source, list_sources
-from calibench.sources.hub import HUB_CORPORA, MIRROR_ENV, HubCorpus
-from calibench.sources.random_vocab import ordinary_token_ids, special_token_ids
+from calibench.data.sampling import intervals_overlap
+from calibench.data.sources import get_source, list_sources
+from calibench.data.sources.hub import HUB_CORPORA, MIRROR_ENV, HubCorpus
+from calibench.data.sources.random_vocab import ordinary_token_ids, special_token_ids
 
 from conftest import corpus_text, make_tokenizer
 
@@ -174,8 +174,8 @@ def test_k_sets_are_pairwise_disjoint(text_file, tiny_tokenizer, mode):
 
 
 def test_concat_windows_are_slices_of_the_token_stream(text_file, tiny_tokenizer):
-    from calibench.sources.base import ListDocuments
-    from calibench.token_stream import SEPARATOR
+    from calibench.data.sources.base import ListDocuments
+    from calibench.data.token_stream import SEPARATOR
 
     calib = build_calibration_set(str(text_file), tiny_tokenizer, n=5, seq_len=32, seed=2, mode="concat")
     docs = text_file.read_text().split("\n\n")

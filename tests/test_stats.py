@@ -9,10 +9,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from calibench.calibset import CalibrationSet, SamplingRecord, SourceRecord
-from calibench.stats import separator_ids, set_statistics
-from calibench.stats.perplexity import set_perplexity
-from calibench.stats.text import (
+from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
+from calibench.data.stats import separator_ids, set_statistics
+from calibench.data.stats.perplexity import set_perplexity
+from calibench.data.stats.text import (
     document_lengths,
     mean_document_length,
     ngram_diversity,

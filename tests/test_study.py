@@ -272,7 +272,7 @@ def test_curated_source_runs_cola_once_per_set_and_shares_the_pool(tmp_path, tin
     rows = table(tmp_path / "out" / DB_NAME, "SELECT config, set_id FROM cells")
     set_ids = sorted({set_id for config, set_id in rows if json.loads(config)["source"] == "curated"})
     assert len(set_ids) == 2  # k-means seeds seed and seed + 1: two sets, each shared by its cell(s)
-    from calibench.calibset import CalibrationSet
+    from calibench.data.calibset import CalibrationSet
     from calibench.models import load_tokenizer
 
     tok = load_tokenizer(str(tiny_model_dir))

@@ -12,12 +12,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 _API = {
-    "CalibrationSet": "calibench.calibset",
-    "build_calibration_set": "calibench.build",
-    "build_calibration_sets": "calibench.build",
-    "get_source": "calibench.sources",
-    "list_sources": "calibench.sources",
-    "register_source": "calibench.sources",
+    "CalibrationSet": "calibench.data.calibset",
+    "build_calibration_set": "calibench.data.draw",
+    "build_calibration_sets": "calibench.data.draw",
+    "get_source": "calibench.data.sources",
+    "list_sources": "calibench.data.sources",
+    "register_source": "calibench.data.sources",
     "load_model": "calibench.models",
     "load_tokenizer": "calibench.models",
     "CalibenchError": "calibench.errors",

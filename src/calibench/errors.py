@@ -8,6 +8,8 @@ Anything else escaping is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class CalibenchError(Exception):
     """A problem with the user's input: the message says what is wrong and what to do."""
@@ -36,3 +38,23 @@ def did_you_mean(name: str, known: list[str]) -> str:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
     return f"{hint}; known: {', '.join(sorted(known))}"
+
+
+class ParameterError(CalibenchError):
+    """A bad value for a named parameter of the Python API.
+
+    The message names the parameter as the API spells it (``seq_len``); the
+    CLI shows the same problem under its flag (``--seq-len``) by mapping
+    ``param`` in one place (:func:`calibench.cli.flags.flag_for`).
+    """
+
+    def __init__(self, param: str, problem: str, allowed: list[str] | None = None):
+        self.param = param
+        self.problem = problem
+        self.allowed = allowed  # the parameters that would have been accepted, when that is the problem
+        super().__init__(self.render(str))
+
+    def render(self, name: "Callable[[str], str]") -> str:
+        """The message with every parameter name passed through ``name`` (the CLI gives flags)."""
+        allowed = f" (its parameters: {', '.join(name(a) for a in self.allowed)})" if self.allowed else ""
+        return f"{name(self.param)} {self.problem}{allowed}"

@@ -19,7 +19,7 @@ from calibench.cli.study_cmd import study_app
 from calibench.cli import usage
 from calibench.cli.demo_cmd import demo
 from calibench.cli.eval_cmd import eval_command
-from calibench.errors import CalibenchError
+from calibench.errors import CalibenchError, ParameterError
 
 app = typer.Typer(
     name="calibench",
@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, standalone_mode=False)
         progress.flush_deferred()
+    except ParameterError as exc:  # the API names parameters; the CLI shows its flags
+        from calibench.cli.builder_options import cli_message
+
+        fail(cli_message(exc))
     except CalibenchError as exc:
         fail(str(exc))
     except usage.NO_ARGS_IS_HELP as exc:

@@ -26,7 +26,7 @@ def compress_command(
 
     # llm-compressor logs every module at INFO to stdout; keep warnings unless the user asks for more
     os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")
-    from calibench.calibset import CalibrationSet
+    from calibench.data.calibset import CalibrationSet
     from calibench.cli.console import console
     from calibench.compress import compress
     from calibench.compress.methods import make_params, resolve

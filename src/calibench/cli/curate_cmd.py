@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from calibench.cli.data_cmd import Bos, data_app
-from calibench.curation.embeddings import DEFAULT_EMBEDDING_MODEL
-from calibench.curation.pipeline import CurationConfig
+from calibench.data.curation.embeddings import DEFAULT_EMBEDDING_MODEL
+from calibench.data.curation.pipeline import CurationConfig
 
 _D = CurationConfig()
 POOL_DIR = "pool"
@@ -62,7 +62,7 @@ def curate(
 ) -> None:
     """Curate a calibration set with COLA: score sources by capability coverage, process them into a pool, keep the samples nearest the k-means centroids of their activations."""
     from calibench.cli.data_cmd import _BOS
-    from calibench.curation.pipeline import curate as run_curate
+    from calibench.data.curation.pipeline import curate as run_curate
     from calibench.fsutil import atomic_dir, check_new_output
     from calibench.models import load_tokenizer, model_max_length
 
@@ -108,9 +108,9 @@ PROXY_FILE = "proxy.json"
 
 def _proxy(model: str, result, config: CurationConfig, tokenizer, methods: list[str], windows: int) -> dict:
     """Curated set vs a random set of the same size from the same pool (seed --seed), after each method."""
-    from calibench.curation.pipeline import random_from_pool
-    from calibench.curation.proxy import proxy_evaluate
-    from calibench.curation.capabilities import load_reference, parse_capabilities
+    from calibench.data.curation.pipeline import random_from_pool
+    from calibench.data.curation.proxy import proxy_evaluate
+    from calibench.data.curation.capabilities import load_reference, parse_capabilities
 
     caps = parse_capabilities(config.capabilities)
     texts = {c.name: load_reference(c) for c in caps}

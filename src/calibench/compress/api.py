@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from calibench import __version__
-from calibench.calibset import CalibrationSet
+from calibench.data.calibset import CalibrationSet
 from calibench.compress.methods import Method, MethodParams, build_recipe, ignore_pattern, make_params, resolve
 from calibench.compress.metrics import achieved
 from calibench.compress.validate import check_causal_lm, check_structure, resolve_group_size, target_linears

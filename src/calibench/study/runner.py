@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from calibench import failpoints, numerics
-from calibench.calibset import CalibrationSet
+from calibench.data.calibset import CalibrationSet
 from calibench.study.cells import Cell
 from calibench.study.perturbations import get as get_perturbation
 

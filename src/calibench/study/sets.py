@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from calibench import failpoints
-from calibench.calibset import CalibrationSet
+from calibench.data.calibset import CalibrationSet
 from calibench.errors import CalibenchError, CorruptArtifactError
 from calibench.study.cells import Cell
-from calibench.study.spec import CURATED, SELF
 from calibench.study.store import Store
 
 SETS_DIR = "sets"
@@ -31,31 +30,19 @@ def recipe_key(cell: Cell) -> str:
 
 
 def _build(cell: Cell, tokenizer: Any, model_loader: Any) -> list[CalibrationSet]:
+    """The recipe's sets through the builder registry, the same path as the API and ``data build``.
+
+    Builders that run the model (``self``, ``curated``, mixtures with them) get
+    the worker's already loaded model; text builders never load it.
+    """
+    from calibench.data.builders import builders, build_sets, resolve
     from calibench.models import model_max_length
 
-    max_len = model_max_length(cell.model)
-    if cell.source == SELF:
-        from calibench.generation.api import run_generation
-
-        model = model_loader(cell.model)
-        return [
-            run_generation(model, tokenizer, n=cell.n, seq_len=cell.seq_len, seed=cell.seed + index,
-                           max_seq_len=max_len, **cell.source_params)[0]
-            for index in range(cell.num_sets)
-        ]
-    if cell.source == CURATED:
-        # COLA with k-means seeds seed, seed+1, ... over one pool and one activation capture:
-        # the sets share a pool, so they are not guaranteed disjoint
-        from calibench.curation.pipeline import curate_seeds
-
-        seeds = [cell.seed + index for index in range(cell.num_sets)]
-        results = curate_seeds(model_loader(cell.model), seeds, tokenizer=tokenizer, n=cell.n, seq_len=cell.seq_len,
-                               **cell.source_params)
-        return [result.calib for result in results]
-    from calibench.build import build_calibration_sets
-
-    return build_calibration_sets(cell.source, tokenizer, n=cell.n, seq_len=cell.seq_len, seed=cell.seed,
-                                  sets=cell.num_sets, max_seq_len=max_len, **cell.source_params)
+    builder, _ = resolve(cell.source)
+    runs_model = builder.needs_model or builder.name == "mix"
+    model = model_loader(cell.model) if runs_model else cell.model
+    return build_sets(cell.source, model=model, tokenizer=tokenizer, max_seq_len=model_max_length(cell.model),
+                      n=cell.n, seq_len=cell.seq_len, seed=cell.seed, sets=cell.num_sets, **cell.source_params)
 
 
 def sets_for(cell: Cell, store: Store, tokenizer: Any, model_loader: Any) -> list[CalibrationSet]:

@@ -1,0 +1,53 @@
+"""One registry of set builders, and the one function that runs any of them.
+
+>>> from calibench.data.builders import build_sets
+>>> sets = build_sets("wiki", model="smollm2-135m", n=16, seq_len=256)            # doctest: +SKIP
+>>> sets = build_sets("mix:wiki=0.5,code=0.5", model="smollm2-135m", n=16)        # doctest: +SKIP
+>>> sets = build_sets("self", model="smollm2-135m", n=8, prompting="chat")        # doctest: +SKIP
+
+Errors name the parameter as the API spells it (:class:`ParameterError`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from calibench.data.builders.context import BuildContext
+from calibench.data.builders.registry import Builder, Pattern, builders, make_params, register_builder, register_pattern, resolve
+
+
+def build_sets(source: str, *, model: Any = None, tokenizer: Any = None, dtype: str = "float32",
+               device: str = "cpu", max_seq_len: int | None = None, **params: Any) -> list[Any]:
+    """``params.sets`` calibration sets from the builder ``source`` names, for ``model``'s tokenizer.
+
+    ``model`` is a spec (bundled name, directory, hub id; its tokenizer is
+    loaded unless given) or a loaded model (then pass ``tokenizer``); only
+    builders that run the model (``self``, ``curated``, mixtures with them)
+    load its weights.
+    """
+    from calibench.data.draw import validate_sizes
+    from calibench.errors import ParameterError
+
+    builder, checked = make_params(source, **params)
+    context = BuildContext(tokenizer=tokenizer, model=model, dtype=dtype, device=device, max_seq_len=max_seq_len)
+    if context.tokenizer is None:
+        if context.model_spec is None:
+            raise ParameterError("tokenizer", "is needed with an in-memory model (or pass a model name)")
+        from calibench.models import load_tokenizer
+
+        context.tokenizer = load_tokenizer(context.model_spec)
+    if context.max_seq_len is None and context.model_spec is not None:
+        from calibench.models import model_max_length
+
+        context.max_seq_len = model_max_length(context.model_spec)
+    validate_sizes(checked.n, checked.seq_len, checked.sets, context.max_seq_len)
+    return builder.run(checked, context)
+
+
+def build_set(source: str, **kwargs: Any) -> Any:
+    """One calibration set; see :func:`build_sets`."""
+    return build_sets(source, **{**kwargs, "sets": 1})[0]
+
+
+__all__ = ["Builder", "BuildContext", "Pattern", "build_set", "build_sets", "builders", "make_params",
+           "register_builder", "register_pattern", "resolve"]

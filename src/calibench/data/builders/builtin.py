@@ -1,0 +1,138 @@
+"""The built-in set builders, each a small function over its typed parameters.
+
+Registered on first use of the registry.  Every function takes the validated
+parameters and a :class:`BuildContext` and returns ``params.sets`` sets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from calibench.data.builders import params as P
+from calibench.data.builders.context import BuildContext
+from calibench.data.builders.registry import Builder, Pattern, register_builder, register_pattern
+
+
+def _draw(source: Any, p: Any, ctx: BuildContext, builder: dict[str, Any] | None = None) -> list[Any]:
+    from calibench.data.draw import build_calibration_sets
+
+    return build_calibration_sets(source, ctx.tokenizer, n=p.n, seq_len=p.seq_len, seed=p.seed, sets=p.sets,
+                                  mode=getattr(p, "mode", None), split=getattr(p, "split", None),
+                                  bos=P.BOS_POLICY[p.bos], max_seq_len=ctx.max_seq_len, builder=builder)
+
+
+def build_text(p: Any, ctx: BuildContext) -> list[Any]:
+    return _draw(p.source, p, ctx)
+
+
+def build_random_vocab(p: Any, ctx: BuildContext) -> list[Any]:
+    return _draw("random-vocab", p, ctx)
+
+
+def build_file(p: Any, ctx: BuildContext) -> list[Any]:
+    from calibench.data.sources.local import LocalFileSource
+
+    return _draw(LocalFileSource(p.path, text_field=p.text_field), p, ctx)
+
+
+def build_hub(p: Any, ctx: BuildContext) -> list[Any]:
+    from calibench.data.sources.hub_any import AnyHubSource
+
+    source = AnyHubSource(p.repo, p.config, p.text_field, p.revision, p.streaming, p.stream_docs)
+    return _draw(source, p, ctx)
+
+
+def build_chat(p: Any, ctx: BuildContext) -> list[Any]:
+    from calibench.data.chat import ChatFormat, require_chat_template, template_record
+    from calibench.data.sources.conversations import ConversationSource
+
+    template = Path(p.chat_template).read_text(encoding="utf-8") if p.chat_template else None
+    require_chat_template(ctx.tokenizer, ctx.model_name, template=template)
+    fmt = ChatFormat(messages_field=p.messages_field, instruction_field=p.instruction_field,
+                     input_field=p.input_field, response_field=p.response_field, system=p.system,
+                     enable_thinking=p.enable_thinking)
+    source = ConversationSource(p.data, fmt, split=p.split, revision=p.revision, template=template)
+    record = {"builder": "chat", "chat_template": template_record(ctx.tokenizer, template=template,
+                                                                   enable_thinking=p.enable_thinking)}
+    return _draw(source, p, ctx, builder=record)
+
+
+def build_self(p: Any, ctx: BuildContext) -> list[Any]:
+    from calibench.data.generation.api import GenerationSettings, run_generation
+
+    fields = set(GenerationSettings.model_fields)
+    settings = GenerationSettings(**{k: v for k, v in p.model_dump().items() if k in fields})
+    model = ctx.load_model()
+    if p.prompting == "chat":
+        from calibench.data.generation.prompted import generate_prompted_set
+
+        return [generate_prompted_set(model, ctx.tokenizer, n=p.n, seq_len=p.seq_len, seed=p.seed + index,
+                                      settings=settings, prompts=p.prompts, system=p.system,
+                                      enable_thinking=p.enable_thinking, model_name=ctx.model_name)[0]
+                for index in range(p.sets)]
+    return [run_generation(model, ctx.tokenizer, n=p.n, seq_len=p.seq_len, seed=p.seed + index, settings=settings,
+                           max_seq_len=ctx.max_seq_len, **_language(p))[0]
+            for index in range(p.sets)]
+
+
+def _language(p: Any) -> dict[str, Any]:
+    return {"language": p.language} if p.language != "en" else {}
+
+
+def build_curated(p: Any, ctx: BuildContext) -> list[Any]:
+    """COLA with k-means seeds seed, seed+1, ...: one pool and one activation capture for all k sets.
+
+    The sets share a pool, so unlike text sources they are not guaranteed disjoint.
+    """
+    from calibench.data.curation.pipeline import CurationConfig, curate_seeds
+
+    fields = set(CurationConfig.model_fields) - {"n", "seq_len", "seed", "bos", "mode"}
+    options = {k: v for k, v in p.model_dump().items() if k in fields}
+    options["mode"] = p.curation_mode
+    seeds = [p.seed + index for index in range(p.sets)]
+    results = curate_seeds(ctx.load_model(), seeds, tokenizer=ctx.tokenizer, n=p.n, seq_len=p.seq_len,
+                           bos=P.BOS_POLICY[p.bos], **options)
+    return [result.calib for result in results]
+
+
+def build_mix(p: Any, ctx: BuildContext) -> list[Any]:
+    from calibench.data.builders.mixture import build_mixture
+
+    return build_mixture(p, ctx)
+
+
+def _register() -> None:
+    from calibench.data.builders.mixture import MIX_PREFIX, parse_mix_name
+    from calibench.data.sources.hub_any import HUB_PREFIX, parse_hub_name
+    from calibench.data.sources.local import LOCAL_SUFFIXES
+
+    for builder in (
+        Builder("text", "any registered text source (hub corpus, offline domain, language)", "text",
+                P.TextParams, build_text, usage="NAME"),
+        Builder("random-vocab", "tokens drawn uniformly from the vocabulary, special tokens excluded (baseline)",
+                "baseline", P.RandomVocabParams, build_random_vocab),
+        Builder("file", "a local .txt/.jsonl/.parquet file", "file", P.FileParams, build_file,
+                usage="PATH.txt|.jsonl|.parquet"),
+        Builder("hub", "any hub dataset through datasets.load_dataset", "hub", P.HubParams, build_hub,
+                usage="hub:ORG/NAME[:CONFIG]"),
+        Builder("chat", "chat/SFT conversations rendered with the model's chat template", "chat", P.ChatParams,
+                build_chat),
+        Builder("mix", "a mixture of other sources in exact proportions", "mixture", P.MixParams, build_mix,
+                usage="mix:A=W,B=W,..."),
+        Builder("self", "the model generates its own calibration text (self-calibration)", "generated",
+                P.SelfParams, build_self, needs_model=True),
+        Builder("curated", "COLA: sources by capability coverage, samples by activation k-means", "curated",
+                P.CuratedParams, build_curated, needs_model=True),
+    ):
+        register_builder(builder)
+    register_pattern(Pattern("hub:ORG/NAME[:CONFIG]", lambda name: name.startswith(HUB_PREFIX),
+                             lambda name: ("hub", parse_hub_name(name))))
+    register_pattern(Pattern("mix:A=W,B=W,...", lambda name: name.startswith(MIX_PREFIX),
+                             lambda name: ("mix", {"components": parse_mix_name(name)})))
+    register_pattern(Pattern("a .txt/.jsonl/.parquet file",
+                             lambda name: Path(name).suffix.lower() in LOCAL_SUFFIXES or Path(name).is_file(),
+                             lambda name: ("file", {"path": name})))
+
+
+_register()

@@ -1,0 +1,35 @@
+"""Calibration sources: hub corpora, offline domains, local files, random vocabulary.
+
+Importing this package registers the built-in sources; third-party code adds
+its own with :func:`register_source`.
+"""
+
+from __future__ import annotations
+
+from calibench.data.sources.base import CONCAT, DOCUMENT, RANDOM, Documents, ListDocuments, Sampled, Source, TextSource
+from calibench.data.sources.hub import HUB_CORPORA, HubSource
+from calibench.data.sources.local import LocalFileSource
+from calibench.data.sources.offline import OFFLINE_DOMAINS, OfflineSource
+from calibench.data.sources.random_vocab import RandomVocabSource
+from calibench.data.sources.registry import get_source, list_sources, register_source
+
+for _corpus in HUB_CORPORA:
+    register_source(_corpus.name, lambda c=_corpus: HubSource(c), f"[hub] {_corpus.description}")
+for _domain in OFFLINE_DOMAINS:
+    register_source(_domain.name, lambda d=_domain: OfflineSource(d), f"[offline] {_domain.description}")
+register_source("random-vocab", RandomVocabSource, f"[baseline] {RandomVocabSource.description}")
+
+__all__ = [
+    "CONCAT",
+    "DOCUMENT",
+    "RANDOM",
+    "Documents",
+    "ListDocuments",
+    "LocalFileSource",
+    "Sampled",
+    "Source",
+    "TextSource",
+    "get_source",
+    "list_sources",
+    "register_source",
+]
