@@ -34,12 +34,18 @@ class Cell(BaseModel):
     seed: int
     eval: dict[str, Any]
     perturbation: str = ""  # a noise-floor rerun (calibench.study.perturbations); "" for the grid's own cells
+    builder: str = ""  # the builder name when the spec gives the source a label (source is then the label)
+
+    @property
+    def build_name(self) -> str:
+        """The name the builder registry resolves for this cell's sets."""
+        return self.builder or self.source
 
     @property
     def key(self) -> str:
-        # an unperturbed cell hashes as before the field existed, so earlier studies still resume
-        payload = json.dumps(self.model_dump(mode="json", exclude={"perturbation"} if not self.perturbation else None),
-                             sort_keys=True, separators=(",", ":"))
+        # fields at their empty default hash as before they existed, so earlier studies still resume
+        empty = {name for name in ("perturbation", "builder") if not getattr(self, name)}
+        payload = json.dumps(self.model_dump(mode="json", exclude=empty or None), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
     @property
@@ -49,10 +55,11 @@ class Cell(BaseModel):
     @property
     def set_recipe(self) -> dict[str, Any]:
         """What determines the calibration sets this cell draws from (shared across methods)."""
-        return {
+        recipe = {
             "model": self.model, "source": self.source, "source_params": self.source_params,
             "num_sets": self.num_sets, "n": self.n, "seq_len": self.seq_len, "seed": self.seed,
         }
+        return {**recipe, "builder": self.builder} if self.builder else recipe
 
     def describe(self) -> str:
         if self.is_dense:
@@ -76,7 +83,8 @@ def expand(spec: StudySpec) -> list[Cell]:
                         for index in range(source.sets):
                             cells.append(Cell(
                                 model=model, method=method.display, method_name=method.name, params=method.params,
-                                source=source.name, source_params=source.params, num_sets=source.sets,
+                                source=source.display, source_params=source.params, num_sets=source.sets,
+                                builder=source.name if source.label else "",
                                 set_index=index, n=n, seq_len=seq_len, seed=spec.seed, eval=evaluation,
                             ))
     return cells + noise_floor_cells(spec, cells)
@@ -86,6 +94,6 @@ def noise_floor_cells(spec: StudySpec, cells: list[Cell]) -> list[Cell]:
     """Reruns of the first sets of the first source, per model x method x n x seq_len, under each perturbation."""
     if spec.noise_floor is None:
         return []
-    first_source = spec.sources[0].name
+    first_source = spec.sources[0].display
     chosen = [c for c in cells if not c.is_dense and c.source == first_source and c.set_index < spec.noise_floor.sets]
     return [c.model_copy(update={"perturbation": name}) for c in chosen for name in spec.noise_floor.perturbations]

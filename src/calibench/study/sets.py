@@ -35,13 +35,13 @@ def _build(cell: Cell, tokenizer: Any, model_loader: Any) -> list[CalibrationSet
     Builders that run the model (``self``, ``curated``, mixtures with them) get
     the worker's already loaded model; text builders never load it.
     """
-    from calibench.data.builders import builders, build_sets, resolve
+    from calibench.data.builders import build_sets, resolve
     from calibench.models import model_max_length
 
-    builder, _ = resolve(cell.source)
+    builder, _ = resolve(cell.build_name)
     runs_model = builder.needs_model or builder.name == "mix"
     model = model_loader(cell.model) if runs_model else cell.model
-    return build_sets(cell.source, model=model, tokenizer=tokenizer, max_seq_len=model_max_length(cell.model),
+    return build_sets(cell.build_name, model=model, tokenizer=tokenizer, max_seq_len=model_max_length(cell.model),
                       n=cell.n, seq_len=cell.seq_len, seed=cell.seed, sets=cell.num_sets, **cell.source_params)
 
 

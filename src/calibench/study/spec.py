@@ -76,6 +76,11 @@ class SourceEntry(BaseModel):
     name: str
     sets: int = Field(1, ge=1, le=100)
     params: dict[str, Any] = Field(default_factory=dict)  # the builder's own parameters
+    label: str | None = None  # how reports name it (needed when one builder appears twice, e.g. two `self`s)
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name
 
     @field_validator("name")
     @classmethod
@@ -175,6 +180,14 @@ class StudySpec(BaseModel):
             if length < 2:
                 raise ValueError(f"each seq_len must be at least 2, got {length}")
         return value
+
+    @model_validator(mode="after")
+    def _unique_sources(self) -> "StudySpec":
+        shown = [s.display for s in self.sources]
+        duplicates = sorted({label for label in shown if shown.count(label) > 1})
+        if duplicates:
+            raise ValueError(f"sources {duplicates} appear twice: give them distinct 'label's")
+        return self
 
     @model_validator(mode="after")
     def _unique_labels(self) -> "StudySpec":
