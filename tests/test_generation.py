@@ -392,7 +392,7 @@ def test_cli_generate_then_stats(tiny_model_dir, tmp_path, capsys):
     (["--t-init", "-0.5"], "--t-init"),
     (["--t-final", "-1"], "--t-final"),
     (["--n", "0"], "--n"),
-    (["--n", "5000"], "--n"),
+    (["--n", "9000"], "--n"),
     (["--seq-len", "1"], "--seq-len"),
     (["--seq-len", "4096"], "maximum"),
     (["--batch-size", "0"], "--batch-size"),

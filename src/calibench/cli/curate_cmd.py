@@ -2,77 +2,33 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import typer
 
-from calibench.cli.data_cmd import Bos, data_app
-from calibench.data.curation.embeddings import DEFAULT_EMBEDDING_MODEL
+from calibench.cli.data_cmd import data_app
 from calibench.data.curation.pipeline import CurationConfig
 
-_D = CurationConfig()
 POOL_DIR = "pool"
-
-
-class Mode(str, Enum):
-    general = "general"
-    targeted = "targeted"
-
-
-class Selection(str, Enum):
-    kmeans = "kmeans"
-    random = "random"
-
-
-def _split(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def curate(
     model: str = typer.Option(..., "--model", "-m", help="Bundled model name, local model directory or hub id: activations are captured under it."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (must not exist): the curated set, with the pool in OUT/pool."),
-    sources: str = typer.Option(",".join(_D.sources), "--sources", help="Candidate sources, comma-separated (registered names or local files); pools read their calibration split."),
-    capabilities: str = typer.Option(",".join(_D.capabilities), "--capabilities", help="Target capabilities: commonsense, math, code, language_modelling (lm), or NAME=SOURCE."),
-    mode: Mode = typer.Option(Mode.general, "--mode", help="general: all capabilities weigh 1.0; targeted: --target 1.0, the rest 0.2."),
-    target: str = typer.Option(None, "--target", help="The capability to favour with --mode targeted."),
-    n: int = typer.Option(_D.n, "--n", help="Samples in the curated set (1..1024) = k of k-means."),
-    seq_len: int = typer.Option(_D.seq_len, "--seq-len", help="Tokens per sample, at most the model's maximum."),
-    pool_size: int = typer.Option(None, "--pool-size", help="Candidate windows, split evenly over the kept sources (default 8 x --n)."),
-    alpha: float = typer.Option(_D.alpha, "--alpha", help="Weight of the embedding similarity against the token-distribution similarity in stage 1."),
-    top_k: int = typer.Option(None, "--top-k", help="Keep this many sources (default: the best source of each highest-weight capability)."),
-    embedding_model: str = typer.Option(DEFAULT_EMBEDDING_MODEL, "--embedding-model", help="Sentence encoder for stage 1: an asset name (minilm), local directory or hub id."),
-    score_texts: int = typer.Option(_D.score_texts, "--score-texts", help="Texts per source and per capability sampled for stage 1."),
-    min_tokens: int = typer.Option(_D.min_tokens, "--min-tokens", help="Drop documents shorter than this (stage 2)."),
-    reformat: bool = typer.Option(_D.reformat, "--reformat/--no-reformat", help="Rewrite math and QA text as question/reasoning/answer."),
-    pack: bool = typer.Option(_D.pack, "--pack/--no-pack", help="Fill each window with following documents (no padding); --no-pack pads one document per window."),
-    projection_dim: int = typer.Option(_D.projection_dim, "--projection-dim", help="Dimension of the random projection of activations."),
-    n_init: int = typer.Option(_D.n_init, "--n-init", help="k-means restarts (the best inertia wins)."),
-    seed: int = typer.Option(_D.seed, "--seed", help="Seed of the projection and k-means (or of the random draw with --selection random)."),
-    pool_seed: int = typer.Option(_D.pool_seed, "--pool-seed", help="Seed of the pool (document order) and of stage 1's text samples."),
-    selection: Selection = typer.Option(Selection.kmeans, "--selection", help="kmeans (COLA) or random: the baseline drawn uniformly from the same pool."),
-    batch_size: int = typer.Option(_D.batch_size, "--batch-size", help="Windows per forward pass when capturing activations."),
-    bos: Bos = typer.Option(Bos.auto, "--bos", help="Prefix each window with BOS: auto follows the tokenizer."),
     save_pool: bool = typer.Option(True, "--save-pool/--no-save-pool", help="Also write the pool to OUT/pool (for random baselines and `data stats --pool`)."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write windows.jsonl with the decoded text of each sample."),
     proxy: list[str] = typer.Option(None, "--proxy", help="Proxy evaluation (repeatable): compress with METHOD (wanda, gptq, ...) using the curated set and a random set from the same pool, and compare perplexity on each capability's reference text."),
     proxy_windows: int = typer.Option(8, "--proxy-windows", help="Perplexity windows of --seq-len tokens per capability in the proxy evaluation."),
     dtype: str = typer.Option("float32", "--dtype", help="Model dtype for the activation capture."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    builder_params: dict | None = None,
 ) -> None:
     """Curate a calibration set with COLA: score sources by capability coverage, process them into a pool, keep the samples nearest the k-means centroids of their activations."""
-    from calibench.cli.data_cmd import _BOS
     from calibench.data.curation.pipeline import curate as run_curate
     from calibench.fsutil import atomic_dir, check_new_output
     from calibench.models import load_tokenizer, model_max_length
 
-    config = CurationConfig(
-        sources=_split(sources), capabilities=_split(capabilities), mode=mode.value, target=target, n=n,
-        seq_len=seq_len, pool_size=pool_size, alpha=alpha, top_k=top_k, embedding_model=embedding_model,
-        score_texts=score_texts, min_tokens=min_tokens, reformat=reformat, pack=pack,
-        projection_dim=projection_dim, n_init=n_init, seed=seed, pool_seed=pool_seed, batch_size=batch_size,
-        bos=_BOS[bos], selection=selection.value,
-    )
+    config = curation_config(builder_params or {})
     config.check(None)  # everything checkable without the model, before any load
     check_new_output(out)
     tokenizer = load_tokenizer(model)
@@ -181,4 +137,31 @@ def _report(result, out: Path, save_pool: bool) -> None:
     console.print(f"sha256 {calib.manifest.tokens_sha256}  set {calib.set_id}", highlight=False, soft_wrap=True)
 
 
-data_app.command("curate")(curate)
+
+
+def curation_config(params: dict) -> CurationConfig:
+    """The CLI's options as a CurationConfig; a bad value is a ParameterError naming its flag."""
+    from pydantic import ValidationError
+
+    from calibench.data.builders.params import BOS_POLICY
+    from calibench.errors import ParameterError
+
+    if isinstance(params.get("bos"), str):
+        if params["bos"] not in BOS_POLICY:
+            raise ParameterError("bos", f"must be one of {', '.join(BOS_POLICY)}, got {params['bos']!r}")
+        params = {**params, "bos": BOS_POLICY[params["bos"]]}
+    try:
+        return CurationConfig(**params)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ParameterError(str(error["loc"][0]), f"{error['msg'][0].lower()}{error['msg'][1:]} (got {error.get('input')!r})") from None
+
+
+def _register_curate() -> None:
+    from calibench.cli.builder_options import derived_fields, with_builder_options
+
+    fields = derived_fields([("curation", CurationConfig)], skip=set())
+    data_app.command("curate")(with_builder_options(curate, fields, 1))
+
+
+_register_curate()

@@ -11,59 +11,34 @@ from typing import Any
 import typer
 
 from calibench.cli.data_cmd import data_app
-from calibench.data.generation.api import GenerationSettings
-
-_DEFAULTS = GenerationSettings()
-
-
-class FirstToken(str, Enum):
-    any = "any"
-    stopwords = "stopwords"
-
-
-class Backend(str, Enum):
-    torch = "torch"
-    vllm = "vllm"
-
 
 def generate(
     model: str = typer.Option(..., "--model", "-m", help="Bundled model name, local model directory or hub id: the model that writes its own calibration data."),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (must not exist)."),
-    n: int = typer.Option(128, "--n", help="Samples (1..1024)."),
-    seq_len: int = typer.Option(2048, "--seq-len", help="Tokens per sample, at most the model's maximum."),
-    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives a byte-identical set."),
-    t_init: float = typer.Option(_DEFAULTS.t_init, "--t-init", help="Temperature of the first generated token (>= 0; 0 is greedy)."),
-    t_final: float = typer.Option(_DEFAULTS.t_final, "--t-final", help="Temperature from token --schedule-tokens on (>= 0)."),
-    schedule_tokens: int = typer.Option(_DEFAULTS.schedule_tokens, "--schedule-tokens", help="n of the schedule t_i = t_init + (i/n)(t_final - t_init), i < n."),
-    first_token: FirstToken = typer.Option(FirstToken.any, "--first-token", help="'stopwords' restricts the first token of every generation to English stop words."),
-    stopwords: Path = typer.Option(None, "--stopwords", help="Stop-word file (one word a line) instead of the list shipped with calibench."),
-    max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Cap on the tokens of one generation (default: only the sample length)."),
-    batch_size: int = typer.Option(_DEFAULTS.batch_size, "--batch-size", help="Samples generated together (torch backend); changes the tokens drawn, so it is recorded."),
-    backend: Backend = typer.Option(Backend.torch, "--backend", help="'vllm' runs the same plan on vLLM when it is installed."),
-    start_token: str = typer.Option("auto", "--start-token", help="Token every generation starts from: auto, bos, a token or an id."),
     dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32, bfloat16, float16 or auto."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write windows.jsonl with the decoded text of each sample."),
+    builder_params: dict | None = None,
 ) -> None:
-    """Generate a calibration set with the model itself (self-calibration), starting from the start token only."""
-    from calibench.data.draw import validate_sizes
+    """Generate a calibration set with the model itself (self-calibration): the `self` builder, with a report of the run."""
+    import time
+
+    from calibench.data.builders import build_sets, make_params
     from calibench.fsutil import atomic_dir, check_new_output
-    from calibench.data.generation.api import run_generation
     from calibench.models import load_tokenizer, model_max_length
 
-    settings = GenerationSettings(
-        t_init=t_init, t_final=t_final, schedule_tokens=schedule_tokens, first_token=first_token.value,
-        stopwords=str(stopwords) if stopwords is not None else None, max_new_tokens=max_new_tokens,
-        batch_size=batch_size, backend=backend.value, start_token=start_token,
-    )
-    settings.check()
-    validate_sizes(n, seq_len, 1, None)
+    params = dict(builder_params or {})
+    if params.get("sets", 1) != 1:
+        from calibench.errors import ParameterError
+
+        raise ParameterError("sets", "must be 1 here: use `calibench data build self --sets K` for K sets")
+    make_params("self", **params)  # fail fast, before any load
     check_new_output(out)
     tokenizer = load_tokenizer(model)
-    max_len = model_max_length(model)
-    validate_sizes(n, seq_len, 1, max_len)
-    calib, stats = run_generation(model, tokenizer, n=n, seq_len=seq_len, seed=seed, settings=settings,
-                                  max_seq_len=max_len, dtype=dtype, device=device)
+    started = time.perf_counter()
+    calib = build_sets("self", model=model, tokenizer=tokenizer, dtype=dtype, device=device,
+                       max_seq_len=model_max_length(model), **params)[0]
+    seconds = time.perf_counter() - started
     with atomic_dir(out) as tmp:
         calib.write_into(tmp)
         if jsonl:
@@ -76,12 +51,14 @@ def generate(
     result = gen.get("result", {})
     start = gen.get("start_token", {})
     console.print(
-        f"generated {calib.n} x {calib.seq_len} tokens into {out} in {stats.seconds:.1f} s "
-        f"({stats.tokens_per_second:,.0f} tokens/s); {result.get('generations')} generations, "
-        f"{result.get('ended_by_stop_token')} ended by a stop token, mean length {result.get('mean_generation_length')}",
+        f"generated {calib.n} x {calib.seq_len} tokens into {out} in {seconds:.1f} s "
+        f"({calib.n * calib.seq_len / max(seconds, 1e-9):,.0f} tokens/s, model load included); "
+        f"{result.get('generations')} generations, {result.get('ended_by_stop_token')} ended by a stop token, "
+        f"mean length {result.get('mean_generation_length')}",
         highlight=False, soft_wrap=True,
     )
-    console.print(f"start token {start.get('text')!r} (id {start.get('id')}): {start.get('rule')}", highlight=False, soft_wrap=True)
+    if start:
+        console.print(f"start token {start.get('text')!r} (id {start.get('id')}): {start.get('rule')}", highlight=False, soft_wrap=True)
     console.print(f"sha256 {calib.manifest.tokens_sha256}  set {calib.set_id}", highlight=False, soft_wrap=True)
 
 
@@ -195,5 +172,13 @@ def _recorded_tokenizer(calib: Any, path: Path) -> Any:
     return tokenizer
 
 
-data_app.command("generate")(generate)
+def _register_generate() -> None:
+    from calibench.cli.builder_options import derived_fields, with_builder_options
+    from calibench.data.builders import builders
+
+    fields = derived_fields([("self", builders()["self"].params)], skip=set())
+    data_app.command("generate")(with_builder_options(generate, fields, 1))
+
+
+_register_generate()
 data_app.command("stats")(stats)

@@ -63,6 +63,7 @@ def build_self(p: Any, ctx: BuildContext) -> list[Any]:
 
     fields = set(GenerationSettings.model_fields)
     settings = GenerationSettings(**{k: v for k, v in p.model_dump().items() if k in fields})
+    settings.check()  # before the weights load
     model = ctx.load_model()
     if p.prompting == "chat":
         from calibench.data.generation.prompted import generate_prompted_set
