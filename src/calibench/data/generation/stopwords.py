@@ -1,7 +1,9 @@
-"""First-token restriction: the first generated token must be an English stop word.
+"""First-token restriction: the first generated token must be a stop word of the text's language.
 
 The word list ships with calibench (``stopwords_en.txt``, common English
-function words) or comes from a file the user names; it is never fetched.
+function words, the default; and ``stopwords_<lang>.txt`` for German,
+French, Spanish, Polish, Russian, Japanese and Chinese, see
+:data:`LANGUAGES`) or comes from a file the user names; it is never fetched.
 A token counts as a stop word when its decoded text, with surrounding
 whitespace removed and lower-cased, is a word of the list: ``"The"``,
 ``" the"`` and ``"▁the"`` all qualify, ``"there"`` only because it is itself
@@ -9,7 +11,13 @@ listed, ``"Theory"`` never.  Special tokens never qualify.
 
 The restriction is on the first *token*, as in the self-calibration paper: a
 stop-word token can be followed by a token that glues onto it (``"The"`` +
-``"ory"``), which :func:`first_word_is_stopword` lets callers measure.
+``"ory"``), which :func:`first_word_is_stopword` lets callers measure.  That
+check splits words at what is not a letter or digit, which is right for
+scripts that put spaces between words; Japanese and Chinese do not, so there
+a text's first word is the longest listed word it begins with.  French
+elision is matched through the apostrophe: "l'homme" and "l’homme" start with
+the listed "l'".  Neither rule can change a result for the English list, which
+has no such words.
 """
 
 from __future__ import annotations
@@ -23,6 +31,18 @@ from typing import Any
 from calibench.errors import CalibenchError
 
 BUNDLED = "stopwords_en.txt"
+#: Languages (ISO 639-1) with a bundled list, ``stopwords_<code>.txt``; "en" is the default.
+LANGUAGES = ("en", "de", "fr", "es", "pl", "ru", "ja", "zh")
+
+
+def bundled_file(language: str = "en") -> str:
+    """The bundled list of ``language``, or an error naming the languages that have one."""
+    if language not in LANGUAGES:
+        raise CalibenchError(
+            f"no bundled stop-word list for language '{language}' (have: {', '.join(LANGUAGES)}): "
+            "give a list of your own (--stopwords FILE, one word a line)"
+        )
+    return BUNDLED if language == "en" else f"stopwords_{language}.txt"
 
 
 def parse_stopwords(text: str) -> list[str]:
@@ -35,14 +55,16 @@ def parse_stopwords(text: str) -> list[str]:
     return list(seen)
 
 
-def load_stopwords(path: str | Path | None = None) -> tuple[list[str], str]:
-    """(words, origin): the bundled English list, or the words of ``path``.
+def load_stopwords(path: str | Path | None = None, language: str = "en") -> tuple[list[str], str]:
+    """(words, origin): the bundled list of ``language`` (English by default), or the words of ``path``.
 
+    A file given as ``path`` is used as it is, whatever ``language`` says.
     ``origin`` names where the list came from, for the manifest.
     """
     if path is None:
-        text = resources.files("calibench.data.generation").joinpath(BUNDLED).read_text(encoding="utf-8")
-        origin = f"calibench:{BUNDLED}"
+        name = bundled_file(language)
+        text = resources.files("calibench.data.generation").joinpath(name).read_text(encoding="utf-8")
+        origin = f"calibench:{name}"
     else:
         p = Path(path)
         if not p.is_file():
@@ -88,9 +110,36 @@ def stopword_token_ids(tokenizer: Any, words: list[str]) -> list[int]:
 
 
 _WORD = re.compile(r"\w+(?:'\w+)?", re.UNICODE)
+_LETTERS = re.compile(r"\w+", re.UNICODE)
+_APOSTROPHES = ("'", "\u2019")
+#: Scripts written without spaces between words: hiragana, katakana, CJK ideographs (and their marks).
+_UNSPACED = re.compile("[\u3005\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+
+
+def _unspaced(char: str) -> bool:
+    return bool(_UNSPACED.fullmatch(char))
 
 
 def first_word_is_stopword(text: str, words: list[str]) -> bool:
-    """Whether the first word of ``text`` (letters/digits, an apostrophe allowed) is in ``words``."""
+    """Whether the first word of ``text`` is in ``words`` (case-insensitive).
+
+    The first word is the first run of letters/digits (an apostrophe inside
+    allowed).  A run in Japanese or Chinese script has no spaces to end it,
+    so there the text qualifies when it begins with a listed word of that
+    script; without a word segmenter, a listed word that begins a longer word
+    ("在" of "在线") counts too.  A run followed by an apostrophe qualifies
+    when the list has it elided ("l'" for "l'homme" and "l’homme").
+    """
     match = _WORD.search(text)
-    return bool(match) and match.group(0).lower() in {w.lower() for w in words}
+    if not match:
+        return False
+    wanted = {w.lower() for w in words}
+    word = match.group(0).lower()
+    if word in wanted:
+        return True
+    if _unspaced(word[0]):
+        return any(word.startswith(w) for w in wanted if w and _unspaced(w[0]))
+    head = _LETTERS.match(word)
+    assert head is not None  # the match starts with a letter or digit
+    after = text[match.start() + head.end() : match.start() + head.end() + 1]
+    return after in _APOSTROPHES and head.group(0) + "'" in wanted

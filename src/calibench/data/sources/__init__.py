@@ -9,6 +9,7 @@ from __future__ import annotations
 from calibench.data.sources.base import CONCAT, DOCUMENT, RANDOM, Documents, ListDocuments, Sampled, Source, TextSource
 from calibench.data.sources.hub import HUB_CORPORA, HubSource
 from calibench.data.sources.local import LocalFileSource
+from calibench.data.sources.multilingual import MANPAGE_SETS, ManPageSource, source_name
 from calibench.data.sources.offline import OFFLINE_DOMAINS, OfflineSource
 from calibench.data.sources.random_vocab import RandomVocabSource
 from calibench.data.sources.registry import get_source, list_sources, register_source
@@ -17,6 +18,12 @@ for _corpus in HUB_CORPORA:
     register_source(_corpus.name, lambda c=_corpus: HubSource(c), f"[hub] {_corpus.description}")
 for _domain in OFFLINE_DOMAINS:
     register_source(_domain.name, lambda d=_domain: OfflineSource(d), f"[offline] {_domain.description}")
+for _set in MANPAGE_SETS:
+    register_source(
+        source_name(_set.language),
+        lambda code=_set.language: ManPageSource(code),
+        f"[manpages] {_set.name} manual pages ({_set.package.name}; asset manpages-l10n)",
+    )
 register_source("random-vocab", RandomVocabSource, f"[baseline] {RandomVocabSource.description}")
 
 __all__ = [
