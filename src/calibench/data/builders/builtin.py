@@ -73,12 +73,8 @@ def build_self(p: Any, ctx: BuildContext) -> list[Any]:
                                       enable_thinking=p.enable_thinking, model_name=ctx.model_name)[0]
                 for index in range(p.sets)]
     return [run_generation(model, ctx.tokenizer, n=p.n, seq_len=p.seq_len, seed=p.seed + index, settings=settings,
-                           max_seq_len=ctx.max_seq_len, **_language(p))[0]
+                           max_seq_len=ctx.max_seq_len)[0]
             for index in range(p.sets)]
-
-
-def _language(p: Any) -> dict[str, Any]:
-    return {"language": p.language} if p.language != "en" else {}
 
 
 def build_curated(p: Any, ctx: BuildContext) -> list[Any]:

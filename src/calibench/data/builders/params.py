@@ -136,7 +136,6 @@ def _self_params() -> type[BaseModel]:
         "Self-calibration: the model writes its own calibration text.",
         prompting=(Literal["bos", "chat"], Field("bos", description="bos: generate from the start token alone "
                    "(the paper's setting); chat: answer generic prompts through the chat template.")),
-        language=(str, Field("en", description="Language of the shipped stop-word list for --first-token stopwords.")),
         prompts=(str | None, Field(None, description="Prompt file (one prompt a line) for --prompting chat instead of "
                  "the shipped generic prompts.")),
         system=(str | None, Field(None, description="A system message for conversations that have none.")),

@@ -71,6 +71,7 @@ class GenerationSettings(BaseModel):
     batch_size: int = Field(16, description="Samples generated together (torch backend); changes the tokens drawn, so it is recorded.")
     backend: Literal["torch", "vllm"] = Field("torch", description="vllm runs the same plan on vLLM when it is installed.")
     start_token: str = Field("auto", description="Token every generation starts from: auto, bos, a token or an id.")
+    language: str = Field("en", description="Language of the shipped stop-word list for --first-token stopwords.")
 
     def check(self) -> None:
         check_schedule(self.t_init, self.t_final, self.schedule_tokens)
@@ -80,6 +81,12 @@ class GenerationSettings(BaseModel):
             raise CalibenchError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
         if self.first_token not in ("any", "stopwords"):
             raise CalibenchError(f"--first-token must be 'any' or 'stopwords', got {self.first_token}")
+        from calibench.data.generation.stopwords import LANGUAGES
+
+        if self.language not in LANGUAGES:
+            from calibench.errors import ParameterError
+
+            raise ParameterError("language", f"has no stop-word list for '{self.language}' (have: {', '.join(LANGUAGES)})")
         if self.stopwords is not None and self.first_token != "stopwords":
             raise CalibenchError("--stopwords only applies with --first-token stopwords")
 
@@ -123,9 +130,11 @@ def build_plan(tokenizer: Any, settings: GenerationSettings, seq_len: int, model
     first_ids: tuple[int, ...] | None = None
     first_record: dict[str, Any] = {"mode": settings.first_token}
     if settings.first_token == "stopwords":
-        words, origin = load_stopwords(settings.stopwords)
+        words, origin = load_stopwords(settings.stopwords, language=settings.language)
         ids = stopword_token_ids(tokenizer, words)
         first_ids = tuple(ids)
+        if settings.language != "en":  # English records stay as they were before languages existed
+            first_record["language"] = settings.language
         first_record.update({"list": origin, "words": len(words), "words_sha256": stopwords_sha256(words),
                              "matching_tokens": len(ids)})
     plan = SamplingPlan(
@@ -172,8 +181,12 @@ def run_generation(
     from calibench.data.draw import validate_sizes
     from calibench.models import load_model, load_tokenizer, model_max_length
 
-    settings = (settings or GenerationSettings()).model_copy(update=overrides)
-    settings = GenerationSettings.model_validate(settings.model_dump())
+    unknown = sorted(set(overrides) - set(GenerationSettings.model_fields))
+    if unknown:  # model_copy(update=) would drop them silently
+        from calibench.errors import ParameterError
+
+        raise ParameterError(unknown[0], "is not a generator setting", allowed=sorted(GenerationSettings.model_fields))
+    settings = GenerationSettings.model_validate({**(settings or GenerationSettings()).model_dump(), **overrides})
     settings.check()
     spec = model if isinstance(model, (str, os.PathLike)) else None
     validate_sizes(n, seq_len, 1, None)
