@@ -284,3 +284,19 @@ eval:
     assert summary.failed == 0 and summary.done == 6, summary
     store = Store(tmp_path / "study")
     assert len(store.all_set_ids()) == 5
+
+
+def test_self_with_chat_prompts_through_the_registry(chat_tokenizer, tiny_model_dir, tmp_path):
+    """`self --prompting chat` is the same builder, distinct in its record, deterministic, seq_len exactly."""
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("say hello\nname a colour\ncount to three\n")
+    kwargs = dict(model=str(tiny_model_dir), tokenizer=chat_tokenizer, n=2, seq_len=64, seed=1, prompting="chat",
+                  prompts=str(prompts), batch_size=2, max_new_tokens=8)
+    first, again = build_set("self", **kwargs), build_set("self", **kwargs)
+    assert first.sha256 == again.sha256 and first.input_ids.shape == (2, 64)
+    assert first.manifest.generator["prompting"] == "chat"
+    assert first.manifest.source.spec["prompting"] == "chat"
+    bos_only = build_set("self", model=str(tiny_model_dir), tokenizer=chat_tokenizer, n=2, seq_len=64, seed=1)
+    assert "prompting" not in bos_only.manifest.source.spec  # the paper's setting records as before
+    with pytest.raises(ParameterError, match="^system applies to prompting chat only"):
+        make_params("self", system="be brief")

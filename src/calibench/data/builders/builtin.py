@@ -64,13 +64,20 @@ def build_self(p: Any, ctx: BuildContext) -> list[Any]:
     fields = set(GenerationSettings.model_fields)
     settings = GenerationSettings(**{k: v for k, v in p.model_dump().items() if k in fields})
     settings.check()  # before the weights load
+    if p.prompting == "chat":
+        from calibench.data.chat import require_chat_template
+
+        require_chat_template(ctx.tokenizer, ctx.model_name)
     model = ctx.load_model()
     if p.prompting == "chat":
-        from calibench.data.generation.prompted import generate_prompted_set
+        from calibench.data.generation.prompted import PromptedSettings, generate_prompted_set
 
+        chosen = {k: getattr(p, k) for k in ("t_init", "t_final", "schedule_tokens", "batch_size", "enable_thinking", "system")}
+        if p.max_new_tokens is not None:
+            chosen["max_new_tokens"] = p.max_new_tokens
+        prompted = PromptedSettings(**chosen)
         return [generate_prompted_set(model, ctx.tokenizer, n=p.n, seq_len=p.seq_len, seed=p.seed + index,
-                                      settings=settings, prompts=p.prompts, system=p.system,
-                                      enable_thinking=p.enable_thinking, model_name=ctx.model_name)[0]
+                                      settings=prompted, prompts=p.prompts, max_seq_len=ctx.max_seq_len)[0]
                 for index in range(p.sets)]
     return [run_generation(model, ctx.tokenizer, n=p.n, seq_len=p.seq_len, seed=p.seed + index, settings=settings,
                            max_seq_len=ctx.max_seq_len)[0]

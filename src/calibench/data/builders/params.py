@@ -117,15 +117,27 @@ class MixParams(SetParams):
 
 
 def extend(name: str, base: type[BaseModel], settings: type[BaseModel], exclude: set[str], doc: str,
-           **extra: tuple) -> type[BaseModel]:
+           validators: dict | None = None, **extra: tuple) -> type[BaseModel]:
     """``base`` plus the fields of an existing settings model (minus ``exclude``) plus ``extra`` ones.
 
     The generator and curation settings already are typed, documented models;
     their builders' parameters are derived from them rather than restated.
     """
     fields = {key: (info.annotation, info) for key, info in settings.model_fields.items() if key not in exclude}
-    model = create_model(name, __base__=base, __doc__=doc, **fields, **extra)
+    model = create_model(name, __base__=base, __doc__=doc, __validators__=validators or {}, **fields, **extra)
     return model
+
+
+def _prompting_options(self: BaseModel) -> BaseModel:
+    """Each prompting setting takes only its own options, so none is silently ignored."""
+    chat_only = [k for k in ("prompts", "system", "enable_thinking") if getattr(self, k) is not None]
+    bos_only = [k for k, default in (("first_token", "any"), ("start_token", "auto"), ("backend", "torch"),
+                                     ("stopwords", None)) if getattr(self, k) != default]
+    if self.prompting == "bos" and chat_only:
+        raise ValueError(f"{chat_only[0]}: applies to prompting chat only (this is prompting bos)")
+    if self.prompting == "chat" and bos_only:
+        raise ValueError(f"{bos_only[0]}: applies to prompting bos only (this is prompting chat)")
+    return self
 
 
 def _self_params() -> type[BaseModel]:
@@ -134,6 +146,7 @@ def _self_params() -> type[BaseModel]:
     return extend(
         "SelfParams", SetParams, GenerationSettings, set(),
         "Self-calibration: the model writes its own calibration text.",
+        validators={"_prompting_options": model_validator(mode="after")(_prompting_options)},
         prompting=(Literal["bos", "chat"], Field("bos", description="bos: generate from the start token alone "
                    "(the paper's setting); chat: answer generic prompts through the chat template.")),
         prompts=(str | None, Field(None, description="Prompt file (one prompt a line) for --prompting chat instead of "
