@@ -361,3 +361,25 @@ def test_a_cached_set_swapped_for_another_valid_set_is_refused(tmp_path, tiny_mo
     shutil.copytree(second, first)  # both verify on their own; one sits under the other's id
     code, _, err = run(["study", "run", str(spec_path), "--out", str(out), "--no-report"], capsys)
     assert_one_line_error(code, err, f"holds set {second.name}", "remove")
+
+
+def test_perplexity_increase_table_and_matrix(tmp_path):
+    """The transfer matrix: 100 (ppl / dense - 1) per set, mean and std across sets, one heatmap per method."""
+    import pandas as pd
+
+    from calibench.study.report import perplexity_increase_table, plot_perplexity_matrix
+
+    rows = [{"model": "m", "method": "dense", "source": "-", "task": t, "metric": "perplexity", "value": v}
+            for t, v in (("ppl:de", 40.0), ("ppl:en", 20.0))]
+    values = {("de", "ppl:de"): [44.0, 46.0], ("de", "ppl:en"): [30.0, 32.0],
+              ("en", "ppl:de"): [60.0, 62.0], ("en", "ppl:en"): [22.0, 22.0]}
+    for (source, task), vs in values.items():
+        rows += [{"model": "m", "method": "wanda", "source": source, "task": task, "metric": "perplexity", "value": v}
+                 for v in vs]
+    table = perplexity_increase_table(pd.DataFrame(rows)).set_index(["source", "task"])
+    assert table.loc[("de", "ppl:de"), "increase % mean"] == pytest.approx(12.5)  # (10% + 15%) / 2
+    assert table.loc[("de", "ppl:de"), "increase % std"] == pytest.approx(np.std([10.0, 15.0], ddof=1))
+    assert table.loc[("en", "ppl:en"), "increase % mean"] == pytest.approx(10.0)
+    assert table.loc[("en", "ppl:en"), "increase % std"] == pytest.approx(0.0)
+    path = plot_perplexity_matrix(table.reset_index(), tmp_path / "m.png")
+    assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -270,6 +270,63 @@ def plot_perplexity_by_source(frame: Any, path: Path) -> Path | None:
     return path
 
 
+def perplexity_increase_table(frame: Any) -> Any:
+    """Per method x calibration source x held-out text: perplexity over dense, in %, mean and std across sets.
+
+    With several held-out texts (languages, domains) this is the transfer
+    matrix: does calibrating on a text protect that text, and what does it
+    cost the others?  The increase is 100 * (ppl / dense ppl - 1), per set,
+    then summarised across sets, so the std is the set-to-set spread.
+    """
+    import pandas as pd
+
+    ppl = frame[frame.task.str.startswith("ppl:") & (frame.metric == "perplexity")]
+    dense = ppl[ppl.method == "dense"].groupby(["model", "task"])["value"].mean()
+    rows = []
+    compressed = ppl[ppl.method != "dense"]
+    for (model, method, source, task), part in compressed.groupby(["model", "method", "source", "task"], sort=True):
+        if (model, task) not in dense.index:
+            continue
+        increase = 100.0 * (part["value"].to_numpy() / dense[(model, task)] - 1.0)
+        rows.append({"model": model, "method": method, "source": source, "task": task, "dense": dense[(model, task)],
+                     "increase % mean": float(increase.mean()), "increase % std": float(increase.std(ddof=1))
+                     if len(increase) > 1 else float("nan"), "sets": len(increase)})
+    return pd.DataFrame(rows)
+
+
+def plot_perplexity_matrix(increase: Any, path: Path) -> Path | None:
+    """A heatmap per method: calibration source (rows) x held-out text (columns), % perplexity over dense."""
+    if increase.empty or increase.task.nunique() < 2 or increase.source.nunique() < 2:
+        return None
+    plt = _pyplot()
+    methods = sorted(increase.method.unique())
+    sources, tasks = sorted(increase.source.unique()), sorted(increase.task.unique())
+    fig, axes = plt.subplots(1, len(methods), figsize=(1.2 * len(tasks) * len(methods) + 2.5, 0.55 * len(sources) + 2),
+                             squeeze=False)
+    for ax, method in zip(axes[0], methods):
+        part = increase[increase.method == method].set_index(["source", "task"])["increase % mean"]
+        grid = np.array([[part.get((s, t), np.nan) for t in tasks] for s in sources])
+        image = ax.imshow(grid, cmap="viridis_r", aspect="auto")
+        for i in range(len(sources)):
+            column_best = np.nanargmin(grid, axis=0)
+            for j in range(len(tasks)):
+                if np.isfinite(grid[i, j]):
+                    weight = "bold" if column_best[j] == i else "normal"
+                    ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=8, weight=weight,
+                            color="white" if grid[i, j] > np.nanmean(grid) else "black")
+        ax.set_xticks(range(len(tasks)), [t.removeprefix("ppl:") for t in tasks], rotation=30, ha="right")
+        ax.set_yticks(range(len(sources)), sources)
+        ax.set_xlabel("held-out text")
+        ax.set_title(method)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% over dense")
+    axes[0][0].set_ylabel("calibration source")
+    fig.suptitle("perplexity increase over dense (%, mean across sets; bold: best source per text)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
 def plot_noise_floor(noise: Any, path: Path) -> Path | None:
     """Per task, a group of bars per method: noise floor, mean std across sets, source gap (same units)."""
     if noise is None or len(noise) == 0:
@@ -463,7 +520,9 @@ def write_report(directory: str | Path) -> Report:
     ppl = perplexity_table(frame)
     gaps = gap_table(acc) if len(acc) else acc
     noise = noise_floor_table(everything, acc, ppl)
+    increase = perplexity_increase_table(frame)
     plots = [p for p in (
+        plot_perplexity_matrix(increase, out / "perplexity_matrix.png"),
         plot_average_by_source(frame, out / "accuracy_by_source.png"),
         plot_perplexity_by_source(frame, out / "perplexity_by_source.png"),
         plot_task_spread(frame, out / "task_spread.png"),
@@ -472,21 +531,23 @@ def write_report(directory: str | Path) -> Report:
     ) if p is not None]
 
     spec = meta.get("spec", {})
-    sections: list[tuple[str, str]] = []
+    sections: list[tuple[str, Any]] = []  # (heading, table), written as Markdown and as HTML
     notes = notes_for(frame, meta) + noise_floor_notes(noise)
     if failures:
         notes.append(f"{len(failures)} cell(s) failed and are left out: " + "; ".join(
             f"{c['method']} {c['source']}#{c['set_index']}: {e}" for c, e in failures[:5]))
     if len(acc):
         avg = acc[acc.task == AVERAGE].drop(columns=["task"])
-        sections.append(("Average accuracy across sets (mean, std, min, max, range)", markdown_table(avg)))
+        sections.append(("Average accuracy across sets (mean, std, min, max, range)", avg))
         per_task = acc[acc.task != AVERAGE]
-        sections.append(("Per-task accuracy across sets", markdown_table(per_task)))
-        sections.append(("Across sources: best minus worst (mean average accuracy)", markdown_table(gaps)))
+        sections.append(("Per-task accuracy across sets", per_task))
+        sections.append(("Across sources: best minus worst (mean average accuracy)", gaps))
     if len(ppl):
-        sections.append(("Perplexity across sets", markdown_table(ppl)))
+        sections.append(("Perplexity across sets", ppl))
+    if len(increase) and increase.task.nunique() > 1:
+        sections.append(("Perplexity increase over dense, per calibration source and held-out text (%)", increase))
     if len(noise):
-        sections.append((NOISE_HEADING, markdown_table(noise)))
+        sections.append((NOISE_HEADING, noise))
 
     title = f"calibench study: {spec.get('name', directory.name)}"
     reruns = everything.key.nunique() - frame.key.nunique()
@@ -494,13 +555,13 @@ def write_report(directory: str | Path) -> Report:
           + (f", plus {reruns} noise-floor rerun(s)" if reruns else "") + ".\n"]
     md += [f"> **Note.** {note}\n" for note in notes]
     for heading, table in sections:
-        md += [f"\n## {heading}\n\n", table]
+        md += [f"\n## {heading}\n\n", markdown_table(table)]
     md += ["\n## Plots\n\n"] + [f"![{p.stem}]({p.name})\n" for p in plots]
     md_path = out / "report.md"
     md_path.write_text("".join(md), encoding="utf-8")
 
     html_path = out / "report.html"
-    html_path.write_text(_html(title, notes, sections, plots, acc, ppl, gaps, noise), encoding="utf-8")
+    html_path.write_text(_html(title, notes, sections, plots), encoding="utf-8")
     (out / "spec.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
     return Report(md_path, html_path, out / "results.csv", out / "results.parquet", plots)
 
@@ -508,8 +569,7 @@ def write_report(directory: str | Path) -> Report:
 NOISE_HEADING = "Noise floor: the largest change under harmless perturbations, against the spread across sets"
 
 
-def _html(title: str, notes: list[str], sections: list[tuple[str, str]], plots: list[Path], acc: Any, ppl: Any, gaps: Any,
-          noise: Any) -> str:
+def _html(title: str, notes: list[str], sections: list[tuple[str, Any]], plots: list[Path]) -> str:
     import html
 
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
@@ -517,15 +577,8 @@ def _html(title: str, notes: list[str], sections: list[tuple[str, str]], plots: 
              "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}.note{background:#fff6d6;padding:6px}</style>",
              f"</head><body><h1>{html.escape(title)}</h1>"]
     parts += [f"<p class='note'><b>Note.</b> {html.escape(n)}</p>" for n in notes]
-    frames = {"Average accuracy across sets (mean, std, min, max, range)": acc[acc.task == AVERAGE].drop(columns=["task"]) if len(acc) else None,
-              "Per-task accuracy across sets": acc[acc.task != AVERAGE] if len(acc) else None,
-              "Across sources: best minus worst (mean average accuracy)": gaps if len(acc) else None,
-              "Perplexity across sets": ppl if len(ppl) else None,
-              NOISE_HEADING: noise if len(noise) else None}
-    for heading, _ in sections:
-        df = frames.get(heading)
-        if df is not None:
-            parts.append(f"<h2>{html.escape(heading)}</h2>" + _for_display(df).to_html(index=False, float_format=lambda v: f"{v:.4f}"))
+    for heading, df in sections:
+        parts.append(f"<h2>{html.escape(heading)}</h2>" + _for_display(df).to_html(index=False, float_format=lambda v: f"{v:.4f}"))
     for plot in plots:
         data = base64.b64encode(plot.read_bytes()).decode()
         parts.append(f"<h2>{html.escape(plot.stem)}</h2><img style='max-width:100%' src='data:image/png;base64,{data}'>")
