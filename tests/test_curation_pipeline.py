@@ -208,7 +208,7 @@ def test_curate_cli_and_stats_pool(tiny_model_dir, tiny_encoder_dir, corpora, tm
     [
         (["--mode", "targeted"], ("--target",)),
         (["--capabilities", "telepathy"], ("unknown capability 'telepathy'",)),
-        (["--n", "50", "--pool-size", "10"], ("--pool-size 10", "--n 50")),
+        (["--n", "50", "--pool-size", "10"], ("--pool-size 10", "smaller than n 50")),
         (["--sources", "nosuchsource"], ("unknown source",)),
         (["--alpha", "2"], ("--alpha",)),
     ],

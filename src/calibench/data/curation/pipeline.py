@@ -32,7 +32,7 @@ from calibench.data.curation.processing import DEFAULT_MIN_TOKENS, ProcessingSet
 from calibench.data.curation.projection import DEFAULT_DIM, RandomProjection
 from calibench.data.curation.scoring import DEFAULT_ALPHA, ScoreMatrix, capability_weights, sample_texts, score_sources
 from calibench.data.curation.selection import DEFAULT_N_INIT, Selection, kmeans_select, random_select
-from calibench.errors import CalibenchError
+from calibench.errors import CalibenchError, ParameterError
 
 CURATED_SOURCE = "curated"
 RANDOM_SOURCE = "curation-pool-random"
@@ -80,16 +80,14 @@ class CurationConfig(BaseModel):
         caps = [c.name for c in parse_capabilities(self.capabilities)]
         capability_weights(caps, self.mode, _canonical_target(self.target))
         if self.resolved_pool_size < self.n:
-            raise CalibenchError(f"--pool-size {self.resolved_pool_size} is smaller than --n {self.n}")
-        for name, value, low in (("--projection-dim", self.projection_dim, 1), ("--n-init", self.n_init, 1),
-                                 ("--batch-size", self.batch_size, 1), ("--score-texts", self.score_texts, 1),
-                                 ("--min-tokens", self.min_tokens, 1)):
-            if value < low:
-                raise CalibenchError(f"{name} must be at least {low}, got {value}")
+            raise ParameterError("pool_size", f"{self.resolved_pool_size} is smaller than n {self.n}")
+        for name in ("projection_dim", "n_init", "batch_size", "score_texts", "min_tokens"):
+            if getattr(self, name) < 1:
+                raise ParameterError(name, f"must be at least 1, got {getattr(self, name)}")
         if not 0.0 <= self.alpha <= 1.0:
-            raise CalibenchError(f"--alpha must be between 0 and 1, got {self.alpha}")
+            raise ParameterError("alpha", f"must be between 0 and 1, got {self.alpha}")
         if self.top_k is not None and self.top_k < 1:
-            raise CalibenchError(f"--top-k must be at least 1, got {self.top_k}")
+            raise ParameterError("top_k", f"must be at least 1, got {self.top_k}")
         from calibench.data.sources import get_source
 
         for name in self.sources:

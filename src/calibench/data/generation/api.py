@@ -26,7 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
-from calibench.errors import CalibenchError
+from calibench.errors import CalibenchError, ParameterError
 from calibench.data.generation.sampler import GenerationStats, SamplingPlan, sample_streams
 from calibench.data.generation.schedule import check_schedule
 from calibench.data.generation.stopwords import load_stopwords, stopword_token_ids, stopwords_sha256
@@ -76,19 +76,17 @@ class GenerationSettings(BaseModel):
     def check(self) -> None:
         check_schedule(self.t_init, self.t_final, self.schedule_tokens)
         if not 1 <= self.batch_size <= MAX_BATCH:
-            raise CalibenchError(f"--batch-size must be between 1 and {MAX_BATCH}, got {self.batch_size}")
+            raise ParameterError("batch_size", f"must be between 1 and {MAX_BATCH}, got {self.batch_size}")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            raise CalibenchError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+            raise ParameterError("max_new_tokens", f"must be at least 1, got {self.max_new_tokens}")
         if self.first_token not in ("any", "stopwords"):
-            raise CalibenchError(f"--first-token must be 'any' or 'stopwords', got {self.first_token}")
+            raise ParameterError("first_token", f"must be 'any' or 'stopwords', got {self.first_token}")
         from calibench.data.generation.stopwords import LANGUAGES
 
         if self.language not in LANGUAGES:
-            from calibench.errors import ParameterError
-
             raise ParameterError("language", f"has no stop-word list for '{self.language}' (have: {', '.join(LANGUAGES)})")
         if self.stopwords is not None and self.first_token != "stopwords":
-            raise CalibenchError("--stopwords only applies with --first-token stopwords")
+            raise ParameterError("stopwords", "only applies with --first-token stopwords")
 
 
 def _model_name(model: Any, spec: str | os.PathLike[str] | None) -> str:

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from calibench.errors import CalibenchError
+from calibench.errors import ParameterError
 
 
 def check_schedule(t_init: float, t_final: float, schedule_tokens: int) -> None:
     """Refuse temperatures below zero and a negative schedule length (one-line user errors)."""
-    for name, value in (("--t-init", t_init), ("--t-final", t_final)):
+    for name, value in (("t_init", t_init), ("t_final", t_final)):
         if not value >= 0.0:  # also catches NaN
-            raise CalibenchError(f"{name} must be zero or above (0 means greedy), got {value}")
+            raise ParameterError(name, f"must be zero or above (0 means greedy), got {value}")
         if value == float("inf"):
-            raise CalibenchError(f"{name} must be finite, got {value}")
+            raise ParameterError(name, f"must be finite, got {value}")
     if schedule_tokens < 0:
-        raise CalibenchError(f"--schedule-tokens must be zero or above, got {schedule_tokens}")
+        raise ParameterError("schedule_tokens", f"must be zero or above, got {schedule_tokens}")
 
 
 def temperature_at(i: int, t_init: float, t_final: float, schedule_tokens: int) -> float:
