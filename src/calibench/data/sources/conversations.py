@@ -55,14 +55,9 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
             if not isinstance(rows, list):
                 raise CalibenchError(f"{path} holds a JSON {type(rows).__name__}, not a list of rows")
             return rows
-        rows = []
-        for line_no, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise CalibenchError(f"{path}:{line_no} is not valid JSON ({exc.msg}): fix or remove that line") from None
-        return rows
+        from calibench.data.sources.local import iter_jsonl
+
+        return [record for _, record in iter_jsonl(path)]
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         if isinstance(exc, CalibenchError):
             raise

@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from calibench.errors import CalibenchError
@@ -19,21 +20,24 @@ def _read_txt(path: Path, text_field: str) -> list[str]:
     return [part for part in re.split(r"\n\s*\n", text) if part.strip()]
 
 
-def _read_jsonl(path: Path, text_field: str) -> list[str]:
-    texts = []
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, record) for every non-blank line; a line that is not JSON is one clear error."""
     with path.open(encoding="utf-8") as fh:
         for line_no, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
+                yield line_no, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise CalibenchError(f"{path}:{line_no} is not valid JSON ({exc.msg}): fix or remove that line") from None
-            if not isinstance(record, dict) or text_field not in record:
-                raise CalibenchError(
-                    f"{path}:{line_no} has no '{text_field}' field: pass --text-field with the right name"
-                )
-            texts.append(str(record[text_field]))
+
+
+def _read_jsonl(path: Path, text_field: str) -> list[str]:
+    texts = []
+    for line_no, record in iter_jsonl(path):
+        if not isinstance(record, dict) or text_field not in record:
+            raise CalibenchError(f"{path}:{line_no} has no '{text_field}' field: pass --text-field with the right name")
+        texts.append(str(record[text_field]))
     return texts
 
 

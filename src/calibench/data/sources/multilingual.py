@@ -73,19 +73,15 @@ def read_pages(root: Path, language: str) -> list[dict[str, str]]:
             f"no manual pages for language '{language}' in {root} (have: {', '.join(have) or 'none'}): "
             f"pull them again with `calibench assets pull --force {MANPAGES}`"
         )
+    from calibench.data.sources.local import iter_jsonl
+
     pages = []
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                pages.append({"page": str(record["page"]), "section": str(record["section"]), "text": str(record["text"])})
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise CalibenchError(
-                    f"{path}:{line_no} is not a manual page record: pull again with "
-                    f"`calibench assets pull --force {MANPAGES}`"
-                ) from None
+    for line_no, record in iter_jsonl(path):
+        try:
+            pages.append({"page": str(record["page"]), "section": str(record["section"]), "text": str(record["text"])})
+        except (KeyError, TypeError):
+            raise CalibenchError(f"{path}:{line_no} is not a manual page record: pull again with "
+                                 f"`calibench assets pull --force {MANPAGES}`") from None
     return pages
 
 
