@@ -11,5 +11,4 @@ Layout (each module has one job)::
     generation/       the model writes its own calibration text (self-calibration)
     curation/         COLA: choose samples in activation space
     stats/            text statistics of a set (perplexity, coverage, diversity, Zipf)
-    summary.py        the short table printed after a build
 """
