@@ -281,7 +281,7 @@ def test_user_errors(chat_model, chat_tok):
         with pytest.raises(ParameterError) as info:
             generate_prompted_set(chat_model, chat_tok, n=1, seq_len=32, prompts=PROMPTS, **bad)
         assert info.value.param == param
-    with pytest.raises(CalibenchError, match="--t-init"):
+    with pytest.raises(CalibenchError, match="^t_init must be zero or above"):
         generate_prompted_set(chat_model, chat_tok, n=1, seq_len=32, prompts=PROMPTS, t_init=-1.0)
     with pytest.raises(ParameterError, match="^n must be"):
         generate_prompted_set(chat_model, chat_tok, n=0, seq_len=32, prompts=PROMPTS)
