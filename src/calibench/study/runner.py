@@ -57,6 +57,10 @@ def quiet_libraries() -> Iterator[None]:
         logger.level("METRIC", no=38)
     saved_env = os.environ.get("LLM_COMPRESSOR_LOG_DISABLED")
     os.environ["LLM_COMPRESSOR_LOG_DISABLED"] = "true"
+    # With logging disabled, llm-compressor's set-up returns before removing the sinks of an earlier
+    # oneshot, which may be a stream that is closed by now (loguru then prints a traceback per
+    # message): drop them; the next oneshot outside this block adds its own again.
+    logger.remove()
     original_init = tqdm.__init__
 
     def silent_init(self: Any, *args: Any, **kwargs: Any) -> None:
