@@ -164,3 +164,15 @@ def assert_one_line_error(code, err, *fragments):
         assert fragment in errors[0], errors[0]
 
 
+
+
+@pytest.fixture(autouse=True)
+def no_stale_log_sinks():
+    """llm-compressor adds a loguru sink on sys.stdout at every oneshot; under capsys that stream is closed
+    after the test, and a later message would make loguru print a traceback into another test's stderr."""
+    yield
+    try:
+        from loguru import logger
+    except ImportError:  # pragma: no cover
+        return
+    logger.remove()
