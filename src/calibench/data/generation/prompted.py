@@ -61,6 +61,8 @@ from pydantic import BaseModel, ConfigDict
 from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
 from calibench.data.chat import model_label, render_conversations, require_chat_template, template_record
 from calibench.data.generation.api import MAX_BATCH, TORCH_SAMPLING, _library_versions, _model_name, _model_record
+from calibench.data.generation.stopwords import _special_ids
+from calibench.data.generation.tokens import _ids
 from calibench.data.generation.sampler import GenerationStats, SamplingPlan, draw, process_logits, token_mask
 from calibench.data.generation.schedule import check_schedule
 from calibench.errors import CalibenchError, ParameterError
@@ -203,14 +205,6 @@ class PromptOrder:
 # ----------------------------------------------------------------------------- stop tokens
 
 
-def _special_ids(tokenizer: Any) -> set[int]:
-    ids = {int(i) for i in getattr(tokenizer, "all_special_ids", [])}
-    for token_id, added in getattr(tokenizer, "added_tokens_decoder", {}).items():
-        if getattr(added, "special", False):
-            ids.add(int(token_id))
-    return ids
-
-
 def end_of_turn_token(tokenizer: Any, template: str, enable_thinking: bool | None = None) -> int | None:
     """The special token the template writes right after an assistant reply (``<|im_end|>``, ``<|eot_id|>``...).
 
@@ -232,14 +226,6 @@ def end_of_turn_token(tokenizer: Any, template: str, enable_thinking: bool | Non
     if ids and int(ids[0]) in _special_ids(tokenizer):
         return int(ids[0])
     return None
-
-
-def _ids(value: Any) -> list[int]:
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple, set)):
-        return [int(v) for v in value if v is not None]
-    return [int(value)]
 
 
 def chat_stop_ids(tokenizer: Any, template: str, model: Any | None = None,
