@@ -101,37 +101,94 @@ def _load(loader: Any, spec: str | os.PathLike[str], **kwargs: Any) -> Any:
         ) from exc
 
 
-def _torch_dtype(dtype: Any) -> Any:
+def resolve_device(device: str | Any = "auto") -> Any:
+    """The ``torch.device`` a run asks for; one line when this machine cannot give it.
+
+    ``auto`` is the first CUDA GPU when there is one, else the CPU.  ``cuda`` or
+    ``cuda:N`` on a machine without a usable GPU (or with fewer GPUs) is refused
+    before any model is loaded, naming what the machine has.
+    """
+    import torch
+
+    if isinstance(device, torch.device):
+        text = str(device)
+    else:
+        text = str(device).strip().lower()
+    if text == "auto":
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    try:
+        target = torch.device(text)
+    except (RuntimeError, TypeError):
+        raise CalibenchError(f"invalid device '{device}': use auto, cpu, cuda or cuda:N") from None
+    if target.type == "cpu":
+        return torch.device("cpu")
+    if target.type != "cuda":
+        raise CalibenchError(f"unsupported device '{device}': use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        build = torch.__version__
+        why = "torch is a CPU-only build" if torch.version.cuda is None else "no CUDA GPU is visible"
+        raise CalibenchError(f"--device {text} asked for a CUDA GPU, but this machine has none ({why}, torch {build}): "
+                             "use --device cpu (or auto)")
+    count = torch.cuda.device_count()
+    index = 0 if target.index is None else target.index
+    if index >= count:
+        raise CalibenchError(f"--device {text}: this machine has {count} CUDA GPU(s) (cuda:0..cuda:{count - 1})")
+    return torch.device("cuda", index)
+
+
+def checkpoint_dtype(spec_or_config: Any) -> Any:
+    """The dtype a checkpoint was saved in (``config.dtype``), float32 when the config does not say."""
+    import torch
+
+    config = load_config(spec_or_config) if isinstance(spec_or_config, (str, os.PathLike)) else spec_or_config
+    config = getattr(config, "config", config)  # a model
+    value = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(value, str):
+        value = getattr(torch, value, None)
+    return value if isinstance(value, torch.dtype) and value.is_floating_point else torch.float32
+
+
+def resolve_dtype(dtype: Any, device: Any = "cpu", spec_or_config: Any = None) -> Any:
+    """The ``torch.dtype`` to load in.
+
+    ``auto`` is the checkpoint's own dtype on a GPU (bf16 for most hub models)
+    and float32 on the CPU, where half-precision matmuls are slow and, for
+    float16, lose accuracy.  Named dtypes are taken as they are.
+    """
     import torch
 
     if isinstance(dtype, torch.dtype):
         return dtype
-    if dtype == "auto":
-        return "auto"
     if dtype not in DTYPES:
         raise UnknownNameError(f"unknown dtype '{dtype}'{did_you_mean(str(dtype), list(DTYPES))}")
-    return getattr(torch, dtype)
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    target = resolve_device(device)
+    if target.type == "cpu" or spec_or_config is None:
+        return torch.float32
+    return checkpoint_dtype(spec_or_config)
 
 
-def load_model(spec: str | os.PathLike[str], dtype: Any = "float32", device: str = "cpu") -> Any:
-    """A causal LM in eval mode on ``device``.
+def dtype_name(dtype: Any) -> str:
+    """'bfloat16' for torch.bfloat16: how records and reports name a dtype."""
+    return str(dtype).removeprefix("torch.")
 
-    ``dtype`` is one of :data:`DTYPES` (or a ``torch.dtype``); float32 is the
-    default because compression and activation statistics are computed on CPU.
+
+def load_model(spec: str | os.PathLike[str], dtype: Any = "auto", device: Any = "auto") -> Any:
+    """A causal LM in eval mode on ``device``, in ``dtype`` (see :func:`resolve_dtype`).
+
+    Weights are read from the checkpoint straight into the target dtype (no
+    float32 copy on the way), on the CPU, and then moved to the device.
     """
-    import torch
     from transformers import AutoModelForCausalLM
 
-    torch_dtype = _torch_dtype(dtype)
-    try:
-        target = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise CalibenchError(f"invalid device '{device}': use cpu, cuda or cuda:N") from None
+    target = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, target, spec)
     model = _load(AutoModelForCausalLM, spec, dtype=torch_dtype)
     try:
         model.to(target)
-    except (RuntimeError, AssertionError) as exc:  # e.g. "Torch not compiled with CUDA enabled"
-        raise CalibenchError(f"cannot put the model on device '{device}': {_one_line(exc)}") from exc
+    except (RuntimeError, AssertionError) as exc:  # e.g. out of GPU memory
+        raise CalibenchError(f"cannot put the model on device '{target}': {_one_line(exc)}") from exc
     model.eval()
     return model
 

@@ -73,6 +73,10 @@ def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "lo
         raise CalibenchError("--jobs applies to the local executor; Ray schedules its own workers")
     spec_path = None if isinstance(spec, StudySpec) else Path(spec)
     spec = spec if isinstance(spec, StudySpec) else load_spec(spec)
+    if executor == "local":  # a CUDA device on a machine without one fails here, before any work
+        from calibench.models import resolve_device
+
+        resolve_device(spec.device)
     check_study_output(out)
     store = Store(out)
     verify_cached_sets(store)

@@ -35,6 +35,9 @@ class Cell(BaseModel):
     eval: dict[str, Any]
     perturbation: str = ""  # a noise-floor rerun (calibench.study.perturbations); "" for the grid's own cells
     builder: str = ""  # the builder name when the spec gives the source a label (source is then the label)
+    dtype: str = "auto"  # as the spec says; the resolved dtype is in each cell's record
+    device: str = "auto"  # where it runs, not what it is: not part of the key
+    offload: bool = False  # ditto: the same numbers, less GPU memory
 
     @property
     def build_name(self) -> str:
@@ -45,7 +48,8 @@ class Cell(BaseModel):
     def key(self) -> str:
         # fields at their empty default hash as before they existed, so earlier studies still resume
         empty = {name for name in ("perturbation", "builder") if not getattr(self, name)}
-        payload = json.dumps(self.model_dump(mode="json", exclude=empty or None), sort_keys=True, separators=(",", ":"))
+        empty |= {"device", "offload"} | ({"dtype"} if self.dtype == "auto" else set())
+        payload = json.dumps(self.model_dump(mode="json", exclude=empty), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
     @property
@@ -71,10 +75,11 @@ class Cell(BaseModel):
 def expand(spec: StudySpec) -> list[Cell]:
     """All cells of the grid, dense baselines first, in a stable order."""
     evaluation = spec.eval.model_dump(mode="json")
+    runtime = {"dtype": spec.dtype, "device": spec.device, "offload": spec.offload}
     cells: list[Cell] = []
     for model in spec.models:
         cells.append(Cell(model=model, method=DENSE, method_name="", params={}, source="", source_params={},
-                          num_sets=0, set_index=0, n=0, seq_len=0, seed=spec.seed, eval=evaluation))
+                          num_sets=0, set_index=0, n=0, seq_len=0, seed=spec.seed, eval=evaluation, **runtime))
     for model in spec.models:
         for method in spec.methods:
             for source in spec.sources:
@@ -85,7 +90,7 @@ def expand(spec: StudySpec) -> list[Cell]:
                                 model=model, method=method.display, method_name=method.name, params=method.params,
                                 source=source.display, source_params=source.params, num_sets=source.sets,
                                 builder=source.name if source.label else "",
-                                set_index=index, n=n, seq_len=seq_len, seed=spec.seed, eval=evaluation,
+                                set_index=index, n=n, seq_len=seq_len, seed=spec.seed, eval=evaluation, **runtime,
                             ))
     return cells + noise_floor_cells(spec, cells)
 

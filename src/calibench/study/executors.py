@@ -178,8 +178,34 @@ def _ray_missing() -> CalibenchError:
     return CalibenchError("the ray executor needs Ray: pip install 'calibench[ray]' (or pip install 'ray[default]')")
 
 
+def ray_shares(resources: dict[str, float], device: str) -> dict[str, float]:
+    """What each Ray task asks for: one GPU and its share of the cores on a GPU cluster, one core on CPU.
+
+    A GPU cell gets ``CPUs / GPUs`` cores (tokenisation, lm-eval's Python
+    loop and the host side of offloading run there); a CPU cell gets one core,
+    for the reason ``--jobs`` runs single-threaded workers.  ``device: cpu``
+    in the spec keeps cells off the GPUs even when the cluster has them.
+    """
+    gpus = int(resources.get("GPU", 0))
+    cpus = max(1, int(resources.get("CPU", 1)))
+    if device != "cpu" and gpus >= 1:
+        return {"num_gpus": 1, "num_cpus": max(1, cpus // gpus)}
+    if device.startswith("cuda"):
+        raise CalibenchError(f"the spec asks for device {device} but the Ray cluster has no GPU: use device: cpu (or auto)")
+    return {"num_gpus": 0, "num_cpus": 1}
+
+
+def _ray_cell(cell: Cell, calib: CalibrationSet | None, threads: int) -> Outcome:
+    """A Ray task: torch gets exactly the task's share of cores (Ray's OMP_NUM_THREADS does not reach torch
+    once it is imported), then the cell runs like any other."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return _safe_run(cell, calib)
+
+
 def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, address: str | None = None) -> None:
-    """One Ray task per cell; one GPU per task when the cluster has GPUs."""
+    """One Ray task per cell, each with its GPU and thread share (see :func:`ray_shares`)."""
     try:
         import ray
     except ImportError:
@@ -194,12 +220,16 @@ def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, a
         ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
                  runtime_env={"env_vars": env} if env else None)
     try:
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-        remote = ray.remote(num_gpus=gpus, max_retries=0)(_safe_run)
+        from calibench import numerics
+
+        device = cells[0].device if cells else "auto"
+        shares = ray_shares(ray.cluster_resources(), device)
+        threads = numerics.threads(int(shares["num_cpus"]))
+        remote = ray.remote(max_retries=0, **shares)(_ray_cell)
         pending: dict[Any, tuple[Cell, CalibrationSet | None]] = {}
         for cell, calib in _with_sets(cells, sets, on_done, step):
-            pending[remote.remote(cell, calib)] = (cell, calib)
-        step(f"{len(pending)} cells running on Ray")
+            pending[remote.remote(cell, calib, threads)] = (cell, calib)
+        step(f"{len(pending)} cells running on Ray ({shares['num_gpus']:g} GPU, {threads} threads each)")
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             cell, calib = pending.pop(ready[0])

@@ -152,6 +152,30 @@ class StudySpec(BaseModel):
     seed: int = 0
     eval: EvalSpec
     noise_floor: NoiseFloorSpec | None = None
+    # Where cells run: the dtype models load in (auto: the checkpoint's on a GPU, float32 on CPU), the
+    # device, and whether weights stay in host memory while llm-compressor onloads one layer at a time.
+    dtype: str = "auto"
+    device: str = "auto"
+    offload: bool = False
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        from calibench.models import DTYPES
+
+        if value not in DTYPES:
+            raise ValueError(f"unknown dtype '{value}': use one of {', '.join(DTYPES)}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, value: str) -> str:
+        import re
+
+        # availability is checked when the study runs (a Ray cluster may have GPUs this machine lacks)
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value.strip().lower()):
+            raise ValueError(f"invalid device '{value}': use auto, cpu, cuda or cuda:N")
+        return value.strip().lower()
 
     @field_validator("models")
     @classmethod
