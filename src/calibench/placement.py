@@ -54,6 +54,14 @@ def load_placed(spec: str | os.PathLike[str], dtype: Any = "auto", device: Any =
     return load_model(spec, dtype=dtype, device="cpu" if offload else target)
 
 
+_REQUESTED: list[Any] = []  # the devices of the onload_to blocks in force, innermost last
+
+
+def requested_onload_device() -> Any | None:
+    """The device an enclosing :func:`onload_to` asked for, if any (an offloaded cell's GPU)."""
+    return _REQUESTED[-1] if _REQUESTED else None
+
+
 @contextlib.contextmanager
 def onload_to(device: Any) -> Iterator[None]:
     """llm-compressor's pipelines onload layers to ``device`` (not to whichever accelerator it finds first)."""
@@ -62,6 +70,7 @@ def onload_to(device: Any) -> Iterator[None]:
     import torch
 
     target = torch.device(device)
+    _REQUESTED.append(target)
     patched = []
     for name in _ONLOAD_CALLERS:
         try:
@@ -74,6 +83,7 @@ def onload_to(device: Any) -> Iterator[None]:
     try:
         yield
     finally:
+        _REQUESTED.pop()
         for module, original in patched:
             module.get_main_device = original
 

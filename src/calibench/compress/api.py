@@ -13,6 +13,12 @@ llm-compressor 0.14 has no way to keep an existing sparsity mask, and its
 error feedback writes into pruned positions; calibench records the mask after
 pruning and puts it back after quantization (zero is on every symmetric
 grid, so the weights stay quantized), and reports that it did.
+
+Preset schemes (``w4a16``, ``fp8-dynamic``, ``nvfp4``...) are checked against
+the model's dtype and device before any work, and the record names the
+compressed-tensors scheme, the llm-compressor modifiers that ran and the
+checkpoint format to expect.  A recipe file (``recipe=PATH``) runs through the
+same stage, and the record keeps its full text and sha256.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from calibench import __version__
 from calibench.data.calibset import CalibrationSet
 from calibench.compress.methods import Method, MethodParams, build_recipe, ignore_pattern, make_params, resolve
 from calibench.compress.metrics import achieved
+from calibench.compress.presets import check_scheme_fits, check_scheme_runnable
+from calibench.compress.recipe_file import load_recipe, recipe_presets
 from calibench.compress.validate import check_causal_lm, check_structure, resolve_group_size, target_linears
 from calibench.errors import CalibenchError
 from calibench.fsutil import atomic_dir
@@ -112,9 +120,12 @@ def _run_stage(model: Any, calib: CalibrationSet, recipe: list[Any], seed: int, 
     from llmcompressor import oneshot
 
     from calibench.compress.compat import cpu_safe_oneshot
+    from calibench.placement import model_device, onload_to, requested_onload_device
 
     torch.manual_seed(seed)
-    with cpu_safe_oneshot():
+    # layers are onloaded where the model is (a CPU model on a GPU machine stays on the CPU), or where an
+    # enclosing onload_to asks (an offloaded model in host memory, calibrated on the GPU)
+    with cpu_safe_oneshot(), onload_to(requested_onload_device() or model_device(model)):
         oneshot(
             model=model,
             dataset=calib.to_hf_dataset(),
@@ -128,53 +139,39 @@ def _run_stage(model: Any, calib: CalibrationSet, recipe: list[Any], seed: int, 
         )
 
 
-def compress(
-    model: Any,
-    calib_set: CalibrationSet,
-    method: str,
-    *,
-    tokenizer: Any | None = None,
-    seed: int = 0,
-    **params: Any,
-) -> CompressionResult:
-    """Compress ``model`` in place with ``method`` calibrated on ``calib_set``.
+def _dtype_and_device(model: Any) -> tuple[Any, Any]:
+    """What the model computes in and where: read from its first parameter, as llm-compressor does."""
+    first = next(model.parameters())
+    return first.dtype, first.device
 
-    ``model`` is a loaded causal LM or a spec for :func:`calibench.models.load_model`.
-    Parameters (bits, group_size, actorder, dampening, symmetric, sparsity,
-    structure, smoothing_strength) are validated against the method before any
-    work starts.
-    """
-    from calibench.models import load_model, load_tokenizer
+
+def _load(model: Any, tokenizer: Any | None, schemes: list[Any]) -> tuple[Any, Any | None, str]:
+    """The model (loaded when given as a spec, after the scheme check), its tokenizer and how to name it."""
+    from calibench.models import load_model, load_tokenizer, resolve_device, resolve_dtype
 
     model_spec = model if isinstance(model, str) else getattr(model, "name_or_path", type(model).__name__)
-    methods: list[Method] = resolve(method)
-    method_params: MethodParams = make_params(methods, **params)
     if isinstance(model, str):
+        device = resolve_device("auto")
+        check_scheme_runnable(schemes, resolve_dtype("auto", device, model), device)
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
-        model = load_model(model)
+        model = load_model(model, dtype="auto", device=device)
     check_causal_lm(model)
-    method_params, note = resolve_group_size(model, methods, method_params)
-    check_structure(model, method_params)
-    _check_set_fits_model(model, calib_set, tokenizer)
-    notes = [note] if note else []
+    check_scheme_runnable(schemes, *_dtype_and_device(model))
+    return model, tokenizer, str(model_spec)
 
-    ignore = ignore_pattern(_head_name(model))
-    started = time.perf_counter()
-    masks: dict[str, torch.Tensor] | None = None
-    for method_entry in methods:
-        _run_stage(model, calib_set, build_recipe([method_entry], method_params, ignore), seed, tokenizer)
-        if method_entry.kind == "pruning":
-            masks = _zero_masks(model)
-        elif masks is not None:
-            _reapply_masks(model, masks)
-            notes.append("pruning mask re-applied after quantization (GPTQ does not preserve sparsity)")
-    wall = time.perf_counter() - started
 
-    record = {
-        "model": str(model_spec),
-        "method": "+".join(m.name for m in methods),
-        "params": {k: v for m in methods for k, v in m.relevant(method_params).items()},
+def _record(model: Any, model_spec: str, calib_set: CalibrationSet, seed: int, wall: float, notes: list[str],
+            **run: Any) -> dict[str, Any]:
+    """The compression record: what ran (``run``: method, params, scheme, modifiers...), on what, and with what."""
+    from calibench.models import dtype_name
+
+    dtype, device = _dtype_and_device(model)
+    return {
+        "model": model_spec,
+        **run,
         "seed": seed,
+        "dtype": dtype_name(dtype),
+        "device": str(device),
         "calibration_set": {
             "id": calib_set.set_id,
             "tokens_sha256": calib_set.sha256,
@@ -189,4 +186,93 @@ def compress(
         "versions": _library_versions(),
         "notes": notes,
     }
+
+
+def compress(
+    model: Any,
+    calib_set: CalibrationSet,
+    method: str | None = None,
+    *,
+    recipe: str | Path | None = None,
+    tokenizer: Any | None = None,
+    seed: int = 0,
+    **params: Any,
+) -> CompressionResult:
+    """Compress ``model`` in place with ``method`` (or an llm-compressor ``recipe`` file) calibrated on ``calib_set``.
+
+    ``model`` is a loaded causal LM or a spec for :func:`calibench.models.load_model`.
+    Parameters (bits, group_size, actorder, dampening, symmetric, sparsity,
+    structure, smoothing_strength) are validated against the method before any
+    work starts, and a preset scheme is checked against the model's dtype and
+    device (:func:`calibench.compress.presets.check_scheme_runnable`).  A
+    recipe file sets its own parameters; see :mod:`calibench.compress.recipe_file`.
+    """
+    if (method is None) == (recipe is None):
+        raise CalibenchError("give either a method or a recipe file, not both and not neither")
+    if recipe is not None:
+        return _compress_with_recipe(model, calib_set, recipe, tokenizer=tokenizer, seed=seed, **params)
+    methods: list[Method] = resolve(method)
+    method_params: MethodParams = make_params(methods, **params)
+    model, tokenizer, model_spec = _load(model, tokenizer, methods)
+    method_params, note = resolve_group_size(model, methods, method_params)
+    check_structure(model, method_params)
+    check_scheme_fits(model, methods)
+    _check_set_fits_model(model, calib_set, tokenizer)
+    notes = [note] if note else []
+
+    ignore = ignore_pattern(_head_name(model))
+    started = time.perf_counter()
+    masks: dict[str, torch.Tensor] | None = None
+    modifiers: list[str] = []
+    for method_entry in methods:
+        stage = build_recipe([method_entry], method_params, ignore)
+        modifiers.extend(type(modifier).__name__ for modifier in stage)
+        _run_stage(model, calib_set, stage, seed, tokenizer)
+        if method_entry.kind == "pruning":
+            masks = _zero_masks(model)
+        elif masks is not None:
+            _reapply_masks(model, masks)
+            notes.append("pruning mask re-applied after quantization (GPTQ does not preserve sparsity)")
+    wall = time.perf_counter() - started
+
+    presets = [m.preset for m in methods if m.preset is not None]
+    record = _record(
+        model, model_spec, calib_set, seed, wall, notes,
+        method="+".join(m.name for m in methods),
+        params={k: v for m in methods for k, v in m.relevant(method_params).items()},
+        scheme=presets[0].scheme if presets else None,
+        modifiers=modifiers,
+        checkpoint_format=presets[0].format if presets else None,
+    )
     return CompressionResult(model=model, record=record, notes=notes)
+
+
+def _compress_with_recipe(model: Any, calib_set: CalibrationSet, recipe: str | Path, *, tokenizer: Any | None,
+                          seed: int, **params: Any) -> CompressionResult:
+    """Run an llm-compressor recipe file through the same oneshot stage as the built-in methods."""
+    given = sorted(k for k, v in params.items() if v is not None)
+    if given:
+        raise CalibenchError(f"a recipe file sets its own parameters: drop {', '.join(given)}, or put them in the recipe")
+    recipe_file = load_recipe(recipe)  # before the model is loaded: a bad file costs a second, not a load
+    presets = recipe_presets(recipe_file)
+    model, tokenizer, model_spec = _load(model, tokenizer, presets)
+    _check_set_fits_model(model, calib_set, tokenizer)
+
+    started = time.perf_counter()
+    try:
+        _run_stage(model, calib_set, recipe_file.modifiers(), seed, tokenizer)
+    except ValueError as exc:  # llm-compressor's checks at initialisation (group sizes, targets...)
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise CalibenchError(f"recipe {recipe_file.path} failed in llm-compressor: {first}") from exc
+    wall = time.perf_counter() - started
+
+    record = _record(
+        model, model_spec, calib_set, seed, wall, [],
+        method="recipe",
+        params={},
+        scheme="+".join(recipe_file.schemes) or None,
+        modifiers=list(recipe_file.modifier_names),
+        checkpoint_format=presets[0].format if len(presets) == 1 else None,
+        recipe=recipe_file.record(),
+    )
+    return CompressionResult(model=model, record=record)

@@ -10,6 +10,11 @@ Defaults follow the papers: GPTQ dampening 0.01, group size 128 where the
 model's dimensions allow it (see :mod:`calibench.compress.validate`),
 symmetric integer weights, GPTQ with static activation order (llm-compressor's
 default; ``actorder=False`` for the original column order).
+
+The schemes people deploy (``w4a16``, ``w8a8``, ``fp8``, ``fp8-dynamic``,
+``nvfp4``...) are registered here too, one entry per compressed-tensors preset
+from the table in :mod:`calibench.compress.presets`; the preset fixes bits,
+groups and symmetry, so they take only their modifier's parameters.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from calibench.compress.presets import PRESETS, Preset
 from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
+
 
 def ignore_pattern(head_name: str) -> list[str]:
     """Ignore list matching the output projection, which stays dense in every paper's setup.
@@ -112,6 +119,8 @@ class Method:
     # False for methods that never look at the calibration set (RTN, magnitude): their cells are
     # identical across sets, so a study's spread across sets is zero by construction, not a finding.
     reads_calibration: bool = True
+    # the compressed-tensors preset scheme this method runs, for the schemes people deploy (presets.py)
+    preset: Preset | None = None
 
     def relevant(self, params: MethodParams) -> dict[str, Any]:
         """The parameters this method actually reads, for records and reports."""
@@ -158,7 +167,7 @@ def _rtn(params: MethodParams, ignore: list[str]) -> list[Any]:
     return [QuantizationModifier(config_groups=weight_only_scheme(params), ignore=ignore)]
 
 
-def _actorder(params: MethodParams) -> Any:
+def gptq_actorder(params: MethodParams) -> Any:
     """GPTQ's activation order, always explicit at the modifier level (never in the scheme, which RTN shares).
 
     llm-compressor 0.14's GPTQModifier turns an unset ``actorder`` into STATIC
@@ -176,7 +185,7 @@ def _gptq(params: MethodParams, ignore: list[str]) -> list[Any]:
     from llmcompressor.modifiers.gptq import GPTQModifier
 
     return [GPTQModifier(config_groups=weight_only_scheme(params), ignore=ignore, dampening_frac=params.dampening,
-                         actorder=_actorder(params))]
+                         actorder=gptq_actorder(params))]
 
 
 def _awq(params: MethodParams, ignore: list[str]) -> list[Any]:
@@ -193,7 +202,7 @@ def _smoothquant(params: MethodParams, ignore: list[str]) -> list[Any]:
     return [
         SmoothQuantModifier(smoothing_strength=params.smoothing_strength),
         GPTQModifier(config_groups=w8a8_scheme(params), ignore=ignore, dampening_frac=params.dampening,
-                     actorder=_actorder(params)),
+                     actorder=gptq_actorder(params)),
     ]
 
 
@@ -248,6 +257,16 @@ register_method(Method("wanda", "pruning", "Wanda: |W| x ||X|| per output row", 
                        uses_structure=True, param_names=_PRUNE))
 register_method(Method("magnitude", "pruning", "magnitude pruning per output row (no calibration data used)", _magnitude,
                        uses_structure=True, param_names=_PRUNE, reads_calibration=False))
+
+
+def _preset_method(preset: Preset) -> Method:
+    """A registry entry for a preset scheme: the scheme fixes bits, groups and symmetry; the modifier its parameters."""
+    return Method(preset.method, "quantization", preset.description, preset.modifiers, (preset.bits,), preset.bits,
+                  param_names=preset.param_names, reads_calibration=preset.reads_calibration, preset=preset)
+
+
+for _preset in PRESETS.values():
+    register_method(_preset_method(_preset))
 
 
 def resolve(spec: str) -> list[Method]:

@@ -1,8 +1,10 @@
 """What a compression actually achieved, measured on the weights.
 
 Sparsity is counted on the targeted Linear weights (zeros / all).  Bits per
-weight count the integer code plus the per-group overhead of a 16-bit scale
-(and a zero point when asymmetric), which is what a packed checkpoint stores.
+weight count the code plus the overhead of its scales (16-bit unless the
+scheme stores them narrower, e.g. NVFP4's float8 group scales), per group,
+per output channel or per tensor as the strategy says, and a zero point when
+asymmetric: what a packed checkpoint stores.
 """
 
 from __future__ import annotations
@@ -29,7 +31,19 @@ def effective_weight(module: torch.nn.Module) -> torch.Tensor:
     from compressed_tensors.quantization.lifecycle.forward import fake_quantize
 
     zero_point = getattr(module, "weight_zero_point", None)
-    return fake_quantize(weight, scale, zero_point, scheme.weights)
+    # NVFP4's group scales are relative to a per-tensor global scale; without it every weight rounds to 0
+    global_scale = getattr(module, "weight_global_scale", None)
+    return fake_quantize(weight, scale, zero_point, scheme.weights, global_scale=global_scale)
+
+
+def _weights_per_scale(args: Any, shape: torch.Size) -> int:
+    """How many weights share one scale under the scheme's strategy."""
+    strategy = str(getattr(args, "strategy", "") or "")
+    if args.group_size:
+        return int(args.group_size)
+    if strategy.endswith("tensor"):
+        return int(shape[0] * shape[1])
+    return int(shape[1])  # per output channel
 
 
 def achieved(model: Any) -> dict[str, Any]:
@@ -47,9 +61,9 @@ def achieved(model: Any) -> dict[str, Any]:
             bits_total += 16.0 * weight.numel()
             continue
         quantized += 1
-        per_group = args.group_size if args.group_size else weight.shape[1]
-        overhead = 16.0 + (0.0 if args.symmetric else float(args.num_bits))
-        bits_total += weight.numel() * (args.num_bits + overhead / per_group)
+        scale_bits = float(torch.finfo(args.scale_dtype).bits) if getattr(args, "scale_dtype", None) else 16.0
+        overhead = scale_bits + (0.0 if args.symmetric else float(args.num_bits))
+        bits_total += weight.numel() * (args.num_bits + overhead / _weights_per_scale(args, weight.shape))
     return {
         "target_layers": len(target_linears(model)),
         "quantized_layers": quantized,
