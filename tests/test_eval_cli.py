@@ -68,3 +68,49 @@ def test_eval_unreadable_checkpoint(tmp_path, heldout_file, capsys):
 def test_eval_out_must_be_a_file(tiny_model_dir, heldout_file, tmp_path, capsys):
     code, _, err = run(["eval", str(tiny_model_dir), "--tasks", f"ppl:{heldout_file}", "--out", str(tmp_path)], capsys)
     assert_one_line_error(code, err, "is a directory")
+
+
+@pytest.fixture
+def fake_copa(monkeypatch):
+    from calibench.evaluation import lmeval
+    from calibench.evaluation.mirrors import Mirror
+    from test_eval_api import synthetic_copa
+
+    monkeypatch.setattr(lmeval, "build_mirror", lambda task, root=None: Mirror("copa", {"validation": synthetic_copa()},
+                                                                               {"validation": "synthetic"}))  # fmt: skip
+
+
+def test_eval_log_samples_and_lm_eval_layout(tiny_model_dir, heldout_file, tmp_path, fake_copa, capsys):
+    out, layout = tmp_path / "results.json", tmp_path / "lm-eval"
+    code, stdout, err = run(
+        ["eval", str(tiny_model_dir), "--tasks", f"copa,ppl:{heldout_file}", "--offline", "--limit", "3",
+         "--seq-len", "32", "--num-fewshot", "0", "--log-samples", "--out", str(out), "--lm-eval-out", str(layout)],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    data = json.loads(out.read_text())
+    assert data["format"] == "calibench.eval/1.1" and data["settings"]["log_samples"] is True
+    assert [s["doc_id"] for s in data["samples"]["copa"]] == [0, 1, 2]
+    assert len(data["samples"][f"ppl:{heldout_file}"]) == 3
+    assert "6 per-item results under 'samples'" in stdout
+    (folder,) = layout.iterdir()
+    files = sorted(p.name for p in folder.iterdir())
+    assert files[0].startswith("results_") and files[1].startswith("samples_copa_")
+    assert all(f"wrote {folder / name}" in stdout.replace("\n", "") for name in files)
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--tasks", "copa", "--log-samples"], ("--log-samples needs somewhere to write them",)),
+    (["--tasks", "copa", "--backend", "vllm"], ("--backend vllm needs vLLM: pip install vllm (GPU machines)",)),
+    (["--tasks", "copa", "--fewshot-as-multiturn"], ("--fewshot-as-multiturn needs --apply-chat-template",)),
+    (["--tasks", "copa", "--offline", "--apply-chat-template"], ("has no chat template",)),
+    (["--tasks", "copa", "--num-fewshot", "-1"], ("--num-fewshot must be 0 or more",)),
+    (["--tasks", "nosuch_task", "--offline"], ("unknown task 'nosuch_task'", "tasks with offline data: ")),
+    (["--tasks", "ppl:HELDOUT", "--lm-eval-out", "OUTDIR"], ("--lm-eval-out writes lm-eval's results",)),
+])  # fmt: skip
+def test_eval_lm_eval_option_errors_are_one_line(tiny_model_dir, heldout_file, tmp_path, fake_copa, args, fragments,
+                                                 capsys):  # fmt: skip
+    args = [a.replace("HELDOUT", str(heldout_file)).replace("OUTDIR", str(tmp_path / "o")) for a in args]
+    code, _, err = run(["eval", str(tiny_model_dir), *args], capsys)
+    assert_one_line_error(code, err, *fragments)
+    assert not (tmp_path / "o").exists()

@@ -1,11 +1,15 @@
-"""Evaluation: perplexity by the papers' protocol and zero-shot tasks through lm-evaluation-harness.
+"""Evaluation: perplexity by the papers' protocol and tasks through lm-evaluation-harness.
 
 * :func:`evaluate` runs both for one model (a spec or an in-memory model);
 * :mod:`.perplexity` is the protocol (join, tokenize once, non-overlapping
   windows, explicit BOS); :mod:`.heldout` says which text;
-* :mod:`.tasks` is the registry of task names; :mod:`.lmeval` runs lm-eval's
-  own tasks, online or over the offline data of :mod:`.mirrors`;
-* :mod:`.results` holds the rows and records that come back.
+* :mod:`.tasks` is the registry of task names (any other lm-eval name is
+  resolved through :mod:`.lmeval_index`); :mod:`.lmeval` runs lm-eval's own
+  tasks, online or over the offline data of :mod:`.mirrors`, with lm-eval's
+  few-shot (:mod:`.fewshot`), chat-template and generation options, on the
+  backend of :mod:`.backends`;
+* :mod:`.results` holds the rows and records that come back, :mod:`.samples`
+  the per-item results, :mod:`.lmeval_output` writes lm-eval's own layout.
 
 Importing this package is cheap: torch, datasets and lm-eval load when used.
 """
@@ -13,12 +17,14 @@ Importing this package is cheap: torch, datasets and lm-eval load when used.
 from __future__ import annotations
 
 from calibench.evaluation.api import evaluate
+from calibench.evaluation.lmeval_output import write_lm_eval_output
 from calibench.evaluation.perplexity import PerplexityResult, cut_windows, perplexity
 from calibench.evaluation.results import EvalResult, EvalRow, TaskRecord
-from calibench.evaluation.tasks import GROUPS, ZEROSHOT_TASKS, known_task_names, parse_tasks
+from calibench.evaluation.tasks import GROUPS, LM_EVAL_TASKS, ZEROSHOT_TASKS, known_task_names, parse_tasks
 
 __all__ = [
     "evaluate",
+    "write_lm_eval_output",
     "perplexity",
     "cut_windows",
     "PerplexityResult",
@@ -27,6 +33,7 @@ __all__ = [
     "TaskRecord",
     "parse_tasks",
     "known_task_names",
+    "LM_EVAL_TASKS",
     "ZEROSHOT_TASKS",
     "GROUPS",
 ]

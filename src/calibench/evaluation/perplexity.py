@@ -93,8 +93,19 @@ class PerplexityResult:
     bos: bool
 
 
-def perplexity_of_windows(model: Any, windows: np.ndarray, batch_size: int = 8, label: str | None = None) -> tuple[float, float, float | None]:
-    """(perplexity, mean NLL, stderr) of ready-made windows."""
+@dataclass(frozen=True)
+class WindowScores:
+    """Perplexity of ready-made windows, with each window's NLL (the per-item results)."""
+
+    perplexity: float
+    mean_nll: float
+    stderr: float | None
+    nll_per_window: np.ndarray  # summed NLL of each window's predicted tokens
+    tokens_per_window: np.ndarray
+
+
+def score_windows(model: Any, windows: np.ndarray, batch_size: int = 8, label: str | None = None) -> WindowScores:
+    """Perplexity, mean NLL, its delta-method stderr, and the per-window NLLs of ready-made windows."""
     from calibench.nll import window_nll
 
     result = window_nll(model, windows, batch_size=batch_size, progress_label=label)
@@ -106,7 +117,14 @@ def perplexity_of_windows(model: Any, windows: np.ndarray, batch_size: int = 8, 
         per_window = result.nll_per_window / np.maximum(result.tokens_per_window, 1)
         se_nll = float(np.std(per_window, ddof=1) / math.sqrt(len(per_window)))
         stderr = ppl * se_nll
-    return ppl, result.mean_nll, stderr
+    return WindowScores(ppl, result.mean_nll, stderr, np.asarray(result.nll_per_window),
+                        np.asarray(result.tokens_per_window))  # fmt: skip
+
+
+def perplexity_of_windows(model: Any, windows: np.ndarray, batch_size: int = 8, label: str | None = None) -> tuple[float, float, float | None]:
+    """(perplexity, mean NLL, stderr) of ready-made windows."""
+    scores = score_windows(model, windows, batch_size=batch_size, label=label)
+    return scores.perplexity, scores.mean_nll, scores.stderr
 
 
 def perplexity(

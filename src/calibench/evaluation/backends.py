@@ -1,0 +1,98 @@
+"""What runs lm-eval's requests: ``hf`` (HFLM around the in-memory model) or ``vllm``.
+
+* ``hf`` (default) wraps the very model object calibench holds (a
+  compressed model straight from llm-compressor, or a loaded checkpoint) in
+  lm-eval's ``HFLM``; the batch size goes to ``HFLM`` and the device is the
+  model's.
+* ``vllm`` is lm-eval's ``VLLM`` class on the model's *directory* (vLLM
+  loads weights itself, compressed-tensors checkpoints included).  It needs
+  the ``vllm`` package (GPU machines) and a model on disk: an in-memory model
+  must be saved first.  Perplexity tasks still run on the HF model
+  (calibench's own protocol), loaded only when such tasks are requested.
+
+Both are checked before any model is loaded.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
+
+
+@dataclass(frozen=True)
+class LmInputs:
+    """Everything a backend may need to build lm-eval's LM."""
+
+    model: Any  # the in-memory model (hf) or None
+    tokenizer: Any
+    path: str | None  # the model's directory or hub id, when it was given as a spec
+    batch_size: int
+    dtype: str
+    device: str
+    seed: int = 1234  # lm-eval's VLLM default (HFLM draws nothing: greedy generation)
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    description: str
+    module: str | None  # a package that must be importable
+    package: str  # its name as people write it
+    install_hint: str
+    needs_path: bool  # loads the model from disk itself
+    needs_torch_model: bool  # uses calibench's loaded model object
+    make: Callable[[LmInputs], Any]
+
+
+def _make_hf(inputs: LmInputs) -> Any:
+    from lm_eval.models.huggingface import HFLM
+
+    # HFLM sets a pad token on the tokenizer it gets; never touch the caller's (it may be cached).
+    return HFLM(pretrained=inputs.model, tokenizer=copy.deepcopy(inputs.tokenizer), batch_size=inputs.batch_size)
+
+
+def _make_vllm(inputs: LmInputs) -> Any:  # pragma: no cover - needs vLLM and a GPU
+    from lm_eval.models.vllm_causallms import VLLM
+
+    dtype = inputs.dtype if inputs.dtype in ("float16", "bfloat16", "float32", "auto") else "auto"
+    return VLLM(pretrained=str(inputs.path), dtype=dtype, batch_size=inputs.batch_size, seed=inputs.seed)
+
+
+BACKENDS: dict[str, Backend] = {
+    b.name: b
+    for b in (
+        Backend("hf", "HFLM around the in-memory model", None, "", "", needs_path=False, needs_torch_model=True,
+                make=_make_hf),
+        Backend("vllm", "lm-eval's VLLM on the model directory", "vllm", "vLLM", "pip install vllm (GPU machines)",
+                needs_path=True, needs_torch_model=False, make=_make_vllm),
+    )
+}  # fmt: skip
+
+
+def check_backend(name: str, model: Any) -> Backend:
+    """The backend called ``name``, refused before any loading if it cannot run here or on this model."""
+    backend = BACKENDS.get(name)
+    if backend is None:
+        raise UnknownNameError(f"unknown --backend '{name}'{did_you_mean(name, list(BACKENDS))}")
+    if backend.module is not None and not _importable(backend.module):
+        raise CalibenchError(f"--backend {name} needs {backend.package}: {backend.install_hint}")
+    if backend.needs_path and not isinstance(model, (str, os.PathLike)):
+        raise CalibenchError(
+            f"--backend {name} loads the model from disk: save the in-memory model first "
+            "(save_pretrained, or CompressionResult.save) and evaluate its directory"
+        )
+    return backend
+
+
+def _importable(module: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
