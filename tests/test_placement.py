@@ -127,6 +127,26 @@ def test_study_cells_reload_instead_of_deep_copying_and_match_a_direct_run(tmp_p
         assert stored[(cell.key, f"ppl:{heldout}", "perplexity")] == direct.value
 
 
+def test_study_stores_per_item_results_that_pair_across_cells(tmp_path, tiny_model_dir, texts):  # noqa: F811
+    import math
+
+    from calibench.study.store import Store
+
+    spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, sets=2, methods="wanda")
+    run_study(spec_path, tmp_path / "study", progress=False)
+    store = Store(tmp_path / "study")
+    task = f"ppl:{texts[1]}"
+    samples = store.samples(task)
+    values = {row["key"]: row["value"] for row in store.rows() if row["task"] == task}
+    store.close()
+    assert set(k for k, _ in samples) == set(values) and len(values) == 3
+    ids = {tuple(sorted(items)) for items in samples.values()}
+    assert ids == {("window:0", "window:1", "window:2", "window:3")}  # the same items in every cell: pairable
+    for (key, _), items in samples.items():
+        mean_nll = sum(item["nll"] for item in items.values()) / len(items)
+        assert math.exp(mean_nll) == pytest.approx(values[key], rel=1e-9)
+
+
 def test_spec_dtype_reaches_the_cells_and_keeps_default_keys(tmp_path, tiny_model_dir, texts):  # noqa: F811
     spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, sets=1)
     default_keys = [c.key for c in expand(load_spec(spec_path))]

@@ -42,8 +42,8 @@ def eval_command(
     seq_len: int = typer.Option(None, "--seq-len", help="Perplexity window length (default: min(2048, model maximum))."),
     max_windows: int = typer.Option(None, "--max-windows", help="At most N perplexity windows per dataset."),
     bos: BosChoice = typer.Option(BosChoice.auto, "--bos", help="BOS at the start of each perplexity window: auto follows the tokenizer."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16, float16 or auto."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto (float32 on CPU, the checkpoint's own on a GPU), bfloat16, float16 or float32."),
+    device: str = typer.Option("auto", "--device", help="auto (the first CUDA GPU if any, else CPU), cpu, cuda or cuda:N."),
 ) -> None:
     """Evaluate MODEL: perplexity on held-out text and lm-evaluation-harness tasks (zero-shot by default)."""
     from calibench.errors import CalibenchError

@@ -36,8 +36,8 @@ def evaluate(
     seq_len: int | None = None,
     bos: BosOption = "auto",
     max_windows: int | None = None,
-    dtype: str = "float32",
-    device: str = "cpu",
+    dtype: str = "auto",
+    device: str = "auto",
     bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS,
     num_fewshot: int | None = 0,
     apply_chat_template: bool | str = False,
@@ -71,7 +71,11 @@ def evaluate(
     """
     from calibench.evaluation.backends import LmInputs, check_backend
 
+    from calibench.models import resolve_device
+
     started = time.perf_counter()
+    if isinstance(model, (str, os.PathLike)):
+        device = str(resolve_device(device))  # a CUDA device on a machine without one fails here, before any work
     requests = parse_tasks(tasks, offline=offline)
     _check_positive(limit=limit, batch_size=batch_size, max_windows=max_windows, bootstrap_iters=bootstrap_iters)
     if max_windows is None:
@@ -130,7 +134,7 @@ def evaluate(
             if options.log_samples:
                 samples[request.name] = items
     device_used = str(_model_device(model_obj)) if model_obj is not None else device
-    model_dtype = str(getattr(model_obj, "dtype", "")) if model_obj is not None else dtype
+    model_dtype = str(getattr(model_obj, "dtype", "")).removeprefix("torch.") if model_obj is not None else dtype
     if not chosen.needs_torch_model and isinstance(model, (str, os.PathLike)):
         model_obj = None  # vLLM loads its own copy: free the perplexity model first
         _free_memory()
@@ -151,7 +155,7 @@ def evaluate(
         "bos": bos if isinstance(bos, str) else ("always" if bos else "never"),
         "bos_resolved": add_bos,
         "batch_size": batch_size,
-        "dtype": dtype if isinstance(model, (str, os.PathLike)) else model_dtype,
+        "dtype": model_dtype,  # resolved ("auto" is float32 on CPU, the checkpoint's dtype on a GPU)
         "device": device_used,
         "limit": limit,
         "max_windows": max_windows,

@@ -111,7 +111,7 @@ def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "lo
                 bar.console.print(f"[red]failed[/] {cell.describe()}: {outcome['error']}", highlight=False)
             else:
                 store.record_success(cell, outcome["rows"], calib.set_id if calib else None,
-                                     outcome["record"], outcome["seconds"])
+                                     outcome["record"], outcome["seconds"], outcome.get("samples"))
                 counts["done"] += 1
                 finished_cells = bar.tasks[0].completed + 1
                 bar.console.print(f"[{finished_cells:.0f}/{len(cells)}] {cell.describe()}: {outcome['seconds']:.0f}s",

@@ -141,6 +141,8 @@ def _run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], No
     evaluation = evaluate(
         model, ev["tasks"], tokenizer=tokenizer, limit=ev.get("limit"), offline=ev.get("offline"),
         batch_size=ev.get("batch_size", 8), seq_len=ev.get("ppl_seq_len"), max_windows=ev.get("ppl_max_windows"),
+        num_fewshot=ev.get("num_fewshot", 0), apply_chat_template=ev.get("apply_chat_template", False),
+        fewshot_as_multiturn=ev.get("fewshot_as_multiturn"), log_samples=True,  # per-item results, for pairing
     )
     record["evaluation"] = {
         "tasks": [t.model_dump(mode="json") for t in evaluation.tasks],
@@ -149,4 +151,4 @@ def _run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], No
     }
     rows = [row.model_dump(mode="json") for row in evaluation.rows]
     del model
-    return {"rows": rows, "record": record, "seconds": time.perf_counter() - started}
+    return {"rows": rows, "record": record, "samples": evaluation.samples, "seconds": time.perf_counter() - started}

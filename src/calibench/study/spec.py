@@ -113,15 +113,14 @@ class EvalSpec(BaseModel):
     num_fewshot: int | None = Field(0, ge=0)
     apply_chat_template: bool | str = False
     fewshot_as_multiturn: bool | None = None  # None: on with a chat template, as in lm-eval
-    log_samples: bool = False  # per-item results on EvalResult.samples
+    # (per-item results are always stored in a study, in study.sqlite's samples table: no option)
 
     @model_serializer(mode="wrap")
     def _lm_eval_options_at_default_left_out(self, handler: Any) -> Any:
         """Cells hash this dump: options at their defaults are left out, so studies keyed before they existed resume."""
         data = handler(self)
         if isinstance(data, dict):
-            for name, default in (("num_fewshot", 0), ("apply_chat_template", False), ("fewshot_as_multiturn", None),
-                                  ("log_samples", False)):  # fmt: skip
+            for name, default in (("num_fewshot", 0), ("apply_chat_template", False), ("fewshot_as_multiturn", None)):
                 if name in data and data[name] == default and type(data[name]) is type(default):
                     del data[name]
         return data

@@ -48,8 +48,24 @@ CREATE TABLE IF NOT EXISTS sets (
     set_id TEXT NOT NULL,
     PRIMARY KEY (recipe, set_index)
 );
+CREATE TABLE IF NOT EXISTS samples (
+    key TEXT NOT NULL REFERENCES cells(key),
+    task TEXT NOT NULL,
+    item TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (key, task, item)
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
+
+
+def item_id(item: dict[str, Any], index: int) -> str:
+    """How an item is known across cells: its document hash, its perplexity window, or its position."""
+    if item.get("doc_hash"):
+        return str(item["doc_hash"])
+    if "window" in item:
+        return f"window:{item['window']}"
+    return f"item:{item.get('doc_id', index)}"
 
 
 class Store:
@@ -72,10 +88,12 @@ class Store:
         return {row[0] for row in self.conn.execute("SELECT key FROM cells WHERE status = 'done'")}
 
     def record_success(self, cell: Cell, rows: list[dict[str, Any]], set_id: str | None,
-                       record: dict[str, Any], seconds: float) -> None:
-        """The cell and all its numbers, atomically (replacing an earlier failure)."""
+                       record: dict[str, Any], seconds: float,
+                       samples: dict[str, list[dict[str, Any]]] | None = None) -> None:
+        """The cell, all its numbers and its per-item results, atomically (replacing an earlier failure)."""
         with self._transaction() as cur:
             cur.execute("DELETE FROM results WHERE key = ?", (cell.key,))
+            cur.execute("DELETE FROM samples WHERE key = ?", (cell.key,))
             cur.execute(
                 "INSERT OR REPLACE INTO cells VALUES (?, ?, 'done', NULL, ?, ?, ?, ?)",
                 (cell.key, cell.model_dump_json(), set_id, json.dumps(record, default=str), seconds, time.time()),
@@ -85,6 +103,9 @@ class Store:
                 "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(cell.key, r["task"], r["metric"], r["value"], r.get("stderr"), r.get("n"), r.get("limit")) for r in rows],
             )
+            cur.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)",
+                            [(cell.key, task, item_id(item, i), json.dumps(item, default=str))
+                             for task, items in (samples or {}).items() for i, item in enumerate(items)])
 
     def record_failure(self, cell: Cell, error: str, seconds: float) -> None:
         with self._transaction() as cur:
@@ -121,6 +142,21 @@ class Store:
         for key, config, record, task, metric, value, stderr, n, limit in self.conn.execute(query):
             out.append({"key": key, "config": json.loads(config), "record": json.loads(record or "{}"),
                         "task": task, "metric": metric, "value": value, "stderr": stderr, "n": n, "limit": limit})
+        return out
+
+    def samples(self, task: str | None = None) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+        """Per-item results of finished cells: ``{(cell key, task): {item id: item}}``.
+
+        The item id is the document's hash for lm-eval tasks and ``window:N``
+        for perplexity windows, so the same item pairs across cells.
+        """
+        query = "SELECT s.key, s.task, s.item, s.data FROM samples s JOIN cells c ON c.key = s.key WHERE c.status = 'done'"
+        args: tuple[Any, ...] = ()
+        if task is not None:
+            query, args = query + " AND s.task = ?", (task,)
+        out: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        for key, name, item, data in self.conn.execute(query, args):
+            out.setdefault((key, name), {})[item] = json.loads(data)
         return out
 
     def failures(self) -> list[tuple[str, str]]:
