@@ -25,7 +25,7 @@ CALIBENCH = Path(sys.executable).with_name("calibench")
 
 @dataclass(frozen=True)
 class Row:
-    args: str  # placeholders: {model} {text} {set} {tmp} {out} {file} {full} {spec:NAME} {corrupt:KIND}
+    args: str  # placeholders: {model} {text} {set} {tmp} {out} {file} {full} {spec:NAME} {corrupt:KIND} {recipe:NAME}
     fragment: str  # must appear in the one error line
     id: str
 
@@ -125,6 +125,29 @@ ROWS = [
     Row("data show {corrupt:negative}", "outside its tokenizer's vocabulary", "negative-id"),
     Row("compress -m {model} -c {corrupt:oov} --method wanda -o {out}", "outside its tokenizer's vocabulary", "compress-oov"),
     Row("study run {spec:good} --out {corrupt_study}", "a cached set of study", "study-corrupt-cache"),
+    # ------------------------------------------------------------ real scale: dtype, device, schemes, recipes
+    Row("compress -m {model} -c {set} --method w4a16 --device cuda -o {out}", "asked for a CUDA GPU", "compress-no-gpu"),
+    Row("compress -m {model} -c {set} --method w4a16 --device tpu -o {out}", "invalid device 'tpu'", "compress-device-invalid"),
+    Row("compress -m {model} -c {set} --method w4a16 --dtype float8 -o {out}", "unknown dtype 'float8'", "compress-dtype-unknown"),
+    Row("compress -m {model} -c {set} --method nvfp4 -o {out}", "nvfp4 cannot run in float32", "nvfp4-float32"),
+    Row("compress -m {model} -c {set} --method nvfp4a16 --dtype float16 -o {out}", "use --dtype bfloat16", "nvfp4-float16"),
+    Row("compress -m {model} -c {set} --method w4a16 --bits 8 -o {out}", "w4a16 does not use bits", "preset-bits"),
+    Row("compress -m {model} -c {set} --recipe {recipe:bad} -o {out}", "not valid YAML at line 3", "recipe-not-yaml"),
+    Row("compress -m {model} -c {set} --recipe {recipe:unknown} -o {out}", "No modifier of type 'GPTQModifer' found", "recipe-unparsable"),
+    Row("compress -m {model} -c {set} --recipe {recipe:extra} -o {out}", "dampening: Extra inputs are not permitted", "recipe-bad-argument"),
+    Row("compress -m {model} -c {set} --recipe {recipe:empty} -o {out}", "no modifiers found", "recipe-no-modifiers"),
+    Row("compress -m {model} -c {set} --recipe {tmp}/missing.yaml -o {out}", "no such recipe file", "recipe-missing"),
+    Row("compress -m {model} -c {set} --recipe {recipe:ok} --bits 4 -o {out}", "drop --bits", "recipe-with-params"),
+    Row("compress -m {model} -c {set} --method gptq --recipe {recipe:ok} -o {out}", "give exactly one of --method", "method-and-recipe"),
+    Row("eval {model} --tasks ppl:wiki --device cuda", "asked for a CUDA GPU", "eval-no-gpu"),
+    Row("eval {model} --tasks nosuch_task --offline", "tasks with offline data: ", "eval-unknown-task-offline"),
+    Row("eval {model} --tasks ppl:wiki --backend vllm", "--backend vllm needs vLLM: pip install vllm", "eval-vllm-missing"),
+    Row("eval {model} --tasks copa --fewshot-as-multiturn", "--fewshot-as-multiturn needs --apply-chat-template", "eval-multiturn-no-chat"),
+    Row("eval {model} --tasks copa --num-fewshot -1", "--num-fewshot must be 0 or more", "eval-fewshot-negative"),
+    Row("eval {model} --tasks copa --log-samples", "--log-samples needs somewhere to write them", "eval-log-samples-nowhere"),
+    Row("eval {model} --tasks copa --lm-eval-out {file}", "is a file: give a directory", "eval-lm-eval-out-file"),
+    Row("study run {spec:cuda} --out {out}", "asked for a CUDA GPU", "study-no-gpu"),
+    Row("study run {spec:baddtype} --out {out}", "unknown dtype 'float8'", "study-dtype-unknown"),
 ]
 
 
@@ -209,6 +232,8 @@ def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
         "unknownkey": json.dumps({**grid, "colour": "blue"}),
         "empty": json.dumps({**grid, "sources": []}),
         "unknownmodel": json.dumps({**grid, "models": ["no-such-model"]}),
+        "cuda": json.dumps({**grid, "device": "cuda"}),
+        "baddtype": json.dumps({**grid, "dtype": "float8"}),
     }
     for name, body in bodies.items():
         specs[name] = root / f"{name}.yaml"
@@ -229,7 +254,13 @@ def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
     chats["chatgood"].write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
                                                           {"role": "assistant", "content": "hello"}]}) + "\n")
     chats["chatbad"].write_text(json.dumps({"messages": "not a list of messages"}) + "\n")
-    return {"root": root, "model": tiny_model_dir, "text": text, "set": good, "corrupt": corrupt, "specs": specs,
+    recipes = {name: root / f"recipe-{name}.yaml" for name in ("bad", "unknown", "extra", "empty", "ok")}
+    recipes["bad"].write_text("quant_stage:\n  quant_modifiers: [unclosed\n")
+    recipes["unknown"].write_text("quant_stage:\n  quant_modifiers:\n    GPTQModifer: {scheme: W4A16}\n")
+    recipes["extra"].write_text("quant_stage:\n  quant_modifiers:\n    GPTQModifier: {scheme: W4A16, dampening: 0.1}\n")
+    recipes["empty"].write_text("quant:\n  GPTQModifier: {}\n")
+    recipes["ok"].write_text("quant_stage:\n  quant_modifiers:\n    QuantizationModifier: {scheme: FP8_DYNAMIC}\n")
+    return {"root": root, "model": tiny_model_dir, "recipes": recipes, "text": text, "set": good, "corrupt": corrupt, "specs": specs,
             "corrupt_study": study, **chats}
 
 
@@ -244,9 +275,17 @@ def _expand(args: str, world: dict, tmp: Path, out: Path) -> list[str]:
             words.append(str(corrupt[word[9:-1]]))
         elif word.startswith("{spec:"):
             words.append(str(specs[word[6:-1]]))
+        elif word.startswith("{recipe:"):
+            words.append(str(world["recipes"][word[8:-1]]))
         else:
             words.append(word.format(**values))
     return words
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _snapshot(path: Path) -> list[tuple[str, int]]:
@@ -262,6 +301,8 @@ def run_calibench(args: list[str], home: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("row", ROWS, ids=[r.id for r in ROWS])
 def test_bad_input_is_one_line_exit_2_and_leaves_nothing(row, world, tmp_path):
     assert CALIBENCH.is_file(), f"the calibench executable is not installed beside {sys.executable}"
+    if "CUDA GPU" in row.fragment and _has_cuda():
+        pytest.skip("a CUDA device is bad input only on a machine without one")
     out = tmp_path / "out"
     watched = [world["root"] / "full", world["set"], world["corrupt_study"]]
     before = {p: _snapshot(p) for p in watched}
