@@ -33,6 +33,13 @@ RUNS = {
     "wanda 2:4": ("wanda", {"structure": "2:4"}),
     "magnitude 50%": ("magnitude", {"sparsity": 0.5}),
     "sparsegpt 2:4 + gptq W4 g64": ("sparsegpt+gptq", {"structure": "2:4", "bits": 4, "group_size": 64}),
+    # compressed-tensors preset schemes (W4A16's and W8A16's groups of 128 do not divide SmolLM2's 576: refused)
+    "w8a8 int8": ("w8a8", {}),
+    "fp8": ("fp8", {}),
+    "fp8-dynamic": ("fp8-dynamic", {}),
+    "dense bf16": ("", {}, "bfloat16"),
+    "nvfp4a16 bf16": ("nvfp4a16", {}, "bfloat16"),
+    "nvfp4 bf16": ("nvfp4", {}, "bfloat16"),
 }
 
 
@@ -48,8 +55,8 @@ def main() -> None:
     heldout = build_calibration_set("wiki", tokenizer, n=args.heldout_n, seq_len=256, seed=0, split="heldout")
     rows = []
     for key in args.runs.split(","):
-        method, params = RUNS[key]
-        model = load_model(args.model)
+        method, params, *dtype = RUNS[key]
+        model = load_model(args.model, dtype=dtype[0] if dtype else "float32", device="cpu")
         started = time.perf_counter()
         record = {"achieved": {"sparsity": 0.0, "bits_per_weight": 32.0}}
         if method:
