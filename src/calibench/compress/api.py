@@ -224,12 +224,12 @@ def compress(
     started = time.perf_counter()
     masks: dict[str, torch.Tensor] | None = None
     modifiers: list[str] = []
-    for method_entry in methods:
+    for position, method_entry in enumerate(methods):
         stage = build_recipe([method_entry], method_params, ignore)
         modifiers.extend(type(modifier).__name__ for modifier in stage)
         _run_stage(model, calib_set, stage, seed, tokenizer)
-        if method_entry.kind == "pruning":
-            masks = _zero_masks(model)
+        if method_entry.kind == "pruning" and position + 1 < len(methods):
+            masks = _zero_masks(model)  # only a later quantization stage needs it (1 byte per weight)
         elif masks is not None:
             _reapply_masks(model, masks)
             notes.append("pruning mask re-applied after quantization (GPTQ does not preserve sparsity)")

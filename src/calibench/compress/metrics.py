@@ -54,7 +54,7 @@ def achieved(model: Any) -> dict[str, Any]:
     for module in target_linears(model).values():
         weight = effective_weight(module)
         total += weight.numel()
-        zeros += int((weight == 0).sum())
+        zeros += weight.numel() - int(torch.count_nonzero(weight))
         scheme = getattr(module, "quantization_scheme", None)
         args = scheme.weights if scheme is not None else None
         if args is None:
