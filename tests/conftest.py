@@ -176,3 +176,34 @@ def no_stale_log_sinks():
     except ImportError:  # pragma: no cover
         return
     logger.remove()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models on a shared 2-core machine: OpenMP spin-waiting makes 2 threads ~100x slower.
+    Modules that run tiny models many times use it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def copa_rows(n: int = 6, offset: int = 0):
+    """COPA-shaped rows (the schema of super_glue/copa) built from the test vocabulary."""
+    import datasets
+
+    rows = []
+    for i in range(offset, offset + n):
+        w = WORDS[i % len(WORDS):] + WORDS[: i % len(WORDS)]
+        rows.append({
+            "premise": f"The {w[0]} {w[1]} {w[2]}.", "choice1": f"The {w[3]} {w[4]}.", "choice2": f"A {w[5]} {w[6]}.",
+            "question": "cause" if i % 2 else "effect", "idx": i, "label": i % 2,
+        })  # fmt: skip
+    features = datasets.Features({
+        "premise": datasets.Value("string"), "choice1": datasets.Value("string"), "choice2": datasets.Value("string"),
+        "question": datasets.Value("string"), "idx": datasets.Value("int32"),
+        "label": datasets.ClassLabel(names=["choice1", "choice2"]),
+    })  # fmt: skip
+    return datasets.Dataset.from_list(rows, features=features)

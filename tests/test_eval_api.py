@@ -9,16 +9,11 @@ import pytest
 import torch
 
 from calibench.errors import CalibenchError, UnknownNameError
-from conftest import WORDS, corpus_text
+from conftest import copa_rows, corpus_text
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: OpenMP spin-waiting makes 2 threads ~100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -26,25 +21,6 @@ def heldout_file(tmp_path):
     path = tmp_path / "heldout.txt"
     path.write_text("\n\n".join(corpus_text(20, seed=5)), encoding="utf-8")
     return path
-
-
-def synthetic_copa(n: int = 6):
-    """COPA-shaped rows (the schema of super_glue/copa) built from the test vocabulary."""
-    import datasets
-
-    rows = []
-    for i in range(n):
-        w = WORDS[i:] + WORDS[:i]
-        rows.append({
-            "premise": f"The {w[0]} {w[1]} {w[2]}.", "choice1": f"The {w[3]} {w[4]}.", "choice2": f"A {w[5]} {w[6]}.",
-            "question": "cause" if i % 2 else "effect", "idx": i, "label": i % 2,
-        })  # fmt: skip
-    features = datasets.Features({
-        "premise": datasets.Value("string"), "choice1": datasets.Value("string"), "choice2": datasets.Value("string"),
-        "question": datasets.Value("string"), "idx": datasets.Value("int32"),
-        "label": datasets.ClassLabel(names=["choice1", "choice2"]),
-    })  # fmt: skip
-    return datasets.Dataset.from_list(rows, features=features)
 
 
 @pytest.fixture
@@ -55,7 +31,7 @@ def fake_copa_mirror(monkeypatch):
 
     def build(task, root=None):
         assert task == "copa"
-        return Mirror("copa", {"validation": synthetic_copa()}, {"validation": "synthetic"})
+        return Mirror("copa", {"validation": copa_rows()}, {"validation": "synthetic"})
 
     monkeypatch.setattr(lmeval, "build_mirror", build)
 
@@ -194,7 +170,7 @@ def test_online_tasks_use_lm_eval_loading_and_fall_back_offline_when_the_hub_is_
 
     def hub(path=None, name=None, **kwargs):
         asked.append((path, name))
-        return datasets.DatasetDict({"train": synthetic_copa(), "validation": synthetic_copa()})
+        return datasets.DatasetDict({"train": copa_rows(), "validation": copa_rows()})
 
     monkeypatch.setattr(datasets, "load_dataset", hub)
     online = evaluate(str(tiny_model_dir), "copa", limit=4, batch_size=2)

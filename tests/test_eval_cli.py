@@ -5,17 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from conftest import assert_one_line_error, corpus_text, run
 
+pytestmark = pytest.mark.usefixtures("one_thread")
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
@@ -74,9 +68,9 @@ def test_eval_out_must_be_a_file(tiny_model_dir, heldout_file, tmp_path, capsys)
 def fake_copa(monkeypatch):
     from calibench.evaluation import lmeval
     from calibench.evaluation.mirrors import Mirror
-    from test_eval_api import synthetic_copa
+    from conftest import copa_rows
 
-    monkeypatch.setattr(lmeval, "build_mirror", lambda task, root=None: Mirror("copa", {"validation": synthetic_copa()},
+    monkeypatch.setattr(lmeval, "build_mirror", lambda task, root=None: Mirror("copa", {"validation": copa_rows()},
                                                                                {"validation": "synthetic"}))  # fmt: skip
 
 

@@ -18,7 +18,9 @@ import pytest
 import torch
 
 from calibench.errors import CalibenchError, UnknownNameError
-from conftest import WORDS, corpus_text
+from conftest import copa_rows, corpus_text
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}</s>\n{% endfor %}"
@@ -26,12 +28,6 @@ CHAT_TEMPLATE = (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -40,25 +36,6 @@ def tiny(tiny_model_dir):
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     return model, AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
-def copa_rows(n: int, offset: int = 0):
-    """Rows in the schema of super_glue/copa, from the test vocabulary."""
-    import datasets
-
-    rows = []
-    for i in range(offset, offset + n):
-        w = WORDS[i % len(WORDS):] + WORDS[: i % len(WORDS)]
-        rows.append({
-            "premise": f"The {w[0]} {w[1]} {w[2]}.", "choice1": f"The {w[3]} {w[4]}.", "choice2": f"A {w[5]} {w[6]}.",
-            "question": "cause" if i % 2 else "effect", "idx": i, "label": i % 2,
-        })  # fmt: skip
-    features = datasets.Features({
-        "premise": datasets.Value("string"), "choice1": datasets.Value("string"), "choice2": datasets.Value("string"),
-        "question": datasets.Value("string"), "idx": datasets.Value("int32"),
-        "label": datasets.ClassLabel(names=["choice1", "choice2"]),
-    })  # fmt: skip
-    return datasets.Dataset.from_list(rows, features=features)
 
 
 @pytest.fixture

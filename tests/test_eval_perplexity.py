@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import corpus_text
+from conftest import corpus_text
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def naive_perplexity(model, tokenizer, docs, seq_len, bos_id=None):
@@ -28,13 +30,6 @@ def naive_perplexity(model, tokenizer, docs, seq_len, bos_id=None):
     return math.exp(total_nll / total_tokens), windows, total_tokens
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared 2-core machine: OpenMP spin-waiting makes 2 threads ~100x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
