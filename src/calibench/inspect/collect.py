@@ -1,0 +1,254 @@
+"""Run a calibration set through a model once and collect activation statistics at every site.
+
+Forward hooks hand each site's activation to a
+:class:`~calibench.inspect.accumulators.SiteAccumulator` after dropping the
+padded positions (``attention_mask == 0``) and casting to float32, so the
+statistics are those of the real tokens only and memory is one batch plus
+per-channel state.  The forward pass stops after the last decoder layer: the
+LM head's vocabulary-wide logits are never computed.  Hooks are removed in a
+``finally`` block, so an error (non-finite activations, say) leaves the model
+as it was.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from calibench.errors import CalibenchError
+from calibench.inspect.accumulators import BIN_RATIO, SiteAccumulator
+from calibench.inspect.sites import HookSite, find_sites, site_tensor
+
+DEFAULT_QUANTILES = (0.5, 0.9, 0.99, 0.999, 0.9999)
+
+
+class MassiveActivation(BaseModel):
+    """A massive activation with where it sits: site, layer, channel, sample, position and token id."""
+
+    site: str
+    layer: int
+    channel: int
+    sample: int
+    position: int
+    token_id: int
+    value: float
+    median: float
+
+
+class SiteStats(BaseModel):
+    """The statistics of one site over the whole set.
+
+    Massive activations are defined on the residual stream (Sun et al. 2024),
+    but they are recorded at every site: a massive residual entry survives the
+    following norm as a large linear input, and seeing both tells where it enters.
+    """
+
+    name: str
+    kind: str
+    layer: int
+    role: str
+    width: int
+    tokens: int
+    channel_max_abs: list[float]
+    channel_mean_abs: list[float]
+    channel_rms: list[float]
+    max_abs: float
+    quantiles: dict[str, float]
+    kurtosis: float | None
+    int8_counts: list[int]
+    massive_total: int
+    massive: list[MassiveActivation]
+
+
+class OutlierFeature(BaseModel):
+    """An LLM.int8 outlier feature: a channel of one site family that is large in many layers and positions."""
+
+    kind: str
+    role: str
+    channel: int
+    layers: list[int]
+    layer_fraction: float
+    max_position_fraction: float
+
+
+class ActivationStats(BaseModel):
+    """Everything :func:`activation_stats` measured, JSON-serialisable (``model_dump_json``)."""
+
+    set_id: str | None = None
+    n: int
+    seq_len: int
+    tokens: int
+    int8_threshold: float
+    outlier_layer_fraction: float
+    outlier_position_fraction: float
+    massive_threshold: float
+    massive_ratio: float
+    quantile_resolution: float = Field(description="reported quantiles lie within this factor of the exact ones")
+    sites: list[SiteStats]
+    outlier_features: list[OutlierFeature]
+
+    def site(self, name: str) -> SiteStats:
+        for site in self.sites:
+            if site.name == name:
+                return site
+        raise KeyError(name)
+
+
+class _StopForward(Exception):
+    """Raised after the last decoder layer: nothing later is needed."""
+
+
+def _check_finite(site: HookSite, x: Any) -> None:
+    import torch
+
+    if not bool(torch.isfinite(x).all()):
+        bad = "nan" if bool(torch.isnan(x).any()) else "inf"
+        raise CalibenchError(
+            f"activations at {site.name} contain {bad} (after casting to float32): "
+            "load the model in a wider dtype (float32 or bfloat16) and retry"
+        )
+
+
+def outlier_features(sites: Sequence[SiteStats], *, layer_fraction: float = 0.25,
+                     position_fraction: float = 0.06) -> list[OutlierFeature]:
+    """LLM.int8's rule (Dettmers et al. 2022), from the per-(layer, channel) threshold counts.
+
+    Sites are grouped into families by (kind, role): the q_proj inputs of all
+    layers, the residual streams of all layers, and so on, since only sites of
+    one role share a channel meaning across layers.  In one layer a channel
+    is affected when at least ``position_fraction`` of the real token
+    positions have |x| >= the threshold; it is an outlier feature when it is
+    affected in at least ``layer_fraction`` of the family's layers.
+    """
+    families: dict[tuple[str, str], list[SiteStats]] = defaultdict(list)
+    for site in sites:
+        families[(site.kind, site.role)].append(site)
+    found: list[OutlierFeature] = []
+    for (kind, role), members in families.items():
+        width = members[0].width
+        fractions = np.array([np.asarray(s.int8_counts, dtype=np.float64) / max(s.tokens, 1) for s in members])
+        affected = fractions >= position_fraction  # (layers, channels)
+        share = affected.sum(axis=0) / len(members)
+        for channel in range(width):
+            if affected[:, channel].any() and share[channel] >= layer_fraction:
+                found.append(OutlierFeature(
+                    kind=kind, role=role, channel=channel,
+                    layers=[m.layer for m, hit in zip(members, affected[:, channel]) if hit],
+                    layer_fraction=float(share[channel]),
+                    max_position_fraction=float(fractions[:, channel].max()),
+                ))
+    return found
+
+
+def activation_stats(
+    model: Any,
+    calib_set: Any,
+    *,
+    layers: str | None = None,
+    batch_size: int = 4,
+    int8_threshold: float = 6.0,
+    outlier_layer_fraction: float = 0.25,
+    outlier_position_fraction: float = 0.06,
+    massive_threshold: float = 100.0,
+    massive_ratio: float = 1000.0,
+    massive_top_k: int = 64,
+    quantiles: Sequence[float] = DEFAULT_QUANTILES,
+) -> ActivationStats:
+    """Statistics of ``calib_set``'s activations at the linear inputs and residual stream of ``model``.
+
+    ``layers`` is a regex on qualified module names (see
+    :func:`calibench.inspect.sites.find_sites`).  The set runs once, in
+    batches of ``batch_size`` windows, under ``torch.no_grad``.
+    """
+    import torch
+
+    from calibench.data.curation.layers import find_decoder_layers
+
+    if batch_size < 1:
+        raise CalibenchError(f"batch size must be at least 1, got {batch_size}")
+    stack = find_decoder_layers(model)
+    sites = find_sites(model, layers, stack)
+    ids, mask = calib_set.to_torch()
+    vocab = int(model.get_input_embeddings().num_embeddings)
+    if int(ids.max()) >= vocab:
+        raise CalibenchError(f"the set has token ids up to {int(ids.max())} but the model's vocabulary has {vocab}: "
+                             "was it made for another tokenizer?")
+    device = next(model.parameters()).device
+    accumulators = {
+        site.name: SiteAccumulator(site.width, int8_threshold=int8_threshold, massive_threshold=massive_threshold,
+                                   massive_ratio=massive_ratio, massive_top_k=massive_top_k, device=device)
+        for site in sites
+    }
+    current: dict[str, Any] = {}
+    last_layer = max(site.layer for site in sites)
+
+    def feed(site: HookSite, value: Any) -> None:
+        keep = current["keep"]
+        if value.shape[:2] != keep.shape:
+            if value.ndim == 2 and value.shape[0] == keep.numel():  # a model that flattens (B*T, H)
+                value = value.reshape(*keep.shape, value.shape[-1])
+            else:
+                raise RuntimeError(f"{site.name}: activation shape {tuple(value.shape)} does not match the batch "
+                                   f"{tuple(keep.shape)}")
+        x = value[keep].float()
+        _check_finite(site, x)
+        accumulators[site.name].update(x, current["sample"], current["position"], current["token"])
+
+    def make_hook(site: HookSite):
+        if site.kind == "linear_input":
+            return site.module.register_forward_pre_hook(lambda _m, args: feed(site, site_tensor(site, args, None)))
+        return site.module.register_forward_hook(lambda _m, args, out: feed(site, site_tensor(site, args, out)))
+
+    def stop(_m: Any, _args: Any, _out: Any) -> None:
+        raise _StopForward
+
+    handles = [make_hook(site) for site in sites]
+    handles.append(stack.layers[last_layer].register_forward_hook(stop))  # registered last: runs after the stats
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for begin in range(0, ids.shape[0], batch_size):
+                batch_ids = ids[begin : begin + batch_size].to(device)
+                batch_mask = mask[begin : begin + batch_size].to(device)
+                keep = batch_mask.bool()
+                rows, cols = torch.nonzero(keep, as_tuple=True)
+                current.update(keep=keep, sample=rows + begin, position=cols, token=batch_ids[rows, cols])
+                try:
+                    model(input_ids=batch_ids, attention_mask=batch_mask, use_cache=False)
+                except _StopForward:
+                    pass
+    finally:
+        for handle in handles:
+            handle.remove()
+        current.clear()
+        model.train(was_training)
+
+    results = [_site_stats(site, accumulators[site.name], quantiles) for site in sites]
+    return ActivationStats(
+        set_id=getattr(calib_set, "set_id", None) or None,
+        n=int(ids.shape[0]), seq_len=int(ids.shape[1]), tokens=int(mask.sum()),
+        int8_threshold=int8_threshold, outlier_layer_fraction=outlier_layer_fraction,
+        outlier_position_fraction=outlier_position_fraction, massive_threshold=massive_threshold,
+        massive_ratio=massive_ratio, quantile_resolution=BIN_RATIO, sites=results,
+        outlier_features=outlier_features(results, layer_fraction=outlier_layer_fraction,
+                                          position_fraction=outlier_position_fraction),
+    )
+
+
+def _site_stats(site: HookSite, acc: SiteAccumulator, quantiles: Sequence[float]) -> SiteStats:
+    channels = acc.channels.result()
+    return SiteStats(
+        name=site.name, kind=site.kind, layer=site.layer, role=site.role, width=site.width, tokens=acc.tokens,
+        channel_max_abs=channels["max_abs"], channel_mean_abs=channels["mean_abs"], channel_rms=channels["rms"],
+        max_abs=max(channels["max_abs"]) if channels["max_abs"] else 0.0,
+        quantiles={f"{q:g}": acc.histogram.quantile(q) for q in quantiles},
+        kurtosis=acc.kurtosis.result(), int8_counts=acc.int8.result(), massive_total=acc.massive.total,
+        massive=[MassiveActivation(site=site.name, layer=site.layer, channel=m.channel, sample=m.sample,
+                                   position=m.position, token_id=m.token_id, value=m.value, median=m.median)
+                 for m in acc.massive.top],
+    )
