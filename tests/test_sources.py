@@ -199,3 +199,28 @@ def test_too_short_corpus_says_how_many_windows_fit(tmp_path, tiny_tokenizer):
     assert fits <= total // 64 + 1
     with pytest.raises(CorpusTooShortError, match="documents with at least 64 tokens"):
         build_calibration_set(str(path), tiny_tokenizer, n=50, seq_len=64, mode="document")
+
+
+def test_random_punct_draws_only_punctuation_tokens_deterministically(tiny_tokenizer):
+    """Paglieri et al.'s nonsense baseline: every token is punctuation (no specials), and a seed fixes the set."""
+    import unicodedata
+
+    from calibench.data.builders import build_sets
+    from calibench.data.sources.random_vocab import punctuation_token_ids, special_token_ids
+
+    allowed = punctuation_token_ids(tiny_tokenizer)
+    # an independent check of the filter: decode every id of the vocabulary
+    expected = []
+    for token_id in range(len(tiny_tokenizer)):
+        text = tiny_tokenizer.decode([token_id])
+        marks = [ch for ch in text if not ch.isspace()]
+        if token_id not in special_token_ids(tiny_tokenizer) and marks and all(
+                unicodedata.category(ch).startswith("P") for ch in marks):
+            expected.append(token_id)
+    assert list(allowed) == expected and len(expected) > 0
+    first, again = (build_sets("random-punct", tokenizer=tiny_tokenizer, n=4, seq_len=16, seed=3, bos="never")[0]
+                    for _ in range(2))
+    assert first.set_id == again.set_id and (first.input_ids == again.input_ids).all()
+    assert set(first.input_ids.ravel().tolist()) <= set(expected)
+    other = build_sets("random-punct", tokenizer=tiny_tokenizer, n=4, seq_len=16, seed=4, bos="never")[0]
+    assert other.set_id != first.set_id

@@ -30,6 +30,10 @@ def build_random_vocab(p: Any, ctx: BuildContext) -> list[Any]:
     return _draw("random-vocab", p, ctx)
 
 
+def build_random_punct(p: Any, ctx: BuildContext) -> list[Any]:
+    return _draw("random-punct", p, ctx)
+
+
 def build_file(p: Any, ctx: BuildContext) -> list[Any]:
     from calibench.data.sources.local import LocalFileSource
 
@@ -116,6 +120,8 @@ def _register() -> None:
                 P.TextParams, build_text, usage="NAME"),
         Builder("random-vocab", "tokens drawn uniformly from the vocabulary, special tokens excluded (baseline)",
                 "baseline", P.RandomVocabParams, build_random_vocab),
+        Builder("random-punct", "tokens drawn uniformly from the punctuation tokens (Paglieri et al.'s nonsense baseline)",
+                "baseline", P.RandomVocabParams, build_random_punct),
         Builder("file", "a local .txt/.jsonl/.parquet file", "file", P.FileParams, build_file,
                 usage="PATH.txt|.jsonl|.parquet"),
         Builder("hub", "any hub dataset through datasets.load_dataset", "hub", P.HubParams, build_hub,

@@ -11,7 +11,7 @@ from calibench.data.sources.hub import HUB_CORPORA, HubSource
 from calibench.data.sources.local import LocalFileSource
 from calibench.data.sources.multilingual import MANPAGE_SETS, ManPageSource, source_name
 from calibench.data.sources.offline import OFFLINE_DOMAINS, OfflineSource
-from calibench.data.sources.random_vocab import RandomVocabSource
+from calibench.data.sources.random_vocab import RandomPunctSource, RandomVocabSource
 from calibench.data.sources.registry import get_source, list_sources, register_source
 
 for _corpus in HUB_CORPORA:
@@ -25,6 +25,7 @@ for _set in MANPAGE_SETS:
         f"[manpages] {_set.name} manual pages ({_set.package.name}; asset manpages-l10n)",
     )
 register_source("random-vocab", RandomVocabSource, f"[baseline] {RandomVocabSource.description}")
+register_source("random-punct", RandomPunctSource, f"[baseline] {RandomPunctSource.description}")
 
 __all__ = [
     "CONCAT",
