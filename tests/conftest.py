@@ -207,3 +207,44 @@ def copa_rows(n: int = 6, offset: int = 0):
         "label": datasets.ClassLabel(names=["choice1", "choice2"]),
     })  # fmt: skip
     return datasets.Dataset.from_list(rows, features=features)
+
+
+@pytest.fixture(scope="session")
+def tiny_text_set(tmp_path_factory, tiny_tokenizer):
+    """An 8 x 32 calibration set of the test corpus for the tiny tokenizer: what compression tests calibrate on."""
+    from calibench.data.draw import build_calibration_set
+
+    path = tmp_path_factory.mktemp("corpus") / "c.txt"
+    path.write_text("\n\n".join(corpus_text()), encoding="utf-8")
+    return build_calibration_set(str(path), tiny_tokenizer, n=8, seq_len=32, seed=0)
+
+
+def fresh_model(model_dir, dtype=None):
+    """An untouched copy of a saved test model, in eval mode (float32 unless told)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype or torch.float32).eval()
+
+
+def model_weights(model):
+    """A detached copy of every tensor of the state dict, to compare before and after."""
+    return {name: p.detach().clone() for name, p in model.state_dict().items()}
+
+
+def repadded(calib, tokenizer, extra: int, pad_id: int):
+    """The same windows with other pad ids and ``extra`` more padded positions."""
+    import numpy as np
+
+    from calibench.data.calibset import CalibrationSet
+
+    n, length = calib.input_ids.shape
+    ids = np.full((n, length + extra), pad_id, dtype=np.int32)
+    mask = np.zeros((n, length + extra), dtype=np.uint8)
+    keep = calib.attention_mask.astype(bool)
+    for row in range(n):
+        real = calib.input_ids[row][keep[row]]
+        ids[row, : len(real)] = real
+        mask[row, : len(real)] = 1
+    return CalibrationSet.create(ids, tokenizer, source=calib.manifest.source, sampling=calib.manifest.sampling,
+                                 seed=calib.manifest.seed, attention_mask=mask)

@@ -7,31 +7,20 @@ import json
 import pytest
 import torch
 
-from calibench.data.draw import build_calibration_set
 from calibench.compress import RECORD_FILE, compress
 from calibench.compress.masks import is_nm_sparse, magnitude_prune_mask
 from calibench.compress.metrics import effective_weight
 from calibench.compress.validate import target_linears
 from calibench.errors import CalibenchError, UnknownNameError
 
-from conftest import assert_one_line_error, make_tokenizer, run
+from conftest import assert_one_line_error, fresh_model, model_weights, make_tokenizer, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 @pytest.fixture(scope="module")
-def calib(tmp_path_factory, tiny_tokenizer):
-    from conftest import corpus_text
-
-    path = tmp_path_factory.mktemp("corpus") / "c.txt"
-    path.write_text("\n\n".join(corpus_text()), encoding="utf-8")
-    return build_calibration_set(str(path), tiny_tokenizer, n=8, seq_len=32, seed=0)
-
-
-def fresh(tiny_model_dir):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+def calib(tiny_text_set):
+    return tiny_text_set
 
 
 def layer0_linears(model):
@@ -68,7 +57,7 @@ def layer0_output_error(dense, compressed, inputs):
 
 @pytest.mark.parametrize("method", ["wanda", "magnitude"])
 def test_row_wise_methods_prune_exactly_half_of_every_row(tiny_model_dir, calib, tiny_tokenizer, method):
-    result = compress(fresh(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, sparsity=0.5)
+    result = compress(fresh_model(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, sparsity=0.5)
     for name, module in target_linears(result.model).items():
         zeros_per_row = (module.weight == 0).sum(dim=1)
         assert (zeros_per_row == module.in_features // 2).all(), name
@@ -76,7 +65,7 @@ def test_row_wise_methods_prune_exactly_half_of_every_row(tiny_model_dir, calib,
 
 
 def test_sparsegpt_prunes_the_requested_fraction_of_each_layer(tiny_model_dir, calib, tiny_tokenizer):
-    result = compress(fresh(tiny_model_dir), calib, "sparsegpt", tokenizer=tiny_tokenizer, sparsity=0.6)
+    result = compress(fresh_model(tiny_model_dir), calib, "sparsegpt", tokenizer=tiny_tokenizer, sparsity=0.6)
     for name, module in target_linears(result.model).items():
         fraction = float((module.weight == 0).float().mean())
         assert fraction == pytest.approx(0.6, abs=2e-3), name
@@ -87,7 +76,7 @@ def test_sparsegpt_prunes_the_requested_fraction_of_each_layer(tiny_model_dir, c
 @pytest.mark.parametrize("method", ["wanda", "sparsegpt", "magnitude", "sparsegpt+gptq"])
 def test_two_of_four_zeroes_two_of_every_four(tiny_model_dir, calib, tiny_tokenizer, method):
     extra = {"group_size": 64} if "gptq" in method else {}
-    result = compress(fresh(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, structure="2:4", **extra)
+    result = compress(fresh_model(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, structure="2:4", **extra)
     for name, module in target_linears(result.model).items():
         assert is_nm_sparse(effective_weight(module), 2, 4), name
     assert result.record["params"]["sparsity"] == 0.5
@@ -109,7 +98,7 @@ def test_magnitude_mask_matches_a_sort_per_row():
     "method,bits,group", [("rtn", 4, 64), ("gptq", 4, 64), ("gptq", 3, 128), ("awq", 4, 64), ("rtn", 8, 128)]
 )
 def test_quantized_groups_take_at_most_2_to_the_bits_values(tiny_model_dir, calib, tiny_tokenizer, method, bits, group):
-    result = compress(fresh(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, bits=bits, group_size=group)
+    result = compress(fresh_model(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, bits=bits, group_size=group)
     for name, module in target_linears(result.model).items():
         weight = effective_weight(module)
         groups = weight.reshape(weight.shape[0], -1, group)
@@ -121,7 +110,7 @@ def test_quantized_groups_take_at_most_2_to_the_bits_values(tiny_model_dir, cali
 
 
 def test_smoothquant_weights_are_8_bit_per_channel(tiny_model_dir, calib, tiny_tokenizer):
-    result = compress(fresh(tiny_model_dir), calib, "smoothquant", tokenizer=tiny_tokenizer)
+    result = compress(fresh_model(tiny_model_dir), calib, "smoothquant", tokenizer=tiny_tokenizer)
     for module in target_linears(result.model).values():
         weight = effective_weight(module)
         assert max(len(torch.unique(row)) for row in weight) <= 256
@@ -131,11 +120,11 @@ def test_smoothquant_weights_are_8_bit_per_channel(tiny_model_dir, calib, tiny_t
 
 
 def test_gptq_beats_rtn_and_sparsegpt_beats_magnitude_on_layer_output_error(tiny_model_dir, calib, tiny_tokenizer):
-    dense = fresh(tiny_model_dir)
+    dense = fresh_model(tiny_model_dir)
     inputs = dense_layer0_inputs(dense, calib)
     errors = {}
     for method, kwargs in [("rtn", {"group_size": 64}), ("gptq", {"group_size": 64}), ("magnitude", {}), ("sparsegpt", {})]:
-        result = compress(fresh(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, **kwargs)
+        result = compress(fresh_model(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, **kwargs)
         errors[method] = layer0_output_error(dense, result.model, inputs)
     assert errors["gptq"] < errors["rtn"]
     assert errors["sparsegpt"] < errors["magnitude"]
@@ -144,15 +133,15 @@ def test_gptq_beats_rtn_and_sparsegpt_beats_magnitude_on_layer_output_error(tiny
 # ----------------------------------------------------------------- determinism and reload
 
 
-def weights_of(model):
+def model_weights(model):
     return {name: p.detach().clone() for name, p in model.state_dict().items()}
 
 
 @pytest.mark.parametrize("method", ["sparsegpt", "gptq"])
 def test_same_inputs_and_seed_give_identical_weights(tiny_model_dir, calib, tiny_tokenizer, method):
     extra = {"group_size": 64} if method == "gptq" else {}
-    first = weights_of(compress(fresh(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, **extra).model)
-    second = weights_of(compress(fresh(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, **extra).model)
+    first = model_weights(compress(fresh_model(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, **extra).model)
+    second = model_weights(compress(fresh_model(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, **extra).model)
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
 
@@ -164,7 +153,7 @@ def test_same_inputs_and_seed_give_identical_weights(tiny_model_dir, calib, tiny
 def test_saved_checkpoint_reloads_with_identical_outputs(tiny_model_dir, calib, tiny_tokenizer, tmp_path, method, kwargs):
     from transformers import AutoModelForCausalLM
 
-    result = compress(fresh(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, **kwargs)
+    result = compress(fresh_model(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, **kwargs)
     result.save(tmp_path / "ckpt", tiny_tokenizer)
     record = json.loads((tmp_path / "ckpt" / RECORD_FILE).read_text())
     assert record["calibration_set"]["tokens_sha256"] == calib.sha256
@@ -206,11 +195,11 @@ def test_saved_checkpoint_reloads_with_identical_outputs(tiny_model_dir, calib, 
     ],
 )
 def test_bad_parameters_fail_before_any_work(tiny_model_dir, calib, tiny_tokenizer, method, kwargs, message):
-    model = fresh(tiny_model_dir)
-    before = weights_of(model)
+    model = fresh_model(tiny_model_dir)
+    before = model_weights(model)
     with pytest.raises((CalibenchError, UnknownNameError), match=message):
         compress(model, calib, method, tokenizer=tiny_tokenizer, **kwargs)
-    after = weights_of(model)
+    after = model_weights(model)
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
@@ -277,7 +266,7 @@ def test_cli_compress_and_its_errors(tmp_path, tiny_model_dir, calib, capsys):
 def test_folding_weight_quantization_leaves_outputs_unchanged(tiny_model_dir, calib, tiny_tokenizer, method, kwargs, folds):
     from calibench.compress.fold import fold_weight_quantization
 
-    model = fresh(tiny_model_dir)
+    model = fresh_model(tiny_model_dir)
     compress(model, calib, method, tokenizer=tiny_tokenizer, **kwargs)
     ids = torch.tensor(calib.input_ids[:2], dtype=torch.long)
     with torch.no_grad():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import corpus_text
+from conftest import corpus_text, repadded
 
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.usefixtures("one_thread")]
 
@@ -226,29 +226,13 @@ def test_outlier_feature_rule_thresholds():
 # ------------------------------------------------------------------ padding, determinism, errors
 
 
-def _repadded(calib, tokenizer, extra: int, pad_id: int):
-    """The same windows with other pad ids and ``extra`` more padded positions."""
-    from calibench.data.calibset import CalibrationSet
-
-    n, length = calib.input_ids.shape
-    ids = np.full((n, length + extra), pad_id, dtype=np.int32)
-    mask = np.zeros((n, length + extra), dtype=np.uint8)
-    keep = calib.attention_mask.astype(bool)
-    for row in range(n):
-        real = calib.input_ids[row][keep[row]]
-        ids[row, : len(real)] = real
-        mask[row, : len(real)] = 1
-    return CalibrationSet.create(ids, tokenizer, source=calib.manifest.source, sampling=calib.manifest.sampling,
-                                 seed=calib.manifest.seed, attention_mask=mask)
-
-
 def test_padding_is_ignored(model, calib, tiny_tokenizer):
     from calibench.inspect import activation_stats
     from calibench.inspect.accumulators import BIN_RATIO
 
     kwargs = dict(int8_threshold=1.5, massive_threshold=0.5, massive_ratio=5.0, massive_top_k=100_000)
     base = activation_stats(model, calib, **kwargs)
-    other = activation_stats(model, _repadded(calib, tiny_tokenizer, extra=9, pad_id=7), **kwargs)
+    other = activation_stats(model, repadded(calib, tiny_tokenizer, extra=9, pad_id=7), **kwargs)
     assert base.tokens == other.tokens and base.seq_len + 9 == other.seq_len
     for a, b in zip(base.sites, other.sites):
         assert a.name == b.name and a.tokens == b.tokens

@@ -14,8 +14,9 @@ These tests capture the Hessians GPTQ really accumulates and check that
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+
+from conftest import repadded
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -27,22 +28,6 @@ def _padded_set(text_file, tokenizer, seq_len=48):
     lengths = calib.attention_mask.sum(axis=1)
     assert (lengths < seq_len).any() and (lengths > 1).all(), lengths  # some rows padded, none empty
     return calib
-
-
-def _repadded(calib, tokenizer, extra: int, pad_id: int):
-    """The same windows with other pad ids and ``extra`` more padded positions."""
-    from calibench.data.calibset import CalibrationSet
-
-    n, length = calib.input_ids.shape
-    ids = np.full((n, length + extra), pad_id, dtype=np.int32)
-    mask = np.zeros((n, length + extra), dtype=np.uint8)
-    keep = calib.attention_mask.astype(bool)
-    for row in range(n):
-        real = calib.input_ids[row][keep[row]]
-        ids[row, : len(real)] = real
-        mask[row, : len(real)] = 1
-    return CalibrationSet.create(ids, tokenizer, source=calib.manifest.source, sampling=calib.manifest.sampling,
-                                 seed=calib.manifest.seed, attention_mask=mask)
 
 
 def _gptq_hessians(model_dir, tokenizer, dataset, monkeypatch, seq_len):
@@ -75,7 +60,7 @@ def test_padding_does_not_change_gptq_hessians(tiny_model_dir, text_file, tiny_t
     import torch
 
     calib = _padded_set(text_file, tiny_tokenizer)
-    other = _repadded(calib, tiny_tokenizer, extra=16, pad_id=5)
+    other = repadded(calib, tiny_tokenizer, extra=16, pad_id=5)
     assert other.sha256 != calib.sha256  # really another padding
     first = _gptq_hessians(tiny_model_dir, tiny_tokenizer, calib.to_hf_dataset(), monkeypatch, calib.seq_len)
     second = _gptq_hessians(tiny_model_dir, tiny_tokenizer, other.to_hf_dataset(), monkeypatch, other.seq_len)
@@ -109,7 +94,7 @@ def test_gptq_hessian_is_over_real_tokens_only(tiny_model_dir, text_file, tiny_t
     # ordinary token: the tiny model's own pad id has a zero embedding row, which would hide it at layer 0)
     from datasets import Dataset
 
-    other = _repadded(calib, tiny_tokenizer, extra=0, pad_id=5)
+    other = repadded(calib, tiny_tokenizer, extra=0, pad_id=5)
     padded = Dataset.from_dict({"input_ids": other.input_ids.tolist(), "attention_mask": other.attention_mask.tolist()})
     with_padding = _gptq_hessians(tiny_model_dir, tiny_tokenizer, padded, monkeypatch, calib.seq_len)
     assert not torch.allclose(with_padding[name].double(), expected, rtol=1e-3, atol=1e-3)

@@ -12,7 +12,7 @@ from calibench.compress import RECORD_FILE, compress
 from calibench.compress.recipe_file import load_recipe
 from calibench.errors import CalibenchError
 
-from conftest import assert_one_line_error, run
+from conftest import assert_one_line_error, fresh_model, model_weights, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -42,23 +42,8 @@ quant_stage:
 
 
 @pytest.fixture(scope="module")
-def calib(tmp_path_factory, tiny_tokenizer):
-    from calibench.data.draw import build_calibration_set
-    from conftest import corpus_text
-
-    path = tmp_path_factory.mktemp("corpus") / "c.txt"
-    path.write_text("\n\n".join(corpus_text()), encoding="utf-8")
-    return build_calibration_set(str(path), tiny_tokenizer, n=8, seq_len=32, seed=0)
-
-
-def fresh(model_dir):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-
-
-def weights_of(model):
-    return {name: p.detach().clone() for name, p in model.state_dict().items()}
+def calib(tiny_text_set):
+    return tiny_text_set
 
 
 def write(tmp_path, text, name="recipe.yaml"):
@@ -71,22 +56,22 @@ def write(tmp_path, text, name="recipe.yaml"):
 def test_a_recipe_with_a_methods_settings_gives_exactly_its_weights(tiny_model_dir, tiny_tokenizer, calib, tmp_path,
                                                                    text, method):
     path = write(tmp_path, text)
-    by_recipe = compress(fresh(tiny_model_dir), calib, recipe=path, tokenizer=tiny_tokenizer, seed=3)
-    by_method = compress(fresh(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, seed=3)
-    ours, theirs = weights_of(by_recipe.model), weights_of(by_method.model)
+    by_recipe = compress(fresh_model(tiny_model_dir), calib, recipe=path, tokenizer=tiny_tokenizer, seed=3)
+    by_method = compress(fresh_model(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, seed=3)
+    ours, theirs = model_weights(by_recipe.model), model_weights(by_method.model)
     assert ours.keys() == theirs.keys()
     assert all(torch.equal(ours[k], theirs[k]) for k in ours)
     from calibench.compress.metrics import effective_weight
 
     # and the weights are quantized (FP8 keeps float weights plus scales: compare what the module computes with)
-    dense = fresh(tiny_model_dir).model.layers[0].mlp.up_proj.weight
+    dense = fresh_model(tiny_model_dir).model.layers[0].mlp.up_proj.weight
     assert not torch.equal(effective_weight(by_recipe.model.model.layers[0].mlp.up_proj), dense)
     assert by_recipe.record["modifiers"] == by_method.record["modifiers"]
 
 
 def test_the_record_keeps_the_recipe_in_full(tiny_model_dir, tiny_tokenizer, calib, tmp_path):
     path = write(tmp_path, FP8_DYNAMIC_RECIPE)
-    result = compress(fresh(tiny_model_dir), calib, recipe=path, tokenizer=tiny_tokenizer)
+    result = compress(fresh_model(tiny_model_dir), calib, recipe=path, tokenizer=tiny_tokenizer)
     result.save(tmp_path / "ckpt", tiny_tokenizer)
     path.write_text("changed after the run\n")  # the record must not depend on the file staying put
     record = json.loads((tmp_path / "ckpt" / RECORD_FILE).read_text())
@@ -128,7 +113,7 @@ def test_a_bad_recipe_is_one_line_naming_the_file_before_the_model_loads(tmp_pat
 
 def test_recipe_and_method_are_exclusive_and_a_recipe_takes_no_parameters(tiny_model_dir, calib, tmp_path):
     path = write(tmp_path, FP8_DYNAMIC_RECIPE)
-    model = fresh(tiny_model_dir)
+    model = fresh_model(tiny_model_dir)
     with pytest.raises(CalibenchError, match="not both"):
         compress(model, calib, "gptq", recipe=path)
     with pytest.raises(CalibenchError, match="not neither"):
@@ -139,7 +124,7 @@ def test_recipe_and_method_are_exclusive_and_a_recipe_takes_no_parameters(tiny_m
 
 def test_a_recipe_scheme_gets_the_same_dtype_check(tiny_model_dir, calib, tiny_tokenizer, tmp_path):
     path = write(tmp_path, "quant_stage:\n  quant_modifiers:\n    QuantizationModifier: {scheme: NVFP4A16, targets: [Linear]}\n")
-    model = fresh(tiny_model_dir)
+    model = fresh_model(tiny_model_dir)
     with pytest.raises(CalibenchError, match="^the NVFP4A16 scheme cannot run in float32 .*use --dtype bfloat16"):
         compress(model, calib, recipe=path, tokenizer=tiny_tokenizer)
     assert not any(hasattr(m, "quantization_scheme") for m in model.modules())

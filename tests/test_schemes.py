@@ -14,7 +14,7 @@ from calibench.compress.validate import target_linears
 from calibench.compress.presets import PRESETS, Preset, check_scheme_runnable
 from calibench.errors import CalibenchError
 
-from conftest import assert_one_line_error, run
+from conftest import assert_one_line_error, fresh_model, model_weights, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -39,23 +39,8 @@ RUNS = [(name, torch.float32) for name, p in PRESETS.items() if "float32" in p.d
 
 
 @pytest.fixture(scope="module")
-def calib(tmp_path_factory, tiny_tokenizer):
-    from calibench.data.draw import build_calibration_set
-    from conftest import corpus_text
-
-    path = tmp_path_factory.mktemp("corpus") / "c.txt"
-    path.write_text("\n\n".join(corpus_text()), encoding="utf-8")
-    return build_calibration_set(str(path), tiny_tokenizer, n=8, seq_len=32, seed=0)
-
-
-def fresh(model_dir, dtype=torch.float32):
-    from transformers import AutoModelForCausalLM
-
-    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
-
-
-def weights_of(model):
-    return {name: p.detach().clone() for name, p in model.state_dict().items()}
+def calib(tiny_text_set):
+    return tiny_text_set
 
 
 # ----------------------------------------------------------------- the table
@@ -83,7 +68,7 @@ def test_preset_saves_the_deployed_checkpoint_and_reloads_to_the_same_logits(
     from transformers import AutoModelForCausalLM
 
     ids, _ = calib.to_torch()
-    dense = fresh(tiny_model_dir, dtype)
+    dense = fresh_model(tiny_model_dir, dtype)
     with torch.no_grad():
         dense_logits = dense(ids[:3]).logits
     result = compress(dense, calib, name, tokenizer=tiny_tokenizer)
@@ -132,11 +117,11 @@ def test_preset_saves_the_deployed_checkpoint_and_reloads_to_the_same_logits(
 
 @pytest.mark.parametrize("name", [n for n, p in PRESETS.items() if "float32" not in p.dtypes])
 def test_a_preset_that_cannot_run_in_float32_is_refused_before_any_work(tiny_model_dir, tiny_tokenizer, calib, name):
-    model = fresh(tiny_model_dir)
-    before = weights_of(model)
+    model = fresh_model(tiny_model_dir)
+    before = model_weights(model)
     with pytest.raises(CalibenchError, match=f"^{name} cannot run in float32 .*: use --dtype bfloat16, or choose w4a16$"):
         compress(model, calib, name, tokenizer=tiny_tokenizer)
-    after = weights_of(model)
+    after = model_weights(model)
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not any(hasattr(m, "quantization_scheme") for m in model.modules())
 
@@ -150,7 +135,7 @@ def test_the_float32_nvfp4_refusal_is_still_needed(tiny_model_dir, calib, tiny_t
 
     from calibench.compress.api import _run_stage
 
-    model = fresh(tiny_model_dir)
+    model = fresh_model(tiny_model_dir)
     method = METHODS["nvfp4a16"]
     _run_stage(model, calib, method.build(make_params([method]), DEFAULT_IGNORE), 0, tiny_tokenizer)
     model.save_pretrained(tmp_path / "ckpt", save_compressed=True)
@@ -182,7 +167,7 @@ def test_a_grouped_preset_that_does_not_divide_the_model_is_refused_in_one_line(
 
 
 def test_preset_parameters_are_the_modifiers_own(tiny_model_dir, calib, tiny_tokenizer):
-    model = fresh(tiny_model_dir)
+    model = fresh_model(tiny_model_dir)
     with pytest.raises(CalibenchError, match="w4a16 does not use bits, group_size"):
         compress(model, calib, "w4a16", tokenizer=tiny_tokenizer, bits=8, group_size=64)
     with pytest.raises(CalibenchError, match="fp8-dynamic does not use dampening .*no parameters"):
