@@ -248,3 +248,11 @@ def repadded(calib, tokenizer, extra: int, pad_id: int):
         mask[row, : len(real)] = 1
     return CalibrationSet.create(ids, tokenizer, source=calib.manifest.source, sampling=calib.manifest.sampling,
                                  seed=calib.manifest.seed, attention_mask=mask)
+
+
+@pytest.fixture
+def heldout_file(tmp_path):
+    """Held-out text for perplexity tests, disjoint from the calibration corpus (another seed)."""
+    path = tmp_path / "heldout.txt"
+    path.write_text("\n\n".join(corpus_text(20, seed=5)), encoding="utf-8")
+    return path

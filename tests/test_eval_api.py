@@ -9,18 +9,11 @@ import pytest
 import torch
 
 from calibench.errors import CalibenchError, UnknownNameError
-from conftest import copa_rows, corpus_text
+from conftest import copa_rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
-@pytest.fixture
-def heldout_file(tmp_path):
-    path = tmp_path / "heldout.txt"
-    path.write_text("\n\n".join(corpus_text(20, seed=5)), encoding="utf-8")
-    return path
 
 
 @pytest.fixture

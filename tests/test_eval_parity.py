@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from calibench.errors import CalibenchError, UnknownNameError
-from conftest import copa_rows, corpus_text
+from conftest import copa_rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -272,13 +272,6 @@ def test_chat_template_is_checked_before_the_model_loads(tiny_model_dir, fake_co
 
 
 # -- per-item samples -------------------------------------------------------------------------
-
-@pytest.fixture
-def heldout_file(tmp_path):
-    path = tmp_path / "heldout.txt"
-    path.write_text("\n\n".join(corpus_text(20, seed=5)), encoding="utf-8")
-    return path
-
 
 def test_log_samples_per_item_results_average_to_the_rows(tiny, fake_copa, copa_splits, heldout_file):
     from calibench.evaluation import EvalResult, evaluate
