@@ -97,7 +97,14 @@ def test_every_statistic_matches_a_naive_computation(model, calib):
     stats = activation_stats(model, calib, batch_size=2, int8_threshold=1.5, massive_threshold=0.5, massive_ratio=5.0,
                              massive_top_k=100_000, quantiles=(0.0, 0.5, 0.9, 0.99, 1.0))
     full = _capture(model, calib)
-    assert {s.name for s in stats.sites} == set(full)
+    # q/k/v read one tensor, gate/up another: each is measured once, under the first, naming the others
+    assert {s.name for s in stats.sites} == {n for n in full if not n.endswith(("k_proj", "v_proj", "up_proj"))}
+    q = next(s for s in stats.sites if s.role == "self_attn.q_proj")
+    gate = next(s for s in stats.sites if s.role == "mlp.gate_proj")
+    assert q.shared == ["self_attn.k_proj", "self_attn.v_proj"] and gate.shared == ["mlp.up_proj"]
+    for name in full:
+        if name.endswith(("k_proj", "v_proj")):
+            np.testing.assert_array_equal(full[name][0], full[name.replace(name[-6:], "q_proj")][0])
     assert any(s.kind == "residual" for s in stats.sites) and any(s.kind == "linear_input" for s in stats.sites)
     real = int(calib.attention_mask.sum())
     assert stats.tokens == real
@@ -210,7 +217,7 @@ def test_outlier_feature_rule_thresholds():
     from calibench.inspect import SiteStats, outlier_features
 
     def site(layer, counts):
-        return SiteStats(name=f"l.{layer}", kind="residual", layer=layer, role="", width=3, tokens=100,
+        return SiteStats(name=f"l.{layer}", kind="linear_input", layer=layer, role="mlp.down_proj", width=3, tokens=100,
                          channel_max_abs=[0.0] * 3, channel_mean_abs=[0.0] * 3, channel_rms=[0.0] * 3, max_abs=0.0,
                          quantiles={}, kurtosis=None, int8_counts=counts, massive_total=0, massive=[])
 
@@ -220,6 +227,9 @@ def test_outlier_feature_rule_thresholds():
     found = outlier_features(sites)
     assert [(f.channel, f.layers) for f in found] == [(0, [0])]
     assert outlier_features(sites, layer_fraction=0.5) == []
+    # the residual stream is not a matmul input: the LLM.int8 rule leaves it to the massive-activation statistics
+    residual = [site.model_copy(update={"kind": "residual", "role": ""}) for site in sites]
+    assert outlier_features(residual) == []
     assert [f.channel for f in outlier_features(sites, position_fraction=0.05)] == [0, 1]
 
 

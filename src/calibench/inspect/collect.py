@@ -1,13 +1,9 @@
 """Run a calibration set through a model once and collect activation statistics at every site.
 
-Forward hooks hand each site's activation to a
-:class:`~calibench.inspect.accumulators.SiteAccumulator` after dropping the
-padded positions (``attention_mask == 0``) and casting to float32, so the
-statistics are those of the real tokens only and memory is one batch plus
-per-channel state.  The forward pass stops after the last decoder layer: the
-LM head's vocabulary-wide logits are never computed.  Hooks are removed in a
-``finally`` block, so an error (non-finite activations, say) leaves the model
-as it was.
+:func:`~calibench.inspect.stream.stream_activations` hands each site's
+real-token activations (padding dropped, float32) to a
+:class:`~calibench.inspect.accumulators.SiteAccumulator`, so memory is one
+batch plus per-channel state, whatever the number of windows.
 """
 
 from __future__ import annotations
@@ -19,9 +15,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from calibench.errors import CalibenchError
 from calibench.inspect.accumulators import BIN_RATIO, SiteAccumulator
-from calibench.inspect.sites import HookSite, find_sites, site_tensor
+from calibench.inspect.sites import HookSite, find_sites
+from calibench.inspect.stream import Batch, check_vocabulary_fits, merge_shared_inputs, stream_activations
 
 DEFAULT_QUANTILES = (0.5, 0.9, 0.99, 0.999, 0.9999)
 
@@ -51,6 +47,7 @@ class SiteStats(BaseModel):
     kind: str
     layer: int
     role: str
+    shared: list[str] = Field(default_factory=list, description="roles of the linears reading the same input")
     width: int
     tokens: int
     channel_max_abs: list[float]
@@ -98,35 +95,25 @@ class ActivationStats(BaseModel):
         raise KeyError(name)
 
 
-class _StopForward(Exception):
-    """Raised after the last decoder layer: nothing later is needed."""
-
-
-def _check_finite(site: HookSite, x: Any) -> None:
-    import torch
-
-    if not bool(torch.isfinite(x).all()):
-        bad = "nan" if bool(torch.isnan(x).any()) else "inf"
-        raise CalibenchError(
-            f"activations at {site.name} contain {bad} (after casting to float32): "
-            "load the model in a wider dtype (float32 or bfloat16) and retry"
-        )
-
-
 def outlier_features(sites: Sequence[SiteStats], *, layer_fraction: float = 0.25,
                      position_fraction: float = 0.06) -> list[OutlierFeature]:
     """LLM.int8's rule (Dettmers et al. 2022), from the per-(layer, channel) threshold counts.
 
-    Sites are grouped into families by (kind, role): the q_proj inputs of all
-    layers, the residual streams of all layers, and so on, since only sites of
-    one role share a channel meaning across layers.  In one layer a channel
+    Only linear inputs are looked at, as in the paper (the hidden states that
+    feed a matrix multiplication): the un-normed residual stream of a modern
+    model exceeds 6 in hundreds of channels, which says nothing about
+    quantization; it has the massive-activation statistics instead.  Sites
+    are grouped into families by role: the q_proj inputs of all layers, the
+    down_proj inputs of all layers, and so on, since only sites of one role
+    share a channel meaning across layers.  In one layer a channel
     is affected when at least ``position_fraction`` of the real token
     positions have |x| >= the threshold; it is an outlier feature when it is
     affected in at least ``layer_fraction`` of the family's layers.
     """
     families: dict[tuple[str, str], list[SiteStats]] = defaultdict(list)
     for site in sites:
-        families[(site.kind, site.role)].append(site)
+        if site.kind == "linear_input":
+            families[(site.kind, site.role)].append(site)
     found: list[OutlierFeature] = []
     for (kind, role), members in families.items():
         width = members[0].width
@@ -157,6 +144,7 @@ def activation_stats(
     massive_ratio: float = 1000.0,
     massive_top_k: int = 64,
     quantiles: Sequence[float] = DEFAULT_QUANTILES,
+    description: str | None = None,
 ) -> ActivationStats:
     """Statistics of ``calib_set``'s activations at the linear inputs and residual stream of ``model``.
 
@@ -164,70 +152,23 @@ def activation_stats(
     :func:`calibench.inspect.sites.find_sites`).  The set runs once, in
     batches of ``batch_size`` windows, under ``torch.no_grad``.
     """
-    import torch
-
     from calibench.data.curation.layers import find_decoder_layers
 
-    if batch_size < 1:
-        raise CalibenchError(f"batch size must be at least 1, got {batch_size}")
     stack = find_decoder_layers(model)
-    sites = find_sites(model, layers, stack)
     ids, mask = calib_set.to_torch()
-    vocab = int(model.get_input_embeddings().num_embeddings)
-    if int(ids.max()) >= vocab:
-        raise CalibenchError(f"the set has token ids up to {int(ids.max())} but the model's vocabulary has {vocab}: "
-                             "was it made for another tokenizer?")
+    check_vocabulary_fits(model, ids)
+    sites = merge_shared_inputs(model, stack, find_sites(model, layers, stack), ids, mask)
     device = next(model.parameters()).device
     accumulators = {
         site.name: SiteAccumulator(site.width, int8_threshold=int8_threshold, massive_threshold=massive_threshold,
                                    massive_ratio=massive_ratio, massive_top_k=massive_top_k, device=device)
         for site in sites
     }
-    current: dict[str, Any] = {}
-    last_layer = max(site.layer for site in sites)
 
-    def feed(site: HookSite, value: Any) -> None:
-        keep = current["keep"]
-        if value.shape[:2] != keep.shape:
-            if value.ndim == 2 and value.shape[0] == keep.numel():  # a model that flattens (B*T, H)
-                value = value.reshape(*keep.shape, value.shape[-1])
-            else:
-                raise RuntimeError(f"{site.name}: activation shape {tuple(value.shape)} does not match the batch "
-                                   f"{tuple(keep.shape)}")
-        x = value[keep].float()
-        _check_finite(site, x)
-        accumulators[site.name].update(x, current["sample"], current["position"], current["token"])
+    def consume(site: HookSite, x: Any, batch: Batch) -> None:
+        accumulators[site.name].update(x, batch.sample, batch.position, batch.token)
 
-    def make_hook(site: HookSite):
-        if site.kind == "linear_input":
-            return site.module.register_forward_pre_hook(lambda _m, args: feed(site, site_tensor(site, args, None)))
-        return site.module.register_forward_hook(lambda _m, args, out: feed(site, site_tensor(site, args, out)))
-
-    def stop(_m: Any, _args: Any, _out: Any) -> None:
-        raise _StopForward
-
-    handles = [make_hook(site) for site in sites]
-    handles.append(stack.layers[last_layer].register_forward_hook(stop))  # registered last: runs after the stats
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for begin in range(0, ids.shape[0], batch_size):
-                batch_ids = ids[begin : begin + batch_size].to(device)
-                batch_mask = mask[begin : begin + batch_size].to(device)
-                keep = batch_mask.bool()
-                rows, cols = torch.nonzero(keep, as_tuple=True)
-                current.update(keep=keep, sample=rows + begin, position=cols, token=batch_ids[rows, cols])
-                try:
-                    model(input_ids=batch_ids, attention_mask=batch_mask, use_cache=False)
-                except _StopForward:
-                    pass
-    finally:
-        for handle in handles:
-            handle.remove()
-        current.clear()
-        model.train(was_training)
-
+    stream_activations(model, stack, sites, ids, mask, consume, batch_size=batch_size, description=description)
     results = [_site_stats(site, accumulators[site.name], quantiles) for site in sites]
     return ActivationStats(
         set_id=getattr(calib_set, "set_id", None) or None,
@@ -243,7 +184,8 @@ def activation_stats(
 def _site_stats(site: HookSite, acc: SiteAccumulator, quantiles: Sequence[float]) -> SiteStats:
     channels = acc.channels.result()
     return SiteStats(
-        name=site.name, kind=site.kind, layer=site.layer, role=site.role, width=site.width, tokens=acc.tokens,
+        name=site.name, kind=site.kind, layer=site.layer, role=site.role, shared=list(site.shared), width=site.width,
+        tokens=acc.tokens,
         channel_max_abs=channels["max_abs"], channel_mean_abs=channels["mean_abs"], channel_rms=channels["rms"],
         max_abs=max(channels["max_abs"]) if channels["max_abs"] else 0.0,
         quantiles={f"{q:g}": acc.histogram.quantile(q) for q in quantiles},

@@ -33,7 +33,10 @@ class HookSite:
 
     ``role`` is the module's name relative to its decoder layer (``"self_attn.q_proj"``;
     ``""`` for the residual stream): sites of one role across layers form the
-    family that the LLM.int8 cross-layer outlier rule looks at.
+    family that the LLM.int8 cross-layer outlier rule looks at.  ``shared``
+    names the other linears that read the very same input tensor (k_proj and
+    v_proj beside q_proj, up_proj beside gate_proj): their statistics would
+    be identical, so they are measured once, under the first.
     """
 
     name: str
@@ -42,6 +45,7 @@ class HookSite:
     role: str
     module: Any
     width: int
+    shared: tuple[str, ...] = ()
 
 
 def _qualified(stack: str, index: int, sub: str = "") -> str:
