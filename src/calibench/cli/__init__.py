@@ -19,6 +19,7 @@ from calibench.cli.study_cmd import study_app
 from calibench.cli import usage
 from calibench.cli.demo_cmd import demo
 from calibench.cli.eval_cmd import eval_command
+from calibench.cli.inspect_cmd import inspect_app
 from calibench.errors import CalibenchError, ParameterError
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app = typer.Typer(
 app.add_typer(assets_app, name="assets")
 app.add_typer(data_app, name="data")
 app.add_typer(study_app, name="study")
+app.add_typer(inspect_app, name="inspect")
 app.command("demo")(demo)
 app.command("eval")(eval_command)
 app.command("compress")(compress_command)
