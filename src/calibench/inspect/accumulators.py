@@ -50,16 +50,18 @@ class ChannelStats:
         self.sum_abs = torch.zeros(width, dtype=torch.float64, device=device)
         self.sum_sq = torch.zeros(width, dtype=torch.float64, device=device)
 
-    def update(self, x: Any) -> None:
+    def update(self, x: Any, a: Any = None) -> None:
         import torch
 
         if x.shape[0] == 0:
             return
-        a = x.abs()
+        a = x.abs() if a is None else a
         self.count += int(x.shape[0])
         self.max_abs = torch.maximum(self.max_abs, a.amax(dim=0))
-        self.sum_abs += a.sum(dim=0, dtype=torch.float64)
-        self.sum_sq += (x.double() ** 2).sum(dim=0)
+        # one batch sums in float32 (its rows number in the thousands), the running totals in float64;
+        # float32 squares overflow only past 1.8e19
+        self.sum_abs += a.sum(dim=0).double()
+        self.sum_sq += (x * x).sum(dim=0).double()
 
     def result(self) -> dict[str, list[float]]:
         n = max(self.count, 1)
@@ -89,14 +91,15 @@ class LogHistogram:
         self.counts = torch.zeros(BINS + 2, dtype=torch.int64, device=device)
         self.largest = 0.0
 
-    def update(self, x: Any) -> None:
+    def update(self, x: Any, a: Any = None) -> None:
         import torch
 
-        a = x.abs().reshape(-1)
+        a = (x.abs() if a is None else a).reshape(-1)
         if a.numel() == 0:
             return
         self.largest = max(self.largest, float(a.max()))
-        scaled = (torch.log10(a.double().clamp_min(1e-300)) - LOG_MIN) * (BINS / (LOG_MAX - LOG_MIN))
+        # float32 log10 is exact to ~1e-7 decades, far inside a bin (0.004 decades)
+        scaled = (torch.log10(a.clamp_min(1e-30)) - LOG_MIN) * (BINS / (LOG_MAX - LOG_MIN))
         index = torch.floor(scaled).clamp(-1, BINS).long() + 1
         self.counts += torch.bincount(index, minlength=BINS + 2)
 
@@ -136,10 +139,13 @@ class TokenKurtosis:
     def update(self, x: Any) -> None:
         if x.shape[0] == 0:
             return
-        d = x.double()
-        d = d - d.mean(dim=1, keepdim=True)
-        m2 = (d**2).mean(dim=1)
-        m4 = (d**4).mean(dim=1)
+        d = x - x.mean(dim=1, keepdim=True)
+        # kurtosis is scale-free: dividing each row by its largest |d| keeps the fourth powers of a 1e5
+        # residual peak in range, so they can be taken in float32
+        d = d / d.abs().amax(dim=1, keepdim=True).clamp_min(1e-30)
+        d2 = d * d
+        m2 = d2.mean(dim=1).double()
+        m4 = (d2 * d2).mean(dim=1).double()
         valid = m2 > 0
         self.skipped += int((~valid).sum())
         self.count += int(valid.sum())
@@ -158,8 +164,8 @@ class ThresholdCounts:
         self.threshold = float(threshold)
         self.counts = torch.zeros(width, dtype=torch.int64, device=device)
 
-    def update(self, x: Any) -> None:
-        self.counts += (x.abs() >= self.threshold).sum(dim=0)
+    def update(self, x: Any, a: Any = None) -> None:
+        self.counts += ((x.abs() if a is None else a) >= self.threshold).sum(dim=0)
 
     def result(self) -> list[int]:
         return [int(c) for c in self.counts.cpu().tolist()]
@@ -190,13 +196,19 @@ class MassiveActivations:
         self.total = 0
         self.top: list[Massive] = []
 
-    def update(self, x: Any, sample: Any, position: Any, token_id: Any) -> None:
+    def update(self, x: Any, sample: Any, position: Any, token_id: Any, a: Any = None) -> None:
         import torch
 
         if x.shape[0] == 0:
             return
-        a = x.abs()
-        median = hidden_median_abs(x)
+        a = x.abs() if a is None else a
+        # only rows with an entry above the threshold can hold a massive one: the median (a sort) is
+        # taken for those alone, which is most of this accumulator's cost saved
+        candidates = torch.nonzero(a.amax(dim=1) > self.threshold, as_tuple=True)[0]
+        if candidates.numel() == 0:
+            return
+        a, sample, position, token_id = a[candidates], sample[candidates], position[candidates], token_id[candidates]
+        median = hidden_median_abs(a)
         hit = (a > self.threshold) & (a >= self.ratio * median.unsqueeze(1))
         rows, channels = torch.nonzero(hit, as_tuple=True)
         if rows.numel() == 0:
@@ -236,11 +248,12 @@ class SiteAccumulator:
         """Fold in real-token rows ``x`` and, per row, its sample index, position and token id."""
         if x.ndim != 2 or x.shape[1] != self.width:
             raise ValueError(f"expected (N, {self.width}) activations, got {tuple(x.shape)}")
-        self.channels.update(x)
-        self.histogram.update(x)
+        a = x.abs()
+        self.channels.update(x, a)
+        self.histogram.update(x, a)
         self.kurtosis.update(x)
-        self.int8.update(x)
-        self.massive.update(x, sample, position, token_id)
+        self.int8.update(x, a)
+        self.massive.update(x, sample, position, token_id, a)
 
 
 __all__ = ["BINS", "BIN_RATIO", "ChannelStats", "LogHistogram", "Massive", "MassiveActivations", "SiteAccumulator",
