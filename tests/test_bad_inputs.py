@@ -148,6 +148,19 @@ ROWS = [
     Row("eval {model} --tasks copa --lm-eval-out {file}", "is a file: give a directory", "eval-lm-eval-out-file"),
     Row("study run {spec:cuda} --out {out}", "asked for a CUDA GPU", "study-no-gpu"),
     Row("study run {spec:baddtype} --out {out}", "unknown dtype 'float8'", "study-dtype-unknown"),
+    # ---- inspect
+    Row("inspect activations {set} -m no-such-model -o {out}", "unknown model 'no-such-model'", "inspect-unknown-model"),
+    Row("inspect activations {corrupt:othertok} -m {model} -o {out} --heldout none", "was made with tokenizer", "inspect-other-tokenizer"),
+    Row("inspect activations -m {model} -o {out}", "Missing argument", "inspect-no-sets"),
+    Row("inspect activations {set} -m {model} -o {out} --heldout none --layers nomatch", "matches none of the", "inspect-layers-match-nothing"),
+    Row("inspect activations {set} -m {model} -o {out} --heldout none --layers (", "not a valid regular expression", "inspect-layers-bad-regex"),
+    Row("inspect activations nosuchsource -m {model} -o {out}", "unknown source 'nosuchsource'", "inspect-unknown-source"),
+    Row("inspect activations {set} -m {model} -o {out} --heldout nosuchsource", "unknown source 'nosuchsource'", "inspect-unknown-heldout"),
+    Row("inspect activations random-vocab random-vocab -m {model} -o {out}", "two sets are labelled 'random-vocab'", "inspect-duplicate-label"),
+    Row("inspect activations {set} -m {model} -o {full}", "already exists", "inspect-out-exists"),
+    Row("inspect activations {set} -m {model} -o {out} --n 0", "--n must be at least 1", "inspect-n-zero"),
+    Row("inspect activations {set} -m {model} -o {out} --bits 1 --heldout {set}", "activation bits must be between 2 and 16", "inspect-bits"),
+    Row("inspect activations {set} -m {model} -o {out} --device cuda", "asked for a CUDA GPU", "inspect-no-gpu"),
 ]
 
 
@@ -214,6 +227,8 @@ def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
     (corrupt["nomask"] / MASK_FILE).unlink()
     corrupt["vocab"] = copy("vocab")
     edit_manifest(corrupt["vocab"], lambda d: d["tokenizer"].__setitem__("vocab_sha256", "f" * 64))
+    corrupt["othertok"] = copy("othertok")  # intact, but made for another tokenizer
+    edit_manifest(corrupt["othertok"], lambda d: d["tokenizer"].__setitem__("vocab_sha256", "f" * 64), rederive=True)
     vocab = len(tiny_tokenizer)
     corrupt["oov"] = copy("oov")
     set_ids(corrupt["oov"], lambda a: a.__setitem__((1, 2), vocab + 5))

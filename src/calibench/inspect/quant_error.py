@@ -26,7 +26,7 @@ from pydantic import BaseModel
 from calibench.errors import CalibenchError
 from calibench.inspect.collect import ActivationStats
 from calibench.inspect.sites import HookSite, find_sites
-from calibench.inspect.stream import Batch, stream_activations
+from calibench.inspect.stream import Batch, check_vocabulary_fits, merge_shared_inputs, stream_activations
 
 
 def static_scales(stats: ActivationStats) -> dict[str, float]:
@@ -89,8 +89,11 @@ def activation_quant_error(model: Any, heldout_set: Any, scales: dict[str, dict[
     if not 2 <= bits <= 16:
         raise CalibenchError(f"activation bits must be between 2 and 16, got {bits}")
     stack = find_decoder_layers(model)
-    sites = [site for site in find_sites(model, layers, stack) if site.kind == "linear_input"]
-    missing = sorted({name for site in sites for label, table in scales.items() if site.name not in table})
+    ids, mask = heldout_set.to_torch()
+    check_vocabulary_fits(model, ids)
+    sites = [site for site in merge_shared_inputs(model, stack, find_sites(model, layers, stack), ids, mask)
+             if site.kind == "linear_input"]
+    missing = sorted({site.name for site in sites for table in scales.values() if site.name not in table})
     if missing:
         raise CalibenchError(f"the calibration statistics have no scale for {missing[0]}: collect them with the "
                              "same model and layer filter as the held-out pass")
@@ -108,7 +111,6 @@ def activation_quant_error(model: Any, heldout_set: Any, scales: dict[str, dict[
             static[(label, site.name)] += float(((x - fake_quantize_static(x, table[site.name], bits)) ** 2).sum())
             clipped[(label, site.name)] += int((x.abs() > table[site.name]).sum())
 
-    ids, mask = heldout_set.to_torch()
     stream_activations(model, stack, sites, ids, mask, consume, batch_size=batch_size,
                        description=description or "activation quantization error on held-out text")
     labels = list(scales)
