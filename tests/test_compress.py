@@ -116,6 +116,28 @@ def test_smoothquant_weights_are_8_bit_per_channel(tiny_model_dir, calib, tiny_t
         assert max(len(torch.unique(row)) for row in weight) <= 256
 
 
+def test_smoothquant_static_activations_take_one_scale_per_tensor_from_the_calibration_set(
+        tiny_model_dir, calib, tiny_tokenizer):
+    """--activations static: a per-tensor input scale fixed by the set (so it moves with the set); dynamic: none."""
+    from calibench.data.builders import build_set
+
+    other = build_set("random-vocab", tokenizer=tiny_tokenizer, n=calib.n, seq_len=calib.seq_len, seed=3)
+    scales = []
+    for calibration in (calib, other):
+        model = compress(fresh_model(tiny_model_dir), calibration, "smoothquant", tokenizer=tiny_tokenizer,
+                         activations="static").model
+        linears = target_linears(model)
+        for module in linears.values():
+            args = module.quantization_scheme.input_activations
+            assert (args.dynamic, str(getattr(args.strategy, "value", args.strategy))) == (False, "tensor")
+            assert module.input_scale.numel() == 1 and float(module.input_scale) > 0
+        scales.append(torch.stack([m.input_scale.detach().reshape(()) for m in linears.values()]))
+    assert not torch.allclose(scales[0], scales[1])
+    dynamic = compress(fresh_model(tiny_model_dir), calib, "smoothquant", tokenizer=tiny_tokenizer).model
+    for module in target_linears(dynamic).values():
+        assert module.quantization_scheme.input_activations.dynamic is True
+
+
 # ----------------------------------------------------------------- error ordering
 
 

@@ -34,6 +34,7 @@ def compress_command(
     asym: bool = typer.Option(False, "--asym", help="Asymmetric quantization (zero points)."),
     sparsity: float = typer.Option(None, "--sparsity", help="Pruning sparsity in (0, 1); default 0.5."),
     structure: str = typer.Option(None, "--structure", help="'unstructured' (default) or N:M such as 2:4."),
+    activations: str = typer.Option(None, "--activations", help="smoothquant's int8 activations: 'dynamic' per-token scales (default) or 'static' per-tensor scales calibrated on the set."),
     dtype: str = typer.Option("auto", "--dtype", help="Model dtype: auto (float32 on CPU, the checkpoint's own on a GPU), bfloat16, float16 or float32."),
     device: str = typer.Option("auto", "--device", help="auto (the first CUDA GPU if any, else CPU), cpu, cuda or cuda:N."),
     seed: int = typer.Option(0, "--seed", help="Seed for every random choice in the libraries."),
@@ -56,11 +57,12 @@ def compress_command(
     if (method is None) == (recipe is None):
         raise CalibenchError("give exactly one of --method NAME and --recipe FILE.yaml")
     params = dict(bits=bits, group_size=group_size, actorder=actorder, dampening=dampening,
-                  symmetric=False if asym else None, sparsity=sparsity, structure=structure)
+                  symmetric=False if asym else None, sparsity=sparsity, structure=structure, activations=activations)
     # unknown methods, bad values and unreadable recipes fail before any loading
     if recipe is not None:
         flags = {"bits": "--bits", "group_size": "--group-size", "actorder": "--actorder", "dampening": "--dampening",
-                 "symmetric": "--asym", "sparsity": "--sparsity", "structure": "--structure"}
+                 "symmetric": "--asym", "sparsity": "--sparsity", "structure": "--structure",
+                 "activations": "--activations"}
         given = [flags[k] for k, v in params.items() if v is not None]
         if given:
             raise CalibenchError(f"--recipe sets its own parameters: drop {', '.join(given)}, or put them in the recipe")

@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -58,6 +58,9 @@ class MethodParams(BaseModel):
     sparsity: float = 0.5
     structure: str = "unstructured"  # or "N:M", e.g. "2:4"
     smoothing_strength: float = 0.8
+    # W8A8 activations: "dynamic" per-token scales at run time (llm-compressor's W8A8), or "static"
+    # per-tensor scales fixed from the calibration set, where the set's activation maxima matter most
+    activations: Literal["dynamic", "static"] = "dynamic"
 
     @field_validator("sparsity")
     @classmethod
@@ -154,7 +157,10 @@ def w8a8_scheme(params: MethodParams) -> dict[str, Any]:
     from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
 
     weights = weight_args(params.model_copy(update={"group_size": PER_CHANNEL}), 8)
-    activations = QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="token", dynamic=True)
+    if params.activations == "static":
+        activations = QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="tensor", dynamic=False)
+    else:
+        activations = QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="token", dynamic=True)
     return {"group_0": QuantizationScheme(targets=["Linear"], weights=weights, input_activations=activations)}
 
 
@@ -250,7 +256,7 @@ register_method(Method("gptq", "quantization", "GPTQ weight-only, second-order e
 register_method(Method("awq", "quantization", "activation-aware weight scaling, then W4 groups", _awq,
                        (4,), 4, uses_group_size=True, param_names=_WEIGHT_ONLY))
 register_method(Method("smoothquant", "quantization", "SmoothQuant migration, then W8A8 (GPTQ weights)", _smoothquant,
-                       (8,), 8, param_names=("bits", "smoothing_strength", "dampening")))
+                       (8,), 8, param_names=("bits", "smoothing_strength", "dampening", "activations")))
 register_method(Method("sparsegpt", "pruning", "SparseGPT: prune with OBS weight updates", _sparsegpt,
                        uses_structure=True, param_names=(*_PRUNE, "dampening")))
 register_method(Method("wanda", "pruning", "Wanda: |W| x ||X|| per output row", _wanda,
