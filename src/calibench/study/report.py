@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from calibench.errors import CalibenchError
+from calibench.study.activation_report import activation_table, perplexity_spread_table, plot_activation_vs_perplexity
 from calibench.study.store import DB_NAME, Store
 
 ACCURACY_METRIC = "acc"
@@ -504,6 +505,29 @@ class Report:
     plots: list[Path]
 
 
+def _slug(model: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in (Path(model).name or model))
+
+
+def per_model_plots(frame: Any, increase: Any, noise: Any, out: Path) -> list[Path]:
+    """Every plot once per model (a file suffix per model when there are several): models never share a panel."""
+    models = sorted(frame.model.unique())
+    plots: list[Path] = []
+    for model in models:
+        part = frame[frame.model == model]
+        suffix = "" if len(models) == 1 else f"-{_slug(model)}"
+        plots += [p for p in (
+            plot_perplexity_matrix(increase[increase.model == model] if len(increase) else increase,
+                                   out / f"perplexity_matrix{suffix}.png"),
+            plot_average_by_source(part, out / f"accuracy_by_source{suffix}.png"),
+            plot_perplexity_by_source(part, out / f"perplexity_by_source{suffix}.png"),
+            plot_task_spread(part, out / f"task_spread{suffix}.png"),
+            plot_sample_size(part, out / f"sample_size{suffix}.png"),
+            plot_noise_floor(noise[noise.model == model] if len(noise) else noise, out / f"noise_floor{suffix}.png"),
+        ) if p is not None]
+    return plots
+
+
 def write_report(directory: str | Path) -> Report:
     """Compute the tables, draw the plots and write every export under ``<dir>/report``."""
     directory = Path(directory)
@@ -521,14 +545,10 @@ def write_report(directory: str | Path) -> Report:
     gaps = gap_table(acc) if len(acc) else acc
     noise = noise_floor_table(everything, acc, ppl)
     increase = perplexity_increase_table(frame)
-    plots = [p for p in (
-        plot_perplexity_matrix(increase, out / "perplexity_matrix.png"),
-        plot_average_by_source(frame, out / "accuracy_by_source.png"),
-        plot_perplexity_by_source(frame, out / "perplexity_by_source.png"),
-        plot_task_spread(frame, out / "task_spread.png"),
-        plot_sample_size(frame, out / "sample_size.png"),
-        plot_noise_floor(noise, out / "noise_floor.png"),
-    ) if p is not None]
+    activations, spread = activation_table(frame), perplexity_spread_table(frame)
+    plots = per_model_plots(frame, increase, noise, out)
+    plots += [p for p in (plot_activation_vs_perplexity(frame, out / "activation_vs_perplexity.png", _pyplot()),)
+              if p is not None]
 
     spec = meta.get("spec", {})
     sections: list[tuple[str, Any]] = []  # (heading, table), written as Markdown and as HTML
@@ -548,6 +568,10 @@ def write_report(directory: str | Path) -> Report:
         sections.append(("Perplexity increase over dense, per calibration source and held-out text (%)", increase))
     if len(noise):
         sections.append((NOISE_HEADING, noise))
+    if len(activations):
+        sections.append(("Activation statistics of each source's sets, on the dense model (act:outliers)", activations))
+    if len(spread) and (frame.model.nunique() > 1 or len(activations)):
+        sections.append(("Perplexity spread across calibration sets, per model and method", spread))
 
     title = f"calibench study: {spec.get('name', directory.name)}"
     reruns = everything.key.nunique() - frame.key.nunique()

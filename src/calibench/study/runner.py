@@ -115,6 +115,7 @@ def _run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], No
     from calibench.compress.fold import fold_weight_quantization
     from calibench.evaluation import evaluate
     from calibench.models import dtype_name, resolve_device
+    from calibench.inspect.study_task import activation_rows, split_activation_tasks
     from calibench.placement import model_device, onload_to, place_for_eval
 
     started = time.perf_counter()
@@ -126,6 +127,10 @@ def _run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], No
     record: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "eval_batch_size": ev.get("batch_size", 8),
                               "perturbation": cell.perturbation, "numerics": numerics.describe(),
                               "dtype": dtype_name(model.dtype), "device": str(device), "offload": cell.offload}
+    activation_tasks, eval_tasks = split_activation_tasks(ev["tasks"])
+    if activation_tasks and calib is not None:
+        step(f"activation statistics {cell.describe()}")
+    activation = activation_rows(activation_tasks, eval_tasks, model, calib, tokenizer, cell.model)  # as the dense model sees the set
     if not cell.is_dense:
         step(f"compressing {cell.describe()}")
         failpoints.reach("cell.compress")
@@ -139,7 +144,7 @@ def _run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], No
     step(f"evaluating {cell.describe()}")
     failpoints.reach("cell.evaluate")
     evaluation = evaluate(
-        model, ev["tasks"], tokenizer=tokenizer, limit=ev.get("limit"), offline=ev.get("offline"),
+        model, eval_tasks, tokenizer=tokenizer, limit=ev.get("limit"), offline=ev.get("offline"),
         batch_size=ev.get("batch_size", 8), seq_len=ev.get("ppl_seq_len"), max_windows=ev.get("ppl_max_windows"),
         num_fewshot=ev.get("num_fewshot", 0), apply_chat_template=ev.get("apply_chat_template", False),
         fewshot_as_multiturn=ev.get("fewshot_as_multiturn"), log_samples=True,  # per-item results, for pairing
@@ -149,6 +154,6 @@ def _run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], No
         "settings": evaluation.settings,
         "versions": evaluation.versions,
     }
-    rows = [row.model_dump(mode="json") for row in evaluation.rows]
+    rows = activation + [row.model_dump(mode="json") for row in evaluation.rows]
     del model
     return {"rows": rows, "record": record, "samples": evaluation.samples, "seconds": time.perf_counter() - started}

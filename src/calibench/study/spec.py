@@ -129,8 +129,16 @@ class EvalSpec(BaseModel):
     @classmethod
     def _known_tasks(cls, value: list[str]) -> list[str]:
         from calibench.evaluation import parse_tasks
+        from calibench.inspect.study_task import split_activation_tasks
 
-        _check(parse_tasks, value)
+        activation, others = [], value
+        try:
+            activation, others = split_activation_tasks(value)  # act:outliers runs in the cell, not in evaluate
+        except CalibenchError as exc:
+            raise ValueError(str(exc)) from None
+        if activation and not others:
+            raise ValueError("act: tasks are recorded beside an evaluation: add at least one other task, e.g. ppl:wiki")
+        _check(parse_tasks, others)
         return value
 
 
