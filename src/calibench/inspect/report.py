@@ -97,10 +97,7 @@ def _plot_layer_max(inspection: Inspection, path: Path) -> Path:
             ax.grid(alpha=0.3)
         axes[r][0].legend(fontsize=7, loc="best")
     fig.suptitle("Per-layer max |activation| by calibration set")
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _plot_heatmap(inspection: Inspection, path: Path) -> Path:
@@ -118,10 +115,7 @@ def _plot_heatmap(inspection: Inspection, path: Path) -> Path:
         ax.set_xlabel("channel")
         ax.set_title(f"{_short(result.model)}: per-channel max |x| at {name} (log10)", fontsize=10)
         fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def stability_matrix(result: ModelInspection, kind: str = "linear_input") -> tuple[list[str], Any]:
@@ -154,10 +148,7 @@ def _plot_stability(inspection: Inspection, path: Path) -> Path:
             ax.set_title(f"{_short(result.model)}: {kind.replace('_', ' ')}", fontsize=10)
             fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle("Spearman correlation of per-channel max |x| between sets (mean over layers)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _plot_quant_error(inspection: Inspection, path: Path) -> Path | None:
@@ -181,6 +172,10 @@ def _plot_quant_error(inspection: Inspection, path: Path) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     fig.suptitle("Activation quantization error per layer: static per-tensor scales from each set")
+    return _save(plt, fig, path)
+
+
+def _save(plt: Any, fig: Any, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     plt.close(fig)
