@@ -25,7 +25,7 @@ CALIBENCH = Path(sys.executable).with_name("calibench")
 
 @dataclass(frozen=True)
 class Row:
-    args: str  # placeholders: {model} {text} {set} {tmp} {out} {file} {full} {spec:NAME} {corrupt:KIND} {recipe:NAME}
+    args: str  # placeholders: {model} {text} {set} {tmp} {out} {file} {full} {spec:NAME} {corrupt:KIND} {recipe:NAME} {vocab:NAME}
     fragment: str  # must appear in the one error line
     id: str
 
@@ -161,6 +161,22 @@ ROWS = [
     Row("inspect activations {set} -m {model} -o {out} --n 0", "--n must be at least 1", "inspect-n-zero"),
     Row("inspect activations {set} -m {model} -o {out} --bits 1 --heldout {set}", "activation bits must be between 2 and 16", "inspect-bits"),
     Row("inspect activations {set} -m {model} -o {out} --device cuda", "asked for a CUDA GPU", "inspect-no-gpu"),
+    # ---- vocab
+    Row("vocab collect -m {model} -o {out}", "nothing to count", "vocab-collect-no-inputs"),
+    Row("vocab collect -m {model} --text {text} --min-count 1000000000 -o {out}", "the keep set would be empty", "vocab-collect-empty"),
+    Row("vocab collect -m {model} --calib {corrupt:flipped} -o {out}", "token hash", "vocab-collect-corrupt-set"),
+    Row("vocab collect -m {model} --tasks nosuchtask -o {out}", "nosuchtask", "vocab-collect-unknown-task"),
+    Row("vocab collect -m {model} --text {text} -o {tmp}", "is a directory", "vocab-collect-out-dir"),
+    Row("vocab prune {model} --keep {vocab:empty} -o {out}", "the keep set is empty", "vocab-prune-empty-keep-set"),
+    Row("vocab prune {model} --keep {vocab:other} -o {out}", "was made for tokenizer", "vocab-prune-other-tokenizer"),
+    Row("vocab prune {model} --keep {text} -o {out}", "is not a vocabulary file", "vocab-prune-not-a-vocab-file"),
+    Row("vocab prune {model} --keep {vocab:good} --mode sideways -o {out}", "unknown --mode 'sideways'", "vocab-prune-bad-mode"),
+    Row("vocab prune {model} --keep {vocab:good} --fallback 99999 -o {out}", "is not in the keep set", "vocab-prune-fallback-not-kept"),
+    Row("vocab prune {model} --keep {vocab:good} --mode exact-input --dropped reference -o {out}", "restricted mode only", "vocab-prune-reference-exact"),
+    Row("vocab prune {model} --keep {vocab:good} -o {full}", "already exists", "vocab-prune-out-exists"),
+    Row("vocab prune {vocab:pruned} --keep {vocab:good} -o {out}", "is vocabulary-pruned already", "vocab-prune-twice"),
+    Row("vocab restore {model} -o {out}", "was never vocabulary-pruned", "vocab-restore-never-pruned"),
+    Row("vocab restore {vocab:pruned} -o /proc/calibench-restore", "not writable", "vocab-restore-unwritable"),
 ]
 
 
@@ -276,7 +292,23 @@ def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
     recipes["empty"].write_text("quant:\n  GPTQModifier: {}\n")
     recipes["ok"].write_text("quant_stage:\n  quant_modifiers:\n    QuantizationModifier: {scheme: FP8_DYNAMIC}\n")
     return {"root": root, "model": tiny_model_dir, "recipes": recipes, "text": text, "set": good, "corrupt": corrupt, "specs": specs,
-            "corrupt_study": study, **chats}
+            "corrupt_study": study, **chats, "vocab": _vocab_inputs(root, tiny_model_dir, tiny_tokenizer, text)}
+
+
+# ---- vocab: vocabulary files (good, empty, for another tokenizer) and a pruned model, for the `vocab` rows
+def _vocab_inputs(root: Path, model_dir: Path, tokenizer, text: Path) -> dict:
+    from calibench.vocab import Inputs, Vocabulary, collect, prune, save
+
+    from conftest import fresh_model, make_tokenizer
+
+    files = {"good": root / "vocab-good.json", "empty": root / "vocab-empty.json", "other": root / "vocab-other.json"}
+    good = collect(tokenizer, Inputs(text=[str(text)])).save(files["good"])
+    Vocabulary(tokenizer=Vocabulary.load(good).tokenizer, kept=[]).save(files["empty"])
+    collect(make_tokenizer(vocab_size=280), Inputs(text=[str(text)])).save(files["other"])
+    model = fresh_model(model_dir)
+    prune(model, Vocabulary.load(good), tokenizer=tokenizer)
+    files["pruned"] = save(model, root / "vocab-pruned", tokenizer)
+    return files
 
 
 def _expand(args: str, world: dict, tmp: Path, out: Path) -> list[str]:
@@ -292,6 +324,8 @@ def _expand(args: str, world: dict, tmp: Path, out: Path) -> list[str]:
             words.append(str(specs[word[6:-1]]))
         elif word.startswith("{recipe:"):
             words.append(str(world["recipes"][word[8:-1]]))
+        elif word.startswith("{vocab:"):
+            words.append(str(world["vocab"][word[7:-1]]))
         else:
             words.append(word.format(**values))
     return words

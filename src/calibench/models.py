@@ -185,6 +185,9 @@ def load_model(spec: str | os.PathLike[str], dtype: Any = "auto", device: Any = 
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target, spec)
     model = _load(AutoModelForCausalLM, spec, dtype=torch_dtype)
+    from calibench.vocab.checkpoint import attach_if_pruned
+
+    attach_if_pruned(model, resolve_model_path(spec))  # a vocabulary-pruned directory takes tokenizer ids again
     try:
         model.to(target)
     except (RuntimeError, AssertionError) as exc:  # e.g. out of GPU memory

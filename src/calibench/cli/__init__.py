@@ -16,6 +16,7 @@ from calibench.cli.clean_cmd import clean_command
 from calibench.cli.compress_cmd import compress_command
 from calibench.cli.data_cmd import data_app
 from calibench.cli.study_cmd import study_app
+from calibench.cli.vocab_cmd import vocab_app
 from calibench.cli import usage
 from calibench.cli.demo_cmd import demo
 from calibench.cli.eval_cmd import eval_command
@@ -32,6 +33,7 @@ app = typer.Typer(
 app.add_typer(assets_app, name="assets")
 app.add_typer(data_app, name="data")
 app.add_typer(study_app, name="study")
+app.add_typer(vocab_app, name="vocab")
 app.add_typer(inspect_app, name="inspect")
 app.command("demo")(demo)
 app.command("eval")(eval_command)

@@ -89,7 +89,9 @@ def _peak_memory_mb() -> dict[str, float]:
 def _check_set_fits_model(model: Any, calib: CalibrationSet, tokenizer: Any | None) -> None:
     if tokenizer is not None:
         calib.check_tokenizer(tokenizer)
-    vocab = model.get_input_embeddings().num_embeddings
+    embedding = model.get_input_embeddings()
+    slot = getattr(embedding, "vocab_slot", None)  # a vocabulary-pruned model (calibench.vocab) takes tokenizer ids
+    vocab = slot.numel() if slot is not None else embedding.num_embeddings
     if int(calib.input_ids.max()) >= vocab:
         raise CalibenchError(
             f"calibration set {calib.set_id} has token ids up to {int(calib.input_ids.max())} but the model's "

@@ -143,12 +143,22 @@ def _run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], No
     record["eval_device"] = str(model_device(model))
     step(f"evaluating {cell.describe()}")
     failpoints.reach("cell.evaluate")
-    evaluation = evaluate(
-        model, eval_tasks, tokenizer=tokenizer, limit=ev.get("limit"), offline=ev.get("offline"),
-        batch_size=ev.get("batch_size", 8), seq_len=ev.get("ppl_seq_len"), max_windows=ev.get("ppl_max_windows"),
-        num_fewshot=ev.get("num_fewshot", 0), apply_chat_template=ev.get("apply_chat_template", False),
-        fewshot_as_multiturn=ev.get("fewshot_as_multiturn"), log_samples=True,  # per-item results, for pairing
-    )
+    def run_eval(target: Any) -> Any:
+        return evaluate(
+            target, eval_tasks, tokenizer=tokenizer, limit=ev.get("limit"), offline=ev.get("offline"),
+            batch_size=ev.get("batch_size", 8), seq_len=ev.get("ppl_seq_len"), max_windows=ev.get("ppl_max_windows"),
+            num_fewshot=ev.get("num_fewshot", 0), apply_chat_template=ev.get("apply_chat_template", False),
+            fewshot_as_multiturn=ev.get("fewshot_as_multiturn"), log_samples=True,  # per-item results, for pairing
+        )
+
+    evaluation = run_eval(model)
+    if ev.get("vocab"):  # the same evaluation on the model pruned to its vocabulary (calibench.vocab.study)
+        from calibench.models import load_config
+        from calibench.vocab.study import pruned_evaluation
+
+        step(f"vocabulary-pruned evaluation {cell.describe()}")
+        record["vocab"] = pruned_evaluation(model, tokenizer, load_config(cell.model), ev, evaluation, run_eval,
+                                            ev["vocab"])  # fmt: skip
     record["evaluation"] = {
         "tasks": [t.model_dump(mode="json") for t in evaluation.tasks],
         "settings": evaluation.settings,

@@ -113,6 +113,8 @@ class EvalSpec(BaseModel):
     num_fewshot: int | None = Field(0, ge=0)
     apply_chat_template: bool | str = False
     fewshot_as_multiturn: bool | None = None  # None: on with a chat template, as in lm-eval
+    # prune each cell's model to its evaluation's vocabulary and evaluate again (calibench.vocab.study)
+    vocab: dict[str, Any] | None = None
     # (per-item results are always stored in a study, in study.sqlite's samples table: no option)
 
     @model_serializer(mode="wrap")
@@ -120,10 +122,25 @@ class EvalSpec(BaseModel):
         """Cells hash this dump: options at their defaults are left out, so studies keyed before they existed resume."""
         data = handler(self)
         if isinstance(data, dict):
-            for name, default in (("num_fewshot", 0), ("apply_chat_template", False), ("fewshot_as_multiturn", None)):
+            for name, default in (("num_fewshot", 0), ("apply_chat_template", False), ("fewshot_as_multiturn", None),
+                                  ("vocab", None)):
                 if name in data and data[name] == default and type(data[name]) is type(default):
                     del data[name]
         return data
+
+    @field_validator("vocab")
+    @classmethod
+    def _vocab_option(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        from pydantic import ValidationError as _Invalid
+
+        from calibench.vocab.study import VocabOption
+
+        try:
+            return VocabOption.model_validate(value).model_dump()
+        except _Invalid as exc:
+            raise ValueError(str(exc.errors()[0]["msg"]).removeprefix("Value error, ")) from None
 
     @field_validator("tasks")
     @classmethod
