@@ -568,6 +568,11 @@ def write_report(directory: str | Path) -> Report:
         sections.append(("Perplexity increase over dense, per calibration source and held-out text (%)", increase))
     if len(noise):
         sections.append((NOISE_HEADING, noise))
+    from calibench.study.paired_report import paired_sections
+
+    source_pairs, paired_plots = paired_sections(directory, frame, out)  # empty below two sources or without samples
+    sections.extend(source_pairs)
+    plots.extend(paired_plots)
     if len(activations):
         sections.append(("Activation statistics of each source's sets, on the dense model (act:outliers)", activations))
     if len(spread) and (frame.model.nunique() > 1 or len(activations)):
