@@ -38,9 +38,9 @@ def test_inspect_writes_report_json_and_plots_and_repeats_exactly(tmp_path, tiny
     assert code == 0, err
     assert "activation statistics per set" in out and "stability (linear_input)" in out
     files = {p.name for p in (tmp_path / "a").iterdir()}
-    assert files == {"inspection.json", "report.md", "layer_max.png", "channel_heatmap.png", "stability.png",
-                     "quant_error.png"}
-    for name in files - {"inspection.json", "report.md"}:
+    assert files == {"inspection.json", "channels.npz", "report.md", "layer_max.png", "channel_heatmap.png",
+                     "stability.png", "quant_error.png"}
+    for name in files - {"inspection.json", "channels.npz", "report.md"}:
         assert (tmp_path / "a" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((tmp_path / "a" / "inspection.json").read_text())
     (result,) = data["models"]
@@ -55,6 +55,23 @@ def test_inspect_writes_report_json_and_plots_and_repeats_exactly(tmp_path, tiny
     code, _, err = run([*args, "-o", str(tmp_path / "b")], capsys)
     assert code == 0, err
     assert (tmp_path / "b" / "inspection.json").read_text() == (tmp_path / "a" / "inspection.json").read_text()
+    # the per-channel vectors live in channels.npz: equal across runs, and equal to a direct measurement
+    import numpy as np
+
+    from calibench.data.calibset import CalibrationSet
+    from calibench.inspect import activation_stats
+    from calibench.inspect.report import channel_key
+    from calibench.models import load_model
+
+    first, second = np.load(tmp_path / "a" / "channels.npz"), np.load(tmp_path / "b" / "channels.npz")
+    assert sorted(first.files) == sorted(second.files)
+    assert all(np.array_equal(first[k], second[k]) for k in first.files)
+    direct = activation_stats(load_model(str(tiny_model_dir), dtype="float32", device="cpu"),
+                              CalibrationSet.load(heldout_dir))
+    for site in direct.sites:
+        np.testing.assert_array_equal(first[channel_key(0, "heldout", site.name, "channel_max_abs")],
+                                      np.asarray(site.channel_max_abs, dtype=np.float32))
+        np.testing.assert_array_equal(first[channel_key(0, "heldout", site.name, "int8_counts")], site.int8_counts)
 
 
 def test_several_models_get_their_own_sections_and_a_comparison(tmp_path, tiny_model_dir, second_model_dir, capsys):

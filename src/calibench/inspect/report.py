@@ -8,6 +8,7 @@ the largest activations and the spread of int8 error across sets.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -254,11 +255,40 @@ def _across_models(inspection: Inspection) -> list[str]:
                     "int8 error, worst set", "worst / best"], rows)]
 
 
+CHANNEL_FIELDS = ("channel_max_abs", "channel_mean_abs", "channel_rms", "int8_counts")
+
+
+def channel_key(model_index: int, label: str, site: str, field: str) -> str:
+    return f"{model_index}/{label}/{site}/{field}"
+
+
+def write_data(inspection: Inspection, directory: Path) -> None:
+    """``inspection.json`` without the per-channel vectors, and those in ``channels.npz``.
+
+    The vectors are most of the bytes (every channel of every site of every
+    set: 120 MB of JSON for two models and six sets), so they go to a
+    compressed numpy archive keyed ``MODEL_INDEX/SET/SITE/FIELD``, in float32
+    (int64 for the threshold counts), next to a JSON a person can read.
+    """
+    exclude = {"models": {"__all__": {"stats": {"__all__": {"sites": {"__all__": set(CHANNEL_FIELDS)}}}}}}
+    (directory / "inspection.json").write_text(
+        json.dumps(inspection.model_dump(mode="json", exclude=exclude), indent=1), encoding="utf-8")
+    arrays = {}
+    for index, result in enumerate(inspection.models):
+        for label, stats in result.stats.items():
+            for site in stats.sites:
+                for field in CHANNEL_FIELDS:
+                    dtype = np.int64 if field == "int8_counts" else np.float32
+                    arrays[channel_key(index, label, site.name, field)] = np.asarray(getattr(site, field), dtype=dtype)
+    with open(directory / "channels.npz", "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
 def write_inspection(inspection: Inspection, directory: Path) -> list[Path]:
-    """Write ``inspection.json``, ``report.md`` and the plots into ``directory`` (which must exist)."""
+    """Write ``inspection.json``, ``channels.npz``, ``report.md`` and the plots into ``directory`` (which must exist)."""
     from calibench.models import load_tokenizer
 
-    (directory / "inspection.json").write_text(inspection.model_dump_json(indent=1), encoding="utf-8")
+    write_data(inspection, directory)
     plots = [p for p in (_plot_layer_max(inspection, directory / "layer_max.png"),
                          _plot_heatmap(inspection, directory / "channel_heatmap.png"),
                          _plot_stability(inspection, directory / "stability.png"),
@@ -272,4 +302,4 @@ def write_inspection(inspection: Inspection, directory: Path) -> list[Path]:
         md += _across_models(inspection)
     md += ["\n## Plots\n\n"] + [f"![{p.stem}]({p.name})\n" for p in plots]
     (directory / "report.md").write_text("".join(md), encoding="utf-8")
-    return [directory / "inspection.json", directory / "report.md", *plots]
+    return [directory / "inspection.json", directory / "channels.npz", directory / "report.md", *plots]
