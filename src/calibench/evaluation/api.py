@@ -19,7 +19,7 @@ from calibench.evaluation.heldout import HeldoutText, load_heldout_texts
 from calibench.evaluation.perplexity import BosOption, cut_windows, resolve_bos_option, score_windows, tokenize_joined
 from calibench.evaluation.results import EvalResult, EvalRow, TaskRecord
 from calibench.evaluation.samples import Item, window_items
-from calibench.evaluation.tasks import LM_EVAL_KIND, TaskRequest, parse_tasks
+from calibench.evaluation.tasks import LM_EVAL_KIND, SUMM_KIND, TaskRequest, parse_tasks
 
 DEFAULT_SEQ_LEN = 2048  # the papers' window; capped at the model's context length
 DEFAULT_BOOTSTRAP_ITERS = 1000  # only non-mean metrics (lambada perplexity) bootstrap their stderr
@@ -82,6 +82,7 @@ def evaluate(
         max_windows = limit  # --limit N means at most N items of every task, windows included
     ppl_requests = [r for r in requests if r.kind == "perplexity"]
     lm_requests = [r for r in requests if r.kind == LM_EVAL_KIND]
+    summ_requests = [r for r in requests if r.kind == SUMM_KIND]
     options = _lm_eval_options(num_fewshot, apply_chat_template, fewshot_as_multiturn, log_samples, gen_kwargs)
     chosen = check_backend(backend, model)
     if lm_eval_out is not None:
@@ -117,8 +118,11 @@ def evaluate(
     if runnable and options.apply_chat_template:
         tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(model)
         _check_chat_template(tokenizer, options.apply_chat_template, name)
+    summ_prepared = _prepare_summarization(summ_requests, limit, model, tokenizer, name)
+    if summ_prepared and tokenizer is None:
+        tokenizer = _load_tokenizer(model)
 
-    needs_torch = bool(ppl_requests) or (bool(runnable) and chosen.needs_torch_model)
+    needs_torch = bool(ppl_requests) or bool(summ_prepared) or (bool(runnable) and chosen.needs_torch_model)
     model_obj, tok = _load_model(model, tokenizer, dtype, device) if needs_torch else (None, tokenizer)
     rows: list[EvalRow] = []
     records: dict[str, TaskRecord] = {}
@@ -133,6 +137,16 @@ def evaluate(
             rows.extend(task_rows)
             if options.log_samples:
                 samples[request.name] = items
+    for prep in summ_prepared:
+        from calibench.summarize.task import run as run_summarization
+
+        _announce(f"{prep.task.name}: summarization, {len(prep.docs)} of {prep.n_total} documents")
+        task_rows, record, items = run_summarization(prep, model_obj, tok, model if isinstance(model, (str, os.PathLike))
+                                                     else None, batch_size)  # fmt: skip
+        records[prep.task.name] = record
+        rows.extend(task_rows)
+        if options.log_samples:
+            samples[prep.task.name] = items
     device_used = str(_model_device(model_obj)) if model_obj is not None else device
     model_dtype = str(getattr(model_obj, "dtype", "")).removeprefix("torch.") if model_obj is not None else dtype
     if not chosen.needs_torch_model and isinstance(model, (str, os.PathLike)):
@@ -240,6 +254,19 @@ def _check_chat_template(tokenizer: Any, wanted: bool | str, name: str) -> None:
     if isinstance(wanted, str) and isinstance(template, dict) and wanted not in template:
         raise CalibenchError(f"--apply-chat-template: the tokenizer of {name} has no chat template '{wanted}' "
                              f"(it has {', '.join(sorted(template))})")  # fmt: skip
+
+
+def _prepare_summarization(requests: list[TaskRequest], limit: int | None, model: Any, tokenizer: Any,
+                           name: str) -> list[Any]:
+    """Load every summarization dataset and check the prompts can be rendered, before the model loads."""
+    if not requests:
+        return []
+    from calibench.summarize.task import check_model, prepare
+
+    tok = tokenizer if tokenizer is not None else _load_tokenizer(model)
+    for request in requests:
+        check_model(request.summ, tok, name)  # chat=yes on a model without a chat template fails here
+    return [prepare(r.summ, limit) for r in requests]  # type: ignore[arg-type]
 
 
 # -- perplexity -------------------------------------------------------------------------------

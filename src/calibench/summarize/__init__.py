@@ -1,0 +1,17 @@
+"""Hallucination in abstractive summarization (issue 14): generate, score faithfulness and overlap, compare.
+
+The stages, one module each: :mod:`.data` (datasets), :mod:`.prompts`,
+:mod:`.generate` (greedy batched KV-cache generation), the metrics
+(:mod:`.rouge`, :mod:`.fragments`, :mod:`.novel_ngrams`, :mod:`.consistency`
+over :mod:`.nli`, :mod:`.harim`), :mod:`.validate` (Factual-Summary-Pairs),
+:mod:`.task` (the ``summ:`` task of ``calibench eval`` and studies),
+:mod:`.compare` (paired bootstrap across runs), :mod:`.plot` and
+:mod:`.report` (the study report's summarization sections).
+"""
+
+from __future__ import annotations
+
+from calibench.summarize.metrics import ALL_METRICS, lexical_metrics
+from calibench.summarize.task import SUMM_PREFIX, parse_summ_task
+
+__all__ = ["ALL_METRICS", "SUMM_PREFIX", "lexical_metrics", "parse_summ_task"]

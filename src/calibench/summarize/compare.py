@@ -1,0 +1,107 @@
+"""Dense against compressed, paired per document: mean differences with paired bootstrap CIs.
+
+Two runs of the same ``summ:`` task (``calibench eval ... --log-samples
+--out X.json``, or two cells of a study) are paired on each document's
+``doc_hash``; only documents both runs summarized count (one run may have
+skipped a document the other kept).  The difference is other minus base, so
+with the dense model as base a positive ``coverage`` difference means the
+compressed model copies more.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibench.errors import CalibenchError
+from calibench.summarize.metrics import ALL_METRICS
+from calibench.summarize.stats import paired_bootstrap
+from calibench.summarize.task import SUMM_PREFIX
+
+Items = dict[str, dict[str, Any]]  # doc_hash -> item
+
+
+@dataclass
+class Run:
+    label: str
+    task: str
+    items: Items
+    scorer_accuracy: dict[str, float]
+
+
+def items_by_doc(items: Sequence[dict[str, Any]]) -> Items:
+    return {str(it["doc_hash"]): it for it in items}
+
+
+def load_run(path: str | Path, task: str | None = None, label: str | None = None) -> Run:
+    """A summarization run from an ``EvalResult`` JSON written with ``--log-samples``."""
+    from calibench.evaluation.results import EvalResult
+
+    p = Path(path)
+    if not p.is_file():
+        raise CalibenchError(f"no such result file: {p}")
+    result = EvalResult.from_json(p.read_text(encoding="utf-8"))
+    tasks = [t for t in result.samples if t.startswith(SUMM_PREFIX)]
+    if task is not None:
+        tasks = [t for t in tasks if t == task]
+    if len(tasks) != 1:
+        found = ", ".join(t for t in result.samples if t.startswith(SUMM_PREFIX)) or "none"
+        raise CalibenchError(f"{p}: expected one summarization task with per-item samples{f' named {task}' if task else ''}"
+                             f" (found: {found}); evaluate with --log-samples, or pass --task")
+    acc = {r.metric.removesuffix(".fsp_acc"): r.value for r in result.rows if r.task == tasks[0] and r.metric.endswith(".fsp_acc")}
+    return Run(label or p.stem, tasks[0], items_by_doc(result.samples[tasks[0]]), acc)
+
+
+def paired_rows(base: Items, other: Items, metrics: Sequence[str] = ALL_METRICS) -> list[dict[str, Any]]:
+    """Per metric: base mean, other mean, difference (other - base) with its paired 95% CI, documents paired."""
+    common = sorted(set(base) & set(other))
+    if not common:
+        raise CalibenchError("the two runs share no document (different datasets?): nothing to pair")
+    out = []
+    for metric in metrics:
+        a = np.array([_value(base[d], metric) for d in common], dtype=np.float64)
+        b = np.array([_value(other[d], metric) for d in common], dtype=np.float64)
+        if not (np.isfinite(a) & np.isfinite(b)).any():
+            continue
+        ci = paired_bootstrap(a, b)
+        keep = np.isfinite(a) & np.isfinite(b)
+        out.append({"metric": metric, "base": float(a[keep].mean()), "other": float(b[keep].mean()),
+                    "diff": ci.mean, "low": ci.low, "high": ci.high, "n": ci.n,
+                    "significant": bool(ci.low > 0 or ci.high < 0)})
+    return out
+
+
+def _value(item: dict[str, Any], metric: str) -> float:
+    v = item.get("metrics", {}).get(metric)
+    return float("nan") if v is None else float(v)
+
+
+def compare_table(runs: Sequence[Run], metrics: Sequence[str] = ALL_METRICS) -> str:
+    """A Markdown table: each metric's base mean, then each other run's difference [95% CI] to the base."""
+    base, others = runs[0], runs[1:]
+    per = [{r["metric"]: r for r in paired_rows(base.items, o.items, metrics)} for o in others]
+    head = ["metric", f"{base.label}"] + [f"{o.label} - {base.label} [95% CI]" for o in others]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for metric in metrics:
+        if not any(metric in p for p in per):
+            continue
+        first = next(p[metric] for p in per if metric in p)
+        cells = [metric, f"{first['base']:.4f}"]
+        for p in per:
+            r = p.get(metric)
+            cells.append("-" if r is None else f"{r['diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]"
+                         + (" *" if r["significant"] else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    n = min(len(set(base.items) & set(o.items)) for o in others)
+    lines.append("")
+    lines.append(f"Paired over {n} documents (doc_hash); * the 95% paired bootstrap CI excludes 0.")
+    accs = {k: v for r in runs for k, v in r.scorer_accuracy.items()}
+    if accs:
+        lines.append("Scorer accuracy on Factual-Summary-Pairs (faithful > unfaithful): "
+                     + ", ".join(f"{k} {v:.3f}" for k, v in accs.items()) + ".")
+    return "\n".join(lines) + "\n"

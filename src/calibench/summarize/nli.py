@@ -1,0 +1,138 @@
+"""NLI backends for the consistency score: anything that says how strongly a premise supports a hypothesis.
+
+An :class:`Nli` maps (premise, hypothesis) pairs to P(supported) in [0, 1].
+The registry holds the offline ``aegis`` model (the ``aegis-nli`` asset: an
+undocumented int8 ONNX cross-encoder of DeBERTa-v3-xsmall shape, 160-token
+inputs, 2 logits, class 0 behaving like "supported"; weak, see the README)
+and, for any other name, a Hugging Face sequence-classification NLI model
+(hub id or local directory: ``MoritzLaurer/DeBERTa-v3-base-mnli``,
+``tals/albert-xlarge-vitaminc-mnli`` as SummaC uses...), whose entailment
+class is found from its ``id2label``.  Tests plug in a plain function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from typing import Any, Protocol
+
+import numpy as np
+
+from calibench.errors import CalibenchError
+
+AEGIS = "aegis"
+AEGIS_ASSET = "aegis-nli"
+AEGIS_MAX_TOKENS = 160
+
+
+class Nli(Protocol):
+    name: str
+
+    def __call__(self, premises: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray: ...
+
+
+class FunctionNli:
+    """Any ``fn(premises, hypotheses) -> probabilities`` as an :class:`Nli` (stubs, custom scorers)."""
+
+    def __init__(self, fn: Callable[[Sequence[str], Sequence[str]], Any], name: str = "function"):
+        self.fn, self.name = fn, name
+
+    def __call__(self, premises: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
+        return np.asarray(self.fn(premises, hypotheses), dtype=np.float64)
+
+
+class AegisNli:
+    """The offline ONNX cross-encoder; premises are truncated first so the hypothesis always fits."""
+
+    name = AEGIS
+
+    def __init__(self, batch_size: int = 32):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise CalibenchError("nli=aegis needs onnxruntime (pip install onnxruntime), or use nli=none") from None
+        import torch
+        from transformers import AutoTokenizer
+
+        from calibench.assets import require
+
+        root = require(AEGIS_ASSET)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, torch.get_num_threads())  # honour the process's thread budget
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(root / "policy_nli_int8.onnx"), options,
+                                            providers=["CPUExecutionProvider"])
+        self.tokenizer = AutoTokenizer.from_pretrained(str(root / "policy_nli_tokenizer"))
+        self.batch_size = batch_size
+
+    def __call__(self, premises: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
+        out = []
+        for i in range(0, len(premises), self.batch_size):
+            enc = self.tokenizer(list(premises[i:i + self.batch_size]), list(hypotheses[i:i + self.batch_size]),
+                                 padding="max_length", truncation="only_first", max_length=AEGIS_MAX_TOKENS,
+                                 return_tensors="np")
+            logits = self.session.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
+                                             "attention_mask": enc["attention_mask"].astype(np.int64)})[0]
+            out.append(_softmax(logits)[:, 0])
+        return np.concatenate(out) if out else np.zeros(0)
+
+
+class HfNli:
+    """A sequence-classification NLI model (hub or local); P(entailment) from its softmax."""
+
+    def __init__(self, spec: str, batch_size: int = 16, max_length: int = 512):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(spec)
+            self.model = AutoModelForSequenceClassification.from_pretrained(spec).eval()
+        except Exception as exc:
+            raise CalibenchError(f"could not load NLI model '{spec}' ({' '.join(str(exc).split())[:160]}); "
+                                 "offline, use nli=aegis") from None
+        labels = {str(v).lower(): int(k) for k, v in self.model.config.id2label.items()}
+        found = [i for label, i in labels.items() if label.startswith("entail") or label == "supported"]
+        if not found:
+            raise CalibenchError(f"NLI model '{spec}' has no entailment label (labels: {', '.join(labels)})")
+        self.entail, self.name, self.batch_size, self.max_length = found[0], spec, batch_size, max_length
+        self._torch = torch
+
+    def __call__(self, premises: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
+        out = []
+        with self._torch.inference_mode():
+            for i in range(0, len(premises), self.batch_size):
+                enc = self.tokenizer(list(premises[i:i + self.batch_size]), list(hypotheses[i:i + self.batch_size]),
+                                     padding=True, truncation="only_first", max_length=self.max_length,
+                                     return_tensors="pt")
+                probs = self.model(**enc).logits.float().softmax(-1)[:, self.entail]
+                out.append(probs.numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@lru_cache(maxsize=4)
+def get_nli(name: str) -> Nli:
+    """The NLI backend called ``name`` (loaded once per process)."""
+    if name == AEGIS:
+        return AegisNli()
+    return HfNli(name)
+
+
+def check_nli_name(name: str) -> None:
+    """Fail before any model loads: the offline model must be pulled, a hub model must look like a name."""
+    if name == AEGIS:
+        from calibench.assets import require
+
+        require(AEGIS_ASSET)
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            raise CalibenchError("nli=aegis needs onnxruntime (pip install onnxruntime), or use nli=none") from None
+    elif "/" not in name:
+        raise CalibenchError(f"unknown NLI model '{name}': use aegis (offline), none, or a hub id/directory "
+                             "of a sequence-classification NLI model")

@@ -1,0 +1,326 @@
+"""The ``summ:`` task: prompt, generate greedily, score every summary, give rows and per-document items.
+
+``summ:DATASET[:key=value...]``, for instance ``summ:xsum``,
+``summ:xsum:style=paragraph:max_new_tokens=96``, ``summ:my_docs.jsonl:chat=no``.
+Options (defaults in brackets):
+
+* ``style`` [sentences]: paragraph, sentences or summary (:data:`.prompts.STYLES`);
+* ``max_new_tokens`` [64]: the generation cap;
+* ``chat`` [auto]: the chat template when the tokenizer has one; ``yes`` requires it, ``no`` gives a plain prompt;
+* ``system`` [yes]: the system line asking for truthful summaries (chat only);
+* ``nli`` [aegis]: the NLI model of the SummaC-ZS score: aegis (offline), none, or a hub id / directory;
+* ``harim`` [auto]: the judge of HaRiM+: ``auto`` is the dense model (the checkpoint's source model for a
+  calibench checkpoint, the model itself otherwise), ``none`` skips it, or any model spec;
+* ``validate`` [yes]: score each scorer on Factual-Summary-Pairs and report its accuracy as a row;
+* ``max_prompt_tokens``: skip documents whose prompt is longer (default: the context minus max_new_tokens).
+
+Documents whose prompt does not fit are skipped and counted (``skipped_too_long``).
+Rows: one per metric, the mean over documents, stderr from a bootstrap of the mean,
+the 95% interval in the task record.  Items: one per document with ``doc_id``,
+``doc_hash`` (what pairs runs), the summary (``response``) and every metric.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from calibench.errors import CalibenchError
+from calibench.summarize.data import SummDataset, SummDoc, resolve_dataset
+from calibench.summarize.metrics import ALL_METRICS, CONSISTENCY_METRIC, HARIM_METRICS, lexical_metrics
+from calibench.summarize.prompts import STYLES
+
+SUMM_PREFIX = "summ:"
+SUMM_KIND = "summarization"
+
+
+class SummOptions(BaseModel):
+    """The options of a ``summ:`` task, validated (a bad value is one line naming the option)."""
+
+    model_config = ConfigDict(extra="forbid")
+    style: str = "sentences"
+    max_new_tokens: int = Field(64)
+    chat: str = "auto"
+    system: bool = True
+    nli: str = "aegis"
+    harim: str = "auto"
+    validate_scorers: bool = Field(True, alias="validate")
+    max_prompt_tokens: int | None = None
+
+    @field_validator("style")
+    @classmethod
+    def _style(cls, v: str) -> str:
+        if v not in STYLES:
+            raise ValueError(f"must be one of {', '.join(STYLES)}")
+        return v
+
+    @field_validator("chat")
+    @classmethod
+    def _chat(cls, v: str) -> str:
+        if v not in ("auto", "yes", "no"):
+            raise ValueError("must be auto, yes or no")
+        return v
+
+    @field_validator("max_new_tokens", "max_prompt_tokens")
+    @classmethod
+    def _positive(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError(f"must be at least 1, got {v}")
+        return v
+
+
+_DEFAULTS = SummOptions().model_dump(by_alias=True)
+
+
+@dataclass(frozen=True)
+class SummTask:
+    name: str  # canonical row label
+    dataset: SummDataset
+    options: SummOptions
+
+
+def parse_summ_task(name: str) -> SummTask:
+    """``summ:DATASET[:key=value...]`` to a task, or one line saying what is wrong."""
+    body = name[len(SUMM_PREFIX):]
+    parts = body.split(":")
+    dataset_name, raw = parts[0], parts[1:]
+    if not dataset_name:
+        raise CalibenchError(f"task '{name}' names no dataset: use summ:xsum (or multilexsum, mtsdialog, a .jsonl)")
+    values: dict[str, Any] = {}
+    for piece in raw:
+        key, eq, value = piece.partition("=")
+        if not eq or not key:
+            raise CalibenchError(f"task '{name}': option '{piece}' is not key=value (e.g. summ:xsum:max_new_tokens=64)")
+        values[key] = {"yes": True, "no": False}.get(value, value) if key in ("system", "validate") else value
+    try:
+        options = SummOptions.model_validate(values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "options"
+        known = ", ".join(SummOptions.model_fields[k].alias or k for k in SummOptions.model_fields)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"is not an option (options: {known})"
+        raise CalibenchError(f"task '{name}': {where} {msg}") from None
+    dataset = resolve_dataset(dataset_name)
+    dumped = options.model_dump(by_alias=True)
+    extra = [f"{k}={_show(v)}" for k, v in dumped.items() if v != _DEFAULTS[k]]
+    return SummTask(":".join([SUMM_PREFIX + dataset_name, *extra]), dataset, options)
+
+
+def _show(value: Any) -> str:
+    return {True: "yes", False: "no"}.get(value, str(value)) if isinstance(value, bool) else str(value)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+@dataclass
+class Prepared:
+    """A task with its documents loaded (before any model): what evaluate checks first."""
+
+    task: SummTask
+    docs: list[SummDoc]
+    n_total: int
+    limit: int | None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare(task: SummTask, limit: int | None) -> Prepared:
+    """Load the documents and check the scorers exist, so that nothing fails after the model loads."""
+    started = time.perf_counter()
+    docs = task.dataset.load()
+    if task.options.nli != "none":
+        from calibench.summarize.nli import check_nli_name
+
+        check_nli_name(task.options.nli)
+    chosen = docs[:limit] if limit is not None else docs
+    return Prepared(task, chosen, len(docs), limit if limit is not None and limit < len(docs) else None,
+                    time.perf_counter() - started)
+
+
+def check_model(task: SummTask, tokenizer: Any, model_name: str) -> bool:
+    """Whether prompts use the chat template (``chat=yes`` on a base model fails here, before loading)."""
+    from calibench.summarize.prompts import use_chat
+
+    return use_chat(tokenizer, task.options.chat, model_name)  # type: ignore[arg-type]
+
+
+def run(prep: Prepared, model: Any, tokenizer: Any, model_spec: Any, batch_size: int) -> tuple[list[Any], Any, list[dict[str, Any]]]:
+    """Generate and score: (rows, task record, items)."""
+    from calibench import progress
+    from calibench.evaluation.results import EvalRow, TaskRecord
+    from calibench.models import model_max_length
+    from calibench.summarize.generate import greedy_generate
+    from calibench.summarize.prompts import clean_summary, render, use_chat
+    from calibench.summarize.stats import bootstrap_mean
+
+    started = time.perf_counter()
+    task, opts = prep.task, prep.task.options
+    name = str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
+    chat = use_chat(tokenizer, opts.chat, name)  # type: ignore[arg-type]
+    context = model_max_length(model)
+    cap = min(context - opts.max_new_tokens, opts.max_prompt_tokens or context)
+    kept: list[tuple[SummDoc, list[int]]] = []
+    skipped = 0
+    for doc in prep.docs:
+        ids = render(tokenizer, doc.document, opts.style, chat, opts.system)
+        if len(ids) > cap:
+            skipped += 1
+        else:
+            kept.append((doc, ids))
+    if not kept:
+        raise CalibenchError(f"{task.name}: none of the {len(prep.docs)} documents fits in {cap} prompt tokens "
+                             f"(context {context}, max_new_tokens {opts.max_new_tokens}); use a shorter dataset "
+                             "or raise max_prompt_tokens")
+    stops = _stop_ids(tokenizer, model, chat)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
+    with progress.task(f"{task.name}: generating", total=len(kept), unit="documents") as bar:
+        gen = greedy_generate(model, [ids for _, ids in kept], max_new_tokens=opts.max_new_tokens, stop_ids=stops,
+                              pad_id=pad, batch_size=batch_size, vocab_size=len(tokenizer), on_done=bar.advance)
+    summaries = [clean_summary(tokenizer.decode(g.tokens, skip_special_tokens=True), chat) for g in gen.generations]
+    docs = [d for d, _ in kept]
+    per_doc = [lexical_metrics(s, d.document, d.reference) for s, d in zip(summaries, docs)]
+    details: dict[str, Any] = {}
+    rows_extra: list[Any] = []
+    if opts.nli != "none":
+        from calibench.summarize.consistency import summac_zs
+        from calibench.summarize.nli import get_nli
+
+        nli = get_nli(opts.nli)
+        with progress.task(f"{task.name}: consistency ({opts.nli})", total=None):
+            scores = summac_zs(nli, [d.document for d in docs], summaries)
+        for m, v in zip(per_doc, scores):
+            m[CONSISTENCY_METRIC] = v
+        details["consistency"] = {"method": "SummaC-ZS, sentence granularity, max over source sentences, mean over "
+                                            "summary sentences, P(supported)", "nli": opts.nli}
+        if opts.validate_scorers:
+            from calibench.summarize.validate import cached_accuracy
+
+            score = lambda src, summ: summac_zs(nli, src, summ)  # noqa: E731
+            val = cached_accuracy({"scorer": CONSISTENCY_METRIC, "nli": opts.nli}, score)
+            details["consistency"]["factual_summary_pairs"] = val
+            rows_extra.append(EvalRow(task=task.name, metric=f"{CONSISTENCY_METRIC}.fsp_acc", value=val["accuracy"],
+                                      n=val["pairs"]))
+    judge_spec = _judge_spec(opts.harim, model_spec, model)
+    if judge_spec is not None:
+        from calibench.summarize.harim import Judge, harim_scores
+
+        judge_model, judge_tok = _load_judge(judge_spec, model, tokenizer, model_spec)
+        judge = Judge(judge_model, judge_tok, opts.style, use_chat(judge_tok, "auto", judge_spec) and chat,
+                      str(judge_spec), batch_size)
+        with progress.task(f"{task.name}: HaRiM+ (judge {judge_spec})", total=None):
+            scores_h = harim_scores(judge, [d.document for d in docs], summaries)
+        for m, h in zip(per_doc, scores_h):
+            m.update(h)
+        details["harim"] = {"judge": str(judge_spec), "lambda": 7.0, "chat": judge.chat}
+        if opts.validate_scorers:
+            from calibench.summarize.validate import cached_accuracy
+
+            val = cached_accuracy({"scorer": "harim_plus", "judge": _identity(judge_spec), "style": opts.style,
+                                   "chat": judge.chat},
+                                  lambda src, summ: [h["harim_plus"] for h in harim_scores(judge, src, summ)])
+            details["harim"]["factual_summary_pairs"] = val
+            rows_extra.append(EvalRow(task=task.name, metric="harim_plus.fsp_acc", value=val["accuracy"],
+                                      n=val["pairs"]))
+    rows, ci = [], {}
+    for metric in ALL_METRICS:
+        values = [m[metric] for m in per_doc if metric in m]
+        if not values:
+            continue
+        interval = bootstrap_mean(values)
+        ci[metric] = interval.as_dict()
+        if interval.n:
+            rows.append(EvalRow(task=task.name, metric=metric, value=interval.mean, stderr=interval.stderr,
+                                n=interval.n, limit=prep.limit))
+    rows.extend(rows_extra)
+    items = []
+    for (doc, ids), g, s, m in zip(kept, gen.generations, summaries, per_doc):
+        items.append({"doc_id": doc.doc_id, "doc_hash": doc.doc_hash,
+                      "prompt_hash": hashlib.sha256(str(ids).encode()).hexdigest(), "target": doc.reference,
+                      "response": s, "prompt_tokens": len(ids), "new_tokens": len(g.tokens), "stopped": g.stopped,
+                      "metrics": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}})
+    record = TaskRecord(task=task.name, kind=SUMM_KIND, mode="offline" if task.dataset.offline else "online",
+                        data=task.dataset.origin, split="test", n_total=prep.n_total, n_evaluated=len(kept),
+                        limit=prep.limit)
+    record.details.update({
+        "options": opts.model_dump(by_alias=True), "chat_template": chat, "stop_ids": stops,
+        "skipped_too_long": skipped, "prompt_token_cap": cap, "ci95": ci,
+        "generation": {"decoding": "greedy", "batch_size": batch_size, "new_tokens": gen.new_tokens,
+                       "seconds": round(gen.seconds, 3), "tokens_per_second": round(gen.tokens_per_second, 2),
+                       "stopped": sum(g.stopped for g in gen.generations),
+                       "cut_at_max_new_tokens": sum(not g.stopped for g in gen.generations)},
+        **details,
+    })
+    if skipped:
+        record.notes.append(f"{skipped} document(s) skipped: prompt longer than {cap} tokens")
+    record.seconds = prep.seconds + time.perf_counter() - started
+    return rows, record, items
+
+
+def _stop_ids(tokenizer: Any, model: Any, chat: bool) -> list[int]:
+    from calibench.data.generation.tokens import _ids
+
+    if chat:
+        from calibench.data.chat import require_chat_template
+        from calibench.data.generation.prompted import chat_stop_ids
+
+        return chat_stop_ids(tokenizer, require_chat_template(tokenizer), model)[0]
+    ids = set(_ids(tokenizer.eos_token_id)) | set(_ids(getattr(model.generation_config, "eos_token_id", None)))
+    ids |= set(_ids(getattr(model.config, "eos_token_id", None)))
+    return sorted(i for i in ids if i is not None and i >= 0) or [-1]
+
+
+def _judge_spec(option: str, model_spec: Any, model: Any) -> str | None:
+    """Which model judges HaRiM+: ``auto`` is the dense model the evaluated one was made from."""
+    if option == "none":
+        return None
+    if option != "auto":
+        return option
+    if model_spec is not None:
+        from calibench.compress import RECORD_FILE
+        from calibench.models import resolve_model_path
+
+        path = resolve_model_path(model_spec)
+        record = os.path.join(path, RECORD_FILE)
+        if os.path.isfile(record):  # a calibench checkpoint: its source model is the dense one
+            import json
+
+            with open(record, encoding="utf-8") as fh:
+                return str(json.load(fh).get("model") or model_spec)
+        return os.fspath(model_spec)
+    source = getattr(model.config, "_name_or_path", "")
+    if source and os.path.isdir(source):  # an in-memory model loaded (then compressed) from this directory
+        return source
+    raise CalibenchError("summarization harim=auto cannot tell which dense model this in-memory model came from: "
+                         "pass harim=MODEL (e.g. summ:xsum:harim=smollm2-135m) or harim=none")
+
+
+def _identity(spec: str) -> str:
+    from calibench.models import resolve_model_path
+
+    return resolve_model_path(spec)
+
+
+_JUDGES: dict[str, tuple[Any, Any]] = {}
+
+
+def _load_judge(spec: str, model: Any, tokenizer: Any, model_spec: Any) -> tuple[Any, Any]:
+    """The judge, loaded once per process; the evaluated model itself when it *is* the dense model."""
+    from calibench.models import load_model, load_tokenizer, resolve_model_path
+
+    path = resolve_model_path(spec)
+    if model_spec is not None and resolve_model_path(model_spec) == path:
+        return model, tokenizer
+    if path not in _JUDGES:
+        device = next(model.parameters()).device
+        _JUDGES.clear()  # one judge at a time: a study over several models must not keep them all
+        _JUDGES[path] = (load_model(spec, device=str(device)), load_tokenizer(spec))
+    return _JUDGES[path]
