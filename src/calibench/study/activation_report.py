@@ -69,7 +69,7 @@ def plot_activation_vs_perplexity(frame: Any, path: Path, pyplot: Any) -> Path |
     if joined.empty:
         return None
     models = sorted(joined.model.unique())
-    fig, axes = pyplot.subplots(1, len(models), figsize=(5.2 * len(models), 4.0), squeeze=False)
+    fig, axes = pyplot.subplots(1, len(models), figsize=(max(8.0, 5.2 * len(models)), 4.4), squeeze=False)
     for ax, model in zip(axes[0], models):
         part = joined[joined.model == model]
         for method, rows in part.groupby("method", sort=True):
@@ -83,7 +83,7 @@ def plot_activation_vs_perplexity(frame: Any, path: Path, pyplot: Any) -> Path |
         ax.set_title(Path(model).name or model, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle("Does the set's activation cost predict the outcome? (one point per calibration set)")
+    fig.suptitle("Does a set's activation cost predict the outcome? (one point per set)")
     fig.tight_layout()
     fig.savefig(path, dpi=150)
     pyplot.close(fig)
