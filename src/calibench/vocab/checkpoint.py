@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from calibench.errors import CalibenchError, CorruptArtifactError
 from calibench.vocab.modes import get_mode
 from calibench.vocab.prune import (
-    ATTR, PrunedVocab, PruneRecord, _assemble, attach, compact_special_ids, embedding_of, head_of, set_special_ids,
+    ATTR, PrunedVocab, PruneRecord, attach, compact_special_ids, embedding_of, head_of, reassemble, set_special_ids,
     tensor_sha256, text_config,
 )  # fmt: skip
 
@@ -247,23 +247,8 @@ def restore(path: str | Path, out: str | Path, *, original: str | None = None, t
     dropped = _dropped_rows(path, record, original)
     emb = embedding_of(model)
     head = head_of(model, record.num_kept) if record.has_head else None
-    kept = torch.tensor(record.kept, dtype=torch.long)
     rows = record.vocab_size
-    with torch.no_grad():
-        emb.weight = torch.nn.Parameter(_assemble(emb.weight.detach(), dropped["embedding"], kept, rows), requires_grad=False)
-        emb.num_embeddings = rows
-        emb.padding_idx = record.padding_idx
-        if head is not None:
-            if record.tied:
-                head.weight = emb.weight
-            else:
-                head.weight = torch.nn.Parameter(_assemble(head.weight.detach(), dropped["head"], kept, rows),
-                                                 requires_grad=False)  # fmt: skip
-            if record.head_bias:
-                head.bias = torch.nn.Parameter(_assemble(head.bias.detach(), dropped["head_bias"], kept, rows),
-                                               requires_grad=False)  # fmt: skip
-            if hasattr(head, "out_features"):
-                head.out_features = rows
+    reassemble(emb, head, record, dropped, torch.tensor(record.kept, dtype=torch.long))
     checks = {"embedding_sha256": emb.weight}
     if head is not None and not record.tied:
         checks["head_sha256"] = head.weight

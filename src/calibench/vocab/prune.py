@@ -301,6 +301,30 @@ def _assemble(kept_rows: Any, dropped_rows: Any, kept: Any, rows: int) -> Any:
     return full
 
 
+def reassemble(emb: Any, head: Any | None, record: Any, dropped: dict[str, Any], kept: Any, *,
+               embedding: bool = True) -> None:
+    """Scatter the kept rows and the dropped ones back into full matrices: the input embedding (unless
+    ``embedding`` is False), and the head with its bias when ``head`` is given (tied: the same matrix)."""
+    import torch
+
+    rows = record.vocab_size
+
+    def full(current: Any, name: str) -> Any:
+        return torch.nn.Parameter(_assemble(current.detach(), dropped[name], kept, rows), requires_grad=False)
+
+    with torch.no_grad():
+        if embedding:
+            emb.weight = full(emb.weight, "embedding")
+            emb.num_embeddings = rows
+            emb.padding_idx = record.padding_idx
+        if head is not None:
+            head.weight = emb.weight if record.tied else full(head.weight, "head")
+            if record.head_bias:
+                head.bias = full(head.bias, "head_bias")
+            if hasattr(head, "out_features"):
+                head.out_features = rows
+
+
 def unprune(model: Any, dropped: dict[str, Any] | None = None) -> None:
     """Put the full matrices back in memory (from ``dropped`` or the rows kept at pruning) and remove the hooks."""
     import torch
@@ -314,27 +338,10 @@ def unprune(model: Any, dropped: dict[str, Any] | None = None) -> None:
     head = model.get_output_embeddings() if record.has_head else None
     spec = get_mode(record.mode)
     kept = torch.tensor(record.kept, dtype=torch.long, device=emb.weight.device)
-    rows = record.vocab_size
     shrunk = spec.head_pruned or not record.tied
     if (shrunk or spec.head_pruned) and dropped is None:
         raise CalibenchError("the dropped rows were released (keep_dropped=False): reload the original model instead")
-    with torch.no_grad():
-        if shrunk:
-            emb.weight = torch.nn.Parameter(_assemble(emb.weight.detach(), dropped["embedding"], kept, rows),
-                                            requires_grad=False)  # fmt: skip
-            emb.num_embeddings = rows
-            emb.padding_idx = record.padding_idx
-        if spec.head_pruned and head is not None:
-            if record.tied:
-                head.weight = emb.weight
-            else:
-                head.weight = torch.nn.Parameter(_assemble(head.weight.detach(), dropped["head"], kept, rows),
-                                                 requires_grad=False)  # fmt: skip
-            if record.head_bias:
-                head.bias = torch.nn.Parameter(_assemble(head.bias.detach(), dropped["head_bias"], kept, rows),
-                                               requires_grad=False)  # fmt: skip
-            if hasattr(head, "out_features"):
-                head.out_features = rows
+    reassemble(emb, head if spec.head_pruned else None, record, dropped, kept, embedding=shrunk)
     detach(emb)
     detach(head)
     setattr(model, ATTR, None)
