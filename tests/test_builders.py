@@ -25,8 +25,12 @@ CHAT_TEMPLATE = (
 
 @pytest.fixture
 def chat_tokenizer(tiny_tokenizer):
-    tiny_tokenizer.chat_template = CHAT_TEMPLATE
-    return tiny_tokenizer
+    """A copy with a chat template: the session's tiny tokenizer is shared, and other tests expect it without one."""
+    import copy
+
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
 
 
 @pytest.fixture
