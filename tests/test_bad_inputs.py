@@ -133,6 +133,11 @@ ROWS = [
     Row("eval {model} --tasks summ:xsum:style=poem --out {out}", "style must be one of paragraph, sentences, summary", "summ-bad-style"),
     Row("eval {model} --tasks summ:xsum:colour=red --out {out}", "colour is not an option", "summ-unknown-option"),
     Row("eval {model} --tasks summ:{chatgood}:chat=yes:nli=none --out {out}", "has no chat template", "summ-chat-without-template"),
+    Row("compare {tmp}/missing.json {tmp}/other.json", "no such result file", "compare-missing-file"),
+    Row("compare {file}", "needs at least two result files", "compare-one-file"),
+    Row("compare {file} {file}", "not an evaluation result", "compare-not-a-result"),
+    Row("compare {file} {file} --labels a", "one label per file", "compare-labels-count"),
+    Row("compare {file} {file} --out {tmp}", "is a directory", "compare-out-dir"),
     # ------------------------------------------------------------ real scale: dtype, device, schemes, recipes
     Row("compress -m {model} -c {set} --method w4a16 --device cuda -o {out}", "asked for a CUDA GPU", "compress-no-gpu"),
     Row("compress -m {model} -c {set} --method w4a16 --device tpu -o {out}", "invalid device 'tpu'", "compress-device-invalid"),

@@ -26,7 +26,9 @@ def eval_command(
         help="Comma-separated: ppl:<wikitext2|c4|wiki|science|math|code>, calibench's tasks "
              "(arc_easy, arc_challenge, boolq, hellaswag, lambada_openai, openbookqa, piqa, rte, storycloze, "
              "winogrande, copa, sciq, gsm8k; all with offline data but storycloze), groups (paper, zeroshot), "
-             "or any lm-eval task, group or tag name (online).",
+             "any lm-eval task, group or tag name (online), and summ:<xsum|multilexsum|mtsdialog|xsum-hub|cnn_dailymail|FILE.jsonl>"
+             "[:style=..:max_new_tokens=..:chat=..:nli=..:harim=..] (abstractive summarization: generated greedily, "
+             "scored for overlap and faithfulness; add --log-samples to pair runs with `calibench compare`).",
     ),
     limit: int = typer.Option(None, "--limit", help="At most N items per task: lm-eval items, and perplexity windows unless --max-windows is given (results are marked limited)."),
     out: Path = typer.Option(None, "--out", "-o", help="Write the full result (rows, task records, settings, per-item samples with --log-samples) as JSON."),

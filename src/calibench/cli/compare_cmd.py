@@ -1,0 +1,45 @@
+"""``calibench compare``: pair evaluation runs per item against the first (the dense model).
+
+Today it pairs summarization runs (``summ:`` tasks evaluated with
+``--log-samples``) per document: every metric's mean in each run and the
+difference to the base with its paired bootstrap 95% CI.  Pairing matters:
+the same documents are summarized by every model, so document difficulty
+cancels and the CI is the one of the difference, not of two separate means.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def compare_command(
+    runs: list[Path] = typer.Argument(..., help="EvalResult JSON files (`calibench eval ... --log-samples -o X.json`); the first is the base."),
+    task: str = typer.Option(None, "--task", help="The summ: task, when a file holds several."),
+    labels: str = typer.Option(None, "--labels", help="Comma-separated labels, one per file (default: file names)."),
+    plot: Path = typer.Option(None, "--plot", help="Also write the source-overlap vs consistency scatter plot (PNG), one colour per run."),
+    out: Path = typer.Option(None, "--out", "-o", help="Also write the table (Markdown) to this file."),
+) -> None:
+    """Pair summarization runs per document against the first and print every metric's difference with its paired CI."""
+    from calibench.errors import CalibenchError
+    from calibench.fsutil import atomic_write_bytes, check_output_file
+    from calibench.summarize.compare import compare_table, load_run
+    from calibench.summarize.plot import overlap_consistency_plot
+
+    names = labels.split(",") if labels else [None] * len(runs)
+    if len(runs) < 2:
+        raise CalibenchError("compare needs at least two result files: the base (dense) run first, then the others")
+    if len(names) != len(runs):
+        raise CalibenchError(f"--labels gives {len(names)} labels for {len(runs)} files: give one label per file")
+    for dest, example in ((out, "table.md"), (plot, "overlap.png")):
+        if dest is not None:
+            check_output_file(dest, example)
+    loaded = [load_run(p, task, n) for p, n in zip(runs, names)]
+    table = compare_table(loaded)
+    typer.echo(table)
+    if out is not None:
+        atomic_write_bytes(out, table.encode("utf-8"))
+    if plot is not None:
+        written = overlap_consistency_plot([(r.label, list(r.items.values())) for r in loaded], plot)
+        typer.echo(f"wrote {written}" if written else "no metrics to plot")
