@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from calibench.inspect.run import Inspection, ModelInspection
+from calibench.report.plots import pyplot, save_figure, styled
 
 KINDS = ("linear_input", "residual")
 KIND_TITLES = {"linear_input": "linear inputs (max over a layer's linears)", "residual": "residual stream"}
@@ -81,8 +82,9 @@ def set_summary_rows(result: ModelInspection) -> list[list[Any]]:
     return rows
 
 
+@styled
 def _plot_layer_max(inspection: Inspection, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     models = inspection.models
     fig, axes = plt.subplots(len(models), len(KINDS), figsize=(5.2 * len(KINDS), 3.4 * len(models)), squeeze=False)
     for r, result in enumerate(models):
@@ -98,11 +100,12 @@ def _plot_layer_max(inspection: Inspection, path: Path) -> Path:
             ax.grid(alpha=0.3)
         axes[r][0].legend(fontsize=7, loc="best")
     fig.suptitle("Per-layer max |activation| by calibration set")
-    return _save(plt, fig, path)
+    return save_figure(fig, path)
 
 
+@styled
 def _plot_heatmap(inspection: Inspection, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     models = inspection.models
     fig, axes = plt.subplots(len(models), 1, figsize=(11, 1.2 + 0.45 * max(len(m.stats) for m in models) * len(models)
                                                           + 1.2 * len(models)), squeeze=False)
@@ -116,7 +119,7 @@ def _plot_heatmap(inspection: Inspection, path: Path) -> Path:
         ax.set_xlabel("channel")
         ax.set_title(f"{_short(result.model)}: per-channel max |x| at {name} (log10)", fontsize=10)
         fig.colorbar(image, ax=ax, fraction=0.03, pad=0.01)
-    return _save(plt, fig, path)
+    return save_figure(fig, path)
 
 
 def stability_matrix(result: ModelInspection, kind: str = "linear_input") -> tuple[list[str], Any]:
@@ -131,8 +134,9 @@ def stability_matrix(result: ModelInspection, kind: str = "linear_input") -> tup
     return labels, matrix
 
 
+@styled
 def _plot_stability(inspection: Inspection, path: Path) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     models = inspection.models
     fig, axes = plt.subplots(len(models), len(KINDS), figsize=(4.6 * len(KINDS), 4.0 * len(models)), squeeze=False)
     for r, result in enumerate(models):
@@ -149,11 +153,12 @@ def _plot_stability(inspection: Inspection, path: Path) -> Path:
             ax.set_title(f"{_short(result.model)}: {kind.replace('_', ' ')}", fontsize=10)
             fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle("Spearman correlation of per-channel max |x| between sets (mean over layers)")
-    return _save(plt, fig, path)
+    return save_figure(fig, path)
 
 
+@styled
 def _plot_quant_error(inspection: Inspection, path: Path) -> Path | None:
-    plt = _pyplot()
+    plt = pyplot()
     models = [m for m in inspection.models if m.quant_error is not None]
     if not models:
         return None
@@ -173,23 +178,7 @@ def _plot_quant_error(inspection: Inspection, path: Path) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     fig.suptitle("Activation quantization error per layer: static per-tensor scales from each set")
-    return _save(plt, fig, path)
-
-
-def _save(plt: Any, fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return save_figure(fig, path)
 
 
 def _model_section(result: ModelInspection, tokenizer: Any | None) -> list[str]:

@@ -6,7 +6,8 @@ range (like accuracy elsewhere in the report).  Against dense it pairs each
 compressed cell's per-document items (the store's ``samples`` table, keyed
 by ``doc_hash``) with the dense cell of the same model and task: the mean
 difference with a paired bootstrap CI, for the metrics that carry the
-paper's argument (quality, source overlap, novelty, consistency).
+paper's argument (quality, source overlap, novelty, consistency).  The plot
+is drawn once per model (models never share a panel).
 """
 
 from __future__ import annotations
@@ -26,14 +27,9 @@ def summarization_frame(frame: Any) -> Any:
 
 def spread_table(frame: Any) -> Any:
     """Per (model, method, source, n, seq_len, task, metric): spread of the cell means across sets."""
-    import pandas as pd
+    from calibench.report.tables import spread_table as spread
 
-    from calibench.study.report import _spread
-
-    summ = summarization_frame(frame)
-    out = [{**dict(zip(SPREAD_KEYS, group)), **_spread(part["value"])}
-           for group, part in summ.groupby(SPREAD_KEYS, sort=True)]
-    return pd.DataFrame(out)
+    return spread(summarization_frame(frame), SPREAD_KEYS)
 
 
 def paired_to_dense(directory: str | Path, frame: Any, metrics: tuple[str, ...] = KEY_METRICS) -> Any:
@@ -71,37 +67,47 @@ def paired_to_dense(directory: str | Path, frame: Any, metrics: tuple[str, ...] 
     return pd.DataFrame(out)
 
 
-def scatter(directory: str | Path, frame: Any, path: Path) -> Path | None:
-    """Overlap against consistency for every summary of every cell, coloured by method and source."""
+def scatter(directory: str | Path, frame: Any, out: Path) -> list[Path]:
+    """Per model, overlap against consistency for every summary of every cell, coloured by method and source."""
+    from calibench.report.plots import model_paths
     from calibench.study.store import Store
     from calibench.summarize.plot import overlap_consistency_plot
 
     summ = summarization_frame(frame)
     if summ.empty:
-        return None
+        return []
     cells = summ.drop_duplicates("key").set_index("key")
     store = Store(directory)
     try:
         samples = {k: v for k, v in store.samples().items() if k[1].startswith(SUMM_PREFIX)}
     finally:
         store.close()
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = {}  # model -> label -> items
     for (key, _task), items in sorted(samples.items()):
         if key not in cells.index:
             continue
         c = cells.loc[key]
         label = "dense" if c.method == "dense" else f"{c.method} / {c.source}"
-        groups.setdefault(label, []).extend(items.values())
-    return overlap_consistency_plot(sorted(groups.items()), path)
+        groups.setdefault(c.model, {}).setdefault(label, []).extend(items.values())
+    paths = model_paths(sorted(groups), Path(out), "summarization_overlap_consistency")
+    drawn = [overlap_consistency_plot(sorted(groups[model].items()), path, title=model) for model, path in paths.items()]
+    return [p for p in drawn if p is not None]
 
 
-def sections(directory: str | Path, frame: Any, out: Path) -> tuple[list[tuple[str, Any]], list[Path]]:
-    """(headings with tables, plots) for the report; empty when the study has no summ: task."""
+SPREAD_HEADING = "Summarization metrics across sets (mean, std, min, max, range)"
+PAIRED_HEADING = "Summarization: compressed minus dense, paired per document (95% paired bootstrap CI)"
+
+
+def sections(directory: str | Path, frame: Any, out: Path | None) -> list[Any]:
+    """The report's summarization sections (:class:`calibench.report.render.Section`); none without a summ: task."""
+    from calibench.report.render import Section
+
     if summarization_frame(frame).empty:
-        return [], []
-    found = [("Summarization metrics across sets (mean, std, min, max, range)", spread_table(frame))]
+        return []
+    found = [Section(SPREAD_HEADING, tables=[spread_table(frame)])]
     paired = paired_to_dense(directory, frame)
     if len(paired):
-        found.append(("Summarization: compressed minus dense, paired per document (95% paired bootstrap CI)", paired))
-    plot = scatter(directory, frame, out / "summarization_overlap_consistency.png")
-    return found, [plot] if plot else []
+        found.append(Section(PAIRED_HEADING, tables=[paired]))
+    if out is not None:
+        found[-1].plots.extend(scatter(directory, frame, out))
+    return found

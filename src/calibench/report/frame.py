@@ -1,0 +1,68 @@
+"""A study's results as one long DataFrame, and its per-item samples: the only place the report reads the store.
+
+Everything downstream (tables, statistics, plots, sections) works on these
+in-memory values, so it can be tested on hand-made frames without a study.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from calibench.errors import CalibenchError
+from calibench.study.store import DB_NAME, Store
+
+COLUMNS = ["key", "model", "method", "method_name", "source", "set_index", "n", "seq_len", "task", "metric", "value",
+           "stderr", "items", "limit", "perturbation", "numerics"]
+
+Samples = dict[tuple[str, str], dict[str, dict[str, Any]]]  # (cell key, task) -> item id -> item
+
+
+def load_frame(directory: str | Path) -> tuple[Any, list[tuple[dict[str, Any], str]], dict[str, Any]]:
+    """All results of a study as a long DataFrame (one row per number), its failures and its metadata."""
+    import pandas as pd
+
+    directory = Path(directory)
+    if not (directory / DB_NAME).exists():
+        raise CalibenchError(f"{directory} has no {DB_NAME}: run `calibench study run SPEC --out {directory}` first")
+    store = Store(directory)
+    try:
+        rows = store.rows()
+        failures = store.failures()
+        meta = store.meta()
+    finally:
+        store.close()
+    records = []
+    for row in rows:
+        cfg = row["config"]
+        records.append({
+            "key": row["key"], "model": cfg["model"], "method": cfg["method"], "method_name": cfg.get("method_name", ""),
+            "source": cfg["source"] or "-",
+            "set_index": cfg["set_index"], "n": cfg["n"], "seq_len": cfg["seq_len"], "task": row["task"],
+            "metric": row["metric"], "value": row["value"], "stderr": row["stderr"], "items": row["n"],
+            "limit": row["limit"], "perturbation": cfg.get("perturbation", ""),
+            "numerics": numerics_label(row["record"].get("numerics")),
+        })
+    return pd.DataFrame.from_records(records, columns=COLUMNS), failures, meta
+
+
+def numerics_label(numerics: dict[str, Any] | None) -> str:
+    """The kernels a cell ran on, as one comparable string ('' for cells recorded before it was kept)."""
+    if not numerics:
+        return ""
+    kernels = "pinned" if numerics.get("reproducible") else f"{numerics.get('aten_cpu_capability')}"
+    return f"{numerics.get('cpu')} / {numerics.get('cuda') or 'cpu'} / {kernels}"
+
+
+def load_samples(directory: str | Path, tasks: list[str] | None = None) -> Samples:
+    """Per-item results of the finished cells, for the given tasks (all tasks when ``None``)."""
+    store = Store(directory)
+    try:
+        if tasks is None:
+            return store.samples()
+        out: Samples = {}
+        for task in tasks:
+            out.update(store.samples(task))
+        return out
+    finally:
+        store.close()

@@ -1,0 +1,218 @@
+"""The registry of report section providers, in report order: each turns a study into zero or more sections.
+
+A provider is ``provider(directory, frame, out) -> list[Section]``:
+``directory`` is the study (for per-item samples), ``frame`` the grid's
+results (noise-floor reruns left out), ``out`` the folder its PNGs go to
+(``None``: tables only).  A provider returns nothing where its part does not
+apply (no accuracy task, a single source, no ``summ:`` task ...).  Older
+providers that return ``(list[(title, DataFrame)], list[Path])`` are
+accepted through :func:`as_sections`.
+
+:data:`PROVIDERS` names each provider by a callable or by a
+``"module:function"`` string that is imported only when the report is
+written, so a part with heavy imports (summarization) costs nothing to
+studies without it.  Add a part with :func:`register` (or a line in the list).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from calibench.report import plots, tables
+from calibench.report.render import MARK, Section, Table
+
+ProviderFunction = Callable[[Path, Any, "Path | None"], Any]
+
+AVERAGE_HEADING = "Average accuracy across sets (mean, std, min, max, range)"
+PER_TASK_HEADING = "Per-task accuracy across sets"
+GAP_HEADING = "Across sources: best minus worst (mean average accuracy)"
+PERPLEXITY_HEADING = "Perplexity across sets"
+INCREASE_HEADING = "Perplexity increase over dense, per calibration source and held-out text (%)"
+SAMPLE_SIZE_HEADING = "Sample-size curves"
+NOISE_HEADING = "Noise floor: the largest change under harmless perturbations, against the spread across sets"
+DENSE_HEADING = ("Compressed against dense, item by item (compressed minus dense over shared items; paired bootstrap "
+                 "95% CI, McNemar or sign-flip p, Holm across each model x task)")
+PAIRED_HEADING = ("Paired differences between sources, item by item (source A minus source B over shared items; "
+                  "paired bootstrap 95% CI, McNemar or sign-flip p, Holm across the pairs of each model x method x task)")
+SOURCE_CI_HEADING = "Source means with a hierarchical bootstrap 95% CI (sets, then items)"
+ACTIVATION_HEADING = "Activation statistics of each source's sets, on the dense model (act:outliers)"
+SPREAD_HEADING = "Perplexity spread across calibration sets, per model and method"
+
+SIGNIFICANCE_LEGEND = (f"Significance: a {MARK} after p (Holm) marks a Holm-adjusted p < {tables.ALPHA} within the "
+                       "table's family. Column test: McNemar's exact test where both sides are single cells' 0/1 "
+                       "accuracies, the sign-flip permutation test otherwise (window NLLs, accuracies averaged over "
+                       "sets). For perplexity the difference is in log-perplexity; ppl ratio is its exp.")
+PAIRED_INTRO = ("Sets of two sources are independent draws, but every cell is scored on the same items, so each "
+                "source's per-item score is averaged over its sets and the sources are compared on the per-item "
+                "differences. items needed: items a paired test would need for 80% power at the observed difference; "
+                "sets needed: sets per source the set-to-set variance alone calls for.")
+DENSE_INTRO = ("Each method x source against the model's uncompressed cell on the same items: where compressing "
+               "with this calibration data measurably changed the task, and by how much.")
+SOURCE_CI_INTRO = ("Each source's mean with a CI that counts both the set-to-set and the item-to-item variance: "
+                   "resample the sets, then the items (one item draw shared by every set, as they share items). "
+                   "The naive half-width from the std across sets alone misses the item noise.")
+
+
+def _plots(out: Path | None, frame: Any, stem: str, draw: Callable[[Any, Path], Path | None]) -> list[Path]:
+    return [] if out is None else plots.per_model(frame, out, stem, draw)
+
+
+def accuracy_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
+    acc = tables.accuracy_table(frame)
+    if not len(acc):
+        return []
+    return [Section(AVERAGE_HEADING, tables=[acc[acc.task == tables.AVERAGE].drop(columns=["task"])],
+                    plots=_plots(out, frame, "accuracy_by_source", plots.plot_average_by_source)),
+            Section(PER_TASK_HEADING, tables=[acc[acc.task != tables.AVERAGE]],
+                    plots=_plots(out, frame, "task_spread", plots.plot_task_spread))]
+
+
+def gap_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
+    gaps = tables.gap_table(tables.accuracy_table(frame))
+    return [Section(GAP_HEADING, tables=[gaps])] if len(gaps) else []
+
+
+def perplexity_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
+    ppl = tables.perplexity_table(frame)
+    found = []
+    if len(ppl):
+        found.append(Section(PERPLEXITY_HEADING, tables=[ppl],
+                             plots=_plots(out, frame, "perplexity_by_source", plots.plot_perplexity_by_source)))
+    increase = tables.perplexity_increase_table(frame)
+    if len(increase) and increase.task.nunique() > 1:
+        found.append(Section(INCREASE_HEADING, tables=[increase],
+                             plots=_plots(out, increase, "perplexity_matrix", plots.plot_perplexity_matrix)))
+    return found
+
+
+def sample_size_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
+    drawn = _plots(out, frame, "sample_size", plots.plot_sample_size)
+    return [Section(SAMPLE_SIZE_HEADING, intro="Mean ± std across sets against the number of calibration samples.",
+                    plots=drawn)] if drawn else []
+
+
+def noise_floor_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
+    """The reruns are not in the grid's frame: the full frame is read again from the store."""
+    from calibench.report.frame import load_frame
+
+    if "perturbation" not in frame.columns:
+        return []
+    everything = load_frame(directory)[0]
+    noise = tables.noise_floor_table(everything, tables.accuracy_table(frame), tables.perplexity_table(frame))
+    if not len(noise):
+        return []
+    return [Section(NOISE_HEADING, tables=[noise], plots=_plots(out, noise, "noise_floor", plots.plot_noise_floor))]
+
+
+def _paired_tasks(frame: Any) -> list[str]:
+    """Tasks with a per-item score: accuracy tasks and perplexity."""
+    scored = frame[frame.metric.isin([tables.ACCURACY_METRIC, tables.PERPLEXITY_METRIC])]
+    return sorted(scored.task.unique())
+
+
+def _marked(frame: Any) -> Table:
+    return Table(frame, mark=("p (Holm)", "significant"), legend=SIGNIFICANCE_LEGEND)
+
+
+def dense_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
+    from calibench.report.frame import load_samples
+
+    if not (frame.method == "dense").any() or not (frame.method != "dense").any():
+        return []
+    matrices = tables.dense_matrices(frame, load_samples(directory, _paired_tasks(frame)))
+    if not matrices:
+        return []
+    return [Section(DENSE_HEADING, intro=DENSE_INTRO, tables=[_marked(tables.dense_table(matrices))])]
+
+
+def paired_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
+    """Source pairs and per-source CIs; nothing below two sources (a note says so) or without samples."""
+    from calibench.report.frame import load_samples
+
+    compressed = frame[(frame.method != "dense") & (frame.source != "-")]
+    if compressed.empty or compressed.source.nunique() < 2:
+        return []
+    matrices = tables.source_matrices(frame, load_samples(directory, _paired_tasks(compressed)))
+    if not matrices:
+        return []
+    pairs, sources = tables.paired_tables(matrices)
+    forest = _plots(out, pairs, "paired_differences", plots.plot_forest)
+    return [Section(PAIRED_HEADING, intro=PAIRED_INTRO, tables=[_marked(pairs)], plots=forest),
+            Section(SOURCE_CI_HEADING, intro=SOURCE_CI_INTRO, tables=[sources])]
+
+
+def activation_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
+    activations, spread = tables.activation_table(frame), tables.perplexity_spread_table(frame)
+    found = []
+    if len(activations):
+        drawn = [] if out is None else [p for p in (plots.plot_activation_vs_perplexity(
+            frame, Path(out) / "activation_vs_perplexity.png"),) if p is not None]  # a panel per model
+        found.append(Section(ACTIVATION_HEADING, tables=[activations], plots=drawn))
+    if len(spread) and (frame.model.nunique() > 1 or len(activations)):
+        found.append(Section(SPREAD_HEADING, tables=[spread]))
+    return found
+
+
+@dataclass(frozen=True)
+class Provider:
+    name: str
+    target: ProviderFunction | str  # a callable, or "module:function" imported when the report is written
+
+    def resolve(self) -> ProviderFunction:
+        if callable(self.target):
+            return self.target
+        module, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+
+
+PROVIDERS: list[Provider] = [
+    Provider("accuracy", accuracy_sections),
+    Provider("gap", gap_sections),
+    Provider("perplexity", perplexity_sections),
+    Provider("sample size", sample_size_sections),
+    Provider("noise floor", noise_floor_sections),
+    Provider("against dense", dense_sections),
+    Provider("source pairs", paired_sections),
+    Provider("activations", activation_sections),
+    Provider("summarization", "calibench.summarize.report:sections"),
+]
+
+
+def register(name: str, target: ProviderFunction | str, *, before: str | None = None) -> None:
+    """Add (or replace) a provider, at the end or before the one named ``before``."""
+    PROVIDERS[:] = [p for p in PROVIDERS if p.name != name]
+    names = [p.name for p in PROVIDERS]
+    if before is not None and before not in names:
+        raise KeyError(f"no report section provider named {before!r} (have: {', '.join(names)})")
+    PROVIDERS.insert(names.index(before) if before is not None else len(PROVIDERS), Provider(name, target))
+
+
+def as_sections(result: Any) -> list[Section]:
+    """A provider's answer as sections: a list of them, or the legacy ``(list[(title, DataFrame)], list[Path])``.
+
+    A legacy answer becomes one section per table; its plots go under the
+    last of them (under a "Plots" section when it has no table).
+    """
+    if isinstance(result, tuple) and len(result) == 2 and not isinstance(result[0], Section):
+        titled, drawn = result
+        found = [Section(str(title), tables=[frame]) for title, frame in titled]
+        if drawn:
+            if found:
+                found[-1].plots.extend(Path(p) for p in drawn)
+            else:
+                found.append(Section("Plots", plots=[Path(p) for p in drawn]))
+        return found
+    found = list(result or [])
+    if not all(isinstance(s, Section) for s in found):
+        raise TypeError("a report section provider returns Section objects or (list[(title, DataFrame)], list[Path])")
+    return found
+
+
+def build_sections(directory: str | Path, frame: Any, out: str | Path | None) -> list[Section]:
+    """Every registered provider's sections, in report order."""
+    directory, out = Path(directory), (Path(out) if out is not None else None)
+    return [s for provider in PROVIDERS for s in as_sections(provider.resolve()(directory, frame, out))]
