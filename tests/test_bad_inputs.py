@@ -190,6 +190,29 @@ ROWS = [
     Row("vocab prune {vocab:pruned} --keep {vocab:good} -o {out}", "is vocabulary-pruned already", "vocab-prune-twice"),
     Row("vocab restore {model} -o {out}", "was never vocabulary-pruned", "vocab-restore-never-pruned"),
     Row("vocab restore {vocab:pruned} -o /proc/calibench-restore", "not writable", "vocab-restore-unwritable"),
+    # ---- set cards, hf export, experiment tracking
+    Row("data card {tmp}/missing -o {out}", "is not a directory", "card-missing-set"),
+    Row("data card {corrupt:flipped} -o {out}", "token hash", "card-corrupt-set"),
+    Row("data card {set} -o {out} --reference {set}", "--reference needs --model", "card-reference-without-model"),
+    Row("data card {set} -m {model} -o {out} --reference {tmp}/missing", "is not a directory", "card-missing-reference"),
+    Row("data card {set} -m {model} -o {out} --benchmarks arc_chalenge", "unknown benchmark 'arc_chalenge'", "card-unknown-benchmark"),
+    Row("data card {set} -m {model} -o {out} --ngram 0", "--ngram must be at least 1", "card-ngram-zero"),
+    Row("data card {set} -m {model} -o {tmp}", "is a directory", "card-out-dir"),
+    Row("data export {set} -m {model} -o {full} --format hf", "already exists", "export-hf-out-exists"),
+    Row("data export {set} -m {model} -o {file}/hf --format hf", "is a file, not a directory", "export-hf-under-file"),
+    Row("data export {set} -m {model} -o {out} --format xml", "unknown export format 'xml'", "export-unknown-format"),
+    Row("data export {set} -m {model} -o {out} --push-to-hub me/set", "--push-to-hub needs --format hf", "export-push-needs-hf"),
+    Row("data export {set} -m {model} -o {out} --format hf --push-to-hub not/a/repo", "is not a hub repo id", "export-push-bad-repo"),
+    Row("study run {spec:badtracking} --out {out}", "unknown tracking backend 'mlfow'", "spec-unknown-tracking-backend"),
+    # ---- predictors: study signals and recommend
+    Row("study signals {tmp}/nostudy", "has no study.sqlite", "signals-no-study"),
+    Row("study signals {corrupt_study} --signals nosuch", "unknown signal 'nosuch'", "signals-unknown-signal"),
+    Row("study signals {corrupt_study} --k-layers 0", "--k-layers must be at least 1", "signals-k-zero"),
+    Row("study signals {corrupt_study}", "has no finished compressed cells", "signals-unfinished-study"),
+    Row("recommend -m {model} --method wanda --candidates nosuch --budget 5 -o {out}", "unknown candidate 'nosuch': known candidates are", "recommend-unknown-candidate"),
+    Row("recommend -m {model} --method wanda --candidates , --budget 5 -o {out}", "no candidates given", "recommend-no-candidates"),
+    Row("recommend -m {model} --method wanda --candidates {text} --budget 5 -o {full}", "already exists", "recommend-out-exists"),
+    Row("recommend -m {model} --method wanda --candidates {text} --budget 0.0001 --n 2 --seq-len 16 --tasks ppl:{text} --ppl-seq-len 16 --ppl-max-windows 2 --k-layers 1 -o {out}", "is too small: one full evaluation is estimated at", "recommend-budget-too-small"),
 ]
 
 
@@ -278,6 +301,7 @@ def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
         "unknownmodel": json.dumps({**grid, "models": ["no-such-model"]}),
         "cuda": json.dumps({**grid, "device": "cuda"}),
         "baddtype": json.dumps({**grid, "dtype": "float8"}),
+        "badtracking": json.dumps({**grid, "tracking": {"backend": "mlfow"}}),
     }
     for name, body in bodies.items():
         specs[name] = root / f"{name}.yaml"

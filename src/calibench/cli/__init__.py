@@ -15,6 +15,7 @@ from calibench.cli.assets_cmd import assets_app
 from calibench.cli.clean_cmd import clean_command
 from calibench.cli.compare_cmd import compare_command
 from calibench.cli.compress_cmd import compress_command
+from calibench.cli.recommend_cmd import recommend_command
 from calibench.cli.data_cmd import data_app
 from calibench.cli.study_cmd import study_app
 from calibench.cli.vocab_cmd import vocab_app
@@ -40,6 +41,7 @@ app.command("demo")(demo)
 app.command("eval")(eval_command)
 app.command("compress")(compress_command)
 app.command("clean")(clean_command)
+app.command("recommend")(recommend_command)
 app.command("compare")(compare_command)
 
 

@@ -144,19 +144,30 @@ def _tokenizer_for_preview(model: str | None, directory: Path):
 @data_app.command("export")
 def export(
     directory: Path = typer.Argument(..., help="A calibration set directory."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output .jsonl file."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output: a .jsonl file (--format jsonl) or a new directory (--format hf); the set's card is written beside it."),
     model: str = typer.Option(..., "--model", "-m", help="Model whose tokenizer made the set."),
+    fmt: str = typer.Option("jsonl", "--format", help="jsonl: decoded windows as JSON lines (card: NAME.card.md); hf: a `datasets` save_to_disk folder (input_ids, attention_mask, text) with the card as README.md."),
+    push_to_hub: str = typer.Option(None, "--push-to-hub", metavar="REPO", help="With --format hf: also publish it as hub dataset REPO (skipped, with a line saying so, when offline)."),
 ) -> None:
-    """Write the decoded windows as JSON lines, for people who want to read their calibration data."""
+    """Export a set for other tools (JSON lines or a Hugging Face dataset folder), with its card."""
     from calibench.data.calibset import CalibrationSet
-    from calibench.fsutil import check_output_file
+    from calibench.data.export import export_set, get_format
     from calibench.models import load_tokenizer
 
-    check_output_file(out, example="windows.jsonl")
+    chosen = get_format(fmt)
+    if push_to_hub is not None:
+        from calibench.data.export_hf import check_repo_id
+
+        check_repo_id(push_to_hub, fmt)
+    chosen.check(out)  # a taken or impossible --out fails before any work
     tokenizer = load_tokenizer(model)
     calib = CalibrationSet.load(directory, tokenizer=tokenizer)
-    calib.export_jsonl(out, tokenizer)
-    typer.echo(f"wrote {calib.n} windows to {out}")
+    written = export_set(calib, out, fmt, tokenizer)
+    typer.echo(f"wrote {calib.n} windows to {out} ({fmt}), card {written[-1]}")
+    if push_to_hub is not None:
+        from calibench.data.export_hf import push_to_hub as push
+
+        typer.echo(push(out, push_to_hub).message)
 
 
 @data_app.command("sources")
@@ -183,3 +194,6 @@ def sources() -> None:
         if name != "text":
             table.add_row(builder.usage or name, builder.summary, ", ".join(flag_for(p) for p in describe(builder)))
     make_console().print(table)
+
+
+from calibench.cli import card_cmd  # noqa: E402,F401  (registers data card)

@@ -52,3 +52,26 @@ def report_command(
     con = console()
     con.print(written.markdown.read_text(), markup=False, highlight=False)
     con.print(f"report: {written.markdown} (HTML: {written.html}; plots: {', '.join(p.name for p in written.plots)})", highlight=False)
+
+
+@study_app.command("signals")
+def signals_command(
+    directory: Path = typer.Argument(..., help="A finished study directory from `calibench study run`."),
+    signals: str = typer.Option(None, "--signals", help="Signals or groups to compute, comma-separated (default: all): reconstruction, coverage, outliers, stats, or names such as outliers.kurtosis."),
+    k_layers: int = typer.Option(2, "--k-layers", help="Decoder layers the reconstruction signal compresses."),
+    heldout_windows: int = typer.Option(32, "--heldout-windows", help="Windows of the evaluation text the signals are measured on."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Forward-pass batch size."),
+    recompute: bool = typer.Option(False, "--recompute", help="Compute every value again (default: only missing ones or ones with other settings)."),
+) -> None:
+    """Compute cheap predictors (signals) for every (model, method, set) of a finished study; the report then shows which predict."""
+    import os
+
+    os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")
+    from calibench.cli.console import console
+    from calibench.predict.study_signals import compute_study_signals
+
+    summary = compute_study_signals(directory, signals, k_layers=k_layers, heldout_windows=heldout_windows,
+                                    batch_size=batch_size, recompute=recompute)
+    console().print(f"{summary.computed} signal values computed, {summary.skipped} already stored, in "
+                    f"{summary.seconds:.0f}s (table `signals` of {directory / 'study.sqlite'}); "
+                    "`calibench study report` shows which predict", highlight=False, markup=False)

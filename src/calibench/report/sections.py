@@ -178,6 +178,7 @@ PROVIDERS: list[Provider] = [
     Provider("against dense", dense_sections),
     Provider("source pairs", paired_sections),
     Provider("activations", activation_sections),
+    Provider("predictors", "calibench.predict.report:sections"),
     Provider("summarization", "calibench.summarize.report:sections"),
 ]
 

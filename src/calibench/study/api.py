@@ -15,6 +15,7 @@ from calibench.study.runner import base_model, quiet_libraries, tokenizer_for
 from calibench.study.sets import sets_for, verify_cached_sets
 from calibench.study.spec import StudySpec, load_spec
 from calibench.study.store import Store
+from calibench.tracking.base import open_tracking
 
 SPEC_COPY = "spec.yaml"
 
@@ -78,11 +79,13 @@ def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "lo
 
         resolve_device(spec.device)
     check_study_output(out)
+    tracking = open_tracking(spec.tracking, out, spec.name)  # a tracker that cannot start fails before any write
     store = Store(out)
     verify_cached_sets(store)
     if spec_path is not None and not (store.directory / SPEC_COPY).exists():
         shutil.copyfile(spec_path, store.directory / SPEC_COPY)
     store.set_meta("spec", spec.model_dump(mode="json"))
+    tracking.start(store)  # cells finished before tracking was on (or before a kill) are logged first
 
     cells = expand(spec)
     finished = store.done_keys()
@@ -112,6 +115,7 @@ def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "lo
             else:
                 store.record_success(cell, outcome["rows"], calib.set_id if calib else None,
                                      outcome["record"], outcome["seconds"], outcome.get("samples"))
+                tracking.log_cell(cell, calib.set_id if calib else None, outcome["rows"], outcome["seconds"])
                 counts["done"] += 1
                 finished_cells = bar.tasks[0].completed + 1
                 bar.console.print(f"[{finished_cells:.0f}/{len(cells)}] {cell.describe()}: {outcome['seconds']:.0f}s",
@@ -127,6 +131,7 @@ def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "lo
         finally:
             step(f"{counts['done']} done, {counts['failed']} failed")
             inner_progress.set_enabled(previous_inner)
+            tracking.close()
             store.close()
     return StudyRun(Path(out), len(cells), len(cells) - len(pending), counts["done"], counts["failed"],
                     time.perf_counter() - started)

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from calibench.errors import CalibenchError
+from calibench.tracking.base import TrackingSpec
 
 
 
@@ -192,6 +193,8 @@ class StudySpec(BaseModel):
     seed: int = 0
     eval: EvalSpec
     noise_floor: NoiseFloorSpec | None = None
+    # Copy every finished cell to MLflow or W&B (calibench.tracking); off by default. Not part of any cell's key.
+    tracking: TrackingSpec | None = None
     # Where cells run: the dtype models load in (auto: the checkpoint's on a GPU, float32 on CPU), the
     # device, and whether weights stay in host memory while llm-compressor onloads one layer at a time.
     dtype: str = "auto"

@@ -1,0 +1,56 @@
+"""``calibench data card``: a set's datasheet in Markdown (provenance, statistics, activations, contamination)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from calibench.cli.data_cmd import data_app
+from calibench.data.card.contamination import DEFAULT_N
+
+
+@data_app.command("card")
+def card(
+    directory: Path = typer.Argument(..., help="A calibration set directory."),
+    out: Path = typer.Option(..., "--out", "-o", help="The card to write (Markdown), e.g. CARD.md."),
+    model: str = typer.Option(None, "--model", "-m", help="Model for the perplexity and the activation metrics (its tokenizer reads the set); without it, the recorded tokenizer reads the set and model metrics are left out."),
+    reference: Path = typer.Option(None, "--reference", help="A reference set (e.g. OUT/pool of `data curate`, or a set of the evaluation's domain): activation coverage and diversity of the set against it (needs --model)."),
+    ngram: int = typer.Option(DEFAULT_N, "--ngram", help="Words per n-gram in the contamination check (13: the GPT-3 convention)."),
+    benchmarks: str = typer.Option(None, "--benchmarks", help="Comma-separated benchmarks to check (task names such as arc_challenge, and ppl:NAME held-out texts); default: every one with offline data."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass (perplexity, activations)."),
+    dtype: str = typer.Option("float32", "--dtype", help="Model dtype."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+) -> None:
+    """Write a set's card: provenance, statistics, activation metrics against a reference, benchmark overlap."""
+    from calibench.cli.selfcal_cmd import _recorded_tokenizer
+    from calibench.data.calibset import CalibrationSet
+    from calibench.data.card import gather, render, write_card
+    from calibench.data.card.benchmarks import offline_benchmarks, parse_benchmarks
+    from calibench.errors import CalibenchError
+    from calibench.fsutil import check_output_file
+    from calibench.models import load_model, load_tokenizer
+
+    if ngram < 1:
+        raise CalibenchError(f"--ngram must be at least 1, got {ngram}")
+    if batch_size < 1:
+        raise CalibenchError(f"--batch-size must be at least 1, got {batch_size}")
+    if reference is not None and model is None:
+        raise CalibenchError("--reference needs --model: coverage and diversity are measured in the model's activation space")
+    check_output_file(out, example="CARD.md")
+    include = parse_benchmarks(benchmarks)
+    calib = CalibrationSet.load(directory)
+    ref = CalibrationSet.load(reference) if reference is not None else None  # a bad reference fails before any work
+    tokenizer = load_tokenizer(model) if model is not None else _recorded_tokenizer(calib, directory)
+    calib.check_tokenizer(tokenizer)
+    if ref is not None:
+        ref.check_tokenizer(tokenizer)
+    lm = load_model(model, dtype=dtype, device=device) if model is not None else None
+    sheet = gather(calib, tokenizer, lm=lm, model=model, reference=ref, benchmarks=offline_benchmarks(include),
+                   ngram=ngram, batch_size=batch_size)
+    write_card(out, render(sheet))
+    c = sheet.contamination
+    flagged = c.flagged() if c else []
+    verdict = (f"flagged {', '.join(flagged)}" if flagged else
+               f"no overlap with {len(c.overlaps)} benchmarks" if c and c.overlaps else "no benchmark could be checked")
+    typer.echo(f"wrote {out}: {verdict}" + (f" ({len(c.skipped)} not checked: see the card)" if c and c.skipped else ""))

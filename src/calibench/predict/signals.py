@@ -1,0 +1,276 @@
+"""The registry of cheap signals: each predicts, per calibration set x model (x method), how well the set will do.
+
+Every signal costs far less than compress + evaluate.  Groups share their
+work (one outlier pass gives all ``outliers.*`` values), cached on the
+:class:`Probe` that holds the model and the held-out windows:
+
+* ``reconstruction``: the first k decoder layers compressed with the real
+  method on the set, their output error on held-out text
+  (:mod:`calibench.predict.reconstruction`); per method;
+* ``coverage`` / ``diversity``: COLA's activation-space metrics
+  (:mod:`calibench.data.curation.metrics`) with the evaluation text's windows
+  as the pool: how close every evaluation window is to some set window, and
+  how spread the set is;
+* ``outliers.*``: the set's activation outliers on the dense model, as the
+  study task ``act:outliers`` measures them (:mod:`calibench.inspect.study_task`);
+* ``stats.*``: set statistics (:mod:`calibench.data.stats`,
+  :mod:`calibench.predict.tokens`): NLL under the model, token entropy,
+  distinct-token share, n-gram diversity, and the unigram divergence from the
+  evaluation text.
+
+Sign convention, explicit per signal: ``sign = +1`` means higher values
+predict a *better* full result, ``-1`` lower values do, ``0`` the direction
+is not known in advance and is learned on the selection cells
+(:func:`calibench.predict.validate.validate`).  Only the signals with a
+mechanism behind their direction have a fixed sign: a smaller reconstruction
+error, a closer coverage and a token distribution nearer the evaluation
+text should all help.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from calibench.data.calibset import CalibrationSet
+from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
+
+DEFAULT_K_LAYERS = 2
+DEFAULT_HELDOUT_WINDOWS = 32
+
+
+@dataclass
+class Probe:
+    """What signals are measured with, for one model: the dense model, its tokenizer and held-out windows.
+
+    ``model`` is never modified.  ``heldout`` holds windows of the evaluation
+    text (of the sets' ``seq_len``); ``cache`` keeps shared intermediate
+    results per set (and method), so each group's work runs once.
+    """
+
+    model: Any
+    tokenizer: Any
+    model_spec: str
+    heldout: CalibrationSet
+    k_layers: int = DEFAULT_K_LAYERS
+    batch_size: int = 8
+    seed: int = 0
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+    def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    group: str
+    sign: int  # +1 higher predicts better, -1 lower predicts better, 0 learned on the selection split
+    per_method: bool  # depends on the compression method (else one value per set and model)
+    description: str
+    compute: Callable[[Probe, CalibrationSet, str | None, dict[str, Any]], float]
+
+    @property
+    def direction(self) -> str:
+        return {1: "higher is better", -1: "lower is better"}.get(self.sign, "learned")
+
+
+SIGNALS: dict[str, Signal] = {}
+
+
+def register_signal(signal: Signal) -> Signal:
+    if signal.sign not in (-1, 0, 1):
+        raise ValueError(f"signal {signal.name}: sign must be -1, 0 or +1")
+    SIGNALS[signal.name] = signal
+    return signal
+
+
+def groups() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for signal in SIGNALS.values():
+        out.setdefault(signal.group, []).append(signal.name)
+    return out
+
+
+def get_signal(name: str) -> Signal:
+    if name not in SIGNALS:
+        raise UnknownNameError(f"unknown signal '{name}'{did_you_mean(name, list(SIGNALS))}")
+    return SIGNALS[name]
+
+
+def parse_signals(text: str | Sequence[str] | None) -> list[Signal]:
+    """Signals by name or group (``outliers`` stands for every ``outliers.*``, ``reconstruction`` for both
+    reconstruction errors); None or empty: all of them."""
+    names = [t.strip() for t in (text.split(",") if isinstance(text, str) else (text or [])) if t.strip()]
+    if not names:
+        return list(SIGNALS.values())
+    chosen: list[Signal] = []
+    by_group = groups()
+    for name in names:
+        members = by_group.get(name, [name])  # a group name stands for its members (they share the work)
+        for member in members:
+            signal = get_signal(member)
+            if signal not in chosen:
+                chosen.append(signal)
+    return chosen
+
+
+def _params_key(method: str | None, params: dict[str, Any]) -> str:
+    return json.dumps([method, params], sort_keys=True, default=str)
+
+
+# ----------------------------------------------------------------- groups (shared, cached work)
+
+
+def _reconstruction(probe: Probe, calib: CalibrationSet, method: str | None, params: dict[str, Any]) -> Any:
+    from calibench.predict.reconstruction import reconstruction
+
+    if method is None:
+        raise CalibenchError("the reconstruction signal needs a compression method")
+
+    def run() -> Any:
+        return reconstruction(probe.model, calib, method, probe.heldout, params=params, k=probe.k_layers,
+                              tokenizer=probe.tokenizer, seed=probe.seed, batch_size=probe.batch_size)
+
+    return probe.cached(("reconstruction", calib.set_id, probe.k_layers, _params_key(method, params)), run)
+
+
+def reconstruction_of(probe: Probe, calib: CalibrationSet, method: str, params: dict[str, Any]) -> Any:
+    """The whole :class:`~calibench.predict.reconstruction.Reconstruction` (errors and timings), cached on the probe."""
+    return _reconstruction(probe, calib, method, dict(params))
+
+
+def _features(probe: Probe, calib: CalibrationSet) -> np.ndarray:
+    """COLA's projected activation features of a set's windows (seed and dim of ``data stats --pool``)."""
+    from calibench.data.curation.activations import capture_features, layer_widths
+    from calibench.data.curation.layers import find_decoder_layers
+    from calibench.data.curation.projection import DEFAULT_DIM, RandomProjection
+    from calibench.data.curation.setstats import METRIC_SEED
+
+    def run() -> np.ndarray:
+        layers = find_decoder_layers(probe.model)
+        projection = RandomProjection(layer_widths(probe.model, layers), DEFAULT_DIM, METRIC_SEED)
+        (features,) = capture_features(probe.model, calib.input_ids, calib.attention_mask, [projection],
+                                       batch_size=probe.batch_size, layers=layers, label=f"activations {calib.set_id}")
+        return features
+
+    return probe.cached(("features", calib.set_id), run)
+
+
+def _activation_metrics(probe: Probe, calib: CalibrationSet) -> dict[str, float]:
+    from calibench.data.curation.metrics import coverage, diversity
+
+    def run() -> dict[str, float]:
+        pool, own = _features(probe, probe.heldout), _features(probe, calib)
+        return {"coverage": coverage(pool, own), "diversity": diversity(own)}
+
+    return probe.cached(("activation_metrics", calib.set_id), run)
+
+
+def _outliers(probe: Probe, calib: CalibrationSet) -> dict[str, float]:
+    from calibench.inspect.study_task import outlier_rows
+
+    def run() -> dict[str, float]:
+        rows = outlier_rows(probe.model, calib, probe.tokenizer, probe.model_spec, probe.heldout)
+        return {row["metric"]: float(row["value"]) for row in rows}
+
+    return probe.cached(("outliers", calib.set_id), run)
+
+
+def _set_statistics(probe: Probe, calib: CalibrationSet) -> dict[str, float]:
+    from calibench.data.stats import set_statistics
+    from calibench.data.stats.text import windows_of
+    from calibench.predict.tokens import distinct_share, token_entropy, unigram_js
+
+    def run() -> dict[str, float]:
+        stats = set_statistics(calib, probe.tokenizer, probe.model, batch_size=probe.batch_size)
+        windows = windows_of(calib.input_ids, calib.attention_mask)
+        heldout = windows_of(probe.heldout.input_ids, probe.heldout.attention_mask)
+        return {"mean_nll": float(stats["mean_nll"]), "ngram_diversity": float(stats["ngram_diversity"]),
+                "token_entropy": token_entropy(windows), "distinct_share": distinct_share(windows),
+                "eval_js": unigram_js(windows, heldout)}
+
+    return probe.cached(("stats", calib.set_id), run)
+
+
+def _group_value(group: Callable[[Probe, CalibrationSet], dict[str, float]], key: str) -> Callable[..., float]:
+    return lambda probe, calib, method, params: float(group(probe, calib)[key])
+
+
+for _signal in (
+    Signal("reconstruction", "reconstruction", -1, True,
+           "relative output error sum||Yc-Y||^2/sum||Y||^2 of the first k layers, compressed on the set, on held-out text",
+           lambda p, c, m, a: _reconstruction(p, c, m, a).relative_error),
+    Signal("reconstruction.token", "reconstruction", -1, True,
+           "the same error per held-out token, then averaged (robust to massive-activation tokens)",
+           lambda p, c, m, a: _reconstruction(p, c, m, a).token_relative_error),
+    Signal("coverage", "coverage", -1, False,
+           "mean distance from each evaluation window to the nearest set window (COLA features; lower: covered)",
+           lambda p, c, m, a: _activation_metrics(p, c)["coverage"]),
+    Signal("coverage.diversity", "coverage", 0, False, "mean pairwise distance of the set's windows (COLA features)",
+           lambda p, c, m, a: _activation_metrics(p, c)["diversity"]),
+    Signal("outliers.max_abs", "outliers", 0, False, "largest |x| at any linear input",
+           _group_value(_outliers, "max_abs_linear")),
+    Signal("outliers.kurtosis", "outliers", 0, False, "mean Pearson kurtosis of linear inputs over the hidden dimension",
+           _group_value(_outliers, "kurtosis_linear")),
+    Signal("outliers.features", "outliers", 0, False, "LLM.int8 outlier features (|x|>=6 in 25% of layers, 6% of tokens)",
+           _group_value(_outliers, "outlier_features")),
+    Signal("outliers.massive", "outliers", 0, False, "massive activations in the residual stream (Sun et al.)",
+           _group_value(_outliers, "massive_activations")),
+    Signal("outliers.int8_error", "outliers", 0, False,
+           "static int8 activation error on held-out text with the set's scales", _group_value(_outliers, "int8_static_error")),
+    Signal("stats.mean_nll", "stats", 0, False, "mean token NLL of the set under the dense model (log-perplexity)",
+           _group_value(_set_statistics, "mean_nll")),
+    Signal("stats.token_entropy", "stats", 0, False, "entropy (bits) of the set's unigram distribution",
+           _group_value(_set_statistics, "token_entropy")),
+    Signal("stats.distinct_share", "stats", 0, False, "distinct tokens / tokens",
+           _group_value(_set_statistics, "distinct_share")),
+    Signal("stats.ngram_diversity", "stats", 0, False, "mean distinct/total n-grams, n=1..4",
+           _group_value(_set_statistics, "ngram_diversity")),
+    Signal("stats.eval_js", "stats", -1, False,
+           "Jensen-Shannon divergence (bits) of the set's unigram distribution from the evaluation text's",
+           _group_value(_set_statistics, "eval_js")),
+):
+    register_signal(_signal)
+
+
+@dataclass(frozen=True)
+class SignalValue:
+    signal: str
+    value: float
+    seconds: float  # the time this call took (shared work is paid by the first signal of a group)
+
+
+def compute(signal: Signal | str, probe: Probe, calib: CalibrationSet, method: str | None = None,
+            params: dict[str, Any] | None = None) -> SignalValue:
+    """One signal's value for a set (and method); NaN when it is undefined (e.g. diversity of one window)."""
+    signal = get_signal(signal) if isinstance(signal, str) else signal
+    started = time.perf_counter()
+    value = signal.compute(probe, calib, method if signal.per_method else None, dict(params or {}))
+    return SignalValue(signal.name, float(value), time.perf_counter() - started)
+
+
+def make_probe(model: Any, tokenizer: Any, model_spec: str, tasks: Sequence[str], seq_len: int, *,
+               heldout_windows: int = DEFAULT_HELDOUT_WINDOWS, k_layers: int = DEFAULT_K_LAYERS,
+               batch_size: int = 8, seed: int = 0) -> Probe:
+    """A probe whose held-out windows come from the evaluation's text (its first ``ppl:`` task, else wiki)."""
+    from calibench.inspect.study_task import heldout_windows as heldout_set
+
+    if k_layers < 1:
+        raise CalibenchError(f"--k-layers must be at least 1, got {k_layers}")
+    heldout = heldout_set(list(tasks), tokenizer, model_spec, heldout_windows, seq_len)
+    return Probe(model, tokenizer, model_spec, heldout, k_layers=k_layers, batch_size=batch_size, seed=seed)
+
+
+def heldout_name(tasks: Sequence[str]) -> str:
+    """The text the probe's held-out windows are drawn from, for records."""
+    from calibench.inspect.study_task import DEFAULT_HELDOUT
+
+    return next((t.removeprefix("ppl:") for t in tasks if t.startswith("ppl:")), DEFAULT_HELDOUT)
