@@ -82,6 +82,16 @@ def test_text_helpers():
     assert sentences("Mr. smith went.\n...\n") == ["Mr. smith went."]  # no split before lower case; no empty pieces
 
 
+def test_repeated_share_by_hand():
+    from calibench.summarize.repetition import repeated_share
+
+    # "in 2012 in 2012 in 2012": 3-grams (in,2012,in) (2012,in,2012) (in,2012,in) (2012,in,2012): 2 distinct of 4
+    assert repeated_share("In 2012\nIn 2012\nIn 2012") == pytest.approx(0.5)
+    assert repeated_share("The cat sat on the mat.") == 0.0  # 4 distinct 3-grams of 4
+    assert repeated_share("Ink ink ink ink ink ink") == pytest.approx(1 - 1 / 4)
+    assert math.isnan(repeated_share("Too short"))
+
+
 def test_lexical_metrics_cover_every_name():
     got = lexical_metrics(SUMMARY, ARTICLE, "A fox jumped.")
     assert set(got) == set(LEXICAL_METRICS)
@@ -146,3 +156,20 @@ def test_bootstrap_is_seeded_and_paired():
     assert 0.99 < shifted.low <= shifted.high < 1.01  # pairing removes the between-document spread
     with_nan = paired_bootstrap([1.0, math.nan, 3.0], [2.0, 5.0, math.nan])
     assert with_nan.n == 1 and with_nan.mean == 1.0
+
+
+def test_degeneration_lines_count_loops_and_restrict_consistency():
+    from calibench.summarize.compare import Run, degeneration_lines, items_by_doc
+
+    def item(doc, response, summac):
+        return {"doc_hash": doc, "response": response, "metrics": {"summac_zs": summac}}
+
+    fine = "The council approved the new budget on Monday."
+    loop = "In 2012\nIn 2012\nIn 2012\nIn 2012"
+    base = Run("dense", "summ:x", items_by_doc([item(f"d{i}", fine, 0.5) for i in range(6)]), {})
+    other = Run("pruned", "summ:x", items_by_doc([item("d0", loop, 0.99), item("d1", loop, 0.99), item("d2", "Ok", 0.9)]
+                                                 + [item(f"d{i}", fine, 0.6) for i in (3, 4, 5)]), {})
+    assert other.items["d0"]["metrics"]["repeat_3"] > 0.5  # filled in from the response
+    (line,) = degeneration_lines(base, [other])
+    assert "dense 0/6, pruned 3/6" in line  # two loops and one summary under 3 words
+    assert "on the 3 documents where neither degenerated: +0.1000" in line

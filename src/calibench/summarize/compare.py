@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from calibench.errors import CalibenchError
-from calibench.summarize.metrics import ALL_METRICS
+from calibench.summarize.metrics import ALL_METRICS, CONSISTENCY_METRIC
+from calibench.summarize.repetition import DEGENERATE_AT, repeated_share
 from calibench.summarize.stats import paired_bootstrap
 from calibench.summarize.task import SUMM_PREFIX
 
@@ -35,7 +36,45 @@ class Run:
 
 
 def items_by_doc(items: Sequence[dict[str, Any]]) -> Items:
-    return {str(it["doc_hash"]): it for it in items}
+    """Items by document hash; ``repeat_3`` is filled in from the summary for runs written before it existed."""
+    out = {}
+    for it in items:
+        metrics = it.setdefault("metrics", {})
+        if "repeat_3" not in metrics and isinstance(it.get("response"), str):
+            metrics["repeat_3"] = repeated_share(it["response"])
+        out[str(it["doc_hash"])] = it
+    return out
+
+
+def degenerate(item: dict[str, Any]) -> bool:
+    """A looping summary (:data:`~calibench.summarize.repetition.DEGENERATE_AT`) or one under 3 words."""
+    share = _value(item, "repeat_3")
+    return not share <= DEGENERATE_AT  # NaN (too short) counts as degenerate
+
+
+def degeneration_lines(base: Run, others: Sequence[Run]) -> list[str]:
+    """How many summaries loop, and the consistency difference on the documents neither run degenerated on.
+
+    Why: NLI consistency scores a loop of one copied phrase as supported, so a
+    model that degenerates looks *more* faithful; the restricted comparison
+    shows whether the difference survives without the loops.
+    """
+    lines = []
+    for other in others:
+        common = sorted(set(base.items) & set(other.items))
+        bad_base = sum(degenerate(base.items[d]) for d in common)
+        bad_other = sum(degenerate(other.items[d]) for d in common)
+        line = (f"Degenerate summaries (repeat_3 > {DEGENERATE_AT} or under 3 words): {base.label} {bad_base}/{len(common)},"
+                f" {other.label} {bad_other}/{len(common)}")
+        clean = [d for d in common if not degenerate(base.items[d]) and not degenerate(other.items[d])]
+        restricted = paired_rows({d: base.items[d] for d in clean}, {d: other.items[d] for d in clean},
+                                 (CONSISTENCY_METRIC,)) if clean else []
+        if restricted:
+            r = restricted[0]
+            line += (f"; {CONSISTENCY_METRIC} on the {r['n']} documents where neither degenerated:"
+                     f" {r['diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]")
+        lines.append(line + ".")
+    return lines
 
 
 def load_run(path: str | Path, task: str | None = None, label: str | None = None) -> Run:
@@ -100,6 +139,7 @@ def compare_table(runs: Sequence[Run], metrics: Sequence[str] = ALL_METRICS) -> 
     n = min(len(set(base.items) & set(o.items)) for o in others)
     lines.append("")
     lines.append(f"Paired over {n} documents (doc_hash); * the 95% paired bootstrap CI excludes 0.")
+    lines.extend(degeneration_lines(base, others))
     accs = {k: v for r in runs for k, v in r.scorer_accuracy.items()}
     if accs:
         lines.append("Scorer accuracy on Factual-Summary-Pairs (faithful > unfaithful): "

@@ -17,7 +17,7 @@ from typing import Any
 
 from calibench.summarize.task import SUMM_PREFIX
 
-KEY_METRICS = ("rouge1", "rougeL", "src_rouge2", "coverage", "density", "novel_2", "summac_zs", "harim_plus")
+KEY_METRICS = ("rouge1", "rougeL", "src_rouge2", "coverage", "density", "novel_2", "repeat_3", "summac_zs", "harim_plus")
 SPREAD_KEYS = ["model", "method", "source", "n", "seq_len", "task", "metric"]
 
 
