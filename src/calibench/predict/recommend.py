@@ -36,14 +36,14 @@ from typing import Any
 from calibench.data.calibset import CalibrationSet
 from calibench.errors import CalibenchError, UnknownNameError
 
-#: The signal candidates are ranked by when none is named.  TODO(lead): set from the grid measurement (the
-#: held-out Spearman of every signal on the smollm2-135m gptq W4 / wanda 50% grid); the reconstruction error
-#: of the first k layers is the default until then because its direction is known (lower is better).
+#: The signal candidates are ranked by when none is named: the reconstruction error of the first k layers,
+#: whose direction is known without fitting (lower is better).  To be revisited with the held-out Spearman
+#: of every signal on the smollm2-135m grid (examples/choice-study.yaml), not measured yet.
 DEFAULT_SIGNAL = "reconstruction"
 
 #: Validation measured on a grid, shown on the card when no ``--study`` is given: per method name and signal,
 #: ``{"spearman": rho, "ci": [low, high], "held_out": rho, "outcome": ..., "cells": n, "study": where}``.
-#: TODO(lead): fill from the grid measurement.
+#: Empty until the grid is measured: the card then says that no validation is known, unless --study gives one.
 VALIDATED: dict[str, dict[str, dict[str, Any]]] = {}
 
 PROBE_ITEMS = 8  # items (or windows) per task of the timed evaluation probe
