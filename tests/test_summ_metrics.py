@@ -121,8 +121,20 @@ def test_summac_zs_batches_every_document_in_one_call():
 
     nli = FunctionNli(fn)
     batched = summac_zs(nli, ["A. B. C.", "A. C."], ["X. Y.", "Y."])
-    assert calls == [6 + 2]
+    assert calls == [6]  # 6 + 2 pairs, of which the second document's (A, Y) and (C, Y) were already asked
     assert batched == [summac_zs(STUB, ["A. B. C."], ["X. Y."])[0], summac_zs(STUB, ["A. C."], ["Y."])[0]]
+
+
+def test_summac_zs_scores_a_repeated_sentence_once_with_the_same_result():
+    calls = []
+
+    def fn(p, h):
+        calls.append(len(p))
+        return [TABLE.get((a, b), 0.0) for a, b in zip(p, h)]
+
+    loop = "Y.\nY.\nY.\nX."
+    assert summac_zs(FunctionNli(fn), ["A. B. C."], [loop]) == pytest.approx([(0.9 * 3 + 0.5) / 4])
+    assert calls == [6]  # 3 source sentences x 2 distinct summary sentences, not x 4
 
 
 def test_pair_accuracy_counts_strict_wins():

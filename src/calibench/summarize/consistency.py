@@ -8,7 +8,9 @@ is the point: that is a hallucination candidate.
 The original SummaC-ZS scores a pair by P(entail) - P(contradict) of a
 3-class model; a 2-class model has no contradiction class, so the score here
 is P(supported) in [0, 1], with any backend (:mod:`.nli`).  NaN for an empty
-summary.  All pairs of a batch of summaries go to the NLI model in one call.
+summary.  All pairs of a batch of summaries go to the NLI model in one call,
+each distinct pair once: a degenerate summary repeats one sentence many
+times, and scoring its copies again would multiply the cost for nothing.
 """
 
 from __future__ import annotations
@@ -46,5 +48,16 @@ def summac_zs(nli: Nli, sources: Sequence[str], summaries: Sequence[str]) -> lis
         prem.extend(x for x in a for _ in b)
         hyp.extend(y for _ in a for y in b)
         spans.append((start, len(prem), len(a), len(b)))
-    probs = nli(prem, hyp) if prem else np.zeros(0)
+    probs = _unique_pairs(nli, prem, hyp)
     return [aggregate(probs[s:e].reshape(n_a, n_b)) if n_b else math.nan for s, e, n_a, n_b in spans]
+
+
+def _unique_pairs(nli: Nli, premises: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
+    """``nli(premises, hypotheses)``, calling the model on each distinct pair only once."""
+    if not premises:
+        return np.zeros(0)
+    index: dict[tuple[str, str], int] = {}
+    where = np.array([index.setdefault(pair, len(index)) for pair in zip(premises, hypotheses)], dtype=np.int64)
+    distinct = list(index)
+    probs = np.asarray(nli([p for p, _ in distinct], [h for _, h in distinct]), dtype=np.float64)
+    return probs[where]
