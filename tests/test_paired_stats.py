@@ -28,16 +28,17 @@ def loop_bootstrap(a, b, n_boot, seed, level=0.95):
         idx = rng.integers(0, n, size=n)
         means.append(sum(a[i] - b[i] for i in idx) / n)
     means.sort()
-    return np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return (*np.quantile(means, [(1 - level) / 2, (1 + level) / 2]), float(np.std(means, ddof=1)))
 
 
 def test_bootstrap_ci_equals_an_explicit_loop():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=40), rng.normal(size=40)
     ci = paired.paired_bootstrap_ci(a, b, n_boot=500, seed=7)
-    low, high = loop_bootstrap(a, b, 500, 7)
+    low, high, stderr = loop_bootstrap(a, b, 500, 7)
     assert ci.estimate == pytest.approx(float(np.mean(a - b)))
     assert (ci.low, ci.high) == (pytest.approx(low), pytest.approx(high))
+    assert ci.stderr == pytest.approx(stderr)  # the replicates' std: the summarization tables' stderr
     assert paired.paired_bootstrap_ci(a - b, n_boot=500, seed=7) == ci  # differences given directly
     assert paired.paired_bootstrap_ci(a, b, n_boot=500, seed=7) == ci  # deterministic
 

@@ -84,7 +84,8 @@ def test_compare_paired_picks_mcnemar_for_0_1_items_and_the_sign_flip_otherwise(
     binary = stats.compare_paired(a, b)
     assert binary.test == stats.MCNEMAR and (binary.a_only, binary.b_only) == stats.discordant_counts(a, b)
     assert binary.p == stats.mcnemar_pvalue(a, b)
-    assert (binary.estimate, binary.low, binary.high) == tuple(vars(stats.paired_bootstrap_ci(a, b)).values())
+    ci = stats.paired_bootstrap_ci(a, b)
+    assert (binary.estimate, binary.low, binary.high) == (ci.estimate, ci.low, ci.high)
     averaged = stats.compare_paired((a + b) / 2, b)  # a mean over two sets is not a 0/1 score
     assert averaged.test == stats.SIGN_FLIP_DRAWN and averaged.a_only is None
     assert averaged.p == stats.sign_flip_pvalue((a + b) / 2, b)

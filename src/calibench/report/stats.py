@@ -49,6 +49,7 @@ class Interval:
     estimate: float
     low: float
     high: float
+    stderr: float = math.nan  # std of the bootstrap replicates, where a bootstrap made the interval
 
 
 def _vector(values: Any, name: str) -> np.ndarray:
@@ -92,7 +93,8 @@ def paired_bootstrap_ci(a: Any, b: Any | None = None, *, level: float = 0.95, n_
     means = np.concatenate([d[rng.integers(0, n, size=(rows, n))].mean(axis=1) for rows in _chunks(n_boot, n)])
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return Interval(float(d.mean()), float(low), float(high))
+    stderr = float(means.std(ddof=1)) if means.size > 1 else 0.0
+    return Interval(float(d.mean()), float(low), float(high), stderr)
 
 
 def sign_flip_pvalue(a: Any, b: Any | None = None, *, n_perm: int = PERMUTATIONS, seed: int = SEED,

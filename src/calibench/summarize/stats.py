@@ -49,12 +49,11 @@ def paired_bootstrap(a: np.ndarray | list[float], b: np.ndarray | list[float], l
     (:func:`calibench.report.stats.paired_bootstrap_ci`), so a summarization
     difference and an accuracy difference in one report come from one method.
     """
-    from calibench.report.stats import BOOTSTRAPS, SEED, paired_bootstrap_ci
+    from calibench.report.stats import paired_bootstrap_ci
 
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     keep = np.isfinite(x) & np.isfinite(y)
     if not keep.any():
         return Interval(math.nan, math.nan, math.nan, math.nan, 0)
     ci = paired_bootstrap_ci(y[keep], x[keep], level=level)
-    stderr = bootstrap_mean(y[keep] - x[keep], BOOTSTRAPS, SEED, level).stderr
-    return Interval(ci.estimate, ci.low, ci.high, stderr, int(keep.sum()))
+    return Interval(ci.estimate, ci.low, ci.high, ci.stderr, int(keep.sum()))
