@@ -23,7 +23,7 @@ def card(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
 ) -> None:
     """Write a set's card: provenance, statistics, activation metrics against a reference, benchmark overlap."""
-    from calibench.cli.selfcal_cmd import _recorded_tokenizer
+    from calibench.cli.set_tokenizer import recorded_tokenizer
     from calibench.data.calibset import CalibrationSet
     from calibench.data.card import gather, render, write_card
     from calibench.data.card.benchmarks import offline_benchmarks, parse_benchmarks
@@ -41,7 +41,7 @@ def card(
     include = parse_benchmarks(benchmarks)
     calib = CalibrationSet.load(directory)
     ref = CalibrationSet.load(reference) if reference is not None else None  # a bad reference fails before any work
-    tokenizer = load_tokenizer(model) if model is not None else _recorded_tokenizer(calib, directory)
+    tokenizer = load_tokenizer(model) if model is not None else recorded_tokenizer(calib, directory)
     calib.check_tokenizer(tokenizer)
     if ref is not None:
         ref.check_tokenizer(tokenizer)

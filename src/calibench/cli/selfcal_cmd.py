@@ -94,6 +94,7 @@ def stats(
 
     from calibench.data.calibset import CalibrationSet
     from calibench.cli.console import console as make_console
+    from calibench.cli.set_tokenizer import recorded_tokenizer
     from calibench.errors import CalibenchError
     from calibench.fsutil import atomic_write_bytes, check_output_file
     from calibench.models import load_model, load_tokenizer
@@ -119,7 +120,7 @@ def stats(
         lm = load_model(model, dtype=dtype, device=device)
     rows = []
     for path, calib in sets:
-        tok = tokenizer if model is not None else _recorded_tokenizer(calib, path)
+        tok = tokenizer if model is not None else recorded_tokenizer(calib, path)
         row = {"path": str(path), **set_statistics(calib, tok, lm, batch_size=batch_size)}
         rows.append(row)
 
@@ -157,19 +158,6 @@ def _no_nan(value: Any) -> Any:
     if isinstance(value, list):
         return [_no_nan(v) for v in value]
     return value
-
-
-def _recorded_tokenizer(calib: Any, path: Path) -> Any:
-    from calibench.errors import CalibenchError
-    from calibench.models import load_tokenizer
-
-    name = calib.manifest.tokenizer.get("name", "")
-    try:
-        tokenizer = load_tokenizer(name)
-    except CalibenchError:
-        raise CalibenchError(f"cannot load the tokenizer '{name}' recorded in {path}: pass --model") from None
-    calib.check_tokenizer(tokenizer)
-    return tokenizer
 
 
 def _register_generate() -> None:
