@@ -174,3 +174,17 @@ def test_the_cli_writes_the_card(tmp_path, tiny_model_dir, texts, capsys):
     assert code == 0, err
     assert "chosen: " in stdout and "card: " in stdout
     assert json.loads((out / "card.json").read_text())["settings"]["params"] == {"sparsity": 0.5}
+
+
+@pytest.mark.parametrize("ci, p, resolved, verdict", [
+    ([0.01, 0.03], 0.01, True, "resolved: the CI excludes zero and p < 0.05"),
+    ([0.001, 0.034], 0.066, False, "borderline: the CI excludes zero but p >= 0.05"),
+    ([-0.02, 0.03], 0.4, False, "not resolved: the CI includes zero"),
+])
+def test_the_card_calls_a_difference_resolved_only_when_the_ci_and_the_p_value_agree(ci, p, resolved, verdict):
+    from calibench.predict.card import _confidence
+
+    comparison = {"best": "wiki", "runner_up": "wiki#1", "quantity": "log-ppl gain", "difference": sum(ci) / 2,
+                  "ci": ci, "p": p, "items": 32, "resolved": resolved}
+    lines = _confidence({"validation": None, "comparison": comparison})
+    assert verdict in lines[1] and "no validation for this method" in lines[0]

@@ -75,8 +75,14 @@ def _confidence(data: dict[str, Any]) -> list[str]:
                      "predictor (run `calibench study signals` on a study and pass `--study`).")
     comparison = data["comparison"]
     if comparison:
-        verdict = ("resolved: the CI excludes zero" if comparison["resolved"]
-                   else "not resolved: the CI includes zero, the two are indistinguishable on these items")
+        low, high = comparison["ci"]
+        if comparison["resolved"]:
+            verdict = "resolved: the CI excludes zero and p < 0.05"
+        elif (low is not None and low > 0) or (high is not None and high < 0):
+            verdict = ("borderline: the CI excludes zero but p >= 0.05, so the two are not told apart with "
+                       "confidence on these items")
+        else:
+            verdict = "not resolved: the CI includes zero, the two are indistinguishable on these items"
         lines.append(f"- Best ({comparison['best']}) minus runner-up ({comparison['runner_up']}) in "
                      f"{comparison['quantity']}: {_num(comparison['difference'])} (paired bootstrap 95% CI "
                      f"{_num(comparison['ci'][0])} to {_num(comparison['ci'][1])}, sign-flip p = "

@@ -41,10 +41,19 @@ from calibench.errors import CalibenchError, UnknownNameError
 #: of every signal on the smollm2-135m grid (examples/choice-study.yaml), not measured yet.
 DEFAULT_SIGNAL = "reconstruction"
 
-#: Validation measured on a grid, shown on the card when no ``--study`` is given: per method name and signal,
-#: ``{"spearman": rho, "ci": [low, high], "held_out": rho, "outcome": ..., "cells": n, "study": where}``.
-#: Empty until the grid is measured: the card then says that no validation is known, unless --study gives one.
+#: Validation measured on a grid, shown on the card when no ``--study`` is given.  Keyed by model, then method,
+#: each entry with the method parameters it was measured at and, per signal,
+#: ``{"spearman": rho, "ci": [low, high], "held_out": rho, "outcome": ..., "cells": n, "study": where, "sign": s}``.
+#: A number measured on one model and setting is not claimed for another: see :func:`known_validation`.
 VALIDATED: dict[str, dict[str, dict[str, Any]]] = {}
+
+
+def known_validation(model: str, method: str, params: dict[str, Any], signal: str) -> dict[str, Any] | None:
+    """The recorded validation of ``signal`` for exactly this model, method and parameters, if one was measured."""
+    entry = VALIDATED.get(Path(model).name if Path(model).is_dir() else model, {}).get(method)
+    if not entry or dict(entry["params"]) != dict(params):
+        return None
+    return entry["signals"].get(signal)
 
 PROBE_ITEMS = 8  # items (or windows) per task of the timed evaluation probe
 AVERAGE_ACC = "average acc"
@@ -274,10 +283,13 @@ def paired_comparison(objective: str, best: Candidate, runner_up: Candidate) -> 
 
     d = np.array([a[k] for k in common]) - np.array([b[k] for k in common])
     ci = paired_bootstrap_ci(d)
+    p = sign_flip_pvalue(d)
+    # Both must agree: on a few dozen items the percentile bootstrap is a little anti-conservative, so a CI that
+    # just excludes zero beside a permutation p >= 0.05 is reported as borderline, not as a resolved difference.
     return {"best": best.label, "runner_up": runner_up.label, "items": len(common),
             "quantity": "-NLL per window (log-ppl gain)" if objective != AVERAGE_ACC else "accuracy per item (pooled)",
-            "difference": ci.estimate, "ci": [ci.low, ci.high], "p": sign_flip_pvalue(d),
-            "resolved": bool(ci.low > 0 or ci.high < 0)}
+            "difference": ci.estimate, "ci": [ci.low, ci.high], "p": p,
+            "resolved": bool((ci.low > 0 or ci.high < 0) and p < 0.05)}
 
 
 # ----------------------------------------------------------------- the run
@@ -362,8 +374,9 @@ def recommend(model: str, method: str, *, candidates: str | Sequence[str], budge
     if chosen_signal is None:
         picked = next(iter(validation.values()), {}).get("chosen") if validation else None
         chosen_signal = get_signal(picked or DEFAULT_SIGNAL)
-    if not validation and chosen_signal.name in VALIDATED.get(method, {}):
-        validation = {chosen_signal.name: VALIDATED[method][chosen_signal.name]}
+    recorded = known_validation(str(model), method, params, chosen_signal.name) if not validation else None
+    if recorded is not None:
+        validation = {chosen_signal.name: recorded}
     sign = _sign_for(chosen_signal, validation)
     budget_s = budget * 60.0
     label = "-".join([method, *[f"{k}={v}" for k, v in sorted(params.items())]])

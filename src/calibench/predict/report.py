@@ -117,7 +117,7 @@ def selection_table(found: dict[tuple[str, str, str], tuple[Validation, int]]) -
                          "held-out (oriented)": fold.held_out_rho})
         if result.folds:
             rows.append({"model": model, "method": method, "outcome": outcome, "held-out set index": "mean",
-                         "selection cells": math.nan, "held-out cells": math.nan,
+                         "selection cells": "-", "held-out cells": "-",  # "-", not NaN: keeps the counts integers
                          "chosen signal": f"all cells choose {result.chosen_all.signal}" if result.chosen_all else "-",
                          "sign": ("+" if result.chosen_all.sign > 0 else "-") if result.chosen_all else "-",
                          "selection (oriented)": result.chosen_all.selection_rho if result.chosen_all else math.nan,
