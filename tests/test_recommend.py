@@ -188,3 +188,22 @@ def test_the_card_calls_a_difference_resolved_only_when_the_ci_and_the_p_value_a
                   "ci": ci, "p": p, "items": 32, "resolved": resolved}
     lines = _confidence({"validation": None, "comparison": comparison})
     assert verdict in lines[1] and "no validation for this method" in lines[0]
+
+
+def test_a_recorded_validation_is_claimed_only_for_the_model_method_parameters_and_objective_it_measured():
+    from calibench.predict.recommend import DEFAULT_SIGNAL, VALIDATED, known_validation
+
+    entry = VALIDATED["smollm2-135m"]["gptq"]
+    found = known_validation("smollm2-135m", "gptq", entry["params"], "ppl:wiki", DEFAULT_SIGNAL)
+    assert found is entry["signals"][DEFAULT_SIGNAL] and found["ci"][0] <= found["spearman"] <= found["ci"][1]
+    assert known_validation("smollm2-135m", "gptq", {"bits": 8, "group_size": 64}, "ppl:wiki", DEFAULT_SIGNAL) is None
+    assert known_validation("smollm2-135m", "gptq", entry["params"], "average acc", DEFAULT_SIGNAL) is None
+    assert known_validation("gemma3-270m", "gptq", entry["params"], "ppl:wiki", DEFAULT_SIGNAL) is None
+    assert known_validation("smollm2-135m", "sparsegpt", {"sparsity": 0.5}, "ppl:wiki", DEFAULT_SIGNAL) is None
+    # every recorded sign agrees with the signal's own fixed direction, where it has one
+    from calibench.predict.signals import get_signal
+
+    for methods in VALIDATED.values():
+        for method in methods.values():
+            for name, value in method["signals"].items():
+                assert get_signal(name).sign in (0, value["sign"]) and value["sign"] * value["spearman"] > 0
