@@ -157,7 +157,8 @@ def plot_model(table: Any, model: str, path: Path) -> Path | None:
     for ax in axes[-1]:
         ax.set_xlabel("Spearman rho")
     fig.suptitle(f"{slug(model)}: cheap signals against the full result (higher outcome is better)", fontsize=10)
-    return save_figure(fig, path)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # keep the title off the first panel's titles
+    return save_figure(fig, path, tight=False)
 
 
 def sections(directory: str | Path, frame: Any, out: Path | None) -> tuple[list[tuple[str, Any]], list[Path]]:
