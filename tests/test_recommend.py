@@ -10,7 +10,7 @@ import pytest
 
 from calibench.data.calibset import CalibrationSet
 from calibench.errors import CalibenchError
-from calibench.predict.recommend import eval_estimate, objective_of, parse_candidates, recommend
+from calibench.predict.recommend import DEFAULT_SIGNAL, eval_estimate, objective_of, parse_candidates, recommend
 
 from conftest import assert_one_line_error, corpus_text, fresh_model, run
 
@@ -42,7 +42,7 @@ def recommended(tmp_path_factory, tiny_model_dir, texts):
 def test_both_candidates_are_ranked_evaluated_and_the_best_full_result_is_chosen(recommended, texts):
     result, _ = recommended
     assert [c.rank for c in result.candidates] == [1, 2]
-    assert result.signal == "reconstruction" and result.sign == -1
+    assert result.signal == DEFAULT_SIGNAL and result.sign == -1  # no --signal, no --study: the default's fixed sign
     values = [c.signal_value for c in result.candidates]
     assert values == sorted(values) and all(math.isfinite(v) for v in values)  # lower error ranks first
     assert len(result.evaluated) == 2
