@@ -72,9 +72,22 @@ METHODS: dict[str, tuple[str, str, dict[str, Any]]] = {
 
 # The helpers of calibench.compress.api that run inside compress(), timed by wrappers.
 # Names missing from the installed calibench are skipped (and reported as absent).
-API_HELPERS = ("_load", "check_causal_lm", "check_scheme_runnable", "check_scheme_fits", "resolve_group_size",
-               "check_structure", "_check_set_fits_model", "_head_name", "_run_stage", "_zero_masks", "_reapply_masks",
-               "achieved", "_peak_memory_mb", "_library_versions")
+API_HELPERS = (
+    "_load",
+    "check_causal_lm",
+    "check_scheme_runnable",
+    "check_scheme_fits",
+    "resolve_group_size",
+    "check_structure",
+    "_check_set_fits_model",
+    "_head_name",
+    "_run_stage",
+    "_zero_masks",
+    "_reapply_masks",
+    "achieved",
+    "_peak_memory_mb",
+    "_library_versions",
+)
 
 
 class Timings:
@@ -162,8 +175,19 @@ def cli_run(model: str, calib_dir: Path, method: str, params: dict[str, Any], se
     for key, value in params.items():
         flags += [f"--{key.replace('_', '-')}", str(value)]
     exe = Path(sys.executable).with_name("calibench")
-    cmd = [str(exe) if exe.exists() else "calibench", "compress", "--model", model, "--calib", str(calib_dir),
-           "--method", method, "--seed", str(seed), *flags]
+    cmd = [
+        str(exe) if exe.exists() else "calibench",
+        "compress",
+        "--model",
+        model,
+        "--calib",
+        str(calib_dir),
+        "--method",
+        method,
+        "--seed",
+        str(seed),
+        *flags,
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ckpt"
         started = time.perf_counter()
@@ -183,7 +207,10 @@ def source_state() -> dict[str, Any]:
         except (OSError, subprocess.CalledProcessError):
             return ""
 
-    return {"commit": git("rev-parse", "HEAD"), "compress_dirty": bool(git("status", "--porcelain", "src/calibench/compress"))}
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "compress_dirty": bool(git("status", "--porcelain", "src/calibench/compress")),
+    }
 
 
 def median(values: list[float]) -> float:
@@ -198,19 +225,33 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads for both sides (default: torch's own); 1 is often faster on a shared, busy machine")
-    ap.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=True,
-                    help="one untimed bare Wanda oneshot on 2 short windows first (lazy imports, first-call caches)")
-    ap.add_argument("--import-time", action=argparse.BooleanOptionalAction, default=True,
-                    help="measure calibench's extra import time in a subprocess (~the cost of importing llm-compressor)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for both sides (default: torch's own); 1 is often faster on a shared, busy machine",
+    )
+    ap.add_argument(
+        "--warmup",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one untimed bare Wanda oneshot on 2 short windows first (lazy imports, first-call caches)",
+    )
+    ap.add_argument(
+        "--import-time",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure calibench's extra import time in a subprocess (~the cost of importing llm-compressor)",
+    )
     ap.add_argument("--cli", action="store_true", help="also time one `calibench compress` subprocess per method")
     ap.add_argument("--json", type=Path, default=None, help="write all numbers here")
     args = ap.parse_args()
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown or args.reps < 1:
-        raise SystemExit(f"unknown method(s) {unknown} (known: {', '.join(METHODS)})" if unknown else "--reps must be >= 1")
+        raise SystemExit(
+            f"unknown method(s) {unknown} (known: {', '.join(METHODS)})" if unknown else "--reps must be >= 1"
+        )
 
     import torch
 
@@ -230,9 +271,12 @@ def main() -> None:
     tokenizer = load_tokenizer(args.model)
     calib = build_sets("wiki", model=args.model, n=args.n, seq_len=args.seq_len, seed=args.seed)[0]
     dataset = calib.to_hf_dataset()  # the bare side's dataset: the same rows calibench hands to oneshot
-    print(f"calibench at {source['commit'][:10] or '?'}{' (compress/ edited)' if source['compress_dirty'] else ''}; "
-          f"{calib!r}, {calib.num_tokens} tokens; {torch.get_num_threads()} torch threads; "
-          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"calibench at {source['commit'][:10] or '?'}{' (compress/ edited)' if source['compress_dirty'] else ''}; "
+        f"{calib!r}, {calib.num_tokens} tokens; {torch.get_num_threads()} torch threads; "
+        f"load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
 
     timings = Timings()
     absent = [name for name in API_HELPERS if not timings.wrap(api, name)]
@@ -261,8 +305,15 @@ def main() -> None:
         resolved = resolve(method)
         recipe = build_recipe(resolved, make_params(resolved, **params), ignore)
         torch.manual_seed(args.seed)
-        oneshot(model=model, dataset=dataset, recipe=recipe, num_calibration_samples=calib.n,
-                max_seq_length=calib.seq_len, shuffle_calibration_samples=False, processor=tokenizer)
+        oneshot(
+            model=model,
+            dataset=dataset,
+            recipe=recipe,
+            num_calibration_samples=calib.n,
+            max_seq_length=calib.seq_len,
+            shuffle_calibration_samples=False,
+            processor=tokenizer,
+        )
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
         timings.take()
         return wall, cpu, snapshot(model), {}
@@ -272,12 +323,20 @@ def main() -> None:
         resolved = resolve("wanda")
         tiny = dataset.select(range(min(2, calib.n))).map(lambda row: {k: v[:32] for k, v in row.items()})
         started = time.perf_counter()
-        oneshot(model=model, dataset=tiny, recipe=build_recipe(resolved, make_params(resolved), ignore),
-                num_calibration_samples=len(tiny), max_seq_length=32, shuffle_calibration_samples=False,
-                processor=tokenizer)
+        oneshot(
+            model=model,
+            dataset=tiny,
+            recipe=build_recipe(resolved, make_params(resolved), ignore),
+            num_calibration_samples=len(tiny),
+            max_seq_length=32,
+            shuffle_calibration_samples=False,
+            processor=tokenizer,
+        )
         del model
         timings.take()
-        print(f"  warm-up (untimed bare wanda oneshot, 2 x 32 tokens): {time.perf_counter() - started:.1f} s", flush=True)
+        print(
+            f"  warm-up (untimed bare wanda oneshot, 2 x 32 tokens): {time.perf_counter() - started:.1f} s", flush=True
+        )
 
     results: dict[str, Any] = {}
     for key in methods:
@@ -295,29 +354,47 @@ def main() -> None:
                 else:
                     determinism[side] &= compare(first[side], state)["identical"]
                 del state
-                print(f"  {label} rep {rep + 1}/{args.reps} {side}: {wall:.2f} s wall, {cpu:.2f} s cpu "
-                      f"(load {os.getloadavg()[0]:.1f})", flush=True)
+                print(
+                    f"  {label} rep {rep + 1}/{args.reps} {side}: {wall:.2f} s wall, {cpu:.2f} s cpu "
+                    f"(load {os.getloadavg()[0]:.1f})",
+                    flush=True,
+                )
         same = compare(first["calibench"], first["bare"])
         first.clear()
         cb, bare = runs["calibench"], runs["bare"]
-        out: dict[str, Any] = {"label": label, "method": method, "params": params, "weights": same,
-                               "deterministic_across_reps": determinism}
+        out: dict[str, Any] = {
+            "label": label,
+            "method": method,
+            "params": params,
+            "weights": same,
+            "deterministic_across_reps": determinism,
+        }
         for clock in ("wall", "cpu"):
             c = [r[clock] for r in cb]
             b = [r[clock] for r in bare]
-            out[clock] = {"calibench_s": c, "bare_s": b, "calibench_median_s": median(c), "bare_median_s": median(b),
-                          "ratio": median(c) / median(b), "pair_ratios": [x / y for x, y in zip(c, b)]}
+            out[clock] = {
+                "calibench_s": c,
+                "bare_s": b,
+                "calibench_median_s": median(c),
+                "bare_median_s": median(b),
+                "ratio": median(c) / median(b),
+                "pair_ratios": [x / y for x, y in zip(c, b)],
+            }
             # within each calibench run: its whole compress() over the oneshot call inside it (the stage minus
             # the dataset export done in it).  The same load hits both parts, so this is the steady estimate.
-            own = [r["parts"].get("_run_stage" + ("" if clock == "wall" else ":cpu"), 0.0)
-                   - r["parts"].get("to_hf_dataset" + ("" if clock == "wall" else ":cpu"), 0.0) for r in cb]
+            own = [
+                r["parts"].get("_run_stage" + ("" if clock == "wall" else ":cpu"), 0.0)
+                - r["parts"].get("to_hf_dataset" + ("" if clock == "wall" else ":cpu"), 0.0)
+                for r in cb
+            ]
             out[clock]["calibench_oneshot_s"] = own
             out[clock]["within_run_ratios"] = [r[clock] / o for r, o in zip(cb, own)]
         out["calibench_helpers_median_s"] = {
             name: median([r["parts"].get(name, 0.0) for r in cb]) for name in (*API_HELPERS, "to_hf_dataset")
         }
         out["calibench_outside_oneshot_median_s"] = median(
-            [r["wall"] - r["parts"].get("_run_stage", 0.0) + r["parts"].get("to_hf_dataset", 0.0) for r in cb])
+            [r["wall"] - r["parts"].get("_run_stage", 0.0) + r["parts"].get("to_hf_dataset", 0.0) for r in cb]
+        )
         results[key] = out
 
     timings.restore()
@@ -327,21 +404,28 @@ def main() -> None:
     if args.cli:
         with tempfile.TemporaryDirectory() as tmp:
             calib_dir = calib.save(Path(tmp) / "set")
-            extras["cli"] = {key: cli_run(args.model, calib_dir, METHODS[key][1], METHODS[key][2], args.seed)
-                             for key in methods}
+            extras["cli"] = {
+                key: cli_run(args.model, calib_dir, METHODS[key][1], METHODS[key][2], args.seed) for key in methods
+            }
     total = time.perf_counter() - started_all
 
-    print(f"\n{args.model}, one {calib.n} x {calib.seq_len} wiki set, {args.reps} interleaved reps per side, "
-          f"{torch.get_num_threads()} threads, load average at the end {os.getloadavg()[0]:.2f}\n")
-    print("Side by side (each run on a fresh model; ratio = median calibench / median bare; spread = min..max of the "
-          "per-pair ratios):\n")
+    print(
+        f"\n{args.model}, one {calib.n} x {calib.seq_len} wiki set, {args.reps} interleaved reps per side, "
+        f"{torch.get_num_threads()} threads, load average at the end {os.getloadavg()[0]:.2f}\n"
+    )
+    print(
+        "Side by side (each run on a fresh model; ratio = median calibench / median bare; spread = min..max of the "
+        "per-pair ratios):\n"
+    )
     print("| method | clock | calibench median s | bare oneshot median s | calibench / bare | per-pair min..max |")
     print("|---|---|---|---|---|---|")
     for r in results.values():
         for clock in ("wall", "cpu"):
             c = r[clock]
-            print(f"| {r['label']} | {clock} | {c['calibench_median_s']:.2f} | {c['bare_median_s']:.2f} | "
-                  f"{c['ratio']:.3f} | {min(c['pair_ratios']):.3f}..{max(c['pair_ratios']):.3f} |")
+            print(
+                f"| {r['label']} | {clock} | {c['calibench_median_s']:.2f} | {c['bare_median_s']:.2f} | "
+                f"{c['ratio']:.3f} | {min(c['pair_ratios']):.3f}..{max(c['pair_ratios']):.3f} |"
+            )
     print("\nWithin each calibench run: compress() over the oneshot call inside it (same load on both parts):\n")
     print("| method | clock | median | min..max | weights identical to bare |")
     print("|---|---|---|---|---|")
@@ -352,15 +436,34 @@ def main() -> None:
             ratios = r[clock]["within_run_ratios"]
             print(f"| {r['label']} | {clock} | {median(ratios):.3f} | {min(ratios):.3f}..{max(ratios):.3f} | {same} |")
     print("\nWhere calibench's time goes outside oneshot (median wall s per run, timed inside compress()):\n")
-    shown = [n for n in ("_load", "check_causal_lm", "check_scheme_runnable", "check_scheme_fits", "resolve_group_size",
-                         "check_structure", "_check_set_fits_model", "_head_name", "to_hf_dataset", "_zero_masks",
-                         "achieved", "_peak_memory_mb", "_library_versions") if n not in absent]
+    shown = [
+        n
+        for n in (
+            "_load",
+            "check_causal_lm",
+            "check_scheme_runnable",
+            "check_scheme_fits",
+            "resolve_group_size",
+            "check_structure",
+            "_check_set_fits_model",
+            "_head_name",
+            "to_hf_dataset",
+            "_zero_masks",
+            "achieved",
+            "_peak_memory_mb",
+            "_library_versions",
+        )
+        if n not in absent
+    ]
     print("| method | " + " | ".join(shown) + " | all outside oneshot | its oneshot (median) |")
     print("|---|" + "---|" * (len(shown) + 2))
     for r in results.values():
         h = r["calibench_helpers_median_s"]
-        print(f"| {r['label']} | " + " | ".join(f"{h[n]:.3f}" for n in shown)
-              + f" | {r['calibench_outside_oneshot_median_s']:.3f} | {median(r['wall']['calibench_oneshot_s']):.2f} |")
+        print(
+            f"| {r['label']} | "
+            + " | ".join(f"{h[n]:.3f}" for n in shown)
+            + f" | {r['calibench_outside_oneshot_median_s']:.3f} | {median(r['wall']['calibench_oneshot_s']):.2f} |"
+        )
     for r in results.values():
         d = r["deterministic_across_reps"]
         if not all(d.values()):
@@ -369,18 +472,31 @@ def main() -> None:
             print(f"note: {r['label']}: differing tensors {r['weights']['differing']}")
     if "imports" in extras:
         i = extras["imports"]
-        print(f"\nimports (subprocess, once per process): torch+transformers+datasets+llm-compressor "
-              f"{i['libraries_s']:.2f} s; calibench's compress path on top {i['calibench_extra_s']:.3f} s")
+        print(
+            f"\nimports (subprocess, once per process): torch+transformers+datasets+llm-compressor "
+            f"{i['libraries_s']:.2f} s; calibench's compress path on top {i['calibench_extra_s']:.3f} s"
+        )
     if "cli" in extras:
         for key, c in extras["cli"].items():
-            print(f"cli `calibench compress` {METHODS[key][0]}: {c['wall_s']:.1f} s end to end "
-                  f"(its record's compress wall {c['record_wall_time_s']:.1f} s; the rest is imports, load, save)")
+            print(
+                f"cli `calibench compress` {METHODS[key][0]}: {c['wall_s']:.1f} s end to end "
+                f"(its record's compress wall {c['record_wall_time_s']:.1f} s; the rest is imports, load, save)"
+            )
     print(f"\ntotal benchmark time {total:.0f} s")
 
     if args.json:
-        payload = {"calibench_source": source, "model": args.model, "n": calib.n, "seq_len": calib.seq_len, "reps": args.reps,
-                   "threads": torch.get_num_threads(), "set_id": calib.set_id, "methods": results, **extras,
-                   "total_s": total}
+        payload = {
+            "calibench_source": source,
+            "model": args.model,
+            "n": calib.n,
+            "seq_len": calib.seq_len,
+            "reps": args.reps,
+            "threads": torch.get_num_threads(),
+            "set_id": calib.set_id,
+            "methods": results,
+            **extras,
+            "total_s": total,
+        }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.json.with_name(f".{args.json.name}.tmp")
         tmp.write_text(json.dumps(payload, indent=2) + "\n")

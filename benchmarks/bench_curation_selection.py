@@ -72,9 +72,17 @@ def run_ours(args) -> dict:
     t1 = time.perf_counter()
     sel = kmeans_select(feats, args.k, seed=args.seed, n_init=10)
     t2 = time.perf_counter()
-    return {"impl": "ours", "capture_project_s": t1 - t0, "select_s": t2 - t1, "total_s": t2 - t0,
-            "peak_rss_mb": rss_mb(), "rss_before_mb": base, "features_mb": feats.nbytes / 2**20,
-            "indices": sel.indices, "iterations": sel.iterations}
+    return {
+        "impl": "ours",
+        "capture_project_s": t1 - t0,
+        "select_s": t2 - t1,
+        "total_s": t2 - t0,
+        "peak_rss_mb": rss_mb(),
+        "rss_before_mb": base,
+        "features_mb": feats.nbytes / 2**20,
+        "indices": sel.indices,
+        "iterations": sel.iterations,
+    }
 
 
 def run_baseline(args) -> dict:
@@ -93,15 +101,27 @@ def run_baseline(args) -> dict:
     # nearest member per centroid the way a scikit-learn user would: distances to the centres (pool x k)
     nearest = km.transform(full).argmin(0).tolist()
     t2 = time.perf_counter()
-    out = {"impl": "baseline", "capture_project_s": t1 - t0, "select_s": t2 - t1, "total_s": t2 - t0,
-           "peak_rss_mb": rss_mb(), "rss_before_mb": base, "features_mb": full.nbytes / 2**20,
-           "indices": sorted(set(nearest)), "iterations": int(km.n_iter_)}
+    out = {
+        "impl": "baseline",
+        "capture_project_s": t1 - t0,
+        "select_s": t2 - t1,
+        "total_s": t2 - t0,
+        "peak_rss_mb": rss_mb(),
+        "rss_before_mb": base,
+        "features_mb": full.nbytes / 2**20,
+        "indices": sorted(set(nearest)),
+        "iterations": int(km.n_iter_),
+    }
     if args.ours_indices:
         ours = json.loads(args.ours_indices)
-        out["coverage_full_space"] = {"baseline": coverage(full, full[out["indices"]]), "ours": coverage(full, full[ours])}
+        out["coverage_full_space"] = {
+            "baseline": coverage(full, full[out["indices"]]),
+            "ours": coverage(full, full[ours]),
+        }
         rng = np.random.default_rng(0)
-        out["coverage_full_space"]["random (mean of 5)"] = float(np.mean(
-            [coverage(full, full[rng.choice(args.pool, args.k, replace=False)]) for _ in range(5)]))
+        out["coverage_full_space"]["random (mean of 5)"] = float(
+            np.mean([coverage(full, full[rng.choice(args.pool, args.k, replace=False)]) for _ in range(5)])
+        )
     return out
 
 
@@ -130,14 +150,35 @@ def main() -> None:
         return
 
     def child(impl: str, extra: list[str] | None = None) -> dict:
-        cmd = [sys.executable, __file__, "--child", impl, "--pool", str(args.pool), "--k", str(args.k),
-               "--layers", str(args.layers), "--width", str(args.width), "--dim", str(args.dim),
-               "--clusters", str(args.clusters), "--seed", str(args.seed), *(extra or [])]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            impl,
+            "--pool",
+            str(args.pool),
+            "--k",
+            str(args.k),
+            "--layers",
+            str(args.layers),
+            "--width",
+            str(args.width),
+            "--dim",
+            str(args.dim),
+            "--clusters",
+            str(args.clusters),
+            "--seed",
+            str(args.seed),
+            *(extra or []),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    print(f"pool {args.pool}, k {args.k}, {args.layers} layers x {args.width} (simulated activations), dim {args.dim}; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs", flush=True)
+    print(
+        f"pool {args.pool}, k {args.k}, {args.layers} layers x {args.width} (simulated activations), dim {args.dim}; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs",
+        flush=True,
+    )
     results = {}
     if args.only != "baseline":
         results["ours"] = child("ours")
@@ -145,16 +186,22 @@ def main() -> None:
         extra = ["--ours-indices", json.dumps(results["ours"]["indices"])] if "ours" in results else []
         results["baseline"] = child("baseline", extra)
     for name, r in results.items():
-        print(f"{name:9s} capture+project {r['capture_project_s']:7.2f}s  select {r['select_s']:7.2f}s  total "
-              f"{r['total_s']:7.2f}s  features {r['features_mb']:8.1f} MB  peak RSS {r['peak_rss_mb']:7.0f} MB "
-              f"(before {r['rss_before_mb']:.0f} MB)  k-means iterations {r['iterations']}")
+        print(
+            f"{name:9s} capture+project {r['capture_project_s']:7.2f}s  select {r['select_s']:7.2f}s  total "
+            f"{r['total_s']:7.2f}s  features {r['features_mb']:8.1f} MB  peak RSS {r['peak_rss_mb']:7.0f} MB "
+            f"(before {r['rss_before_mb']:.0f} MB)  k-means iterations {r['iterations']}"
+        )
     if len(results) == 2:
         o, b = results["ours"], results["baseline"]
-        print(f"ratio baseline/ours: time {b['total_s'] / o['total_s']:.1f}x, selection step {b['select_s'] / o['select_s']:.1f}x, "
-              f"peak RSS above start {(b['peak_rss_mb'] - b['rss_before_mb']) / max(o['peak_rss_mb'] - o['rss_before_mb'], 1):.1f}x, "
-              f"feature memory {b['features_mb'] / o['features_mb']:.0f}x")
-        print("coverage in the full-width space (lower is better):",
-              ", ".join(f"{k} {v:.4f}" for k, v in b.get("coverage_full_space", {}).items()))
+        print(
+            f"ratio baseline/ours: time {b['total_s'] / o['total_s']:.1f}x, selection step {b['select_s'] / o['select_s']:.1f}x, "
+            f"peak RSS above start {(b['peak_rss_mb'] - b['rss_before_mb']) / max(o['peak_rss_mb'] - o['rss_before_mb'], 1):.1f}x, "
+            f"feature memory {b['features_mb'] / o['features_mb']:.0f}x"
+        )
+        print(
+            "coverage in the full-width space (lower is better):",
+            ", ".join(f"{k} {v:.4f}" for k, v in b.get("coverage_full_space", {}).items()),
+        )
         print(f"selections overlap: {len(set(o['indices']) & set(b['indices']))} of {args.k}")
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 

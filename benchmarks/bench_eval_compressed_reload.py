@@ -28,8 +28,8 @@ def main() -> None:
     parser.add_argument("--calib-seq-len", type=int, default=256)
     args = parser.parse_args()
 
-    from calibench.data.draw import build_calibration_set
     from calibench.compress import compress
+    from calibench.data.draw import build_calibration_set
     from calibench.evaluation import evaluate
     from calibench.models import load_model, load_tokenizer
 
@@ -63,7 +63,9 @@ def main() -> None:
         diff = abs(m.value - r.value)
         worst = max(worst, diff)
         print(f"{m.task:<12} {m.metric:<11} {d.value:>9.4f} {m.value:>10.4f} {r.value:>10.4f} {diff:>8.2g}")
-    print(f"largest in-memory vs reloaded difference: {worst:.3g} (n and limit: {[(r.n, r.limit) for r in reloaded.rows]})")
+    print(
+        f"largest in-memory vs reloaded difference: {worst:.3g} (n and limit: {[(r.n, r.limit) for r in reloaded.rows]})"
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,10 @@ def naive_hf_generate(model, tokenizer, plan, n: int, seq_len: int, seed: int):
     from calibench.data.generation.sampler import process_logits, token_mask
 
     vocab_dim = model.get_output_embeddings().weight.shape[0]
-    masks = {"first": token_mask(plan.first_token_ids or [], vocab_dim, "cpu"),
-             "stop": token_mask(plan.stop_ids, vocab_dim, "cpu")}
+    masks = {
+        "first": token_mask(plan.first_token_ids or [], vocab_dim, "cpu"),
+        "stop": token_mask(plan.stop_ids, vocab_dim, "cpu"),
+    }
     if vocab_dim > plan.vocab_size:
         masks["beyond_vocab"] = torch.arange(vocab_dim) >= plan.vocab_size
 
@@ -47,9 +49,18 @@ def naive_hf_generate(model, tokenizer, plan, n: int, seq_len: int, seed: int):
             stream = [plan.start_id]
             while len(stream) < seq_len:
                 budget = min(plan.max_new_tokens, seq_len - len(stream))
-                out = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True, temperature=1.0,
-                                     top_k=0, top_p=1.0, max_new_tokens=budget, logits_processor=processors,
-                                     eos_token_id=list(plan.stop_ids), pad_token_id=plan.stop_ids[0])
+                out = model.generate(
+                    prompt,
+                    attention_mask=torch.ones_like(prompt),
+                    do_sample=True,
+                    temperature=1.0,
+                    top_k=0,
+                    top_p=1.0,
+                    max_new_tokens=budget,
+                    logits_processor=processors,
+                    eos_token_id=list(plan.stop_ids),
+                    pad_token_id=plan.stop_ids[0],
+                )
                 ids = out[0, 1:].tolist()
                 stream.extend(ids)
                 generations += 1
@@ -76,21 +87,23 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    import dataclasses
+
     from calibench.data.generation.api import GenerationSettings, build_plan
     from calibench.data.generation.sampler import sample_streams
     from calibench.data.generation.tokens import stop_token_ids
     from calibench.models import load_model, load_tokenizer
-
-    import dataclasses
 
     tokenizer = load_tokenizer(args.model)
     model = load_model(args.model, device=args.device)
     settings = GenerationSettings(first_token=args.first_token, batch_size=args.batch_size)
     plan, start, _ = build_plan(tokenizer, settings, args.seq_len)
     plan = dataclasses.replace(plan, stop_ids=tuple(stop_token_ids(tokenizer, start, model)))
-    print(f"model {args.model}, {args.n} x {args.seq_len} tokens, start {start.text!r}, "
-          f"t {plan.t_init}->{plan.t_final} over {plan.schedule_tokens}, first token {args.first_token}, "
-          f"torch threads {torch.get_num_threads()}, device {args.device}")
+    print(
+        f"model {args.model}, {args.n} x {args.seq_len} tokens, start {start.text!r}, "
+        f"t {plan.t_init}->{plan.t_final} over {plan.schedule_tokens}, first token {args.first_token}, "
+        f"torch threads {torch.get_num_threads()}, device {args.device}"
+    )
 
     # warm-up (first forward passes allocate)
     sample_streams(model, 2, 8, plan, seed=args.seed, batch_size=2)
@@ -99,8 +112,10 @@ def main() -> None:
     tokens, stats = sample_streams(model, args.n, args.seq_len, plan, seed=args.seed, batch_size=args.batch_size)
     batched_cpu = time.process_time() - cpu0
     batched_tps = tokens.size / stats.seconds
-    print(f"calibench batched (batch {args.batch_size}): {tokens.size} tokens in {stats.seconds:.1f} s wall "
-          f"({batched_cpu:.1f} s CPU) = {batched_tps:,.1f} tokens/s ({stats.generations} generations)")
+    print(
+        f"calibench batched (batch {args.batch_size}): {tokens.size} tokens in {stats.seconds:.1f} s wall "
+        f"({batched_cpu:.1f} s CPU) = {batched_tps:,.1f} tokens/s ({stats.generations} generations)"
+    )
 
     naive_n = args.naive_n or args.n
     cpu0 = time.process_time()
@@ -108,8 +123,10 @@ def main() -> None:
     naive_cpu = time.process_time() - cpu0
     naive_tokens = naive_n * args.seq_len
     naive_tps = naive_tokens / seconds
-    print(f"HF generate, one sample at a time: {naive_tokens} tokens in {seconds:.1f} s wall ({naive_cpu:.1f} s CPU) "
-          f"= {naive_tps:,.1f} tokens/s ({generations} generations)")
+    print(
+        f"HF generate, one sample at a time: {naive_tokens} tokens in {seconds:.1f} s wall ({naive_cpu:.1f} s CPU) "
+        f"= {naive_tps:,.1f} tokens/s ({generations} generations)"
+    )
     print(f"speed-up (tokens/s ratio, wall clock): {batched_tps / naive_tps:.2f}x")
     # On a shared machine the wall clock includes time the process waited for a core; CPU time does not.
     print(f"speed-up (tokens per CPU-second): {(tokens.size / batched_cpu) / (naive_tokens / naive_cpu):.2f}x")

@@ -54,15 +54,20 @@ def overhead(model_name: str, n: int, seq_len: int, batch_size: int, repeats: in
     def forward(stop_after_stack: bool) -> None:
         handle = None
         if stop_after_stack:
+
             def stop(*_):
                 raise Stop
+
             handle = stack.layers[-1].register_forward_hook(stop)
         try:
             with torch.no_grad():
                 for begin in range(0, n, batch_size):
                     try:
-                        model(input_ids=ids[begin:begin + batch_size], attention_mask=mask[begin:begin + batch_size],
-                              use_cache=False)
+                        model(
+                            input_ids=ids[begin : begin + batch_size],
+                            attention_mask=mask[begin : begin + batch_size],
+                            use_cache=False,
+                        )
                     except Stop:
                         pass
         finally:
@@ -72,9 +77,17 @@ def overhead(model_name: str, n: int, seq_len: int, batch_size: int, repeats: in
     full = _time(lambda: forward(False), repeats)
     decoder = _time(lambda: forward(True), repeats)
     stats = _time(lambda: activation_stats(model, calib, batch_size=batch_size), repeats)
-    return {"model": model_name, "n": n, "seq_len": seq_len, "threads": torch.get_num_threads(),
-            "full_forward_s": round(full, 3), "decoder_forward_s": round(decoder, 3), "inspect_s": round(stats, 3),
-            "inspect_over_full_forward": round(stats / full, 2), "inspect_over_decoder_forward": round(stats / decoder, 2)}
+    return {
+        "model": model_name,
+        "n": n,
+        "seq_len": seq_len,
+        "threads": torch.get_num_threads(),
+        "full_forward_s": round(full, 3),
+        "decoder_forward_s": round(decoder, 3),
+        "inspect_s": round(stats, 3),
+        "inspect_over_full_forward": round(stats / full, 2),
+        "inspect_over_decoder_forward": round(stats / decoder, 2),
+    }
 
 
 def _memory_child(model_name: str, n: int, seq_len: int) -> None:
@@ -110,16 +123,28 @@ def _memory_child(model_name: str, n: int, seq_len: int) -> None:
     finally:
         done.set()
         sampler.join()
-    print(json.dumps({"n": n, "rss_before_mb": round(before / 2**20), "peak_during_mb": round(peak[0] / 2**20),
-                      "working_mb": round((peak[0] - before) / 2**20),
-                      "process_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "rss_before_mb": round(before / 2**20),
+                "peak_during_mb": round(peak[0] / 2**20),
+                "working_mb": round((peak[0] - before) / 2**20),
+                "process_peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            }
+        )
+    )
 
 
 def memory(model_name: str, seq_len: int, sizes: list[int]) -> list[dict]:
     rows = []
     for n in sizes:
-        done = subprocess.run([sys.executable, __file__, "--memory-child", str(n), "--model", model_name,
-                               "--seq-len", str(seq_len)], capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, __file__, "--memory-child", str(n), "--model", model_name, "--seq-len", str(seq_len)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return rows
 
@@ -138,8 +163,10 @@ def main() -> None:
     if args.memory_child is not None:
         _memory_child(args.model, args.memory_child, args.seq_len)
         return
-    result = {"overhead": overhead(args.model, args.n, args.seq_len, args.batch_size, args.repeats),
-              "memory": memory(args.model, args.seq_len, [int(s) for s in args.memory_sizes.split(",")])}
+    result = {
+        "overhead": overhead(args.model, args.n, args.seq_len, args.batch_size, args.repeats),
+        "memory": memory(args.model, args.seq_len, [int(s) for s in args.memory_sizes.split(",")]),
+    }
     small, large = result["memory"][0], result["memory"][-1]
     result["working_memory_growth_mb"] = large["working_mb"] - small["working_mb"]
     print(json.dumps(result, indent=1))

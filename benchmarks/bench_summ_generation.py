@@ -42,8 +42,15 @@ def main() -> None:
     pad = tok.pad_token_id if tok.pad_token_id is not None else stops[0]
 
     started = time.perf_counter()
-    batched = greedy_generate(model, prompts, max_new_tokens=args.max_new_tokens, stop_ids=stops, pad_id=pad,
-                              batch_size=args.batch_size, vocab_size=len(tok))
+    batched = greedy_generate(
+        model,
+        prompts,
+        max_new_tokens=args.max_new_tokens,
+        stop_ids=stops,
+        pad_id=pad,
+        batch_size=args.batch_size,
+        vocab_size=len(tok),
+    )
     t_batched = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -51,20 +58,32 @@ def main() -> None:
     with torch.inference_mode():
         for p in prompts:
             ids = torch.tensor([p])
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                 max_new_tokens=args.max_new_tokens, eos_token_id=stops, pad_token_id=pad)
-            new = out[0, len(p):].tolist()
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                do_sample=False,
+                max_new_tokens=args.max_new_tokens,
+                eos_token_id=stops,
+                pad_token_id=pad,
+            )
+            new = out[0, len(p) :].tolist()
             cut = next((i for i, t in enumerate(new) if t in stops), len(new))
             naive.append(new[:cut])
     t_naive = time.perf_counter() - started
 
     same = sum(g.tokens == n for g, n in zip(batched.generations, naive))
     tokens = sum(len(g.tokens) for g in batched.generations)
-    print(f"model {args.model}, {len(docs)} XSum documents (mean prompt {sum(map(len, prompts)) / len(prompts):.0f} "
-          f"tokens), max_new_tokens {args.max_new_tokens}, torch threads {torch.get_num_threads()}")
-    print(f"one-at-a-time HF generate : {t_naive:8.1f} s  {len(docs) / t_naive:6.3f} docs/s  {tokens / t_naive:6.1f} tok/s")
-    print(f"batched (batch {args.batch_size:>2})        : {t_batched:8.1f} s  {len(docs) / t_batched:6.3f} docs/s  "
-          f"{tokens / t_batched:6.1f} tok/s")
+    print(
+        f"model {args.model}, {len(docs)} XSum documents (mean prompt {sum(map(len, prompts)) / len(prompts):.0f} "
+        f"tokens), max_new_tokens {args.max_new_tokens}, torch threads {torch.get_num_threads()}"
+    )
+    print(
+        f"one-at-a-time HF generate : {t_naive:8.1f} s  {len(docs) / t_naive:6.3f} docs/s  {tokens / t_naive:6.1f} tok/s"
+    )
+    print(
+        f"batched (batch {args.batch_size:>2})        : {t_batched:8.1f} s  {len(docs) / t_batched:6.3f} docs/s  "
+        f"{tokens / t_batched:6.1f} tok/s"
+    )
     print(f"speed-up (batched / HF)   : {t_naive / t_batched:.2f}x")
     print(f"identical generations     : {same} of {len(docs)}")
 

@@ -26,7 +26,11 @@ MB = 2**20
 
 
 def _dir_bytes(path: Path, skip: tuple[str, ...] = ()) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name not in skip and p.suffix in (".safetensors", ".json"))
+    return sum(
+        p.stat().st_size
+        for p in path.rglob("*")
+        if p.is_file() and p.name not in skip and p.suffix in (".safetensors", ".json")
+    )
 
 
 def prepare(args: argparse.Namespace, work: Path) -> dict:
@@ -51,7 +55,10 @@ def prepare(args: argparse.Namespace, work: Path) -> dict:
         model = load_model(args.model, dtype="float32", device="cpu")
         state = prune(model, vocab, mode, tokenizer=tok, source=args.model)
         save(model, work / mode, tok)
-        out["modes"][mode] = {**state.report.summary(), "disk_bytes": _dir_bytes(work / mode, ("vocab-dropped.safetensors",))}  # type: ignore[union-attr]
+        out["modes"][mode] = {
+            **state.report.summary(),
+            "disk_bytes": _dir_bytes(work / mode, ("vocab-dropped.safetensors",)),
+        }  # type: ignore[union-attr]
         del model
     full = load_model(args.model, dtype="float32", device="cpu")
     out["full"] = measure(full).model_dump()
@@ -87,7 +94,10 @@ def worker(args: argparse.Namespace) -> None:
     seconds = time.perf_counter() - started
     rows = {f"{r.task}:{r.metric}": r.value for r in result.rows}
     samples = {t: [i.get("loglikelihoods") for i in items] for t, items in result.samples.items()}
-    print("RESULT " + json.dumps({"rows": rows, "eval_s": seconds, "bytes": measure(model).model_dump(), "samples": samples}))
+    print(
+        "RESULT "
+        + json.dumps({"rows": rows, "eval_s": seconds, "bytes": measure(model).model_dump(), "samples": samples})
+    )
 
 
 def run_variant(spec: str, args: argparse.Namespace) -> dict:
@@ -128,29 +138,45 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-vocab-") as tmp:
         work = Path(tmp)
         prep = prepare(args, work)
-        variants = {"full": args.model, "restricted": str(work / "restricted"), "exact-input": str(work / "exact-input")}
+        variants = {
+            "full": args.model,
+            "restricted": str(work / "restricted"),
+            "exact-input": str(work / "exact-input"),
+        }
         if args.gptq:
             variants.update({"gptq": str(work / "gptq"), "gptq+vocab": str(work / "gptq-vocab")})
         runs = {name: run_variant(spec, args) for name, spec in variants.items()}
     base = runs["full"]
-    print(f"\n{args.model}: kept {prep['kept']:,} of {prep['vocab_size']:,} ids ({100 * prep['share']:.2f}%), "
-          f"wiki held-out coverage {100 * prep['coverage_wiki']:.2f}%, collect {prep['collect_s']:.1f} s")
-    print("| variant | " + " | ".join(base["rows"]) + " | eval s | x full | peak RSS MB | x full | tensor MB | embed+head MB |")
+    print(
+        f"\n{args.model}: kept {prep['kept']:,} of {prep['vocab_size']:,} ids ({100 * prep['share']:.2f}%), "
+        f"wiki held-out coverage {100 * prep['coverage_wiki']:.2f}%, collect {prep['collect_s']:.1f} s"
+    )
+    print(
+        "| variant | "
+        + " | ".join(base["rows"])
+        + " | eval s | x full | peak RSS MB | x full | tensor MB | embed+head MB |"
+    )
     print("|---" * (len(base["rows"]) + 7) + "|")
     for name, r in runs.items():
         accs = " | ".join(f"{r['rows'].get(k, float('nan')):.4f}" for k in base["rows"])
-        print(f"| {name} | {accs} | {r['eval_s']:.1f} | {r['eval_s'] / base['eval_s']:.2f} | {r['peak_rss_mb']:.0f} | "
-              f"{r['peak_rss_mb'] / base['peak_rss_mb']:.2f} | {r['bytes']['model_bytes'] / MB:.1f} | {r['bytes']['vocab_bytes'] / MB:.1f} |")
+        print(
+            f"| {name} | {accs} | {r['eval_s']:.1f} | {r['eval_s'] / base['eval_s']:.2f} | {r['peak_rss_mb']:.0f} | "
+            f"{r['peak_rss_mb'] / base['peak_rss_mb']:.2f} | {r['bytes']['model_bytes'] / MB:.1f} | {r['bytes']['vocab_bytes'] / MB:.1f} |"
+        )
     same = runs["exact-input"]["samples"] == base["samples"] and runs["exact-input"]["rows"] == base["rows"]
     print(f"exact-input per-item loglikelihoods identical to full: {same}")
     for mode, rep in prep["modes"].items():
-        print(f"{mode}: embed+head {rep['before']['vocab_bytes'] / MB:.1f} -> {rep['after']['vocab_bytes'] / MB:.1f} MB "
-              f"({rep['saved_vocab_pct']:.1f}% saved), model {rep['before']['model_bytes'] / MB:.1f} -> "
-              f"{rep['after']['model_bytes'] / MB:.1f} MB ({rep['saved_model_pct']:.1f}% saved), on disk {rep['disk_bytes'] / MB:.1f} MB")
+        print(
+            f"{mode}: embed+head {rep['before']['vocab_bytes'] / MB:.1f} -> {rep['after']['vocab_bytes'] / MB:.1f} MB "
+            f"({rep['saved_vocab_pct']:.1f}% saved), model {rep['before']['model_bytes'] / MB:.1f} -> "
+            f"{rep['after']['model_bytes'] / MB:.1f} MB ({rep['saved_model_pct']:.1f}% saved), on disk {rep['disk_bytes'] / MB:.1f} MB"
+        )
     if args.gptq:
         g = prep["gptq"]
-        print(f"on disk: dense {prep['dense_disk_bytes'] / MB:.1f} MB, gptq W4 g{args.group_size} {g['disk_bytes'] / MB:.1f} MB, "
-              f"gptq + vocab (restricted) {g['vocab_disk_bytes'] / MB:.1f} MB")
+        print(
+            f"on disk: dense {prep['dense_disk_bytes'] / MB:.1f} MB, gptq W4 g{args.group_size} {g['disk_bytes'] / MB:.1f} MB, "
+            f"gptq + vocab (restricted) {g['vocab_disk_bytes'] / MB:.1f} MB"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps({"prepare": prep, "runs": runs}, indent=1, default=str))
     return 0

@@ -41,30 +41,49 @@ def main() -> None:
     ap.add_argument("--eval-windows", type=int, default=8)
     ap.add_argument("--top-k", type=int, default=None)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--resume", action="store_true",
-                    help="Reuse OUT/sets and OUT/results.json of an interrupted run; run the missing cells, seed by seed.")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="Reuse OUT/sets and OUT/results.json of an interrupted run; run the missing cells, seed by seed.",
+    )
     args = ap.parse_args()
     if args.resume:
         resume(args)
         return
 
-    from calibench.data.draw import resolve_bos
     from calibench.data.curation.capabilities import load_reference, parse_capabilities
     from calibench.data.curation.metrics import activation_metrics
-    from calibench.data.curation.pipeline import (CurationConfig, pool_features, random_from_pool, run_stage1,
-                                             select_from_features)
+    from calibench.data.curation.pipeline import (
+        CurationConfig,
+        pool_features,
+        random_from_pool,
+        run_stage1,
+        select_from_features,
+    )
     from calibench.data.curation.pool import build_pool
     from calibench.data.curation.processing import ProcessingSettings
     from calibench.data.curation.proxy import proxy_evaluate, reference_perplexity
+    from calibench.data.draw import resolve_bos
     from calibench.models import load_model, load_tokenizer
 
     args.out.mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
-    cfg = CurationConfig(sources=args.sources.split(","), capabilities=args.capabilities.split(","), n=args.n,
-                         seq_len=args.seq_len, pool_size=args.pool_size, top_k=args.top_k)
+    cfg = CurationConfig(
+        sources=args.sources.split(","),
+        capabilities=args.capabilities.split(","),
+        n=args.n,
+        seq_len=args.seq_len,
+        pool_size=args.pool_size,
+        top_k=args.top_k,
+    )
     tok = load_tokenizer(args.model)
-    results: dict = {"config": cfg.model_dump(mode="json"), "methods": METHODS, "eval_windows": args.eval_windows,
-                     "load_average_start": os.getloadavg(), "seconds": {}}
+    results: dict = {
+        "config": cfg.model_dump(mode="json"),
+        "methods": METHODS,
+        "eval_windows": args.eval_windows,
+        "load_average_start": os.getloadavg(),
+        "seconds": {},
+    }
 
     def save() -> None:
         (args.out / "results.json").write_text(json.dumps(results, indent=2))
@@ -75,8 +94,15 @@ def main() -> None:
     results["seconds"]["stage1"] = time.perf_counter() - t
     print("stage 1 selected", kept, flush=True)
     t = time.perf_counter()
-    pool = build_pool(kept, tok, cfg.resolved_pool_size, cfg.seq_len, seed=0, add_bos=resolve_bos(tok, "auto"),
-                      settings=ProcessingSettings())
+    pool = build_pool(
+        kept,
+        tok,
+        cfg.resolved_pool_size,
+        cfg.seq_len,
+        seed=0,
+        add_bos=resolve_bos(tok, "auto"),
+        settings=ProcessingSettings(),
+    )
     pool.save(args.out / "pool", overwrite=True)
     results["pool"] = {"set_id": pool.set_id, "size": pool.n, "per_source": pool.manifest.generator["per_source"]}
     results["seconds"]["stage2"] = time.perf_counter() - t
@@ -100,28 +126,40 @@ def main() -> None:
     results["sets"] = {}
     for name, (calib, idx, own) in sets.items():
         calib.save(args.out / "sets" / name, overwrite=True)
-        results["sets"][name] = {"set_id": calib.set_id, "indices": list(map(int, idx)),
-                                 "metrics_independent_space": activation_metrics(metric_space, metric_space[idx]),
-                                 "metrics_selection_space": own,
-                                 "sources": sorted({pool.manifest.generator["rows"][j][0] for j in idx}),
-                                 "per_source": {s: sum(pool.manifest.generator["rows"][j][0] == s for j in idx)
-                                                for s in kept}}
+        results["sets"][name] = {
+            "set_id": calib.set_id,
+            "indices": list(map(int, idx)),
+            "metrics_independent_space": activation_metrics(metric_space, metric_space[idx]),
+            "metrics_selection_space": own,
+            "sources": sorted({pool.manifest.generator["rows"][j][0] for j in idx}),
+            "per_source": {s: sum(pool.manifest.generator["rows"][j][0] == s for j in idx) for s in kept},
+        }
     save()
     del lm
 
     caps = parse_capabilities(cfg.capabilities)
     texts = {c.name: load_reference(c) for c in caps}
     t = time.perf_counter()
-    base_ppl, windows = reference_perplexity(load_model(args.model), tok, caps, cfg.seq_len, args.eval_windows,
-                                             texts=texts)
+    base_ppl, windows = reference_perplexity(
+        load_model(args.model), tok, caps, cfg.seq_len, args.eval_windows, texts=texts
+    )
     results["uncompressed"] = {"perplexity": base_ppl, "windows": windows, "seconds": time.perf_counter() - t}
     save()
     print("uncompressed", base_ppl, flush=True)
     results["proxy"] = {}
     for method in args.methods.split(","):
         for name, (calib, _, _) in sets.items():
-            r = proxy_evaluate(args.model, calib, method, [c.name for c in caps], tokenizer=tok, seq_len=cfg.seq_len,
-                               max_windows=args.eval_windows, texts=texts, **METHODS[method])
+            r = proxy_evaluate(
+                args.model,
+                calib,
+                method,
+                [c.name for c in caps],
+                tokenizer=tok,
+                seq_len=cfg.seq_len,
+                max_windows=args.eval_windows,
+                texts=texts,
+                **METHODS[method],
+            )
             results["proxy"][f"{method}/{name}"] = r.record()
             save()
             print(method, name, {k: round(v, 3) for k, v in r.perplexity.items()}, f"{r.seconds:.0f}s", flush=True)
@@ -150,9 +188,17 @@ def resume(args: argparse.Namespace) -> None:
                 if key in results["proxy"]:
                     continue
                 calib = CalibrationSet.load(args.out / "sets" / name, tokenizer=tok)
-                r = proxy_evaluate(args.model, calib, method, [c.name for c in caps], tokenizer=tok,
-                                   seq_len=cfg["seq_len"], max_windows=results["eval_windows"], texts=texts,
-                                   **METHODS[method])
+                r = proxy_evaluate(
+                    args.model,
+                    calib,
+                    method,
+                    [c.name for c in caps],
+                    tokenizer=tok,
+                    seq_len=cfg["seq_len"],
+                    max_windows=results["eval_windows"],
+                    texts=texts,
+                    **METHODS[method],
+                )
                 results["proxy"][key] = r.record()
                 results["load_average_end"] = os.getloadavg()
                 (args.out / "results.json").write_text(json.dumps(results, indent=2))
@@ -167,8 +213,11 @@ def print_table(results: dict) -> None:
         names = [n for n in results["sets"] if n.startswith(kind)]
         for name in names:
             m = results["sets"][name]["metrics_independent_space"]
-            cells = [f"{results['proxy'].get(f'{meth}/{name}', {}).get('perplexity', {}).get(c, float('nan')):.3f}"
-                     for meth in METHODS for c in caps]
+            cells = [
+                f"{results['proxy'].get(f'{meth}/{name}', {}).get('perplexity', {}).get(c, float('nan')):.3f}"
+                for meth in METHODS
+                for c in caps
+            ]
             print(f"{name} | {m['coverage']:.4f} | {m['diversity']:.4f} | " + " | ".join(cells))
 
 

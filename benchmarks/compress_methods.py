@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from calibench.data.draw import build_calibration_set
 from calibench.compress import compress
+from calibench.data.draw import build_calibration_set
 from calibench.models import load_model, load_tokenizer
 from calibench.nll import window_nll
 
@@ -74,11 +74,13 @@ def main() -> None:
                 ids = torch.from_numpy(heldout.input_ids[:2].astype("int64"))
                 with torch.no_grad():
                     reload_diff = float((model(ids).logits - reloaded(ids).logits).abs().max())
-        rows.append((key, wall, record["achieved"]["sparsity"], record["achieved"]["bits_per_weight"], ppl, reload_diff))
+        rows.append(
+            (key, wall, record["achieved"]["sparsity"], record["achieved"]["bits_per_weight"], ppl, reload_diff)
+        )
         print(f"{key}: {wall:.1f}s ppl {ppl:.2f}", flush=True)
 
     base = next((r[1] for r in rows if r[0].startswith("rtn")), None)
-    print(f"\n| method | wall s | x RTN | sparsity | bits/weight | wiki held-out ppl | reload max |dlogit| |")
+    print("\n| method | wall s | x RTN | sparsity | bits/weight | wiki held-out ppl | reload max |dlogit| |")
     print("|---|---|---|---|---|---|---|")
     for key, wall, sparsity, bits, ppl, diff in rows:
         ratio = f"{wall / base:.1f}" if base and key != "dense" else "-"

@@ -88,17 +88,49 @@ PEAK_TFLOPS = {
 }
 
 SHAPES: dict[str, dict[str, Any]] = {
-    "llama-3.1-8b": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
-                         intermediate_size=14336, vocab_size=128256, tie_word_embeddings=False,
-                         max_position_embeddings=131072, rope_theta=500000.0),
-    "llama-3.2-1b": dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-                         intermediate_size=8192, vocab_size=128256, tie_word_embeddings=True,
-                         max_position_embeddings=131072, rope_theta=500000.0),
+    "llama-3.1-8b": dict(
+        hidden_size=4096,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        intermediate_size=14336,
+        vocab_size=128256,
+        tie_word_embeddings=False,
+        max_position_embeddings=131072,
+        rope_theta=500000.0,
+    ),
+    "llama-3.2-1b": dict(
+        hidden_size=2048,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        intermediate_size=8192,
+        vocab_size=128256,
+        tie_word_embeddings=True,
+        max_position_embeddings=131072,
+        rope_theta=500000.0,
+    ),
     # --tiny: the same structure, small enough for a CPU in seconds (dims divisible by group size 128)
-    "tiny-8b": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                    intermediate_size=256, vocab_size=None, tie_word_embeddings=False, max_position_embeddings=256),
-    "tiny-1b": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                    intermediate_size=384, vocab_size=None, tie_word_embeddings=True, max_position_embeddings=256),
+    "tiny-8b": dict(
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=256,
+        vocab_size=None,
+        tie_word_embeddings=False,
+        max_position_embeddings=256,
+    ),
+    "tiny-1b": dict(
+        hidden_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        intermediate_size=384,
+        vocab_size=None,
+        tie_word_embeddings=True,
+        max_position_embeddings=256,
+    ),
 }
 
 # default order: the headline timing, then the cheap end-to-end checks, then the second 8B timing (budget allowing)
@@ -122,7 +154,9 @@ def stdlib_text(modules: tuple[str, ...]) -> str:
         if path.is_file():
             parts.append(path.read_text(encoding="utf-8", errors="replace"))
     if not parts:
-        raise SystemExit("gpu_check: no standard-library sources found for the offline text: pass --tokenizer and --text")
+        raise SystemExit(
+            "gpu_check: no standard-library sources found for the offline text: pass --tokenizer and --text"
+        )
     return "\n\n".join(parts)
 
 
@@ -138,12 +172,17 @@ def make_tokenizer(spec: str | None, vocab_size: int) -> tuple[Any, str]:
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<s>", "</s>", "<pad>", "<unk>"],
-                                  show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<s>", "</s>", "<pad>", "<unk>"],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     text = stdlib_text(TOKENIZER_TEXT)
     tok.train_from_iterator(text.split("\n\n"), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
     fast.name_or_path = f"stdlib-bytelevel-bpe-{vocab_size}"
     return fast, fast.name_or_path
 
@@ -157,7 +196,9 @@ def random_set(tokenizer: Any, n: int, seq_len: int, seed: int) -> Any:
     rng = np.random.default_rng(seed)
     ids = rng.integers(0, len(tokenizer), size=(n, seq_len), dtype=np.int64)
     return CalibrationSet.create(
-        ids, tokenizer, seed=seed,
+        ids,
+        tokenizer,
+        seed=seed,
         source=SourceRecord(name="random-uniform", kind="random", split="none", spec={"vocab": len(tokenizer)}),
         sampling=SamplingRecord(mode="random", bos=False),
     )
@@ -209,11 +250,14 @@ def compute_floor(model: Any, tokens: int, seq_len: int, peaks: tuple[float, flo
     solve = sum(m.in_features**3 + m.out_features * m.in_features**2 for m in targets.values())
     out: dict[str, Any] = {
         "formula": "forward = 2 passes x (2*P_linear*T + 4*L*seq*d*T); hessian = sum 2*T*in^2; "
-                   "solve = sum in^3 + out*in^2",
-        "tokens": tokens, "linear_params_all": all_linear,
+        "solve = sum in^3 + out*in^2",
+        "tokens": tokens,
+        "linear_params_all": all_linear,
         "linear_params_compressed": sum(m.in_features * m.out_features for m in targets.values()),
         "compressed_linears": len(targets),
-        "forward_tflop": forward / 1e12, "hessian_tflop": hessian / 1e12, "solve_tflop": solve / 1e12,
+        "forward_tflop": forward / 1e12,
+        "hessian_tflop": hessian / 1e12,
+        "solve_tflop": solve / 1e12,
         "total_tflop": (forward + hessian + solve) / 1e12,
     }
     if peaks is not None:
@@ -262,9 +306,11 @@ class Runner:
     def fits(self, name: str, estimate_s: float | None) -> bool:
         if estimate_s is None or self.elapsed() + estimate_s <= self.args.budget_s:
             return True
-        self.results["stages"][name] = {"status": "skipped",
-                                        "reason": f"estimated {estimate_s:.0f} s would overrun --budget-s "
-                                                  f"{self.args.budget_s:.0f} at {self.elapsed():.0f} s"}
+        self.results["stages"][name] = {
+            "status": "skipped",
+            "reason": f"estimated {estimate_s:.0f} s would overrun --budget-s "
+            f"{self.args.budget_s:.0f} at {self.elapsed():.0f} s",
+        }
         print(f"[{name}] skipped: {self.results['stages'][name]['reason']}", flush=True)
         self.save()
         return False
@@ -280,8 +326,11 @@ class Runner:
             out = fn()
             out["status"] = "ok"
         except Exception as exc:  # one stage failing (OOM, a library error) must not lose the others
-            out = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000],
-                   "traceback": traceback.format_exc()[-4000:]}
+            out = {
+                "status": "failed",
+                "error": f"{type(exc).__name__}: {exc}"[:2000],
+                "traceback": traceback.format_exc()[-4000:],
+            }
             print(f"[{name}] FAILED: {out['error'].splitlines()[0]}", flush=True)
         try:  # the llm-compressor session can keep the last model alive; drop it before the next stage builds one
             from llmcompressor.core import reset_session
@@ -343,23 +392,40 @@ def offload_probe(runner: Runner, tokenizer: Any) -> dict[str, Any]:
         started = time.perf_counter()
         model(ids.to(device))
         out["forward_s_after"] = time.perf_counter() - started
-    print(f"[offload-probe] CPU-built model after compress: parameters report {out['devices_reported_after']}, "
-          f"storage {out['storage_devices_after']}, {out.get('offload_wrapped_modules_after')} modules still "
-          f"dispatched, one forward {out['forward_s_after'] * 1e3:.1f} ms", flush=True)
+    print(
+        f"[offload-probe] CPU-built model after compress: parameters report {out['devices_reported_after']}, "
+        f"storage {out['storage_devices_after']}, {out.get('offload_wrapped_modules_after')} modules still "
+        f"dispatched, one forward {out['forward_s_after'] * 1e3:.1f} ms",
+        flush=True,
+    )
     return out
 
 
-def compress_stage(runner: Runner, shape: str, method: str, params: dict[str, Any], calib: Any, tokenizer: Any,
-                   peaks: Any, evaluate_text: Path | None = None) -> dict[str, Any]:
+def compress_stage(
+    runner: Runner,
+    shape: str,
+    method: str,
+    params: dict[str, Any],
+    calib: Any,
+    tokenizer: Any,
+    peaks: Any,
+    evaluate_text: Path | None = None,
+) -> dict[str, Any]:
     import torch
 
     from calibench.compress import compress
 
     args = runner.args
     model, build_s = build_model(shape, len(tokenizer), runner.device, torch.bfloat16, args.seed)
-    out: dict[str, Any] = {"shape": shape, "method": method, "params": params, "build_s": build_s,
-                           "n": calib.n, "seq_len": calib.seq_len,
-                           "params_total": sum(p.numel() for p in model.parameters())}
+    out: dict[str, Any] = {
+        "shape": shape,
+        "method": method,
+        "params": params,
+        "build_s": build_s,
+        "n": calib.n,
+        "seq_len": calib.seq_len,
+        "params_total": sum(p.numel() for p in model.parameters()),
+    }
     out["floor"] = compute_floor(model, calib.n * calib.seq_len, calib.seq_len, peaks)
     if runner.device.type == "cuda":
         torch.cuda.synchronize()
@@ -380,46 +446,69 @@ def compress_stage(runner: Runner, shape: str, method: str, params: dict[str, An
     try:  # llm-compressor's oneshot wraps modules for on/offloading (compressed-tensors); do they stay wrapped?
         from compressed_tensors.offload.cache.base import OffloadCache
 
-        out["offload_wrapped_modules_after"] = sum(isinstance(m._parameters, OffloadCache) for m in result.model.modules())
+        out["offload_wrapped_modules_after"] = sum(
+            isinstance(m._parameters, OffloadCache) for m in result.model.modules()
+        )
     except ImportError:
         pass
     floor = out["floor"]
     if "floor_bf16_s" in floor:
         out["time_over_floor_bf16"] = out["compress_s"] / floor["floor_bf16_s"]
         out["time_over_floor_mixed"] = out["compress_s"] / floor["floor_mixed_s"]
-    print(f"[{shape} {method}] compress {out['compress_s']:.1f} s (build {build_s:.1f} s), "
-          f"achieved {out['achieved']}, devices {devices}"
-          + (f", peak GPU {out['compress_peak_gpu_gib']:.1f} GiB" if "compress_peak_gpu_gib" in out else "")
-          + (f", x{out['time_over_floor_bf16']:.0f} bf16 floor ({floor['floor_bf16_s']:.2f} s), "
-             f"x{out['time_over_floor_mixed']:.1f} mixed floor ({floor['floor_mixed_s']:.2f} s)"
-             if "time_over_floor_bf16" in out else f", floor {floor['total_tflop']:.3g} TFLOP"), flush=True)
+    print(
+        f"[{shape} {method}] compress {out['compress_s']:.1f} s (build {build_s:.1f} s), "
+        f"achieved {out['achieved']}, devices {devices}"
+        + (f", peak GPU {out['compress_peak_gpu_gib']:.1f} GiB" if "compress_peak_gpu_gib" in out else "")
+        + (
+            f", x{out['time_over_floor_bf16']:.0f} bf16 floor ({floor['floor_bf16_s']:.2f} s), "
+            f"x{out['time_over_floor_mixed']:.1f} mixed floor ({floor['floor_mixed_s']:.2f} s)"
+            if "time_over_floor_bf16" in out
+            else f", floor {floor['total_tflop']:.3g} TFLOP"
+        ),
+        flush=True,
+    )
     if evaluate_text is not None:
         from calibench.evaluation import evaluate
 
         started = time.perf_counter()
-        ev = evaluate(result.model, f"ppl:{evaluate_text}", tokenizer=tokenizer, max_windows=args.ppl_windows,
-                      seq_len=args.ppl_seq_len, batch_size=args.ppl_batch)
+        ev = evaluate(
+            result.model,
+            f"ppl:{evaluate_text}",
+            tokenizer=tokenizer,
+            max_windows=args.ppl_windows,
+            seq_len=args.ppl_seq_len,
+            batch_size=args.ppl_batch,
+        )
         out["eval_s"] = time.perf_counter() - started
         out["perplexity"] = [{"task": r.task, "value": r.value, "stderr": r.stderr, "n": r.n} for r in ev.rows]
         out["eval_settings"] = {k: ev.settings.get(k) for k in ("seq_len", "bos_resolved", "batch_size", "device")}
         if runner.device.type == "cuda":
             torch.cuda.synchronize()
             out["eval_peak_gpu_gib"] = torch.cuda.max_memory_allocated(runner.device) / 2**30
-        print(f"[{shape} cell] eval {out['eval_s']:.1f} s: {out['perplexity']} (random weights: not a quality number)",
-              flush=True)
+        print(
+            f"[{shape} cell] eval {out['eval_s']:.1f} s: {out['perplexity']} (random weights: not a quality number)",
+            flush=True,
+        )
     del result, model
     return out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tiny", action="store_true", help="tiny shapes and few tokens: checks the script on a CPU in < 1 min")
+    ap.add_argument(
+        "--tiny", action="store_true", help="tiny shapes and few tokens: checks the script on a CPU in < 1 min"
+    )
     ap.add_argument("--device", default=None, help="default: cuda when available, else cpu (cpu only with --tiny)")
     ap.add_argument("--n", type=int, default=None, help="calibration windows (default 128; --tiny 4)")
     ap.add_argument("--seq-len", type=int, default=None, help="window length (default 2048; --tiny 64)")
-    ap.add_argument("--stages", default=",".join(STAGES),
-                    help="comma-separated, run in this order (the default puts the cheap checks before SparseGPT 8B)")
-    ap.add_argument("--tokenizer", default=None, help="tokenizer spec or directory (default: an offline byte-level BPE)")
+    ap.add_argument(
+        "--stages",
+        default=",".join(STAGES),
+        help="comma-separated, run in this order (the default puts the cheap checks before SparseGPT 8B)",
+    )
+    ap.add_argument(
+        "--tokenizer", default=None, help="tokenizer spec or directory (default: an offline byte-level BPE)"
+    )
     ap.add_argument("--tokenizer-vocab", type=int, default=8192, help="vocabulary of the offline BPE")
     ap.add_argument("--text", type=Path, default=None, help="perplexity text file (default: stdlib sources)")
     ap.add_argument("--ppl-windows", type=int, default=None, help="perplexity windows (default 32; --tiny 2)")
@@ -434,8 +523,10 @@ def main() -> int:
     import torch
 
     if not args.tiny and not torch.cuda.is_available():
-        print("gpu_check: no CUDA GPU visible (torch "
-              f"{torch.__version__}, CUDA build {torch.version.cuda}): run it on the GPU machine, or --tiny on a CPU")
+        print(
+            "gpu_check: no CUDA GPU visible (torch "
+            f"{torch.__version__}, CUDA build {torch.version.cuda}): run it on the GPU machine, or --tiny on a CPU"
+        )
         return 2
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tiny = args.tiny
@@ -453,21 +544,31 @@ def main() -> int:
         print(f"gpu_check: tokenizer {tok_name} has {len(tokenizer)} tokens, more than the model's 128256")
         return 2
     calib = random_set(tokenizer, args.n, args.seq_len, args.seed)
-    runner.results.update({
-        "device": str(device), "chip": chip, "peaks_tflops": peaks, "tiny": tiny,
-        "torch": torch.__version__, "cuda": torch.version.cuda, "threads": torch.get_num_threads(),
-        "tokenizer": {"name": tok_name, "vocab": len(tokenizer)},
-        "calibration_set": {"id": calib.set_id, "n": calib.n, "seq_len": calib.seq_len},
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-    })
+    runner.results.update(
+        {
+            "device": str(device),
+            "chip": chip,
+            "peaks_tflops": peaks,
+            "tiny": tiny,
+            "torch": torch.__version__,
+            "cuda": torch.version.cuda,
+            "threads": torch.get_num_threads(),
+            "tokenizer": {"name": tok_name, "vocab": len(tokenizer)},
+            "calibration_set": {"id": calib.set_id, "n": calib.n, "seq_len": calib.seq_len},
+            "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        }
+    )
     try:
         from importlib.metadata import version
 
         runner.results["versions"] = {p: version(p) for p in ("transformers", "llmcompressor", "compressed-tensors")}
     except Exception:  # noqa: BLE001 - informative only
         pass
-    print(f"gpu_check on {chip} ({device}), {calib.n} x {calib.seq_len} random tokens, tokenizer {tok_name} "
-          f"({len(tokenizer)} tokens), peaks {peaks}", flush=True)
+    print(
+        f"gpu_check on {chip} ({device}), {calib.n} x {calib.seq_len} random tokens, tokenizer {tok_name} "
+        f"({len(tokenizer)} tokens), peaks {peaks}",
+        flush=True,
+    )
     runner.save()
 
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
@@ -483,15 +584,22 @@ def main() -> int:
             text_path.write_text(stdlib_text(EVAL_TEXT), encoding="utf-8")
         runs = {
             "8b-gptq": lambda: compress_stage(runner, big, "gptq", gptq, calib, tokenizer, peaks),
-            "8b-sparsegpt": lambda: compress_stage(runner, big, "sparsegpt", {"sparsity": 0.5}, calib, tokenizer, peaks),
-            "1b-cell": lambda: compress_stage(runner, small, "gptq", gptq, calib, tokenizer, peaks,
-                                              evaluate_text=text_path),
+            "8b-sparsegpt": lambda: compress_stage(
+                runner, big, "sparsegpt", {"sparsity": 0.5}, calib, tokenizer, peaks
+            ),
+            "1b-cell": lambda: compress_stage(
+                runner, small, "gptq", gptq, calib, tokenizer, peaks, evaluate_text=text_path
+            ),
             "offload-probe": lambda: offload_probe(runner, tokenizer),
         }
         big_s: float | None = None  # seconds of the first 8B stage (build + compress): the estimate for the next
         for name in stages:
-            estimate = {"8b-gptq": big_s, "8b-sparsegpt": big_s, "offload-probe": 30.0,
-                        "1b-cell": None if big_s is None else 0.3 * big_s + 30}[name]
+            estimate = {
+                "8b-gptq": big_s,
+                "8b-sparsegpt": big_s,
+                "offload-probe": 30.0,
+                "1b-cell": None if big_s is None else 0.3 * big_s + 30,
+            }[name]
             if not runner.fits(name, estimate):
                 continue
             out = runner.stage(name, runs[name])
@@ -499,9 +607,12 @@ def main() -> int:
                 big_s = out["compress_s"] + out["build_s"]
     runner.save()
     failed = [k for k, v in runner.results["stages"].items() if v.get("status") == "failed"]
-    print(f"done in {runner.elapsed():.0f} s; stages: "
-          + ", ".join(f"{k} {v.get('status')}" for k, v in runner.results["stages"].items())
-          + (f"; results in {json_path}" if json_path else ""), flush=True)
+    print(
+        f"done in {runner.elapsed():.0f} s; stages: "
+        + ", ".join(f"{k} {v.get('status')}" for k, v in runner.results["stages"].items())
+        + (f"; results in {json_path}" if json_path else ""),
+        flush=True,
+    )
     return 1 if failed else 0
 
 

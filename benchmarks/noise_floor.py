@@ -75,7 +75,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,8 +90,15 @@ METHODS = {"gptq": ("gptq-w4g64", {"bits": 4, "group_size": 64}), "wanda": ("wan
 GROUP = 64
 PROBE_LINEARS = {"q_proj": ("self_attn.q_proj", "ln1"), "down_proj": ("mlp.down_proj", "act")}
 CAPTURE_ORDER = ("embed", "ln1", "q", "attn", "ln2", "gate", "act", "layer0", "last")
-KNOBS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA", "MKL_DEBUG_CPU_TYPE",
-         "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+KNOBS = (
+    "ATEN_CPU_CAPABILITY",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "MKL_CBWR",
+    "ONEDNN_MAX_CPU_ISA",
+    "MKL_DEBUG_CPU_TYPE",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
 PINNED = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "avx2"}
 
 
@@ -109,20 +116,48 @@ class Config:
 
 
 CONFIGS = [
-    Config("ref", {}, 1, None, True, self_gen=True,
-           note="native: ATen AVX-512, MKL auto, 1 thread (what a --jobs 2 demo worker uses)"),
+    Config(
+        "ref",
+        {},
+        1,
+        None,
+        True,
+        self_gen=True,
+        note="native: ATen AVX-512, MKL auto, 1 thread (what a --jobs 2 demo worker uses)",
+    ),
     Config("threads2", {}, 2, "ref", True, note="native, 2 threads"),
     Config("aten-avx2", {"ATEN_CPU_CAPABILITY": "avx2"}, 1, "ref", False, self_gen=True, full_if_full=True),
     Config("mkl-avx2", {"MKL_ENABLE_INSTRUCTIONS": "AVX2"}, 1, "ref", False, full_if_full=True),
     Config("aten-default", {"ATEN_CPU_CAPABILITY": "default"}, 1, "ref", False, full_only=True),
     Config("onednn-avx2", {"ONEDNN_MAX_CPU_ISA": "AVX2"}, 1, "ref", False, full_only=True),
-    Config("pinned", dict(PINNED), 1, "ref", False, full_if_full=True,
-           note="candidate fix: MKL_CBWR=COMPATIBLE + ATEN_CPU_CAPABILITY=avx2"),
-    Config("pinned+mkl-avx2", {**PINNED, "MKL_ENABLE_INSTRUCTIONS": "AVX2"}, 1, "pinned", False, full_if_full=True,
-           note="the fix on an emulated AVX2-only host"),
+    Config(
+        "pinned",
+        dict(PINNED),
+        1,
+        "ref",
+        False,
+        full_if_full=True,
+        note="candidate fix: MKL_CBWR=COMPATIBLE + ATEN_CPU_CAPABILITY=avx2",
+    ),
+    Config(
+        "pinned+mkl-avx2",
+        {**PINNED, "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+        1,
+        "pinned",
+        False,
+        full_if_full=True,
+        note="the fix on an emulated AVX2-only host",
+    ),
     Config("pinned+threads2", dict(PINNED), 2, "pinned", False, full_only=True),
-    Config("epyc-like", {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}, 1, "ref", True,
-           self_gen=True, note="ATen AVX2 + MKL AVX2 path, as on a CPU without AVX-512"),
+    Config(
+        "epyc-like",
+        {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+        1,
+        "ref",
+        True,
+        self_gen=True,
+        note="ATen AVX2 + MKL AVX2 path, as on a CPU without AVX-512",
+    ),
     Config("pinned+mkl-sse4_2", {**PINNED, "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"}, 1, "pinned", False, full_only=True),
 ]
 BY_NAME = {c.name: c for c in CONFIGS}
@@ -130,9 +165,9 @@ BY_NAME = {c.name: c for c in CONFIGS}
 
 # =============================================================== worker (one configuration)
 
+
 def _tensor_stats(a: Any, b: Any) -> dict[str, Any]:
     """Bit-exact equality and the size of the difference (max |a-b| / max |b|)."""
-    import torch
 
     a = a.double() if a.is_floating_point() else a
     b = b.double() if b.is_floating_point() else b
@@ -220,8 +255,9 @@ def _solve(weight: Any, h: Any) -> Any:
     grouped = weight.unflatten(-1, (-1, GROUP))
     scale, zp = calculate_qparams(grouped.amin(-1), grouped.amax(-1), args)
     with torch.no_grad():
-        q, _, _ = quantize_weight(weight.clone()[None], h.clone()[None], scale[None], zp[None], None, args,
-                                  blocksize=128, percdamp=0.01)
+        q, _, _ = quantize_weight(
+            weight.clone()[None], h.clone()[None], scale[None], zp[None], None, args, blocksize=128, percdamp=0.01
+        )
     return q[0], scale
 
 
@@ -250,11 +286,12 @@ def _timed(timings: dict[str, float], key: str, fn: Any, *args: Any, **kwargs: A
     return value
 
 
-def _compress_cell(method: str, base: Any, tok: Any, calib: Any, timings: dict[str, float]) -> tuple[Any, dict[str, Any]]:
+def _compress_cell(
+    method: str, base: Any, tok: Any, calib: Any, timings: dict[str, float]
+) -> tuple[Any, dict[str, Any]]:
     """One study cell's compression (runner.run_cell's path), with llm-compressor's layer-0 Hessian recorded."""
     import copy
 
-    import torch
     import llmcompressor.modifiers.gptq.base as gptq_base
 
     from calibench.compress import compress
@@ -309,8 +346,16 @@ def _evaluate(model: Any, tok: Any, batch: int, zeroshot: bool) -> dict[str, Any
     from calibench.evaluation import evaluate
 
     tasks = ["ppl:wiki"] + (ZS_TASKS if zeroshot else [])
-    ev = evaluate(model, tasks, tokenizer=tok, limit=ZS_LIMIT, offline=True, batch_size=batch,
-                  seq_len=PPL_SEQ_LEN, max_windows=PPL_WINDOWS)
+    ev = evaluate(
+        model,
+        tasks,
+        tokenizer=tok,
+        limit=ZS_LIMIT,
+        offline=True,
+        batch_size=batch,
+        seq_len=PPL_SEQ_LEN,
+        max_windows=PPL_WINDOWS,
+    )
     out: dict[str, Any] = {}
     for row in ev.rows:
         if row.metric in ("perplexity", "acc"):
@@ -334,9 +379,12 @@ def worker(name: str, out: Path, full: bool) -> None:
     is_ref = cfg.baseline is None
     timings: dict[str, float] = {}
     info: dict[str, Any] = {
-        "name": name, "env": cfg.env, "threads": torch.get_num_threads(),
+        "name": name,
+        "env": cfg.env,
+        "threads": torch.get_num_threads(),
         "aten_capability": torch.backends.cpu.get_cpu_capability(),
-        "mkl": torch.backends.mkl.is_available(), "timings": timings,
+        "mkl": torch.backends.mkl.is_available(),
+        "timings": timings,
     }
     tok = load_tokenizer(MODEL)
     base = _timed(timings, "load", load_model, MODEL)
@@ -414,9 +462,14 @@ def worker(name: str, out: Path, full: bool) -> None:
             cell: dict[str, Any] = {"record_threads": extra["record_threads"]}
             if method == "gptq":
                 lc_h = extra.get("lc_hessian_q_proj")
-                mine = hess["q_proj:own_X"] if torch.equal(ref_ids, torch.as_tensor(calib.input_ids, dtype=torch.long)) else None
+                mine = (
+                    hess["q_proj:own_X"]
+                    if torch.equal(ref_ids, torch.as_tensor(calib.input_ids, dtype=torch.long))
+                    else None
+                )
                 cell["mirror_hessian_equals_llmcompressor"] = (
-                    None if lc_h is None or mine is None else bool(torch.equal(lc_h, mine)))
+                    None if lc_h is None or mine is None else bool(torch.equal(lc_h, mine))
+                )
                 if lc_h is not None and mine is not None and not torch.equal(lc_h, mine):
                     cell["mirror_hessian_maxrel"] = _tensor_stats(mine, lc_h)["maxrel"]
                 real = model.model.layers[0].self_attn.q_proj.weight.detach()
@@ -436,6 +489,7 @@ def worker(name: str, out: Path, full: bool) -> None:
 
 
 # =============================================================== driver (analysis)
+
 
 def run_config(cfg: Config, out: Path, full: bool, python: str) -> float:
     env = {k: v for k, v in os.environ.items() if k not in KNOBS}
@@ -502,11 +556,20 @@ def analyse(out: Path, names: list[str], wall: dict[str, float]) -> dict[str, An
             continue
         base = cfg.baseline
         r, b = results[name], results[base]
-        row: dict[str, Any] = {"config": name, "vs": base, "cap": r["aten_capability"], "threads": r["threads"],
-                               "env": " ".join(f"{k}={v}" for k, v in cfg.env.items()) or "-"}
+        row: dict[str, Any] = {
+            "config": name,
+            "vs": base,
+            "cap": r["aten_capability"],
+            "threads": r["threads"],
+            "env": " ".join(f"{k}={v}" for k, v in cfg.env.items()) or "-",
+        }
         # (a)
         text_same = all(r["set_ids"][s] == b["set_ids"][s] for s in TEXT_SOURCES)
-        self_same = (r["set_ids"]["self"] == b["set_ids"]["self"]) if "self" in r["set_ids"] and "self" in b["set_ids"] else None
+        self_same = (
+            (r["set_ids"]["self"] == b["set_ids"]["self"])
+            if "self" in r["set_ids"] and "self" in b["set_ids"]
+            else None
+        )
         row["a_sets"] = ("=" if text_same else "≠") + " / " + {None: "n/a", True: "=", False: "≠"}[self_same]
         # (b)
         fa, fb = _load(out, name, "forward.pt"), _load(out, base, "forward.pt")
@@ -517,11 +580,17 @@ def analyse(out: Path, names: list[str], wall: dict[str, float]) -> dict[str, An
         row["b_last"] = _fmt_stat(fstats["last"])
         oa, ob = _load(out, name, "ops.pt"), _load(out, base, "ops.pt")
         shown = {"softmax(ATen)": "bmm(MKL)+softmax(ATen)"}
-        row["b_ops_differ"] = ", ".join(shown.get(k, k) for k in ob if k in oa and not torch.equal(oa[k], ob[k])) or "none"
+        row["b_ops_differ"] = (
+            ", ".join(shown.get(k, k) for k in ob if k in oa and not torch.equal(oa[k], ob[k])) or "none"
+        )
         # (c)
         ha, hb = _load(out, name, "hessians.pt"), _load(out, base, "hessians.pt")
-        row["c_H_sameX"] = " ".join(f"{k.split(':')[0]}:{_fmt_stat(_tensor_stats(ha[k], hb[k]))}" for k in hb if k.endswith("same_X"))
-        row["c_H_ownX"] = " ".join(f"{k.split(':')[0]}:{_fmt_stat(_tensor_stats(ha[k], hb[k]))}" for k in hb if k.endswith("own_X"))
+        row["c_H_sameX"] = " ".join(
+            f"{k.split(':')[0]}:{_fmt_stat(_tensor_stats(ha[k], hb[k]))}" for k in hb if k.endswith("same_X")
+        )
+        row["c_H_ownX"] = " ".join(
+            f"{k.split(':')[0]}:{_fmt_stat(_tensor_stats(ha[k], hb[k]))}" for k in hb if k.endswith("own_X")
+        )
         # (d)
         sa, sb = _load(out, name, "solves.pt"), _load(out, base, "solves.pt")
         parts = []
@@ -532,15 +601,22 @@ def analyse(out: Path, names: list[str], wall: dict[str, float]) -> dict[str, An
         row["d_solve_sameH"] = " ".join(parts)
         # (e)
         na, nb = np.load(out / name / "dense_nll.npz"), np.load(out / base / "dense_nll.npz")
-        row["e_dense_bs16_vs_base"] = _fmt_stat(_tensor_stats(torch.from_numpy(na["bs16"]), torch.from_numpy(nb["bs16"])))
+        row["e_dense_bs16_vs_base"] = _fmt_stat(
+            _tensor_stats(torch.from_numpy(na["bs16"]), torch.from_numpy(nb["bs16"]))
+        )
         row["e_bs1_4_vs_16"] = " ".join(
-            f"bs{bs}:{_fmt_stat(_tensor_stats(torch.from_numpy(na[f'bs{bs}']), torch.from_numpy(na['bs16'])))}" for bs in (1, 4))
+            f"bs{bs}:{_fmt_stat(_tensor_stats(torch.from_numpy(na[f'bs{bs}']), torch.from_numpy(na['bs16'])))}"
+            for bs in (1, 4)
+        )
         # end to end
         for method in METHODS:
             if (out / name / f"{method}_signature.npz").exists() and (out / base / f"{method}_signature.npz").exists():
                 d = _signature_diff(out, name, base, method)
-                row[f"{method}_flips"] = (f"{d['frac']:.2%} (from layer {d['first_layer']}, layer0 {d['layer0_frac']:.2%})"
-                                          if d["count"] else "identical")
+                row[f"{method}_flips"] = (
+                    f"{d['frac']:.2%} (from layer {d['first_layer']}, layer0 {d['layer0_frac']:.2%})"
+                    if d["count"]
+                    else "identical"
+                )
             else:
                 row[f"{method}_flips"] = "-"
         # the first step that changes when its inputs are identical
@@ -562,8 +638,11 @@ def analyse(out: Path, names: list[str], wall: dict[str, float]) -> dict[str, An
     batch_rows = []
     for name in names:
         na = np.load(out / name / "dense_nll.npz")
-        batch_rows.append([name] + [_fmt_stat(_tensor_stats(torch.from_numpy(na[f"bs{bs}"]), torch.from_numpy(na["bs16"])))
-                                    for bs in (1, 4)] + [f"{results[name]['dense_ppl']['16']:.6f}"])
+        batch_rows.append(
+            [name]
+            + [_fmt_stat(_tensor_stats(torch.from_numpy(na[f"bs{bs}"]), torch.from_numpy(na["bs16"]))) for bs in (1, 4)]
+            + [f"{results[name]['dense_ppl']['16']:.6f}"]
+        )
     # noise floor
     noise: dict[str, list[dict[str, Any]]] = {m: [] for m in METHODS}
     for name in names:
@@ -573,9 +652,17 @@ def analyse(out: Path, names: list[str], wall: dict[str, float]) -> dict[str, An
                 kind = "pinned" if name.startswith("pinned") else "perturbation"
                 label = f"{name}" + ("" if int(bs) == STUDY_BATCH else f", eval bs {bs}")
                 acc = [ev[t] for t in ZS_TASKS if ev.get(t) is not None]
-                noise[method].append({"perturbation": label, "config": name, "bs": int(bs), "kind": kind,
-                                      "ppl": ev["ppl:wiki"], **{t: ev.get(t) for t in ZS_TASKS},
-                                      "avg_acc": sum(acc) / len(acc) if acc else None})
+                noise[method].append(
+                    {
+                        "perturbation": label,
+                        "config": name,
+                        "bs": int(bs),
+                        "kind": kind,
+                        "ppl": ev["ppl:wiki"],
+                        **{t: ev.get(t) for t in ZS_TASKS},
+                        "avg_acc": sum(acc) / len(acc) if acc else None,
+                    }
+                )
     return {"rows": rows, "noise": noise, "results": results, "wall": wall, "batch_rows": batch_rows}
 
 
@@ -588,10 +675,16 @@ def across_set_spread(report: Path) -> dict[str, dict[str, float]]:
     ppl_part = text.split("## Perplexity across sets")[-1]
     acc_part = text.split("## Average accuracy across sets")[-1].split("##")[0]
     for method, (label, _) in METHODS.items():
-        ppl_rows = re.findall(rf"\| {re.escape(MODEL)} \| {re.escape(label)} \| ([\w-]+) \|[^\n]*?\| ppl:wiki \| 3 \| "
-                              r"([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", ppl_part)
-        acc_rows = re.findall(rf"\| {re.escape(MODEL)} \| {re.escape(label)} \| ([\w-]+) \| \d+ \| \d+ \| 3 \| "
-                              r"([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|", acc_part)
+        ppl_rows = re.findall(
+            rf"\| {re.escape(MODEL)} \| {re.escape(label)} \| ([\w-]+) \|[^\n]*?\| ppl:wiki \| 3 \| "
+            r"([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|",
+            ppl_part,
+        )
+        acc_rows = re.findall(
+            rf"\| {re.escape(MODEL)} \| {re.escape(label)} \| ([\w-]+) \| \d+ \| \d+ \| 3 \| "
+            r"([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|",
+            acc_part,
+        )
         entry: dict[str, float] = {}
         for src, mean, std, _mn, _mx, rng in ppl_rows:
             if src == "wiki":
@@ -617,33 +710,76 @@ def render(an: dict[str, Any], spread: dict[str, dict[str, float]]) -> str:
     out = []
     res = an["results"]
     ref = res["ref"]
-    out.append(f"Reference: ATen {ref['aten_capability']}, MKL {ref['mkl']}, {ref['threads']} thread(s); "
-               f"wiki set 0 id {ref['set_ids']['wiki'][0]}; dense ppl:wiki (bs 16) {ref['dense_ppl']['16']:.4f}\n")
-    out.append("## First divergence per step (each configuration vs its baseline; '=' bit-identical, '≠ x' max |a-b|/max|b|)\n")
-    headers = ["config", "vs", "ATen", "thr", "env", "(a) sets text/self", "(b) first differing activation",
-               "(b) layer0 out", "(b) last hidden", "(b) ops differing on same input", "(c) H, same X", "(c) H, own X",
-               "(d) solve, same H", "(e) dense NLL bs16", "(e) bs1/bs4 vs bs16", "gptq codes flipped",
-               "wanda mask flipped", "first diverging step"]
-    keys = ["config", "vs", "cap", "threads", "env", "a_sets", "b_first_capture", "b_layer0", "b_last", "b_ops_differ",
-            "c_H_sameX", "c_H_ownX", "d_solve_sameH", "e_dense_bs16_vs_base", "e_bs1_4_vs_16", "gptq_flips",
-            "wanda_flips", "first_diverging"]
+    out.append(
+        f"Reference: ATen {ref['aten_capability']}, MKL {ref['mkl']}, {ref['threads']} thread(s); "
+        f"wiki set 0 id {ref['set_ids']['wiki'][0]}; dense ppl:wiki (bs 16) {ref['dense_ppl']['16']:.4f}\n"
+    )
+    out.append(
+        "## First divergence per step (each configuration vs its baseline; '=' bit-identical, '≠ x' max |a-b|/max|b|)\n"
+    )
+    headers = [
+        "config",
+        "vs",
+        "ATen",
+        "thr",
+        "env",
+        "(a) sets text/self",
+        "(b) first differing activation",
+        "(b) layer0 out",
+        "(b) last hidden",
+        "(b) ops differing on same input",
+        "(c) H, same X",
+        "(c) H, own X",
+        "(d) solve, same H",
+        "(e) dense NLL bs16",
+        "(e) bs1/bs4 vs bs16",
+        "gptq codes flipped",
+        "wanda mask flipped",
+        "first diverging step",
+    ]
+    keys = [
+        "config",
+        "vs",
+        "cap",
+        "threads",
+        "env",
+        "a_sets",
+        "b_first_capture",
+        "b_layer0",
+        "b_last",
+        "b_ops_differ",
+        "c_H_sameX",
+        "c_H_ownX",
+        "d_solve_sameH",
+        "e_dense_bs16_vs_base",
+        "e_bs1_4_vs_16",
+        "gptq_flips",
+        "wanda_flips",
+        "first_diverging",
+    ]
     out.append(_table(headers, [[r[k] for k in keys] for r in an["rows"]]))
     out.append("\n## (e) Dense per-window NLL at eval batch 1 and 4 vs 16, within each configuration\n")
     out.append(_table(["config", "bs1 vs bs16", "bs4 vs bs16", "dense ppl:wiki bs16"], an["batch_rows"]))
     ref_cells = ref.get("cells", {})
     if "gptq" in ref_cells:
         g = ref_cells["gptq"]
-        out.append(f"\nMirror check (reference run): Hessian of layer 0 q_proj equals llm-compressor's: "
-                   f"{g.get('mirror_hessian_equals_llmcompressor')}; solve equals the weight GPTQ wrote: "
-                   f"{g.get('mirror_solve_equals_llmcompressor')}; all GPTQ weights on their 4-bit grid: {g.get('ongrid')}")
+        out.append(
+            f"\nMirror check (reference run): Hessian of layer 0 q_proj equals llm-compressor's: "
+            f"{g.get('mirror_hessian_equals_llmcompressor')}; solve equals the weight GPTQ wrote: "
+            f"{g.get('mirror_solve_equals_llmcompressor')}; all GPTQ weights on their 4-bit grid: {g.get('ongrid')}"
+        )
     # noise floor
     out.append("\n## Noise floor: demo cells on wiki set 0 under perturbations that should not matter\n")
     for method, (label, _) in METHODS.items():
         rows = an["noise"][method]
         if not rows:
             continue
-        table = [[label, r["perturbation"], f"{r['ppl']:.4f}"] + [f"{r[t]:.4f}" if r[t] is not None else "-" for t in ZS_TASKS]
-                 + [f"{r['avg_acc']:.4f}" if r["avg_acc"] is not None else "-"] for r in rows]
+        table = [
+            [label, r["perturbation"], f"{r['ppl']:.4f}"]
+            + [f"{r[t]:.4f}" if r[t] is not None else "-" for t in ZS_TASKS]
+            + [f"{r['avg_acc']:.4f}" if r["avg_acc"] is not None else "-"]
+            for r in rows
+        ]
         out.append(_table(["cell", "perturbation", "ppl:wiki", *ZS_TASKS, "avg acc"], table))
         pert = [r for r in rows if r["kind"] == "perturbation"]
         ppls = [r["ppl"] for r in pert]
@@ -653,25 +789,41 @@ def render(an: dict[str, Any], spread: dict[str, dict[str, float]]) -> str:
         def sd(v: list[float]) -> float:
             return statistics.stdev(v) if len(v) > 1 else 0.0
 
-        line = (f"\n{label}: {len(ppls)} unpinned runs, {len(set(round(p, 10) for p in ppls))} distinct ppl; "
-                f"ppl std {sd(ppls):.4f}, range {max(ppls) - min(ppls):.4f} (mean {statistics.mean(ppls):.3f}); "
-                f"avg acc std {sd(accs):.4f}, range {max(accs) - min(accs):.4f}")
+        line = (
+            f"\n{label}: {len(ppls)} unpinned runs, {len(set(round(p, 10) for p in ppls))} distinct ppl; "
+            f"ppl std {sd(ppls):.4f}, range {max(ppls) - min(ppls):.4f} (mean {statistics.mean(ppls):.3f}); "
+            f"avg acc std {sd(accs):.4f}, range {max(accs) - min(accs):.4f}"
+        )
         if s:
-            line += (f".  Across sets (docs/demo-report): wiki ppl std {s.get('wiki_ppl_std', float('nan')):.4f}, "
-                     f"range {s.get('wiki_ppl_range', float('nan')):.4f}; mean ppl std over sources "
-                     f"{s.get('mean_ppl_std_over_sources', float('nan')):.4f}; wiki avg-acc std "
-                     f"{s.get('wiki_acc_std', float('nan')):.4f}; ratio floor/across-set ppl std "
-                     f"{sd(ppls) / s['wiki_ppl_std']:.2f}" if s.get("wiki_ppl_std") else "")
+            line += (
+                f".  Across sets (docs/demo-report): wiki ppl std {s.get('wiki_ppl_std', float('nan')):.4f}, "
+                f"range {s.get('wiki_ppl_range', float('nan')):.4f}; mean ppl std over sources "
+                f"{s.get('mean_ppl_std_over_sources', float('nan')):.4f}; wiki avg-acc std "
+                f"{s.get('wiki_acc_std', float('nan')):.4f}; ratio floor/across-set ppl std "
+                f"{sd(ppls) / s['wiki_ppl_std']:.2f}"
+                if s.get("wiki_ppl_std")
+                else ""
+            )
         out.append(line + "\n")
         pinned = [r for r in rows if r["config"].startswith("pinned")]
         if pinned:
             vals = sorted({round(r["ppl"], 12) for r in pinned})
-            out.append(f"{label} pinned runs ({', '.join(r['perturbation'] for r in pinned)}): "
-                       f"{len(vals)} distinct ppl value(s): {', '.join(f'{v:.6f}' for v in vals)}\n")
+            out.append(
+                f"{label} pinned runs ({', '.join(r['perturbation'] for r in pinned)}): "
+                f"{len(vals)} distinct ppl value(s): {', '.join(f'{v:.6f}' for v in vals)}\n"
+            )
     # cost
     out.append("## Time (seconds, this run; ratio vs ref in brackets; the machine is shared, so +-10% is noise)\n")
-    pieces = ["calib_forward", "solve_q_proj", "solve_down_proj", "dense_ppl_bs16", "gptq_compress", "wanda_compress",
-              "gptq_eval_bs16", "wanda_eval_bs16"]
+    pieces = [
+        "calib_forward",
+        "solve_q_proj",
+        "solve_down_proj",
+        "dense_ppl_bs16",
+        "gptq_compress",
+        "wanda_compress",
+        "gptq_eval_bs16",
+        "wanda_eval_bs16",
+    ]
     trows = []
     for name, r in res.items():
         t = r["timings"]
@@ -690,10 +842,14 @@ def render(an: dict[str, Any], spread: dict[str, dict[str, float]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="directory for tensors, logs and report.md")
-    parser.add_argument("--full", action="store_true", help="more configurations, and compress+evaluate in more of them")
+    parser.add_argument(
+        "--full", action="store_true", help="more configurations, and compress+evaluate in more of them"
+    )
     parser.add_argument("--configs", help="comma-separated subset (ref is always run first)")
     parser.add_argument("--analyse-only", action="store_true", help="re-render from an existing --out")
-    parser.add_argument("--skip-done", action="store_true", help="do not rerun configurations that have a result in --out")
+    parser.add_argument(
+        "--skip-done", action="store_true", help="do not rerun configurations that have a result in --out"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     out = args.out.resolve()
@@ -718,8 +874,11 @@ def main() -> None:
         for cfg in chosen:
             if args.skip_done and (out / cfg.name / "result.json").exists():
                 continue
-            print(f"[{time.perf_counter() - started:6.0f} s] running {cfg.name} ({cfg.env or 'native'}, "
-                  f"{cfg.threads} thread(s))", flush=True)
+            print(
+                f"[{time.perf_counter() - started:6.0f} s] running {cfg.name} ({cfg.env or 'native'}, "
+                f"{cfg.threads} thread(s))",
+                flush=True,
+            )
             wall[cfg.name] = run_config(cfg, out, args.full, sys.executable)
             wall_file.write_text(json.dumps(wall, indent=2))
         print(f"[{time.perf_counter() - started:6.0f} s] all configurations done", flush=True)
@@ -728,8 +887,10 @@ def main() -> None:
     spread = across_set_spread(Path(__file__).resolve().parents[1] / "docs" / "demo-report" / "report.md")
     text = render(an, spread)
     (out / "report.md").write_text(text)
-    (out / "summary.json").write_text(json.dumps({"rows": an["rows"], "noise": an["noise"], "spread": spread,
-                                                  "wall": wall}, indent=2, default=str) + "\n")
+    (out / "summary.json").write_text(
+        json.dumps({"rows": an["rows"], "noise": an["noise"], "spread": spread, "wall": wall}, indent=2, default=str)
+        + "\n"
+    )
     print(text)
 
 

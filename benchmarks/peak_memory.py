@@ -50,8 +50,12 @@ def main() -> int:
         total, largest = tree_rss(root)
         peak_tree, peak_single = max(peak_tree, total), max(peak_single, largest)
         time.sleep(args.interval)
-    result = {"peak_tree_mb": round(peak_tree / 2**20), "peak_single_mb": round(peak_single / 2**20),
-              "seconds": round(time.perf_counter() - started, 1), "rc": child.returncode}
+    result = {
+        "peak_tree_mb": round(peak_tree / 2**20),
+        "peak_single_mb": round(peak_single / 2**20),
+        "seconds": round(time.perf_counter() - started, 1),
+        "rc": child.returncode,
+    }
     print(json.dumps(result), file=sys.stderr)
     if args.json:
         with open(args.json, "w") as fh:

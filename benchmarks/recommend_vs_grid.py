@@ -47,14 +47,23 @@ def grid_cells(study: Path, method: str, params: dict, objective: str) -> list[d
         for (cell_key, task), items in samples.items():
             wanted = task == objective if objective.startswith("ppl:") else not task.startswith(("ppl:", "summ:"))
             if cell_key == key and wanted:
-                scores.update({f"{task}/{i}": s for i, item in items.items()
-                               if (s := item_score(task, item)) is not None})
+                scores.update(
+                    {f"{task}/{i}": s for i, item in items.items() if (s := item_score(task, item)) is not None}
+                )
         if not scores:
             continue
         values = np.array(list(scores.values()))
         value = -float(values.mean()) if objective.startswith("ppl:") else float(values.mean())
-        cells.append({"key": key, "label": f"{cfg['source']}#{cfg['set_index']}", "set_id": set_id,
-                      "seconds": float(seconds or 0.0), "objective": value, "scores": scores})
+        cells.append(
+            {
+                "key": key,
+                "label": f"{cfg['source']}#{cfg['set_index']}",
+                "set_id": set_id,
+                "seconds": float(seconds or 0.0),
+                "objective": value,
+                "scores": scores,
+            }
+        )
     return sorted(cells, key=lambda c: -c["objective"])
 
 
@@ -80,9 +89,11 @@ def report(study: Path, out: Path, objective: str) -> bool:
     grid_seconds = sum(c["seconds"] for c in cells)
     spent = float(card["cost"]["total_s"])
     print(f"\n## {out}: {settings['method']} {settings.get('params')}, objective {objective}")
-    print(f"recommend spent {spent:.0f} s = {100 * spent / grid_seconds:.1f}% of the grid's {grid_seconds:.0f} s "
-          f"({len(cells)} cells); signal {card['signal']['name']}; "
-          f"{len(card['cost']['full_runs'])} full run(s)")
+    print(
+        f"recommend spent {spent:.0f} s = {100 * spent / grid_seconds:.1f}% of the grid's {grid_seconds:.0f} s "
+        f"({len(cells)} cells); signal {card['signal']['name']}; "
+        f"{len(card['cost']['full_runs'])} full run(s)"
+    )
     evaluated = {row["set_id"] for row in card["ranking"] if row["evaluated"]}
     quantity = "ppl" if objective.startswith("ppl:") else "acc"
     print(f"| grid rank | set | {quantity} | signal rank | evaluated by recommend |")
@@ -91,8 +102,10 @@ def report(study: Path, out: Path, objective: str) -> bool:
     for rank, cell in enumerate(cells, 1):
         shown = math.exp(-cell["objective"]) if quantity == "ppl" else cell["objective"]
         mark = " **chosen**" if cell["set_id"] == chosen_id else ""
-        print(f"| {rank} | {cell['label']}{mark} | {shown:.4g} | {signal_rank.get(cell['set_id'], '-')} | "
-              f"{'yes' if cell['set_id'] in evaluated else 'no'} |")
+        print(
+            f"| {rank} | {cell['label']}{mark} | {shown:.4g} | {signal_rank.get(cell['set_id'], '-')} | "
+            f"{'yes' if cell['set_id'] in evaluated else 'no'} |"
+        )
     rank = next((r for r, c in enumerate(cells, 1) if c["set_id"] == chosen_id), None)
     if rank is None:
         print(f"the chosen set {chosen_id} is not a cell of the grid: the candidates and the grid differ")
@@ -100,10 +113,12 @@ def report(study: Path, out: Path, objective: str) -> bool:
     best = cells[0]
     difference, low, high = paired(cells[rank - 1], best, objective)
     unit = "log-ppl gain" if quantity == "ppl" else "accuracy"
-    print(f"chosen {cells[rank - 1]['label']} ranks {rank} of {len(cells)} in the grid "
-          f"({'within' if rank <= 2 else 'outside'} the top two; a random pick is within it with p = "
-          f"{2 / len(cells):.2f}); chosen minus grid best ({best['label']}) in {unit}: {difference:+.4f} "
-          f"(paired bootstrap 95% CI {low:+.4f} to {high:+.4f})")
+    print(
+        f"chosen {cells[rank - 1]['label']} ranks {rank} of {len(cells)} in the grid "
+        f"({'within' if rank <= 2 else 'outside'} the top two; a random pick is within it with p = "
+        f"{2 / len(cells):.2f}); chosen minus grid best ({best['label']}) in {unit}: {difference:+.4f} "
+        f"(paired bootstrap 95% CI {low:+.4f} to {high:+.4f})"
+    )
     return rank <= 2
 
 

@@ -34,15 +34,19 @@ def corpus_text(num_docs: int = 200, seed: int = 0) -> list[str]:
 
 
 def make_tokenizer(extra_specials: tuple[str, ...] = (), vocab_size: int = 300, seed_text: int = 0):
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     specials = ["<s>", "</s>", "<pad>", "<unk>", *extra_specials]
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(corpus_text(300, seed=seed_text), trainer=trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
@@ -113,8 +117,17 @@ def tiny_encoder_dir(tmp_path_factory):
     tok = make_tokenizer()
     path = tmp_path_factory.mktemp("tiny-bert")
     torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=128, pad_token_id=tok.pad_token_id)).save_pretrained(path)
+    BertModel(
+        BertConfig(
+            vocab_size=len(tok),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            pad_token_id=tok.pad_token_id,
+        )
+    ).save_pretrained(path)
     tok.save_pretrained(path)
     return path
 
@@ -164,8 +177,6 @@ def assert_one_line_error(code, err, *fragments):
         assert fragment in errors[0], errors[0]
 
 
-
-
 @pytest.fixture(autouse=True)
 def no_stale_log_sinks():
     """llm-compressor adds a loguru sink on sys.stdout at every oneshot; under capsys that stream is closed
@@ -196,7 +207,7 @@ def copa_rows(n: int = 6, offset: int = 0):
 
     rows = []
     for i in range(offset, offset + n):
-        w = WORDS[i % len(WORDS):] + WORDS[: i % len(WORDS)]
+        w = WORDS[i % len(WORDS) :] + WORDS[: i % len(WORDS)]
         rows.append({
             "premise": f"The {w[0]} {w[1]} {w[2]}.", "choice1": f"The {w[3]} {w[4]}.", "choice2": f"A {w[5]} {w[6]}.",
             "question": "cause" if i % 2 else "effect", "idx": i, "label": i % 2,
@@ -246,8 +257,14 @@ def repadded(calib, tokenizer, extra: int, pad_id: int):
         real = calib.input_ids[row][keep[row]]
         ids[row, : len(real)] = real
         mask[row, : len(real)] = 1
-    return CalibrationSet.create(ids, tokenizer, source=calib.manifest.source, sampling=calib.manifest.sampling,
-                                 seed=calib.manifest.seed, attention_mask=mask)
+    return CalibrationSet.create(
+        ids,
+        tokenizer,
+        source=calib.manifest.source,
+        sampling=calib.manifest.sampling,
+        seed=calib.manifest.seed,
+        attention_mask=mask,
+    )
 
 
 @pytest.fixture

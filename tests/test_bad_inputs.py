@@ -38,9 +38,17 @@ ROWS = [
     Row("eval {model} --limt 3", "did you mean '--limit'", "unknown-option-suggests"),
     Row("data build {text} -m {model} --seq-len 32", "Missing option '--out'", "missing-option"),
     Row("data show", "Missing argument", "missing-argument"),
-    Row("compress -m {model} -c {set} --method wanda -o {out} --sparsity abc", "Invalid value for '--sparsity'", "sparsity-text"),
+    Row(
+        "compress -m {model} -c {set} --method wanda -o {out} --sparsity abc",
+        "Invalid value for '--sparsity'",
+        "sparsity-text",
+    ),
     Row("data build {text} -m {model} -o {out} --n abc --seq-len 32", "Invalid value for '--n'", "n-text"),
-    Row("data build {text} -m {model} -o {out} --bos maybe --seq-len 32", "--bos input should be 'auto', 'always' or 'never'", "bad-choice"),
+    Row(
+        "data build {text} -m {model} -o {out} --bos maybe --seq-len 32",
+        "--bos input should be 'auto', 'always' or 'never'",
+        "bad-choice",
+    ),
     Row("data show {set} --windows -1", "Invalid value for '--windows'", "negative-preview"),
     # ------------------------------------------------------------ paths
     Row("data show {tmp}/missing", "is not a directory", "show-missing-dir"),
@@ -50,14 +58,22 @@ ROWS = [
     Row("data build {text} -m {model} -o /proc/calibench-set --seq-len 32", "not writable", "out-unwritable"),
     Row("data generate -m {model} -o /proc/calibench-gen --n 2 --seq-len 8", "not writable", "generate-unwritable"),
     Row("compress -m {model} -c {set} --method wanda -o /proc/calibench-ckpt", "not writable", "compress-unwritable"),
-    Row("compress -m {model} -c {set} --method wanda -o {file}/ckpt", "is a file, not a directory", "compress-under-file"),
+    Row(
+        "compress -m {model} -c {set} --method wanda -o {file}/ckpt",
+        "is a file, not a directory",
+        "compress-under-file",
+    ),
     Row("compress -m {model} -c {text} --method wanda -o {out}", "is not a directory", "calib-is-file"),
     Row("eval {model} --tasks ppl:wiki --out /proc/calibench.json", "not writable", "eval-unwritable"),
     Row("eval {model} --tasks ppl:wiki --out {tmp}", "is a directory", "eval-out-dir"),
     Row("data export {set} -m {model} --out {tmp}", "is a directory", "export-out-dir"),
     Row("data stats {set} -m {model} --out /proc/stats.json", "not writable", "stats-unwritable"),
     Row("data stats {set} -m {model} --pool {tmp}/missing-pool", "is not a directory", "stats-missing-pool"),
-    Row("data curate -m {model} -o {file}/cur --sources {text} --capabilities lm", "is a file, not a directory", "curate-under-file"),
+    Row(
+        "data curate -m {model} -o {file}/cur --sources {text} --capabilities lm",
+        "is a file, not a directory",
+        "curate-under-file",
+    ),
     Row("study run {spec:good} --out {full}", "not a study to resume", "study-out-unrelated"),
     Row("study run {spec:good} --out {file}", "is a file", "study-out-file"),
     Row("study report {tmp}/nostudy", "has no study.sqlite", "report-missing"),
@@ -75,20 +91,54 @@ ROWS = [
     # ------------------------------------------------------------ unknown names
     Row("data build nosuchsource -m {model} -o {out} --seq-len 32", "unknown source 'nosuchsource'", "unknown-source"),
     # ------------------------------------------------------------ set builders (the registry)
-    Row("data build mix:{text}=0.5,random-vocab=0.4 -m {model} -o {out} --seq-len 32", "--components weights must sum to 1, got 0.9", "mix-not-summing"),
-    Row("data build mix:{text}=0.5,nosuch=0.5 -m {model} -o {out} --seq-len 32", "unknown component: unknown source 'nosuch'", "mix-unknown-component"),
+    Row(
+        "data build mix:{text}=0.5,random-vocab=0.4 -m {model} -o {out} --seq-len 32",
+        "--components weights must sum to 1, got 0.9",
+        "mix-not-summing",
+    ),
+    Row(
+        "data build mix:{text}=0.5,nosuch=0.5 -m {model} -o {out} --seq-len 32",
+        "unknown component: unknown source 'nosuch'",
+        "mix-unknown-component",
+    ),
     Row("data build mix:{text}=0.5,mix:a=0.5 -m {model} -o {out} --seq-len 32", "is not NAME=WEIGHT", "mix-malformed"),
-    Row("data build {text} -m {model} -o {out} --seq-len 32 --t-init 0.3", "--t-init is not a parameter of", "builder-foreign-option"),
-    Row("data build chat --data {chatbad} --chat-template {chattemplate} -m {model} -o {out} --seq-len 32", "messages", "chat-wrong-shape"),
+    Row(
+        "data build {text} -m {model} -o {out} --seq-len 32 --t-init 0.3",
+        "--t-init is not a parameter of",
+        "builder-foreign-option",
+    ),
+    Row(
+        "data build chat --data {chatbad} --chat-template {chattemplate} -m {model} -o {out} --seq-len 32",
+        "messages",
+        "chat-wrong-shape",
+    ),
     Row("data build chat --data {chatgood} -m {model} -o {out} --seq-len 32", "no chat template", "chat-no-template"),
     Row("data build chat -m {model} -o {out} --seq-len 32", "--data is required by 'chat'", "chat-no-data"),
-    Row("data build hub:acme/corpus --revision nope -m {model} -o {out} --seq-len 32", "(revision nope): Couldn't reach", "hub-revision-offline"),
+    Row(
+        "data build hub:acme/corpus --revision nope -m {model} -o {out} --seq-len 32",
+        "(revision nope): Couldn't reach",
+        "hub-revision-offline",
+    ),
     Row("data build hub:acme -m {model} -o {out} --seq-len 32", "is not hub:ORG/NAME", "hub-malformed"),
-    Row("data build {text} -m {model} -o {out} --seq-len 32 --mode sliding", "--mode input should be", "bad-length-mode"),
-    Row("data build man-de -m {model} -o {out} --seq-len 32", "run `calibench assets pull manpages-l10n`", "language-not-pulled"),
+    Row(
+        "data build {text} -m {model} -o {out} --seq-len 32 --mode sliding", "--mode input should be", "bad-length-mode"
+    ),
+    Row(
+        "data build man-de -m {model} -o {out} --seq-len 32",
+        "run `calibench assets pull manpages-l10n`",
+        "language-not-pulled",
+    ),
     Row("data build man-xx -m {model} -o {out} --seq-len 32", "unknown source 'man-xx'", "language-unknown"),
-    Row("data build self --first-token stopwords --language xx -m {model} -o {out} --seq-len 32", "--language has no stop-word list for 'xx'", "stopword-language-unknown"),
-    Row("data generate --prompting nope -m {model} -o {out} --seq-len 32", "--prompting input should be", "generate-bad-prompting"),
+    Row(
+        "data build self --first-token stopwords --language xx -m {model} -o {out} --seq-len 32",
+        "--language has no stop-word list for 'xx'",
+        "stopword-language-unknown",
+    ),
+    Row(
+        "data generate --prompting nope -m {model} -o {out} --seq-len 32",
+        "--prompting input should be",
+        "generate-bad-prompting",
+    ),
     Row("compress -m {model} -c {set} --method gtpq -o {out}", "unknown method 'gtpq'", "unknown-method"),
     Row("eval {model} --tasks nosuchtask", "nosuchtask", "unknown-task"),
     Row("eval no-such-model --tasks ppl:wiki", "unknown model 'no-such-model'", "unknown-model"),
@@ -97,12 +147,20 @@ ROWS = [
     # ------------------------------------------------------------ malformed values
     Row("compress -m {model} -c {set} --method wanda -o {out} --sparsity 0", "strictly between 0 and 1", "sparsity-0"),
     Row("compress -m {model} -c {set} --method wanda -o {out} --sparsity 1", "strictly between 0 and 1", "sparsity-1"),
-    Row("compress -m {model} -c {set} --method wanda -o {out} --sparsity 1.5", "strictly between 0 and 1", "sparsity-1.5"),
+    Row(
+        "compress -m {model} -c {set} --method wanda -o {out} --sparsity 1.5",
+        "strictly between 0 and 1",
+        "sparsity-1.5",
+    ),
     Row("compress -m {model} -c {set} --method sparsegpt -o {out} --structure 4:2", "0 < N < M", "nm-4-2"),
     Row("compress -m {model} -c {set} --method sparsegpt -o {out} --structure 2:0", "0 < N < M", "nm-2-0"),
     Row("compress -m {model} -c {set} --method rtn -o {out} --bits 3", "does not support 3-bit", "bits-unsupported"),
     Row("compress -m {model} -c {set} --method gptq -o {out} --group-size 96", "group", "group-not-dividing"),
-    Row("compress -m {model} -c {set} --method rtn -o {out} --sparsity 0.5", "rtn does not use sparsity", "ignored-param"),
+    Row(
+        "compress -m {model} -c {set} --method rtn -o {out} --sparsity 0.5",
+        "rtn does not use sparsity",
+        "ignored-param",
+    ),
     # ------------------------------------------------------------ study specs
     Row("study run {spec:broken} --out {out}", "not valid YAML", "spec-broken-yaml"),
     Row("study run {spec:wrongtype} --out {out}", "n.0", "spec-wrong-type"),
@@ -123,69 +181,175 @@ ROWS = [
     Row("data show {corrupt:vocab}", "manifest was edited", "other-tokenizer-hash"),
     Row("data stats {corrupt:oov} -m {model}", "outside its tokenizer's vocabulary", "out-of-vocabulary-id"),
     Row("data show {corrupt:negative}", "outside its tokenizer's vocabulary", "negative-id"),
-    Row("compress -m {model} -c {corrupt:oov} --method wanda -o {out}", "outside its tokenizer's vocabulary", "compress-oov"),
+    Row(
+        "compress -m {model} -c {corrupt:oov} --method wanda -o {out}",
+        "outside its tokenizer's vocabulary",
+        "compress-oov",
+    ),
     Row("study run {spec:good} --out {corrupt_study}", "a cached set of study", "study-corrupt-cache"),
     # ---- summarization
-    Row("eval {model} --tasks summ:nosuch --out {out}", "unknown summarization dataset 'nosuch'", "summ-unknown-dataset"),
-    Row("eval {model} --tasks summ:{chatgood}:nli=none:harim=none --out {out}", "has no string 'document' field", "summ-jsonl-without-fields"),
+    Row(
+        "eval {model} --tasks summ:nosuch --out {out}", "unknown summarization dataset 'nosuch'", "summ-unknown-dataset"
+    ),
+    Row(
+        "eval {model} --tasks summ:{chatgood}:nli=none:harim=none --out {out}",
+        "has no string 'document' field",
+        "summ-jsonl-without-fields",
+    ),
     Row("eval {model} --tasks summ:{tmp}/missing.jsonl --out {out}", "no such summarization file", "summ-missing-file"),
-    Row("eval {model} --tasks summ:xsum:max_new_tokens=0 --out {out}", "max_new_tokens must be at least 1, got 0", "summ-max-new-tokens-zero"),
-    Row("eval {model} --tasks summ:xsum:style=poem --out {out}", "style must be one of paragraph, sentences, summary", "summ-bad-style"),
+    Row(
+        "eval {model} --tasks summ:xsum:max_new_tokens=0 --out {out}",
+        "max_new_tokens must be at least 1, got 0",
+        "summ-max-new-tokens-zero",
+    ),
+    Row(
+        "eval {model} --tasks summ:xsum:style=poem --out {out}",
+        "style must be one of paragraph, sentences, summary",
+        "summ-bad-style",
+    ),
     Row("eval {model} --tasks summ:xsum:colour=red --out {out}", "colour is not an option", "summ-unknown-option"),
-    Row("eval {model} --tasks summ:{chatgood}:chat=yes:nli=none --out {out}", "has no chat template", "summ-chat-without-template"),
+    Row(
+        "eval {model} --tasks summ:{chatgood}:chat=yes:nli=none --out {out}",
+        "has no chat template",
+        "summ-chat-without-template",
+    ),
     Row("compare {tmp}/missing.json {tmp}/other.json", "no such result file", "compare-missing-file"),
     Row("compare {file}", "needs at least two result files", "compare-one-file"),
     Row("compare {file} {file}", "not an evaluation result", "compare-not-a-result"),
     Row("compare {file} {file} --labels a", "one label per file", "compare-labels-count"),
     Row("compare {file} {file} --out {tmp}", "is a directory", "compare-out-dir"),
     # ------------------------------------------------------------ real scale: dtype, device, schemes, recipes
-    Row("compress -m {model} -c {set} --method w4a16 --device cuda -o {out}", "asked for a CUDA GPU", "compress-no-gpu"),
-    Row("compress -m {model} -c {set} --method w4a16 --device tpu -o {out}", "invalid device 'tpu'", "compress-device-invalid"),
-    Row("compress -m {model} -c {set} --method w4a16 --dtype float8 -o {out}", "unknown dtype 'float8'", "compress-dtype-unknown"),
+    Row(
+        "compress -m {model} -c {set} --method w4a16 --device cuda -o {out}", "asked for a CUDA GPU", "compress-no-gpu"
+    ),
+    Row(
+        "compress -m {model} -c {set} --method w4a16 --device tpu -o {out}",
+        "invalid device 'tpu'",
+        "compress-device-invalid",
+    ),
+    Row(
+        "compress -m {model} -c {set} --method w4a16 --dtype float8 -o {out}",
+        "unknown dtype 'float8'",
+        "compress-dtype-unknown",
+    ),
     Row("compress -m {model} -c {set} --method nvfp4 -o {out}", "nvfp4 cannot run in float32", "nvfp4-float32"),
-    Row("compress -m {model} -c {set} --method nvfp4a16 --dtype float16 -o {out}", "use --dtype bfloat16", "nvfp4-float16"),
+    Row(
+        "compress -m {model} -c {set} --method nvfp4a16 --dtype float16 -o {out}",
+        "use --dtype bfloat16",
+        "nvfp4-float16",
+    ),
     Row("compress -m {model} -c {set} --method w4a16 --bits 8 -o {out}", "w4a16 does not use bits", "preset-bits"),
     Row("compress -m {model} -c {set} --recipe {recipe:bad} -o {out}", "not valid YAML at line 3", "recipe-not-yaml"),
-    Row("compress -m {model} -c {set} --recipe {recipe:unknown} -o {out}", "No modifier of type 'GPTQModifer' found", "recipe-unparsable"),
-    Row("compress -m {model} -c {set} --recipe {recipe:extra} -o {out}", "dampening: Extra inputs are not permitted", "recipe-bad-argument"),
+    Row(
+        "compress -m {model} -c {set} --recipe {recipe:unknown} -o {out}",
+        "No modifier of type 'GPTQModifer' found",
+        "recipe-unparsable",
+    ),
+    Row(
+        "compress -m {model} -c {set} --recipe {recipe:extra} -o {out}",
+        "dampening: Extra inputs are not permitted",
+        "recipe-bad-argument",
+    ),
     Row("compress -m {model} -c {set} --recipe {recipe:empty} -o {out}", "no modifiers found", "recipe-no-modifiers"),
     Row("compress -m {model} -c {set} --recipe {tmp}/missing.yaml -o {out}", "no such recipe file", "recipe-missing"),
     Row("compress -m {model} -c {set} --recipe {recipe:ok} --bits 4 -o {out}", "drop --bits", "recipe-with-params"),
-    Row("compress -m {model} -c {set} --method gptq --recipe {recipe:ok} -o {out}", "give exactly one of --method", "method-and-recipe"),
+    Row(
+        "compress -m {model} -c {set} --method gptq --recipe {recipe:ok} -o {out}",
+        "give exactly one of --method",
+        "method-and-recipe",
+    ),
     Row("eval {model} --tasks ppl:wiki --device cuda", "asked for a CUDA GPU", "eval-no-gpu"),
     Row("eval {model} --tasks nosuch_task --offline", "tasks with offline data: ", "eval-unknown-task-offline"),
-    Row("eval {model} --tasks ppl:wiki --backend vllm", "--backend vllm needs vLLM: pip install vllm", "eval-vllm-missing"),
-    Row("eval {model} --tasks copa --fewshot-as-multiturn", "--fewshot-as-multiturn needs --apply-chat-template", "eval-multiturn-no-chat"),
+    Row(
+        "eval {model} --tasks ppl:wiki --backend vllm",
+        "--backend vllm needs vLLM: pip install vllm",
+        "eval-vllm-missing",
+    ),
+    Row(
+        "eval {model} --tasks copa --fewshot-as-multiturn",
+        "--fewshot-as-multiturn needs --apply-chat-template",
+        "eval-multiturn-no-chat",
+    ),
     Row("eval {model} --tasks copa --num-fewshot -1", "--num-fewshot must be 0 or more", "eval-fewshot-negative"),
-    Row("eval {model} --tasks copa --log-samples", "--log-samples needs somewhere to write them", "eval-log-samples-nowhere"),
+    Row(
+        "eval {model} --tasks copa --log-samples",
+        "--log-samples needs somewhere to write them",
+        "eval-log-samples-nowhere",
+    ),
     Row("eval {model} --tasks copa --lm-eval-out {file}", "is a file: give a directory", "eval-lm-eval-out-file"),
     Row("study run {spec:cuda} --out {out}", "asked for a CUDA GPU", "study-no-gpu"),
     Row("study run {spec:baddtype} --out {out}", "unknown dtype 'float8'", "study-dtype-unknown"),
     # ---- inspect
-    Row("inspect activations {set} -m no-such-model -o {out}", "unknown model 'no-such-model'", "inspect-unknown-model"),
-    Row("inspect activations {corrupt:othertok} -m {model} -o {out} --heldout none", "was made with tokenizer", "inspect-other-tokenizer"),
+    Row(
+        "inspect activations {set} -m no-such-model -o {out}", "unknown model 'no-such-model'", "inspect-unknown-model"
+    ),
+    Row(
+        "inspect activations {corrupt:othertok} -m {model} -o {out} --heldout none",
+        "was made with tokenizer",
+        "inspect-other-tokenizer",
+    ),
     Row("inspect activations -m {model} -o {out}", "Missing argument", "inspect-no-sets"),
-    Row("inspect activations {set} -m {model} -o {out} --heldout none --layers nomatch", "matches none of the", "inspect-layers-match-nothing"),
-    Row("inspect activations {set} -m {model} -o {out} --heldout none --layers (", "not a valid regular expression", "inspect-layers-bad-regex"),
-    Row("inspect activations nosuchsource -m {model} -o {out}", "unknown source 'nosuchsource'", "inspect-unknown-source"),
-    Row("inspect activations {set} -m {model} -o {out} --heldout nosuchsource", "unknown source 'nosuchsource'", "inspect-unknown-heldout"),
-    Row("inspect activations random-vocab random-vocab -m {model} -o {out}", "two sets are labelled 'random-vocab'", "inspect-duplicate-label"),
+    Row(
+        "inspect activations {set} -m {model} -o {out} --heldout none --layers nomatch",
+        "matches none of the",
+        "inspect-layers-match-nothing",
+    ),
+    Row(
+        "inspect activations {set} -m {model} -o {out} --heldout none --layers (",
+        "not a valid regular expression",
+        "inspect-layers-bad-regex",
+    ),
+    Row(
+        "inspect activations nosuchsource -m {model} -o {out}",
+        "unknown source 'nosuchsource'",
+        "inspect-unknown-source",
+    ),
+    Row(
+        "inspect activations {set} -m {model} -o {out} --heldout nosuchsource",
+        "unknown source 'nosuchsource'",
+        "inspect-unknown-heldout",
+    ),
+    Row(
+        "inspect activations random-vocab random-vocab -m {model} -o {out}",
+        "two sets are labelled 'random-vocab'",
+        "inspect-duplicate-label",
+    ),
     Row("inspect activations {set} -m {model} -o {full}", "already exists", "inspect-out-exists"),
     Row("inspect activations {set} -m {model} -o {out} --n 0", "--n must be at least 1", "inspect-n-zero"),
-    Row("inspect activations {set} -m {model} -o {out} --bits 1 --heldout {set}", "activation bits must be between 2 and 16", "inspect-bits"),
+    Row(
+        "inspect activations {set} -m {model} -o {out} --bits 1 --heldout {set}",
+        "activation bits must be between 2 and 16",
+        "inspect-bits",
+    ),
     Row("inspect activations {set} -m {model} -o {out} --device cuda", "asked for a CUDA GPU", "inspect-no-gpu"),
     # ---- vocab
     Row("vocab collect -m {model} -o {out}", "nothing to count", "vocab-collect-no-inputs"),
-    Row("vocab collect -m {model} --text {text} --min-count 1000000000 -o {out}", "the keep set would be empty", "vocab-collect-empty"),
+    Row(
+        "vocab collect -m {model} --text {text} --min-count 1000000000 -o {out}",
+        "the keep set would be empty",
+        "vocab-collect-empty",
+    ),
     Row("vocab collect -m {model} --calib {corrupt:flipped} -o {out}", "token hash", "vocab-collect-corrupt-set"),
     Row("vocab collect -m {model} --tasks nosuchtask -o {out}", "nosuchtask", "vocab-collect-unknown-task"),
     Row("vocab collect -m {model} --text {text} -o {tmp}", "is a directory", "vocab-collect-out-dir"),
     Row("vocab prune {model} --keep {vocab:empty} -o {out}", "the keep set is empty", "vocab-prune-empty-keep-set"),
     Row("vocab prune {model} --keep {vocab:other} -o {out}", "was made for tokenizer", "vocab-prune-other-tokenizer"),
     Row("vocab prune {model} --keep {text} -o {out}", "is not a vocabulary file", "vocab-prune-not-a-vocab-file"),
-    Row("vocab prune {model} --keep {vocab:good} --mode sideways -o {out}", "unknown --mode 'sideways'", "vocab-prune-bad-mode"),
-    Row("vocab prune {model} --keep {vocab:good} --fallback 99999 -o {out}", "is not in the keep set", "vocab-prune-fallback-not-kept"),
-    Row("vocab prune {model} --keep {vocab:good} --mode exact-input --dropped reference -o {out}", "restricted mode only", "vocab-prune-reference-exact"),
+    Row(
+        "vocab prune {model} --keep {vocab:good} --mode sideways -o {out}",
+        "unknown --mode 'sideways'",
+        "vocab-prune-bad-mode",
+    ),
+    Row(
+        "vocab prune {model} --keep {vocab:good} --fallback 99999 -o {out}",
+        "is not in the keep set",
+        "vocab-prune-fallback-not-kept",
+    ),
+    Row(
+        "vocab prune {model} --keep {vocab:good} --mode exact-input --dropped reference -o {out}",
+        "restricted mode only",
+        "vocab-prune-reference-exact",
+    ),
     Row("vocab prune {model} --keep {vocab:good} -o {full}", "already exists", "vocab-prune-out-exists"),
     Row("vocab prune {vocab:pruned} --keep {vocab:good} -o {out}", "is vocabulary-pruned already", "vocab-prune-twice"),
     Row("vocab restore {model} -o {out}", "was never vocabulary-pruned", "vocab-restore-never-pruned"),
@@ -194,25 +358,57 @@ ROWS = [
     Row("data card {tmp}/missing -o {out}", "is not a directory", "card-missing-set"),
     Row("data card {corrupt:flipped} -o {out}", "token hash", "card-corrupt-set"),
     Row("data card {set} -o {out} --reference {set}", "--reference needs --model", "card-reference-without-model"),
-    Row("data card {set} -m {model} -o {out} --reference {tmp}/missing", "is not a directory", "card-missing-reference"),
-    Row("data card {set} -m {model} -o {out} --benchmarks arc_chalenge", "unknown benchmark 'arc_chalenge'", "card-unknown-benchmark"),
+    Row(
+        "data card {set} -m {model} -o {out} --reference {tmp}/missing", "is not a directory", "card-missing-reference"
+    ),
+    Row(
+        "data card {set} -m {model} -o {out} --benchmarks arc_chalenge",
+        "unknown benchmark 'arc_chalenge'",
+        "card-unknown-benchmark",
+    ),
     Row("data card {set} -m {model} -o {out} --ngram 0", "--ngram must be at least 1", "card-ngram-zero"),
     Row("data card {set} -m {model} -o {tmp}", "is a directory", "card-out-dir"),
     Row("data export {set} -m {model} -o {full} --format hf", "already exists", "export-hf-out-exists"),
     Row("data export {set} -m {model} -o {file}/hf --format hf", "is a file, not a directory", "export-hf-under-file"),
     Row("data export {set} -m {model} -o {out} --format xml", "unknown export format 'xml'", "export-unknown-format"),
-    Row("data export {set} -m {model} -o {out} --push-to-hub me/set", "--push-to-hub needs --format hf", "export-push-needs-hf"),
-    Row("data export {set} -m {model} -o {out} --format hf --push-to-hub not/a/repo", "is not a hub repo id", "export-push-bad-repo"),
-    Row("study run {spec:badtracking} --out {out}", "unknown tracking backend 'mlfow'", "spec-unknown-tracking-backend"),
+    Row(
+        "data export {set} -m {model} -o {out} --push-to-hub me/set",
+        "--push-to-hub needs --format hf",
+        "export-push-needs-hf",
+    ),
+    Row(
+        "data export {set} -m {model} -o {out} --format hf --push-to-hub not/a/repo",
+        "is not a hub repo id",
+        "export-push-bad-repo",
+    ),
+    Row(
+        "study run {spec:badtracking} --out {out}", "unknown tracking backend 'mlfow'", "spec-unknown-tracking-backend"
+    ),
     # ---- predictors: study signals and recommend
     Row("study signals {tmp}/nostudy", "has no study.sqlite", "signals-no-study"),
     Row("study signals {corrupt_study} --signals nosuch", "unknown signal 'nosuch'", "signals-unknown-signal"),
     Row("study signals {corrupt_study} --k-layers 0", "--k-layers must be at least 1", "signals-k-zero"),
     Row("study signals {corrupt_study}", "has no finished compressed cells", "signals-unfinished-study"),
-    Row("recommend -m {model} --method wanda --candidates nosuch --budget 5 -o {out}", "unknown candidate 'nosuch': known candidates are", "recommend-unknown-candidate"),
-    Row("recommend -m {model} --method wanda --candidates , --budget 5 -o {out}", "no candidates given", "recommend-no-candidates"),
-    Row("recommend -m {model} --method wanda --candidates {text} --budget 5 -o {full}", "already exists", "recommend-out-exists"),
-    Row("recommend -m {model} --method wanda --candidates {text} --budget 0.0001 --n 2 --seq-len 16 --tasks ppl:{text} --ppl-seq-len 16 --ppl-max-windows 2 --k-layers 1 -o {out}", "is too small: one full evaluation is estimated at", "recommend-budget-too-small"),
+    Row(
+        "recommend -m {model} --method wanda --candidates nosuch --budget 5 -o {out}",
+        "unknown candidate 'nosuch': known candidates are",
+        "recommend-unknown-candidate",
+    ),
+    Row(
+        "recommend -m {model} --method wanda --candidates , --budget 5 -o {out}",
+        "no candidates given",
+        "recommend-no-candidates",
+    ),
+    Row(
+        "recommend -m {model} --method wanda --candidates {text} --budget 5 -o {full}",
+        "already exists",
+        "recommend-out-exists",
+    ),
+    Row(
+        "recommend -m {model} --method wanda --candidates {text} --budget 0.0001 --n 2 --seq-len 16 --tasks ppl:{text} --ppl-seq-len 16 --ppl-max-windows 2 --k-layers 1 -o {out}",
+        "is too small: one full evaluation is estimated at",
+        "recommend-budget-too-small",
+    ),
 ]
 
 
@@ -222,9 +418,8 @@ ROWS = [
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
     """Inputs shared by the rows: a model, a corpus, a valid set, corrupt copies, specs, a study to corrupt."""
+    from calibench.data.calibset import IDS_FILE, MANIFEST, MASK_FILE, Manifest, identity_set_id, tokens_sha256
     from calibench.data.draw import build_calibration_set
-    from calibench.data.calibset import IDS_FILE, MANIFEST, MASK_FILE, identity_set_id, tokens_sha256, Manifest
-
     from conftest import corpus_text
 
     root = tmp_path_factory.mktemp("bad-inputs")
@@ -260,8 +455,13 @@ def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
     set_ids(corrupt["flipped"], lambda a: a.__setitem__((0, 1), (a[0, 1] + 1) % 100))
     corrupt["rehashed"] = copy("rehashed")
     set_ids(corrupt["rehashed"], lambda a: a.__setitem__((0, 1), (a[0, 1] + 1) % 100))
-    edit_manifest(corrupt["rehashed"], lambda d: d.__setitem__("tokens_sha256", tokens_sha256(
-        np.load(corrupt["rehashed"] / IDS_FILE), np.load(corrupt["rehashed"] / MASK_FILE))))
+    edit_manifest(
+        corrupt["rehashed"],
+        lambda d: d.__setitem__(
+            "tokens_sha256",
+            tokens_sha256(np.load(corrupt["rehashed"] / IDS_FILE), np.load(corrupt["rehashed"] / MASK_FILE)),
+        ),
+    )
     corrupt["truncated"] = copy("truncated")
     raw = (corrupt["truncated"] / IDS_FILE).read_bytes()
     (corrupt["truncated"] / IDS_FILE).write_bytes(raw[: len(raw) // 2])
@@ -290,8 +490,14 @@ def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
     edit_manifest(corrupt["negative"], lambda d: None, rederive=True)
 
     specs = {}
-    grid = {"models": [str(tiny_model_dir)], "methods": [{"name": "magnitude"}], "sources": [{"name": str(text)}],
-            "n": [2], "seq_len": [16], "eval": {"tasks": ["ppl:wiki"], "ppl_max_windows": 1}}
+    grid = {
+        "models": [str(tiny_model_dir)],
+        "methods": [{"name": "magnitude"}],
+        "sources": [{"name": str(text)}],
+        "n": [2],
+        "seq_len": [16],
+        "eval": {"tasks": ["ppl:wiki"], "ppl_max_windows": 1},
+    }
     bodies = {
         "good": json.dumps(grid),
         "broken": "models: [a, b\nmethods: {",
@@ -319,8 +525,9 @@ def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
     store.close()
     chats = {"chatgood": root / "chat-good.jsonl", "chatbad": root / "chat-bad.jsonl", "chattemplate": root / "t.jinja"}
     chats["chattemplate"].write_text("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}")
-    chats["chatgood"].write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
-                                                          {"role": "assistant", "content": "hello"}]}) + "\n")
+    chats["chatgood"].write_text(
+        json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}) + "\n"
+    )
     chats["chatbad"].write_text(json.dumps({"messages": "not a list of messages"}) + "\n")
     recipes = {name: root / f"recipe-{name}.yaml" for name in ("bad", "unknown", "extra", "empty", "ok")}
     recipes["bad"].write_text("quant_stage:\n  quant_modifiers: [unclosed\n")
@@ -328,14 +535,23 @@ def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
     recipes["extra"].write_text("quant_stage:\n  quant_modifiers:\n    GPTQModifier: {scheme: W4A16, dampening: 0.1}\n")
     recipes["empty"].write_text("quant:\n  GPTQModifier: {}\n")
     recipes["ok"].write_text("quant_stage:\n  quant_modifiers:\n    QuantizationModifier: {scheme: FP8_DYNAMIC}\n")
-    return {"root": root, "model": tiny_model_dir, "recipes": recipes, "text": text, "set": good, "corrupt": corrupt, "specs": specs,
-            "corrupt_study": study, **chats, "vocab": _vocab_inputs(root, tiny_model_dir, tiny_tokenizer, text)}
+    return {
+        "root": root,
+        "model": tiny_model_dir,
+        "recipes": recipes,
+        "text": text,
+        "set": good,
+        "corrupt": corrupt,
+        "specs": specs,
+        "corrupt_study": study,
+        **chats,
+        "vocab": _vocab_inputs(root, tiny_model_dir, tiny_tokenizer, text),
+    }
 
 
 # ---- vocab: vocabulary files (good, empty, for another tokenizer) and a pruned model, for the `vocab` rows
 def _vocab_inputs(root: Path, model_dir: Path, tokenizer, text: Path) -> dict:
     from calibench.vocab import Inputs, Vocabulary, collect, prune, save
-
     from conftest import fresh_model, make_tokenizer
 
     files = {"good": root / "vocab-good.json", "empty": root / "vocab-empty.json", "other": root / "vocab-other.json"}
@@ -350,9 +566,19 @@ def _vocab_inputs(root: Path, model_dir: Path, tokenizer, text: Path) -> dict:
 
 def _expand(args: str, world: dict, tmp: Path, out: Path) -> list[str]:
     corrupt, specs = world["corrupt"], world["specs"]
-    values = {"model": world["model"], "text": world["text"], "set": world["set"], "tmp": tmp, "out": out,
-              "file": world["root"] / "a-file", "full": world["root"] / "full", "corrupt_study": world["corrupt_study"],
-              "chatgood": world["chatgood"], "chatbad": world["chatbad"], "chattemplate": world["chattemplate"]}
+    values = {
+        "model": world["model"],
+        "text": world["text"],
+        "set": world["set"],
+        "tmp": tmp,
+        "out": out,
+        "file": world["root"] / "a-file",
+        "full": world["root"] / "full",
+        "corrupt_study": world["corrupt_study"],
+        "chatgood": world["chatgood"],
+        "chatbad": world["chatbad"],
+        "chattemplate": world["chattemplate"],
+    }
     words = []
     for word in args.split():
         if word.startswith("{corrupt:"):
@@ -379,8 +605,14 @@ def _snapshot(path: Path) -> list[tuple[str, int]]:
 
 
 def run_calibench(args: list[str], home: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CALIBENCH_HOME": str(home), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "NO_COLOR": "1"}
+    env = {
+        **os.environ,
+        "CALIBENCH_HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "NO_COLOR": "1",
+    }
     return subprocess.run([str(CALIBENCH), *args], capture_output=True, text=True, env=env, timeout=300)
 
 

@@ -12,7 +12,6 @@ from calibench.data.builders import build_set, build_sets, builders, make_params
 from calibench.data.builders.mixture import exact_counts
 from calibench.data.calibset import CalibrationSet
 from calibench.errors import CalibenchError, ParameterError
-
 from conftest import corpus_text, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -37,8 +36,10 @@ def chat_tokenizer(tiny_tokenizer):
 def conversations(tmp_path) -> Path:
     path = tmp_path / "convs.jsonl"
     texts = corpus_text(40, seed=3)
-    rows = [{"messages": [{"role": "user", "content": texts[i]}, {"role": "assistant", "content": texts[i + 1]}]}
-            for i in range(0, 40, 2)]
+    rows = [
+        {"messages": [{"role": "user", "content": texts[i]}, {"role": "assistant", "content": texts[i + 1]}]}
+        for i in range(0, 40, 2)
+    ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
 
@@ -82,8 +83,22 @@ def test_parameters_are_validated_by_name(text_file):
 
 
 def test_cli_error_shows_the_flag(text_file, tiny_model_dir, tmp_path, capsys):
-    code, _, err = run(["data", "build", str(text_file), "-m", str(tiny_model_dir), "-o", str(tmp_path / "o"),
-                        "--seq-len", "32", "--t-init", "0.3"], capsys)
+    code, _, err = run(
+        [
+            "data",
+            "build",
+            str(text_file),
+            "-m",
+            str(tiny_model_dir),
+            "-o",
+            str(tmp_path / "o"),
+            "--seq-len",
+            "32",
+            "--t-init",
+            "0.3",
+        ],
+        capsys,
+    )
     assert code == 2 and "--t-init is not a parameter of" in err and "--mode" in err
     assert not (tmp_path / "o").exists()
 
@@ -91,12 +106,15 @@ def test_cli_error_shows_the_flag(text_file, tiny_model_dir, tmp_path, capsys):
 # ----------------------------------------------------------------- mixtures
 
 
-@pytest.mark.parametrize("weights,n,expected", [
-    ({"a": 0.5, "b": 0.25, "c": 0.25}, 10, {"a": 5, "b": 3, "c": 2}),
-    ({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}, 8, {"a": 3, "b": 3, "c": 2}),
-    ({"a": 0.9, "b": 0.1}, 3, {"a": 3, "b": 0}),
-    ({"a": 0.5, "b": 0.5}, 1, {"a": 1, "b": 0}),
-])
+@pytest.mark.parametrize(
+    "weights,n,expected",
+    [
+        ({"a": 0.5, "b": 0.25, "c": 0.25}, 10, {"a": 5, "b": 3, "c": 2}),
+        ({"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}, 8, {"a": 3, "b": 3, "c": 2}),
+        ({"a": 0.9, "b": 0.1}, 3, {"a": 3, "b": 0}),
+        ({"a": 0.5, "b": 0.5}, 1, {"a": 1, "b": 0}),
+    ],
+)
 def test_exact_counts_sum_to_n_by_largest_remainder(weights, n, expected):
     counts = exact_counts(weights, n)
     assert counts == expected and sum(counts.values()) == n
@@ -115,8 +133,10 @@ def test_mixture_has_exact_counts_and_full_provenance(tiny_tokenizer, tmp_path):
         assert len(origins) == calib.n
         assert [sum(1 for o in origins if o[0] == i) for i in range(3)] == [5, 3, 2]
         # every window is exactly the recorded row of the recorded component set
-        parts = [build_sets(c, tokenizer=tiny_tokenizer, n=k, seq_len=24, seed=4, sets=2)[calib.manifest.sampling.set_index]
-                 for c, k in ((str(first), 5), (str(second), 3), ("random-vocab", 2))]
+        parts = [
+            build_sets(c, tokenizer=tiny_tokenizer, n=k, seq_len=24, seed=4, sets=2)[calib.manifest.sampling.set_index]
+            for c, k in ((str(first), 5), (str(second), 3), ("random-vocab", 2))
+        ]
         assert calib.manifest.parents == [p.set_id for p in parts]
         for row, (component, source_row) in enumerate(origins):
             assert np.array_equal(calib.input_ids[row], parts[component].input_ids[source_row])
@@ -125,12 +145,15 @@ def test_mixture_has_exact_counts_and_full_provenance(tiny_tokenizer, tmp_path):
     assert sets[0].set_id != sets[1].set_id
 
 
-@pytest.mark.parametrize("name,fragment", [
-    ("mix:wiki=0.5,code=0.4", "weights must sum to 1, got 0.9"),
-    ("mix:wiki=0.5,nosuch=0.5", "unknown component"),
-    ("mix:wiki=0.5,code", "is not NAME=WEIGHT"),
-    ("mix:wiki=1.5,code=-0.5", "must be positive"),
-])
+@pytest.mark.parametrize(
+    "name,fragment",
+    [
+        ("mix:wiki=0.5,code=0.4", "weights must sum to 1, got 0.9"),
+        ("mix:wiki=0.5,nosuch=0.5", "unknown component"),
+        ("mix:wiki=0.5,code", "is not NAME=WEIGHT"),
+        ("mix:wiki=1.5,code=-0.5", "must be positive"),
+    ],
+)
 def test_bad_mixtures_are_refused_before_building(name, fragment):
     with pytest.raises(CalibenchError, match=fragment):
         make_params(name, n=4)
@@ -146,15 +169,19 @@ def test_hub_dataset_reads_the_mirror_and_records_the_revision(tiny_tokenizer, h
     assert default.sha256 != pinned.sha256  # another revision, other text
     again = build_set("hub:acme/corpus", tokenizer=tiny_tokenizer, n=4, seq_len=24, text_field="body", revision="v2")
     assert again.sha256 == pinned.sha256
-    streamed = build_set("hub:acme/corpus", tokenizer=tiny_tokenizer, n=4, seq_len=24, text_field="body",
-                         streaming=True, stream_docs=50)
+    streamed = build_set(
+        "hub:acme/corpus", tokenizer=tiny_tokenizer, n=4, seq_len=24, text_field="body", streaming=True, stream_docs=50
+    )
     assert streamed.manifest.source.spec["streaming"] == {"first_rows": 50}
 
 
-@pytest.mark.parametrize("kwargs,fragment", [
-    ({"revision": "nope"}, "revision 'nope' of acme/corpus does not exist in the hub mirror"),
-    ({"text_field": "text"}, "text_field 'text' is not a column"),
-])
+@pytest.mark.parametrize(
+    "kwargs,fragment",
+    [
+        ({"revision": "nope"}, "revision 'nope' of acme/corpus does not exist in the hub mirror"),
+        ({"text_field": "text"}, "text_field 'text' is not a column"),
+    ],
+)
 def test_hub_errors_name_the_parameter(tiny_tokenizer, hub_mirror, kwargs, fragment):
     with pytest.raises(ParameterError, match=fragment):
         build_set("hub:acme/corpus", tokenizer=tiny_tokenizer, n=4, seq_len=24, **{"text_field": "body", **kwargs})
@@ -187,8 +214,9 @@ def test_chat_needs_a_template(tiny_tokenizer, conversations):
 
 
 @pytest.mark.parametrize("builder", ["file", "file-sample", "random-vocab", "mix", "hub", "chat", "self"])
-def test_same_inputs_and_seed_give_a_byte_identical_set(builder, chat_tokenizer, text_file, conversations,
-                                                        hub_mirror, tiny_model_dir, tmp_path):
+def test_same_inputs_and_seed_give_a_byte_identical_set(
+    builder, chat_tokenizer, text_file, conversations, hub_mirror, tiny_model_dir, tmp_path
+):
     name, extra = {
         "file": (str(text_file), {}),
         "file-sample": (str(text_file), {"mode": "sample"}),
@@ -226,8 +254,9 @@ def _feeds_oneshot(calib: CalibrationSet, model_dir: Path, tokenizer) -> None:
 
 
 @pytest.mark.parametrize("builder", ["file", "mix", "hub", "chat", "random-vocab", "self"])
-def test_cli_build_loads_verifies_and_feeds_oneshot(builder, tiny_model_dir, text_file, conversations, hub_mirror,
-                                                    tmp_path, capsys):
+def test_cli_build_loads_verifies_and_feeds_oneshot(
+    builder, tiny_model_dir, text_file, conversations, hub_mirror, tmp_path, capsys
+):
     from calibench.models import load_tokenizer
 
     tokenizer = load_tokenizer(str(tiny_model_dir))
@@ -240,8 +269,9 @@ def test_cli_build_loads_verifies_and_feeds_oneshot(builder, tiny_model_dir, tex
         "self": ["self", "--batch-size", "2", "--t-init", "0.7"],
     }[builder]
     out = tmp_path / "set"
-    code, stdout, err = run(["data", "build", *args, "-m", str(tiny_model_dir), "-o", str(out), "--n", "4",
-                             "--seq-len", "24"], capsys)
+    code, stdout, err = run(
+        ["data", "build", *args, "-m", str(tiny_model_dir), "-o", str(out), "--n", "4", "--seq-len", "24"], capsys
+    )
     assert code == 0, err
     calib = CalibrationSet.load(out, tokenizer=tokenizer)
     assert calib.n == 4 and calib.seq_len == 24 and calib.set_id in stdout
@@ -294,8 +324,17 @@ def test_self_with_chat_prompts_through_the_registry(chat_tokenizer, tiny_model_
     """`self --prompting chat` is the same builder, distinct in its record, deterministic, seq_len exactly."""
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("say hello\nname a colour\ncount to three\n")
-    kwargs = dict(model=str(tiny_model_dir), tokenizer=chat_tokenizer, n=2, seq_len=64, seed=1, prompting="chat",
-                  prompts=str(prompts), batch_size=2, max_new_tokens=8)
+    kwargs = dict(
+        model=str(tiny_model_dir),
+        tokenizer=chat_tokenizer,
+        n=2,
+        seq_len=64,
+        seed=1,
+        prompting="chat",
+        prompts=str(prompts),
+        batch_size=2,
+        max_new_tokens=8,
+    )
     first, again = build_set("self", **kwargs), build_set("self", **kwargs)
     assert first.sha256 == again.sha256 and first.input_ids.shape == (2, 64)
     assert first.manifest.generator["prompting"] == "chat"

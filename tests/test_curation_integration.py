@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from tests.conftest import REAL_HOME
 
 pytestmark = pytest.mark.integration
@@ -34,8 +33,9 @@ def test_minilm_embeddings_are_unit_norm_and_semantic(minilm):
 def test_stage1_scores_each_domain_highest_on_its_own_capability(minilm, smollm2_tokenizer):
     from calibench.data.curation.pipeline import CurationConfig, run_stage1
 
-    cfg = CurationConfig(sources=["wiki", "math", "code"], capabilities=["language_modelling", "math", "code"],
-                         score_texts=8)
+    cfg = CurationConfig(
+        sources=["wiki", "math", "code"], capabilities=["language_modelling", "math", "code"], score_texts=8
+    )
     matrix, weights, kept = run_stage1(cfg, smollm2_tokenizer)
     assert matrix.scores.shape == (3, 3)
     assert list(np.argmax(matrix.scores, axis=0)) == [0, 1, 2]  # wiki->lm, math->math, code->code

@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+from tests.conftest import WORDS, assert_one_line_error, run
 
 from calibench.data.curation.processing import (
     ProcessingSettings,
@@ -22,9 +23,8 @@ from calibench.data.curation.scoring import (
     token_distribution,
     token_similarity,
 )
-from calibench.errors import CalibenchError
 from calibench.data.sources.base import ListDocuments
-from tests.conftest import WORDS, assert_one_line_error, run
+from calibench.errors import CalibenchError
 
 # ------------------------------------------------------------------ stage 1
 
@@ -50,9 +50,14 @@ def test_token_similarity_bounds(tiny_tokenizer):
 
 
 def test_score_matrix_formula_and_selection():
-    m = ScoreMatrix(["wiki", "math", "code"], ["cs", "math", "code"], 0.6,
-                    embedding=np.array([[0.9, 0.1, 0.1], [0.3, 0.95, 0.2], [0.1, 0.3, 0.9]]),
-                    tokens=np.array([[0.8, 0.6, 0.5], [0.6, 0.9, 0.6], [0.5, 0.6, 0.9]]), settings={})
+    m = ScoreMatrix(
+        ["wiki", "math", "code"],
+        ["cs", "math", "code"],
+        0.6,
+        embedding=np.array([[0.9, 0.1, 0.1], [0.3, 0.95, 0.2], [0.1, 0.3, 0.9]]),
+        tokens=np.array([[0.8, 0.6, 0.5], [0.6, 0.9, 0.6], [0.5, 0.6, 0.9]]),
+        settings={},
+    )
     np.testing.assert_allclose(m.scores, 0.6 * m.embedding + 0.4 * m.tokens)
     general = capability_weights(m.capabilities)
     assert m.select(general) == ["wiki", "math", "code"]  # the best source of every capability
@@ -70,9 +75,15 @@ def test_score_matrix_formula_and_selection():
 
 def test_reformat_math_and_gsm8k():
     math = "Problem:\nWhat is $1+1$?\n\nSolution:\nWe add: $1+1=\\boxed{\\frac{4}{2}}$."
-    assert reformat_text(math) == "Question: What is $1+1$?\nReasoning: We add: $1+1=\\boxed{\\frac{4}{2}}$.\nAnswer: \\frac{4}{2}"
+    assert (
+        reformat_text(math)
+        == "Question: What is $1+1$?\nReasoning: We add: $1+1=\\boxed{\\frac{4}{2}}$.\nAnswer: \\frac{4}{2}"
+    )
     gsm = "Question: Tom has 2 apples and buys 3. How many?\nAnswer: 2 + 3 = 5 apples.\n#### 5"
-    assert reformat_text(gsm) == "Question: Tom has 2 apples and buys 3. How many?\nReasoning: 2 + 3 = 5 apples.\nAnswer: 5"
+    assert (
+        reformat_text(gsm)
+        == "Question: Tom has 2 apples and buys 3. How many?\nReasoning: 2 + 3 = 5 apples.\nAnswer: 5"
+    )
     assert reformat_text("plain prose") is None
     assert boxed_answer("no box") is None
 
@@ -101,8 +112,9 @@ def test_processing_filters_packs_and_pads(tiny_tokenizer):
     start = tiny_tokenizer(first, add_special_tokens=False)["input_ids"]
     assert out.tokens[0, : len(start)].tolist() == start[:48]
     assert len({d for w in out.documents for d in w}) == sum(len(w) for w in out.documents)  # no reuse
-    padded = process_documents(docs, tiny_tokenizer, 4, 200, np.random.default_rng(0),
-                               ProcessingSettings(min_tokens=5, pack=False))
+    padded = process_documents(
+        docs, tiny_tokenizer, 4, 200, np.random.default_rng(0), ProcessingSettings(min_tokens=5, pack=False)
+    )
     assert padded.mask.sum(1).max() < 200 and (padded.mask.sum(1) >= 5).all()
     from calibench.errors import CorpusTooShortError
 
@@ -134,14 +146,25 @@ def corpora(tmp_path_factory):
 def _config(corpora, encoder, **kw):
     from calibench.data.curation import CurationConfig
 
-    base = dict(sources=[corpora["a"], corpora["b"]], capabilities=[f"cap_a={corpora['ref_a']}", f"cap_b={corpora['ref_b']}"],
-                n=6, seq_len=32, pool_size=40, embedding_model=str(encoder), score_texts=8, min_tokens=8, n_init=3,
-                batch_size=16)
+    base = dict(
+        sources=[corpora["a"], corpora["b"]],
+        capabilities=[f"cap_a={corpora['ref_a']}", f"cap_b={corpora['ref_b']}"],
+        n=6,
+        seq_len=32,
+        pool_size=40,
+        embedding_model=str(encoder),
+        score_texts=8,
+        min_tokens=8,
+        n_init=3,
+        batch_size=16,
+    )
     base.update(kw)
     return CurationConfig(**base)
 
 
-def test_curate_records_every_stage_and_selects_nearest_centroids(tiny_model_dir, tiny_tokenizer, tiny_encoder_dir, corpora):
+def test_curate_records_every_stage_and_selects_nearest_centroids(
+    tiny_model_dir, tiny_tokenizer, tiny_encoder_dir, corpora
+):
     from sklearn.cluster import KMeans
 
     from calibench.data.curation import curate
@@ -172,18 +195,51 @@ def test_curate_records_every_stage_and_selects_nearest_centroids(tiny_model_dir
     again = curate(str(tiny_model_dir), _config(corpora, tiny_encoder_dir), tokenizer=tiny_tokenizer)
     assert again.calib.set_id == calib.set_id and again.calib.manifest == calib.manifest
     # the random baseline draws from the very same pool
-    rnd = curate(str(tiny_model_dir), _config(corpora, tiny_encoder_dir, selection="random", seed=3), tokenizer=tiny_tokenizer)
+    rnd = curate(
+        str(tiny_model_dir), _config(corpora, tiny_encoder_dir, selection="random", seed=3), tokenizer=tiny_tokenizer
+    )
     assert rnd.pool.set_id == pool.set_id and rnd.calib.manifest.parents == [pool.set_id]
     assert rnd.calib.manifest.source.name == "curation-pool-random"
 
 
 def test_curate_cli_and_stats_pool(tiny_model_dir, tiny_encoder_dir, corpora, tmp_path, capsys):
     out = tmp_path / "cur"
-    argv = ["data", "curate", "--model", str(tiny_model_dir), "--sources", f"{corpora['a']},{corpora['b']}",
-            "--capabilities", f"cap_a={corpora['ref_a']},cap_b={corpora['ref_b']}", "--mode", "targeted",
-            "--target", "cap_b", "--n", "5", "--seq-len", "32", "--pool-size", "30", "--embedding-model",
-            str(tiny_encoder_dir), "--score-texts", "8", "--min-tokens", "8", "--n-init", "2", "--top-k", "2",
-            "--proxy", "wanda", "--proxy-windows", "2", "--out", str(out)]
+    argv = [
+        "data",
+        "curate",
+        "--model",
+        str(tiny_model_dir),
+        "--sources",
+        f"{corpora['a']},{corpora['b']}",
+        "--capabilities",
+        f"cap_a={corpora['ref_a']},cap_b={corpora['ref_b']}",
+        "--mode",
+        "targeted",
+        "--target",
+        "cap_b",
+        "--n",
+        "5",
+        "--seq-len",
+        "32",
+        "--pool-size",
+        "30",
+        "--embedding-model",
+        str(tiny_encoder_dir),
+        "--score-texts",
+        "8",
+        "--min-tokens",
+        "8",
+        "--n-init",
+        "2",
+        "--top-k",
+        "2",
+        "--proxy",
+        "wanda",
+        "--proxy-windows",
+        "2",
+        "--out",
+        str(out),
+    ]
     code, stdout, err = run(argv, capsys)
     assert code == 0, err
     assert "stage 1" in stdout and "coverage" in stdout and "proxy evaluation" in stdout
@@ -193,8 +249,20 @@ def test_curate_cli_and_stats_pool(tiny_model_dir, tiny_encoder_dir, corpora, tm
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["generator"]["stage1"]["weights"] == {"cap_a": 0.2, "cap_b": 1.0}
     assert (out / "pool" / "manifest.json").is_file()
-    code, stdout, err = run(["data", "stats", str(out), "--model", str(tiny_model_dir), "--pool", str(out / "pool"),
-                             "--out", str(tmp_path / "s.json")], capsys)
+    code, stdout, err = run(
+        [
+            "data",
+            "stats",
+            str(out),
+            "--model",
+            str(tiny_model_dir),
+            "--pool",
+            str(out / "pool"),
+            "--out",
+            str(tmp_path / "s.json"),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "coverage" in stdout
     row = json.loads((tmp_path / "s.json").read_text())["sets"][0]
@@ -223,16 +291,21 @@ def test_curate_cli_one_line_errors(tiny_model_dir, tmp_path, capsys, extra, fra
 def test_stats_pool_needs_model(tiny_model_dir, tiny_tokenizer, tmp_path, capsys):
     from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
 
-    calib = CalibrationSet.create(np.ones((2, 8), np.int32), tiny_tokenizer, source=SourceRecord(name="x", kind="x", split="s"),
-                                  sampling=SamplingRecord(mode="m", bos=False), seed=0)
+    calib = CalibrationSet.create(
+        np.ones((2, 8), np.int32),
+        tiny_tokenizer,
+        source=SourceRecord(name="x", kind="x", split="s"),
+        sampling=SamplingRecord(mode="m", bos=False),
+        seed=0,
+    )
     calib.save(tmp_path / "s")
     code, _, err = run(["data", "stats", str(tmp_path / "s"), "--pool", str(tmp_path / "s")], capsys)
     assert_one_line_error(code, err, "--pool needs --model")
 
 
 def test_proxy_evaluation_compresses_and_scores_each_capability(tiny_model_dir, tiny_tokenizer, corpora):
-    from calibench.data.draw import build_calibration_set
     from calibench.data.curation.proxy import proxy_evaluate
+    from calibench.data.draw import build_calibration_set
 
     calib = build_calibration_set(corpora["a"], tiny_tokenizer, n=4, seq_len=32, seed=0)
     caps = [f"cap_a={corpora['ref_a']}", f"cap_b={corpora['ref_b']}"]
@@ -243,13 +316,25 @@ def test_proxy_evaluation_compresses_and_scores_each_capability(tiny_model_dir, 
 
 
 def test_curate_cli_proxy_rejects_unknown_method_first(tiny_model_dir, tmp_path, capsys):
-    argv = ["data", "curate", "--model", str(tiny_model_dir), "--out", str(tmp_path / "x"), "--seq-len", "32",
-            "--proxy", "wandaa"]
+    argv = [
+        "data",
+        "curate",
+        "--model",
+        str(tiny_model_dir),
+        "--out",
+        str(tmp_path / "x"),
+        "--seq-len",
+        "32",
+        "--proxy",
+        "wandaa",
+    ]
     code, _, err = run(argv, capsys)
     assert_one_line_error(code, err, "unknown method 'wandaa'")
 
 
-def test_curate_seeds_shares_one_capture_and_equals_curate_per_seed(tiny_model_dir, tiny_tokenizer, tiny_encoder_dir, corpora):
+def test_curate_seeds_shares_one_capture_and_equals_curate_per_seed(
+    tiny_model_dir, tiny_tokenizer, tiny_encoder_dir, corpora
+):
     from calibench.data.curation import curate
     from calibench.data.curation.pipeline import curate_seeds
 

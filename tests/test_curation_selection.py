@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tests.conftest import make_tokenizer, tiny_llama_config
 
 from calibench.data.curation.activations import capture_features, layer_widths
 from calibench.data.curation.layers import find_decoder_layers
 from calibench.data.curation.metrics import coverage, diversity
 from calibench.data.curation.projection import Concatenate, RandomProjection
 from calibench.data.curation.selection import kmeans_select, nearest_members, random_select
-from tests.conftest import make_tokenizer, tiny_llama_config
 
 VOCAB = 300
 HIDDEN = 64
@@ -26,17 +26,32 @@ def _llama():
 def _qwen2():
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    cfg = Qwen2Config(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=128, num_hidden_layers=3,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128)
+    cfg = Qwen2Config(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
     return Qwen2ForCausalLM(cfg)
 
 
 def _gemma3():
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    cfg = Gemma3TextConfig(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=128, num_hidden_layers=3,
-                           num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=128,
-                           sliding_window=16)
+    cfg = Gemma3TextConfig(
+        vocab_size=VOCAB,
+        hidden_size=HIDDEN,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=128,
+        sliding_window=16,
+    )
     return Gemma3ForCausalLM(cfg)
 
 
@@ -57,8 +72,12 @@ def test_decoder_layers_found_by_structure(arch):
     found = find_decoder_layers(model)
     assert len(found) == 3
     # the same objects as the stack each architecture keeps under its own attribute name
-    expected = {"llama": lambda m: m.model.layers, "qwen2": lambda m: m.model.layers,
-                "gemma3": lambda m: m.model.layers, "gpt2": lambda m: m.transformer.h}[arch](model)
+    expected = {
+        "llama": lambda m: m.model.layers,
+        "qwen2": lambda m: m.model.layers,
+        "gemma3": lambda m: m.model.layers,
+        "gpt2": lambda m: m.transformer.h,
+    }[arch](model)
     assert all(a is b for a, b in zip(found.layers, expected))
 
     # capture works end to end and equals a reference computed from output_hidden_states

@@ -14,8 +14,6 @@ from conftest import copa_rows
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
-
 @pytest.fixture
 def fake_copa_mirror(monkeypatch):
     """Serve copa offline from synthetic rows instead of the data pack."""
@@ -30,6 +28,7 @@ def fake_copa_mirror(monkeypatch):
 
 
 # -- task names --------------------------------------------------------------------------------------
+
 
 def test_task_names_groups_aliases_and_order():
     from calibench.evaluation import parse_tasks
@@ -57,6 +56,7 @@ def test_unknown_tasks_are_one_line_errors(spec, fragment):
 
 
 # -- errors before any model is loaded -------------------------------------------------------------
+
 
 def test_seq_len_above_the_model_maximum(tiny_model_dir, heldout_file):
     from calibench.evaluation import evaluate
@@ -117,6 +117,7 @@ def test_bad_sizes(tiny_model_dir, heldout_file, tmp_path):
 
 # -- zero-shot through lm-eval ---------------------------------------------------------------------
 
+
 def test_zero_shot_offline_in_memory_equals_checkpoint(tiny_model_dir, heldout_file, fake_copa_mirror):
     """lm-eval's copa over mirrored data; an in-memory model and its checkpoint give identical rows."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -135,7 +136,12 @@ def test_zero_shot_offline_in_memory_equals_checkpoint(tiny_model_dir, heldout_f
     assert acc.metric == "acc" and acc.n == 5 and acc.limit == 5 and 0 <= acc.value <= 1
     assert math.isclose(acc.stderr, math.sqrt(acc.value * (1 - acc.value) / 4), rel_tol=1e-9)
     record = from_disk.record("copa")
-    assert (record.mode, record.split, record.reference_split, record.version) == ("offline", "validation", "validation", "1.0")
+    assert (record.mode, record.split, record.reference_split, record.version) == (
+        "offline",
+        "validation",
+        "validation",
+        "1.0",
+    )
     assert (record.n_total, record.n_evaluated, record.num_fewshot) == (6, 5, 0)
     assert "HF_HUB_OFFLINE" in record.reason and not record.comparable  # limited
     assert record.details["lm_eval_version"] == from_disk.versions["lm_eval"]
@@ -168,7 +174,11 @@ def test_online_tasks_use_lm_eval_loading_and_fall_back_offline_when_the_hub_is_
     monkeypatch.setattr(datasets, "load_dataset", hub)
     online = evaluate(str(tiny_model_dir), "copa", limit=4, batch_size=2)
     record = online.record("copa")
-    assert asked == [("aps/super_glue", "copa")] and (record.mode, record.data, record.reason) == ("online", "aps/super_glue", "")
+    assert asked == [("aps/super_glue", "copa")] and (record.mode, record.data, record.reason) == (
+        "online",
+        "aps/super_glue",
+        "",
+    )
     assert online.settings["offline"] is False
 
     def unreachable(path=None, name=None, **kwargs):
@@ -182,6 +192,7 @@ def test_online_tasks_use_lm_eval_loading_and_fall_back_offline_when_the_hub_is_
 
 
 # -- results ---------------------------------------------------------------------------------------
+
 
 def test_result_json_round_trip_and_table():
     from calibench.evaluation import EvalResult, EvalRow, TaskRecord
@@ -213,6 +224,7 @@ def test_rows_from_lm_eval_results():
 
 # -- online or offline -------------------------------------------------------------------------------
 
+
 def test_offline_decision(monkeypatch):
     from calibench.evaluation import connectivity
 
@@ -243,6 +255,7 @@ def test_connection_errors_are_recognised_through_chains():
 
 # -- compressed models ---------------------------------------------------------------------------------
 
+
 @pytest.mark.filterwarnings("ignore")
 @pytest.mark.parametrize("method, kwargs", [("wanda", {"sparsity": 0.5}), ("gptq", {"bits": 4, "group_size": 64})])
 def test_compressed_model_in_memory_equals_its_reloaded_checkpoint(
@@ -250,8 +263,8 @@ def test_compressed_model_in_memory_equals_its_reloaded_checkpoint(
 ):
     from transformers import AutoModelForCausalLM
 
-    from calibench.data.draw import build_calibration_set
     from calibench.compress import compress
+    from calibench.data.draw import build_calibration_set
     from calibench.evaluation import evaluate
 
     calib = build_calibration_set(str(heldout_file), tiny_tokenizer, n=4, seq_len=32, seed=0)

@@ -11,7 +11,6 @@ from conftest import assert_one_line_error, corpus_text, run
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-
 @pytest.fixture
 def heldout_file(tmp_path):
     path = tmp_path / "heldout.txt"

@@ -28,8 +28,6 @@ CHAT_TEMPLATE = (
 )
 
 
-
-
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -91,6 +89,7 @@ def lm_eval_reference(monkeypatch, model, tokenizer, task, folder, splits, **opt
 
 # -- any lm-eval task by name ---------------------------------------------------------------------
 
+
 @pytest.fixture
 def small_index(monkeypatch):
     """lm-eval's own TaskIndex over a few of its folders (the full one takes 10-40 s), kept in memory only."""
@@ -102,8 +101,16 @@ def small_index(monkeypatch):
 
     def build(root):
         builds.append(root)
-        folders = [root / f for f in ("arc", "gsm8k", "mmlu/default", "super_glue/copa",
-                                      "arabic_leaderboard_complete/arabic_leaderboard_arabic_mt_copa")]
+        folders = [
+            root / f
+            for f in (
+                "arc",
+                "gsm8k",
+                "mmlu/default",
+                "super_glue/copa",
+                "arabic_leaderboard_complete/arabic_leaderboard_arabic_mt_copa",
+            )
+        ]
         return lmeval_index.entries_from_raw(TaskIndex.build(folders), root)
 
     monkeypatch.setattr(lmeval_index, "_memory", {})
@@ -119,9 +126,14 @@ def test_any_lm_eval_name_resolves_through_its_index(small_index):
     requests = {r.name: r.lm_eval for r in parse_tasks("gsm8k_cot,mmlu,ai2_arc,copa")}
     assert list(requests) == ["gsm8k_cot", "mmlu", "arc_challenge", "arc_easy", "copa"]
     assert (requests["gsm8k_cot"].kind, requests["gsm8k_cot"].lm_eval_dirs, requests["gsm8k_cot"].registered) == (
-        "task", ("gsm8k",), False)
+        "task",
+        ("gsm8k",),
+        False,
+    )
     assert requests["mmlu"].kind == "group" and requests["mmlu"].lm_eval_dirs == ("mmlu/default",)
-    assert requests["arc_easy"].registered and requests["arc_easy"].mirror == "arc_easy"  # a tag's members keep the registry's
+    assert (
+        requests["arc_easy"].registered and requests["arc_easy"].mirror == "arc_easy"
+    )  # a tag's members keep the registry's
     assert len(small_index) == 1  # indexed once, and only for names outside the registry
 
 
@@ -135,7 +147,9 @@ def test_unknown_names_fail_fast_with_a_suggestion(small_index):
     assert "tasks with offline data:" in message and "gsm8k" in message and "storycloze" not in message
     assert small_index == []  # a name written in none of lm-eval's configs needs no index
 
-    with pytest.raises(UnknownNameError) as info:  # written in lm-eval's configs (inside a longer name): the index decides
+    with pytest.raises(
+        UnknownNameError
+    ) as info:  # written in lm-eval's configs (inside a longer name): the index decides
         parse_tasks("mmlu_abstract_algebr", offline=False)
     assert str(info.value).startswith("unknown task 'mmlu_abstract_algebr' (did you mean 'mmlu_abstract_algebra'?)")
     assert "any lm-eval task name" in str(info.value) and len(small_index) == 1
@@ -200,7 +214,10 @@ def test_lm_eval_tasks_on_a_mirrored_dataset_run_offline(small_index, offline_as
 
 # -- few-shot and chat templates ---------------------------------------------------------------
 
-@pytest.mark.parametrize("shots, chat, multiturn", [(2, False, None), (0, True, None), (3, True, None), (2, True, False)])
+
+@pytest.mark.parametrize(
+    "shots, chat, multiturn", [(2, False, None), (0, True, None), (3, True, None), (2, True, False)]
+)
 def test_fewshot_and_chat_requests_equal_lm_eval_own(shots, chat, multiturn, tiny, fake_copa, copa_splits, recorded,
                                                      monkeypatch):  # fmt: skip
     from calibench.evaluation import evaluate
@@ -273,6 +290,7 @@ def test_chat_template_is_checked_before_the_model_loads(tiny_model_dir, fake_co
 
 # -- per-item samples -------------------------------------------------------------------------
 
+
 def test_log_samples_per_item_results_average_to_the_rows(tiny, fake_copa, copa_splits, heldout_file):
     from calibench.evaluation import EvalResult, evaluate
 
@@ -307,6 +325,7 @@ def test_format_1_results_still_load():
 
 # -- lm-eval's own output layout --------------------------------------------------------------
 
+
 def test_lm_eval_output_layout(tiny, fake_copa, tmp_path, heldout_file):
     from calibench.evaluation import EvalResult, evaluate
     from calibench.evaluation.lmeval_output import write_lm_eval_output
@@ -318,7 +337,7 @@ def test_lm_eval_output_layout(tiny, fake_copa, tmp_path, heldout_file):
     (folder,) = out.iterdir()
     names = sorted(p.name for p in folder.iterdir())
     assert len(names) == 2 and names[0].startswith("results_") and names[1].startswith("samples_copa_")
-    stamp = names[0][len("results_"):-len(".json")]
+    stamp = names[0][len("results_") : -len(".json")]
     assert names[1] == f"samples_copa_{stamp}.jsonl"
     data = json.loads((folder / names[0]).read_text())
     for key in ("results", "configs", "versions", "n-shot", "higher_is_better", "n-samples", "config", "task_hashes"):

@@ -30,8 +30,6 @@ def naive_perplexity(model, tokenizer, docs, seq_len, bos_id=None):
     return math.exp(total_nll / total_tokens), windows, total_tokens
 
 
-
-
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -88,8 +86,8 @@ def test_windows_are_consecutive_non_overlapping_and_drop_the_tail():
 
 
 def test_bos_auto_follows_the_tokenizer(tiny_tokenizer):
-    from calibench.evaluation.perplexity import resolve_bos_option
     from calibench.errors import CalibenchError
+    from calibench.evaluation.perplexity import resolve_bos_option
 
     class AddsBos:
         bos_token_id = 7

@@ -14,7 +14,6 @@ import pytest
 from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
 from calibench.data.card.benchmarks import Benchmarks
 from calibench.data.export import export_set
-
 from conftest import assert_one_line_error, corpus_text, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -36,9 +35,14 @@ def padded_set(tiny_tokenizer) -> CalibrationSet:
     for row, length in enumerate([24, 10, 24, 3, 17, 24]):
         mask[row, length:] = 0
         ids[row, length:] = tiny_tokenizer.pad_token_id
-    return CalibrationSet.create(ids, tiny_tokenizer, attention_mask=mask, seed=3,
-                                 source=SourceRecord(name="corpus.txt", kind="local", split="all"),
-                                 sampling=SamplingRecord(mode="document", bos=False))
+    return CalibrationSet.create(
+        ids,
+        tiny_tokenizer,
+        attention_mask=mask,
+        seed=3,
+        source=SourceRecord(name="corpus.txt", kind="local", split="all"),
+        sampling=SamplingRecord(mode="document", bos=False),
+    )
 
 
 @pytest.fixture
@@ -90,16 +94,33 @@ def test_cli_hf_export_then_push_offline_is_skipped_with_one_line(tmp_path, save
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     out = tmp_path / "hf"
-    code, stdout, err = run(["data", "export", str(saved), "-m", str(tiny_model_dir), "-o", str(out), "--format", "hf",
-                             "--push-to-hub", "someone/calib-set"], capsys)
+    code, stdout, err = run(
+        [
+            "data",
+            "export",
+            str(saved),
+            "-m",
+            str(tiny_model_dir),
+            "-o",
+            str(out),
+            "--format",
+            "hf",
+            "--push-to-hub",
+            "someone/calib-set",
+        ],
+        capsys,
+    )
     assert code == 0, err
     lines = stdout.strip().splitlines()
     assert lines[-1].startswith("push to the hub skipped (HF_HUB_OFFLINE is set)") and "someone/calib-set" in lines[-1]
     calib = CalibrationSet.load(saved)
-    assert datasets.load_from_disk(str(out))["input_ids"] == [r[m.astype(bool)].tolist()
-                                                               for r, m in zip(calib.input_ids, calib.attention_mask)]
+    assert datasets.load_from_disk(str(out))["input_ids"] == [
+        r[m.astype(bool)].tolist() for r, m in zip(calib.input_ids, calib.attention_mask)
+    ]
     before = sorted(p.name for p in out.iterdir())
-    code, _, err = run(["data", "export", str(saved), "-m", str(tiny_model_dir), "-o", str(out), "--format", "hf"], capsys)
+    code, _, err = run(
+        ["data", "export", str(saved), "-m", str(tiny_model_dir), "-o", str(out), "--format", "hf"], capsys
+    )
     assert_one_line_error(code, err, "already exists")
     assert sorted(p.name for p in out.iterdir()) == before
 
@@ -116,11 +137,14 @@ def test_cli_jsonl_export_writes_its_card_beside(tmp_path, saved, tiny_model_dir
     assert str(tmp_path / "windows.card.md") in stdout
 
 
-@pytest.mark.parametrize("extra,fragment", [
-    (["--format", "parquet"], "unknown export format 'parquet'"),
-    (["--format", "jsonl", "--push-to-hub", "me/set"], "--push-to-hub needs --format hf"),
-    (["--format", "hf", "--push-to-hub", "not a/repo id"], "is not a hub repo id"),
-])
+@pytest.mark.parametrize(
+    "extra,fragment",
+    [
+        (["--format", "parquet"], "unknown export format 'parquet'"),
+        (["--format", "jsonl", "--push-to-hub", "me/set"], "--push-to-hub needs --format hf"),
+        (["--format", "hf", "--push-to-hub", "not a/repo id"], "is not a hub repo id"),
+    ],
+)
 def test_cli_export_refuses_bad_options(tmp_path, saved, tiny_model_dir, capsys, extra, fragment):
     out = tmp_path / "out"
     code, _, err = run(["data", "export", str(saved), "-m", str(tiny_model_dir), "-o", str(out), *extra], capsys)
@@ -130,8 +154,20 @@ def test_cli_export_refuses_bad_options(tmp_path, saved, tiny_model_dir, capsys,
 
 def test_a_killed_hf_export_leaves_nothing_and_the_next_one_cleans_up(tmp_path, saved, tiny_model_dir):
     out = tmp_path / "hf"
-    command = [sys.executable, "-c", "from calibench.cli import main; main()", "data", "export", str(saved),
-               "-m", str(tiny_model_dir), "-o", str(out), "--format", "hf"]
+    command = [
+        sys.executable,
+        "-c",
+        "from calibench.cli import main; main()",
+        "data",
+        "export",
+        str(saved),
+        "-m",
+        str(tiny_model_dir),
+        "-o",
+        str(out),
+        "--format",
+        "hf",
+    ]
     env = {**os.environ, "CALIBENCH_FAILPOINT": "export.hf_saved"}
     killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert killed.returncode == -9, killed.stderr  # SIGKILL after the data, before the card

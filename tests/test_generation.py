@@ -7,13 +7,10 @@ import math
 import shutil
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
 
-from calibench.errors import CalibenchError
 from calibench.data.generation import (
-    GenerationSettings,
     SamplingPlan,
     generate_calibration_set,
     load_stopwords,
@@ -26,9 +23,8 @@ from calibench.data.generation import (
 )
 from calibench.data.generation.schedule import check_schedule
 from calibench.data.generation.stopwords import first_word_is_stopword, parse_stopwords
-
+from calibench.errors import CalibenchError
 from conftest import make_tokenizer, tiny_llama_config
-
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -47,8 +43,15 @@ def reference_temperature(i: int, t_init: float, t_final: float, n: int) -> floa
 
 def plan_for(tokenizer, **kw) -> SamplingPlan:
     start = resolve_start_token(tokenizer)
-    values = dict(start_id=start.id, stop_ids=(start.id, tokenizer.eos_token_id), t_init=1.0, t_final=1.0,
-                  schedule_tokens=0, max_new_tokens=1000, vocab_size=len(tokenizer))
+    values = dict(
+        start_id=start.id,
+        stop_ids=(start.id, tokenizer.eos_token_id),
+        t_init=1.0,
+        t_final=1.0,
+        schedule_tokens=0,
+        max_new_tokens=1000,
+        vocab_size=len(tokenizer),
+    )
     values.update(kw)
     return SamplingPlan(**values)
 
@@ -80,11 +83,21 @@ def test_schedule_rejects_bad_values(t_init, t_final, n):
 
 def test_process_logits_masks_and_temperatures():
     logits = torch.tensor([[1.0, 2.0, 3.0, 0.5, -1.0, 9.0]] * 3)
-    plan = SamplingPlan(start_id=0, stop_ids=(1,), t_init=2.0, t_final=0.0, schedule_tokens=2, max_new_tokens=10,
-                        vocab_size=5, first_token_ids=(3, 4))
-    masks = {"first": torch.tensor([0, 0, 0, 1, 1, 0], dtype=torch.bool),
-             "stop": torch.tensor([0, 1, 0, 0, 0, 0], dtype=torch.bool),
-             "beyond_vocab": torch.tensor([0, 0, 0, 0, 0, 1], dtype=torch.bool)}
+    plan = SamplingPlan(
+        start_id=0,
+        stop_ids=(1,),
+        t_init=2.0,
+        t_final=0.0,
+        schedule_tokens=2,
+        max_new_tokens=10,
+        vocab_size=5,
+        first_token_ids=(3, 4),
+    )
+    masks = {
+        "first": torch.tensor([0, 0, 0, 1, 1, 0], dtype=torch.bool),
+        "stop": torch.tensor([0, 1, 0, 0, 0, 0], dtype=torch.bool),
+        "beyond_vocab": torch.tensor([0, 0, 0, 0, 0, 1], dtype=torch.bool),
+    }
     probs, temps = process_logits(logits, [0, 1, 7], plan, masks)
     assert temps == [2.0, 1.0, 0.0]
     # row 0: first token, only ids 3 and 4, at t = 2
@@ -130,8 +143,13 @@ class ScriptedLM(torch.nn.Module):
         return None
 
     def forward(self, input_ids, attention_mask, position_ids, past_key_values, use_cache, logits_to_keep):
-        self.calls.append({"input": input_ids.view(-1).tolist(), "mask": attention_mask.clone(),
-                           "pos": position_ids.view(-1).tolist()})
+        self.calls.append(
+            {
+                "input": input_ids.view(-1).tolist(),
+                "mask": attention_mask.clone(),
+                "pos": position_ids.view(-1).tolist(),
+            }
+        )
         rows = input_ids.shape[0]
         gen = torch.Generator().manual_seed(len(self.calls))
         logits = torch.randn(rows, self.vocab, generator=gen)
@@ -209,8 +227,9 @@ def test_first_token_stopwords_every_generation(tiny_model, tiny_tokenizer):
     words, _ = load_stopwords()
     allowed = set(stopword_token_ids(tiny_tokenizer, words))
     assert allowed, "the tiny vocabulary has stop words such as 'the' and 'of'"
-    calib, stats = run_generation(tiny_model, tiny_tokenizer, n=5, seq_len=48, seed=0, first_token="stopwords",
-                                  max_new_tokens=7, batch_size=4)
+    calib, stats = run_generation(
+        tiny_model, tiny_tokenizer, n=5, seq_len=48, seed=0, first_token="stopwords", max_new_tokens=7, batch_size=4
+    )
     start = calib.manifest.generator["start_token"]["id"]
     firsts = 0
     for row in calib.input_ids.tolist():
@@ -228,8 +247,14 @@ def test_restarts_are_independent_generations_like_hf_generate(tiny_model, tiny_
     """Greedy (t = 0) with a 5-token cap: every generation must equal model.generate from the start token."""
     plan = plan_for(tiny_tokenizer, t_init=0.0, t_final=0.0, max_new_tokens=5)
     start = torch.tensor([[plan.start_id]])
-    ref = tiny_model.generate(start, attention_mask=torch.ones_like(start), do_sample=False, max_new_tokens=5,
-                              min_new_tokens=5, pad_token_id=tiny_tokenizer.pad_token_id)[0, 1:].tolist()
+    ref = tiny_model.generate(
+        start,
+        attention_mask=torch.ones_like(start),
+        do_sample=False,
+        max_new_tokens=5,
+        min_new_tokens=5,
+        pad_token_id=tiny_tokenizer.pad_token_id,
+    )[0, 1:].tolist()
     assert not set(ref[1:]) & set(plan.stop_ids)  # the assumption that makes the comparison exact
     expected = ([plan.start_id] + ref) * 10
     for batch_size in (1, 3):
@@ -251,13 +276,29 @@ def test_same_seed_gives_byte_identical_sets(tiny_model, tiny_tokenizer, tmp_pat
 def test_manifest_records_every_generator_parameter(tiny_model, tiny_tokenizer, tmp_path):
     from calibench.data.calibset import CalibrationSet
 
-    calib = generate_calibration_set(tiny_model, tiny_tokenizer, n=2, seq_len=16, seed=3, t_init=1.2, t_final=0.8,
-                                     schedule_tokens=5, max_new_tokens=11, batch_size=2)
+    calib = generate_calibration_set(
+        tiny_model,
+        tiny_tokenizer,
+        n=2,
+        seq_len=16,
+        seed=3,
+        t_init=1.2,
+        t_final=0.8,
+        schedule_tokens=5,
+        max_new_tokens=11,
+        batch_size=2,
+    )
     loaded = CalibrationSet.load(calib.save(tmp_path / "s"), tokenizer=tiny_tokenizer)
     m = loaded.manifest
     assert (m.source.name, m.source.kind, m.sampling.mode, m.seed) == ("self", "generated", "generated", 3)
     g = m.generator
-    assert (g["t_init"], g["t_final"], g["schedule_tokens"], g["max_new_tokens"], g["batch_size"]) == (1.2, 0.8, 5, 11, 2)
+    assert (g["t_init"], g["t_final"], g["schedule_tokens"], g["max_new_tokens"], g["batch_size"]) == (
+        1.2,
+        0.8,
+        5,
+        11,
+        2,
+    )
     assert g["first_token"] == {"mode": "any"} and g["backend"] == "torch" and g["seed"] == 3
     assert g["start_token"]["id"] == tiny_tokenizer.bos_token_id and "rule" in g["start_token"]
     assert tiny_tokenizer.eos_token_id in g["stop_token_ids"] and "separator" in g
@@ -309,8 +350,9 @@ def test_vllm_backend_missing_is_a_user_error(tiny_model_dir, monkeypatch):
 def test_vllm_request_processor_applies_the_schedule():
     from calibench.data.generation.vllm_backend import make_request_processor, request_seed
 
-    proc = make_request_processor({"t_init": 2.0, "t_final": 1.0, "schedule_tokens": 4, "first_token_ids": [1, 3],
-                                   "vocab_size": 5})
+    proc = make_request_processor(
+        {"t_init": 2.0, "t_final": 1.0, "schedule_tokens": 4, "first_token_ids": [1, 3], "vocab_size": 5}
+    )
     logits = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     first = proc([], logits.clone())
     assert torch.isinf(first[[0, 2, 4, 5]]).all() and torch.allclose(first[[1, 3]], torch.tensor([1.0, 2.0]))
@@ -337,7 +379,9 @@ def test_vllm_backend_concatenates_generations(tiny_tokenizer, monkeypatch):
                 finish, reason = ("stop", None) if p.max_tokens > 3 else ("length", None)
                 if finish == "stop":
                     ids = ids + [tiny_tokenizer.eos_token_id]
-                outs.append(SimpleNamespace(outputs=[SimpleNamespace(token_ids=ids, finish_reason=finish, stop_reason=reason)]))
+                outs.append(
+                    SimpleNamespace(outputs=[SimpleNamespace(token_ids=ids, finish_reason=finish, stop_reason=reason)])
+                )
             return outs
 
     monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(LLM=None, SamplingParams=Params))
@@ -373,34 +417,58 @@ def assert_one_line_error(code, err, fragment):
 
 def test_cli_generate_then_stats(tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "self"
-    code, stdout, err = run_cli(["data", "generate", "-m", str(tiny_model_dir), "--n", "3", "--seq-len", "20",
-                                 "--out", str(out), "--first-token", "stopwords", "--batch-size", "2",
-                                 "--max-new-tokens", "6", "--jsonl"], capsys)
+    code, stdout, err = run_cli(
+        [
+            "data",
+            "generate",
+            "-m",
+            str(tiny_model_dir),
+            "--n",
+            "3",
+            "--seq-len",
+            "20",
+            "--out",
+            str(out),
+            "--first-token",
+            "stopwords",
+            "--batch-size",
+            "2",
+            "--max-new-tokens",
+            "6",
+            "--jsonl",
+        ],
+        capsys,
+    )
     assert code == 0, err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["generator"]["first_token"]["mode"] == "stopwords" and manifest["tokens_sha256"] in stdout
     assert "tokens/s" in stdout and len((out / "windows.jsonl").read_text().splitlines()) == 3
-    code, stdout, err = run_cli(["data", "stats", str(out), "--model", str(tiny_model_dir), "--out",
-                                 str(tmp_path / "stats.json")], capsys)
+    code, stdout, err = run_cli(
+        ["data", "stats", str(out), "--model", str(tiny_model_dir), "--out", str(tmp_path / "stats.json")], capsys
+    )
     assert code == 0, err
     data = json.loads((tmp_path / "stats.json").read_text())
     assert data["sets"][0]["source"] == "self" and data["sets"][0]["perplexity"] > 1
     assert "perplexity" in stdout and "self" in stdout
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--t-init", "-0.5"], "--t-init"),
-    (["--t-final", "-1"], "--t-final"),
-    (["--n", "0"], "--n"),
-    (["--n", "9000"], "--n"),
-    (["--seq-len", "1"], "--seq-len"),
-    (["--seq-len", "4096"], "maximum"),
-    (["--batch-size", "0"], "--batch-size"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--t-init", "-0.5"], "--t-init"),
+        (["--t-final", "-1"], "--t-final"),
+        (["--n", "0"], "--n"),
+        (["--n", "9000"], "--n"),
+        (["--seq-len", "1"], "--seq-len"),
+        (["--seq-len", "4096"], "maximum"),
+        (["--batch-size", "0"], "--batch-size"),
+    ],
+)
 def test_cli_generate_errors(tiny_model_dir, tmp_path, capsys, args, fragment):
     out = tmp_path / "x"
-    code, _, err = run_cli(["data", "generate", "-m", str(tiny_model_dir), "--out", str(out), "--n", "2",
-                            "--seq-len", "16", *args], capsys)
+    code, _, err = run_cli(
+        ["data", "generate", "-m", str(tiny_model_dir), "--out", str(out), "--n", "2", "--seq-len", "16", *args], capsys
+    )
     assert_one_line_error(code, err, fragment)
     assert not out.exists()
 
@@ -414,7 +482,8 @@ def test_cli_generate_model_without_bos(tiny_model_dir, tmp_path, capsys):
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         (model_dir / name).unlink(missing_ok=True)
     tok.save_pretrained(model_dir)
-    code, _, err = run_cli(["data", "generate", "-m", str(model_dir), "--out", str(tmp_path / "o"), "--n", "2",
-                            "--seq-len", "16"], capsys)
+    code, _, err = run_cli(
+        ["data", "generate", "-m", str(model_dir), "--out", str(tmp_path / "o"), "--n", "2", "--seq-len", "16"], capsys
+    )
     assert_one_line_error(code, err, "no BOS token")
     assert not (tmp_path / "o").exists()

@@ -11,8 +11,8 @@ pytestmark = pytest.mark.integration
 
 def test_smollm2_generates_documents_from_endoftext(offline_assets):
     from calibench.data.generation import load_stopwords, run_generation
-    from calibench.models import load_model, load_tokenizer
     from calibench.data.stats import set_statistics
+    from calibench.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer("smollm2-135m")
     model = load_model("smollm2-135m")

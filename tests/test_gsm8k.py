@@ -20,8 +20,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_thread")]
 GEN_KWARGS = {"max_gen_toks": 12}  # the tiny model's context is 256 tokens; applied to both sides
 
 
-
-
 @pytest.fixture
 def pack(offline_assets):
     from calibench.evaluation.mirrors import pack_root
@@ -82,7 +80,12 @@ def test_offline_gsm8k_scores_exactly_like_lm_eval_own_config(tiny_model_dir, mi
 
     record = ours.record("gsm8k")
     assert (record.mode, record.split, record.num_fewshot, record.n_total, record.n_evaluated) == (
-        "offline", "test", 0, 1319, 4)
+        "offline",
+        "test",
+        0,
+        1319,
+        4,
+    )
     assert record.details["generation_kwargs"]["max_gen_toks"] == 12 and ours.settings["gen_kwargs"] == GEN_KWARGS
     scores = {r.metric: r.value for r in ours.rows}
     assert scores == {f"exact_match,{f}": theirs["results"]["gsm8k"][f"exact_match,{f}"]
@@ -99,7 +102,11 @@ def test_offline_gsm8k_scores_exactly_like_lm_eval_own_config(tiny_model_dir, mi
     for item in items:
         ref = by_doc[item["doc_id"]]
         assert (item["doc_hash"], item["response"], item["filtered"], item["metrics"]) == (
-            ref["hash"], ref["response"], ref["filtered"], ref["metrics"])
+            ref["hash"],
+            ref["response"],
+            ref["filtered"],
+            ref["metrics"],
+        )
         assert ref["prompt"][0] == f"Question: {mirror.splits['test'][item['doc_id']]['question']}\nAnswer:"
         assert ref["prompt"][1]["max_gen_toks"] == 12 and "Question:" in ref["prompt"][1]["until"]
     for metric in scores:  # per-item scores average to the task's

@@ -32,14 +32,34 @@ def heldout_dir(tmp_path_factory, tiny_text_set):
 
 
 def test_inspect_writes_report_json_and_plots_and_repeats_exactly(tmp_path, tiny_model_dir, heldout_dir, capsys):
-    args = ["inspect", "activations", str(heldout_dir), "random-vocab", "random-punct", "-m", str(tiny_model_dir),
-            "--n", "4", "--seq-len", "16", "--heldout", str(heldout_dir)]
+    args = [
+        "inspect",
+        "activations",
+        str(heldout_dir),
+        "random-vocab",
+        "random-punct",
+        "-m",
+        str(tiny_model_dir),
+        "--n",
+        "4",
+        "--seq-len",
+        "16",
+        "--heldout",
+        str(heldout_dir),
+    ]
     code, out, err = run([*args, "-o", str(tmp_path / "a")], capsys)
     assert code == 0, err
     assert "activation statistics per set" in out and "stability (linear_input)" in out
     files = {p.name for p in (tmp_path / "a").iterdir()}
-    assert files == {"inspection.json", "channels.npz", "report.md", "layer_max.png", "channel_heatmap.png",
-                     "stability.png", "quant_error.png"}
+    assert files == {
+        "inspection.json",
+        "channels.npz",
+        "report.md",
+        "layer_max.png",
+        "channel_heatmap.png",
+        "stability.png",
+        "quant_error.png",
+    }
     for name in files - {"inspection.json", "channels.npz", "report.md"}:
         assert (tmp_path / "a" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((tmp_path / "a" / "inspection.json").read_text())
@@ -66,18 +86,39 @@ def test_inspect_writes_report_json_and_plots_and_repeats_exactly(tmp_path, tiny
     first, second = np.load(tmp_path / "a" / "channels.npz"), np.load(tmp_path / "b" / "channels.npz")
     assert sorted(first.files) == sorted(second.files)
     assert all(np.array_equal(first[k], second[k]) for k in first.files)
-    direct = activation_stats(load_model(str(tiny_model_dir), dtype="float32", device="cpu"),
-                              CalibrationSet.load(heldout_dir))
+    direct = activation_stats(
+        load_model(str(tiny_model_dir), dtype="float32", device="cpu"), CalibrationSet.load(heldout_dir)
+    )
     for site in direct.sites:
-        np.testing.assert_array_equal(first[channel_key(0, "heldout", site.name, "channel_max_abs")],
-                                      np.asarray(site.channel_max_abs, dtype=np.float32))
+        np.testing.assert_array_equal(
+            first[channel_key(0, "heldout", site.name, "channel_max_abs")],
+            np.asarray(site.channel_max_abs, dtype=np.float32),
+        )
         np.testing.assert_array_equal(first[channel_key(0, "heldout", site.name, "int8_counts")], site.int8_counts)
 
 
 def test_several_models_get_their_own_sections_and_a_comparison(tmp_path, tiny_model_dir, second_model_dir, capsys):
-    code, _, err = run(["inspect", "activations", "random-vocab", "random-punct", "-m", str(tiny_model_dir),
-                        "-m", str(second_model_dir), "--n", "3", "--seq-len", "12", "--heldout", "none",
-                        "-o", str(tmp_path / "two")], capsys)
+    code, _, err = run(
+        [
+            "inspect",
+            "activations",
+            "random-vocab",
+            "random-punct",
+            "-m",
+            str(tiny_model_dir),
+            "-m",
+            str(second_model_dir),
+            "--n",
+            "3",
+            "--seq-len",
+            "12",
+            "--heldout",
+            "none",
+            "-o",
+            str(tmp_path / "two"),
+        ],
+        capsys,
+    )
     assert code == 0, err
     data = json.loads((tmp_path / "two" / "inspection.json").read_text())
     assert [m["model"] for m in data["models"]] == [str(tiny_model_dir), str(second_model_dir)]
@@ -96,8 +137,9 @@ def test_api_matches_the_cli_and_a_set_for_another_tokenizer_is_refused(tmp_path
     from calibench.models import load_model
 
     inspection = inspect_activations([str(tiny_model_dir)], [str(heldout_dir)], n=4, seq_len=16, heldout=None)
-    direct = activation_stats(load_model(str(tiny_model_dir), dtype="float32", device="cpu"),
-                              CalibrationSet.load(heldout_dir))
+    direct = activation_stats(
+        load_model(str(tiny_model_dir), dtype="float32", device="cpu"), CalibrationSet.load(heldout_dir)
+    )
     assert inspection.models[0].stats["heldout"].model_dump() == direct.model_dump()
     assert inspection.models[0].stability.pairs == 0
 

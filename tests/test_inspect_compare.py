@@ -82,12 +82,16 @@ def test_pair_comparison_matches_a_recomputation_from_the_channel_maxima(stats):
     for layer in pair.layers:
         sites = [s for s in stats["text"].sites if s.kind == layer.kind and s.layer == layer.layer]
         rhos = [spearmanr(s.channel_max_abs, other[s.name].channel_max_abs).statistic for s in sites]
-        overlaps = [len(top_channels(s.channel_max_abs, 4) & top_channels(other[s.name].channel_max_abs, 4))
-                    / len(top_channels(s.channel_max_abs, 4) | top_channels(other[s.name].channel_max_abs, 4))
-                    for s in sites]
+        overlaps = [
+            len(top_channels(s.channel_max_abs, 4) & top_channels(other[s.name].channel_max_abs, 4))
+            / len(top_channels(s.channel_max_abs, 4) | top_channels(other[s.name].channel_max_abs, 4))
+            for s in sites
+        ]
         assert layer.spearman == pytest.approx(np.mean(rhos), abs=1e-9)
         assert layer.jaccard == pytest.approx(np.mean(overlaps))
-        assert layer.max_ratio == pytest.approx(max(s.max_abs for s in sites) / max(other[s.name].max_abs for s in sites))
+        assert layer.max_ratio == pytest.approx(
+            max(s.max_abs for s in sites) / max(other[s.name].max_abs for s in sites)
+        )
         checked += 1
     assert checked == 2 * 2  # two layers, each with linear inputs and a residual stream
 
@@ -96,9 +100,14 @@ def test_a_set_against_itself_is_perfectly_stable_and_a_scaled_copy_moves_only_i
     from calibench.inspect.compare import compare_sets, stability_summary
 
     text = stats["text"]
-    doubled = text.model_copy(update={"sites": [
-        s.model_copy(update={"channel_max_abs": [2 * v for v in s.channel_max_abs], "max_abs": 2 * s.max_abs})
-        for s in text.sites]})
+    doubled = text.model_copy(
+        update={
+            "sites": [
+                s.model_copy(update={"channel_max_abs": [2 * v for v in s.channel_max_abs], "max_abs": 2 * s.max_abs})
+                for s in text.sites
+            ]
+        }
+    )
     same = {"x": text, "y": text, "z": doubled}
     comparisons = compare_sets(same, top_k=4)
     assert [(c.a, c.b) for c in comparisons] == [("x", "y"), ("x", "z"), ("y", "z")]
@@ -127,8 +136,12 @@ def _capture_linear_inputs(model, heldout, names):
     modules = dict(model.named_modules())
     store = {name: [] for name in names}
     ids, mask = heldout.to_torch()
-    handles = [modules[name].register_forward_pre_hook(
-        lambda _m, args, n=name: store[n].append(args[0][mask.bool()].double().numpy())) for name in names]
+    handles = [
+        modules[name].register_forward_pre_hook(
+            lambda _m, args, n=name: store[n].append(args[0][mask.bool()].double().numpy())
+        )
+        for name in names
+    ]
     try:
         with torch.no_grad():
             model(input_ids=ids, attention_mask=mask)

@@ -57,16 +57,25 @@ def _capture(model, calib, batch_size=2):
     def keep(name, tensor):
         m = state["mask"].bool()
         rows, cols = torch.nonzero(m, as_tuple=True)
-        store[name].append((tensor[m].float().double().numpy(), (rows + state["begin"]).numpy(), cols.numpy(),
-                            state["ids"][rows, cols].numpy()))
+        store[name].append(
+            (
+                tensor[m].float().double().numpy(),
+                (rows + state["begin"]).numpy(),
+                cols.numpy(),
+                state["ids"][rows, cols].numpy(),
+            )
+        )
 
     handles = []
     for s in sites:
         if s.kind == "linear_input":
             handles.append(s.module.register_forward_pre_hook(lambda _m, a, n=s.name: keep(n, a[0])))
         else:
-            handles.append(s.module.register_forward_hook(
-                lambda _m, _a, out, n=s.name: keep(n, out[0] if isinstance(out, tuple) else out)))
+            handles.append(
+                s.module.register_forward_hook(
+                    lambda _m, _a, out, n=s.name: keep(n, out[0] if isinstance(out, tuple) else out)
+                )
+            )
     ids, mask = calib.to_torch()
     try:
         with torch.no_grad():
@@ -94,8 +103,16 @@ def test_every_statistic_matches_a_naive_computation(model, calib):
     from calibench.inspect.accumulators import BIN_RATIO
 
     # thresholds low enough that a random tiny model has outlier counts and "massive" entries to compare
-    stats = activation_stats(model, calib, batch_size=2, int8_threshold=1.5, massive_threshold=0.5, massive_ratio=5.0,
-                             massive_top_k=100_000, quantiles=(0.0, 0.5, 0.9, 0.99, 1.0))
+    stats = activation_stats(
+        model,
+        calib,
+        batch_size=2,
+        int8_threshold=1.5,
+        massive_threshold=0.5,
+        massive_ratio=5.0,
+        massive_top_k=100_000,
+        quantiles=(0.0, 0.5, 0.9, 0.99, 1.0),
+    )
     full = _capture(model, calib)
     # q/k/v read one tensor, gate/up another: each is measured once, under the first, naming the others
     assert {s.name for s in stats.sites} == {n for n in full if not n.endswith(("k_proj", "v_proj", "up_proj"))}
@@ -140,8 +157,9 @@ def test_every_statistic_matches_a_naive_computation(model, calib):
 def test_massive_list_keeps_the_top_k_by_magnitude(model, calib):
     from calibench.inspect import activation_stats
 
-    stats = activation_stats(model, calib, layers=r"layers\.0\.mlp\.gate_proj$", massive_threshold=0.5,
-                             massive_ratio=5.0, massive_top_k=5)
+    stats = activation_stats(
+        model, calib, layers=r"layers\.0\.mlp\.gate_proj$", massive_threshold=0.5, massive_ratio=5.0, massive_top_k=5
+    )
     (site,) = stats.sites
     x, sample, position, token = _capture(model, calib)[site.name]
     naive = _naive_massive(x, sample, position, token, 0.5, 5.0)
@@ -217,9 +235,23 @@ def test_outlier_feature_rule_thresholds():
     from calibench.inspect import SiteStats, outlier_features
 
     def site(layer, counts):
-        return SiteStats(name=f"l.{layer}", kind="linear_input", layer=layer, role="mlp.down_proj", width=3, tokens=100,
-                         channel_max_abs=[0.0] * 3, channel_mean_abs=[0.0] * 3, channel_rms=[0.0] * 3, max_abs=0.0,
-                         quantiles={}, kurtosis=None, int8_counts=counts, massive_total=0, massive=[])
+        return SiteStats(
+            name=f"l.{layer}",
+            kind="linear_input",
+            layer=layer,
+            role="mlp.down_proj",
+            width=3,
+            tokens=100,
+            channel_max_abs=[0.0] * 3,
+            channel_mean_abs=[0.0] * 3,
+            channel_rms=[0.0] * 3,
+            max_abs=0.0,
+            quantiles={},
+            kurtosis=None,
+            int8_counts=counts,
+            massive_total=0,
+            massive=[],
+        )
 
     # channel 0: 6% of positions in 1 of 4 layers (25%): an outlier;
     # channel 1: 5% everywhere: not; channel 2: 6% in none

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from calibench.study import load_spec, run_study
-
 from conftest import assert_one_line_error, corpus_text, run, tiny_llama_config
 
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.usefixtures("one_thread")]
@@ -26,13 +25,19 @@ def second_model_dir(tmp_path_factory, tiny_tokenizer):
 
 
 def _spec(path, models, train, heldout, tasks):
-    path.write_text(json.dumps({
-        "name": "act", "models": [str(m) for m in models],
-        "methods": [{"name": "wanda", "params": {"sparsity": 0.5}}],
-        "sources": [{"name": str(train), "sets": 2}, {"name": "random-vocab", "sets": 1}],
-        "n": [4], "seq_len": [32],
-        "eval": {"tasks": tasks, "ppl_seq_len": 32, "ppl_max_windows": 3},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "name": "act",
+                "models": [str(m) for m in models],
+                "methods": [{"name": "wanda", "params": {"sparsity": 0.5}}],
+                "sources": [{"name": str(train), "sets": 2}, {"name": "random-vocab", "sets": 1}],
+                "n": [4],
+                "seq_len": [32],
+                "eval": {"tasks": tasks, "ppl_seq_len": 32, "ppl_max_windows": 3},
+            }
+        )
+    )
     return path
 
 
@@ -45,8 +50,9 @@ def texts(tmp_path_factory):
     return train, heldout
 
 
-def test_act_outliers_rows_equal_a_direct_measurement_and_reach_the_report(tmp_path, tiny_model_dir,
-                                                                             second_model_dir, texts):
+def test_act_outliers_rows_equal_a_direct_measurement_and_reach_the_report(
+    tmp_path, tiny_model_dir, second_model_dir, texts
+):
     from calibench.data.builders import build_set
     from calibench.data.calibset import CalibrationSet
     from calibench.inspect import activation_stats
@@ -56,8 +62,11 @@ def test_act_outliers_rows_equal_a_direct_measurement_and_reach_the_report(tmp_p
     from calibench.study.sets import SETS_DIR
 
     train, heldout = texts
-    spec = load_spec(_spec(tmp_path / "s.json", [tiny_model_dir, second_model_dir], train, heldout,
-                           [f"ppl:{heldout}", "act:outliers"]))
+    spec = load_spec(
+        _spec(
+            tmp_path / "s.json", [tiny_model_dir, second_model_dir], train, heldout, [f"ppl:{heldout}", "act:outliers"]
+        )
+    )
     out = tmp_path / "study"
     run_study(spec, out)
     frame, failures, _ = load_frame(out)
@@ -71,8 +80,11 @@ def test_act_outliers_rows_equal_a_direct_measurement_and_reach_the_report(tmp_p
     values = dict(zip(row.metric, row.value))
     tokenizer = load_tokenizer(str(tiny_model_dir))
     set_dirs = [p for p in (out / SETS_DIR).iterdir() if p.is_dir()]
-    calib = next(s for s in (CalibrationSet.load(p) for p in set_dirs)
-                 if s.manifest.source.name == "random-vocab" and s.tokenizer_identity.vocab_size == len(tokenizer))
+    calib = next(
+        s
+        for s in (CalibrationSet.load(p) for p in set_dirs)
+        if s.manifest.source.name == "random-vocab" and s.tokenizer_identity.vocab_size == len(tokenizer)
+    )
     model = load_model(str(tiny_model_dir), dtype="float32", device="cpu")
     stats = activation_stats(model, calib)
     windows = build_set(str(heldout), tokenizer=tokenizer, n=calib.n, seq_len=calib.seq_len, seed=0)
@@ -88,14 +100,18 @@ def test_act_outliers_rows_equal_a_direct_measurement_and_reach_the_report(tmp_p
     names = {p.name for p in report.plots}
     assert "activation_vs_perplexity.png" in names
     # two models: every per-source plot is drawn once per model, never both in one panel
-    assert {f"perplexity_by_source-{tiny_model_dir.name}.png",
-            f"perplexity_by_source-{second_model_dir.name}.png"} <= names
+    assert {
+        f"perplexity_by_source-{tiny_model_dir.name}.png",
+        f"perplexity_by_source-{second_model_dir.name}.png",
+    } <= names
 
 
 def test_unknown_or_lonely_activation_tasks_are_refused(tmp_path, tiny_model_dir, texts, capsys):
     train, heldout = texts
-    for tasks, fragment in ((["ppl:wiki", "act:outlier"], "unknown activation task 'act:outlier'"),
-                            (["act:outliers"], "add at least one other task")):
+    for tasks, fragment in (
+        (["ppl:wiki", "act:outlier"], "unknown activation task 'act:outlier'"),
+        (["act:outliers"], "add at least one other task"),
+    ):
         path = _spec(tmp_path / "s.json", [tiny_model_dir], train, heldout, tasks)
         code, _, err = run(["study", "run", str(path), "--out", str(tmp_path / "out")], capsys)
         assert_one_line_error(code, err, fragment)

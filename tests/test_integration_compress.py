@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from calibench.data.draw import build_calibration_set
 from calibench.compress import compress
 from calibench.compress.masks import is_nm_sparse
 from calibench.compress.validate import target_linears
+from calibench.data.draw import build_calibration_set
 
 pytestmark = [pytest.mark.integration, pytest.mark.filterwarnings("ignore")]
 

@@ -7,8 +7,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from calibench.data.draw import build_calibration_set, build_calibration_sets
 from calibench.data.calibset import CalibrationSet
+from calibench.data.draw import build_calibration_set, build_calibration_sets
 from calibench.data.sampling import intervals_overlap
 from calibench.data.sources import get_source
 from calibench.data.sources.random_vocab import special_token_ids
@@ -28,8 +28,23 @@ def test_wiki_build_is_byte_identical_per_seed(offline_assets, tmp_path, capsys)
 
     def build(seed, name):
         try:
-            main(["data", "build", "wiki", "--model", "smollm2-135m", "--n", "16", "--seq-len", "256",
-                  "--seed", str(seed), "--out", str(tmp_path / name)])
+            main(
+                [
+                    "data",
+                    "build",
+                    "wiki",
+                    "--model",
+                    "smollm2-135m",
+                    "--n",
+                    "16",
+                    "--seq-len",
+                    "256",
+                    "--seed",
+                    str(seed),
+                    "--out",
+                    str(tmp_path / name),
+                ]
+            )
         except SystemExit as exc:
             assert not exc.code
         return CalibrationSet.load(tmp_path / name)

@@ -23,7 +23,6 @@ import pytest
 from calibench.data.calibset import CalibrationSet
 from calibench.study import run_study
 from calibench.study.store import DB_NAME
-
 from conftest import corpus_text
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -35,8 +34,9 @@ def calibench(args: list[str], failpoint: str | None = None, **kwargs) -> subpro
     env.pop("CALIBENCH_FAILPOINT", None)
     if failpoint:
         env["CALIBENCH_FAILPOINT"] = failpoint
-    return subprocess.Popen([str(CALIBENCH), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env=env, **kwargs)
+    return subprocess.Popen(
+        [str(CALIBENCH), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, **kwargs
+    )
 
 
 def temporaries(directory: Path) -> list[Path]:
@@ -61,11 +61,18 @@ def texts(tmp_path_factory):
 def spec(tmp_path_factory, tiny_model_dir, texts):
     train, heldout = texts
     path = tmp_path_factory.mktemp("kill-spec") / "spec.yaml"
-    path.write_text(json.dumps({
-        "models": [str(tiny_model_dir)], "methods": [{"name": "wanda", "params": {"sparsity": 0.5}}],
-        "sources": [{"name": str(train), "sets": 2}], "n": [4], "seq_len": [32],
-        "eval": {"tasks": [f"ppl:{heldout}"], "ppl_seq_len": 32, "ppl_max_windows": 4},
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "models": [str(tiny_model_dir)],
+                "methods": [{"name": "wanda", "params": {"sparsity": 0.5}}],
+                "sources": [{"name": str(train), "sets": 2}],
+                "n": [4],
+                "seq_len": [32],
+                "eval": {"tasks": [f"ppl:{heldout}"], "ppl_seq_len": 32, "ppl_max_windows": 4},
+            }
+        )
+    )
     return path
 
 
@@ -76,7 +83,9 @@ def reference(tmp_path_factory, spec):
     return out
 
 
-@pytest.mark.parametrize("failpoint", ["sets.built", "artifact.writing", "cell.compress:2", "cell.evaluate:2", "store.write:2"])
+@pytest.mark.parametrize(
+    "failpoint", ["sets.built", "artifact.writing", "cell.compress:2", "cell.evaluate:2", "store.write:2"]
+)
 def test_study_killed_at_each_stage_resumes_to_the_uninterrupted_results(tmp_path, spec, reference, failpoint):
     out = tmp_path / "study"
     proc = calibench(["study", "run", spec, "--out", out, "--no-report"], failpoint=failpoint)
@@ -93,7 +102,9 @@ def test_study_killed_at_each_stage_resumes_to_the_uninterrupted_results(tmp_pat
     assert not temporaries(out), "the rerun should remove what the killed write left"
     resumed = dict(table(db, "SELECT key || task, value FROM results"))
     assert resumed == dict(table(reference / DB_NAME, "SELECT key || task, value FROM results"))
-    assert table(db, "SELECT * FROM sets ORDER BY recipe, set_index") == table(reference / DB_NAME, "SELECT * FROM sets ORDER BY recipe, set_index")
+    assert table(db, "SELECT * FROM sets ORDER BY recipe, set_index") == table(
+        reference / DB_NAME, "SELECT * FROM sets ORDER BY recipe, set_index"
+    )
 
 
 def _build_args(texts, tiny_model_dir, out):

@@ -14,7 +14,6 @@ import gzip
 import hashlib
 import io
 import json
-import lzma
 import shutil
 import tarfile
 from pathlib import Path
@@ -166,8 +165,17 @@ def test_clean_page_rejoins_split_words_only_inside_paragraphs():
 
 
 def test_boilerplate_headings_of_every_language():
-    for heading in ("ÜBERSETZUNG", "TRADUCTION", "TRADUCCIÓN", "TŁUMACZENIE", "ПЕРЕВОД", "この文書について",
-                    "跋", "[中文版维护人]", "《中国 Linux 论坛 man 手册页翻译计划》:"):
+    for heading in (
+        "ÜBERSETZUNG",
+        "TRADUCTION",
+        "TRADUCCIÓN",
+        "TŁUMACZENIE",
+        "ПЕРЕВОД",
+        "この文書について",
+        "跋",
+        "[中文版维护人]",
+        "《中国 Linux 论坛 man 手册页翻译计划》:",
+    ):
         assert is_boilerplate_heading(heading), heading
     for heading in ("BESCHREIBUNG", "DESCRIPTION", "説明", "描述", "SEE ALSO"):
         assert not is_boilerplate_heading(heading), heading
@@ -477,8 +485,12 @@ def test_stopword_tokens_of_a_german_tokenizer():
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "</s>", "<unk>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<s>", "</s>", "<unk>"],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator(text, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
     words, _ = load_stopwords(language="de")

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from calibench.study.store import DB_NAME
-
 from conftest import corpus_text
 
 CALIBENCH = Path(sys.executable).with_name("calibench")
@@ -24,15 +23,27 @@ def _study(tmp_path: Path, model_dir: Path, out: Path, extra_env: dict[str, str]
         train.write_text("\n\n".join(corpus_text(200, seed=0)))
         heldout.write_text("\n\n".join(corpus_text(60, seed=7)))
     spec = tmp_path / "spec.yaml"
-    spec.write_text(json.dumps({
-        "models": [str(model_dir)], "methods": [{"name": "sparsegpt", "params": {"sparsity": 0.5}}],
-        "sources": [{"name": str(train)}], "n": [4], "seq_len": [32],
-        "eval": {"tasks": [f"ppl:{heldout}"], "ppl_seq_len": 32, "ppl_max_windows": 4},
-    }))
+    spec.write_text(
+        json.dumps(
+            {
+                "models": [str(model_dir)],
+                "methods": [{"name": "sparsegpt", "params": {"sparsity": 0.5}}],
+                "sources": [{"name": str(train)}],
+                "n": [4],
+                "seq_len": [32],
+                "eval": {"tasks": [f"ppl:{heldout}"], "ppl_seq_len": 32, "ppl_max_windows": 4},
+            }
+        )
+    )
     env = {**os.environ, **extra_env}
     env.pop("CALIBENCH_REPRODUCIBLE", None)
-    done = subprocess.run([str(CALIBENCH), "study", "run", str(spec), "--out", str(out), "--no-report", *flags],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [str(CALIBENCH), "study", "run", str(spec), "--out", str(out), "--no-report", *flags],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr
     with sqlite3.connect(out / DB_NAME) as conn:
         records = [json.loads(r) for (r,) in conn.execute("SELECT record FROM cells ORDER BY key")]

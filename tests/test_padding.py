@@ -50,8 +50,14 @@ def _gptq_hessians(model_dir, tokenizer, dataset, monkeypatch, seq_len):
         return result
 
     monkeypatch.setattr(gptq_base, "accumulate_hessian", recording)
-    oneshot(model=model, dataset=dataset, recipe=GPTQModifier(targets="Linear", scheme="W4A16", ignore=["lm_head"]),
-            num_calibration_samples=len(dataset), max_seq_length=seq_len, tokenizer=tokenizer)
+    oneshot(
+        model=model,
+        dataset=dataset,
+        recipe=GPTQModifier(targets="Linear", scheme="W4A16", ignore=["lm_head"]),
+        num_calibration_samples=len(dataset),
+        max_seq_length=seq_len,
+        tokenizer=tokenizer,
+    )
     assert captured, "GPTQ accumulated no Hessian"
     return captured
 

@@ -10,7 +10,6 @@ import pytest
 
 from calibench.errors import CalibenchError
 from calibench.study import paired
-
 from conftest import corpus_text
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore")]
@@ -59,7 +58,7 @@ def test_a_large_constant_shift_gives_the_smallest_p_and_a_ci_around_it():
     assert ci.low < 5.0 < ci.high and ci.high - ci.low < 0.01
     assert paired.sign_flip_pvalue(a, b, n_perm=999) == pytest.approx(1 / 1000)
     # exact: only the identity and the all-flipped pattern reach the observed |mean|
-    assert paired.sign_flip_pvalue(a[:10], b[:10]) == pytest.approx(2 / 2 ** 10)
+    assert paired.sign_flip_pvalue(a[:10], b[:10]) == pytest.approx(2 / 2**10)
 
 
 # ----------------------------------------------------------------- sign-flip test
@@ -68,14 +67,15 @@ def test_a_large_constant_shift_gives_the_smallest_p_and_a_ci_around_it():
 def test_exact_sign_flip_p_equals_enumerating_every_pattern():
     d = np.array([0.9, -0.2, 0.5, 0.4, 0.1, 0.7])
     observed = abs(d.mean())
-    hits = sum(abs(np.mean(np.array(signs) * d)) >= observed - 1e-12
-               for signs in itertools.product([1, -1], repeat=d.size))
-    assert paired.sign_flip_pvalue(d) == pytest.approx(hits / 2 ** d.size)
-    assert 0 < hits < 2 ** d.size
+    hits = sum(
+        abs(np.mean(np.array(signs) * d)) >= observed - 1e-12 for signs in itertools.product([1, -1], repeat=d.size)
+    )
+    assert paired.sign_flip_pvalue(d) == pytest.approx(hits / 2**d.size)
+    assert 0 < hits < 2**d.size
     # Monte Carlo approaches the exact value and is deterministic with its seed
     mc = paired.sign_flip_pvalue(d, exact_max=0, n_perm=20000, seed=3)
     assert mc == paired.sign_flip_pvalue(d, exact_max=0, n_perm=20000, seed=3)
-    assert mc == pytest.approx(hits / 2 ** d.size, abs=0.01)
+    assert mc == pytest.approx(hits / 2**d.size, abs=0.01)
 
 
 def test_ties_count_as_ties():
@@ -106,7 +106,7 @@ def test_items_and_sets_needed_match_a_hand_calculation():
     assert paired.items_needed(-0.1, 0.5) == 197  # the sign does not matter
     assert paired.items_needed(0.0, 0.5) == math.inf
     # (2.8016^2 * (0.02^2 + 0.03^2) / 0.01^2 = 102.03 -> 103
-    assert paired.sets_needed(0.01, 0.02, 0.03) == math.ceil(z ** 2 * (0.02 ** 2 + 0.03 ** 2) / 0.01 ** 2) == 103
+    assert paired.sets_needed(0.01, 0.02, 0.03) == math.ceil(z**2 * (0.02**2 + 0.03**2) / 0.01**2) == 103
     assert math.isnan(paired.sets_needed(0.01, float("nan"), 0.03))
 
 
@@ -236,16 +236,42 @@ def test_no_paired_sections_with_a_single_source(tmp_path):
 
     from calibench.study.paired_report import paired_sections
 
-    frame = pd.DataFrame([{"key": "k", "model": "m", "method": "wanda", "source": "wiki", "set_index": 0, "n": 4,
-                           "seq_len": 32, "task": "ppl:wiki", "metric": "perplexity", "value": 3.0}])
+    frame = pd.DataFrame(
+        [
+            {
+                "key": "k",
+                "model": "m",
+                "method": "wanda",
+                "source": "wiki",
+                "set_index": 0,
+                "n": 4,
+                "seq_len": 32,
+                "task": "ppl:wiki",
+                "metric": "perplexity",
+                "value": 3.0,
+            }
+        ]
+    )
     assert paired_sections(tmp_path, frame) == ([], [])
 
 
 def _fake_cell(source: str, index: int):
     from calibench.study.cells import Cell
 
-    return Cell(model="m", method="wanda", method_name="wanda", params={}, source=source, source_params={}, num_sets=3,
-                set_index=index, n=16, seq_len=64, seed=0, eval={"tasks": ["arc_easy"], "limit": 20})
+    return Cell(
+        model="m",
+        method="wanda",
+        method_name="wanda",
+        params={},
+        source=source,
+        source_params={},
+        num_sets=3,
+        set_index=index,
+        n=16,
+        seq_len=64,
+        seed=0,
+        eval={"tasks": ["arc_easy"], "limit": 20},
+    )
 
 
 def test_accuracy_items_pair_by_document_and_holm_runs_over_every_pair(tmp_path):
@@ -264,9 +290,14 @@ def test_accuracy_items_pair_by_document_and_holm_runs_over_every_pair(tmp_path)
             acc = {d: float(rng.uniform() < rate) for d in docs}
             scores[(source, i)] = acc
             items = [{"doc_id": j, "doc_hash": d, "metrics": {"acc": v}} for j, (d, v) in enumerate(acc.items())]
-            store.record_success(_fake_cell(source, i), [{"task": "arc_easy", "metric": "acc",
-                                                          "value": float(np.mean(list(acc.values()))), "n": len(acc)}],
-                                 None, {}, 1.0, samples={"arc_easy": items})
+            store.record_success(
+                _fake_cell(source, i),
+                [{"task": "arc_easy", "metric": "acc", "value": float(np.mean(list(acc.values()))), "n": len(acc)}],
+                None,
+                {},
+                1.0,
+                samples={"arc_easy": items},
+            )
     store.close()
     frame, _, _ = load_frame(tmp_path)
     sections, plots = paired_sections(tmp_path, frame, tmp_path)
@@ -300,8 +331,9 @@ def test_no_paired_sections_without_per_item_samples(tmp_path):
     store = Store(tmp_path)
     for source in ("wiki", "code"):
         for i in range(2):
-            store.record_success(_fake_cell(source, i), [{"task": "arc_easy", "metric": "acc", "value": 0.5, "n": 20}],
-                                 None, {}, 1.0)
+            store.record_success(
+                _fake_cell(source, i), [{"task": "arc_easy", "metric": "acc", "value": 0.5, "n": 20}], None, {}, 1.0
+            )
     store.close()
     frame, _, _ = load_frame(tmp_path)
     assert paired_sections(tmp_path, frame, tmp_path) == ([], [])

@@ -13,7 +13,6 @@ from calibench.models import checkpoint_dtype, load_model, resolve_device, resol
 from calibench.study import load_spec, run_study
 from calibench.study.cells import expand
 from calibench.study.store import DB_NAME
-
 from conftest import assert_one_line_error, run
 from test_study import texts, write_spec  # noqa: F401 - fixture re-use
 
@@ -28,7 +27,9 @@ def test_auto_dtype_is_float32_on_cpu_and_the_checkpoint_dtype_on_a_gpu(tiny_mod
     import json
 
     config = json.loads((tiny_model_dir / "config.json").read_text())
-    assert checkpoint_dtype(tiny_model_dir) == getattr(torch, config.get("dtype") or config.get("torch_dtype") or "float32")
+    assert checkpoint_dtype(tiny_model_dir) == getattr(
+        torch, config.get("dtype") or config.get("torch_dtype") or "float32"
+    )
     assert resolve_dtype("auto", "cpu", tiny_model_dir) == torch.float32
     assert resolve_dtype("bfloat16", "cpu", tiny_model_dir) == torch.bfloat16
     # on a GPU machine auto follows the checkpoint: simulate one for the resolution alone
@@ -90,8 +91,9 @@ def _rows(db):
         return sorted(con.execute("SELECT key, task, metric, value FROM results").fetchall())
 
 
-def test_study_cells_reload_instead_of_deep_copying_and_match_a_direct_run(tmp_path, tiny_model_dir, tiny_tokenizer,
-                                                                          texts, monkeypatch):  # noqa: F811
+def test_study_cells_reload_instead_of_deep_copying_and_match_a_direct_run(
+    tmp_path, tiny_model_dir, tiny_tokenizer, texts, monkeypatch
+):  # noqa: F811
     """No cell deep-copies a model, and each cell's numbers equal compress+evaluate on a freshly loaded model."""
     from calibench.compress import compress
     from calibench.compress.fold import fold_weight_quantization
@@ -165,8 +167,9 @@ def test_spec_dtype_reaches_the_cells_and_keeps_default_keys(tmp_path, tiny_mode
     assert {r["dtype"] for r in records} == {"bfloat16"} and {r["device"] for r in records} == {"cpu"}
 
 
-@pytest.mark.parametrize("line,fragment", [("dtype: float8", "unknown dtype 'float8'"),
-                                           ("device: gpu0", "invalid device 'gpu0'")])
+@pytest.mark.parametrize(
+    "line,fragment", [("dtype: float8", "unknown dtype 'float8'"), ("device: gpu0", "invalid device 'gpu0'")]
+)
 def test_bad_runtime_fields_name_the_line(tmp_path, tiny_model_dir, texts, capsys, line, fragment):  # noqa: F811
     spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, sets=1)
     spec_path.write_text(spec_path.read_text() + line + "\n")

@@ -14,7 +14,6 @@ from calibench.errors import CalibenchError, UnknownNameError
 from calibench.predict import signals as S
 from calibench.predict.reconstruction import output_error, reconstruction, truncated_copy
 from calibench.predict.tokens import distinct_share, token_entropy, unigram_js
-
 from conftest import corpus_text, fresh_model
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore")]
@@ -52,8 +51,13 @@ def test_token_statistics_match_naive_counting():
 def test_signal_registry_names_groups_and_signs():
     assert [s.name for s in S.parse_signals("outliers")] == S.groups()["outliers"]
     picked = S.parse_signals("reconstruction,stats.eval_js,coverage")
-    assert [s.name for s in picked] == ["reconstruction", "reconstruction.token", "stats.eval_js", "coverage",
-                                        "coverage.diversity"]
+    assert [s.name for s in picked] == [
+        "reconstruction",
+        "reconstruction.token",
+        "stats.eval_js",
+        "coverage",
+        "coverage.diversity",
+    ]
     assert len(S.parse_signals(None)) == len(S.SIGNALS)
     assert S.get_signal("reconstruction").sign == -1 and S.get_signal("outliers.kurtosis").sign == 0
     assert all(s.sign in (-1, 0, 1) for s in S.SIGNALS.values())
@@ -116,8 +120,12 @@ def test_truncated_compression_equals_the_first_layers_of_a_full_compression(tin
 
 def test_reconstruction_error_grows_with_sparsity(tiny_model_dir, tiny_tokenizer, world):
     model = fresh_model(tiny_model_dir)
-    errors = [reconstruction(model, world["calib"], "wanda", world["heldout"], params={"sparsity": s}, k=1,
-                             tokenizer=tiny_tokenizer).relative_error for s in (0.2, 0.5, 0.8)]
+    errors = [
+        reconstruction(
+            model, world["calib"], "wanda", world["heldout"], params={"sparsity": s}, k=1, tokenizer=tiny_tokenizer
+        ).relative_error
+        for s in (0.2, 0.5, 0.8)
+    ]
     assert 0 < errors[0] < errors[1] < errors[2]
 
 
@@ -126,10 +134,14 @@ def test_reconstruction_error_grows_with_sparsity(tiny_model_dir, tiny_tokenizer
 
 def _values(model_dir, tokenizer, world):
     model = fresh_model(model_dir)
-    probe = S.make_probe(model, tokenizer, str(model_dir), [f"ppl:{world['heldout_path']}"], 32, heldout_windows=8,
-                         k_layers=1)
-    return {(name, calib): S.compute(name, probe, world[calib], "gptq", {"group_size": 0}).value
-            for name in S.SIGNALS for calib in ("calib", "other")}
+    probe = S.make_probe(
+        model, tokenizer, str(model_dir), [f"ppl:{world['heldout_path']}"], 32, heldout_windows=8, k_layers=1
+    )
+    return {
+        (name, calib): S.compute(name, probe, world[calib], "gptq", {"group_size": 0}).value
+        for name in S.SIGNALS
+        for calib in ("calib", "other")
+    }
 
 
 def test_every_signal_is_deterministic_and_tells_sets_apart(tiny_model_dir, tiny_tokenizer, world):
@@ -148,8 +160,11 @@ def test_coverage_is_the_curation_metric_against_the_heldout_windows(tiny_model_
     from calibench.data.curation.setstats import pool_statistics
 
     model = fresh_model(tiny_model_dir)
-    probe = S.make_probe(model, tiny_tokenizer, str(tiny_model_dir), [f"ppl:{world['heldout_path']}"], 32,
-                         heldout_windows=8, k_layers=1)
+    probe = S.make_probe(
+        model, tiny_tokenizer, str(tiny_model_dir), [f"ppl:{world['heldout_path']}"], 32, heldout_windows=8, k_layers=1
+    )
     expected = pool_statistics([world["calib"]], probe.heldout, model)[0]
     assert S.compute("coverage", probe, world["calib"]).value == pytest.approx(expected["coverage"], rel=1e-5)
-    assert S.compute("coverage.diversity", probe, world["calib"]).value == pytest.approx(expected["diversity"], rel=1e-5)
+    assert S.compute("coverage.diversity", probe, world["calib"]).value == pytest.approx(
+        expected["diversity"], rel=1e-5
+    )

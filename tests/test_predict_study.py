@@ -11,7 +11,6 @@ import pytest
 
 from calibench.predict import report as R
 from calibench.predict.study_signals import cell_signals, compute_study_signals, load_signals, study_cells
-
 from conftest import assert_one_line_error, corpus_text, run
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore")]
@@ -65,20 +64,32 @@ def test_signals_are_stored_per_cell_and_match_a_direct_computation(study, tiny_
     stored = load_signals(study)
     per_method = stored[stored.method != ""]
     assert set(per_method.signal) == {"reconstruction", "reconstruction.token"}
-    assert set(stored[stored.method == ""].signal) == {"coverage", "coverage.diversity", "stats.mean_nll",
-                                                       "stats.token_entropy", "stats.distinct_share",
-                                                       "stats.ngram_diversity", "stats.eval_js"}
+    assert set(stored[stored.method == ""].signal) == {
+        "coverage",
+        "coverage.diversity",
+        "stats.mean_nll",
+        "stats.token_entropy",
+        "stats.distinct_share",
+        "stats.ngram_diversity",
+        "stats.eval_js",
+    }
     assert done.computed == len(stored) == 9 * 2 + 9 * 7
     # one cell's values, recomputed directly from its set, agree exactly
     from calibench.data.calibset import CalibrationSet
     from calibench.predict import signals as S
     from calibench.study.sets import set_path
-
     from conftest import fresh_model
 
     cell = cells[4]
-    probe = S.make_probe(fresh_model(tiny_model_dir), tiny_tokenizer, str(tiny_model_dir), list(cell.tasks),
-                         cell.seq_len, heldout_windows=8, k_layers=1)
+    probe = S.make_probe(
+        fresh_model(tiny_model_dir),
+        tiny_tokenizer,
+        str(tiny_model_dir),
+        list(cell.tasks),
+        cell.seq_len,
+        heldout_windows=8,
+        k_layers=1,
+    )
     calib = CalibrationSet.load(set_path(study, cell.set_id), tokenizer=tiny_tokenizer)
     for name, method in (("reconstruction", cell.method), ("stats.eval_js", ""), ("coverage", "")):
         row = stored[(stored.signal == name) & (stored.set_id == cell.set_id) & (stored.method == method)]
@@ -142,8 +153,9 @@ def test_a_study_without_signals_has_no_predictor_sections(tmp_path):
 
 
 def test_study_signals_cli_and_its_bad_inputs(study, tmp_path, capsys):
-    code, out, err = run(["study", "signals", str(study), "--signals", "stats", "--k-layers", "1",
-                          "--heldout-windows", "8"], capsys)
+    code, out, err = run(
+        ["study", "signals", str(study), "--signals", "stats", "--k-layers", "1", "--heldout-windows", "8"], capsys
+    )
     assert code == 0, err
     assert "signal values computed" in out and "already stored" in out
     code, _, err = run(["study", "signals", str(study), "--signals", "nosuch"], capsys)

@@ -12,8 +12,8 @@ import torch
 from calibench.data.calibset import CalibrationSet
 from calibench.data.chat import render_conversations, template_sha256
 from calibench.data.generation.prompted import (
-    PromptOrder,
     PromptedSettings,
+    PromptOrder,
     chat_stop_ids,
     generate_prompted_set,
     load_prompts,
@@ -23,7 +23,6 @@ from calibench.data.generation.prompted import (
 )
 from calibench.data.generation.sampler import SamplingPlan
 from calibench.errors import CalibenchError, ParameterError
-
 from conftest import REAL_HOME, make_tokenizer, tiny_llama_config
 
 CHATML = (
@@ -113,8 +112,9 @@ def test_prompt_order_is_per_sample_and_covers_the_list():
 
 
 def test_samples_are_whole_conversations_of_exactly_seq_len(chat_model, chat_tok):
-    calib, stats = generate_prompted_set(chat_model, chat_tok, n=5, seq_len=72, seed=0, batch_size=2,
-                                         max_new_tokens=9, prompts=PROMPTS)
+    calib, stats = generate_prompted_set(
+        chat_model, chat_tok, n=5, seq_len=72, seed=0, batch_size=2, max_new_tokens=9, prompts=PROMPTS
+    )
     rendered = rendered_prompts(chat_tok)
     assert calib.input_ids.shape == (5, 72) and calib.attention_mask.all()
     stops = calib.manifest.generator["stop_token_ids"]
@@ -144,8 +144,15 @@ def test_greedy_batch_equals_one_prompt_at_a_time_and_hf_generate(chat_model, ch
     assert len({len(p) for p in rendered}) > 1  # prompts of different lengths: the prefill is left-padded
     stops, _ = chat_stop_ids(chat_tok, CHATML, chat_model)
     max_new = 6
-    plan = SamplingPlan(start_id=0, stop_ids=tuple(stops), t_init=0.0, t_final=0.0, schedule_tokens=0,
-                        max_new_tokens=max_new, vocab_size=len(chat_tok))
+    plan = SamplingPlan(
+        start_id=0,
+        stop_ids=tuple(stops),
+        t_init=0.0,
+        t_final=0.0,
+        schedule_tokens=0,
+        max_new_tokens=max_new,
+        vocab_size=len(chat_tok),
+    )
     runs = {bs: sample_prompted_streams(chat_model, 4, 90, rendered, plan, seed=0, batch_size=bs) for bs in (1, 3)}
     tokens1, stats1 = runs[1]
     for bs, (tokens, stats) in runs.items():
@@ -154,9 +161,16 @@ def test_greedy_batch_equals_one_prompt_at_a_time_and_hf_generate(chat_model, ch
     replies = {}
     for k, prompt in enumerate(rendered):
         ids = torch.tensor([prompt])
-        out = chat_model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=max_new,
-                                  min_new_tokens=1, eos_token_id=stops, pad_token_id=chat_tok.pad_token_id)
-        replies[k] = out[0, len(prompt):].tolist()
+        out = chat_model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=max_new,
+            min_new_tokens=1,
+            eos_token_id=stops,
+            pad_token_id=chat_tok.pad_token_id,
+        )
+        replies[k] = out[0, len(prompt) :].tolist()
     checked = 0
     for row, spans in zip(tokens1.tolist(), stats1.spans):
         assert len(spans) >= 3  # later prompts are fed token by token in the middle of the wave
@@ -185,8 +199,9 @@ class ScriptedChatLM(torch.nn.Module):
         return None
 
     def forward(self, input_ids, attention_mask, position_ids, past_key_values, use_cache, logits_to_keep):
-        self.calls.append({"input": input_ids[:, -1].tolist(), "mask": attention_mask.clone(),
-                           "pos": position_ids[:, -1].tolist()})
+        self.calls.append(
+            {"input": input_ids[:, -1].tolist(), "mask": attention_mask.clone(), "pos": position_ids[:, -1].tolist()}
+        )
         gen = torch.Generator().manual_seed(len(self.calls))
         logits = torch.randn(input_ids.shape[0], self.vocab, generator=gen)
         logits[:, [self.eos, self.im_start]] -= 100.0  # never sampled: </s> would end a reply by chance
@@ -201,8 +216,9 @@ def test_reply_ends_at_end_of_turn_and_the_row_restarts_fresh(chat_tok):
     stop_at = max(len(p) for p in rendered) + 2
     model = ScriptedChatLM(chat_tok, stop_at)
     eot = model.eot
-    calib, stats = generate_prompted_set(model, chat_tok, n=2, seq_len=120, seed=0, batch_size=2, prompts=PROMPTS,
-                                         max_new_tokens=50)
+    calib, stats = generate_prompted_set(
+        model, chat_tok, n=2, seq_len=120, seed=0, batch_size=2, prompts=PROMPTS, max_new_tokens=50
+    )
     g = calib.manifest.generator
     assert g["end_of_turn"] == {"id": eot, "text": "<|im_end|>"} and eot in g["stop_token_ids"]
     check_structure(calib, stats, rendered, g["stop_token_ids"], 50)
@@ -213,8 +229,12 @@ def test_reply_ends_at_end_of_turn_and_the_row_restarts_fresh(chat_tok):
     assert stats.ended_by_stop_token >= 4 and stats.stop_tokens == {eot: stats.ended_by_stop_token}
     # the first token of a later prompt is fed at position 0 with every earlier cache column masked
     # (a finished row is fed at position 0 too, but its input is a sampled token, never <|im_start|>)
-    restarts = [(i, r) for i, call in enumerate(model.calls[1:], 1) for r in range(2)
-                if call["pos"][r] == 0 and call["input"][r] == model.im_start]
+    restarts = [
+        (i, r)
+        for i, call in enumerate(model.calls[1:], 1)
+        for r in range(2)
+        if call["pos"][r] == 0 and call["input"][r] == model.im_start
+    ]
     assert len(restarts) == sum(len(spans) - 1 for spans in stats.spans) - stats.samples_ending_in_prompt
     for i, r in restarts:
         mask = model.calls[i]["mask"][r].tolist()
@@ -223,8 +243,19 @@ def test_reply_ends_at_end_of_turn_and_the_row_restarts_fresh(chat_tok):
 
 
 def test_manifest_records_the_prompting(chat_model, chat_tok, tmp_path):
-    calib, _ = generate_prompted_set(chat_model, chat_tok, n=2, seq_len=200, seed=3, t_init=1.2, t_final=0.8,
-                                     schedule_tokens=5, max_new_tokens=11, batch_size=2, system="Be brief.")
+    calib, _ = generate_prompted_set(
+        chat_model,
+        chat_tok,
+        n=2,
+        seq_len=200,
+        seed=3,
+        t_init=1.2,
+        t_final=0.8,
+        schedule_tokens=5,
+        max_new_tokens=11,
+        batch_size=2,
+        system="Be brief.",
+    )
     loaded = CalibrationSet.load(calib.save(tmp_path / "s"), tokenizer=chat_tok)
     m = loaded.manifest
     assert (m.source.name, m.source.kind, m.sampling.mode, m.seed) == ("self", "generated", "generated", 3)
@@ -232,30 +263,55 @@ def test_manifest_records_the_prompting(chat_model, chat_tok, tmp_path):
     assert m.sampling.bos is False  # windows start with <|im_start|>, not the tokenizer's <s>
     g = m.generator
     assert g["prompting"] == "chat" and g["method"] == "self-calibration" and g["backend"] == "torch"
-    assert (g["t_init"], g["t_final"], g["schedule_tokens"], g["max_new_tokens"], g["batch_size"]) == (1.2, 0.8, 5, 11, 2)
+    assert (g["t_init"], g["t_final"], g["schedule_tokens"], g["max_new_tokens"], g["batch_size"]) == (
+        1.2,
+        0.8,
+        5,
+        11,
+        2,
+    )
     assert g["seed"] == 3 and g["system"] == "Be brief."
     bundled = load_prompts()
     assert g["prompts"]["origin"] == "calibench:prompts_generic.txt" and g["prompts"]["count"] == 64
     assert g["prompts"]["file_sha256"] == bundled.file_sha256 and g["prompts"]["sha256"] == bundled.sha256
-    assert g["chat_template"] == {"origin": "tokenizer", "sha256": template_sha256(CHATML), "supports_thinking": False,
-                                  "enable_thinking": None}
+    assert g["chat_template"] == {
+        "origin": "tokenizer",
+        "sha256": template_sha256(CHATML),
+        "supports_thinking": False,
+        "enable_thinking": None,
+    }
     assert set(g["libraries"]) == {"torch", "transformers"} and g["result"]["conversations"] >= 2
     for text in loaded.texts(chat_tok):
         assert text.startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n")
 
 
 def test_thinking_mode_and_template_override(chat_model, chat_tok):
-    calib, stats = generate_prompted_set(chat_model, chat_tok, n=2, seq_len=80, seed=0, batch_size=2, prompts=PROMPTS,
-                                         max_new_tokens=5, chat_template=THINKING, enable_thinking=False)
+    calib, stats = generate_prompted_set(
+        chat_model,
+        chat_tok,
+        n=2,
+        seq_len=80,
+        seed=0,
+        batch_size=2,
+        prompts=PROMPTS,
+        max_new_tokens=5,
+        chat_template=THINKING,
+        enable_thinking=False,
+    )
     rec = calib.manifest.generator["chat_template"]
-    assert rec == {"origin": "given", "sha256": template_sha256(THINKING), "supports_thinking": True,
-                   "enable_thinking": False}
+    assert rec == {
+        "origin": "given",
+        "sha256": template_sha256(THINKING),
+        "supports_thinking": True,
+        "enable_thinking": False,
+    }
     rendered = rendered_prompts(chat_tok, template=THINKING, enable_thinking=False)
     think_end = chat_tok.convert_tokens_to_ids("</think>")
     assert all(think_end in p for p in rendered)
     check_structure(calib, stats, rendered, calib.manifest.generator["stop_token_ids"], 5)
-    plain, _ = generate_prompted_set(chat_model, chat_tok, n=2, seq_len=80, seed=0, batch_size=2, prompts=PROMPTS,
-                                     max_new_tokens=5)
+    plain, _ = generate_prompted_set(
+        chat_model, chat_tok, n=2, seq_len=80, seed=0, batch_size=2, prompts=PROMPTS, max_new_tokens=5
+    )
     assert plain.set_id != calib.set_id
     with pytest.raises(ParameterError, match="enable_thinking .* no thinking mode"):
         generate_prompted_set(chat_model, chat_tok, n=1, seq_len=48, prompts=PROMPTS, enable_thinking=True)
@@ -276,8 +332,11 @@ def test_user_errors(chat_model, chat_tok):
         generate_prompted_set(chat_model, base, n=1, seq_len=32, prompts=PROMPTS)
     with pytest.raises(ParameterError, match="seq_len 8 leaves no room for a reply"):
         generate_prompted_set(chat_model, chat_tok, n=1, seq_len=8, prompts=PROMPTS)
-    for bad, param in (({"batch_size": 0}, "batch_size"), ({"max_new_tokens": 0}, "max_new_tokens"),
-                       ({"system": " "}, "system")):
+    for bad, param in (
+        ({"batch_size": 0}, "batch_size"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"system": " "}, "system"),
+    ):
         with pytest.raises(ParameterError) as info:
             generate_prompted_set(chat_model, chat_tok, n=1, seq_len=32, prompts=PROMPTS, **bad)
         assert info.value.param == param

@@ -11,7 +11,6 @@ import torch
 from calibench.compress import RECORD_FILE, compress
 from calibench.compress.recipe_file import load_recipe
 from calibench.errors import CalibenchError
-
 from conftest import assert_one_line_error, fresh_model, model_weights, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -53,8 +52,9 @@ def write(tmp_path, text, name="recipe.yaml"):
 
 
 @pytest.mark.parametrize("text,method", [(GPTQ_RECIPE, "gptq"), (FP8_DYNAMIC_RECIPE, "fp8-dynamic")])
-def test_a_recipe_with_a_methods_settings_gives_exactly_its_weights(tiny_model_dir, tiny_tokenizer, calib, tmp_path,
-                                                                   text, method):
+def test_a_recipe_with_a_methods_settings_gives_exactly_its_weights(
+    tiny_model_dir, tiny_tokenizer, calib, tmp_path, text, method
+):
     path = write(tmp_path, text)
     by_recipe = compress(fresh_model(tiny_model_dir), calib, recipe=path, tokenizer=tiny_tokenizer, seed=3)
     by_method = compress(fresh_model(tiny_model_dir), calib, method, tokenizer=tiny_tokenizer, seed=3)
@@ -90,12 +90,21 @@ BAD = [
     ("list", "- GPTQModifier\n", "expected a mapping like NAME_stage"),
     ("empty", "quant:\n  GPTQModifier: {}\n", "no modifiers found"),
     ("args", "quant_stage:\n  quant_modifiers:\n    GPTQModifier: W4A16\n", "must be a mapping of arguments"),
-    ("unknown", "quant_stage:\n  quant_modifiers:\n    GPTQModifer: {scheme: W4A16}\n",
-     "No modifier of type 'GPTQModifer' found"),
-    ("extra", "quant_stage:\n  quant_modifiers:\n    GPTQModifier: {scheme: W4A16, dampening: 0.1}\n",
-     "GPTQModifier: dampening: Extra inputs are not permitted"),
-    ("scheme", "quant_stage:\n  quant_modifiers:\n    QuantizationModifier: {scheme: W5A5, targets: [Linear]}\n",
-     "must either be a preset scheme name"),
+    (
+        "unknown",
+        "quant_stage:\n  quant_modifiers:\n    GPTQModifer: {scheme: W4A16}\n",
+        "No modifier of type 'GPTQModifer' found",
+    ),
+    (
+        "extra",
+        "quant_stage:\n  quant_modifiers:\n    GPTQModifier: {scheme: W4A16, dampening: 0.1}\n",
+        "GPTQModifier: dampening: Extra inputs are not permitted",
+    ),
+    (
+        "scheme",
+        "quant_stage:\n  quant_modifiers:\n    QuantizationModifier: {scheme: W5A5, targets: [Linear]}\n",
+        "must either be a preset scheme name",
+    ),
 ]
 
 
@@ -123,7 +132,9 @@ def test_recipe_and_method_are_exclusive_and_a_recipe_takes_no_parameters(tiny_m
 
 
 def test_a_recipe_scheme_gets_the_same_dtype_check(tiny_model_dir, calib, tiny_tokenizer, tmp_path):
-    path = write(tmp_path, "quant_stage:\n  quant_modifiers:\n    QuantizationModifier: {scheme: NVFP4A16, targets: [Linear]}\n")
+    path = write(
+        tmp_path, "quant_stage:\n  quant_modifiers:\n    QuantizationModifier: {scheme: NVFP4A16, targets: [Linear]}\n"
+    )
     model = fresh_model(tiny_model_dir)
     with pytest.raises(CalibenchError, match="^the NVFP4A16 scheme cannot run in float32 .*use --dtype bfloat16"):
         compress(model, calib, recipe=path, tokenizer=tiny_tokenizer)
@@ -137,7 +148,10 @@ def test_llm_compressor_refusing_the_recipe_at_run_time_is_one_line(tmp_path, ca
 
     LlamaForCausalLM(tiny_llama_config(tiny_tokenizer, hidden=96)).save_pretrained(tmp_path / "m")  # 96: not x128
     model = LlamaForCausalLM.from_pretrained(tmp_path / "m").eval()
-    path = write(tmp_path, "quant_stage:\n  quant_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: [Linear], ignore: [lm_head]}\n")
+    path = write(
+        tmp_path,
+        "quant_stage:\n  quant_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: [Linear], ignore: [lm_head]}\n",
+    )
     with pytest.raises(CalibenchError, match="failed in llm-compressor: .*not divisible by group_size") as info:
         compress(model, calib, recipe=path, tokenizer=tiny_tokenizer)
     assert "\n" not in str(info.value)
@@ -147,15 +161,29 @@ def test_cli_compresses_with_a_recipe(tmp_path, tiny_model_dir, calib, capsys):
     calib.save(tmp_path / "set")
     path = write(tmp_path, FP8_DYNAMIC_RECIPE)
     out = tmp_path / "ckpt"
-    code, stdout, err = run(["compress", "-m", str(tiny_model_dir), "-c", str(tmp_path / "set"), "--recipe", str(path),
-                             "-o", str(out)], capsys)
+    code, stdout, err = run(
+        ["compress", "-m", str(tiny_model_dir), "-c", str(tmp_path / "set"), "--recipe", str(path), "-o", str(out)],
+        capsys,
+    )
     assert code == 0, err
     assert f"recipe {path}" in stdout
     record = json.loads((out / RECORD_FILE).read_text())
     assert record["method"] == "recipe" and record["recipe"]["text"] == FP8_DYNAMIC_RECIPE
 
     bad = write(tmp_path, "quant_stage:\n  quant_modifiers: [unclosed\n", "bad.yaml")
-    code, _, err = run(["compress", "-m", str(tiny_model_dir), "-c", str(tmp_path / "set"), "--recipe", str(bad),
-                        "-o", str(tmp_path / "bad-out")], capsys)
+    code, _, err = run(
+        [
+            "compress",
+            "-m",
+            str(tiny_model_dir),
+            "-c",
+            str(tmp_path / "set"),
+            "--recipe",
+            str(bad),
+            "-o",
+            str(tmp_path / "bad-out"),
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, f"recipe {bad}", "not valid YAML at line 3")
     assert not (tmp_path / "bad-out").exists()

@@ -11,7 +11,6 @@ import pytest
 from calibench.data.calibset import CalibrationSet
 from calibench.errors import CalibenchError
 from calibench.predict.recommend import DEFAULT_SIGNAL, eval_estimate, objective_of, parse_candidates, recommend
-
 from conftest import assert_one_line_error, corpus_text, fresh_model, run
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore")]
@@ -28,8 +27,17 @@ def texts(tmp_path_factory):
 
 
 def _options(texts, **extra):
-    return {"candidates": f"{texts['prose']},random-vocab", "n": 4, "seq_len": 32, "tasks": f"ppl:{texts['heldout']}",
-            "ppl_seq_len": 32, "ppl_max_windows": 4, "k_layers": 1, "params": {"sparsity": 0.5}, **extra}
+    return {
+        "candidates": f"{texts['prose']},random-vocab",
+        "n": 4,
+        "seq_len": 32,
+        "tasks": f"ppl:{texts['heldout']}",
+        "ppl_seq_len": 32,
+        "ppl_max_windows": 4,
+        "k_layers": 1,
+        "params": {"sparsity": 0.5},
+        **extra,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +102,14 @@ def test_the_output_holds_the_chosen_set_and_a_card(recommended, tiny_tokenizer)
     assert cost["estimate"]["layers"] == 2 and cost["estimate"]["k_layers"] == 1 and cost["estimate"]["full_s"] > 0
     assert cost["full_s"] == pytest.approx(sum(r["seconds"] for r in cost["full_runs"]), abs=0.01)
     text = (out / "card.md").read_text()
-    for fragment in ("Chosen:", "## Why", "## How sure", "## What it cost", "paired bootstrap 95% CI",
-                     "no validation for this method"):
+    for fragment in (
+        "Chosen:",
+        "## Why",
+        "## How sure",
+        "## What it cost",
+        "paired bootstrap 95% CI",
+        "no validation for this method",
+    ):
         assert fragment in text, fragment
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "card.md", "set"]
 
@@ -111,9 +125,11 @@ def test_top_one_evaluates_only_the_best_ranked(tmp_path, tiny_model_dir, texts)
 def test_eval_estimate_scales_each_task_to_its_full_item_count():
     from calibench.evaluation.results import TaskRecord
 
-    records = [TaskRecord(task="ppl:x", kind="perplexity", n_total=40, n_evaluated=8, seconds=2.0),
-               TaskRecord(task="arc", kind="lm_eval", n_total=100, n_evaluated=8, seconds=1.0),
-               TaskRecord(task="gone", kind="lm_eval", status="skipped", seconds=5.0)]
+    records = [
+        TaskRecord(task="ppl:x", kind="perplexity", n_total=40, n_evaluated=8, seconds=2.0),
+        TaskRecord(task="arc", kind="lm_eval", n_total=100, n_evaluated=8, seconds=1.0),
+        TaskRecord(task="gone", kind="lm_eval", status="skipped", seconds=5.0),
+    ]
     assert eval_estimate(records, limit=None, max_windows=None) == pytest.approx(2.0 * 5 + 1.0 * 100 / 8)
     assert eval_estimate(records, limit=16, max_windows=20) == pytest.approx(2.0 * 20 / 8 + 1.0 * 16 / 8)
 
@@ -129,26 +145,60 @@ def test_candidate_and_objective_checks():
         objective_of(["ppl:wiki"], "average acc")
 
 
-@pytest.mark.parametrize("extra,fragments", [
-    (["--budget", "0.0001"], ["budget 0.0001 min is too small", "one full evaluation is estimated at",
-                              "give at least --budget"]),
-    (["--budget", "5", "--candidates", "wikki"], ["unknown candidate 'wikki'", "known candidates are", "code"]),
-    (["--budget", "5", "--candidates", " , "], ["no candidates given"]),
-    (["--budget", "0"], ["--budget must be a positive number of minutes"]),
-    (["--budget", "5", "--signal", "nope"], ["unknown signal 'nope'"]),
-    (["--budget", "5", "--params", "sparsity"], ["is not KEY=VALUE"]),
-    (["--budget", "5", "--signal", "stats.token_entropy"], ["has no known direction", "--study"]),
-    (["--budget", "5", "--params", "bits=4"], ["wanda does not use bits"]),
-], ids=["budget-too-small", "unknown-candidate", "empty-candidates", "budget-zero", "unknown-signal", "bad-params",
-        "learned-sign-without-study", "foreign-param"])
+@pytest.mark.parametrize(
+    "extra,fragments",
+    [
+        (
+            ["--budget", "0.0001"],
+            ["budget 0.0001 min is too small", "one full evaluation is estimated at", "give at least --budget"],
+        ),
+        (["--budget", "5", "--candidates", "wikki"], ["unknown candidate 'wikki'", "known candidates are", "code"]),
+        (["--budget", "5", "--candidates", " , "], ["no candidates given"]),
+        (["--budget", "0"], ["--budget must be a positive number of minutes"]),
+        (["--budget", "5", "--signal", "nope"], ["unknown signal 'nope'"]),
+        (["--budget", "5", "--params", "sparsity"], ["is not KEY=VALUE"]),
+        (["--budget", "5", "--signal", "stats.token_entropy"], ["has no known direction", "--study"]),
+        (["--budget", "5", "--params", "bits=4"], ["wanda does not use bits"]),
+    ],
+    ids=[
+        "budget-too-small",
+        "unknown-candidate",
+        "empty-candidates",
+        "budget-zero",
+        "unknown-signal",
+        "bad-params",
+        "learned-sign-without-study",
+        "foreign-param",
+    ],
+)
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, tiny_model_dir, texts, capsys, extra, fragments):
     out = tmp_path / "choice"
-    args = ["recommend", "--model", str(tiny_model_dir), "--method", "wanda", "--candidates",
-            f"{texts['prose']},random-vocab", "--n", "4", "--seq-len", "32", "--tasks", f"ppl:{texts['heldout']}",
-            "--ppl-seq-len", "32", "--ppl-max-windows", "4", "--k-layers", "1", "-o", str(out)]
+    args = [
+        "recommend",
+        "--model",
+        str(tiny_model_dir),
+        "--method",
+        "wanda",
+        "--candidates",
+        f"{texts['prose']},random-vocab",
+        "--n",
+        "4",
+        "--seq-len",
+        "32",
+        "--tasks",
+        f"ppl:{texts['heldout']}",
+        "--ppl-seq-len",
+        "32",
+        "--ppl-max-windows",
+        "4",
+        "--k-layers",
+        "1",
+        "-o",
+        str(out),
+    ]
     if "--candidates" in extra:
         at = args.index("--candidates")
-        del args[at:at + 2]
+        del args[at : at + 2]
     code, _, err = run([*args, *extra], capsys)
     assert_one_line_error(code, err, *fragments)
     assert not out.exists() and not list(tmp_path.glob(".choice*"))
@@ -158,34 +208,86 @@ def test_an_existing_output_is_refused_before_any_work(tmp_path, tiny_model_dir,
     out = tmp_path / "taken"
     out.mkdir()
     (out / "mine.txt").write_text("keep")
-    code, _, err = run(["recommend", "--model", str(tiny_model_dir), "--method", "wanda", "--candidates",
-                        str(texts["prose"]), "--budget", "5", "--tasks", f"ppl:{texts['heldout']}", "-o", str(out)],
-                       capsys)
+    code, _, err = run(
+        [
+            "recommend",
+            "--model",
+            str(tiny_model_dir),
+            "--method",
+            "wanda",
+            "--candidates",
+            str(texts["prose"]),
+            "--budget",
+            "5",
+            "--tasks",
+            f"ppl:{texts['heldout']}",
+            "-o",
+            str(out),
+        ],
+        capsys,
+    )
     assert_one_line_error(code, err, "already exists")
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
 
 
 def test_the_cli_writes_the_card(tmp_path, tiny_model_dir, texts, capsys):
     out = tmp_path / "cli-choice"
-    code, stdout, err = run(["recommend", "--model", str(tiny_model_dir), "--method", "wanda", "--params",
-                             "sparsity=0.5", "--candidates", str(texts["prose"]), "--n", "4", "--seq-len", "32",
-                             "--tasks", f"ppl:{texts['heldout']}", "--ppl-seq-len", "32", "--ppl-max-windows", "4",
-                             "--k-layers", "1", "--budget", "30", "-o", str(out)], capsys)
+    code, stdout, err = run(
+        [
+            "recommend",
+            "--model",
+            str(tiny_model_dir),
+            "--method",
+            "wanda",
+            "--params",
+            "sparsity=0.5",
+            "--candidates",
+            str(texts["prose"]),
+            "--n",
+            "4",
+            "--seq-len",
+            "32",
+            "--tasks",
+            f"ppl:{texts['heldout']}",
+            "--ppl-seq-len",
+            "32",
+            "--ppl-max-windows",
+            "4",
+            "--k-layers",
+            "1",
+            "--budget",
+            "30",
+            "-o",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert "chosen: " in stdout and "card: " in stdout
     assert json.loads((out / "card.json").read_text())["settings"]["params"] == {"sparsity": 0.5}
 
 
-@pytest.mark.parametrize("ci, p, resolved, verdict", [
-    ([0.01, 0.03], 0.01, True, "resolved: the CI excludes zero and p < 0.05"),
-    ([0.001, 0.034], 0.066, False, "borderline: the CI excludes zero but p >= 0.05"),
-    ([-0.02, 0.03], 0.4, False, "not resolved: the CI includes zero"),
-])
+@pytest.mark.parametrize(
+    "ci, p, resolved, verdict",
+    [
+        ([0.01, 0.03], 0.01, True, "resolved: the CI excludes zero and p < 0.05"),
+        ([0.001, 0.034], 0.066, False, "borderline: the CI excludes zero but p >= 0.05"),
+        ([-0.02, 0.03], 0.4, False, "not resolved: the CI includes zero"),
+    ],
+)
 def test_the_card_calls_a_difference_resolved_only_when_the_ci_and_the_p_value_agree(ci, p, resolved, verdict):
     from calibench.predict.card import _confidence
 
-    comparison = {"best": "wiki", "runner_up": "wiki#1", "quantity": "log-ppl gain", "difference": sum(ci) / 2,
-                  "ci": ci, "p": p, "items": 32, "resolved": resolved}
+    comparison = {
+        "best": "wiki",
+        "runner_up": "wiki#1",
+        "quantity": "log-ppl gain",
+        "difference": sum(ci) / 2,
+        "ci": ci,
+        "p": p,
+        "items": 32,
+        "resolved": resolved,
+    }
     lines = _confidence({"validation": None, "comparison": comparison})
     assert verdict in lines[1] and "no validation for this method" in lines[0]
 

@@ -24,9 +24,20 @@ DOCS = 40
 
 def _cell(model: str, method: str, source: str, index: int) -> Cell:
     dense = method == "dense"
-    return Cell(model=model, method=method, method_name="" if dense else method, params={},
-                source="" if dense else source, source_params={}, num_sets=2, set_index=index,
-                n=0 if dense else 16, seq_len=0 if dense else 64, seed=0, eval={"tasks": ["arc_easy", "ppl:wiki"]})
+    return Cell(
+        model=model,
+        method=method,
+        method_name="" if dense else method,
+        params={},
+        source="" if dense else source,
+        source_params={},
+        num_sets=2,
+        set_index=index,
+        n=0 if dense else 16,
+        seq_len=0 if dense else 64,
+        seed=0,
+        eval={"tasks": ["arc_easy", "ppl:wiki"]},
+    )
 
 
 def fill(directory: Path, grid: dict[tuple[str, str, str], int], rates: dict[str, float], seed: int = 0) -> dict:
@@ -37,7 +48,9 @@ def fill(directory: Path, grid: dict[tuple[str, str, str], int], rates: dict[str
     """
     rng = np.random.default_rng(seed)
     models = sorted({m for m, _, _ in grid})
-    cells = [(m, "dense", "", 0) for m in models] + [(m, meth, s, i) for (m, meth, s), k in grid.items() for i in range(k)]
+    cells = [(m, "dense", "", 0) for m in models] + [
+        (m, meth, s, i) for (m, meth, s), k in grid.items() for i in range(k)
+    ]
     scores = {}
     store = Store(directory)
     for model, method, source, index in cells:
@@ -45,10 +58,14 @@ def fill(directory: Path, grid: dict[tuple[str, str, str], int], rates: dict[str
         acc = {f"h{j}": float(rng.uniform() < rate) for j in range(DOCS)}
         nll = {j: float(3.0 + (0.0 if method == "dense" else 0.2) + rng.normal(0, 0.05)) for j in range(6)}
         scores[(model, method, source, index)] = (acc, nll)
-        rows = [{"task": "arc_easy", "metric": "acc", "value": float(np.mean(list(acc.values()))), "n": DOCS},
-                {"task": "ppl:wiki", "metric": "perplexity", "value": float(np.exp(np.mean(list(nll.values())))), "n": 6}]
-        samples = {"arc_easy": [{"doc_id": j, "doc_hash": d, "metrics": {"acc": v}} for j, (d, v) in enumerate(acc.items())],
-                   "ppl:wiki": [{"window": j, "nll": v, "tokens": 31} for j, v in nll.items()]}
+        rows = [
+            {"task": "arc_easy", "metric": "acc", "value": float(np.mean(list(acc.values()))), "n": DOCS},
+            {"task": "ppl:wiki", "metric": "perplexity", "value": float(np.exp(np.mean(list(nll.values())))), "n": 6},
+        ]
+        samples = {
+            "arc_easy": [{"doc_id": j, "doc_hash": d, "metrics": {"acc": v}} for j, (d, v) in enumerate(acc.items())],
+            "ppl:wiki": [{"window": j, "nll": v, "tokens": 31} for j, v in nll.items()],
+        }
         store.record_success(_cell(model, method, source, index), rows, None, {}, 1.0, samples=samples)
     store.close()
     return scores
@@ -61,8 +78,11 @@ RATES = {"dense": 0.8, "wiki": 0.75, "code": 0.3}
 def study(tmp_path_factory):
     """One model: wanda with one set per source (single cells: 0/1 items), gptq with two (averaged items)."""
     directory = tmp_path_factory.mktemp("report-study")
-    scores = fill(directory, {("m", "wanda", "wiki"): 1, ("m", "wanda", "code"): 1,
-                              ("m", "gptq", "wiki"): 2, ("m", "gptq", "code"): 2}, RATES)
+    scores = fill(
+        directory,
+        {("m", "wanda", "wiki"): 1, ("m", "wanda", "code"): 1, ("m", "gptq", "wiki"): 2, ("m", "gptq", "code"): 2},
+        RATES,
+    )
     return directory, scores, write_report(directory)
 
 
@@ -85,7 +105,10 @@ def test_compressed_against_dense_equals_a_direct_computation(study):
         for method in ("gptq", "wanda"):
             for source in ("code", "wiki"):
                 row = table.loc[(method, source, task)]
-                compressed, dense = _per_item(scores, "m", method, source, task), _per_item(scores, "m", "dense", "", task)
+                compressed, dense = (
+                    _per_item(scores, "m", method, source, task),
+                    _per_item(scores, "m", "dense", "", task),
+                )
                 d = compressed - dense
                 ci = stats.paired_bootstrap_ci(d)
                 assert row["difference (compressed-dense)"] == pytest.approx(d.mean())
@@ -126,7 +149,11 @@ def test_source_pairs_use_mcnemar_on_single_cells_and_mark_significance(study):
     marked = [line for line in md.splitlines() if line.startswith("| m | wanda |") and "McNemar" in line]
     holm_text = render.fmt(float(wanda["p (Holm)"]), "p (Holm)")
     assert any(f"| {holm_text} {render.MARK} |" in line for line in marked)
-    header = next(line for line in md.splitlines() if line.startswith("| model | method | n | seq_len | task | quantity | source A"))
+    header = next(
+        line
+        for line in md.splitlines()
+        if line.startswith("| model | method | n | seq_len | task | quantity | source A")
+    )
     assert "significant" not in header and "p (Holm)" in header
     html = report.html.read_text()
     assert f"<td>{holm_text} {render.MARK}</td>" in html and render.MARK in sections.SIGNIFICANCE_LEGEND
@@ -170,10 +197,24 @@ def test_two_models_never_share_a_table_without_a_model_column_or_a_plot(tmp_pat
 def test_render_gives_markdown_and_html_the_same_cells(tmp_path):
     png = plots.save_figure(plots.pyplot().figure(figsize=(1, 1)), tmp_path / "fig.png")
     assert png.read_bytes()[:8] == plots.PNG_MAGIC and sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]
-    frame = pd.DataFrame({"model": ["m", "m"], "method": ["dense", "wanda"], "n": [0, 16], "name": ["a|b", "c"],
-                          "p (Holm)": [0.00002, 0.5], "significant": [True, False], "mean": [0.123456, 12.3456]})
-    section = render.Section("T", intro="why", tables=[render.Table(frame, ("p (Holm)", "significant"), "legend")],
-                             plots=[png], notes=["careful"])
+    frame = pd.DataFrame(
+        {
+            "model": ["m", "m"],
+            "method": ["dense", "wanda"],
+            "n": [0, 16],
+            "name": ["a|b", "c"],
+            "p (Holm)": [0.00002, 0.5],
+            "significant": [True, False],
+            "mean": [0.123456, 12.3456],
+        }
+    )
+    section = render.Section(
+        "T",
+        intro="why",
+        tables=[render.Table(frame, ("p (Holm)", "significant"), "legend")],
+        plots=[png],
+        notes=["careful"],
+    )
     md = render.render_markdown("Title", ["lead"], ["top"], [section])
     assert "| m | dense | - | a\\|b | 2.0e-05 * | 0.1235 |" in md and "| m | wanda | 16 | c | 0.5000 | 12.35 |" in md
     assert "> **Note.** careful" in md and "legend" in md and "![fig](fig.png)" in md

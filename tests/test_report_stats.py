@@ -27,13 +27,13 @@ def binomial_band(p: float, repeats: int = REPEATS, sds: float = 3.5) -> tuple[f
 
 def naive_binomial_p(k: int, m: int) -> float:
     """Two-sided binomial test at 1/2 by enumerating every outcome no likelier than the observed one."""
-    pmf = [math.comb(m, i) / 2 ** m for i in range(m + 1)]
+    pmf = [math.comb(m, i) / 2**m for i in range(m + 1)]
     return min(1.0, sum(q for q in pmf if q <= pmf[k] * (1 + 1e-12)))
 
 
 def naive_mid_p(k: int, m: int) -> float:
     """Fagerland et al. (2013): the doubled smaller tail minus the observed outcome's probability."""
-    pmf = [math.comb(m, i) / 2 ** m for i in range(m + 1)]
+    pmf = [math.comb(m, i) / 2**m for i in range(m + 1)]
     k = min(k, m - k)
     return min(1.0, 2 * sum(pmf[: k + 1]) - pmf[k])
 
@@ -65,8 +65,7 @@ def test_mcnemar_equals_scipy_binomtest_and_a_naive_enumeration():
         assert stats.mcnemar_exact(a_only, b_only) == pytest.approx(expected, rel=1e-10, abs=1e-300)
         if m:
             assert stats.mcnemar_exact(a_only, b_only) == pytest.approx(naive_binomial_p(a_only, m), rel=1e-10)
-            assert stats.mcnemar_exact(a_only, b_only, mid_p=True) == pytest.approx(
-                naive_mid_p(a_only, m), rel=1e-10)
+            assert stats.mcnemar_exact(a_only, b_only, mid_p=True) == pytest.approx(naive_mid_p(a_only, m), rel=1e-10)
     # large counts stay exact integers up to the division (no overflow, no float loss in the tail)
     assert stats.mcnemar_exact(400, 520) == pytest.approx(binomtest(400, 920, 0.5).pvalue, rel=1e-9)
 

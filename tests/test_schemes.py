@@ -10,10 +10,9 @@ import torch
 from calibench.compress import METHODS, RECORD_FILE, compress
 from calibench.compress.methods import DEFAULT_IGNORE, make_params
 from calibench.compress.metrics import effective_weight
-from calibench.compress.validate import target_linears
 from calibench.compress.presets import PRESETS, Preset, check_scheme_runnable
+from calibench.compress.validate import target_linears
 from calibench.errors import CalibenchError
-
 from conftest import assert_one_line_error, fresh_model, model_weights, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -34,7 +33,10 @@ EXPECTED = {
 
 # every preset in float32 where it runs, and each modifier path (GPTQ, observers, FP4) once in bfloat16
 RUNS = [(name, torch.float32) for name, p in PRESETS.items() if "float32" in p.dtypes] + [
-    ("w4a16", torch.bfloat16), ("fp8", torch.bfloat16), ("nvfp4a16", torch.bfloat16), ("nvfp4", torch.bfloat16),
+    ("w4a16", torch.bfloat16),
+    ("fp8", torch.bfloat16),
+    ("nvfp4a16", torch.bfloat16),
+    ("nvfp4", torch.bfloat16),
 ]
 
 
@@ -119,7 +121,9 @@ def test_preset_saves_the_deployed_checkpoint_and_reloads_to_the_same_logits(
 def test_a_preset_that_cannot_run_in_float32_is_refused_before_any_work(tiny_model_dir, tiny_tokenizer, calib, name):
     model = fresh_model(tiny_model_dir)
     before = model_weights(model)
-    with pytest.raises(CalibenchError, match=f"^{name} cannot run in float32 .*: use --dtype bfloat16, or choose w4a16$"):
+    with pytest.raises(
+        CalibenchError, match=f"^{name} cannot run in float32 .*: use --dtype bfloat16, or choose w4a16$"
+    ):
         compress(model, calib, name, tokenizer=tiny_tokenizer)
     after = model_weights(model)
     assert all(torch.equal(before[k], after[k]) for k in before)
@@ -146,10 +150,22 @@ def test_the_float32_nvfp4_refusal_is_still_needed(tiny_model_dir, calib, tiny_t
 
 
 def test_a_preset_that_needs_a_gpu_is_refused_on_cpu_only():
-    gpu_only = Preset("fancy", "NVFP4", "QuantizationModifier", "nvfp4-pack-quantized", 4, "test entry", False,
-                      cpu=False, cpu_reason="its kernels are CUDA-only")
-    with pytest.raises(CalibenchError, match=r"^the NVFP4 scheme needs a CUDA GPU \(its kernels are CUDA-only\): "
-                                             r"run on a GPU \(--device cuda\)"):
+    gpu_only = Preset(
+        "fancy",
+        "NVFP4",
+        "QuantizationModifier",
+        "nvfp4-pack-quantized",
+        4,
+        "test entry",
+        False,
+        cpu=False,
+        cpu_reason="its kernels are CUDA-only",
+    )
+    with pytest.raises(
+        CalibenchError,
+        match=r"^the NVFP4 scheme needs a CUDA GPU \(its kernels are CUDA-only\): "
+        r"run on a GPU \(--device cuda\)",
+    ):
         check_scheme_runnable([gpu_only], torch.float32, torch.device("cpu"))
     check_scheme_runnable([gpu_only], torch.float32, "cuda:0")  # only the device type is read
     check_scheme_runnable([METHODS["gptq"], METHODS["w4a16"]], torch.float16, "cpu")  # no preset, or one that runs
@@ -161,8 +177,11 @@ def test_a_grouped_preset_that_does_not_divide_the_model_is_refused_in_one_line(
     from conftest import tiny_llama_config
 
     model = LlamaForCausalLM(tiny_llama_config(tiny_tokenizer, hidden=96)).eval()  # like SmolLM2's 576
-    with pytest.raises(CalibenchError, match=r"^w4a16 quantizes weights in groups of 128, which does not divide the "
-                                             r"input dimension\(s\) \[96, 192\] .*use gptq --group-size 32"):
+    with pytest.raises(
+        CalibenchError,
+        match=r"^w4a16 quantizes weights in groups of 128, which does not divide the "
+        r"input dimension\(s\) \[96, 192\] .*use gptq --group-size 32",
+    ):
         compress(model, calib, "w4a16", tokenizer=tiny_tokenizer)
 
 
@@ -190,8 +209,24 @@ def test_compress_help_lists_every_registered_method(capsys):
 def test_cli_runs_a_preset_in_the_dtype_asked_for(tmp_path, tiny_model_dir, calib, capsys):
     calib.save(tmp_path / "set")
     out = tmp_path / "ckpt"
-    code, stdout, err = run(["compress", "-m", str(tiny_model_dir), "-c", str(tmp_path / "set"), "--method", "nvfp4a16",
-                             "--dtype", "bfloat16", "--device", "cpu", "-o", str(out)], capsys)
+    code, stdout, err = run(
+        [
+            "compress",
+            "-m",
+            str(tiny_model_dir),
+            "-c",
+            str(tmp_path / "set"),
+            "--method",
+            "nvfp4a16",
+            "--dtype",
+            "bfloat16",
+            "--device",
+            "cpu",
+            "-o",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0, err
     record = json.loads((out / RECORD_FILE).read_text())
     assert record["dtype"] == "bfloat16" and record["scheme"] == "NVFP4A16" and "bfloat16, cpu" in stdout
@@ -200,7 +235,9 @@ def test_cli_runs_a_preset_in_the_dtype_asked_for(tmp_path, tiny_model_dir, cali
 
 def test_cli_errors_before_loading_anything(tmp_path, tiny_model_dir, calib, capsys):
     calib.save(tmp_path / "set")
-    (tmp_path / "r.yaml").write_text("quant_stage:\n  quant_modifiers:\n    QuantizationModifier: {scheme: FP8_DYNAMIC}\n")
+    (tmp_path / "r.yaml").write_text(
+        "quant_stage:\n  quant_modifiers:\n    QuantizationModifier: {scheme: FP8_DYNAMIC}\n"
+    )
     cases = [
         ([], "give exactly one of --method NAME and --recipe FILE.yaml"),
         (["--method", "w4a16", "--recipe", str(tmp_path / "r.yaml")], "give exactly one of --method"),
@@ -230,6 +267,8 @@ def test_cli_checks_the_scheme_before_the_model_is_loaded(tmp_path, calib, capsy
     tokenizer.save_pretrained(broken)
     tiny_llama_config(tokenizer).save_pretrained(broken)  # a config and no weights
     calib.save(tmp_path / "set")
-    code, _, err = run(["compress", "-m", str(broken), "-c", str(tmp_path / "set"), "--method", "nvfp4",
-                        "-o", str(tmp_path / "out")], capsys)
+    code, _, err = run(
+        ["compress", "-m", str(broken), "-c", str(tmp_path / "set"), "--method", "nvfp4", "-o", str(tmp_path / "out")],
+        capsys,
+    )
     assert_one_line_error(code, err, "nvfp4 cannot run in float32")

@@ -11,12 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from calibench.data.draw import build_calibration_set, build_calibration_sets
-from calibench.errors import CalibenchError, CorpusTooShortError, UnknownNameError
 from calibench.data.sampling import intervals_overlap
 from calibench.data.sources import get_source, list_sources
 from calibench.data.sources.hub import HUB_CORPORA, MIRROR_ENV, HubCorpus
 from calibench.data.sources.random_vocab import ordinary_token_ids, special_token_ids
-
+from calibench.errors import CalibenchError, CorpusTooShortError, UnknownNameError
 from conftest import corpus_text, make_tokenizer
 
 # ----------------------------------------------------------------- local files
@@ -99,7 +98,9 @@ def make_mirror(root, corpus: HubCorpus, docs_by_split):
     repo = root / corpus.repo
     if corpus.data_files:
         for split, pattern in corpus.data_files.items():
-            write_split_file(repo / pattern.replace("*", "-0001"), docs_by_split[split], corpus.text_field, corpus.builder)
+            write_split_file(
+                repo / pattern.replace("*", "-0001"), docs_by_split[split], corpus.text_field, corpus.builder
+            )
         return
     splits = corpus.split_names or {corpus.default_split: corpus.default_split}
     if corpus.config:
@@ -214,12 +215,16 @@ def test_random_punct_draws_only_punctuation_tokens_deterministically(tiny_token
     for token_id in range(len(tiny_tokenizer)):
         text = tiny_tokenizer.decode([token_id])
         marks = [ch for ch in text if not ch.isspace()]
-        if token_id not in special_token_ids(tiny_tokenizer) and marks and all(
-                unicodedata.category(ch).startswith("P") for ch in marks):
+        if (
+            token_id not in special_token_ids(tiny_tokenizer)
+            and marks
+            and all(unicodedata.category(ch).startswith("P") for ch in marks)
+        ):
             expected.append(token_id)
     assert list(allowed) == expected and len(expected) > 0
-    first, again = (build_sets("random-punct", tokenizer=tiny_tokenizer, n=4, seq_len=16, seed=3, bos="never")[0]
-                    for _ in range(2))
+    first, again = (
+        build_sets("random-punct", tokenizer=tiny_tokenizer, n=4, seq_len=16, seed=3, bos="never")[0] for _ in range(2)
+    )
     assert first.set_id == again.set_id and (first.input_ids == again.input_ids).all()
     assert set(first.input_ids.ravel().tolist()) <= set(expected)
     other = build_sets("random-punct", tokenizer=tiny_tokenizer, n=4, seq_len=16, seed=4, bos="never")[0]

@@ -120,8 +120,14 @@ def test_text_statistics_bundle():
 
 def make_set(tokenizer, ids, mode="document", generator=None):
     source = SourceRecord(name="hand", kind="local", split="train")
-    return CalibrationSet.create(np.asarray(ids), tokenizer, source=source,
-                                 sampling=SamplingRecord(mode=mode, bos=False), seed=0, generator=generator)
+    return CalibrationSet.create(
+        np.asarray(ids),
+        tokenizer,
+        source=source,
+        sampling=SamplingRecord(mode=mode, bos=False),
+        seed=0,
+        generator=generator,
+    )
 
 
 def test_perplexity_matches_a_naive_token_loop(tiny_model_dir, tiny_tokenizer):
@@ -172,8 +178,18 @@ def test_cli_stats_several_sets_without_model(tiny_tokenizer, tiny_model_dir, tm
         make_set(tiny_tokenizer, np.arange(20).reshape(2, 10) + 4 + i).save(tmp_path / f"s{i}")
     # the recorded tokenizer name is the in-memory one here, so name the model
     try:
-        main(["data", "stats", str(tmp_path / "s0"), str(tmp_path / "s1"), "-m", str(tiny_model_dir),
-              "--out", str(tmp_path / "st.json")])
+        main(
+            [
+                "data",
+                "stats",
+                str(tmp_path / "s0"),
+                str(tmp_path / "s1"),
+                "-m",
+                str(tiny_model_dir),
+                "--out",
+                str(tmp_path / "st.json"),
+            ]
+        )
     except SystemExit as exc:
         assert not exc.code
     out = capsys.readouterr().out

@@ -17,7 +17,6 @@ import pytest
 from calibench.study import expand, load_spec, run_study
 from calibench.study.cells import Cell
 from calibench.study.store import DB_NAME, Store
-
 from conftest import assert_one_line_error, corpus_text, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -112,15 +111,30 @@ def _alive(pid: int) -> bool:
 
 def _children(pid: int) -> list[int]:
     """Live child processes of ``pid``."""
-    return [int(p.name) for p in Path("/proc").glob("[0-9]*") if _status(p.name).get("PPid") == str(pid) and _alive(int(p.name))]
+    return [
+        int(p.name)
+        for p in Path("/proc").glob("[0-9]*")
+        if _status(p.name).get("PPid") == str(pid) and _alive(int(p.name))
+    ]
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_sigkill_then_rerun_gives_one_row_per_cell_and_the_uninterrupted_results(tmp_path, tiny_model_dir, texts, jobs):
     spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, sets=3)
     killed = tmp_path / "killed"
-    command = [sys.executable, "-c", "from calibench.cli import main; main()", "study", "run", str(spec_path),
-               "--out", str(killed), "--no-report", "--jobs", str(jobs)]
+    command = [
+        sys.executable,
+        "-c",
+        "from calibench.cli import main; main()",
+        "study",
+        "run",
+        str(spec_path),
+        "--out",
+        str(killed),
+        "--no-report",
+        "--jobs",
+        str(jobs),
+    ]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = killed / DB_NAME
     deadline = time.time() + 600
@@ -162,7 +176,9 @@ def test_sigkill_then_rerun_gives_one_row_per_cell_and_the_uninterrupted_results
     else:  # worker cells ran on cores // jobs threads: equal up to reduction order
         assert after.keys() == reference.keys()
         assert all(after[k] == pytest.approx(v, rel=1e-4) for k, v in reference.items())
-    assert table(db, "SELECT recipe, set_index, set_id FROM sets") == table(clean / DB_NAME, "SELECT recipe, set_index, set_id FROM sets")
+    assert table(db, "SELECT recipe, set_index, set_id FROM sets") == table(
+        clean / DB_NAME, "SELECT recipe, set_index, set_id FROM sets"
+    )
 
     again = run_study(spec_path, killed, progress=False)
     assert again.skipped == 4 and again.done == 0
@@ -197,9 +213,20 @@ def test_cells_run_through_a_real_local_ray_runtime(tmp_path, tiny_model_dir, te
 
 
 def fake_cell(method: str, source: str, index: int, n: int = 16) -> Cell:
-    return Cell(model="m", method=method, method_name="" if method == "dense" else method, params={},
-                source="" if method == "dense" else source, source_params={}, num_sets=3, set_index=index,
-                n=n, seq_len=64, seed=0, eval={"tasks": ["arc_easy", "piqa"], "limit": 20})
+    return Cell(
+        model="m",
+        method=method,
+        method_name="" if method == "dense" else method,
+        params={},
+        source="" if method == "dense" else source,
+        source_params={},
+        num_sets=3,
+        set_index=index,
+        n=n,
+        seq_len=64,
+        seed=0,
+        eval={"tasks": ["arc_easy", "piqa"], "limit": 20},
+    )
 
 
 def test_report_tables_match_an_independent_computation(tmp_path):
@@ -208,11 +235,15 @@ def test_report_tables_match_an_independent_computation(tmp_path):
     rng = np.random.default_rng(0)
     store = Store(tmp_path)
     values: dict[tuple[str, str, int], dict[str, float]] = {}
-    cells = [fake_cell("dense", "", 0)] + [fake_cell(m, s, i) for m in ("gptq", "wanda") for s in ("wiki", "code") for i in range(3)]
+    cells = [fake_cell("dense", "", 0)] + [
+        fake_cell(m, s, i) for m in ("gptq", "wanda") for s in ("wiki", "code") for i in range(3)
+    ]
     for cell in cells:
         scores = {"arc_easy": float(rng.uniform(0.3, 0.6)), "piqa": float(rng.uniform(0.5, 0.7))}
         values[(cell.method, cell.source, cell.set_index)] = scores
-        rows = [{"task": t, "metric": "acc", "value": v, "stderr": 0.01, "n": 20, "limit": 20} for t, v in scores.items()]
+        rows = [
+            {"task": t, "metric": "acc", "value": v, "stderr": 0.01, "n": 20, "limit": 20} for t, v in scores.items()
+        ]
         rows.append({"task": "ppl:wiki", "metric": "perplexity", "value": float(rng.uniform(20, 40)), "n": 8})
         store.record_success(cell, rows, None, {}, 1.0)
     store.close()
@@ -230,9 +261,14 @@ def test_report_tables_match_an_independent_computation(tmp_path):
             spread = max(averages) - min(averages)
             row = f"| m | {method} | {source} | 16 | 64 | 3 | {mean:.4f} | {std:.4f} | {min(averages):.4f} | {max(averages):.4f} | {spread:.4f} |"
             assert row in md, row
-        means = {s: np.mean([np.mean(list(values[(method, s, i)].values())) for i in range(3)]) for s in ("wiki", "code")}
+        means = {
+            s: np.mean([np.mean(list(values[(method, s, i)].values())) for i in range(3)]) for s in ("wiki", "code")
+        }
         best, worst = max(means, key=means.get), min(means, key=means.get)
-        assert f"| m | {method} | 16 | 64 | {best} | {means[best]:.4f} | {worst} | {means[worst]:.4f} | {means[best] - means[worst]:.4f} |" in md
+        assert (
+            f"| m | {method} | 16 | 64 | {best} | {means[best]:.4f} | {worst} | {means[worst]:.4f} | {means[best] - means[worst]:.4f} |"
+            in md
+        )
     assert "--limit 20" in md and AVERAGE not in frame.task.unique()
     assert {p.name for p in report.plots} == {"accuracy_by_source.png", "perplexity_by_source.png", "task_spread.png"}
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in report.plots)
@@ -263,8 +299,10 @@ def test_jobs_below_one_is_refused(tmp_path, tiny_model_dir, texts, capsys):
 def test_curated_source_runs_cola_once_per_set_and_shares_the_pool(tmp_path, tiny_model_dir, tiny_encoder_dir, texts):
     train, heldout = texts
     spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, train, heldout, sets=2)
-    curated = (f"  - name: curated\n    sets: 2\n    params: {{sources: ['{train}'], capabilities: ['lm={heldout}'], "
-               f"pool_size: 12, embedding_model: '{tiny_encoder_dir}', score_texts: 8, min_tokens: 8, n_init: 2}}\n")
+    curated = (
+        f"  - name: curated\n    sets: 2\n    params: {{sources: ['{train}'], capabilities: ['lm={heldout}'], "
+        f"pool_size: 12, embedding_model: '{tiny_encoder_dir}', score_texts: 8, min_tokens: 8, n_init: 2}}\n"
+    )
     text = spec_path.read_text()
     spec_path.write_text(text.replace("n: [4]", curated.rstrip("\n") + "\nn: [4]", 1))
     summary = run_study(spec_path, tmp_path / "out", progress=False)
@@ -284,7 +322,7 @@ def test_curated_source_runs_cola_once_per_set_and_shares_the_pool(tmp_path, tin
 
 def test_noise_floor_table_matches_an_independent_computation(tmp_path):
     """Reruns of wiki#0 under two perturbations: the floor is the largest |change|, beside the across-set spread."""
-    from calibench.study.report import AVERAGE, NOISE_HEADING, noise_floor_table, load_frame, write_report
+    from calibench.study.report import AVERAGE, NOISE_HEADING, load_frame, noise_floor_table, write_report
 
     rng = np.random.default_rng(1)
     store = Store(tmp_path)
@@ -301,8 +339,10 @@ def test_noise_floor_table_matches_an_independent_computation(tmp_path):
             values[(cell.source, cell.set_index)] = scores
         else:
             values[(cell.perturbation,)] = scores
-        rows = [{"task": "arc_easy", "metric": "acc", "value": scores["arc_easy"], "n": 20, "limit": 20},
-                {"task": "ppl:wiki", "metric": "perplexity", "value": scores["ppl:wiki"], "n": 8}]
+        rows = [
+            {"task": "arc_easy", "metric": "acc", "value": scores["arc_easy"], "n": 20, "limit": 20},
+            {"task": "ppl:wiki", "metric": "perplexity", "value": scores["ppl:wiki"], "n": 8},
+        ]
         store.record_success(cell, rows, None, {}, 1.0)
     store.close()
     assert len({c.key for c in cells + reruns}) == len(cells) + 2  # a rerun is its own cell
@@ -340,8 +380,10 @@ def test_noise_floor_cells_rerun_with_their_perturbation(tmp_path, tiny_model_di
     originals = [c for c in cells if not c.perturbation]
     assert len(originals) == 3 and all(c.key != o.key for c in perturbed for o in originals)
     run_study(spec_path, tmp_path / "out", progress=False)
-    records = {json.loads(cfg).get("perturbation", ""): json.loads(rec)
-               for cfg, rec in table(tmp_path / "out" / DB_NAME, "SELECT config, record FROM cells")}
+    records = {
+        json.loads(cfg).get("perturbation", ""): json.loads(rec)
+        for cfg, rec in table(tmp_path / "out" / DB_NAME, "SELECT config, record FROM cells")
+    }
     import torch
 
     assert records["threads"]["torch_threads"] != torch.get_num_threads()
@@ -369,13 +411,21 @@ def test_perplexity_increase_table_and_matrix(tmp_path):
 
     from calibench.study.report import perplexity_increase_table, plot_perplexity_matrix
 
-    rows = [{"model": "m", "method": "dense", "source": "-", "task": t, "metric": "perplexity", "value": v}
-            for t, v in (("ppl:de", 40.0), ("ppl:en", 20.0))]
-    values = {("de", "ppl:de"): [44.0, 46.0], ("de", "ppl:en"): [30.0, 32.0],
-              ("en", "ppl:de"): [60.0, 62.0], ("en", "ppl:en"): [22.0, 22.0]}
+    rows = [
+        {"model": "m", "method": "dense", "source": "-", "task": t, "metric": "perplexity", "value": v}
+        for t, v in (("ppl:de", 40.0), ("ppl:en", 20.0))
+    ]
+    values = {
+        ("de", "ppl:de"): [44.0, 46.0],
+        ("de", "ppl:en"): [30.0, 32.0],
+        ("en", "ppl:de"): [60.0, 62.0],
+        ("en", "ppl:en"): [22.0, 22.0],
+    }
     for (source, task), vs in values.items():
-        rows += [{"model": "m", "method": "wanda", "source": source, "task": task, "metric": "perplexity", "value": v}
-                 for v in vs]
+        rows += [
+            {"model": "m", "method": "wanda", "source": source, "task": task, "metric": "perplexity", "value": v}
+            for v in vs
+        ]
     table = perplexity_increase_table(pd.DataFrame(rows)).set_index(["source", "task"])
     assert table.loc[("de", "ppl:de"), "increase % mean"] == pytest.approx(12.5)  # (10% + 15%) / 2
     assert table.loc[("de", "ppl:de"), "increase % std"] == pytest.approx(np.std([10.0, 15.0], ddof=1))

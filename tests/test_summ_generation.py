@@ -9,8 +9,10 @@ from conftest import fresh_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
-            "{% if add_generation_prompt %}<s>assistant\n{% endif %}")
+TEMPLATE = (
+    "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+    "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -19,17 +21,28 @@ def model(tiny_model_dir):
 
 
 def _prompts(tok):
-    texts = ["doc 1: heavy jugs of liquid", "doc 2: some other words appear here for variety in text and more",
-             "doc 3: words", "doc 4: liquid words appear and heavy jugs of text for variety", "doc 5: text"]
+    texts = [
+        "doc 1: heavy jugs of liquid",
+        "doc 2: some other words appear here for variety in text and more",
+        "doc 3: words",
+        "doc 4: liquid words appear and heavy jugs of text for variety",
+        "doc 5: text",
+    ]
     return [tok(t)["input_ids"] for t in texts]
 
 
 def _hf_greedy(model, prompt, max_new, stops, pad):
     import torch
 
-    out = model.generate(input_ids=torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
-                         max_new_tokens=max_new, do_sample=False, eos_token_id=list(stops), pad_token_id=pad)
-    new = out[0, len(prompt):].tolist()
+    out = model.generate(
+        input_ids=torch.tensor([prompt]),
+        attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+        max_new_tokens=max_new,
+        do_sample=False,
+        eos_token_id=list(stops),
+        pad_token_id=pad,
+    )
+    new = out[0, len(prompt) :].tolist()
     for i, t in enumerate(new):
         if t in stops:
             return new[:i], True
@@ -43,11 +56,13 @@ def test_batched_greedy_equals_hf_generate(model, tiny_tokenizer, batch_size):
     prompts = _prompts(tiny_tokenizer)
     # a frequent token as an extra stop so that some rows stop early and others run to the cap
     stops = [tiny_tokenizer.eos_token_id]
-    first = greedy_generate(model, prompts, max_new_tokens=12, stop_ids=stops, pad_id=tiny_tokenizer.pad_token_id,
-                            batch_size=batch_size).generations
+    first = greedy_generate(
+        model, prompts, max_new_tokens=12, stop_ids=stops, pad_id=tiny_tokenizer.pad_token_id, batch_size=batch_size
+    ).generations
     stops.append(first[0].tokens[3] if len(first[0].tokens) > 3 else 5)
-    run = greedy_generate(model, prompts, max_new_tokens=12, stop_ids=stops, pad_id=tiny_tokenizer.pad_token_id,
-                          batch_size=batch_size)
+    run = greedy_generate(
+        model, prompts, max_new_tokens=12, stop_ids=stops, pad_id=tiny_tokenizer.pad_token_id, batch_size=batch_size
+    )
     for prompt, gen in zip(prompts, run.generations):
         tokens, stopped = _hf_greedy(model, prompt, 12, stops, tiny_tokenizer.pad_token_id)
         assert (gen.tokens, gen.stopped) == (tokens, stopped)
@@ -94,7 +109,10 @@ def test_plain_prompt_and_clean_summary(tiny_tokenizer):
     from calibench.summarize.prompts import clean_summary, plain_prompt, render
 
     assert plain_prompt("D.", "summary") == "Write a short summary of the following document.\n\nD.\n\nSummary:"
-    assert render(tiny_tokenizer, "D.", "summary", chat=False) == tiny_tokenizer(plain_prompt("D.", "summary"))["input_ids"]
+    assert (
+        render(tiny_tokenizer, "D.", "summary", chat=False)
+        == tiny_tokenizer(plain_prompt("D.", "summary"))["input_ids"]
+    )
     assert clean_summary(" A short one.\n\nArticle: next ", chat=False) == "A short one."
     assert clean_summary(" A.\n\nB. ", chat=True) == "A.\n\nB."
 

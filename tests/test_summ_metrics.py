@@ -24,8 +24,10 @@ SUMMARY = "The brown fox jumps quickly over the dog."
 
 PAIRS = [
     ("the cat sat on the mat", "the cat ran"),
-    ("Police arrested two men after the robbery in Leeds on Friday.",
-     "Two men were arrested by police following a robbery in Leeds."),
+    (
+        "Police arrested two men after the robbery in Leeds on Friday.",
+        "Two men were arrested by police following a robbery in Leeds.",
+    ),
     ("Running runners ran; the runner runs.", "A runner was running."),
     ("", "something"),
 ]
@@ -77,8 +79,12 @@ def test_novel_ngrams_hand_worked():
 
 def test_text_helpers():
     assert words("Hello, World! 42") == ["hello", "world", "42"]
-    assert sentences("First one. Second one!\nThird (line) here? \"Quoted\" four.") == [
-        "First one.", "Second one!", "Third (line) here?", '"Quoted" four.']
+    assert sentences('First one. Second one!\nThird (line) here? "Quoted" four.') == [
+        "First one.",
+        "Second one!",
+        "Third (line) here?",
+        '"Quoted" four.',
+    ]
     assert sentences("Mr. smith went.\n...\n") == ["Mr. smith went."]  # no split before lower case; no empty pieces
 
 
@@ -100,7 +106,14 @@ def test_lexical_metrics_cover_every_name():
 
 # ----------------------------------------------------------------------- consistency on a stub NLI
 
-TABLE = {("A.", "X."): 0.1, ("A.", "Y."): 0.9, ("B.", "X."): 0.5, ("B.", "Y."): 0.2, ("C.", "X."): 0.3, ("C.", "Y."): 0.4}
+TABLE = {
+    ("A.", "X."): 0.1,
+    ("A.", "Y."): 0.9,
+    ("B.", "X."): 0.5,
+    ("B.", "Y."): 0.2,
+    ("C.", "X."): 0.3,
+    ("C.", "Y."): 0.4,
+}
 STUB = FunctionNli(lambda p, h: [TABLE.get((a, b), 0.0) for a, b in zip(p, h)], "stub")
 
 
@@ -179,8 +192,15 @@ def test_degeneration_lines_count_loops_and_restrict_consistency():
     fine = "The council approved the new budget on Monday."
     loop = "In 2012\nIn 2012\nIn 2012\nIn 2012"
     base = Run("dense", "summ:x", items_by_doc([item(f"d{i}", fine, 0.5) for i in range(6)]), {})
-    other = Run("pruned", "summ:x", items_by_doc([item("d0", loop, 0.99), item("d1", loop, 0.99), item("d2", "Ok", 0.9)]
-                                                 + [item(f"d{i}", fine, 0.6) for i in (3, 4, 5)]), {})
+    other = Run(
+        "pruned",
+        "summ:x",
+        items_by_doc(
+            [item("d0", loop, 0.99), item("d1", loop, 0.99), item("d2", "Ok", 0.9)]
+            + [item(f"d{i}", fine, 0.6) for i in (3, 4, 5)]
+        ),
+        {},
+    )
     assert other.items["d0"]["metrics"]["repeat_3"] > 0.5  # filled in from the response
     (line,) = degeneration_lines(base, [other])
     assert "dense 0/6, pruned 3/6" in line  # two loops and one summary under 3 words

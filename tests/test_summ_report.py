@@ -9,15 +9,32 @@ import pytest
 def _cell(method, source, set_index):
     from calibench.study.cells import Cell
 
-    return Cell(model="m", method=method, method_name="" if method == "dense" else method, params={},
-                source=source, source_params={}, num_sets=2, set_index=set_index, n=4, seq_len=32, seed=0,
-                eval={"tasks": ["summ:xsum"]})
+    return Cell(
+        model="m",
+        method=method,
+        method_name="" if method == "dense" else method,
+        params={},
+        source=source,
+        source_params={},
+        num_sets=2,
+        set_index=set_index,
+        n=4,
+        seq_len=32,
+        seed=0,
+        eval={"tasks": ["summ:xsum"]},
+    )
 
 
 def _items(shift):
-    return [{"doc_id": str(i), "doc_hash": f"h{i}", "response": "s",
-             "metrics": {"rouge1": 0.2 + 0.01 * i, "coverage": 0.5 + shift + 0.001 * i, "summac_zs": 0.6 + shift}}
-            for i in range(6)]
+    return [
+        {
+            "doc_id": str(i),
+            "doc_hash": f"h{i}",
+            "response": "s",
+            "metrics": {"rouge1": 0.2 + 0.01 * i, "coverage": 0.5 + shift + 0.001 * i, "summac_zs": 0.6 + shift},
+        }
+        for i in range(6)
+    ]
 
 
 def test_report_sections_pair_cells_with_dense(tmp_path):
@@ -25,11 +42,17 @@ def test_report_sections_pair_cells_with_dense(tmp_path):
     from calibench.study.store import Store
 
     store = Store(tmp_path)
-    for method, source, k, shift in [("dense", "", 0, 0.0), ("wanda", "wiki", 0, 0.1), ("wanda", "wiki", 1, 0.2),
-                                     ("wanda", "code", 0, -0.1)]:
+    for method, source, k, shift in [
+        ("dense", "", 0, 0.0),
+        ("wanda", "wiki", 0, 0.1),
+        ("wanda", "wiki", 1, 0.2),
+        ("wanda", "code", 0, -0.1),
+    ]:
         items = _items(shift)
-        rows = [{"task": "summ:xsum", "metric": m, "value": sum(it["metrics"][m] for it in items) / 6, "n": 6}
-                for m in ("rouge1", "coverage", "summac_zs")]
+        rows = [
+            {"task": "summ:xsum", "metric": m, "value": sum(it["metrics"][m] for it in items) / 6, "n": 6}
+            for m in ("rouge1", "coverage", "summac_zs")
+        ]
         store.record_success(_cell(method, source, k), rows, None, {}, 1.0, {"summ:xsum": items})
     store.close()
     report = write_report(tmp_path)

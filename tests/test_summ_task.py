@@ -19,8 +19,9 @@ def docs_file(tmp_path_factory):
 
     texts = [" ".join(t.split()[:40]) for t in corpus_text(12, seed=3)]  # all fit the tiny model's 256 positions
     path = tmp_path_factory.mktemp("summ") / "docs.jsonl"
-    path.write_text("".join(json.dumps({"id": f"d{i}", "document": t, "summary": t[:40]}) + "\n"
-                            for i, t in enumerate(texts)))
+    path.write_text(
+        "".join(json.dumps({"id": f"d{i}", "document": t, "summary": t[:40]}) + "\n" for i, t in enumerate(texts))
+    )
     return path
 
 
@@ -36,12 +37,14 @@ def test_parse_summ_task_options_and_labels(docs_file):
     assert req.kind == "summarization" and req.name == "summ:xsum" and req.summ.options.max_new_tokens == 64
     (req,) = parse_tasks("summ:xsum:style=paragraph:max_new_tokens=64:system=no")
     assert req.name == "summ:xsum:style=paragraph:system=no"  # defaults left out of the label
-    for bad, fragment in [("summ:nosuch", "unknown summarization dataset 'nosuch'"),
-                          ("summ:xsum:max_new_tokens=0", "max_new_tokens must be at least 1"),
-                          ("summ:xsum:style=poem", "style must be one of paragraph, sentences, summary"),
-                          ("summ:xsum:colour=red", "colour is not an option"),
-                          ("summ:xsum:chat", "is not key=value"),
-                          ("summ:", "names no dataset")]:
+    for bad, fragment in [
+        ("summ:nosuch", "unknown summarization dataset 'nosuch'"),
+        ("summ:xsum:max_new_tokens=0", "max_new_tokens must be at least 1"),
+        ("summ:xsum:style=poem", "style must be one of paragraph, sentences, summary"),
+        ("summ:xsum:colour=red", "colour is not an option"),
+        ("summ:xsum:chat", "is not key=value"),
+        ("summ:", "names no dataset"),
+    ]:
         with pytest.raises(CalibenchError, match=fragment):
             parse_tasks(bad)
 
@@ -49,8 +52,10 @@ def test_parse_summ_task_options_and_labels(docs_file):
 def test_rows_items_and_skips(tiny_model_dir, tiny_tokenizer, docs_file):
     from calibench.evaluation import evaluate
 
-    lengths = sorted(len(tiny_tokenizer(json.loads(line)["document"] + "xx")["input_ids"])
-                     for line in docs_file.read_text().splitlines())
+    lengths = sorted(
+        len(tiny_tokenizer(json.loads(line)["document"] + "xx")["input_ids"])
+        for line in docs_file.read_text().splitlines()
+    )
     cap = lengths[len(lengths) // 2] + 20  # about half the documents fit
     task = _task(docs_file, f":max_prompt_tokens={cap}")
     result = evaluate(str(tiny_model_dir), task, log_samples=True, batch_size=4)
@@ -58,7 +63,15 @@ def test_rows_items_and_skips(tiny_model_dir, tiny_tokenizer, docs_file):
     assert rec.kind == "summarization" and rec.status == "ok"
     assert rec.details["skipped_too_long"] > 0 and rec.n_evaluated + rec.details["skipped_too_long"] == 12
     metrics = {r.metric for r in result.rows}
-    assert {"rouge1", "rouge2", "rougeL", "src_rouge1", "coverage", "density", "novel_1"} <= metrics  # novel_3: NaN (no row) if every summary is under 3 words
+    assert {
+        "rouge1",
+        "rouge2",
+        "rougeL",
+        "src_rouge1",
+        "coverage",
+        "density",
+        "novel_1",
+    } <= metrics  # novel_3: NaN (no row) if every summary is under 3 words
     items = result.samples[rec.task]
     assert len(items) == rec.n_evaluated and all(it["new_tokens"] <= 6 for it in items)
     assert {"doc_id", "doc_hash", "response", "target", "metrics"} <= set(items[0])
@@ -79,8 +92,9 @@ def test_limit_and_chat_yes_refused_before_the_model_loads(tiny_model_dir, docs_
         evaluate(str(tiny_model_dir), _task(docs_file, ":chat=yes"))
 
 
-def test_same_rows_dense_and_compressed_in_memory_or_checkpoint(tmp_path, tiny_model_dir, tiny_tokenizer, docs_file,
-                                                              tiny_text_set):
+def test_same_rows_dense_and_compressed_in_memory_or_checkpoint(
+    tmp_path, tiny_model_dir, tiny_tokenizer, docs_file, tiny_text_set
+):
     from calibench.compress import compress
     from calibench.evaluation import evaluate
 
@@ -108,8 +122,12 @@ def test_pluggable_nli_and_scorer_validation(monkeypatch, tiny_model_dir, docs_f
     stub = FunctionNli(lambda p, h: [1.0 if set(b.split()) <= set(a.split()) else 0.25 for a, b in zip(p, h)], "stub")
     monkeypatch.setattr(nli_module, "get_nli", lambda name: stub)
     monkeypatch.setattr(nli_module, "check_nli_name", lambda name: None)
-    monkeypatch.setattr("calibench.summarize.validate.factual_pairs", lambda limit=None: [
-        __import__("calibench.summarize.data", fromlist=["FactualPair"]).FactualPair("a b c", "a b", "a x")])
+    monkeypatch.setattr(
+        "calibench.summarize.validate.factual_pairs",
+        lambda limit=None: [
+            __import__("calibench.summarize.data", fromlist=["FactualPair"]).FactualPair("a b c", "a b", "a x")
+        ],
+    )
     result = evaluate(str(tiny_model_dir), f"summ:{docs_file}:nli=org/stub:harim=none:max_new_tokens=6", limit=3)
     values = {r.metric: r.value for r in result.rows}
     assert 0.25 <= values["summac_zs"] <= 1.0 and values["summac_zs.fsp_acc"] == 1.0

@@ -15,7 +15,6 @@ from calibench.study.cells import Cell
 from calibench.study.store import DB_NAME, Store
 from calibench.tracking import TRACKERS, Tracker, cell_entry, open_tracking
 from calibench.tracking.base import metric_name
-
 from conftest import assert_one_line_error, corpus_text, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -85,12 +84,17 @@ def test_tracking_is_off_by_default(tmp_path, tiny_model_dir, texts):
     assert not (tmp_path / "study").exists()
 
 
-@pytest.mark.parametrize("block,fragments", [
-    ("tracking: {backend: mlfow}", ["tracked.yaml:15:", "tracking.backend", "unknown tracking backend 'mlfow'",
-                                    "did you mean 'mlflow'"]),
-    ("tracking: {backend: mlflow, colour: red}", ["tracking.colour", "Extra inputs"]),
-    ("tracking: {backend: mlflow, uri: 'sqlite:///runs.db'}", ["tracking.uri", "pip install sqlalchemy alembic"]),
-])
+@pytest.mark.parametrize(
+    "block,fragments",
+    [
+        (
+            "tracking: {backend: mlfow}",
+            ["tracked.yaml:15:", "tracking.backend", "unknown tracking backend 'mlfow'", "did you mean 'mlflow'"],
+        ),
+        ("tracking: {backend: mlflow, colour: red}", ["tracking.colour", "Extra inputs"]),
+        ("tracking: {backend: mlflow, uri: 'sqlite:///runs.db'}", ["tracking.uri", "pip install sqlalchemy alembic"]),
+    ],
+)
 def test_bad_tracking_fields_are_located(tmp_path, tiny_model_dir, texts, capsys, block, fragments):
     if "sqlite" in block:
         from calibench.tracking.base import installed
@@ -117,7 +121,9 @@ def test_missing_wandb_is_one_line_before_any_work(tmp_path, tiny_model_dir, tex
 def test_missing_mlflow_is_one_line(tmp_path, tiny_model_dir, texts, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # what an environment without mlflow looks like to find_spec
     spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, tracking="tracking: {backend: mlflow}")
-    with pytest.raises(CalibenchError, match=r"tracking.backend: mlflow is not installed: pip install 'calibench\[tracking\]'"):
+    with pytest.raises(
+        CalibenchError, match=r"tracking.backend: mlflow is not installed: pip install 'calibench\[tracking\]'"
+    ):
         load_spec(spec_path)
 
 
@@ -125,15 +131,28 @@ def test_missing_mlflow_is_one_line(tmp_path, tiny_model_dir, texts, monkeypatch
 
 
 def a_cell(index: int, method: str = "wanda") -> Cell:
-    return Cell(model="/models/tiny", method=f"{method}-50%", method_name=method, params={"sparsity": 0.5},
-                source="/data/train.txt", source_params={"mode": "concat"}, num_sets=3, set_index=index, n=4,
-                seq_len=32, seed=0, eval={"tasks": ["ppl:wiki", "arc_easy"], "limit": 20})
+    return Cell(
+        model="/models/tiny",
+        method=f"{method}-50%",
+        method_name=method,
+        params={"sparsity": 0.5},
+        source="/data/train.txt",
+        source_params={"mode": "concat"},
+        num_sets=3,
+        set_index=index,
+        n=4,
+        seq_len=32,
+        seed=0,
+        eval={"tasks": ["ppl:wiki", "arc_easy"], "limit": 20},
+    )
 
 
 def test_cell_entry_carries_config_set_id_and_every_result():
     cell = a_cell(1)
-    rows = [{"task": "ppl:/data/held out.txt", "metric": "word_perplexity", "value": 31.5},
-            {"task": "arc_easy", "metric": "acc,none", "value": 0.25}]
+    rows = [
+        {"task": "ppl:/data/held out.txt", "metric": "word_perplexity", "value": 31.5},
+        {"task": "arc_easy", "metric": "acc,none", "value": 0.25},
+    ]
     entry = cell_entry(cell.key, cell.model_dump(mode="json"), "abcd1234abcd1234", rows, 12.5, "study-1")
     assert entry.params["set_id"] == "abcd1234abcd1234" and entry.params["cell_key"] == cell.key
     assert entry.params["params.sparsity"] == "0.5" and entry.params["source_params.mode"] == "concat"
@@ -160,8 +179,10 @@ def test_mlflow_tracker_logs_cells_that_the_client_reads_back(tmp_path, file_sto
     cells = [a_cell(0), a_cell(1), a_cell(0, "sparsegpt")]
     results = {}
     for i, cell in enumerate(cells):
-        rows = [{"task": "arc_easy", "metric": "acc", "value": 0.1 * (i + 1)},
-                {"task": "ppl:wiki", "metric": "word_perplexity", "value": 30.0 + i}]
+        rows = [
+            {"task": "arc_easy", "metric": "acc", "value": 0.1 * (i + 1)},
+            {"task": "ppl:wiki", "metric": "word_perplexity", "value": 30.0 + i},
+        ]
         set_id = f"{i:016x}"
         tracking.log_cell(cell, set_id, rows, 2.0 + i)
         results[cell.key] = (set_id, rows, 2.0 + i)
@@ -202,10 +223,16 @@ def check_runs_match_store(uri: str, experiment: str, out: Path) -> None:
         assert {k: v for k, v in r.data.metrics.items() if k != "seconds"} == metrics
 
 
-def test_a_tiny_study_tracks_every_cell_once_and_resumes_without_duplicates(tmp_path, tiny_model_dir, texts, file_store):
+def test_a_tiny_study_tracks_every_cell_once_and_resumes_without_duplicates(
+    tmp_path, tiny_model_dir, texts, file_store
+):
     uri = (tmp_path / "mlruns").as_uri()
-    spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts,
-                           tracking=f"tracking: {{backend: mlflow, uri: '{uri}', experiment: tiny}}")
+    spec_path = write_spec(
+        tmp_path / "s.yaml",
+        tiny_model_dir,
+        *texts,
+        tracking=f"tracking: {{backend: mlflow, uri: '{uri}', experiment: tiny}}",
+    )
     out = tmp_path / "study"
     first = run_study(spec_path, out, progress=False)
     assert first.done == 3 and first.failed == 0
@@ -223,7 +250,9 @@ def test_tracking_switched_on_later_logs_the_finished_cells(tmp_path, tiny_model
     plain = write_spec(tmp_path / "plain.yaml", tiny_model_dir, *texts, sets=1)
     assert run_study(plain, out, progress=False).done == 2
     assert not (out / "mlruns").exists()  # off by default
-    tracked = write_spec(tmp_path / "tracked.yaml", tiny_model_dir, *texts, sets=1, tracking="tracking: {backend: mlflow}")
+    tracked = write_spec(
+        tmp_path / "tracked.yaml", tiny_model_dir, *texts, sets=1, tracking="tracking: {backend: mlflow}"
+    )
     assert run_study(tracked, out, progress=False).done == 0  # no cell reruns ...
     check_runs_match_store((out / "mlruns").resolve().as_uri(), "tracked", out)  # ... and all are tracked
 
@@ -271,7 +300,9 @@ def test_wandb_offline_runs_one_per_cell_and_a_ledger(tmp_path, monkeypatch):
     tracking.start(store)
     cells = [a_cell(0), a_cell(1)]
     for i, cell in enumerate(cells):
-        tracking.log_cell(cell, f"{i:016x}", [{"task": "ppl:wiki", "metric": "word_perplexity", "value": 30.0 + i}], 1.0)
+        tracking.log_cell(
+            cell, f"{i:016x}", [{"task": "ppl:wiki", "metric": "word_perplexity", "value": 30.0 + i}], 1.0
+        )
     tracking.close()
     store.close()
     assert tracking.tracker.logged_keys() == {c.key for c in cells}

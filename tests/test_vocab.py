@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
@@ -46,7 +44,12 @@ def covered(tiny_tokenizer):
 
     texts = ["the quick brown fox jumps over a lazy dog", "seven wizards quietly box heavy jugs of liquid"]
     ids, _ = batch(tiny_tokenizer, texts)
-    specials = [tiny_tokenizer.bos_token_id, tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id, tiny_tokenizer.unk_token_id]
+    specials = [
+        tiny_tokenizer.bos_token_id,
+        tiny_tokenizer.eos_token_id,
+        tiny_tokenizer.pad_token_id,
+        tiny_tokenizer.unk_token_id,
+    ]
     vocab = from_ids(tiny_tokenizer, [*ids.flatten().tolist(), *specials], with_always=False)  # small: ~40 of 300
     assert len(vocab.kept) < len(tiny_tokenizer) // 4
     return texts, vocab
@@ -137,7 +140,9 @@ def test_save_reload_keeps_the_tie_and_restore_is_bit_identical(models, covered,
     with torch.no_grad():
         assert torch.equal(model(ids, attention_mask=mask).logits, again(ids, attention_mask=mask).logits)
     plain = AutoModelForCausalLM.from_pretrained(tmp_path / "p")  # plain transformers: a K-token compact model
-    assert plain.config.vocab_size == len(vocab.kept) and plain.config.pad_token_id == vocab.kept.index(tiny_tokenizer.pad_token_id)
+    assert plain.config.vocab_size == len(vocab.kept) and plain.config.pad_token_id == vocab.kept.index(
+        tiny_tokenizer.pad_token_id
+    )
     assert (plain.lm_head.weight is plain.model.embed_tokens.weight) == tied
     restore(tmp_path / "p", tmp_path / "r")
     original, restored = fresh_model(models[tied]), fresh_model(tmp_path / "r")
@@ -196,7 +201,9 @@ def test_memory_report_counts_storage_not_parameters(models, covered, tiny_token
     assert rep.after.vocab_bytes == K * d * 4 + V * 4 + K * 8  # kept rows + id map (int32) + kept ids (int64)
     assert rep.before.model_bytes - rep.after.model_bytes == rep.before.vocab_bytes - rep.after.vocab_bytes
     _, exact = pruned_copy(models[True], vocab, "exact-input", tiny_tokenizer)
-    assert exact.report.after.vocab_bytes == V * d * 4 + V * 4 and exact.report.saved_vocab_pct < 0  # honest: costs the id map
+    assert (
+        exact.report.after.vocab_bytes == V * d * 4 + V * 4 and exact.report.saved_vocab_pct < 0
+    )  # honest: costs the id map
     assert exact.notes and "saves nothing" in exact.notes[0]
     _, untied = pruned_copy(models[False], vocab, "exact-input", tiny_tokenizer)
     assert untied.report.before.vocab_bytes == 2 * V * d * 4
@@ -206,7 +213,6 @@ def test_memory_report_counts_storage_not_parameters(models, covered, tiny_token
 def test_prune_refusals(models, covered, tiny_tokenizer):
     from calibench.errors import CalibenchError, TokenizerMismatchError
     from calibench.vocab import Vocabulary, prune, unprune
-
     from conftest import make_tokenizer
 
     _, vocab = covered
@@ -239,7 +245,9 @@ def test_prune_refusals(models, covered, tiny_tokenizer):
     assert model.lm_head.weight is model.model.embed_tokens.weight
 
 
-def test_collect_counts_inputs_keeps_specials_and_reports_coverage(tiny_tokenizer, tiny_text_set, tmp_path, text_file, heldout_file):
+def test_collect_counts_inputs_keeps_specials_and_reports_coverage(
+    tiny_tokenizer, tiny_text_set, tmp_path, text_file, heldout_file
+):
     import numpy as np
 
     from calibench.errors import CalibenchError, TokenizerMismatchError
@@ -251,9 +259,15 @@ def test_collect_counts_inputs_keeps_specials_and_reports_coverage(tiny_tokenize
     ids = tiny_text_set.input_ids[tiny_text_set.attention_mask.astype(bool)]
     from_text = tiny_tokenizer(corpus_text(), add_special_tokens=True)["input_ids"]
     expected = np.bincount(ids, minlength=len(tiny_tokenizer)) + np.bincount(
-        np.concatenate([np.asarray(t) for t in from_text]), minlength=len(tiny_tokenizer))
+        np.concatenate([np.asarray(t) for t in from_text]), minlength=len(tiny_tokenizer)
+    )
     assert dict(zip(vocab.counted_ids, vocab.counts)) == {i: int(c) for i, c in enumerate(expected) if c}
-    specials = {tiny_tokenizer.bos_token_id, tiny_tokenizer.eos_token_id, tiny_tokenizer.pad_token_id, tiny_tokenizer.unk_token_id}
+    specials = {
+        tiny_tokenizer.bos_token_id,
+        tiny_tokenizer.eos_token_id,
+        tiny_tokenizer.pad_token_id,
+        tiny_tokenizer.unk_token_id,
+    }
     assert specials <= set(vocab.kept) and len(vocab.always["bytes"]) == 256  # byte-level BPE: every byte token
     (cov,) = vocab.coverage
     held = tiny_tokenizer("\n\n".join(corpus_text(20, seed=5)))["input_ids"]
@@ -261,7 +275,8 @@ def test_collect_counts_inputs_keeps_specials_and_reports_coverage(tiny_tokenize
     top = collect(tiny_tokenizer, Inputs(text=[str(text_file)]), top_k=10, min_count=2)
     counted = sorted(zip(top.counted_ids, top.counts), key=lambda p: (-p[1], p[0]))[:10]
     assert {i for i, _ in counted} <= set(top.kept) and len(set(top.kept) - {i for i, _ in counted}) <= len(
-        {i for v in top.always.values() for i in v})
+        {i for v in top.always.values() for i in v}
+    )
     path = vocab.save(tmp_path / "v.json")
     assert Vocabulary.load(path, tokenizer=tiny_tokenizer).kept == vocab.kept
     from conftest import make_tokenizer

@@ -105,21 +105,26 @@ def test_cli_collect_prune_restore_round_trip(tiny_model_dir, tiny_tokenizer, te
     # restoring what was never pruned, pruning twice
     code, _, err = run(["vocab", "restore", str(tmp_path / "r"), "-o", str(tmp_path / "r2")], capsys)
     assert_one_line_error(code, err, "was never vocabulary-pruned")
-    code, _, err = run(["vocab", "prune", str(tmp_path / "p"), "--keep", str(vocab_file), "-o", str(tmp_path / "p2")], capsys)
+    code, _, err = run(
+        ["vocab", "prune", str(tmp_path / "p"), "--keep", str(vocab_file), "-o", str(tmp_path / "p2")], capsys
+    )
     assert_one_line_error(code, err, "is vocabulary-pruned already")
     assert not (tmp_path / "r2").exists() and not (tmp_path / "p2").exists()
 
 
-def test_cli_model_without_input_embedding_is_one_line(tiny_model_dir, tiny_tokenizer, text_file, tmp_path, capsys, monkeypatch):
+def test_cli_model_without_input_embedding_is_one_line(
+    tiny_model_dir, tiny_tokenizer, text_file, tmp_path, capsys, monkeypatch
+):
     import calibench.models
-
     from calibench.vocab import Inputs, collect
 
     vocab_file = collect(tiny_tokenizer, Inputs(text=[str(text_file)])).save(tmp_path / "v.json")
     model = fresh_model(tiny_model_dir)
     monkeypatch.setattr(type(model), "get_input_embeddings", lambda self: None)
     monkeypatch.setattr(calibench.models, "load_model", lambda *a, **k: model)
-    code, _, err = run(["vocab", "prune", str(tiny_model_dir), "--keep", str(vocab_file), "-o", str(tmp_path / "p")], capsys)
+    code, _, err = run(
+        ["vocab", "prune", str(tiny_model_dir), "--keep", str(vocab_file), "-o", str(tmp_path / "p")], capsys
+    )
     assert_one_line_error(code, err, "has no input embedding to prune")
     assert not (tmp_path / "p").exists()
 
@@ -130,7 +135,6 @@ def test_study_option_prunes_each_cell_to_its_evaluation_vocabulary(tmp_path, ti
     from calibench.study import load_spec, run_study
     from calibench.study.cells import expand
     from calibench.study.store import Store
-
     from conftest import corpus_text
 
     train, heldout = tmp_path / "train.txt", tmp_path / "heldout.txt"

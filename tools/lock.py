@@ -75,8 +75,9 @@ def lock_text(freeze: str, exclude: tuple[str, ...] = ("calibench",)) -> str:
 
 
 def freeze(python: str | Path) -> str:
-    return subprocess.run([str(python), "-m", "pip", "freeze", "--all", "--exclude-editable"],
-                          check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        [str(python), "-m", "pip", "freeze", "--all", "--exclude-editable"], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def mismatches(lock: dict[str, str], installed: dict[str, str]) -> list[str]:
@@ -123,11 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(lock_text(freeze(args.python)), encoding="utf-8")
         print(f"wrote {args.out}")
     else:
-        problems = mismatches(parse_lock(args.lock.read_text(encoding="utf-8")), parse_lock(lock_text(freeze(args.python))))
+        problems = mismatches(
+            parse_lock(args.lock.read_text(encoding="utf-8")), parse_lock(lock_text(freeze(args.python)))
+        )
         for line in problems:
             print(line, file=sys.stderr)
         if problems:
-            print(f"{len(problems)} difference(s) from {args.lock}: `make clean install` reinstalls the lock", file=sys.stderr)
+            print(
+                f"{len(problems)} difference(s) from {args.lock}: `make clean install` reinstalls the lock",
+                file=sys.stderr,
+            )
             return 1
         print(f"environment matches {args.lock.name} ({len(parse_lock(args.lock.read_text(encoding='utf-8')))} pins)")
     return 0

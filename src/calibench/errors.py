@@ -54,7 +54,7 @@ class ParameterError(CalibenchError):
         self.allowed = allowed  # the parameters that would have been accepted, when that is the problem
         super().__init__(self.render(str))
 
-    def render(self, name: "Callable[[str], str]") -> str:
+    def render(self, name: Callable[[str], str]) -> str:
         """The message with every parameter name passed through ``name`` (the CLI gives flags)."""
         allowed = f" (its parameters: {', '.join(name(a) for a in self.allowed)})" if self.allowed else ""
         return f"{name(self.param)} {self.problem}{allowed}"

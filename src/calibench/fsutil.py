@@ -83,7 +83,9 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
-def find_stale_temps(roots: Iterable[str | Path], skip: tuple[str, ...] = (".git", ".venv", "node_modules")) -> list[Path]:
+def find_stale_temps(
+    roots: Iterable[str | Path], skip: tuple[str, ...] = (".git", ".venv", "node_modules")
+) -> list[Path]:
     """Every stale temporary under ``roots`` (not descending into them or into ``skip``)."""
     found: list[Path] = []
     for root in roots:
@@ -119,7 +121,9 @@ def check_writable_location(dest: str | Path) -> None:
     try:
         probe = tempfile.mkdtemp(prefix=".calibench-write-check-", dir=anchor)
     except OSError as exc:
-        raise CalibenchError(f"cannot write {dest}: {anchor} is not writable ({exc.strerror or exc}); choose another path") from None
+        raise CalibenchError(
+            f"cannot write {dest}: {anchor} is not writable ({exc.strerror or exc}); choose another path"
+        ) from None
     os.rmdir(probe)
 
 

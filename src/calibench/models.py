@@ -127,8 +127,10 @@ def resolve_device(device: str | Any = "auto") -> Any:
     if not torch.cuda.is_available():
         build = torch.__version__
         why = "torch is a CPU-only build" if torch.version.cuda is None else "no CUDA GPU is visible"
-        raise CalibenchError(f"--device {text} asked for a CUDA GPU, but this machine has none ({why}, torch {build}): "
-                             "use --device cpu (or auto)")
+        raise CalibenchError(
+            f"--device {text} asked for a CUDA GPU, but this machine has none ({why}, torch {build}): "
+            "use --device cpu (or auto)"
+        )
     count = torch.cuda.device_count()
     index = 0 if target.index is None else target.index
     if index >= count:

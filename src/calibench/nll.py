@@ -57,7 +57,11 @@ def window_nll(
     from calibench.progress import task
 
     ids = torch.as_tensor(np.asarray(input_ids), dtype=torch.long)
-    mask = torch.ones_like(ids) if attention_mask is None else torch.as_tensor(np.asarray(attention_mask), dtype=torch.long)
+    mask = (
+        torch.ones_like(ids)
+        if attention_mask is None
+        else torch.as_tensor(np.asarray(attention_mask), dtype=torch.long)
+    )
     device = next(model.parameters()).device
     nll_out = np.zeros(ids.shape[0], dtype=np.float64)
     count_out = np.zeros(ids.shape[0], dtype=np.int64)

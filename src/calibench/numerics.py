@@ -37,7 +37,8 @@ def pin() -> dict[str, str]:
     if missing and "torch" in sys.modules:
         raise CalibenchError(
             "the reproducible mode must be set before torch is imported: set "
-            + " ".join(f"{k}={v}" for k, v in {ENV: "1", **PINNED}.items()) + " in the environment"
+            + " ".join(f"{k}={v}" for k, v in {ENV: "1", **PINNED}.items())
+            + " in the environment"
         )
     os.environ.update(PINNED)
     os.environ[ENV] = "1"

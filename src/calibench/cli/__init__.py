@@ -11,18 +11,18 @@ import sys
 import typer
 
 from calibench import __version__
+from calibench.cli import usage
 from calibench.cli.assets_cmd import assets_app
 from calibench.cli.clean_cmd import clean_command
 from calibench.cli.compare_cmd import compare_command
 from calibench.cli.compress_cmd import compress_command
-from calibench.cli.recommend_cmd import recommend_command
 from calibench.cli.data_cmd import data_app
-from calibench.cli.study_cmd import study_app
-from calibench.cli.vocab_cmd import vocab_app
-from calibench.cli import usage
 from calibench.cli.demo_cmd import demo
 from calibench.cli.eval_cmd import eval_command
 from calibench.cli.inspect_cmd import inspect_app
+from calibench.cli.recommend_cmd import recommend_command
+from calibench.cli.study_cmd import study_app
+from calibench.cli.vocab_cmd import vocab_app
 from calibench.errors import CalibenchError, ParameterError
 
 app = typer.Typer(
@@ -53,7 +53,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """calibench: which calibration data, and what does it do to my model?"""
     from calibench import progress
@@ -96,5 +98,7 @@ def main(argv: list[str] | None = None) -> None:
         fail("interrupted", code=130)
 
 
-from calibench.cli import selfcal_cmd  # noqa: E402,F401  (registers data generate/stats)
-from calibench.cli import curate_cmd  # noqa: E402,F401  (registers data curate)
+from calibench.cli import (
+    curate_cmd,  # noqa: E402,F401  (registers data curate)
+    selfcal_cmd,  # noqa: E402,F401  (registers data generate/stats)
+)

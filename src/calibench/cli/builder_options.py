@@ -78,8 +78,15 @@ def derived_fields(models: list[tuple[str, type[BaseModel]]], skip: set[str]) ->
         for name, info in model.model_fields.items():
             if name in skip:
                 continue
-            entry = fields.setdefault(name, {"annotation": info.annotation, "helps": [], "users": [],
-                                             "panel": SIZES_PANEL if name in SetParams.model_fields else builder})
+            entry = fields.setdefault(
+                name,
+                {
+                    "annotation": info.annotation,
+                    "helps": [],
+                    "users": [],
+                    "panel": SIZES_PANEL if name in SetParams.model_fields else builder,
+                },
+            )
             entry["users"].append(builder)
             text = info.description or ""
             if text and text not in entry["helps"]:
@@ -95,19 +102,22 @@ def options_signature(fields: dict[str, dict[str, Any]], all_builders: int) -> l
         help_text = " / ".join(entry["helps"]) + extra + users
         decl = f"{flag_for(name)}/--no-{name.replace('_', '-')}" if kind is bool else flag_for(name)
         option = typer.Option(None, decl, help=help_text, rich_help_panel=entry["panel"], show_default=False)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                        annotation=kind | None))
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind | None))
     return params
 
 
-def with_builder_options(command: Callable[..., Any], fields: dict[str, dict[str, Any]], all_builders: int
-                         ) -> Callable[..., Any]:
+def with_builder_options(
+    command: Callable[..., Any], fields: dict[str, dict[str, Any]], all_builders: int
+) -> Callable[..., Any]:
     """``command`` (taking its own parameters and ``builder_params: dict``) with the derived options added."""
     own = [p for p in inspect.signature(command, eval_str=True).parameters.values() if p.name != "builder_params"]
 
     def wrapper(**kwargs: Any) -> Any:
-        given = {k: convert(fields[k]["annotation"], kwargs.pop(k)) for k in list(kwargs)
-                 if k in fields and kwargs[k] is not None}
+        given = {
+            k: convert(fields[k]["annotation"], kwargs.pop(k))
+            for k in list(kwargs)
+            if k in fields and kwargs[k] is not None
+        }
         for k in [k for k in kwargs if k in fields]:
             kwargs.pop(k)
         return command(**kwargs, builder_params=given)

@@ -14,10 +14,25 @@ from calibench.data.card.contamination import DEFAULT_N
 def card(
     directory: Path = typer.Argument(..., help="A calibration set directory."),
     out: Path = typer.Option(..., "--out", "-o", help="The card to write (Markdown), e.g. CARD.md."),
-    model: str = typer.Option(None, "--model", "-m", help="Model for the perplexity and the activation metrics (its tokenizer reads the set); without it, the recorded tokenizer reads the set and model metrics are left out."),
-    reference: Path = typer.Option(None, "--reference", help="A reference set (e.g. OUT/pool of `data curate`, or a set of the evaluation's domain): activation coverage and diversity of the set against it (needs --model)."),
-    ngram: int = typer.Option(DEFAULT_N, "--ngram", help="Words per n-gram in the contamination check (13: the GPT-3 convention)."),
-    benchmarks: str = typer.Option(None, "--benchmarks", help="Comma-separated benchmarks to check (task names such as arc_challenge, and ppl:NAME held-out texts); default: every one with offline data."),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Model for the perplexity and the activation metrics (its tokenizer reads the set); without it, the recorded tokenizer reads the set and model metrics are left out.",
+    ),
+    reference: Path = typer.Option(
+        None,
+        "--reference",
+        help="A reference set (e.g. OUT/pool of `data curate`, or a set of the evaluation's domain): activation coverage and diversity of the set against it (needs --model).",
+    ),
+    ngram: int = typer.Option(
+        DEFAULT_N, "--ngram", help="Words per n-gram in the contamination check (13: the GPT-3 convention)."
+    ),
+    benchmarks: str = typer.Option(
+        None,
+        "--benchmarks",
+        help="Comma-separated benchmarks to check (task names such as arc_challenge, and ppl:NAME held-out texts); default: every one with offline data.",
+    ),
     batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass (perplexity, activations)."),
     dtype: str = typer.Option("float32", "--dtype", help="Model dtype."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
@@ -36,7 +51,9 @@ def card(
     if batch_size < 1:
         raise CalibenchError(f"--batch-size must be at least 1, got {batch_size}")
     if reference is not None and model is None:
-        raise CalibenchError("--reference needs --model: coverage and diversity are measured in the model's activation space")
+        raise CalibenchError(
+            "--reference needs --model: coverage and diversity are measured in the model's activation space"
+        )
     check_output_file(out, example="CARD.md")
     include = parse_benchmarks(benchmarks)
     calib = CalibrationSet.load(directory)
@@ -46,11 +63,26 @@ def card(
     if ref is not None:
         ref.check_tokenizer(tokenizer)
     lm = load_model(model, dtype=dtype, device=device) if model is not None else None
-    sheet = gather(calib, tokenizer, lm=lm, model=model, reference=ref, benchmarks=offline_benchmarks(include),
-                   ngram=ngram, batch_size=batch_size)
+    sheet = gather(
+        calib,
+        tokenizer,
+        lm=lm,
+        model=model,
+        reference=ref,
+        benchmarks=offline_benchmarks(include),
+        ngram=ngram,
+        batch_size=batch_size,
+    )
     write_card(out, render(sheet))
     c = sheet.contamination
     flagged = c.flagged() if c else []
-    verdict = (f"flagged {', '.join(flagged)}" if flagged else
-               f"no overlap with {len(c.overlaps)} benchmarks" if c and c.overlaps else "no benchmark could be checked")
-    typer.echo(f"wrote {out}: {verdict}" + (f" ({len(c.skipped)} not checked: see the card)" if c and c.skipped else ""))
+    verdict = (
+        f"flagged {', '.join(flagged)}"
+        if flagged
+        else f"no overlap with {len(c.overlaps)} benchmarks"
+        if c and c.overlaps
+        else "no benchmark could be checked"
+    )
+    typer.echo(
+        f"wrote {out}: {verdict}" + (f" ({len(c.skipped)} not checked: see the card)" if c and c.skipped else "")
+    )

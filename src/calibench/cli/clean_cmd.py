@@ -14,7 +14,9 @@ import typer
 
 
 def clean_command(
-    paths: list[Path] = typer.Argument(None, help="Directories to search (default: the current directory and the calibench cache)."),
+    paths: list[Path] = typer.Argument(
+        None, help="Directories to search (default: the current directory and the calibench cache)."
+    ),
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed, remove nothing."),
 ) -> None:
     """Remove temporary directories and files of interrupted writes (their writer is no longer running)."""

@@ -15,10 +15,14 @@ import typer
 
 
 def compare_command(
-    runs: list[Path] = typer.Argument(..., help="EvalResult JSON files (`calibench eval ... --log-samples -o X.json`); the first is the base."),
+    runs: list[Path] = typer.Argument(
+        ..., help="EvalResult JSON files (`calibench eval ... --log-samples -o X.json`); the first is the base."
+    ),
     task: str = typer.Option(None, "--task", help="The summ: task, when a file holds several."),
     labels: str = typer.Option(None, "--labels", help="Comma-separated labels, one per file (default: file names)."),
-    plot: Path = typer.Option(None, "--plot", help="Also write the source-overlap vs consistency scatter plot (PNG), one colour per run."),
+    plot: Path = typer.Option(
+        None, "--plot", help="Also write the source-overlap vs consistency scatter plot (PNG), one colour per run."
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Also write the table (Markdown) to this file."),
 ) -> None:
     """Pair summarization runs per document against the first and print every metric's difference with its paired CI."""

@@ -25,18 +25,40 @@ def compress_command(
     model: str = typer.Option(..., "--model", "-m", help="Bundled model name, local model directory or hub id."),
     calib: Path = typer.Option(..., "--calib", "-c", help="Calibration set directory (from `calibench data build`)."),
     method: str = typer.Option(None, "--method", help=METHOD_HELP),
-    recipe: Path = typer.Option(None, "--recipe", help="An llm-compressor recipe file (YAML: NAME_stage: NAME_modifiers: ModifierType: {...}), run with this calibration set instead of --method."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output checkpoint directory (compressed-tensors + calibench.json)."),
+    recipe: Path = typer.Option(
+        None,
+        "--recipe",
+        help="An llm-compressor recipe file (YAML: NAME_stage: NAME_modifiers: ModifierType: {...}), run with this calibration set instead of --method.",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output checkpoint directory (compressed-tensors + calibench.json)."
+    ),
     bits: int = typer.Option(None, "--bits", help="Weight bits (quantization methods; default per method)."),
-    group_size: int = typer.Option(None, "--group-size", help="Quantization group size; 0 = per-channel; default 128 where it divides."),
-    actorder: bool = typer.Option(None, "--actorder/--no-actorder", help="GPTQ static activation order (default on, as in llm-compressor); --no-actorder for the original column order."),
+    group_size: int = typer.Option(
+        None, "--group-size", help="Quantization group size; 0 = per-channel; default 128 where it divides."
+    ),
+    actorder: bool = typer.Option(
+        None,
+        "--actorder/--no-actorder",
+        help="GPTQ static activation order (default on, as in llm-compressor); --no-actorder for the original column order.",
+    ),
     dampening: float = typer.Option(None, "--dampening", help="Hessian dampening fraction (default 0.01)."),
     asym: bool = typer.Option(False, "--asym", help="Asymmetric quantization (zero points)."),
     sparsity: float = typer.Option(None, "--sparsity", help="Pruning sparsity in (0, 1); default 0.5."),
     structure: str = typer.Option(None, "--structure", help="'unstructured' (default) or N:M such as 2:4."),
-    activations: str = typer.Option(None, "--activations", help="smoothquant's int8 activations: 'dynamic' per-token scales (default) or 'static' per-tensor scales calibrated on the set."),
-    dtype: str = typer.Option("auto", "--dtype", help="Model dtype: auto (float32 on CPU, the checkpoint's own on a GPU), bfloat16, float16 or float32."),
-    device: str = typer.Option("auto", "--device", help="auto (the first CUDA GPU if any, else CPU), cpu, cuda or cuda:N."),
+    activations: str = typer.Option(
+        None,
+        "--activations",
+        help="smoothquant's int8 activations: 'dynamic' per-token scales (default) or 'static' per-tensor scales calibrated on the set.",
+    ),
+    dtype: str = typer.Option(
+        "auto",
+        "--dtype",
+        help="Model dtype: auto (float32 on CPU, the checkpoint's own on a GPU), bfloat16, float16 or float32.",
+    ),
+    device: str = typer.Option(
+        "auto", "--device", help="auto (the first CUDA GPU if any, else CPU), cpu, cuda or cuda:N."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed for every random choice in the libraries."),
 ) -> None:
     """Compress MODEL with METHOD (or an llm-compressor recipe) calibrated on a calibration set, and save the checkpoint."""
@@ -44,28 +66,45 @@ def compress_command(
 
     # llm-compressor logs every module at INFO to stdout; keep warnings unless the user asks for more
     os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")
-    from calibench.data.calibset import CalibrationSet
     from calibench.cli.console import console
     from calibench.compress import compress
     from calibench.compress.methods import make_params, resolve
     from calibench.compress.presets import check_scheme_runnable
     from calibench.compress.recipe_file import load_recipe, recipe_presets
+    from calibench.data.calibset import CalibrationSet
     from calibench.errors import CalibenchError
     from calibench.fsutil import check_new_output
     from calibench.models import load_model, load_tokenizer, resolve_device, resolve_dtype
 
     if (method is None) == (recipe is None):
         raise CalibenchError("give exactly one of --method NAME and --recipe FILE.yaml")
-    params = dict(bits=bits, group_size=group_size, actorder=actorder, dampening=dampening,
-                  symmetric=False if asym else None, sparsity=sparsity, structure=structure, activations=activations)
+    params = dict(
+        bits=bits,
+        group_size=group_size,
+        actorder=actorder,
+        dampening=dampening,
+        symmetric=False if asym else None,
+        sparsity=sparsity,
+        structure=structure,
+        activations=activations,
+    )
     # unknown methods, bad values and unreadable recipes fail before any loading
     if recipe is not None:
-        flags = {"bits": "--bits", "group_size": "--group-size", "actorder": "--actorder", "dampening": "--dampening",
-                 "symmetric": "--asym", "sparsity": "--sparsity", "structure": "--structure",
-                 "activations": "--activations"}
+        flags = {
+            "bits": "--bits",
+            "group_size": "--group-size",
+            "actorder": "--actorder",
+            "dampening": "--dampening",
+            "symmetric": "--asym",
+            "sparsity": "--sparsity",
+            "structure": "--structure",
+            "activations": "--activations",
+        }
         given = [flags[k] for k, v in params.items() if v is not None]
         if given:
-            raise CalibenchError(f"--recipe sets its own parameters: drop {', '.join(given)}, or put them in the recipe")
+            raise CalibenchError(
+                f"--recipe sets its own parameters: drop {', '.join(given)}, or put them in the recipe"
+            )
         schemes = recipe_presets(load_recipe(recipe))
     else:
         schemes = resolve(method)

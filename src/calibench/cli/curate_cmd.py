@@ -13,12 +13,29 @@ POOL_DIR = "pool"
 
 
 def curate(
-    model: str = typer.Option(..., "--model", "-m", help="Bundled model name, local model directory or hub id: activations are captured under it."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory (must not exist): the curated set, with the pool in OUT/pool."),
-    save_pool: bool = typer.Option(True, "--save-pool/--no-save-pool", help="Also write the pool to OUT/pool (for random baselines and `data stats --pool`)."),
+    model: str = typer.Option(
+        ...,
+        "--model",
+        "-m",
+        help="Bundled model name, local model directory or hub id: activations are captured under it.",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output directory (must not exist): the curated set, with the pool in OUT/pool."
+    ),
+    save_pool: bool = typer.Option(
+        True,
+        "--save-pool/--no-save-pool",
+        help="Also write the pool to OUT/pool (for random baselines and `data stats --pool`).",
+    ),
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write windows.jsonl with the decoded text of each sample."),
-    proxy: list[str] = typer.Option(None, "--proxy", help="Proxy evaluation (repeatable): compress with METHOD (wanda, gptq, ...) using the curated set and a random set from the same pool, and compare perplexity on each capability's reference text."),
-    proxy_windows: int = typer.Option(8, "--proxy-windows", help="Perplexity windows of --seq-len tokens per capability in the proxy evaluation."),
+    proxy: list[str] = typer.Option(
+        None,
+        "--proxy",
+        help="Proxy evaluation (repeatable): compress with METHOD (wanda, gptq, ...) using the curated set and a random set from the same pool, and compare perplexity on each capability's reference text.",
+    ),
+    proxy_windows: int = typer.Option(
+        8, "--proxy-windows", help="Perplexity windows of --seq-len tokens per capability in the proxy evaluation."
+    ),
     dtype: str = typer.Option("float32", "--dtype", help="Model dtype for the activation capture."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
     builder_params: dict | None = None,
@@ -64,20 +81,35 @@ PROXY_FILE = "proxy.json"
 
 def _proxy(model: str, result, config: CurationConfig, tokenizer, methods: list[str], windows: int) -> dict:
     """Curated set vs a random set of the same size from the same pool (seed --seed), after each method."""
+    from calibench.data.curation.capabilities import load_reference, parse_capabilities
     from calibench.data.curation.pipeline import random_from_pool
     from calibench.data.curation.proxy import proxy_evaluate
-    from calibench.data.curation.capabilities import load_reference, parse_capabilities
 
     caps = parse_capabilities(config.capabilities)
     texts = {c.name: load_reference(c) for c in caps}
     baseline = random_from_pool(result.pool, config.n, config.seed, tokenizer)
-    rows = {"random_set": {"set_id": baseline.set_id, "seed": config.seed,
-                           "chosen_pool_indices": baseline.manifest.generator["chosen_pool_indices"]},
-            "windows": windows, "seq_len": config.seq_len, "results": []}
+    rows = {
+        "random_set": {
+            "set_id": baseline.set_id,
+            "seed": config.seed,
+            "chosen_pool_indices": baseline.manifest.generator["chosen_pool_indices"],
+        },
+        "windows": windows,
+        "seq_len": config.seq_len,
+        "results": [],
+    }
     for method in methods:  # each method with the defaults of `calibench compress`
         for label, calib in (("curated", result.calib), ("random", baseline)):
-            r = proxy_evaluate(model, calib, method, config.capabilities, tokenizer=tokenizer,
-                               seq_len=config.seq_len, max_windows=windows, texts=texts)
+            r = proxy_evaluate(
+                model,
+                calib,
+                method,
+                config.capabilities,
+                tokenizer=tokenizer,
+                seq_len=config.seq_len,
+                max_windows=windows,
+                texts=texts,
+            )
             rows["results"].append({"set": label, **r.record()})
     return rows
 
@@ -88,7 +120,9 @@ def _report_proxy(rows: dict, out: Path) -> None:
     from calibench.cli.console import console as make_console
 
     caps = list(rows["results"][0]["perplexity"])
-    table = Table(title=f"proxy evaluation: perplexity after compression ({rows['windows']} windows of {rows['seq_len']} tokens per capability)")
+    table = Table(
+        title=f"proxy evaluation: perplexity after compression ({rows['windows']} windows of {rows['seq_len']} tokens per capability)"
+    )
     for col in ("method", "set", *caps):
         table.add_column(col, justify="left" if col in ("method", "set") else "right")
     for r in rows["results"]:
@@ -116,27 +150,38 @@ def _report(result, out: Path, save_pool: bool) -> None:
         table.add_column("kept")
         weighted = m.weighted(weights)
         for i, source in enumerate(m.sources):
-            table.add_row(source, *(f"{v:.3f}" for v in m.scores[i]), f"{weighted[i]:.3f}",
-                          "yes" if source in result.selected_sources else "")
+            table.add_row(
+                source,
+                *(f"{v:.3f}" for v in m.scores[i]),
+                f"{weighted[i]:.3f}",
+                "yes" if source in result.selected_sources else "",
+            )
         console.print(table)
     calib = result.calib
     gen = calib.manifest.generator or {}
     per_source = gen.get("pool", {}).get("per_source", {})
-    console.print(f"pool: {result.pool.n} windows of {result.pool.seq_len} tokens ({', '.join(f'{k} {v}' for k, v in per_source.items())})"
-                  + (f", saved to {out / POOL_DIR}" if save_pool else ""), highlight=False, soft_wrap=True)
+    console.print(
+        f"pool: {result.pool.n} windows of {result.pool.seq_len} tokens ({', '.join(f'{k} {v}' for k, v in per_source.items())})"
+        + (f", saved to {out / POOL_DIR}" if save_pool else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
     if result.selection is not None:
         km = result.selection
-        console.print(f"stage 3: k-means k={len(km.indices)} on {gen['stage3']['projection']['dim']}-d projections of "
-                      f"{gen['stage3']['layers']['count']} decoder layers ({gen['stage3']['layers']['module']}); inertia "
-                      f"{km.inertia:.4f}, coverage {result.metrics['coverage']:.4f}, diversity {result.metrics['diversity']:.4f}",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"stage 3: k-means k={len(km.indices)} on {gen['stage3']['projection']['dim']}-d projections of "
+            f"{gen['stage3']['layers']['count']} decoder layers ({gen['stage3']['layers']['module']}); inertia "
+            f"{km.inertia:.4f}, coverage {result.metrics['coverage']:.4f}, diversity {result.metrics['diversity']:.4f}",
+            highlight=False,
+            soft_wrap=True,
+        )
     else:
         console.print(f"random selection of {calib.n} pool windows (seed {calib.manifest.seed})", highlight=False)
     times = ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
-    console.print(f"curated set {calib.set_id}: {calib.n} x {calib.seq_len} in {out} ({times})", highlight=False, soft_wrap=True)
+    console.print(
+        f"curated set {calib.set_id}: {calib.n} x {calib.seq_len} in {out} ({times})", highlight=False, soft_wrap=True
+    )
     console.print(f"sha256 {calib.manifest.tokens_sha256}  set {calib.set_id}", highlight=False, soft_wrap=True)
-
-
 
 
 def curation_config(params: dict) -> CurationConfig:
@@ -154,7 +199,9 @@ def curation_config(params: dict) -> CurationConfig:
         return CurationConfig(**params)
     except ValidationError as exc:
         error = exc.errors()[0]
-        raise ParameterError(str(error["loc"][0]), f"{error['msg'][0].lower()}{error['msg'][1:]} (got {error.get('input')!r})") from None
+        raise ParameterError(
+            str(error["loc"][0]), f"{error['msg'][0].lower()}{error['msg'][1:]} (got {error.get('input')!r})"
+        ) from None
 
 
 def _register_curate() -> None:

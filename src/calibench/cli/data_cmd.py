@@ -22,10 +22,22 @@ _BOS = {Bos.auto: "auto", Bos.always: True, Bos.never: False}
 
 
 def build(
-    source: str = typer.Argument(..., help="A builder or source (see `calibench data sources`): wiki, c4, self, curated, chat, hub:ORG/NAME[:CONFIG], mix:wiki=0.5,code=0.5, or a .txt/.jsonl/.parquet file."),
-    model: str = typer.Option(..., "--model", "-m", help="Bundled model name, local model directory or hub id (its tokenizer is used; self and curated also run it)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory (must not exist). With --sets K it holds set-00 .. set-(K-1)."),
-    dtype: str = typer.Option("float32", "--dtype", help="Model dtype for builders that run the model (self, curated)."),
+    source: str = typer.Argument(
+        ...,
+        help="A builder or source (see `calibench data sources`): wiki, c4, self, curated, chat, hub:ORG/NAME[:CONFIG], mix:wiki=0.5,code=0.5, or a .txt/.jsonl/.parquet file.",
+    ),
+    model: str = typer.Option(
+        ...,
+        "--model",
+        "-m",
+        help="Bundled model name, local model directory or hub id (its tokenizer is used; self and curated also run it).",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output directory (must not exist). With --sets K it holds set-00 .. set-(K-1)."
+    ),
+    dtype: str = typer.Option(
+        "float32", "--dtype", help="Model dtype for builders that run the model (self, curated)."
+    ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N, for builders that run the model."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write windows.jsonl with the decoded text of each window."),
     builder_params: dict | None = None,
@@ -41,8 +53,15 @@ def build(
     validate_sizes(checked.n, checked.seq_len, checked.sets, None)
     check_new_output(out)
     tokenizer = load_tokenizer(model)
-    built = build_sets(source, model=model, tokenizer=tokenizer, dtype=dtype, device=device,
-                       max_seq_len=model_max_length(model), **params)
+    built = build_sets(
+        source,
+        model=model,
+        tokenizer=tokenizer,
+        dtype=dtype,
+        device=device,
+        max_seq_len=model_max_length(model),
+        **params,
+    )
     sets = checked.sets
     with atomic_dir(out) as tmp:
         for index, calib in enumerate(built):
@@ -66,8 +85,9 @@ _register_build()
 
 
 def _print_summary(built: list, out: Path, sets: int) -> None:
-    from calibench.cli.console import console as make_console
     from rich.table import Table
+
+    from calibench.cli.console import console as make_console
 
     table = Table(title=f"calibration sets in {out}")
     for col in ("set", "id", "source", "split", "mode", "n x seq_len", "bos"):
@@ -75,8 +95,9 @@ def _print_summary(built: list, out: Path, sets: int) -> None:
     for index, calib in enumerate(built):
         m = calib.manifest
         where = str(out) if sets == 1 else str(out / SET_DIR_FORMAT.format(index))
-        table.add_row(where, m.set_id, m.source.name, m.source.split, m.sampling.mode,
-                      f"{m.n} x {m.seq_len}", str(m.sampling.bos))
+        table.add_row(
+            where, m.set_id, m.source.name, m.source.split, m.sampling.mode, f"{m.n} x {m.seq_len}", str(m.sampling.bos)
+        )
     console = make_console()
     console.print(table)
     for calib in built:  # full hashes on plain lines, easy to grep and compare
@@ -86,14 +107,19 @@ def _print_summary(built: list, out: Path, sets: int) -> None:
 @data_app.command("show")
 def show(
     directory: Path = typer.Argument(..., help="A calibration set directory."),
-    model: str = typer.Option(None, "--model", "-m", help="Model whose tokenizer decodes the preview (default: the one recorded, when it can be found)."),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Model whose tokenizer decodes the preview (default: the one recorded, when it can be found).",
+    ),
     windows: int = typer.Option(2, "--windows", min=0, help="How many windows to preview."),
     chars: int = typer.Option(400, "--chars", min=1, help="Characters of each preview."),
 ) -> None:
     """Print a set's manifest, hash, token count and a decoded preview (verifies the hash)."""
-    from calibench.cli.console import console as make_console
     from rich.table import Table
 
+    from calibench.cli.console import console as make_console
     from calibench.data.calibset import CalibrationSet
 
     tokenizer = _tokenizer_for_preview(model, directory)
@@ -104,7 +130,10 @@ def show(
     rows = [
         ("source", f"{m.source.name} ({m.source.kind}), split {m.source.split}"),
         ("spec", ", ".join(f"{k}={v}" for k, v in m.source.spec.items()) or "-"),
-        ("sampling", f"{m.sampling.mode}, bos={m.sampling.bos}, set {m.sampling.set_index + 1} of {m.sampling.num_sets}"),
+        (
+            "sampling",
+            f"{m.sampling.mode}, bos={m.sampling.bos}, set {m.sampling.set_index + 1} of {m.sampling.num_sets}",
+        ),
         ("seed", str(m.seed)),
         ("shape", f"{m.n} x {m.seq_len}"),
         ("tokens", f"{calib.num_tokens:,}"),
@@ -144,10 +173,24 @@ def _tokenizer_for_preview(model: str | None, directory: Path):
 @data_app.command("export")
 def export(
     directory: Path = typer.Argument(..., help="A calibration set directory."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output: a .jsonl file (--format jsonl) or a new directory (--format hf); the set's card is written beside it."),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Output: a .jsonl file (--format jsonl) or a new directory (--format hf); the set's card is written beside it.",
+    ),
     model: str = typer.Option(..., "--model", "-m", help="Model whose tokenizer made the set."),
-    fmt: str = typer.Option("jsonl", "--format", help="jsonl: decoded windows as JSON lines (card: NAME.card.md); hf: a `datasets` save_to_disk folder (input_ids, attention_mask, text) with the card as README.md."),
-    push_to_hub: str = typer.Option(None, "--push-to-hub", metavar="REPO", help="With --format hf: also publish it as hub dataset REPO (skipped, with a line saying so, when offline)."),
+    fmt: str = typer.Option(
+        "jsonl",
+        "--format",
+        help="jsonl: decoded windows as JSON lines (card: NAME.card.md); hf: a `datasets` save_to_disk folder (input_ids, attention_mask, text) with the card as README.md.",
+    ),
+    push_to_hub: str = typer.Option(
+        None,
+        "--push-to-hub",
+        metavar="REPO",
+        help="With --format hf: also publish it as hub dataset REPO (skipped, with a line saying so, when offline).",
+    ),
 ) -> None:
     """Export a set for other tools (JSON lines or a Hugging Face dataset folder), with its card."""
     from calibench.data.calibset import CalibrationSet
@@ -173,10 +216,10 @@ def export(
 @data_app.command("sources")
 def sources() -> None:
     """List every set builder and text source, with the parameters each takes."""
-    from calibench.cli.console import console as make_console
     from rich.table import Table
 
     from calibench.cli.builder_options import flag_for
+    from calibench.cli.console import console as make_console
     from calibench.data.builders import builders
     from calibench.data.builders.registry import describe
     from calibench.data.sources import list_sources

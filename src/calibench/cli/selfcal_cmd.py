@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,14 @@ import typer
 
 from calibench.cli.data_cmd import data_app
 
+
 def generate(
-    model: str = typer.Option(..., "--model", "-m", help="Bundled model name, local model directory or hub id: the model that writes its own calibration data."),
+    model: str = typer.Option(
+        ...,
+        "--model",
+        "-m",
+        help="Bundled model name, local model directory or hub id: the model that writes its own calibration data.",
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Output directory (must not exist)."),
     dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32, bfloat16, float16 or auto."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
@@ -36,8 +41,15 @@ def generate(
     check_new_output(out)
     tokenizer = load_tokenizer(model)
     started = time.perf_counter()
-    calib = build_sets("self", model=model, tokenizer=tokenizer, dtype=dtype, device=device,
-                       max_seq_len=model_max_length(model), **params)[0]
+    calib = build_sets(
+        "self",
+        model=model,
+        tokenizer=tokenizer,
+        dtype=dtype,
+        device=device,
+        max_seq_len=model_max_length(model),
+        **params,
+    )[0]
     seconds = time.perf_counter() - started
     with atomic_dir(out) as tmp:
         calib.write_into(tmp)
@@ -55,10 +67,15 @@ def generate(
         f"({calib.n * calib.seq_len / max(seconds, 1e-9):,.0f} tokens/s, model load included); "
         f"{result.get('generations')} generations, {result.get('ended_by_stop_token')} ended by a stop token, "
         f"mean length {result.get('mean_generation_length')}",
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )
     if start:
-        console.print(f"start token {start.get('text')!r} (id {start.get('id')}): {start.get('rule')}", highlight=False, soft_wrap=True)
+        console.print(
+            f"start token {start.get('text')!r} (id {start.get('id')}): {start.get('rule')}",
+            highlight=False,
+            soft_wrap=True,
+        )
     console.print(f"sha256 {calib.manifest.tokens_sha256}  set {calib.set_id}", highlight=False, soft_wrap=True)
 
 
@@ -81,32 +98,47 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def stats(
-    directories: list[Path] = typer.Argument(..., help="Calibration set directories (a multi-set build directory counts as its sets)."),
-    model: str = typer.Option(None, "--model", "-m", help="Model for the perplexity (and whose tokenizer reads the sets); without it, perplexity is skipped and the recorded tokenizer is used."),
+    directories: list[Path] = typer.Argument(
+        ..., help="Calibration set directories (a multi-set build directory counts as its sets)."
+    ),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help="Model for the perplexity (and whose tokenizer reads the sets); without it, perplexity is skipped and the recorded tokenizer is used.",
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Write the statistics as JSON to this file."),
     batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass for the perplexity."),
     dtype: str = typer.Option("float32", "--dtype", help="Model dtype for the perplexity."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
-    pool: Path = typer.Option(None, "--pool", help="A pool set (e.g. OUT/pool of `data curate`): adds activation coverage and diversity against it (needs --model)."),
+    pool: Path = typer.Option(
+        None,
+        "--pool",
+        help="A pool set (e.g. OUT/pool of `data curate`): adds activation coverage and diversity against it (needs --model).",
+    ),
 ) -> None:
     """Perplexity, vocabulary coverage, n-gram diversity, Zipf coefficient, repetition and document length of sets."""
     from rich.table import Table
 
-    from calibench.data.calibset import CalibrationSet
     from calibench.cli.console import console as make_console
     from calibench.cli.set_tokenizer import recorded_tokenizer
+    from calibench.data.calibset import CalibrationSet
+    from calibench.data.stats import set_statistics
     from calibench.errors import CalibenchError
     from calibench.fsutil import atomic_write_bytes, check_output_file
     from calibench.models import load_model, load_tokenizer
-    from calibench.data.stats import set_statistics
 
     if batch_size < 1:
         raise CalibenchError(f"--batch-size must be at least 1, got {batch_size}")
     if pool is not None and model is None:
-        raise CalibenchError("--pool needs --model: coverage and diversity are measured in the model's activation space")
+        raise CalibenchError(
+            "--pool needs --model: coverage and diversity are measured in the model's activation space"
+        )
     if out is not None:
         check_output_file(out, example="stats.json")
-    pool_set = CalibrationSet.load(pool) if pool is not None else None  # a missing or corrupt pool fails before any work
+    pool_set = (
+        CalibrationSet.load(pool) if pool is not None else None
+    )  # a missing or corrupt pool fails before any work
     paths = _expand(directories)
     sets = []
     for path in paths:
@@ -125,16 +157,32 @@ def stats(
         rows.append(row)
 
     table = Table(title="calibration set statistics" + (f" (perplexity under {model})" if model else ""))
-    columns = ("set", "source", "n x len", "perplexity", "vocab cov.", "n-gram div.", "Zipf s", "repetition", "mean doc len")
+    columns = (
+        "set",
+        "source",
+        "n x len",
+        "perplexity",
+        "vocab cov.",
+        "n-gram div.",
+        "Zipf s",
+        "repetition",
+        "mean doc len",
+    )
     for col in columns:
         table.add_column(col, overflow="fold", justify="left" if col in ("set", "source") else "right")
     names = [Path(row["path"]).name for row in rows]
     labels = names if len(set(names)) == len(names) else [row["path"] for row in rows]
     for label, row in zip(labels, rows):
         table.add_row(
-            label, row["source"], f"{row['shape'][0]} x {row['shape'][1]}",
-            _fmt(row["perplexity"], ",.2f"), _fmt(row["vocab_coverage"], ".2%"), _fmt(row["ngram_diversity"], ".3f"),
-            _fmt(row["zipf_coefficient"], ".3f"), _fmt(row["repetition_rate"], ".2%"), _fmt(row["mean_document_length"], ",.1f"),
+            label,
+            row["source"],
+            f"{row['shape'][0]} x {row['shape'][1]}",
+            _fmt(row["perplexity"], ",.2f"),
+            _fmt(row["vocab_coverage"], ".2%"),
+            _fmt(row["ngram_diversity"], ".3f"),
+            _fmt(row["zipf_coefficient"], ".3f"),
+            _fmt(row["repetition_rate"], ".2%"),
+            _fmt(row["mean_document_length"], ",.1f"),
         )
     make_console().print(table)
     if pool is not None:  # COLA coverage/diversity (calibench.data.curation.setstats)

@@ -15,9 +15,18 @@ def run(
     out: Path = typer.Option(..., "--out", "-o", help="Study directory (SQLite store, sets, report). Rerun to resume."),
     executor: str = typer.Option("local", "--executor", help="local (this process) or ray."),
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray runtime)."),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Local worker processes, cores shared between them (CPU studies: one per core is fastest)."),
+    jobs: int = typer.Option(
+        1,
+        "--jobs",
+        "-j",
+        help="Local worker processes, cores shared between them (CPU studies: one per core is fastest).",
+    ),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the run ends."),
-    reproducible: bool = typer.Option(False, "--reproducible", help="Pin CPU float kernels (MKL_CBWR=COMPATIBLE, ATen AVX2, one thread per process) so results match across machines; about 4-5x slower forward passes."),
+    reproducible: bool = typer.Option(
+        False,
+        "--reproducible",
+        help="Pin CPU float kernels (MKL_CBWR=COMPATIBLE, ATen AVX2, one thread per process) so results match across machines; about 4-5x slower forward passes.",
+    ),
 ) -> None:
     """Run (or resume) every cell of SPEC; finished cells are skipped, failures recorded."""
     if reproducible:  # before anything below imports torch
@@ -51,17 +60,28 @@ def report_command(
     written = write_report(directory)
     con = console()
     con.print(written.markdown.read_text(), markup=False, highlight=False)
-    con.print(f"report: {written.markdown} (HTML: {written.html}; plots: {', '.join(p.name for p in written.plots)})", highlight=False)
+    con.print(
+        f"report: {written.markdown} (HTML: {written.html}; plots: {', '.join(p.name for p in written.plots)})",
+        highlight=False,
+    )
 
 
 @study_app.command("signals")
 def signals_command(
     directory: Path = typer.Argument(..., help="A finished study directory from `calibench study run`."),
-    signals: str = typer.Option(None, "--signals", help="Signals or groups to compute, comma-separated (default: all): reconstruction, coverage, outliers, stats, or names such as outliers.kurtosis."),
+    signals: str = typer.Option(
+        None,
+        "--signals",
+        help="Signals or groups to compute, comma-separated (default: all): reconstruction, coverage, outliers, stats, or names such as outliers.kurtosis.",
+    ),
     k_layers: int = typer.Option(2, "--k-layers", help="Decoder layers the reconstruction signal compresses."),
-    heldout_windows: int = typer.Option(32, "--heldout-windows", help="Windows of the evaluation text the signals are measured on."),
+    heldout_windows: int = typer.Option(
+        32, "--heldout-windows", help="Windows of the evaluation text the signals are measured on."
+    ),
     batch_size: int = typer.Option(8, "--batch-size", help="Forward-pass batch size."),
-    recompute: bool = typer.Option(False, "--recompute", help="Compute every value again (default: only missing ones or ones with other settings)."),
+    recompute: bool = typer.Option(
+        False, "--recompute", help="Compute every value again (default: only missing ones or ones with other settings)."
+    ),
 ) -> None:
     """Compute cheap predictors (signals) for every (model, method, set) of a finished study; the report then shows which predict."""
     import os
@@ -70,8 +90,18 @@ def signals_command(
     from calibench.cli.console import console
     from calibench.predict.study_signals import compute_study_signals
 
-    summary = compute_study_signals(directory, signals, k_layers=k_layers, heldout_windows=heldout_windows,
-                                    batch_size=batch_size, recompute=recompute)
-    console().print(f"{summary.computed} signal values computed, {summary.skipped} already stored, in "
-                    f"{summary.seconds:.0f}s (table `signals` of {directory / 'study.sqlite'}); "
-                    "`calibench study report` shows which predict", highlight=False, markup=False)
+    summary = compute_study_signals(
+        directory,
+        signals,
+        k_layers=k_layers,
+        heldout_windows=heldout_windows,
+        batch_size=batch_size,
+        recompute=recompute,
+    )
+    console().print(
+        f"{summary.computed} signal values computed, {summary.skipped} already stored, in "
+        f"{summary.seconds:.0f}s (table `signals` of {directory / 'study.sqlite'}); "
+        "`calibench study report` shows which predict",
+        highlight=False,
+        markup=False,
+    )

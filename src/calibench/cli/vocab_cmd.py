@@ -9,26 +9,54 @@ import typer
 vocab_app = typer.Typer(help="Vocabulary pruning: keep only the embedding and head rows a workload uses.",
                         no_args_is_help=True)  # fmt: skip
 
-MODE_HELP = ("restricted: embedding and head keep the kept rows (tie kept); kept-token logits identical, dropped "
-             "tokens -inf, so log-probabilities are normalised over the kept tokens and generation emits kept tokens "
-             "only. exact-input: only the input side is pruned, every logit identical; saves nothing on a tied model.")
+MODE_HELP = (
+    "restricted: embedding and head keep the kept rows (tie kept); kept-token logits identical, dropped "
+    "tokens -inf, so log-probabilities are normalised over the kept tokens and generation emits kept tokens "
+    "only. exact-input: only the input side is pruned, every logit identical; saves nothing on a tied model."
+)
 
 
 @vocab_app.command("collect")
 def collect_command(
-    model: str = typer.Option(..., "--model", "-m", help="Bundled model name, local model directory or hub id (its tokenizer counts; its config serves lm-eval's encoding)."),
-    out: Path = typer.Option(..., "--out", "-o", help="The vocabulary file to write (JSON: kept ids, counts, tokenizer identity)."),
+    model: str = typer.Option(
+        ...,
+        "--model",
+        "-m",
+        help="Bundled model name, local model directory or hub id (its tokenizer counts; its config serves lm-eval's encoding).",
+    ),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="The vocabulary file to write (JSON: kept ids, counts, tokenizer identity)."
+    ),
     calib: list[str] = typer.Option([], "--calib", "-c", help="A calibration set directory (repeatable)."),
     text: list[str] = typer.Option([], "--text", help="A .txt/.jsonl/.parquet file, all of it (repeatable)."),
-    source: list[str] = typer.Option([], "--source", help="A registered source as NAME[:SPLIT], e.g. wiki or wiki:heldout (repeatable)."),
-    tasks: str = typer.Option(None, "--tasks", "-t", help="Evaluation tasks whose requests are counted as lm-eval renders them (arc_easy,piqa; ppl:wiki counts its held-out text)."),
+    source: list[str] = typer.Option(
+        [], "--source", help="A registered source as NAME[:SPLIT], e.g. wiki or wiki:heldout (repeatable)."
+    ),
+    tasks: str = typer.Option(
+        None,
+        "--tasks",
+        "-t",
+        help="Evaluation tasks whose requests are counted as lm-eval renders them (arc_easy,piqa; ppl:wiki counts its held-out text).",
+    ),
     limit: int = typer.Option(None, "--limit", help="At most N items per lm-eval task (as `calibench eval --limit`)."),
-    num_fewshot: int = typer.Option(0, "--num-fewshot", help="Few-shot examples per prompt, as the evaluation will use them."),
-    apply_chat_template: bool = typer.Option(False, "--apply-chat-template", help="Render task prompts with the chat template, as the evaluation will."),
-    offline: bool = typer.Option(True, "--offline/--online", help="Task data from the offline mirrors (default) or the hub."),
+    num_fewshot: int = typer.Option(
+        0, "--num-fewshot", help="Few-shot examples per prompt, as the evaluation will use them."
+    ),
+    apply_chat_template: bool = typer.Option(
+        False, "--apply-chat-template", help="Render task prompts with the chat template, as the evaluation will."
+    ),
+    offline: bool = typer.Option(
+        True, "--offline/--online", help="Task data from the offline mirrors (default) or the hub."
+    ),
     min_count: int = typer.Option(1, "--min-count", help="Keep a token only if the inputs use it at least N times."),
-    top_k: int = typer.Option(None, "--top-k", help="Keep at most the K most frequent counted tokens (always-kept tokens come on top)."),
-    heldout: list[str] = typer.Option([], "--heldout", help="Held-out text whose coverage to report (wiki, wikitext2, ... or a file; repeatable). Not counted."),
+    top_k: int = typer.Option(
+        None, "--top-k", help="Keep at most the K most frequent counted tokens (always-kept tokens come on top)."
+    ),
+    heldout: list[str] = typer.Option(
+        [],
+        "--heldout",
+        help="Held-out text whose coverage to report (wiki, wikitext2, ... or a file; repeatable). Not counted.",
+    ),
 ) -> None:
     """Count the token ids of calibration sets, text, sources and lm-eval tasks into a vocabulary file."""
     from calibench.cli.console import console
@@ -65,13 +93,35 @@ def collect_command(
 
 @vocab_app.command("prune")
 def prune_command(
-    model: str = typer.Argument(..., help="Bundled model name, local model or checkpoint directory (compressed ones too) or hub id."),
-    keep: Path = typer.Option(..., "--keep", "-k", help="The vocabulary file from `calibench vocab collect` (made for this model's tokenizer)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory: a compact checkpoint plus vocab.json (loads with calibench and transformers)."),
+    model: str = typer.Argument(
+        ..., help="Bundled model name, local model or checkpoint directory (compressed ones too) or hub id."
+    ),
+    keep: Path = typer.Option(
+        ...,
+        "--keep",
+        "-k",
+        help="The vocabulary file from `calibench vocab collect` (made for this model's tokenizer).",
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Output directory: a compact checkpoint plus vocab.json (loads with calibench and transformers).",
+    ),
     mode: str = typer.Option("restricted", "--mode", help=MODE_HELP),
-    fallback: str = typer.Option(None, "--fallback", help="A kept token (id, or the token text such as <unk>) that replaces tokens outside the kept set at the input, counted and warned about; default: such a token is an error."),
-    dropped: str = typer.Option("stored", "--dropped", help="stored: keep the dropped rows in vocab-dropped.safetensors (restore needs nothing else); reference: record the original model and its sha256 instead (restricted mode only)."),
-    dtype: str = typer.Option("auto", "--dtype", help="Model dtype: auto (float32 on CPU), bfloat16, float16 or float32."),
+    fallback: str = typer.Option(
+        None,
+        "--fallback",
+        help="A kept token (id, or the token text such as <unk>) that replaces tokens outside the kept set at the input, counted and warned about; default: such a token is an error.",
+    ),
+    dropped: str = typer.Option(
+        "stored",
+        "--dropped",
+        help="stored: keep the dropped rows in vocab-dropped.safetensors (restore needs nothing else); reference: record the original model and its sha256 instead (restricted mode only).",
+    ),
+    dtype: str = typer.Option(
+        "auto", "--dtype", help="Model dtype: auto (float32 on CPU), bfloat16, float16 or float32."
+    ),
 ) -> None:
     """Prune MODEL's embedding (and head) to the kept tokens and save it; prints the memory saved."""
     from calibench.cli.console import console
@@ -86,7 +136,9 @@ def prune_command(
     if dropped not in DROPPED_CHOICES:
         raise CalibenchError(f"--dropped must be one of {', '.join(DROPPED_CHOICES)}, got '{dropped}'")
     if dropped == "reference" and not spec.head_pruned:
-        raise CalibenchError("--dropped reference works in restricted mode only: exact-input needs the dropped head rows")
+        raise CalibenchError(
+            "--dropped reference works in restricted mode only: exact-input needs the dropped head rows"
+        )
     resolve_dtype(dtype)
     check_new_output(out)
     tokenizer = load_tokenizer(model)
@@ -118,8 +170,14 @@ def _token_id(tokenizer, value: str) -> int:  # noqa: ANN001
 @vocab_app.command("restore")
 def restore_command(
     directory: Path = typer.Argument(..., help="A directory written by `calibench vocab prune`."),
-    out: Path = typer.Option(..., "--out", "-o", help="Where to write the original model (bit for bit: checked against the recorded sha256)."),
-    original: str = typer.Option(None, "--original", help="The original model, when the dropped rows were saved by reference (--dropped reference)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Where to write the original model (bit for bit: checked against the recorded sha256)."
+    ),
+    original: str = typer.Option(
+        None,
+        "--original",
+        help="The original model, when the dropped rows were saved by reference (--dropped reference).",
+    ),
 ) -> None:
     """Write the original, unpruned model back from a pruned directory."""
     from calibench.cli.console import console

@@ -35,12 +35,12 @@ from typing import Any
 import torch
 
 from calibench import __version__
-from calibench.data.calibset import CalibrationSet
 from calibench.compress.methods import Method, MethodParams, build_recipe, ignore_pattern, make_params, resolve
 from calibench.compress.metrics import achieved
 from calibench.compress.presets import check_scheme_fits, check_scheme_runnable
 from calibench.compress.recipe_file import load_recipe, recipe_presets
 from calibench.compress.validate import check_causal_lm, check_structure, resolve_group_size, target_linears
+from calibench.data.calibset import CalibrationSet
 from calibench.errors import CalibenchError
 from calibench.fsutil import atomic_dir
 
@@ -162,8 +162,9 @@ def _load(model: Any, tokenizer: Any | None, schemes: list[Any]) -> tuple[Any, A
     return model, tokenizer, str(model_spec)
 
 
-def _record(model: Any, model_spec: str, calib_set: CalibrationSet, seed: int, wall: float, notes: list[str],
-            **run: Any) -> dict[str, Any]:
+def _record(
+    model: Any, model_spec: str, calib_set: CalibrationSet, seed: int, wall: float, notes: list[str], **run: Any
+) -> dict[str, Any]:
     """The compression record: what ran (``run``: method, params, scheme, modifiers...), on what, and with what."""
     from calibench.models import dtype_name
 
@@ -239,7 +240,12 @@ def compress(
 
     presets = [m.preset for m in methods if m.preset is not None]
     record = _record(
-        model, model_spec, calib_set, seed, wall, notes,
+        model,
+        model_spec,
+        calib_set,
+        seed,
+        wall,
+        notes,
         method="+".join(m.name for m in methods),
         params={k: v for m in methods for k, v in m.relevant(method_params).items()},
         scheme=presets[0].scheme if presets else None,
@@ -249,12 +255,15 @@ def compress(
     return CompressionResult(model=model, record=record, notes=notes)
 
 
-def _compress_with_recipe(model: Any, calib_set: CalibrationSet, recipe: str | Path, *, tokenizer: Any | None,
-                          seed: int, **params: Any) -> CompressionResult:
+def _compress_with_recipe(
+    model: Any, calib_set: CalibrationSet, recipe: str | Path, *, tokenizer: Any | None, seed: int, **params: Any
+) -> CompressionResult:
     """Run an llm-compressor recipe file through the same oneshot stage as the built-in methods."""
     given = sorted(k for k, v in params.items() if v is not None)
     if given:
-        raise CalibenchError(f"a recipe file sets its own parameters: drop {', '.join(given)}, or put them in the recipe")
+        raise CalibenchError(
+            f"a recipe file sets its own parameters: drop {', '.join(given)}, or put them in the recipe"
+        )
     recipe_file = load_recipe(recipe)  # before the model is loaded: a bad file costs a second, not a load
     presets = recipe_presets(recipe_file)
     model, tokenizer, model_spec = _load(model, tokenizer, presets)
@@ -269,7 +278,12 @@ def _compress_with_recipe(model: Any, calib_set: CalibrationSet, recipe: str | P
     wall = time.perf_counter() - started
 
     record = _record(
-        model, model_spec, calib_set, seed, wall, [],
+        model,
+        model_spec,
+        calib_set,
+        seed,
+        wall,
+        [],
         method="recipe",
         params={},
         scheme="+".join(recipe_file.schemes) or None,

@@ -51,8 +51,12 @@ class MethodParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     bits: int | None = None
-    group_size: int | None = Field(None, description="None: 128 where it divides, else the largest that does; 0: per-channel")
-    actorder: bool = True  # GPTQ's static activation order, llm-compressor's default; False for the original column order
+    group_size: int | None = Field(
+        None, description="None: 128 where it divides, else the largest that does; 0: per-channel"
+    )
+    actorder: bool = (
+        True  # GPTQ's static activation order, llm-compressor's default; False for the original column order
+    )
     dampening: float = 0.01
     symmetric: bool = True
     sparsity: float = 0.5
@@ -190,8 +194,14 @@ def gptq_actorder(params: MethodParams) -> Any:
 def _gptq(params: MethodParams, ignore: list[str]) -> list[Any]:
     from llmcompressor.modifiers.gptq import GPTQModifier
 
-    return [GPTQModifier(config_groups=weight_only_scheme(params), ignore=ignore, dampening_frac=params.dampening,
-                         actorder=gptq_actorder(params))]
+    return [
+        GPTQModifier(
+            config_groups=weight_only_scheme(params),
+            ignore=ignore,
+            dampening_frac=params.dampening,
+            actorder=gptq_actorder(params),
+        )
+    ]
 
 
 def _awq(params: MethodParams, ignore: list[str]) -> list[Any]:
@@ -207,8 +217,12 @@ def _smoothquant(params: MethodParams, ignore: list[str]) -> list[Any]:
 
     return [
         SmoothQuantModifier(smoothing_strength=params.smoothing_strength),
-        GPTQModifier(config_groups=w8a8_scheme(params), ignore=ignore, dampening_frac=params.dampening,
-                     actorder=gptq_actorder(params)),
+        GPTQModifier(
+            config_groups=w8a8_scheme(params),
+            ignore=ignore,
+            dampening_frac=params.dampening,
+            actorder=gptq_actorder(params),
+        ),
     ]
 
 
@@ -221,7 +235,9 @@ def _sparsegpt(params: MethodParams, ignore: list[str]) -> list[Any]:
 
     return [
         SparseGPTModifier(
-            sparsity=params.sparsity, mask_structure=_mask_structure(params), ignore=ignore,
+            sparsity=params.sparsity,
+            mask_structure=_mask_structure(params),
+            ignore=ignore,
             dampening_frac=params.dampening,
         )
     ]
@@ -249,26 +265,93 @@ def register_method(method: Method) -> Method:
 
 _WEIGHT_ONLY = ("bits", "group_size", "symmetric")
 _PRUNE = ("sparsity", "structure")
-register_method(Method("rtn", "quantization", "round-to-nearest weight-only (W4A16 / W8A16)", _rtn,
-                       (4, 8), 4, uses_group_size=True, param_names=_WEIGHT_ONLY, reads_calibration=False))
-register_method(Method("gptq", "quantization", "GPTQ weight-only, second-order error compensation", _gptq,
-                       (2, 3, 4, 8), 4, uses_group_size=True, param_names=(*_WEIGHT_ONLY, "actorder", "dampening")))
-register_method(Method("awq", "quantization", "activation-aware weight scaling, then W4 groups", _awq,
-                       (4,), 4, uses_group_size=True, param_names=_WEIGHT_ONLY))
-register_method(Method("smoothquant", "quantization", "SmoothQuant migration, then W8A8 (GPTQ weights)", _smoothquant,
-                       (8,), 8, param_names=("bits", "smoothing_strength", "dampening", "activations")))
-register_method(Method("sparsegpt", "pruning", "SparseGPT: prune with OBS weight updates", _sparsegpt,
-                       uses_structure=True, param_names=(*_PRUNE, "dampening")))
-register_method(Method("wanda", "pruning", "Wanda: |W| x ||X|| per output row", _wanda,
-                       uses_structure=True, param_names=_PRUNE))
-register_method(Method("magnitude", "pruning", "magnitude pruning per output row (no calibration data used)", _magnitude,
-                       uses_structure=True, param_names=_PRUNE, reads_calibration=False))
+register_method(
+    Method(
+        "rtn",
+        "quantization",
+        "round-to-nearest weight-only (W4A16 / W8A16)",
+        _rtn,
+        (4, 8),
+        4,
+        uses_group_size=True,
+        param_names=_WEIGHT_ONLY,
+        reads_calibration=False,
+    )
+)
+register_method(
+    Method(
+        "gptq",
+        "quantization",
+        "GPTQ weight-only, second-order error compensation",
+        _gptq,
+        (2, 3, 4, 8),
+        4,
+        uses_group_size=True,
+        param_names=(*_WEIGHT_ONLY, "actorder", "dampening"),
+    )
+)
+register_method(
+    Method(
+        "awq",
+        "quantization",
+        "activation-aware weight scaling, then W4 groups",
+        _awq,
+        (4,),
+        4,
+        uses_group_size=True,
+        param_names=_WEIGHT_ONLY,
+    )
+)
+register_method(
+    Method(
+        "smoothquant",
+        "quantization",
+        "SmoothQuant migration, then W8A8 (GPTQ weights)",
+        _smoothquant,
+        (8,),
+        8,
+        param_names=("bits", "smoothing_strength", "dampening", "activations"),
+    )
+)
+register_method(
+    Method(
+        "sparsegpt",
+        "pruning",
+        "SparseGPT: prune with OBS weight updates",
+        _sparsegpt,
+        uses_structure=True,
+        param_names=(*_PRUNE, "dampening"),
+    )
+)
+register_method(
+    Method("wanda", "pruning", "Wanda: |W| x ||X|| per output row", _wanda, uses_structure=True, param_names=_PRUNE)
+)
+register_method(
+    Method(
+        "magnitude",
+        "pruning",
+        "magnitude pruning per output row (no calibration data used)",
+        _magnitude,
+        uses_structure=True,
+        param_names=_PRUNE,
+        reads_calibration=False,
+    )
+)
 
 
 def _preset_method(preset: Preset) -> Method:
     """A registry entry for a preset scheme: the scheme fixes bits, groups and symmetry; the modifier its parameters."""
-    return Method(preset.method, "quantization", preset.description, preset.modifiers, (preset.bits,), preset.bits,
-                  param_names=preset.param_names, reads_calibration=preset.reads_calibration, preset=preset)
+    return Method(
+        preset.method,
+        "quantization",
+        preset.description,
+        preset.modifiers,
+        (preset.bits,),
+        preset.bits,
+        param_names=preset.param_names,
+        reads_calibration=preset.reads_calibration,
+        preset=preset,
+    )
 
 
 for _preset in PRESETS.values():
@@ -287,7 +370,9 @@ def resolve(spec: str) -> list[Method]:
         methods.append(METHODS[part])
     kinds = [m.kind for m in methods]
     if len(methods) > 1 and (kinds != ["pruning", "quantization"]):
-        raise CalibenchError(f"combination '{spec}' must be one pruning method then one quantization method, e.g. sparsegpt+gptq")
+        raise CalibenchError(
+            f"combination '{spec}' must be one pruning method then one quantization method, e.g. sparsegpt+gptq"
+        )
     return methods
 
 
@@ -312,7 +397,9 @@ def make_params(methods: list[Method], **values: Any) -> MethodParams:
     if params.nm is not None:
         n, m = params.nm
         if "sparsity" in clean and abs(clean["sparsity"] - n / m) > 1e-9:
-            raise CalibenchError(f"{params.structure} sparsity is {n / m:g} by definition; drop --sparsity or make it {n / m:g}")
+            raise CalibenchError(
+                f"{params.structure} sparsity is {n / m:g} by definition; drop --sparsity or make it {n / m:g}"
+            )
         params = params.model_copy(update={"sparsity": n / m})
     quant = [m for m in methods if m.kind == "quantization"]
     if quant:

@@ -85,8 +85,13 @@ def _gptq(preset: Preset, params: MethodParams, ignore: list[str]) -> Any:
 
     from calibench.compress.methods import gptq_actorder
 
-    return GPTQModifier(scheme=preset.scheme, targets=TARGETS, ignore=ignore, dampening_frac=params.dampening,
-                        actorder=gptq_actorder(params))
+    return GPTQModifier(
+        scheme=preset.scheme,
+        targets=TARGETS,
+        ignore=ignore,
+        dampening_frac=params.dampening,
+        actorder=gptq_actorder(params),
+    )
 
 
 def _observe(preset: Preset, params: MethodParams, ignore: list[str]) -> Any:
@@ -96,7 +101,7 @@ def _observe(preset: Preset, params: MethodParams, ignore: list[str]) -> Any:
     return QuantizationModifier(scheme=preset.scheme, targets=TARGETS, ignore=ignore)
 
 
-MODIFIERS: dict[str, Callable[[Preset, "MethodParams", list[str]], Any]] = {
+MODIFIERS: dict[str, Callable[[Preset, MethodParams, list[str]], Any]] = {
     "GPTQModifier": _gptq,
     "QuantizationModifier": _observe,
 }
@@ -106,8 +111,10 @@ MODIFIER_PARAMS: dict[str, tuple[str, ...]] = {
     "QuantizationModifier": (),
 }
 
-_FP4_RELOAD = ("compressed-tensors 0.19 unpacks FP4 weights into bfloat16 when a checkpoint is loaded, "
-               "so one made in another dtype does not run after reloading")
+_FP4_RELOAD = (
+    "compressed-tensors 0.19 unpacks FP4 weights into bfloat16 when a checkpoint is loaded, "
+    "so one made in another dtype does not run after reloading"
+)
 
 PRESETS: dict[str, Preset] = {}
 
@@ -118,26 +125,84 @@ def register_preset(preset: Preset) -> Preset:
 
 
 for _preset in (
-    Preset("w4a16", "W4A16", "GPTQModifier", "pack-quantized", 4,
-           "GPTQ INT4 weights, symmetric, groups of 128; 16-bit activations", True),
-    Preset("w4a16-asym", "W4A16_ASYM", "GPTQModifier", "pack-quantized", 4,
-           "GPTQ INT4 weights with zero points, groups of 128; 16-bit activations", True),
-    Preset("w8a16", "W8A16", "GPTQModifier", "pack-quantized", 8,
-           "GPTQ INT8 weights, symmetric, groups of 128; 16-bit activations", True),
-    Preset("w8a8", "W8A8", "GPTQModifier", "int-quantized", 8,
-           "GPTQ INT8 per-channel weights, dynamic per-token INT8 activations", True),
-    Preset("fp8", "FP8", "QuantizationModifier", "float-quantized", 8,
-           "FP8 E4M3 per-tensor weights and static per-tensor activations (scales from the calibration set)", True,
-           alternative="fp8-dynamic"),
-    Preset("fp8-dynamic", "FP8_DYNAMIC", "QuantizationModifier", "float-quantized", 8,
-           "FP8 E4M3 per-channel weights, dynamic per-token activations (no calibration data used)", False,
-           alternative="fp8"),
-    Preset("nvfp4a16", "NVFP4A16", "QuantizationModifier", "nvfp4-pack-quantized", 4,
-           "NVFP4 weights (FP4 E2M1, FP8 scales per 16, global scale); 16-bit activations (no calibration data used)",
-           False, dtypes=("bfloat16",), dtype_reason=_FP4_RELOAD),
-    Preset("nvfp4", "NVFP4", "QuantizationModifier", "nvfp4-pack-quantized", 4,
-           "NVFP4 weights and activations (activation global scales from the calibration set)", True,
-           dtypes=("bfloat16",), dtype_reason=_FP4_RELOAD),
+    Preset(
+        "w4a16",
+        "W4A16",
+        "GPTQModifier",
+        "pack-quantized",
+        4,
+        "GPTQ INT4 weights, symmetric, groups of 128; 16-bit activations",
+        True,
+    ),
+    Preset(
+        "w4a16-asym",
+        "W4A16_ASYM",
+        "GPTQModifier",
+        "pack-quantized",
+        4,
+        "GPTQ INT4 weights with zero points, groups of 128; 16-bit activations",
+        True,
+    ),
+    Preset(
+        "w8a16",
+        "W8A16",
+        "GPTQModifier",
+        "pack-quantized",
+        8,
+        "GPTQ INT8 weights, symmetric, groups of 128; 16-bit activations",
+        True,
+    ),
+    Preset(
+        "w8a8",
+        "W8A8",
+        "GPTQModifier",
+        "int-quantized",
+        8,
+        "GPTQ INT8 per-channel weights, dynamic per-token INT8 activations",
+        True,
+    ),
+    Preset(
+        "fp8",
+        "FP8",
+        "QuantizationModifier",
+        "float-quantized",
+        8,
+        "FP8 E4M3 per-tensor weights and static per-tensor activations (scales from the calibration set)",
+        True,
+        alternative="fp8-dynamic",
+    ),
+    Preset(
+        "fp8-dynamic",
+        "FP8_DYNAMIC",
+        "QuantizationModifier",
+        "float-quantized",
+        8,
+        "FP8 E4M3 per-channel weights, dynamic per-token activations (no calibration data used)",
+        False,
+        alternative="fp8",
+    ),
+    Preset(
+        "nvfp4a16",
+        "NVFP4A16",
+        "QuantizationModifier",
+        "nvfp4-pack-quantized",
+        4,
+        "NVFP4 weights (FP4 E2M1, FP8 scales per 16, global scale); 16-bit activations (no calibration data used)",
+        False,
+        dtypes=("bfloat16",),
+        dtype_reason=_FP4_RELOAD,
+    ),
+    Preset(
+        "nvfp4",
+        "NVFP4",
+        "QuantizationModifier",
+        "nvfp4-pack-quantized",
+        4,
+        "NVFP4 weights and activations (activation global scales from the calibration set)",
+        True,
+        dtypes=("bfloat16",),
+        dtype_reason=_FP4_RELOAD,
+    ),
 ):
     register_preset(_preset)
 

@@ -81,10 +81,14 @@ def _check_shape(path: Path, data: dict[str, Any]) -> None:
                 raise _problem(path, f"{stage}.{group} must map modifier types to their arguments ({SHAPE})")
             for name, args in modifiers.items():
                 if args is not None and not isinstance(args, dict):
-                    raise _problem(path, f"{stage}.{group}.{name} must be a mapping of arguments, got {type(args).__name__}")
+                    raise _problem(
+                        path, f"{stage}.{group}.{name} must be a mapping of arguments, got {type(args).__name__}"
+                    )
                 found += 1
     if not found:
-        raise _problem(path, f"no modifiers found: expected {SHAPE}, e.g. quant_stage: quant_modifiers: GPTQModifier: ...")
+        raise _problem(
+            path, f"no modifiers found: expected {SHAPE}, e.g. quant_stage: quant_modifiers: GPTQModifier: ..."
+        )
 
 
 def _with_empty_args(data: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +98,8 @@ def _with_empty_args(data: dict[str, Any]) -> dict[str, Any]:
         if str(stage).endswith("_stage") and isinstance(groups, dict):
             groups = {
                 group: {name: args or {} for name, args in mods.items()}
-                if str(group).endswith("_modifiers") and isinstance(mods, dict) else mods
+                if str(group).endswith("_modifiers") and isinstance(mods, dict)
+                else mods
                 for group, mods in groups.items()
             }
         out[stage] = groups
@@ -110,9 +115,8 @@ def _validation_line(exc: Any) -> str:
 
 
 def _parse_modifiers(path: Path, data: dict[str, Any]) -> list[Any]:
-    from pydantic import ValidationError
-
     from llmcompressor.recipe import Recipe
+    from pydantic import ValidationError
 
     try:
         modifiers = list(Recipe.from_dict(_with_empty_args(data)).modifiers)

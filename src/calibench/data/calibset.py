@@ -26,9 +26,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from calibench import __version__, failpoints
+from calibench.data.tokenizer import TokenizerIdentity, identify
 from calibench.errors import CalibenchError, CorruptArtifactError, TokenizerMismatchError
 from calibench.fsutil import atomic_dir
-from calibench.data.tokenizer import TokenizerIdentity, identify
 
 # 2: the set id covers the manifest's identity fields (1: tokens and tokenizer only)
 FORMAT_VERSION = 2
@@ -99,7 +99,7 @@ def make_set_id(tokens_hash: str, tokenizer_hash: str) -> str:
 _NOT_IDENTITY = {"set_id", "calibench_version", "format_version"}
 
 
-def identity_set_id(manifest: "Manifest") -> str:
+def identity_set_id(manifest: Manifest) -> str:
     """Short id naming the set: a hash of its tokens and of every field saying what it is.
 
     The same tokens under another tokenizer, seed or source record are another
@@ -145,7 +145,7 @@ class CalibrationSet:
         attention_mask: np.ndarray | None = None,
         generator: dict[str, Any] | None = None,
         parents: list[str] | None = None,
-    ) -> "CalibrationSet":
+    ) -> CalibrationSet:
         """Wrap freshly sampled windows, computing hashes and ids."""
         ids = np.ascontiguousarray(input_ids, dtype=np.int32)
         if ids.ndim != 2 or ids.shape[0] == 0 or ids.shape[1] == 0:
@@ -237,14 +237,16 @@ class CalibrationSet:
         (directory / MANIFEST).write_text(text + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: str | Path, tokenizer: Any | None = None) -> "CalibrationSet":
+    def load(cls, directory: str | Path, tokenizer: Any | None = None) -> CalibrationSet:
         """Read a set, verify its content hash and, given a tokenizer, that it matches."""
         directory = Path(directory)
         if not directory.is_dir():
             raise CalibenchError(f"{directory} is not a directory: give the --out directory of `calibench data build`")
         manifest_path = directory / MANIFEST
         if not manifest_path.is_file():
-            raise CorruptArtifactError(f"{directory} has no {MANIFEST}: it is not a calibration set (or was not fully written)")
+            raise CorruptArtifactError(
+                f"{directory} has no {MANIFEST}: it is not a calibration set (or was not fully written)"
+            )
         try:
             manifest = Manifest.model_validate_json(manifest_path.read_text(encoding="utf-8"))
         except (ValidationError, ValueError) as exc:
@@ -336,7 +338,11 @@ class CalibrationSet:
         windows = self.manifest.sampling.windows
         lines = []
         for i, text in enumerate(self.texts(tokenizer)):
-            record: dict[str, Any] = {"index": i, "set_id": self.set_id, "num_tokens": int(self.attention_mask[i].sum())}
+            record: dict[str, Any] = {
+                "index": i,
+                "set_id": self.set_id,
+                "num_tokens": int(self.attention_mask[i].sum()),
+            }
             if i < len(windows):
                 doc, start, length = windows[i]
                 record["provenance"] = {"document": doc, "start": start, "length": length}

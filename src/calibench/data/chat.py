@@ -64,11 +64,14 @@ class ChatFormat(BaseModel):
     enable_thinking: bool | None = None
 
     @model_validator(mode="after")
-    def _one_layout(self) -> "ChatFormat":
+    def _one_layout(self) -> ChatFormat:
         sft = self.instruction_field is not None or self.response_field is not None
         if self.messages_field is not None and sft:
-            raise ParameterError("messages_field", "cannot be combined with instruction_field/response_field: "
-                                 "give a messages column or Alpaca-style columns, not both")
+            raise ParameterError(
+                "messages_field",
+                "cannot be combined with instruction_field/response_field: "
+                "give a messages column or Alpaca-style columns, not both",
+            )
         if sft and (self.instruction_field is None or self.response_field is None):
             missing = "response_field" if self.response_field is None else "instruction_field"
             raise ParameterError(missing, "is required with Alpaca-style rows (instruction_field and response_field)")
@@ -127,8 +130,9 @@ def _text(value: Any, param: str, name: str, index: int, *, optional: bool = Fal
 
 def _messages(value: Any, param: str, name: str, index: int) -> list[dict[str, str]]:
     if not isinstance(value, (list, tuple)) or isinstance(value, (str, bytes)):
-        raise ParameterError(param, f"'{name}' of row {index} is {type(value).__name__}, not a list of "
-                                    "{role, content} messages")
+        raise ParameterError(
+            param, f"'{name}' of row {index} is {type(value).__name__}, not a list of {{role, content}} messages"
+        )
     messages = []
     for j, message in enumerate(value):
         where = f"'{name}' of row {index}, message {j}"
@@ -153,25 +157,41 @@ def conversation_from_row(row: Mapping[str, Any], fmt: ChatFormat, index: int = 
         raise ParameterError(fmt.layout_param, f"row {index} is {type(row).__name__}, not a mapping of columns")
     system: str | None = fmt.system
     if fmt.system_field is not None:
-        own = _text(_column(row, "system_field", fmt.system_field, index), "system_field", fmt.system_field, index,
-                    optional=True)
+        own = _text(
+            _column(row, "system_field", fmt.system_field, index),
+            "system_field",
+            fmt.system_field,
+            index,
+            optional=True,
+        )
         system = own if own is not None else system
     if fmt.alpaca:
         assert fmt.instruction_field is not None and fmt.response_field is not None
-        instruction = _text(_column(row, "instruction_field", fmt.instruction_field, index), "instruction_field",
-                            fmt.instruction_field, index)
+        instruction = _text(
+            _column(row, "instruction_field", fmt.instruction_field, index),
+            "instruction_field",
+            fmt.instruction_field,
+            index,
+        )
         if fmt.input_field is not None:
-            extra = _text(_column(row, "input_field", fmt.input_field, index), "input_field", fmt.input_field, index,
-                          optional=True)
+            extra = _text(
+                _column(row, "input_field", fmt.input_field, index),
+                "input_field",
+                fmt.input_field,
+                index,
+                optional=True,
+            )
             if extra is not None:
                 instruction = f"{instruction}\n\n{extra}"
-        response = _text(_column(row, "response_field", fmt.response_field, index), "response_field",
-                         fmt.response_field, index)
+        response = _text(
+            _column(row, "response_field", fmt.response_field, index), "response_field", fmt.response_field, index
+        )
         conv = [{"role": "user", "content": str(instruction)}, {"role": "assistant", "content": str(response)}]
     else:
         assert fmt.messages_field is not None
-        conv = _messages(_column(row, "messages_field", fmt.messages_field, index), "messages_field",
-                         fmt.messages_field, index)
+        conv = _messages(
+            _column(row, "messages_field", fmt.messages_field, index), "messages_field", fmt.messages_field, index
+        )
         field = fmt.messages_field
         if not conv:
             raise ParameterError("messages_field", f"'{field}' of row {index} is an empty conversation")
@@ -299,8 +319,12 @@ def render_conversations(
             raise ParameterError("conversations", f"conversation {i} is empty")
         try:
             result = tokenizer.apply_chat_template(
-                [dict(m) for m in conv], chat_template=text, tokenize=True, return_dict=False,
-                add_generation_prompt=add_generation_prompt, **kwargs,
+                [dict(m) for m in conv],
+                chat_template=text,
+                tokenize=True,
+                return_dict=False,
+                add_generation_prompt=add_generation_prompt,
+                **kwargs,
             )
         except Exception as exc:  # jinja2 TemplateError (incl. raise_exception in the template), ValueError...
             if type(exc).__module__.startswith("jinja2") or isinstance(exc, ValueError):
@@ -316,8 +340,9 @@ def template_sha256(template: str) -> str:
     return hashlib.sha256(template.encode("utf-8")).hexdigest()
 
 
-def template_record(tokenizer: Any, template: str | None = None, enable_thinking: bool | None = None,
-                    model_name: str | None = None) -> dict[str, Any]:
+def template_record(
+    tokenizer: Any, template: str | None = None, enable_thinking: bool | None = None, model_name: str | None = None
+) -> dict[str, Any]:
     """What the manifest records about rendering: the template's hash and origin, its thinking mode, the flag used.
 
     Validates like :func:`render_conversations` (no template, or

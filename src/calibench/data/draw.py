@@ -78,11 +78,22 @@ def build_calibration_sets(
     for index, rows in enumerate(groups):
         windows = [sampled.windows[r] for r in rows] if sampled.windows else []
         sampling = SamplingRecord(mode=mode, bos=add_bos, set_index=index, num_sets=sets, windows=windows)
-        result.append(CalibrationSet.create(tokens[rows], tokenizer, source=record, sampling=sampling, seed=seed,
-                                            attention_mask=mask[rows], generator=builder))
+        result.append(
+            CalibrationSet.create(
+                tokens[rows],
+                tokenizer,
+                source=record,
+                sampling=sampling,
+                seed=seed,
+                attention_mask=mask[rows],
+                generator=builder,
+            )
+        )
     return result
 
 
-def build_calibration_set(source: str | Source, tokenizer: Any, n: int = 128, seq_len: int = 2048, seed: int = 0, **kwargs: Any) -> CalibrationSet:
+def build_calibration_set(
+    source: str | Source, tokenizer: Any, n: int = 128, seq_len: int = 2048, seed: int = 0, **kwargs: Any
+) -> CalibrationSet:
     """One calibration set; see :func:`build_calibration_sets`."""
     return build_calibration_sets(source, tokenizer, n=n, seq_len=seq_len, seed=seed, sets=1, **kwargs)[0]

@@ -74,8 +74,12 @@ FORMATS: dict[str, ExportFormat] = {
     f.name: f
     for f in (
         ExportFormat("jsonl", "decoded windows as JSON lines, card beside as NAME.card.md", _check_file, _write_jsonl),
-        ExportFormat("hf", "a datasets save_to_disk folder (input_ids, attention_mask, text), card as README.md",
-                     _check_dir, _write_hf),
+        ExportFormat(
+            "hf",
+            "a datasets save_to_disk folder (input_ids, attention_mask, text), card as README.md",
+            _check_dir,
+            _write_hf,
+        ),
     )
 }
 
@@ -100,12 +104,21 @@ def export_set(calib: CalibrationSet, out: str | Path, fmt: str, tokenizer: Any,
 def usage_notes(fmt: str, out: Path) -> list[str]:
     """How to use the export, for the card."""
     if fmt == "hf":
-        return ["## Use", "",
-                "```python", "from datasets import load_from_disk",
-                f"calib = load_from_disk(\"{out.name}\")  # input_ids, attention_mask, text; one row per window",
-                "# llm-compressor: oneshot(model=..., dataset=calib.remove_columns('text'), recipe=..., "
-                "num_calibration_samples=len(calib))", "```", "",
-                "Rows hold each window at its own length: padded positions are dropped, because llm-compressor "
-                "counts every position of a batch as calibration data."]
-    return ["## Use", "", f"`{out.name}`: one JSON object per window (`index`, `set_id`, `num_tokens`, `provenance`, "
-                          "`text`)."]
+        return [
+            "## Use",
+            "",
+            "```python",
+            "from datasets import load_from_disk",
+            f'calib = load_from_disk("{out.name}")  # input_ids, attention_mask, text; one row per window',
+            "# llm-compressor: oneshot(model=..., dataset=calib.remove_columns('text'), recipe=..., "
+            "num_calibration_samples=len(calib))",
+            "```",
+            "",
+            "Rows hold each window at its own length: padded positions are dropped, because llm-compressor "
+            "counts every position of a batch as calibration data.",
+        ]
+    return [
+        "## Use",
+        "",
+        f"`{out.name}`: one JSON object per window (`index`, `set_id`, `num_tokens`, `provenance`, `text`).",
+    ]

@@ -83,8 +83,11 @@ def push_to_hub(folder: str | Path, repo: str, offline: bool | None = None, priv
     folder = Path(folder)
     state = decide(offline)
     if state.offline:
-        return PushResult(False, f"push to the hub skipped ({state.reason}): {folder} is ready; rerun the export "
-                                 f"online with --push-to-hub {repo} to publish it")
+        return PushResult(
+            False,
+            f"push to the hub skipped ({state.reason}): {folder} is ready; rerun the export "
+            f"online with --push-to-hub {repo} to publish it",
+        )
     import datasets
     from huggingface_hub import HfApi
 
@@ -92,10 +95,14 @@ def push_to_hub(folder: str | Path, repo: str, offline: bool | None = None, priv
         api = HfApi()
         api.create_repo(repo, repo_type="dataset", exist_ok=True, private=private)
         if (folder / README).is_file():
-            api.upload_file(path_or_fileobj=str(folder / README), path_in_repo=README, repo_id=repo, repo_type="dataset")
+            api.upload_file(
+                path_or_fileobj=str(folder / README), path_in_repo=README, repo_id=repo, repo_type="dataset"
+            )
         datasets.load_from_disk(str(folder)).push_to_hub(repo, private=private)
     except Exception as exc:  # noqa: BLE001 - auth, permissions, network: one line, the folder stays
         first = " ".join(str(exc).split())[:300]
-        raise CalibenchError(f"push to {repo} failed ({type(exc).__name__}: {first}); {folder} is written: "
-                             "log in with `hf auth login` (or set HF_TOKEN) and push again") from None
+        raise CalibenchError(
+            f"push to {repo} failed ({type(exc).__name__}: {first}); {folder} is written: "
+            "log in with `hf auth login` (or set HF_TOKEN) and push again"
+        ) from None
     return PushResult(True, f"pushed {folder} to https://huggingface.co/datasets/{repo}")

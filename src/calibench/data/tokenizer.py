@@ -28,7 +28,7 @@ class TokenizerIdentity:
         return {"name": self.name, "vocab_sha256": self.vocab_sha256, "vocab_size": self.vocab_size}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TokenizerIdentity":
+    def from_dict(cls, data: dict[str, Any]) -> TokenizerIdentity:
         return cls(name=str(data["name"]), vocab_sha256=str(data["vocab_sha256"]), vocab_size=int(data["vocab_size"]))
 
 

@@ -70,7 +70,6 @@ def evaluate(
     ``lm_eval_out`` also writes lm-eval's own output layout to that folder.
     """
     from calibench.evaluation.backends import LmInputs, check_backend
-
     from calibench.models import resolve_device
 
     started = time.perf_counter()
@@ -256,8 +255,9 @@ def _check_chat_template(tokenizer: Any, wanted: bool | str, name: str) -> None:
                              f"(it has {', '.join(sorted(template))})")  # fmt: skip
 
 
-def _prepare_summarization(requests: list[TaskRequest], limit: int | None, model: Any, tokenizer: Any,
-                           name: str) -> list[Any]:
+def _prepare_summarization(
+    requests: list[TaskRequest], limit: int | None, model: Any, tokenizer: Any, name: str
+) -> list[Any]:
     """Load every summarization dataset and check the prompts can be rendered, before the model loads."""
     if not requests:
         return []
@@ -270,6 +270,7 @@ def _prepare_summarization(requests: list[TaskRequest], limit: int | None, model
 
 
 # -- perplexity -------------------------------------------------------------------------------
+
 
 def _load_heldout(request: TaskRequest, conn: Any) -> tuple[TaskRecord, list[str]]:
     spec: HeldoutText = request.heldout  # type: ignore[assignment]
@@ -303,8 +304,15 @@ def _load_heldout(request: TaskRequest, conn: Any) -> tuple[TaskRecord, list[str
 
 
 def _run_perplexity(
-    spec: HeldoutText, record: TaskRecord, texts: list[str], model: Any, tokenizer: Any, seq_len: int,
-    add_bos: bool, batch_size: int, max_windows: int | None,
+    spec: HeldoutText,
+    record: TaskRecord,
+    texts: list[str],
+    model: Any,
+    tokenizer: Any,
+    seq_len: int,
+    add_bos: bool,
+    batch_size: int,
+    max_windows: int | None,
 ) -> tuple[list[EvalRow], list[Item]]:
     started = time.perf_counter()
     ids = tokenize_joined(texts, tokenizer, spec.joiner)
@@ -335,6 +343,7 @@ def _run_perplexity(
 
 
 # -- model --------------------------------------------------------------------------------------
+
 
 def _describe_model(model: Any, tokenizer: Any) -> tuple[str, int]:
     """A display name and the context length, without loading weights for a spec."""
@@ -407,6 +416,7 @@ def _model_device(model: Any) -> Any:
 
 
 # -- misc ----------------------------------------------------------------------------------------
+
 
 def _check_positive(**values: int | None) -> None:
     for key, value in values.items():

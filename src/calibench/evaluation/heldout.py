@@ -55,15 +55,28 @@ HELDOUT_TEXTS: dict[str, HeldoutText] = {
     h.name: h
     for h in (
         HeldoutText("wikitext2", "wikitext2", "test", kind="hub", description="WikiText-2 raw, test split"),
-        HeldoutText("c4", "c4", "validation", joiner=" ", max_docs=1100, max_windows=256, kind="hub",
-                    description="C4 validation shard 0, first 1,100 documents, 256 windows"),
+        HeldoutText(
+            "c4",
+            "c4",
+            "validation",
+            joiner=" ",
+            max_docs=1100,
+            max_windows=256,
+            kind="hub",
+            description="C4 validation shard 0, first 1,100 documents, 256 windows",
+        ),
         HeldoutText("wiki", "wiki", "heldout", description="Wikipedia paragraphs, held-out split"),
         HeldoutText("science", "science", "heldout", description="science explanations, held-out split"),
         HeldoutText("math", "math", "heldout", description="worked math solutions, held-out split"),
         HeldoutText("code", "code", "heldout", description="Python code, held-out split"),
         *(
-            HeldoutText(f"man-{m.language}", f"man-{m.language}", "heldout", kind="asset",
-                        description=f"{m.name} manual pages, held-out split")
+            HeldoutText(
+                f"man-{m.language}",
+                f"man-{m.language}",
+                "heldout",
+                kind="asset",
+                description=f"{m.name} manual pages, held-out split",
+            )
             for m in MANPAGE_SETS
         ),
     )

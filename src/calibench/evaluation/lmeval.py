@@ -109,6 +109,7 @@ def parse_gen_kwargs(value: str | dict[str, Any] | None) -> dict[str, Any] | Non
 
 # -- building tasks ---------------------------------------------------------------------------
 
+
 def task_manager(specs: list[LmEvalTask]) -> Any:
     """A TaskManager that indexes only the folders of the requested tasks (full indexing takes ~10 s)."""
     import lm_eval.tasks
@@ -302,6 +303,7 @@ def _describe(record: TaskRecord, leaves: list[Any], limit: int | None, config: 
 
 # -- running ----------------------------------------------------------------------------------
 
+
 def _git_describe_quietly() -> str | None:
     """lm-eval's ``git describe`` of the working directory, without git's stderr reaching the user."""
     import subprocess
@@ -438,10 +440,16 @@ def rows_from_results(task: str, metrics: dict[str, Any], n: int, limit: int | N
             continue
         metric, filt = key.split(",", 1)
         stderr = metrics.get(f"{metric}_stderr,{filt}")
-        rows.append(EvalRow(
-            task=task, metric=metric_label(metric, filt), value=float(value),
-            stderr=float(stderr) if isinstance(stderr, (int, float)) else None, n=n, limit=limit,
-        ))
+        rows.append(
+            EvalRow(
+                task=task,
+                metric=metric_label(metric, filt),
+                value=float(value),
+                stderr=float(stderr) if isinstance(stderr, (int, float)) else None,
+                n=n,
+                limit=limit,
+            )
+        )
     return rows
 
 

@@ -158,8 +158,9 @@ def full_index(root: Path | None = None) -> dict[str, IndexEntry]:
 def _build(root: Path) -> dict[str, IndexEntry]:
     import logging
 
-    from calibench import progress
     from lm_eval.tasks._index import TaskIndex
+
+    from calibench import progress
 
     logger = logging.getLogger("lm_eval")
     level = logger.level

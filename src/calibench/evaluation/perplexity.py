@@ -121,7 +121,9 @@ def score_windows(model: Any, windows: np.ndarray, batch_size: int = 8, label: s
                         np.asarray(result.tokens_per_window))  # fmt: skip
 
 
-def perplexity_of_windows(model: Any, windows: np.ndarray, batch_size: int = 8, label: str | None = None) -> tuple[float, float, float | None]:
+def perplexity_of_windows(
+    model: Any, windows: np.ndarray, batch_size: int = 8, label: str | None = None
+) -> tuple[float, float, float | None]:
     """(perplexity, mean NLL, stderr) of ready-made windows."""
     scores = score_windows(model, windows, batch_size=batch_size, label=label)
     return scores.perplexity, scores.mean_nll, scores.stderr

@@ -69,8 +69,10 @@ class TaskRecord(BaseModel):
     @property
     def comparable(self) -> bool:
         """Scored in full on the split the reference protocol uses (written to JSON too)."""
-        return self.status == "ok" and self.limit is None and (
-            not self.reference_split or self.split == self.reference_split
+        return (
+            self.status == "ok"
+            and self.limit is None
+            and (not self.reference_split or self.split == self.reference_split)
         )
 
 
@@ -127,14 +129,16 @@ class EvalResult(BaseModel):
         """(task, metric, value, stderr, n, limit) as display strings, skipped tasks included."""
         out = []
         for row in self.rows:
-            out.append((
-                row.task,
-                row.metric,
-                _fmt(row.value),
-                "-" if row.stderr is None else _fmt(row.stderr),
-                str(row.n),
-                "-" if row.limit is None else str(row.limit),
-            ))
+            out.append(
+                (
+                    row.task,
+                    row.metric,
+                    _fmt(row.value),
+                    "-" if row.stderr is None else _fmt(row.stderr),
+                    str(row.n),
+                    "-" if row.limit is None else str(row.limit),
+                )
+            )
         for rec in self.skipped:
             out.append((rec.task, "skipped", "-", "-", "0", "-"))
         return out

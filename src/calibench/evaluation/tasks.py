@@ -113,14 +113,21 @@ class TaskRequest:
 
 def known_task_names() -> list[str]:
     """calibench's own names (any lm-eval task name is accepted besides)."""
-    return [*(PPL_PREFIX + n for n in HELDOUT_TEXTS), *(SUMM_PREFIX + n for n in SUMM_DATASETS), *LM_EVAL_TASKS,
-            *GROUPS]
+    return [
+        *(PPL_PREFIX + n for n in HELDOUT_TEXTS),
+        *(SUMM_PREFIX + n for n in SUMM_DATASETS),
+        *LM_EVAL_TASKS,
+        *GROUPS,
+    ]
 
 
 def offline_task_names() -> list[str]:
     """The names that run without the hub (lm-eval tasks over other mirrored datasets run offline too)."""
-    return [*(PPL_PREFIX + n for n, h in HELDOUT_TEXTS.items() if h.offline), *(SUMM_PREFIX + n for n in SUMM_OFFLINE),
-            *(n for n, t in LM_EVAL_TASKS.items() if t.mirror)]
+    return [
+        *(PPL_PREFIX + n for n, h in HELDOUT_TEXTS.items() if h.offline),
+        *(SUMM_PREFIX + n for n in SUMM_OFFLINE),
+        *(n for n, t in LM_EVAL_TASKS.items() if t.mirror),
+    ]
 
 
 def parse_tasks(tasks: str | Iterable[str], offline: bool | None = None) -> list[TaskRequest]:
@@ -164,7 +171,7 @@ def _resolve(name: str, offline: bool | None) -> list[TaskRequest]:
 def _perplexity(name: str) -> TaskRequest:
     from calibench.errors import did_you_mean
 
-    dataset = name[len(PPL_PREFIX):]
+    dataset = name[len(PPL_PREFIX) :]
     if dataset not in HELDOUT_TEXTS and _is_file_spec(dataset):
         if not Path(dataset).is_file():
             raise CalibenchError(f"no such file for perplexity: {dataset}")

@@ -15,5 +15,14 @@ from calibench.inspect.collect import (
 )
 from calibench.inspect.sites import HookSite, all_sites, find_sites
 
-__all__ = ["ActivationStats", "HookSite", "MassiveActivation", "OutlierFeature", "SiteStats", "activation_stats",
-           "all_sites", "find_sites", "outlier_features"]
+__all__ = [
+    "ActivationStats",
+    "HookSite",
+    "MassiveActivation",
+    "OutlierFeature",
+    "SiteStats",
+    "activation_stats",
+    "all_sites",
+    "find_sites",
+    "outlier_features",
+]

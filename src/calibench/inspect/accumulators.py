@@ -220,9 +220,14 @@ class MassiveActivations:
             rows, channels, values = rows[keep], channels[keep], values[keep]
         found = [
             Massive(float(v), int(c), int(s), int(p), int(t), float(m))
-            for v, c, s, p, t, m in zip(values.cpu().tolist(), channels.cpu().tolist(), sample[rows].cpu().tolist(),
-                                        position[rows].cpu().tolist(), token_id[rows].cpu().tolist(),
-                                        median[rows].cpu().tolist())
+            for v, c, s, p, t, m in zip(
+                values.cpu().tolist(),
+                channels.cpu().tolist(),
+                sample[rows].cpu().tolist(),
+                position[rows].cpu().tolist(),
+                token_id[rows].cpu().tolist(),
+                median[rows].cpu().tolist(),
+            )
         ]
         merged = sorted(self.top + found, key=lambda m: (-m.value, m.sample, m.position, m.channel))
         self.top = merged[: self.top_k]
@@ -231,8 +236,16 @@ class MassiveActivations:
 class SiteAccumulator:
     """All statistics of one hook site, fed with ``(N, H)`` float32 rows of real tokens."""
 
-    def __init__(self, width: int, *, int8_threshold: float = 6.0, massive_threshold: float = 100.0,
-                 massive_ratio: float = 1000.0, massive_top_k: int = 64, device: Any = None) -> None:
+    def __init__(
+        self,
+        width: int,
+        *,
+        int8_threshold: float = 6.0,
+        massive_threshold: float = 100.0,
+        massive_ratio: float = 1000.0,
+        massive_top_k: int = 64,
+        device: Any = None,
+    ) -> None:
         self.width = int(width)
         self.channels = ChannelStats(width, device)
         self.histogram = LogHistogram(device)
@@ -256,5 +269,15 @@ class SiteAccumulator:
         self.massive.update(x, sample, position, token_id, a)
 
 
-__all__ = ["BINS", "BIN_RATIO", "ChannelStats", "LogHistogram", "Massive", "MassiveActivations", "SiteAccumulator",
-           "ThresholdCounts", "TokenKurtosis", "hidden_median_abs"]
+__all__ = [
+    "BINS",
+    "BIN_RATIO",
+    "ChannelStats",
+    "LogHistogram",
+    "Massive",
+    "MassiveActivations",
+    "SiteAccumulator",
+    "ThresholdCounts",
+    "TokenKurtosis",
+    "hidden_median_abs",
+]

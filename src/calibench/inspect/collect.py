@@ -95,8 +95,9 @@ class ActivationStats(BaseModel):
         raise KeyError(name)
 
 
-def outlier_features(sites: Sequence[SiteStats], *, layer_fraction: float = 0.25,
-                     position_fraction: float = 0.06) -> list[OutlierFeature]:
+def outlier_features(
+    sites: Sequence[SiteStats], *, layer_fraction: float = 0.25, position_fraction: float = 0.06
+) -> list[OutlierFeature]:
     """LLM.int8's rule (Dettmers et al. 2022), from the per-(layer, channel) threshold counts.
 
     Only linear inputs are looked at, as in the paper (the hidden states that
@@ -122,12 +123,16 @@ def outlier_features(sites: Sequence[SiteStats], *, layer_fraction: float = 0.25
         share = affected.sum(axis=0) / len(members)
         for channel in range(width):
             if affected[:, channel].any() and share[channel] >= layer_fraction:
-                found.append(OutlierFeature(
-                    kind=kind, role=role, channel=channel,
-                    layers=[m.layer for m, hit in zip(members, affected[:, channel]) if hit],
-                    layer_fraction=float(share[channel]),
-                    max_position_fraction=float(fractions[:, channel].max()),
-                ))
+                found.append(
+                    OutlierFeature(
+                        kind=kind,
+                        role=role,
+                        channel=channel,
+                        layers=[m.layer for m, hit in zip(members, affected[:, channel]) if hit],
+                        layer_fraction=float(share[channel]),
+                        max_position_fraction=float(fractions[:, channel].max()),
+                    )
+                )
     return found
 
 
@@ -160,8 +165,14 @@ def activation_stats(
     sites = merge_shared_inputs(model, stack, find_sites(model, layers, stack), ids, mask)
     device = next(model.parameters()).device
     accumulators = {
-        site.name: SiteAccumulator(site.width, int8_threshold=int8_threshold, massive_threshold=massive_threshold,
-                                   massive_ratio=massive_ratio, massive_top_k=massive_top_k, device=device)
+        site.name: SiteAccumulator(
+            site.width,
+            int8_threshold=int8_threshold,
+            massive_threshold=massive_threshold,
+            massive_ratio=massive_ratio,
+            massive_top_k=massive_top_k,
+            device=device,
+        )
         for site in sites
     }
 
@@ -172,25 +183,51 @@ def activation_stats(
     results = [_site_stats(site, accumulators[site.name], quantiles) for site in sites]
     return ActivationStats(
         set_id=getattr(calib_set, "set_id", None) or None,
-        n=int(ids.shape[0]), seq_len=int(ids.shape[1]), tokens=int(mask.sum()),
-        int8_threshold=int8_threshold, outlier_layer_fraction=outlier_layer_fraction,
-        outlier_position_fraction=outlier_position_fraction, massive_threshold=massive_threshold,
-        massive_ratio=massive_ratio, quantile_resolution=BIN_RATIO, sites=results,
-        outlier_features=outlier_features(results, layer_fraction=outlier_layer_fraction,
-                                          position_fraction=outlier_position_fraction),
+        n=int(ids.shape[0]),
+        seq_len=int(ids.shape[1]),
+        tokens=int(mask.sum()),
+        int8_threshold=int8_threshold,
+        outlier_layer_fraction=outlier_layer_fraction,
+        outlier_position_fraction=outlier_position_fraction,
+        massive_threshold=massive_threshold,
+        massive_ratio=massive_ratio,
+        quantile_resolution=BIN_RATIO,
+        sites=results,
+        outlier_features=outlier_features(
+            results, layer_fraction=outlier_layer_fraction, position_fraction=outlier_position_fraction
+        ),
     )
 
 
 def _site_stats(site: HookSite, acc: SiteAccumulator, quantiles: Sequence[float]) -> SiteStats:
     channels = acc.channels.result()
     return SiteStats(
-        name=site.name, kind=site.kind, layer=site.layer, role=site.role, shared=list(site.shared), width=site.width,
+        name=site.name,
+        kind=site.kind,
+        layer=site.layer,
+        role=site.role,
+        shared=list(site.shared),
+        width=site.width,
         tokens=acc.tokens,
-        channel_max_abs=channels["max_abs"], channel_mean_abs=channels["mean_abs"], channel_rms=channels["rms"],
+        channel_max_abs=channels["max_abs"],
+        channel_mean_abs=channels["mean_abs"],
+        channel_rms=channels["rms"],
         max_abs=max(channels["max_abs"]) if channels["max_abs"] else 0.0,
         quantiles={f"{q:g}": acc.histogram.quantile(q) for q in quantiles},
-        kurtosis=acc.kurtosis.result(), int8_counts=acc.int8.result(), massive_total=acc.massive.total,
-        massive=[MassiveActivation(site=site.name, layer=site.layer, channel=m.channel, sample=m.sample,
-                                   position=m.position, token_id=m.token_id, value=m.value, median=m.median)
-                 for m in acc.massive.top],
+        kurtosis=acc.kurtosis.result(),
+        int8_counts=acc.int8.result(),
+        massive_total=acc.massive.total,
+        massive=[
+            MassiveActivation(
+                site=site.name,
+                layer=site.layer,
+                channel=m.channel,
+                sample=m.sample,
+                position=m.position,
+                token_id=m.token_id,
+                value=m.value,
+                median=m.median,
+            )
+            for m in acc.massive.top
+        ],
     )

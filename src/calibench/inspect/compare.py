@@ -76,8 +76,9 @@ def _by_layer(stats: ActivationStats) -> dict[tuple[str, int], list[SiteStats]]:
     return grouped
 
 
-def compare_pair(a: ActivationStats, b: ActivationStats, *, labels: tuple[str, str] | None = None,
-                 top_k: int = DEFAULT_TOP_K) -> PairComparison:
+def compare_pair(
+    a: ActivationStats, b: ActivationStats, *, labels: tuple[str, str] | None = None, top_k: int = DEFAULT_TOP_K
+) -> PairComparison:
     """Compare two sets' statistics of the same model, site by site, reduced per (kind, layer)."""
     sites_b = {site.name: site for site in b.sites}
     layers = []
@@ -86,20 +87,28 @@ def compare_pair(a: ActivationStats, b: ActivationStats, *, labels: tuple[str, s
         if not pairs:
             continue
         rhos = [r for r in (spearman(x.channel_max_abs, y.channel_max_abs) for x, y in pairs) if r is not None]
-        overlaps = [jaccard(top_channels(x.channel_max_abs, top_k), top_channels(y.channel_max_abs, top_k))
-                    for x, y in pairs]
+        overlaps = [
+            jaccard(top_channels(x.channel_max_abs, top_k), top_channels(y.channel_max_abs, top_k)) for x, y in pairs
+        ]
         max_a, max_b = max(x.max_abs for x, _ in pairs), max(y.max_abs for _, y in pairs)
-        layers.append(LayerComparison(kind=kind, layer=layer, spearman=float(np.mean(rhos)) if rhos else None,
-                                      jaccard=float(np.mean(overlaps)),
-                                      max_ratio=max_a / max_b if max_b > 0 else math.inf))
+        layers.append(
+            LayerComparison(
+                kind=kind,
+                layer=layer,
+                spearman=float(np.mean(rhos)) if rhos else None,
+                jaccard=float(np.mean(overlaps)),
+                max_ratio=max_a / max_b if max_b > 0 else math.inf,
+            )
+        )
     label_a, label_b = labels or (a.set_id or "a", b.set_id or "b")
     return PairComparison(a=label_a, b=label_b, top_k=top_k, layers=layers)
 
 
 def compare_sets(stats: dict[str, ActivationStats], *, top_k: int = DEFAULT_TOP_K) -> list[PairComparison]:
     """Every unordered pair of sets, in the order the sets were given."""
-    return [compare_pair(stats[x], stats[y], labels=(x, y), top_k=top_k)
-            for x, y in itertools.combinations(list(stats), 2)]
+    return [
+        compare_pair(stats[x], stats[y], labels=(x, y), top_k=top_k) for x, y in itertools.combinations(list(stats), 2)
+    ]
 
 
 class KindStability(BaseModel):
@@ -138,18 +147,25 @@ def stability_summary(stats: dict[str, ActivationStats], comparisons: list[PairC
         spreads = [max(layer.max_ratio, 1 / layer.max_ratio) if layer.max_ratio > 0 else math.inf for layer, _ in rows]
         worst = int(np.argmax(spreads))
         finite = [s for s in spreads if math.isfinite(s)]
-        kinds.append(KindStability(
-            kind=kind,
-            mean_spearman=float(np.mean(rhos)) if rhos else None, min_spearman=float(np.min(rhos)) if rhos else None,
-            mean_jaccard=float(np.mean([layer.jaccard for layer, _ in rows])),
-            min_jaccard=float(np.min([layer.jaccard for layer, _ in rows])),
-            max_ratio_spread=float(np.exp(np.mean(np.log(finite)))) if finite else math.inf,
-            worst_max_ratio=float(spreads[worst]), worst_layer=rows[worst][0].layer,
-        ))
+        kinds.append(
+            KindStability(
+                kind=kind,
+                mean_spearman=float(np.mean(rhos)) if rhos else None,
+                min_spearman=float(np.min(rhos)) if rhos else None,
+                mean_jaccard=float(np.mean([layer.jaccard for layer, _ in rows])),
+                min_jaccard=float(np.min([layer.jaccard for layer, _ in rows])),
+                max_ratio_spread=float(np.exp(np.mean(np.log(finite)))) if finite else math.inf,
+                worst_max_ratio=float(spreads[worst]),
+                worst_layer=rows[worst][0].layer,
+            )
+        )
     labels = list(stats)
     feature_pairs = [(_feature_keys(stats[x]), _feature_keys(stats[y])) for x, y in itertools.combinations(labels, 2)]
     feature_pairs = [(x, y) for x, y in feature_pairs if x | y]
     return StabilitySummary(
-        sets=labels, pairs=len(comparisons), top_k=top_k, kinds=kinds,
+        sets=labels,
+        pairs=len(comparisons),
+        top_k=top_k,
+        kinds=kinds,
         outlier_feature_jaccard=float(np.mean([jaccard(x, y) for x, y in feature_pairs])) if feature_pairs else None,
     )

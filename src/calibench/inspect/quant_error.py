@@ -73,9 +73,17 @@ class QuantErrorReport(BaseModel):
         return -10 * math.log10(error) if error > 0 else math.inf
 
 
-def activation_quant_error(model: Any, heldout_set: Any, scales: dict[str, dict[str, float]], *, bits: int = 8,
-                           layers: str | None = None, batch_size: int = 4, heldout_label: str = "heldout",
-                           description: str | None = None) -> QuantErrorReport:
+def activation_quant_error(
+    model: Any,
+    heldout_set: Any,
+    scales: dict[str, dict[str, float]],
+    *,
+    bits: int = 8,
+    layers: str | None = None,
+    batch_size: int = 4,
+    heldout_label: str = "heldout",
+    description: str | None = None,
+) -> QuantErrorReport:
     """Static per-tensor error of every set's scales, and the dynamic per-token error, on ``heldout_set``.
 
     ``scales`` maps a set label to :func:`static_scales` of that set's
@@ -91,12 +99,17 @@ def activation_quant_error(model: Any, heldout_set: Any, scales: dict[str, dict[
     stack = find_decoder_layers(model)
     ids, mask = heldout_set.to_torch()
     check_vocabulary_fits(model, ids)
-    sites = [site for site in merge_shared_inputs(model, stack, find_sites(model, layers, stack), ids, mask)
-             if site.kind == "linear_input"]
+    sites = [
+        site
+        for site in merge_shared_inputs(model, stack, find_sites(model, layers, stack), ids, mask)
+        if site.kind == "linear_input"
+    ]
     missing = sorted({site.name for site in sites for table in scales.values() if site.name not in table})
     if missing:
-        raise CalibenchError(f"the calibration statistics have no scale for {missing[0]}: collect them with the "
-                             "same model and layer filter as the held-out pass")
+        raise CalibenchError(
+            f"the calibration statistics have no scale for {missing[0]}: collect them with the "
+            "same model and layer filter as the held-out pass"
+        )
     energy: dict[str, float] = defaultdict(float)
     dynamic: dict[str, float] = defaultdict(float)
     static: dict[tuple[str, str], float] = defaultdict(float)
@@ -111,8 +124,16 @@ def activation_quant_error(model: Any, heldout_set: Any, scales: dict[str, dict[
             static[(label, site.name)] += float(((x - fake_quantize_static(x, table[site.name], bits)) ** 2).sum())
             clipped[(label, site.name)] += int((x.abs() > table[site.name]).sum())
 
-    stream_activations(model, stack, sites, ids, mask, consume, batch_size=batch_size,
-                       description=description or "activation quantization error on held-out text")
+    stream_activations(
+        model,
+        stack,
+        sites,
+        ids,
+        mask,
+        consume,
+        batch_size=batch_size,
+        description=description or "activation quantization error on held-out text",
+    )
     labels = list(scales)
 
     def ratio(num: float, den: float) -> float:
@@ -125,15 +146,21 @@ def activation_quant_error(model: Any, heldout_set: Any, scales: dict[str, dict[
     for layer, names in sorted(by_layer.items()):
         den = sum(energy[n] for n in names)
         count = sum(entries[n] for n in names)
-        layer_rows.append(LayerQuantError(
-            layer=layer,
-            static={label: ratio(sum(static[(label, n)] for n in names), den) for label in labels},
-            clipped={label: ratio(sum(clipped[(label, n)] for n in names), count) for label in labels},
-            dynamic=ratio(sum(dynamic[n] for n in names), den),
-        ))
+        layer_rows.append(
+            LayerQuantError(
+                layer=layer,
+                static={label: ratio(sum(static[(label, n)] for n in names), den) for label in labels},
+                clipped={label: ratio(sum(clipped[(label, n)] for n in names), count) for label in labels},
+                dynamic=ratio(sum(dynamic[n] for n in names), den),
+            )
+        )
     total_energy = sum(energy.values())
     return QuantErrorReport(
-        heldout=heldout_label, tokens=int(mask.sum()), bits=bits, sets=labels, layers=layer_rows,
+        heldout=heldout_label,
+        tokens=int(mask.sum()),
+        bits=bits,
+        sets=labels,
+        layers=layer_rows,
         total_static={label: ratio(sum(static[(label, s.name)] for s in sites), total_energy) for label in labels},
         total_dynamic=ratio(sum(dynamic.values()), total_energy),
     )

@@ -72,13 +72,19 @@ def set_summary_rows(result: ModelInspection) -> list[list[Any]]:
         kurt = [s.kurtosis for s in linear if s.kurtosis is not None]
         top = max((m for s in stats.sites for m in s.massive), key=lambda m: m.value, default=None)
         quant = result.quant_error
-        rows.append([
-            label, max((s.max_abs for s in linear), default=None), max((s.max_abs for s in residual), default=None),
-            float(np.mean(kurt)) if kurt else None, len(stats.outlier_features),
-            sum(s.massive_total for s in residual),
-            f"{top.value:.4g} (L{top.layer} ch{top.channel} pos{top.position})" if top else "-",
-            quant.total_static[label] if quant else None, quant.sqnr_db(label) if quant else None,
-        ])
+        rows.append(
+            [
+                label,
+                max((s.max_abs for s in linear), default=None),
+                max((s.max_abs for s in residual), default=None),
+                float(np.mean(kurt)) if kurt else None,
+                len(stats.outlier_features),
+                sum(s.massive_total for s in residual),
+                f"{top.value:.4g} (L{top.layer} ch{top.channel} pos{top.position})" if top else "-",
+                quant.total_static[label] if quant else None,
+                quant.sqnr_db(label) if quant else None,
+            ]
+        )
     return rows
 
 
@@ -107,8 +113,12 @@ def _plot_layer_max(inspection: Inspection, path: Path) -> Path:
 def _plot_heatmap(inspection: Inspection, path: Path) -> Path:
     plt = pyplot()
     models = inspection.models
-    fig, axes = plt.subplots(len(models), 1, figsize=(11, 1.2 + 0.45 * max(len(m.stats) for m in models) * len(models)
-                                                          + 1.2 * len(models)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(models),
+        1,
+        figsize=(11, 1.2 + 0.45 * max(len(m.stats) for m in models) * len(models) + 1.2 * len(models)),
+        squeeze=False,
+    )
     for r, result in enumerate(models):
         name = heaviest_site(result)
         labels = list(result.stats)
@@ -146,8 +156,15 @@ def _plot_stability(inspection: Inspection, path: Path) -> Path:
             image = ax.imshow(matrix, vmin=min(0.0, float(np.nanmin(matrix))), vmax=1.0, cmap="viridis")
             for i in range(len(labels)):
                 for j in range(len(labels)):
-                    ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if matrix[i, j] < 0.6 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{matrix[i, j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if matrix[i, j] < 0.6 else "black",
+                    )
             ax.set_xticks(range(len(labels)), labels, rotation=40, ha="right", fontsize=8)
             ax.set_yticks(range(len(labels)), labels, fontsize=8)
             ax.set_title(f"{_short(result.model)}: {kind.replace('_', ' ')}", fontsize=10)
@@ -167,10 +184,22 @@ def _plot_quant_error(inspection: Inspection, path: Path) -> Path | None:
         quant = result.quant_error
         layers = [row.layer for row in quant.layers]
         for label in quant.sets:
-            ax.plot(layers, [row.static[label] for row in quant.layers], marker="o", markersize=3, linewidth=1.2,
-                    label=f"static, {label}")
-        ax.plot(layers, [row.dynamic for row in quant.layers], color="black", linestyle="--", linewidth=1.2,
-                label="dynamic per-token")
+            ax.plot(
+                layers,
+                [row.static[label] for row in quant.layers],
+                marker="o",
+                markersize=3,
+                linewidth=1.2,
+                label=f"static, {label}",
+            )
+        ax.plot(
+            layers,
+            [row.dynamic for row in quant.layers],
+            color="black",
+            linestyle="--",
+            linewidth=1.2,
+            label="dynamic per-token",
+        )
         ax.set_yscale("log")
         ax.set_xlabel("decoder layer")
         ax.set_ylabel("normalised squared error")
@@ -182,43 +211,97 @@ def _plot_quant_error(inspection: Inspection, path: Path) -> Path | None:
 
 
 def _model_section(result: ModelInspection, tokenizer: Any | None) -> list[str]:
-    md = [f"\n## {result.model} ({result.dtype}, {result.device})\n\n", "### Sets\n\n",
-          _table(["set", "source", "set id", "windows", "seq_len", "tokens"],
-                 [[s.label, s.source, s.set_id, s.n, s.seq_len, s.tokens] for s in result.sets]),
-          "\n### Per set\n\n",
-          _table(["set", "max abs (linear in)", "max abs (residual)", "kurtosis (linear in, mean)",
-                  "outlier features", "massive activations", "largest", "int8 static error", "SQNR dB"],
-                 set_summary_rows(result))]
+    md = [
+        f"\n## {result.model} ({result.dtype}, {result.device})\n\n",
+        "### Sets\n\n",
+        _table(
+            ["set", "source", "set id", "windows", "seq_len", "tokens"],
+            [[s.label, s.source, s.set_id, s.n, s.seq_len, s.tokens] for s in result.sets],
+        ),
+        "\n### Per set\n\n",
+        _table(
+            [
+                "set",
+                "max abs (linear in)",
+                "max abs (residual)",
+                "kurtosis (linear in, mean)",
+                "outlier features",
+                "massive activations",
+                "largest",
+                "int8 static error",
+                "SQNR dB",
+            ],
+            set_summary_rows(result),
+        ),
+    ]
     s = result.stability
-    md += [f"\n### Stability across sets ({s.pairs} pairs, top-{s.top_k} channels)\n\n",
-           _table(["site", "mean Spearman", "min Spearman", f"mean Jaccard@{s.top_k}", f"min Jaccard@{s.top_k}",
-                   "max-ratio spread", "worst max ratio", "worst layer"],
-                  [[k.kind, k.mean_spearman, k.min_spearman, k.mean_jaccard, k.min_jaccard, k.max_ratio_spread,
-                    k.worst_max_ratio, k.worst_layer] for k in s.kinds]),
-           "\nMax-ratio spread is the geometric mean over pairs and layers of max(r, 1/r), r the ratio of the layer's "
-           "max |x| under two sets: 1.0 means the outlier size never moves with the set. Outlier-feature Jaccard "
-           f"across sets: {_fmt(s.outlier_feature_jaccard)}.\n"]
+    md += [
+        f"\n### Stability across sets ({s.pairs} pairs, top-{s.top_k} channels)\n\n",
+        _table(
+            [
+                "site",
+                "mean Spearman",
+                "min Spearman",
+                f"mean Jaccard@{s.top_k}",
+                f"min Jaccard@{s.top_k}",
+                "max-ratio spread",
+                "worst max ratio",
+                "worst layer",
+            ],
+            [
+                [
+                    k.kind,
+                    k.mean_spearman,
+                    k.min_spearman,
+                    k.mean_jaccard,
+                    k.min_jaccard,
+                    k.max_ratio_spread,
+                    k.worst_max_ratio,
+                    k.worst_layer,
+                ]
+                for k in s.kinds
+            ],
+        ),
+        "\nMax-ratio spread is the geometric mean over pairs and layers of max(r, 1/r), r the ratio of the layer's "
+        "max |x| under two sets: 1.0 means the outlier size never moves with the set. Outlier-feature Jaccard "
+        f"across sets: {_fmt(s.outlier_feature_jaccard)}.\n",
+    ]
     md.append("\n### Where the outliers are\n\n")
     rows = []
     for label, stats in result.stats.items():
-        features = ", ".join(f"{f.role or 'residual'} ch{f.channel} (layers {f.layers[0]}-{f.layers[-1]}, "
-                             f"{len(f.layers)})" for f in stats.outlier_features[:6]) or "none"
+        features = (
+            ", ".join(
+                f"{f.role or 'residual'} ch{f.channel} (layers {f.layers[0]}-{f.layers[-1]}, {len(f.layers)})"
+                for f in stats.outlier_features[:6]
+            )
+            or "none"
+        )
         massive_layers = sorted({m.layer for site in stats.sites if site.kind == "residual" for m in site.massive})
         tokens = sorted({m.token_id for site in stats.sites if site.kind == "residual" for m in site.massive})
         positions = sorted({m.position for site in stats.sites if site.kind == "residual" for m in site.massive})
         shown = [repr(tokenizer.convert_ids_to_tokens(t)) if tokenizer is not None else str(t) for t in tokens[:5]]
-        rows.append([label, features + (" ..." if len(stats.outlier_features) > 6 else ""),
-                     ", ".join(map(str, massive_layers)) or "none", ", ".join(map(str, positions[:8])) or "-",
-                     ", ".join(shown) or "-"])
-    md.append(_table(["set", "LLM.int8 outlier features", "massive: layers", "massive: positions",
-                      "massive: tokens"], rows))
+        rows.append(
+            [
+                label,
+                features + (" ..." if len(stats.outlier_features) > 6 else ""),
+                ", ".join(map(str, massive_layers)) or "none",
+                ", ".join(map(str, positions[:8])) or "-",
+                ", ".join(shown) or "-",
+            ]
+        )
+    md.append(
+        _table(["set", "LLM.int8 outlier features", "massive: layers", "massive: positions", "massive: tokens"], rows)
+    )
     if result.quant_error is not None:
         quant = result.quant_error
-        md += [f"\n### int{quant.bits} activation error on held-out {quant.heldout} ({quant.tokens} tokens)\n\n",
-               _table(["layer", *[f"static, {label}" for label in quant.sets], "dynamic per-token"],
-                      [[row.layer, *[row.static[label] for label in quant.sets], row.dynamic]
-                       for row in quant.layers]
-                      + [["total", *[quant.total_static[label] for label in quant.sets], quant.total_dynamic]])]
+        md += [
+            f"\n### int{quant.bits} activation error on held-out {quant.heldout} ({quant.tokens} tokens)\n\n",
+            _table(
+                ["layer", *[f"static, {label}" for label in quant.sets], "dynamic per-token"],
+                [[row.layer, *[row.static[label] for label in quant.sets], row.dynamic] for row in quant.layers]
+                + [["total", *[quant.total_static[label] for label in quant.sets], quant.total_dynamic]],
+            ),
+        ]
     return md
 
 
@@ -228,20 +311,36 @@ def _across_models(inspection: Inspection) -> list[str]:
         kinds = {k.kind: k for k in result.stability.kinds}
         quant = result.quant_error
         errors = list(quant.total_static.values()) if quant else []
-        rows.append([
-            _short(result.model),
-            kinds["linear_input"].mean_spearman if "linear_input" in kinds else None,
-            kinds["residual"].mean_spearman if "residual" in kinds else None,
-            kinds["linear_input"].max_ratio_spread if "linear_input" in kinds else None,
-            max(site.max_abs for stats in result.stats.values() for site in stats.sites),
-            max(len(stats.outlier_features) for stats in result.stats.values()),
-            min(errors) if errors else None, max(errors) if errors else None,
-            max(errors) / min(errors) if errors and min(errors) > 0 else None,
-        ])
-    return ["\n## Across models\n\n",
-            _table(["model", "mean Spearman (linear in)", "mean Spearman (residual)", "max-ratio spread (linear in)",
-                    "largest max |x|", "outlier features (most in a set)", "int8 error, best set",
-                    "int8 error, worst set", "worst / best"], rows)]
+        rows.append(
+            [
+                _short(result.model),
+                kinds["linear_input"].mean_spearman if "linear_input" in kinds else None,
+                kinds["residual"].mean_spearman if "residual" in kinds else None,
+                kinds["linear_input"].max_ratio_spread if "linear_input" in kinds else None,
+                max(site.max_abs for stats in result.stats.values() for site in stats.sites),
+                max(len(stats.outlier_features) for stats in result.stats.values()),
+                min(errors) if errors else None,
+                max(errors) if errors else None,
+                max(errors) / min(errors) if errors and min(errors) > 0 else None,
+            ]
+        )
+    return [
+        "\n## Across models\n\n",
+        _table(
+            [
+                "model",
+                "mean Spearman (linear in)",
+                "mean Spearman (residual)",
+                "max-ratio spread (linear in)",
+                "largest max |x|",
+                "outlier features (most in a set)",
+                "int8 error, best set",
+                "int8 error, worst set",
+                "worst / best",
+            ],
+            rows,
+        ),
+    ]
 
 
 CHANNEL_FIELDS = ("channel_max_abs", "channel_mean_abs", "channel_rms", "int8_counts")
@@ -261,7 +360,8 @@ def write_data(inspection: Inspection, directory: Path) -> None:
     """
     exclude = {"models": {"__all__": {"stats": {"__all__": {"sites": {"__all__": set(CHANNEL_FIELDS)}}}}}}
     (directory / "inspection.json").write_text(
-        json.dumps(inspection.model_dump(mode="json", exclude=exclude), indent=1), encoding="utf-8")
+        json.dumps(inspection.model_dump(mode="json", exclude=exclude), indent=1), encoding="utf-8"
+    )
     arrays = {}
     for index, result in enumerate(inspection.models):
         for label, stats in result.stats.items():
@@ -278,13 +378,21 @@ def write_inspection(inspection: Inspection, directory: Path) -> list[Path]:
     from calibench.models import load_tokenizer
 
     write_data(inspection, directory)
-    plots = [p for p in (_plot_layer_max(inspection, directory / "layer_max.png"),
-                         _plot_heatmap(inspection, directory / "channel_heatmap.png"),
-                         _plot_stability(inspection, directory / "stability.png"),
-                         _plot_quant_error(inspection, directory / "quant_error.png")) if p is not None]
-    md = ["# calibench inspect: activation outliers across calibration sets\n\n",
-          f"Sets: {', '.join(inspection.settings.get('sets', []))}. Statistics are of real tokens only (padding "
-          "masked), accumulated in float32.\n"]
+    plots = [
+        p
+        for p in (
+            _plot_layer_max(inspection, directory / "layer_max.png"),
+            _plot_heatmap(inspection, directory / "channel_heatmap.png"),
+            _plot_stability(inspection, directory / "stability.png"),
+            _plot_quant_error(inspection, directory / "quant_error.png"),
+        )
+        if p is not None
+    ]
+    md = [
+        "# calibench inspect: activation outliers across calibration sets\n\n",
+        f"Sets: {', '.join(inspection.settings.get('sets', []))}. Statistics are of real tokens only (padding "
+        "masked), accumulated in float32.\n",
+    ]
     for result in inspection.models:
         md += _model_section(result, load_tokenizer(result.model))
     if len(inspection.models) > 1:

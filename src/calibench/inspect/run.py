@@ -72,8 +72,9 @@ def check_set_names(names: Sequence[str]) -> list[str]:
     return labels
 
 
-def resolve_set(name: str, model_spec: str, tokenizer: Any, *, n: int, seq_len: int, seed: int,
-                split: str | None = None) -> Any:
+def resolve_set(
+    name: str, model_spec: str, tokenizer: Any, *, n: int, seq_len: int, seed: int, split: str | None = None
+) -> Any:
     """A saved set (checked against the tokenizer) or one built from the registry for this tokenizer."""
     from calibench.data.builders import build_set
     from calibench.data.calibset import CalibrationSet
@@ -86,10 +87,23 @@ def resolve_set(name: str, model_spec: str, tokenizer: Any, *, n: int, seq_len: 
     return build_set(name, model=model_spec, tokenizer=tokenizer, **params)
 
 
-def inspect_model(model_spec: str, set_names: Sequence[str], *, n: int = 32, seq_len: int = 256, seed: int = 0,
-                  heldout: str | None = DEFAULT_HELDOUT, heldout_n: int | None = None, layers: str | None = None,
-                  dtype: str = "auto", device: str = "auto", batch_size: int = 4, top_k: int = DEFAULT_TOP_K,
-                  bits: int = 8, **stat_options: Any) -> ModelInspection:
+def inspect_model(
+    model_spec: str,
+    set_names: Sequence[str],
+    *,
+    n: int = 32,
+    seq_len: int = 256,
+    seed: int = 0,
+    heldout: str | None = DEFAULT_HELDOUT,
+    heldout_n: int | None = None,
+    layers: str | None = None,
+    dtype: str = "auto",
+    device: str = "auto",
+    batch_size: int = 4,
+    top_k: int = DEFAULT_TOP_K,
+    bits: int = 8,
+    **stat_options: Any,
+) -> ModelInspection:
     """Statistics of every set on one model, their pairwise comparison, and (with ``heldout``) their int8 cost."""
     from calibench.data.curation.layers import find_decoder_layers
     from calibench.inspect.sites import find_sites
@@ -98,29 +112,66 @@ def inspect_model(model_spec: str, set_names: Sequence[str], *, n: int = 32, seq
 
     labels = check_set_names(set_names)
     tokenizer = load_tokenizer(model_spec)
-    sets = {label: resolve_set(name, model_spec, tokenizer, n=n, seq_len=seq_len, seed=seed)
-            for label, name in zip(labels, set_names)}
+    sets = {
+        label: resolve_set(name, model_spec, tokenizer, n=n, seq_len=seq_len, seed=seed)
+        for label, name in zip(labels, set_names)
+    }
     heldout_set = None
     if heldout is not None:
-        heldout_set = resolve_set(heldout, model_spec, tokenizer, n=heldout_n or n, seq_len=seq_len, seed=seed,
-                                  split=None if Path(heldout).is_dir() else "heldout")
+        heldout_set = resolve_set(
+            heldout,
+            model_spec,
+            tokenizer,
+            n=heldout_n or n,
+            seq_len=seq_len,
+            seed=seed,
+            split=None if Path(heldout).is_dir() else "heldout",
+        )
     model = load_placed(model_spec, dtype=dtype, device=device)
     find_sites(model, layers, find_decoder_layers(model))  # a filter that matches nothing fails before any pass
-    stats = {label: activation_stats(model, calib, layers=layers, batch_size=batch_size,
-                                     description=f"{Path(str(model_spec)).name}: {label}", **stat_options)
-             for label, calib in sets.items()}
+    stats = {
+        label: activation_stats(
+            model,
+            calib,
+            layers=layers,
+            batch_size=batch_size,
+            description=f"{Path(str(model_spec)).name}: {label}",
+            **stat_options,
+        )
+        for label, calib in sets.items()
+    }
     comparisons = compare_sets(stats, top_k=top_k)
     quant = None
     if heldout_set is not None:
-        quant = activation_quant_error(model, heldout_set, {label: static_scales(s) for label, s in stats.items()},
-                                       bits=bits, layers=layers, batch_size=batch_size,
-                                       heldout_label=set_label(heldout),
-                                       description=f"{Path(str(model_spec)).name}: int{bits} error on {heldout}")
+        quant = activation_quant_error(
+            model,
+            heldout_set,
+            {label: static_scales(s) for label, s in stats.items()},
+            bits=bits,
+            layers=layers,
+            batch_size=batch_size,
+            heldout_label=set_label(heldout),
+            description=f"{Path(str(model_spec)).name}: int{bits} error on {heldout}",
+        )
     return ModelInspection(
-        model=str(model_spec), dtype=dtype_name(model.dtype), device=str(model_device(model)),
-        sets=[SetInfo(label=label, set_id=calib.set_id, source=calib.manifest.source.name, n=calib.n,
-                      seq_len=calib.seq_len, tokens=calib.num_tokens) for label, calib in sets.items()],
-        stats=stats, comparisons=comparisons, stability=stability_summary(stats, comparisons), quant_error=quant,
+        model=str(model_spec),
+        dtype=dtype_name(model.dtype),
+        device=str(model_device(model)),
+        sets=[
+            SetInfo(
+                label=label,
+                set_id=calib.set_id,
+                source=calib.manifest.source.name,
+                n=calib.n,
+                seq_len=calib.seq_len,
+                tokens=calib.num_tokens,
+            )
+            for label, calib in sets.items()
+        ],
+        stats=stats,
+        comparisons=comparisons,
+        stability=stability_summary(stats, comparisons),
+        quant_error=quant,
     )
 
 

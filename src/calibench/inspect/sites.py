@@ -63,8 +63,11 @@ def all_sites(model: Any, stack: DecoderLayers | None = None) -> list[HookSite]:
     for index, layer in enumerate(stack.layers):
         for sub, module in layer.named_modules():
             if sub and isinstance(module, torch.nn.Linear):
-                sites.append(HookSite(_qualified(stack.name, index, sub), "linear_input", index, sub, module,
-                                      int(module.in_features)))
+                sites.append(
+                    HookSite(
+                        _qualified(stack.name, index, sub), "linear_input", index, sub, module, int(module.in_features)
+                    )
+                )
         sites.append(HookSite(_qualified(stack.name, index), "residual", index, "", layer, width))
     return sites
 

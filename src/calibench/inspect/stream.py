@@ -46,8 +46,10 @@ def check_vocabulary_fits(model: Any, ids: Any) -> None:
     """Token ids beyond the model's embedding mean the windows were made for another tokenizer."""
     vocab = int(model.get_input_embeddings().num_embeddings)
     if ids.numel() and int(ids.max()) >= vocab:
-        raise CalibenchError(f"the set has token ids up to {int(ids.max())} but the model's vocabulary has {vocab}: "
-                             "was it made for another tokenizer?")
+        raise CalibenchError(
+            f"the set has token ids up to {int(ids.max())} but the model's vocabulary has {vocab}: "
+            "was it made for another tokenizer?"
+        )
 
 
 def _check_finite(site: HookSite, x: Any) -> None:
@@ -63,8 +65,17 @@ def _check_finite(site: HookSite, x: Any) -> None:
         )
 
 
-def stream_activations(model: Any, stack: Any, sites: Sequence[HookSite], ids: Any, mask: Any, consume: Consumer, *,
-                       batch_size: int = 4, description: str | None = None) -> None:
+def stream_activations(
+    model: Any,
+    stack: Any,
+    sites: Sequence[HookSite],
+    ids: Any,
+    mask: Any,
+    consume: Consumer,
+    *,
+    batch_size: int = 4,
+    description: str | None = None,
+) -> None:
     """Feed ``consume(site, x, batch)`` with every site's real-token activations, ``x`` of shape (tokens, width).
 
     ``ids`` and ``mask`` are (windows, seq_len) tensors; they move to the
@@ -86,8 +97,9 @@ def stream_activations(model: Any, stack: Any, sites: Sequence[HookSite], ids: A
             if value.ndim == 2 and value.shape[0] == keep.numel():  # a model that flattens (B*T, H)
                 value = value.reshape(*keep.shape, value.shape[-1])
             else:
-                raise RuntimeError(f"{site.name}: activation shape {tuple(value.shape)} does not match the batch "
-                                   f"{tuple(keep.shape)}")
+                raise RuntimeError(
+                    f"{site.name}: activation shape {tuple(value.shape)} does not match the batch {tuple(keep.shape)}"
+                )
         x = value[keep].float()
         _check_finite(site, x)
         consume(site, x, current["batch"])
@@ -103,8 +115,10 @@ def stream_activations(model: Any, stack: Any, sites: Sequence[HookSite], ids: A
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), progress.task(description or "collecting activations", total=int(ids.shape[0]),
-                                            unit="windows") as bar:
+        with (
+            torch.no_grad(),
+            progress.task(description or "collecting activations", total=int(ids.shape[0]), unit="windows") as bar,
+        ):
             for begin in range(0, ids.shape[0], batch_size):
                 batch_ids = ids[begin : begin + batch_size].to(device)
                 batch_mask = mask[begin : begin + batch_size].to(device)
@@ -146,6 +160,7 @@ def merge_shared_inputs(model: Any, stack: Any, sites: Sequence[HookSite], ids: 
             x = site_tensor(site, args, None)
             alive.append(x)
             seen[site.name] = (site.layer, x.data_ptr(), tuple(x.shape))
+
         return site.module.register_forward_pre_hook(hook)
 
     length = max(1, min(2, int(mask[0].sum())))
@@ -174,5 +189,8 @@ def merge_shared_inputs(model: Any, stack: Any, sites: Sequence[HookSite], ids: 
         else:
             first[key] = site
             shared[site.name] = []
-    return [replace(site, shared=tuple(shared[site.name])) if site.name in shared else site
-            for site in sites if site.kind != "linear_input" or site.name in shared or site.name not in seen]
+    return [
+        replace(site, shared=tuple(shared[site.name])) if site.name in shared else site
+        for site in sites
+        if site.kind != "linear_input" or site.name in shared or site.name not in seen
+    ]

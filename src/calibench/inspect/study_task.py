@@ -33,8 +33,9 @@ def heldout_windows(other_tasks: Sequence[str], tokenizer: Any, model_spec: str,
     name = next((t.removeprefix("ppl:") for t in other_tasks if t.startswith("ppl:")), DEFAULT_HELDOUT)
     if name in HELDOUT_TEXTS:
         text = HELDOUT_TEXTS[name]
-        return build_set(text.source, model=model_spec, tokenizer=tokenizer, n=n, seq_len=seq_len, seed=0,
-                         split=text.split)
+        return build_set(
+            text.source, model=model_spec, tokenizer=tokenizer, n=n, seq_len=seq_len, seed=0, split=text.split
+        )
     return build_set(name, model=model_spec, tokenizer=tokenizer, n=n, seq_len=seq_len, seed=0)  # a local file
 
 
@@ -58,8 +59,17 @@ def outlier_rows(model: Any, calib: Any, tokenizer: Any, model_spec: str, heldou
         "int8_dynamic_error": quant.total_dynamic,
         "int8_clipped": float(np.mean([row.clipped["set"] for row in quant.layers])),
     }
-    return [{"task": "act:outliers", "metric": name, "value": float(value), "stderr": None, "n": stats.tokens,
-             "limit": None} for name, value in metrics.items()]
+    return [
+        {
+            "task": "act:outliers",
+            "metric": name,
+            "value": float(value),
+            "stderr": None,
+            "n": stats.tokens,
+            "limit": None,
+        }
+        for name, value in metrics.items()
+    ]
 
 
 ACTIVATION_TASKS: dict[str, Callable[[Any, Any, Any, str, Any], list[dict[str, Any]]]] = {"act:outliers": outlier_rows}
@@ -74,8 +84,9 @@ def split_activation_tasks(tasks: Sequence[str]) -> tuple[list[str], list[str]]:
     return activation, [t for t in tasks if not t.startswith(PREFIX)]
 
 
-def activation_rows(tasks: Sequence[str], other_tasks: Sequence[str], model: Any, calib: Any, tokenizer: Any,
-                    model_spec: str) -> list[dict[str, Any]]:
+def activation_rows(
+    tasks: Sequence[str], other_tasks: Sequence[str], model: Any, calib: Any, tokenizer: Any, model_spec: str
+) -> list[dict[str, Any]]:
     """Rows of every activation task in ``tasks`` (none without a calibration set)."""
     if calib is None or not tasks:
         return []

@@ -24,28 +24,49 @@ def card_data(result: Any) -> dict[str, Any]:
     ranking = []
     for unit in result.candidates:
         full = unit.full
-        ranking.append({
-            "rank": unit.rank, "candidate": unit.label, "source": unit.name, "set_index": unit.set_index,
-            "set_id": unit.calib.set_id, "signal": _finite(unit.signal_value),
-            "signal_seconds": round(unit.signal_seconds, 3), "evaluated": full is not None,
-            "objective": _finite(full.objective) if full else None,
-            "metrics": {k: _finite(v) for k, v in full.metrics.items()} if full else None,
-            "full_seconds": round(full.seconds, 3) if full else None,
-        })
+        ranking.append(
+            {
+                "rank": unit.rank,
+                "candidate": unit.label,
+                "source": unit.name,
+                "set_index": unit.set_index,
+                "set_id": unit.calib.set_id,
+                "signal": _finite(unit.signal_value),
+                "signal_seconds": round(unit.signal_seconds, 3),
+                "evaluated": full is not None,
+                "objective": _finite(full.objective) if full else None,
+                "metrics": {k: _finite(v) for k, v in full.metrics.items()} if full else None,
+                "full_seconds": round(full.seconds, 3) if full else None,
+            }
+        )
     validation = result.validation
     return {
         "format": FORMAT,
-        "chosen": {"candidate": chosen.label, "source": chosen.name, "set_index": chosen.set_index,
-                   "set_id": chosen.calib.set_id, "objective": _finite(chosen.full.objective) if chosen.full else None,
-                   "metrics": chosen.full.metrics if chosen.full else None, "path": "set"},
+        "chosen": {
+            "candidate": chosen.label,
+            "source": chosen.name,
+            "set_index": chosen.set_index,
+            "set_id": chosen.calib.set_id,
+            "objective": _finite(chosen.full.objective) if chosen.full else None,
+            "metrics": chosen.full.metrics if chosen.full else None,
+            "path": "set",
+        },
         "objective": result.objective,
-        "objective_meaning": ("average accuracy" if result.objective == "average acc"
-                              else f"-log perplexity of {result.objective}") + " (higher is better)",
-        "signal": {"name": result.signal, "sign": result.sign,
-                   "direction": "higher predicts better" if result.sign > 0 else "lower predicts better"},
+        "objective_meaning": (
+            "average accuracy" if result.objective == "average acc" else f"-log perplexity of {result.objective}"
+        )
+        + " (higher is better)",
+        "signal": {
+            "name": result.signal,
+            "sign": result.sign,
+            "direction": "higher predicts better" if result.sign > 0 else "lower predicts better",
+        },
         "ranking": ranking,
-        "validation": {k: _finite(v) if not isinstance(v, list) else [_finite(x) for x in v]
-                       for k, v in validation.items()} if validation else None,
+        "validation": {
+            k: _finite(v) if not isinstance(v, list) else [_finite(x) for x in v] for k, v in validation.items()
+        }
+        if validation
+        else None,
         "comparison": result.comparison,
         "cost": result.cost,
         "settings": result.settings,
@@ -66,27 +87,35 @@ def _confidence(data: dict[str, Any]) -> list[str]:
     validation = data["validation"]
     if validation:
         ci = validation.get("ci") or [None, None]
-        lines.append(f"- The signal's Spearman with {validation.get('outcome', 'the full result')} across "
-                     f"{validation.get('cells', '?')} grid cells was {_num(validation.get('spearman'), 3)} "
-                     f"(95% CI {_num(ci[0], 3)} to {_num(ci[1], 3)}); on held-out cells "
-                     f"{_num(validation.get('held_out'), 3)} (source: {validation.get('study', 'measured grid')}).")
+        lines.append(
+            f"- The signal's Spearman with {validation.get('outcome', 'the full result')} across "
+            f"{validation.get('cells', '?')} grid cells was {_num(validation.get('spearman'), 3)} "
+            f"(95% CI {_num(ci[0], 3)} to {_num(ci[1], 3)}); on held-out cells "
+            f"{_num(validation.get('held_out'), 3)} (source: {validation.get('study', 'measured grid')})."
+        )
     else:
-        lines.append("- The signal has no validation for this method here: its ranking is a prior, not a measured "
-                     "predictor (run `calibench study signals` on a study and pass `--study`).")
+        lines.append(
+            "- The signal has no validation for this method here: its ranking is a prior, not a measured "
+            "predictor (run `calibench study signals` on a study and pass `--study`)."
+        )
     comparison = data["comparison"]
     if comparison:
         low, high = comparison["ci"]
         if comparison["resolved"]:
             verdict = "resolved: the CI excludes zero and p < 0.05"
         elif (low is not None and low > 0) or (high is not None and high < 0):
-            verdict = ("borderline: the CI excludes zero but p >= 0.05, so the two are not told apart with "
-                       "confidence on these items")
+            verdict = (
+                "borderline: the CI excludes zero but p >= 0.05, so the two are not told apart with "
+                "confidence on these items"
+            )
         else:
             verdict = "not resolved: the CI includes zero, the two are indistinguishable on these items"
-        lines.append(f"- Best ({comparison['best']}) minus runner-up ({comparison['runner_up']}) in "
-                     f"{comparison['quantity']}: {_num(comparison['difference'])} (paired bootstrap 95% CI "
-                     f"{_num(comparison['ci'][0])} to {_num(comparison['ci'][1])}, sign-flip p = "
-                     f"{_num(comparison['p'], 3)}, {comparison['items']} items): {verdict}.")
+        lines.append(
+            f"- Best ({comparison['best']}) minus runner-up ({comparison['runner_up']}) in "
+            f"{comparison['quantity']}: {_num(comparison['difference'])} (paired bootstrap 95% CI "
+            f"{_num(comparison['ci'][0])} to {_num(comparison['ci'][1])}, sign-flip p = "
+            f"{_num(comparison['p'], 3)}, {comparison['items']} items): {verdict}."
+        )
     else:
         lines.append("- No paired comparison: fewer than two candidates were fully evaluated, or they share no items.")
     return lines
@@ -109,9 +138,11 @@ def render_markdown(data: dict[str, Any]) -> str:
     ]
     for row in data["ranking"]:
         metrics = ", ".join(f"{k}: {_num(v)}" for k, v in (row["metrics"] or {}).items()) or "-"
-        lines.append(f"| {row['rank']} | {row['candidate']} | {row['set_id']} | {_num(row['signal'])} | "
-                     f"{'yes' if row['evaluated'] else 'no'} | {_num(row['objective'])} | {metrics} | "
-                     f"{_num(row['full_seconds'], 3)} |")
+        lines.append(
+            f"| {row['rank']} | {row['candidate']} | {row['set_id']} | {_num(row['signal'])} | "
+            f"{'yes' if row['evaluated'] else 'no'} | {_num(row['objective'])} | {metrics} | "
+            f"{_num(row['full_seconds'], 3)} |"
+        )
     lines += ["", "## How sure\n", *_confidence(data), ""]
     estimate = cost["estimate"]
     lines += [

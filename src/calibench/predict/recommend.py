@@ -43,13 +43,22 @@ from calibench.errors import CalibenchError, UnknownNameError
 #: measured, and the sum-ratio ``reconstruction`` was weaker (0.30 and 0.80).
 DEFAULT_SIGNAL = "reconstruction.token"
 
-_GRID = ("examples/choice-study.yaml on smollm2-135m (5 sources x 3 sets of 16 x 128 tokens, ppl:wiki on 32 "
-         "windows of 512), 2026-12-02")
+_GRID = (
+    "examples/choice-study.yaml on smollm2-135m (5 sources x 3 sets of 16 x 128 tokens, ppl:wiki on 32 "
+    "windows of 512), 2026-12-02"
+)
 
 
 def _entry(spearman: float, ci: tuple[float, float], held_out: float, sign: int) -> dict[str, Any]:
-    return {"spearman": spearman, "ci": list(ci), "held_out": held_out, "sign": sign, "outcome": "ppl:wiki (-log ppl)",
-            "cells": 15, "study": _GRID}
+    return {
+        "spearman": spearman,
+        "ci": list(ci),
+        "held_out": held_out,
+        "sign": sign,
+        "outcome": "ppl:wiki (-log ppl)",
+        "cells": 15,
+        "study": _GRID,
+    }
 
 
 #: Validation measured on a grid, shown on the card when no ``--study`` is given.  Keyed by model, then method,
@@ -58,26 +67,35 @@ def _entry(spearman: float, ci: tuple[float, float], held_out: float, sign: int)
 #: A number measured on one model and setting is not claimed for another: see :func:`known_validation`.
 VALIDATED: dict[str, dict[str, dict[str, Any]]] = {
     "smollm2-135m": {
-        "gptq": {"params": {"bits": 4, "group_size": 64}, "objective": "ppl:wiki", "signals": {
-            "reconstruction.token": _entry(-0.739, (-0.923, -0.305), 0.633, -1),
-            "coverage": _entry(-0.779, (-0.946, -0.420), 0.733, -1),
-            "stats.eval_js": _entry(-0.750, (-0.952, -0.329), 0.633, -1),
-            "reconstruction": _entry(-0.436, (-0.815, 0.177), 0.300, -1),
-            "outliers.kurtosis": _entry(0.857, (0.563, 0.964), 0.867, 1),
-        }},
-        "wanda": {"params": {"sparsity": 0.5}, "objective": "ppl:wiki", "signals": {
-            "reconstruction.token": _entry(-0.971, (-1.000, -0.843), 0.967, -1),
-            "coverage": _entry(-0.914, (-0.989, -0.672), 0.833, -1),
-            "stats.eval_js": _entry(-0.907, (-0.986, -0.655), 0.867, -1),
-            "reconstruction": _entry(-0.807, (-0.971, -0.366), 0.800, -1),
-            "outliers.kurtosis": _entry(0.804, (0.470, 0.941), 0.800, 1),
-        }},
+        "gptq": {
+            "params": {"bits": 4, "group_size": 64},
+            "objective": "ppl:wiki",
+            "signals": {
+                "reconstruction.token": _entry(-0.739, (-0.923, -0.305), 0.633, -1),
+                "coverage": _entry(-0.779, (-0.946, -0.420), 0.733, -1),
+                "stats.eval_js": _entry(-0.750, (-0.952, -0.329), 0.633, -1),
+                "reconstruction": _entry(-0.436, (-0.815, 0.177), 0.300, -1),
+                "outliers.kurtosis": _entry(0.857, (0.563, 0.964), 0.867, 1),
+            },
+        },
+        "wanda": {
+            "params": {"sparsity": 0.5},
+            "objective": "ppl:wiki",
+            "signals": {
+                "reconstruction.token": _entry(-0.971, (-1.000, -0.843), 0.967, -1),
+                "coverage": _entry(-0.914, (-0.989, -0.672), 0.833, -1),
+                "stats.eval_js": _entry(-0.907, (-0.986, -0.655), 0.867, -1),
+                "reconstruction": _entry(-0.807, (-0.971, -0.366), 0.800, -1),
+                "outliers.kurtosis": _entry(0.804, (0.470, 0.941), 0.800, 1),
+            },
+        },
     },
 }
 
 
-def known_validation(model: str, method: str, params: dict[str, Any], objective: str,
-                     signal: str) -> dict[str, Any] | None:
+def known_validation(
+    model: str, method: str, params: dict[str, Any], objective: str, signal: str
+) -> dict[str, Any] | None:
     """The recorded validation of ``signal`` for exactly this model, method, parameters and objective, if measured."""
     entry = VALIDATED.get(Path(model).name if Path(model).is_dir() else model, {}).get(method)
     if not entry or dict(entry["params"]) != dict(params) or entry["objective"] != objective:
@@ -155,27 +173,40 @@ def parse_candidates(candidates: str | Sequence[str]) -> list[str]:
         try:
             resolve(name)
         except UnknownNameError:
-            raise CalibenchError(f"unknown candidate '{name}': known candidates are {', '.join(known_candidates())}, "
-                                 "a .txt/.jsonl/.parquet file, hub:ORG/NAME or mix:A=W,B=W") from None
+            raise CalibenchError(
+                f"unknown candidate '{name}': known candidates are {', '.join(known_candidates())}, "
+                "a .txt/.jsonl/.parquet file, hub:ORG/NAME or mix:A=W,B=W"
+            ) from None
     return names
 
 
-def _eval_spec(tasks: str | Sequence[str], limit: int | None, batch_size: int, ppl_seq_len: int | None,
-               ppl_max_windows: int | None) -> Any:
+def _eval_spec(
+    tasks: str | Sequence[str], limit: int | None, batch_size: int, ppl_seq_len: int | None, ppl_max_windows: int | None
+) -> Any:
     from pydantic import ValidationError
 
     from calibench.study.spec import EvalSpec
 
     task_list = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
     try:
-        return EvalSpec(tasks=task_list, limit=limit, batch_size=batch_size, ppl_seq_len=ppl_seq_len,
-                        ppl_max_windows=ppl_max_windows)
+        return EvalSpec(
+            tasks=task_list,
+            limit=limit,
+            batch_size=batch_size,
+            ppl_seq_len=ppl_seq_len,
+            ppl_max_windows=ppl_max_windows,
+        )
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(x) for x in error["loc"])
         message = str(error["msg"]).removeprefix("Value error, ")
-        flag = {"tasks": "--tasks", "limit": "--limit", "batch_size": "--batch-size", "ppl_seq_len": "--ppl-seq-len",
-                "ppl_max_windows": "--ppl-max-windows"}.get(where.split(".")[0], where)
+        flag = {
+            "tasks": "--tasks",
+            "limit": "--limit",
+            "batch_size": "--batch-size",
+            "ppl_seq_len": "--ppl-seq-len",
+            "ppl_max_windows": "--ppl-max-windows",
+        }.get(where.split(".")[0], where)
         raise CalibenchError(f"{flag}: {message}") from None
 
 
@@ -191,8 +222,10 @@ def objective_of(tasks: Sequence[str], objective: str = "auto") -> str:
         raise CalibenchError("--tasks has neither a perplexity task nor an accuracy task to choose a set by")
     if objective == AVERAGE_ACC and scored or objective in ppl:
         return objective
-    raise CalibenchError(f"--objective {objective} is not among the tasks: use auto, '{AVERAGE_ACC}' or one of "
-                         f"{', '.join(ppl) or 'the ppl: tasks'}")
+    raise CalibenchError(
+        f"--objective {objective} is not among the tasks: use auto, '{AVERAGE_ACC}' or one of "
+        f"{', '.join(ppl) or 'the ppl: tasks'}"
+    )
 
 
 def objective_value(objective: str, rows: Sequence[dict[str, Any]]) -> tuple[float, dict[str, float]]:
@@ -247,15 +280,20 @@ def _round_up_minutes(seconds: float) -> str:
 # ----------------------------------------------------------------- validation of the signal
 
 
-def validation_from_study(study: str | Path, model: str, method: str, params: dict[str, Any], objective: str
-                          ) -> dict[str, dict[str, Any]]:
+def validation_from_study(
+    study: str | Path, model: str, method: str, params: dict[str, Any], objective: str
+) -> dict[str, dict[str, Any]]:
     """Per signal, what a study measured for this model and method (its report's predictor table), if anything."""
-    from calibench.predict.report import AVERAGE_ACC as REPORT_AVERAGE, cell_outcomes, outcome_name, validations
+    from calibench.predict.report import AVERAGE_ACC as REPORT_AVERAGE
+    from calibench.predict.report import cell_outcomes, outcome_name, validations
     from calibench.predict.study_signals import cell_signals, study_cells
     from calibench.report.frame import load_frame
 
-    cells = [c for c in study_cells(study) if c.model == model and c.method_name == method
-             and all(c.params.get(k) == v for k, v in params.items())]
+    cells = [
+        c
+        for c in study_cells(study)
+        if c.model == model and c.method_name == method and all(c.params.get(k) == v for k, v in params.items())
+    ]
     if not cells:
         return {}
     label = cells[0].method
@@ -268,11 +306,18 @@ def validation_from_study(study: str | Path, model: str, method: str, params: di
     result, cells_count = entry
     out: dict[str, dict[str, Any]] = {}
     for name, v in result.signals.items():
-        out[name] = {"spearman": v.all_cells.estimate, "ci": [v.all_cells.low, v.all_cells.high],
-                     "held_out": v.held_out_rho, "outcome": outcome, "cells": v.cells, "study": str(study),
-                     "method_label": label, "sign": -1 if v.all_cells.estimate < 0 else 1,
-                     "chosen": result.chosen_all.signal if result.chosen_all else None,
-                     "procedure_held_out": result.procedure_held_out}
+        out[name] = {
+            "spearman": v.all_cells.estimate,
+            "ci": [v.all_cells.low, v.all_cells.high],
+            "held_out": v.held_out_rho,
+            "outcome": outcome,
+            "cells": v.cells,
+            "study": str(study),
+            "method_label": label,
+            "sign": -1 if v.all_cells.estimate < 0 else 1,
+            "chosen": result.chosen_all.signal if result.chosen_all else None,
+            "procedure_held_out": result.procedure_held_out,
+        }
     return out
 
 
@@ -316,17 +361,24 @@ def paired_comparison(objective: str, best: Candidate, runner_up: Candidate) -> 
     p = sign_flip_pvalue(d)
     # Both must agree: on a few dozen items the percentile bootstrap is a little anti-conservative, so a CI that
     # just excludes zero beside a permutation p >= 0.05 is reported as borderline, not as a resolved difference.
-    return {"best": best.label, "runner_up": runner_up.label, "items": len(common),
-            "quantity": "-NLL per window (log-ppl gain)" if objective != AVERAGE_ACC else "accuracy per item (pooled)",
-            "difference": ci.estimate, "ci": [ci.low, ci.high], "p": p,
-            "resolved": bool((ci.low > 0 or ci.high < 0) and p < 0.05)}
+    return {
+        "best": best.label,
+        "runner_up": runner_up.label,
+        "items": len(common),
+        "quantity": "-NLL per window (log-ppl gain)" if objective != AVERAGE_ACC else "accuracy per item (pooled)",
+        "difference": ci.estimate,
+        "ci": [ci.low, ci.high],
+        "p": p,
+        "resolved": bool((ci.low > 0 or ci.high < 0) and p < 0.05),
+    }
 
 
 # ----------------------------------------------------------------- the run
 
 
-def _build(names: list[str], model_spec: str, dense: Any, tokenizer: Any, n: int, seq_len: int, sets: int, seed: int,
-           bar: Any) -> list[Candidate]:
+def _build(
+    names: list[str], model_spec: str, dense: Any, tokenizer: Any, n: int, seq_len: int, sets: int, seed: int, bar: Any
+) -> list[Candidate]:
     from calibench.data.builders import build_sets, resolve
     from calibench.models import model_max_length
 
@@ -335,8 +387,16 @@ def _build(names: list[str], model_spec: str, dense: Any, tokenizer: Any, n: int
         bar.update(f"building {name}")
         builder, _ = resolve(name)
         runs_model = builder.needs_model or builder.name == "mix"
-        built = build_sets(name, model=dense if runs_model else model_spec, tokenizer=tokenizer,
-                           max_seq_len=model_max_length(model_spec), n=n, seq_len=seq_len, seed=seed, sets=sets)
+        built = build_sets(
+            name,
+            model=dense if runs_model else model_spec,
+            tokenizer=tokenizer,
+            max_seq_len=model_max_length(model_spec),
+            n=n,
+            seq_len=seq_len,
+            seed=seed,
+            sets=sets,
+        )
         out.extend(Candidate(name, i, calib) for i, calib in enumerate(built))
         bar.advance()
     return out
@@ -348,26 +408,71 @@ def _sign_for(signal: Any, validation: dict[str, dict[str, Any]]) -> int:
     known = validation.get(signal.name)
     if known and "sign" in known:
         return int(known["sign"])
-    raise CalibenchError(f"signal {signal.name} has no known direction: give --study DIR where it was validated, or "
-                         "a signal with a fixed one (reconstruction, coverage, stats.eval_js)")
+    raise CalibenchError(
+        f"signal {signal.name} has no known direction: give --study DIR where it was validated, or "
+        "a signal with a fixed one (reconstruction, coverage, stats.eval_js)"
+    )
 
 
-def _cell(model_spec: str, method: str, label: str, params: dict[str, Any], candidate: Candidate, n: int, seq_len: int,
-          seed: int, ev: dict[str, Any], dtype: str, device: str) -> Any:
+def _cell(
+    model_spec: str,
+    method: str,
+    label: str,
+    params: dict[str, Any],
+    candidate: Candidate,
+    n: int,
+    seq_len: int,
+    seed: int,
+    ev: dict[str, Any],
+    dtype: str,
+    device: str,
+) -> Any:
     from calibench.study.cells import Cell
 
-    return Cell(model=model_spec, method=label, method_name=method, params=params, source=candidate.name,
-                source_params={}, num_sets=1, set_index=candidate.set_index, n=n, seq_len=seq_len, seed=seed, eval=ev,
-                dtype=dtype, device=device)
+    return Cell(
+        model=model_spec,
+        method=label,
+        method_name=method,
+        params=params,
+        source=candidate.name,
+        source_params={},
+        num_sets=1,
+        set_index=candidate.set_index,
+        n=n,
+        seq_len=seq_len,
+        seed=seed,
+        eval=ev,
+        dtype=dtype,
+        device=device,
+    )
 
 
-def recommend(model: str, method: str, *, candidates: str | Sequence[str], budget: float,
-              params: dict[str, Any] | None = None, n: int = 16, seq_len: int = 128, sets: int = 1, seed: int = 0,
-              tasks: str | Sequence[str] = ("ppl:wiki",), signal: str | None = None, out: str | Path | None = None,
-              k_layers: int = 2, limit: int | None = None, batch_size: int = 8, ppl_seq_len: int | None = None,
-              ppl_max_windows: int | None = None, objective: str = "auto", top: int | None = None,
-              study: str | Path | None = None, heldout_windows: int = 32, dtype: str = "auto",
-              device: str = "auto") -> Recommendation:
+def recommend(
+    model: str,
+    method: str,
+    *,
+    candidates: str | Sequence[str],
+    budget: float,
+    params: dict[str, Any] | None = None,
+    n: int = 16,
+    seq_len: int = 128,
+    sets: int = 1,
+    seed: int = 0,
+    tasks: str | Sequence[str] = ("ppl:wiki",),
+    signal: str | None = None,
+    out: str | Path | None = None,
+    k_layers: int = 2,
+    limit: int | None = None,
+    batch_size: int = 8,
+    ppl_seq_len: int | None = None,
+    ppl_max_windows: int | None = None,
+    objective: str = "auto",
+    top: int | None = None,
+    study: str | Path | None = None,
+    heldout_windows: int = 32,
+    dtype: str = "auto",
+    device: str = "auto",
+) -> Recommendation:
     """Choose a calibration set for ``model`` compressed with ``method`` within ``budget`` minutes; see the module docstring.
 
     Every check that needs no model runs first, so bad input costs a second.
@@ -387,8 +492,13 @@ def recommend(model: str, method: str, *, candidates: str | Sequence[str], budge
     chosen_signal = get_signal(signal) if signal is not None else None
     if not budget > 0:
         raise CalibenchError(f"--budget must be a positive number of minutes, got {budget:g}")
-    for flag, value in (("--n", n), ("--seq-len", seq_len), ("--sets", sets), ("--k-layers", k_layers),
-                        ("--heldout-windows", heldout_windows)):
+    for flag, value in (
+        ("--n", n),
+        ("--seq-len", seq_len),
+        ("--sets", sets),
+        ("--k-layers", k_layers),
+        ("--heldout-windows", heldout_windows),
+    ):
         if value < 1:
             raise CalibenchError(f"{flag} must be at least 1, got {value}")
     if top is not None and top < 1:
@@ -410,24 +520,65 @@ def recommend(model: str, method: str, *, candidates: str | Sequence[str], budge
     sign = _sign_for(chosen_signal, validation)
     budget_s = budget * 60.0
     label = "-".join([method, *[f"{k}={v}" for k, v in sorted(params.items())]])
-    return _run(model=str(model), method=method, label=label, params=params, names=names, n=n, seq_len=seq_len,
-                sets=sets, seed=seed, ev_spec=ev_spec, goal=goal, signal=chosen_signal, sign=sign,
-                validation=validation.get(chosen_signal.name), budget_s=budget_s, out=out, k_layers=k_layers,
-                top=top, heldout_windows=heldout_windows, dtype=dtype, device=device, started=started)
+    return _run(
+        model=str(model),
+        method=method,
+        label=label,
+        params=params,
+        names=names,
+        n=n,
+        seq_len=seq_len,
+        sets=sets,
+        seed=seed,
+        ev_spec=ev_spec,
+        goal=goal,
+        signal=chosen_signal,
+        sign=sign,
+        validation=validation.get(chosen_signal.name),
+        budget_s=budget_s,
+        out=out,
+        k_layers=k_layers,
+        top=top,
+        heldout_windows=heldout_windows,
+        dtype=dtype,
+        device=device,
+        started=started,
+    )
 
 
-def _run(*, model: str, method: str, label: str, params: dict[str, Any], names: list[str], n: int, seq_len: int,
-         sets: int, seed: int, ev_spec: Any, goal: str, signal: Any, sign: int, validation: dict[str, Any] | None,
-         budget_s: float, out: str | Path | None, k_layers: int, top: int | None, heldout_windows: int, dtype: str,
-         device: str, started: float) -> Recommendation:
+def _run(
+    *,
+    model: str,
+    method: str,
+    label: str,
+    params: dict[str, Any],
+    names: list[str],
+    n: int,
+    seq_len: int,
+    sets: int,
+    seed: int,
+    ev_spec: Any,
+    goal: str,
+    signal: Any,
+    sign: int,
+    validation: dict[str, Any] | None,
+    budget_s: float,
+    out: str | Path | None,
+    k_layers: int,
+    top: int | None,
+    heldout_windows: int,
+    dtype: str,
+    device: str,
+    started: float,
+) -> Recommendation:
     """The phases of :func:`recommend`, after its checks."""
     import json
 
     from calibench.evaluation import evaluate
     from calibench.fsutil import atomic_dir
-    from calibench.predict.card import card_data, render_markdown
     from calibench.models import load_tokenizer
     from calibench.placement import load_placed
+    from calibench.predict.card import card_data, render_markdown
     from calibench.predict.progress import outer_bar
     from calibench.predict.reconstruction import warm_up
     from calibench.predict.signals import compute, make_probe, reconstruction_of
@@ -442,8 +593,17 @@ def _run(*, model: str, method: str, label: str, params: dict[str, Any], names: 
         phases["build_s"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    probe = make_probe(dense, tokenizer, model, ev_spec.tasks, seq_len, heldout_windows=heldout_windows,
-                       k_layers=k_layers, batch_size=ev_spec.batch_size, seed=seed)
+    probe = make_probe(
+        dense,
+        tokenizer,
+        model,
+        ev_spec.tasks,
+        seq_len,
+        heldout_windows=heldout_windows,
+        k_layers=k_layers,
+        batch_size=ev_spec.batch_size,
+        seed=seed,
+    )
     with outer_bar("probing the cost", 2) as bar:
         bar.update("compressing the first layers")
         first = units[0]
@@ -457,8 +617,15 @@ def _run(*, model: str, method: str, label: str, params: dict[str, Any], names: 
             from calibench.inspect.study_task import split_activation_tasks
 
             _, eval_tasks = split_activation_tasks(ev_spec.tasks)
-            probe_eval = evaluate(dense, eval_tasks, tokenizer=tokenizer, limit=probe_limit, max_windows=windows,
-                                  batch_size=ev_spec.batch_size, seq_len=ev_spec.ppl_seq_len)
+            probe_eval = evaluate(
+                dense,
+                eval_tasks,
+                tokenizer=tokenizer,
+                limit=probe_limit,
+                max_windows=windows,
+                batch_size=ev_spec.batch_size,
+                seq_len=ev_spec.ppl_seq_len,
+            )
         bar.advance()
     compress_estimate = recon.compress_seconds * recon.total_layers / recon.k_layers
     evaluation_estimate = eval_estimate(probe_eval.tasks, ev_spec.limit, ev_spec.ppl_max_windows)
@@ -476,7 +643,8 @@ def _run(*, model: str, method: str, label: str, params: dict[str, Any], names: 
             f"budget {budget_s / 60:g} min is too small: one full evaluation is estimated at {_minutes(full_estimate)} min"
             f" (with building, probing and ranking {len(units)} candidate set{'s' if len(units) > 1 else ''}, "
             f"{_minutes(needed)} min); give at least "
-            f"--budget {_round_up_minutes(needed)}")
+            f"--budget {_round_up_minutes(needed)}"
+        )
     with outer_bar("ranking by " + signal.name, len(units) - 1) as bar:
         for unit in units[1:]:
             bar.update(unit.label)
@@ -484,8 +652,15 @@ def _run(*, model: str, method: str, label: str, params: dict[str, Any], names: 
             unit.signal_value, unit.signal_seconds = value.value, value.seconds
             bar.advance()
     phases["signals_s"] = time.perf_counter() - mark
-    ranked = sorted(units, key=lambda u: (not math.isfinite(u.signal_value), -sign * u.signal_value
-                                          if math.isfinite(u.signal_value) else 0.0, names.index(u.name), u.set_index))
+    ranked = sorted(
+        units,
+        key=lambda u: (
+            not math.isfinite(u.signal_value),
+            -sign * u.signal_value if math.isfinite(u.signal_value) else 0.0,
+            names.index(u.name),
+            u.set_index,
+        ),
+    )
     for rank, unit in enumerate(ranked, 1):
         unit.rank = rank
     del probe, dense
@@ -519,17 +694,42 @@ def _run(*, model: str, method: str, label: str, params: dict[str, Any], names: 
     if not others:
         notes.append("only one candidate fitted the budget: the choice rests on the signal's ranking alone")
     total = time.perf_counter() - started
-    cost = {**{k: round(v, 3) for k, v in phases.items()}, "full_runs": full_runs, "total_s": round(total, 3),
-            "budget_s": round(budget_s, 3), "budget_used": round(total / budget_s, 4),
-            "estimate": {"compress_s": round(compress_estimate, 3), "evaluate_s": round(evaluation_estimate, 3),
-                         "full_s": round(full_estimate, 3), "k_layers_compress_s": round(recon.compress_seconds, 3),
-                         "layers": recon.total_layers, "k_layers": recon.k_layers},
-            "measured_full_s": round(sum(measured) / len(measured), 3) if measured else None}
-    settings = {"model": model, "method": method, "params": params, "candidates": names, "n": n, "seq_len": seq_len,
-                "sets": sets, "seed": seed, "tasks": list(ev_spec.tasks), "limit": ev_spec.limit,
-                "ppl_seq_len": ev_spec.ppl_seq_len, "ppl_max_windows": ev_spec.ppl_max_windows,
-                "batch_size": ev_spec.batch_size, "k_layers": k_layers, "heldout_windows": heldout_windows,
-                "top": top, "dtype": dtype, "device": device}
+    cost = {
+        **{k: round(v, 3) for k, v in phases.items()},
+        "full_runs": full_runs,
+        "total_s": round(total, 3),
+        "budget_s": round(budget_s, 3),
+        "budget_used": round(total / budget_s, 4),
+        "estimate": {
+            "compress_s": round(compress_estimate, 3),
+            "evaluate_s": round(evaluation_estimate, 3),
+            "full_s": round(full_estimate, 3),
+            "k_layers_compress_s": round(recon.compress_seconds, 3),
+            "layers": recon.total_layers,
+            "k_layers": recon.k_layers,
+        },
+        "measured_full_s": round(sum(measured) / len(measured), 3) if measured else None,
+    }
+    settings = {
+        "model": model,
+        "method": method,
+        "params": params,
+        "candidates": names,
+        "n": n,
+        "seq_len": seq_len,
+        "sets": sets,
+        "seed": seed,
+        "tasks": list(ev_spec.tasks),
+        "limit": ev_spec.limit,
+        "ppl_seq_len": ev_spec.ppl_seq_len,
+        "ppl_max_windows": ev_spec.ppl_max_windows,
+        "batch_size": ev_spec.batch_size,
+        "k_layers": k_layers,
+        "heldout_windows": heldout_windows,
+        "top": top,
+        "dtype": dtype,
+        "device": device,
+    }
     result = Recommendation(best, ranked, signal.name, sign, goal, validation, comparison, cost, settings, notes=notes)
     if out is not None:
         data = card_data(result)

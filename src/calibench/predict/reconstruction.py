@@ -129,18 +129,18 @@ def layer_output(model: Any, index: int, ids: Any, mask: Any) -> Any:
     return captured[0]
 
 
-def output_error(reference: Any, candidate: Any, heldout: CalibrationSet, k: int, batch_size: int = 8
-                 ) -> tuple[float, float, int]:
+def output_error(
+    reference: Any, candidate: Any, heldout: CalibrationSet, k: int, batch_size: int = 8
+) -> tuple[float, float, int]:
     """(relative error, mean per-token relative error, tokens) of layer k's outputs, candidate against reference."""
-    import torch
 
     ids_all, mask_all = heldout.to_torch()
     device = next(reference.parameters()).device
     squared = reference_squared = token_sum = 0.0
     tokens = 0
     for begin in range(0, ids_all.shape[0], batch_size):
-        ids = ids_all[begin:begin + batch_size].to(device)
-        mask = mask_all[begin:begin + batch_size].to(device)
+        ids = ids_all[begin : begin + batch_size].to(device)
+        mask = mask_all[begin : begin + batch_size].to(device)
         y = layer_output(reference, k - 1, ids, mask)
         y_c = layer_output(candidate, k - 1, ids.to(next(candidate.parameters()).device), mask).to(y.device)
         real = mask.bool()
@@ -169,9 +169,18 @@ def warm_up(method: str, params: dict[str, Any] | None = None) -> None:
     build_recipe(methods, make_params(methods, **(params or {})))
 
 
-def reconstruction(model: Any, calib: CalibrationSet, method: str, heldout: CalibrationSet, *,
-                   params: dict[str, Any] | None = None, k: int = 2, tokenizer: Any = None, seed: int = 0,
-                   batch_size: int = 8) -> Reconstruction:
+def reconstruction(
+    model: Any,
+    calib: CalibrationSet,
+    method: str,
+    heldout: CalibrationSet,
+    *,
+    params: dict[str, Any] | None = None,
+    k: int = 2,
+    tokenizer: Any = None,
+    seed: int = 0,
+    batch_size: int = 8,
+) -> Reconstruction:
     """Compress the first ``k`` layers of a copy of ``model`` with ``method`` on ``calib``; their error on ``heldout``."""
     from calibench.compress import compress
     from calibench.compress.fold import fold_weight_quantization
@@ -190,4 +199,3 @@ def reconstruction(model: Any, calib: CalibrationSet, method: str, heldout: Cali
     relative, per_token, tokens = output_error(model, shell, heldout, k, batch_size)
     del shell
     return Reconstruction(relative, per_token, k, total, compress_seconds, time.perf_counter() - started, tokens)
-

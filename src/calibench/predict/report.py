@@ -30,13 +30,17 @@ from typing import Any
 
 import numpy as np
 
-from calibench.report.plots import model_paths, pyplot, save_figure, short, slug, styled
 from calibench.predict.validate import Validation, validate
+from calibench.report.plots import model_paths, pyplot, save_figure, short, slug, styled
 
-SIGNALS_HEADING = ("Which signals predict: Spearman of each cheap signal with the full result across calibration sets "
-                   "(all cells with a bootstrap 95% CI; selection and held-out folds by set index)")
-SELECTION_HEADING = ("Which signals predict, selected honestly: the best signal of each selection split, scored on "
-                     "its held-out cells only")
+SIGNALS_HEADING = (
+    "Which signals predict: Spearman of each cheap signal with the full result across calibration sets "
+    "(all cells with a bootstrap 95% CI; selection and held-out folds by set index)"
+)
+SELECTION_HEADING = (
+    "Which signals predict, selected honestly: the best signal of each selection split, scored on "
+    "its held-out cells only"
+)
 AVERAGE_ACC = "average acc"
 
 
@@ -53,8 +57,17 @@ def cell_outcomes(frame: Any) -> Any:
     if "perturbation" in cells.columns:
         cells = cells[cells.perturbation == ""]
     ppl = cells[cells.task.str.startswith("ppl:") & (cells.metric == "perplexity") & (cells.value > 0)]
-    out = [pd.DataFrame({"key": ppl.key, "model": ppl.model, "method": ppl.method,
-                         "outcome": [outcome_name(t) for t in ppl.task], "value": -np.log(ppl.value.astype(float))})]
+    out = [
+        pd.DataFrame(
+            {
+                "key": ppl.key,
+                "model": ppl.model,
+                "method": ppl.method,
+                "outcome": [outcome_name(t) for t in ppl.task],
+                "value": -np.log(ppl.value.astype(float)),
+            }
+        )
+    ]
     scored = cells[(cells.metric == "acc") & ~cells.task.str.contains(":")]
     if len(scored):
         average = scored.groupby(["key", "model", "method"], as_index=False)["value"].mean()
@@ -94,11 +107,22 @@ def signal_table(found: dict[tuple[str, str, str], tuple[Validation, int]]) -> A
     rows = []
     for (model, method, outcome), (result, _) in found.items():
         for name, v in sorted(result.signals.items()):
-            rows.append({"model": model, "method": method, "outcome": outcome, "signal": name,
-                         "direction": SIGNALS[name].direction if name in SIGNALS else "learned", "cells": v.cells,
-                         "spearman (all cells)": v.all_cells.estimate, "CI low": v.all_cells.low,
-                         "CI high": v.all_cells.high, "selection (oriented)": v.selection_rho,
-                         "held-out (oriented)": v.held_out_rho, "chosen in folds": _chosen_share(v.chosen_in, len(result.folds))})
+            rows.append(
+                {
+                    "model": model,
+                    "method": method,
+                    "outcome": outcome,
+                    "signal": name,
+                    "direction": SIGNALS[name].direction if name in SIGNALS else "learned",
+                    "cells": v.cells,
+                    "spearman (all cells)": v.all_cells.estimate,
+                    "CI low": v.all_cells.low,
+                    "CI high": v.all_cells.high,
+                    "selection (oriented)": v.selection_rho,
+                    "held-out (oriented)": v.held_out_rho,
+                    "chosen in folds": _chosen_share(v.chosen_in, len(result.folds)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -109,19 +133,35 @@ def selection_table(found: dict[tuple[str, str, str], tuple[Validation, int]]) -
     for (model, method, outcome), (result, _) in found.items():
         for fold in result.folds:
             chosen = fold.chosen
-            rows.append({"model": model, "method": method, "outcome": outcome, "held-out set index": fold.label,
-                         "selection cells": fold.selection_cells, "held-out cells": fold.held_out_cells,
-                         "chosen signal": chosen.signal if chosen else "-",
-                         "sign": ("+" if chosen.sign > 0 else "-") if chosen else "-",
-                         "selection (oriented)": chosen.selection_rho if chosen else math.nan,
-                         "held-out (oriented)": fold.held_out_rho})
+            rows.append(
+                {
+                    "model": model,
+                    "method": method,
+                    "outcome": outcome,
+                    "held-out set index": fold.label,
+                    "selection cells": fold.selection_cells,
+                    "held-out cells": fold.held_out_cells,
+                    "chosen signal": chosen.signal if chosen else "-",
+                    "sign": ("+" if chosen.sign > 0 else "-") if chosen else "-",
+                    "selection (oriented)": chosen.selection_rho if chosen else math.nan,
+                    "held-out (oriented)": fold.held_out_rho,
+                }
+            )
         if result.folds:
-            rows.append({"model": model, "method": method, "outcome": outcome, "held-out set index": "mean",
-                         "selection cells": "-", "held-out cells": "-",  # "-", not NaN: keeps the counts integers
-                         "chosen signal": f"all cells choose {result.chosen_all.signal}" if result.chosen_all else "-",
-                         "sign": ("+" if result.chosen_all.sign > 0 else "-") if result.chosen_all else "-",
-                         "selection (oriented)": result.chosen_all.selection_rho if result.chosen_all else math.nan,
-                         "held-out (oriented)": result.procedure_held_out})
+            rows.append(
+                {
+                    "model": model,
+                    "method": method,
+                    "outcome": outcome,
+                    "held-out set index": "mean",
+                    "selection cells": "-",
+                    "held-out cells": "-",  # "-", not NaN: keeps the counts integers
+                    "chosen signal": f"all cells choose {result.chosen_all.signal}" if result.chosen_all else "-",
+                    "sign": ("+" if result.chosen_all.sign > 0 else "-") if result.chosen_all else "-",
+                    "selection (oriented)": result.chosen_all.selection_rho if result.chosen_all else math.nan,
+                    "held-out (oriented)": result.procedure_held_out,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -143,7 +183,9 @@ def plot_model(table: Any, model: str, path: Path) -> Path | None:
         estimate = rows["spearman (all cells)"].to_numpy(dtype=float)
         low = np.nan_to_num(estimate - rows["CI low"].to_numpy(dtype=float))
         high = np.nan_to_num(rows["CI high"].to_numpy(dtype=float) - estimate)
-        left.errorbar(estimate, y, xerr=[np.clip(low, 0, None), np.clip(high, 0, None)], fmt="o", color="#4c72b0", capsize=3)
+        left.errorbar(
+            estimate, y, xerr=[np.clip(low, 0, None), np.clip(high, 0, None)], fmt="o", color="#4c72b0", capsize=3
+        )
         left.set_title(f"{method}, {short(outcome)}: all cells, 95% CI", fontsize=9)
         held = rows["held-out (oriented)"].to_numpy(dtype=float)
         right.barh(y, np.nan_to_num(held), color=["#55a868" if h > 0 else "#c44e52" for h in np.nan_to_num(held)])

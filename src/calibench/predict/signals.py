@@ -136,8 +136,17 @@ def _reconstruction(probe: Probe, calib: CalibrationSet, method: str | None, par
         raise CalibenchError("the reconstruction signal needs a compression method")
 
     def run() -> Any:
-        return reconstruction(probe.model, calib, method, probe.heldout, params=params, k=probe.k_layers,
-                              tokenizer=probe.tokenizer, seed=probe.seed, batch_size=probe.batch_size)
+        return reconstruction(
+            probe.model,
+            calib,
+            method,
+            probe.heldout,
+            params=params,
+            k=probe.k_layers,
+            tokenizer=probe.tokenizer,
+            seed=probe.seed,
+            batch_size=probe.batch_size,
+        )
 
     return probe.cached(("reconstruction", calib.set_id, probe.k_layers, _params_key(method, params)), run)
 
@@ -157,8 +166,15 @@ def _features(probe: Probe, calib: CalibrationSet) -> np.ndarray:
     def run() -> np.ndarray:
         layers = find_decoder_layers(probe.model)
         projection = RandomProjection(layer_widths(probe.model, layers), DEFAULT_DIM, METRIC_SEED)
-        (features,) = capture_features(probe.model, calib.input_ids, calib.attention_mask, [projection],
-                                       batch_size=probe.batch_size, layers=layers, label=f"activations {calib.set_id}")
+        (features,) = capture_features(
+            probe.model,
+            calib.input_ids,
+            calib.attention_mask,
+            [projection],
+            batch_size=probe.batch_size,
+            layers=layers,
+            label=f"activations {calib.set_id}",
+        )
         return features
 
     return probe.cached(("features", calib.set_id), run)
@@ -193,9 +209,13 @@ def _set_statistics(probe: Probe, calib: CalibrationSet) -> dict[str, float]:
         stats = set_statistics(calib, probe.tokenizer, probe.model, batch_size=probe.batch_size)
         windows = windows_of(calib.input_ids, calib.attention_mask)
         heldout = windows_of(probe.heldout.input_ids, probe.heldout.attention_mask)
-        return {"mean_nll": float(stats["mean_nll"]), "ngram_diversity": float(stats["ngram_diversity"]),
-                "token_entropy": token_entropy(windows), "distinct_share": distinct_share(windows),
-                "eval_js": unigram_js(windows, heldout)}
+        return {
+            "mean_nll": float(stats["mean_nll"]),
+            "ngram_diversity": float(stats["ngram_diversity"]),
+            "token_entropy": token_entropy(windows),
+            "distinct_share": distinct_share(windows),
+            "eval_js": unigram_js(windows, heldout),
+        }
 
     return probe.cached(("stats", calib.set_id), run)
 
@@ -205,38 +225,118 @@ def _group_value(group: Callable[[Probe, CalibrationSet], dict[str, float]], key
 
 
 for _signal in (
-    Signal("reconstruction", "reconstruction", -1, True,
-           "relative output error sum||Yc-Y||^2/sum||Y||^2 of the first k layers, compressed on the set, on held-out text",
-           lambda p, c, m, a: _reconstruction(p, c, m, a).relative_error),
-    Signal("reconstruction.token", "reconstruction", -1, True,
-           "the same error per held-out token, then averaged (robust to massive-activation tokens)",
-           lambda p, c, m, a: _reconstruction(p, c, m, a).token_relative_error),
-    Signal("coverage", "coverage", -1, False,
-           "mean distance from each evaluation window to the nearest set window (COLA features; lower: covered)",
-           lambda p, c, m, a: _activation_metrics(p, c)["coverage"]),
-    Signal("coverage.diversity", "coverage", 0, False, "mean pairwise distance of the set's windows (COLA features)",
-           lambda p, c, m, a: _activation_metrics(p, c)["diversity"]),
-    Signal("outliers.max_abs", "outliers", 0, False, "largest |x| at any linear input",
-           _group_value(_outliers, "max_abs_linear")),
-    Signal("outliers.kurtosis", "outliers", 0, False, "mean Pearson kurtosis of linear inputs over the hidden dimension",
-           _group_value(_outliers, "kurtosis_linear")),
-    Signal("outliers.features", "outliers", 0, False, "LLM.int8 outlier features (|x|>=6 in 25% of layers, 6% of tokens)",
-           _group_value(_outliers, "outlier_features")),
-    Signal("outliers.massive", "outliers", 0, False, "massive activations in the residual stream (Sun et al.)",
-           _group_value(_outliers, "massive_activations")),
-    Signal("outliers.int8_error", "outliers", 0, False,
-           "static int8 activation error on held-out text with the set's scales", _group_value(_outliers, "int8_static_error")),
-    Signal("stats.mean_nll", "stats", 0, False, "mean token NLL of the set under the dense model (log-perplexity)",
-           _group_value(_set_statistics, "mean_nll")),
-    Signal("stats.token_entropy", "stats", 0, False, "entropy (bits) of the set's unigram distribution",
-           _group_value(_set_statistics, "token_entropy")),
-    Signal("stats.distinct_share", "stats", 0, False, "distinct tokens / tokens",
-           _group_value(_set_statistics, "distinct_share")),
-    Signal("stats.ngram_diversity", "stats", 0, False, "mean distinct/total n-grams, n=1..4",
-           _group_value(_set_statistics, "ngram_diversity")),
-    Signal("stats.eval_js", "stats", -1, False,
-           "Jensen-Shannon divergence (bits) of the set's unigram distribution from the evaluation text's",
-           _group_value(_set_statistics, "eval_js")),
+    Signal(
+        "reconstruction",
+        "reconstruction",
+        -1,
+        True,
+        "relative output error sum||Yc-Y||^2/sum||Y||^2 of the first k layers, compressed on the set, on held-out text",
+        lambda p, c, m, a: _reconstruction(p, c, m, a).relative_error,
+    ),
+    Signal(
+        "reconstruction.token",
+        "reconstruction",
+        -1,
+        True,
+        "the same error per held-out token, then averaged (robust to massive-activation tokens)",
+        lambda p, c, m, a: _reconstruction(p, c, m, a).token_relative_error,
+    ),
+    Signal(
+        "coverage",
+        "coverage",
+        -1,
+        False,
+        "mean distance from each evaluation window to the nearest set window (COLA features; lower: covered)",
+        lambda p, c, m, a: _activation_metrics(p, c)["coverage"],
+    ),
+    Signal(
+        "coverage.diversity",
+        "coverage",
+        0,
+        False,
+        "mean pairwise distance of the set's windows (COLA features)",
+        lambda p, c, m, a: _activation_metrics(p, c)["diversity"],
+    ),
+    Signal(
+        "outliers.max_abs",
+        "outliers",
+        0,
+        False,
+        "largest |x| at any linear input",
+        _group_value(_outliers, "max_abs_linear"),
+    ),
+    Signal(
+        "outliers.kurtosis",
+        "outliers",
+        0,
+        False,
+        "mean Pearson kurtosis of linear inputs over the hidden dimension",
+        _group_value(_outliers, "kurtosis_linear"),
+    ),
+    Signal(
+        "outliers.features",
+        "outliers",
+        0,
+        False,
+        "LLM.int8 outlier features (|x|>=6 in 25% of layers, 6% of tokens)",
+        _group_value(_outliers, "outlier_features"),
+    ),
+    Signal(
+        "outliers.massive",
+        "outliers",
+        0,
+        False,
+        "massive activations in the residual stream (Sun et al.)",
+        _group_value(_outliers, "massive_activations"),
+    ),
+    Signal(
+        "outliers.int8_error",
+        "outliers",
+        0,
+        False,
+        "static int8 activation error on held-out text with the set's scales",
+        _group_value(_outliers, "int8_static_error"),
+    ),
+    Signal(
+        "stats.mean_nll",
+        "stats",
+        0,
+        False,
+        "mean token NLL of the set under the dense model (log-perplexity)",
+        _group_value(_set_statistics, "mean_nll"),
+    ),
+    Signal(
+        "stats.token_entropy",
+        "stats",
+        0,
+        False,
+        "entropy (bits) of the set's unigram distribution",
+        _group_value(_set_statistics, "token_entropy"),
+    ),
+    Signal(
+        "stats.distinct_share",
+        "stats",
+        0,
+        False,
+        "distinct tokens / tokens",
+        _group_value(_set_statistics, "distinct_share"),
+    ),
+    Signal(
+        "stats.ngram_diversity",
+        "stats",
+        0,
+        False,
+        "mean distinct/total n-grams, n=1..4",
+        _group_value(_set_statistics, "ngram_diversity"),
+    ),
+    Signal(
+        "stats.eval_js",
+        "stats",
+        -1,
+        False,
+        "Jensen-Shannon divergence (bits) of the set's unigram distribution from the evaluation text's",
+        _group_value(_set_statistics, "eval_js"),
+    ),
 ):
     register_signal(_signal)
 
@@ -248,8 +348,13 @@ class SignalValue:
     seconds: float  # the time this call took (shared work is paid by the first signal of a group)
 
 
-def compute(signal: Signal | str, probe: Probe, calib: CalibrationSet, method: str | None = None,
-            params: dict[str, Any] | None = None) -> SignalValue:
+def compute(
+    signal: Signal | str,
+    probe: Probe,
+    calib: CalibrationSet,
+    method: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> SignalValue:
     """One signal's value for a set (and method); NaN when it is undefined (e.g. diversity of one window)."""
     signal = get_signal(signal) if isinstance(signal, str) else signal
     started = time.perf_counter()
@@ -257,9 +362,18 @@ def compute(signal: Signal | str, probe: Probe, calib: CalibrationSet, method: s
     return SignalValue(signal.name, float(value), time.perf_counter() - started)
 
 
-def make_probe(model: Any, tokenizer: Any, model_spec: str, tasks: Sequence[str], seq_len: int, *,
-               heldout_windows: int = DEFAULT_HELDOUT_WINDOWS, k_layers: int = DEFAULT_K_LAYERS,
-               batch_size: int = 8, seed: int = 0) -> Probe:
+def make_probe(
+    model: Any,
+    tokenizer: Any,
+    model_spec: str,
+    tasks: Sequence[str],
+    seq_len: int,
+    *,
+    heldout_windows: int = DEFAULT_HELDOUT_WINDOWS,
+    k_layers: int = DEFAULT_K_LAYERS,
+    batch_size: int = 8,
+    seed: int = 0,
+) -> Probe:
     """A probe whose held-out windows come from the evaluation's text (its first ``ppl:`` task, else wiki)."""
     from calibench.inspect.study_task import heldout_windows as heldout_set
 

@@ -109,17 +109,31 @@ def study_cells(directory: str | Path) -> list[CellRef]:
     directory = Path(directory)
     _check_study(directory)
     with sqlite3.connect(directory / DB_NAME) as conn:
-        rows = conn.execute("SELECT key, config, set_id FROM cells WHERE status = 'done' AND set_id IS NOT NULL").fetchall()
+        rows = conn.execute(
+            "SELECT key, config, set_id FROM cells WHERE status = 'done' AND set_id IS NOT NULL"
+        ).fetchall()
     out = []
     for key, config, set_id in rows:
         cfg = json.loads(config)
         if cfg.get("method") == "dense" or cfg.get("perturbation"):
             continue
-        out.append(CellRef(key=key, model=cfg["model"], method=cfg["method"], method_name=cfg["method_name"],
-                           params=dict(cfg.get("params") or {}), source=cfg["source"], set_index=int(cfg["set_index"]),
-                           n=int(cfg["n"]), seq_len=int(cfg["seq_len"]), set_id=set_id,
-                           tasks=tuple(cfg.get("eval", {}).get("tasks", ())), dtype=cfg.get("dtype", "auto"),
-                           device=cfg.get("device", "auto")))
+        out.append(
+            CellRef(
+                key=key,
+                model=cfg["model"],
+                method=cfg["method"],
+                method_name=cfg["method_name"],
+                params=dict(cfg.get("params") or {}),
+                source=cfg["source"],
+                set_index=int(cfg["set_index"]),
+                n=int(cfg["n"]),
+                seq_len=int(cfg["seq_len"]),
+                set_id=set_id,
+                tasks=tuple(cfg.get("eval", {}).get("tasks", ())),
+                dtype=cfg.get("dtype", "auto"),
+                device=cfg.get("device", "auto"),
+            )
+        )
     return sorted(out, key=lambda c: (c.model, c.method, c.source, c.n, c.seq_len, c.set_index))
 
 
@@ -134,24 +148,40 @@ def plan(cells: Sequence[CellRef], signals: Sequence[Signal], k_layers: int, hel
                 settings.update({"k_layers": k_layers, "method": cell.method_name, "params": cell.params})
             key = (cell.model, method, cell.set_id, signal.name)
             if key not in jobs:
-                jobs[key] = Job(cell.model, method, cell.method_name if signal.per_method else "",
-                                json.dumps(cell.params if signal.per_method else {}, sort_keys=True), cell.set_id,
-                                cell.seq_len, cell.tasks, signal, json.dumps(settings, sort_keys=True, default=str))
+                jobs[key] = Job(
+                    cell.model,
+                    method,
+                    cell.method_name if signal.per_method else "",
+                    json.dumps(cell.params if signal.per_method else {}, sort_keys=True),
+                    cell.set_id,
+                    cell.seq_len,
+                    cell.tasks,
+                    signal,
+                    json.dumps(settings, sort_keys=True, default=str),
+                )
     return list(jobs.values())
 
 
 def _existing(conn: sqlite3.Connection) -> dict[tuple[str, str, str, str], str]:
-    return {(m, me, s, sig): settings
-            for m, me, s, sig, settings in conn.execute("SELECT model, method, set_id, signal, settings FROM signals")}
+    return {
+        (m, me, s, sig): settings
+        for m, me, s, sig, settings in conn.execute("SELECT model, method, set_id, signal, settings FROM signals")
+    }
 
 
-def compute_study_signals(directory: str | Path, signals: str | Sequence[str] | None = None, *,
-                          k_layers: int = DEFAULT_K_LAYERS, heldout_windows: int = DEFAULT_HELDOUT_WINDOWS,
-                          batch_size: int = 8, recompute: bool = False) -> SignalRun:
+def compute_study_signals(
+    directory: str | Path,
+    signals: str | Sequence[str] | None = None,
+    *,
+    k_layers: int = DEFAULT_K_LAYERS,
+    heldout_windows: int = DEFAULT_HELDOUT_WINDOWS,
+    batch_size: int = 8,
+    recompute: bool = False,
+) -> SignalRun:
     """Compute (or complete) the signals of every cell of the study in ``directory``; see the module docstring."""
     from calibench.data.calibset import CalibrationSet
-    from calibench.predict.progress import outer_bar
     from calibench.placement import load_placed
+    from calibench.predict.progress import outer_bar
     from calibench.study.runner import tokenizer_for
     from calibench.study.sets import set_path
 
@@ -167,8 +197,10 @@ def compute_study_signals(directory: str | Path, signals: str | Sequence[str] | 
         raise CalibenchError(f"{directory} has no finished compressed cells: run the study first")
     missing = sorted({c.set_id for c in cells if not (set_path(directory, c.set_id) / "manifest.json").is_file()})
     if missing:
-        raise CalibenchError(f"the study's set {missing[0]} is missing from {directory / 'sets'}: rerun "
-                             "`calibench study run` on this directory to rebuild its sets")
+        raise CalibenchError(
+            f"the study's set {missing[0]} is missing from {directory / 'sets'}: rerun "
+            "`calibench study run` on this directory to rebuild its sets"
+        )
     started = time.perf_counter()
     conn = _connect(directory)
     try:
@@ -189,18 +221,36 @@ def compute_study_signals(directory: str | Path, signals: str | Sequence[str] | 
                 for job in model_jobs:
                     probe_key = (job.seq_len, job.tasks)
                     if probe_key not in probes:
-                        probes[probe_key] = make_probe(model, tokenizer, model_spec, job.tasks, job.seq_len,
-                                                       heldout_windows=heldout_windows, k_layers=k_layers,
-                                                       batch_size=batch_size)
+                        probes[probe_key] = make_probe(
+                            model,
+                            tokenizer,
+                            model_spec,
+                            job.tasks,
+                            job.seq_len,
+                            heldout_windows=heldout_windows,
+                            k_layers=k_layers,
+                            batch_size=batch_size,
+                        )
                     if job.set_id not in sets:
                         sets[job.set_id] = CalibrationSet.load(set_path(directory, job.set_id), tokenizer=tokenizer)
                     bar.update(description=f"signals: {job.signal.name} of {job.set_id}")
-                    value = compute(job.signal, probes[probe_key], sets[job.set_id], job.method_name or None,
-                                    json.loads(job.params))
+                    value = compute(
+                        job.signal, probes[probe_key], sets[job.set_id], job.method_name or None, json.loads(job.params)
+                    )
                     stored = value.value if value.value == value.value else None  # NaN is stored as NULL
-                    conn.execute("INSERT OR REPLACE INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                 (job.model, job.method, job.set_id, job.signal.name, stored, value.seconds,
-                                  job.settings, time.time()))
+                    conn.execute(
+                        "INSERT OR REPLACE INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            job.model,
+                            job.method,
+                            job.set_id,
+                            job.signal.name,
+                            stored,
+                            value.seconds,
+                            job.settings,
+                            time.time(),
+                        ),
+                    )
                     bar.advance()
                 probes.clear()  # they hold the model: free it before the next one loads
                 del model
@@ -244,6 +294,18 @@ def cell_signals(directory: str | Path) -> Any:
             per_method = SIGNALS[name].per_method if name in SIGNALS else False
             key = (cell.model, cell.method if per_method else "", cell.set_id, name)
             if key in values:
-                rows.append([cell.key, cell.model, cell.method, cell.source, cell.set_index, cell.n, cell.seq_len,
-                             cell.set_id, name, values[key]])
+                rows.append(
+                    [
+                        cell.key,
+                        cell.model,
+                        cell.method,
+                        cell.source,
+                        cell.set_index,
+                        cell.n,
+                        cell.seq_len,
+                        cell.set_id,
+                        name,
+                        values[key],
+                    ]
+                )
     return pd.DataFrame(rows, columns=columns)

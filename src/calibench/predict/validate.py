@@ -84,8 +84,9 @@ def spearman(x: Any, y: Any) -> float:
     return float(_pearson_rows(rankdata(x)[None], rankdata(y)[None])[0])
 
 
-def bootstrap_spearman_ci(x: Any, y: Any, *, level: float = 0.95, n_boot: int = BOOTSTRAPS,
-                          seed: int = SEED) -> Interval:
+def bootstrap_spearman_ci(
+    x: Any, y: Any, *, level: float = 0.95, n_boot: int = BOOTSTRAPS, seed: int = SEED
+) -> Interval:
     """Percentile bootstrap CI of Spearman's rho, resampling cells (pairs) with replacement.
 
     The replicate indices are drawn as one ``rng.integers(0, n, size=(n_boot, n))``
@@ -100,10 +101,12 @@ def bootstrap_spearman_ci(x: Any, y: Any, *, level: float = 0.95, n_boot: int = 
     rng = np.random.default_rng(seed)
     index = rng.integers(0, n, size=(n_boot, n))
     rows = max(1, _CHUNK_ELEMENTS // (n * n))
-    rhos = np.concatenate([
-        _pearson_rows(rankdata(x[index[i:i + rows]]), rankdata(y[index[i:i + rows]]))
-        for i in range(0, n_boot, rows)
-    ])
+    rhos = np.concatenate(
+        [
+            _pearson_rows(rankdata(x[index[i : i + rows]]), rankdata(y[index[i : i + rows]]))
+            for i in range(0, n_boot, rows)
+        ]
+    )
     valid = rhos[np.isfinite(rhos)]
     if valid.size * 2 < n_boot:
         return Interval(estimate, math.nan, math.nan)
@@ -197,8 +200,15 @@ def _nanmean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def validate(signals: Mapping[str, Any], outcome: Any, labels: Sequence[Any], signs: Mapping[str, int] | None = None,
-             *, n_boot: int = BOOTSTRAPS, seed: int = SEED) -> Validation:
+def validate(
+    signals: Mapping[str, Any],
+    outcome: Any,
+    labels: Sequence[Any],
+    signs: Mapping[str, int] | None = None,
+    *,
+    n_boot: int = BOOTSTRAPS,
+    seed: int = SEED,
+) -> Validation:
     """Every signal's Spearman with ``outcome`` over all cells (with CI), and its held-out score by fold.
 
     ``signals`` maps names to one value per cell, ``outcome`` holds one value
@@ -220,11 +230,15 @@ def validate(signals: Mapping[str, Any], outcome: Any, labels: Sequence[Any], si
             sign, selection = orient(spearman(v[fold.selection], y[fold.selection]), signs.get(name, 0))
             per_signal[name] = (sign, selection, sign * spearman(v[fold.held_out], y[fold.held_out]))
         held = per_signal[chosen.signal][2] if chosen is not None else math.nan
-        results.append(FoldResult(fold.label, int(fold.selection.size), int(fold.held_out.size), chosen, held, per_signal))
+        results.append(
+            FoldResult(fold.label, int(fold.selection.size), int(fold.held_out.size), chosen, held, per_signal)
+        )
     summary = {}
     for name, v in values.items():
         summary[name] = SignalValidation(
-            signal=name, fixed_sign=signs.get(name, 0), cells=int(finite_pairs(v, y)[0].size),
+            signal=name,
+            fixed_sign=signs.get(name, 0),
+            cells=int(finite_pairs(v, y)[0].size),
             all_cells=bootstrap_spearman_ci(v, y, n_boot=n_boot, seed=seed),
             selection_rho=_nanmean([r.per_signal[name][1] for r in results]),
             held_out_rho=_nanmean([r.per_signal[name][2] for r in results]),

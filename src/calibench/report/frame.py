@@ -12,8 +12,24 @@ from typing import Any
 from calibench.errors import CalibenchError
 from calibench.study.store import DB_NAME, Store
 
-COLUMNS = ["key", "model", "method", "method_name", "source", "set_index", "n", "seq_len", "task", "metric", "value",
-           "stderr", "items", "limit", "perturbation", "numerics"]
+COLUMNS = [
+    "key",
+    "model",
+    "method",
+    "method_name",
+    "source",
+    "set_index",
+    "n",
+    "seq_len",
+    "task",
+    "metric",
+    "value",
+    "stderr",
+    "items",
+    "limit",
+    "perturbation",
+    "numerics",
+]
 
 Samples = dict[tuple[str, str], dict[str, dict[str, Any]]]  # (cell key, task) -> item id -> item
 
@@ -35,14 +51,26 @@ def load_frame(directory: str | Path) -> tuple[Any, list[tuple[dict[str, Any], s
     records = []
     for row in rows:
         cfg = row["config"]
-        records.append({
-            "key": row["key"], "model": cfg["model"], "method": cfg["method"], "method_name": cfg.get("method_name", ""),
-            "source": cfg["source"] or "-",
-            "set_index": cfg["set_index"], "n": cfg["n"], "seq_len": cfg["seq_len"], "task": row["task"],
-            "metric": row["metric"], "value": row["value"], "stderr": row["stderr"], "items": row["n"],
-            "limit": row["limit"], "perturbation": cfg.get("perturbation", ""),
-            "numerics": numerics_label(row["record"].get("numerics")),
-        })
+        records.append(
+            {
+                "key": row["key"],
+                "model": cfg["model"],
+                "method": cfg["method"],
+                "method_name": cfg.get("method_name", ""),
+                "source": cfg["source"] or "-",
+                "set_index": cfg["set_index"],
+                "n": cfg["n"],
+                "seq_len": cfg["seq_len"],
+                "task": row["task"],
+                "metric": row["metric"],
+                "value": row["value"],
+                "stderr": row["stderr"],
+                "items": row["n"],
+                "limit": row["limit"],
+                "perturbation": cfg.get("perturbation", ""),
+                "numerics": numerics_label(row["record"].get("numerics")),
+            }
+        )
     return pd.DataFrame.from_records(records, columns=COLUMNS), failures, meta
 
 

@@ -12,8 +12,10 @@ from typing import Any
 from calibench.errors import CalibenchError
 from calibench.report.tables import PPL_PREFIX, accuracy_table, noise_floor_table, perplexity_table
 
-SINGLE_SOURCE = ("The study has a single calibration source ({source}): no source comparison is possible, so the "
-                 "paired tables are left out; add a second source to compare them.")
+SINGLE_SOURCE = (
+    "The study has a single calibration source ({source}): no source comparison is possible, so the "
+    "paired tables are left out; add a second source to compare them."
+)
 
 
 def limit_notes(frame: Any) -> list[str]:
@@ -21,8 +23,10 @@ def limit_notes(frame: Any) -> list[str]:
     if limited.empty:
         return []
     limits = sorted({int(x) for x in limited["limit"].unique()})
-    return [f"Zero-shot results used --limit {', '.join(map(str, limits))} items per task: they are not comparable "
-            "with full runs or with published numbers."]
+    return [
+        f"Zero-shot results used --limit {', '.join(map(str, limits))} items per task: they are not comparable "
+        "with full runs or with published numbers."
+    ]
 
 
 def single_source_notes(frame: Any) -> list[str]:
@@ -50,9 +54,11 @@ def numerics_notes(frame: Any) -> list[str]:
     kinds = sorted(k for k in frame.numerics.unique() if k)
     if len(kinds) < 2:
         return []
-    return [f"Cells ran on {len(kinds)} different machines or kernel settings ({'; '.join(kinds)}): differences between "
-            "them include float-order noise (see the noise floor); rerun with --reproducible on CPU for "
-            "machine-independent numbers."]
+    return [
+        f"Cells ran on {len(kinds)} different machines or kernel settings ({'; '.join(kinds)}): differences between "
+        "them include float-order noise (see the noise floor); rerun with --reproducible on CPU for "
+        "machine-independent numbers."
+    ]
 
 
 def prequantized_notes(frame: Any) -> list[str]:
@@ -79,9 +85,11 @@ def noise_floor_notes(noise: Any) -> list[str]:
     for _, row in noise.iterrows() if len(noise) else []:
         floor, std, gap = row["noise floor"], row["mean std across sets"], row["source gap"]
         # a tolerance: an accuracy gap of one item and a floor of one item are equal up to float rounding
-        weak = [f"{what} ({value:.4g})" for what, value in (("the mean std across sets", std),
-                                                             ("the best-minus-worst gap across sources", gap))
-                if value == value and value <= floor * (1 + 1e-9)]
+        weak = [
+            f"{what} ({value:.4g})"
+            for what, value in (("the mean std across sets", std), ("the best-minus-worst gap across sources", gap))
+            if value == value and value <= floor * (1 + 1e-9)
+        ]
         if weak:
             notes.append(
                 f"{row['model']} {row['method']} {row['task']}: {' and '.join(weak)} "
@@ -98,12 +106,19 @@ def _noise_notes(everything: Any, frame: Any) -> list[str]:
 def failure_notes(failures: list[tuple[dict[str, Any], str]]) -> list[str]:
     if not failures:
         return []
-    return [f"{len(failures)} cell(s) failed and are left out: " + "; ".join(
-        f"{c['method']} {c['source']}#{c['set_index']}: {e}" for c, e in failures[:5])]
+    return [
+        f"{len(failures)} cell(s) failed and are left out: "
+        + "; ".join(f"{c['method']} {c['source']}#{c['set_index']}: {e}" for c, e in failures[:5])
+    ]
 
 
-RULES: list[Callable[[Any], list[str]]] = [limit_notes, single_source_notes, calibration_free_notes, numerics_notes,
-                                           prequantized_notes]
+RULES: list[Callable[[Any], list[str]]] = [
+    limit_notes,
+    single_source_notes,
+    calibration_free_notes,
+    numerics_notes,
+    prequantized_notes,
+]
 
 
 def frame_notes(frame: Any) -> list[str]:

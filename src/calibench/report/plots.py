@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from calibench.report.tables import ACCURACY_METRIC, AVERAGE, PERPLEXITY_METRIC, PPL_PREFIX, ACT_PREFIX, quantity
+from calibench.report.tables import ACCURACY_METRIC, ACT_PREFIX, AVERAGE, PERPLEXITY_METRIC, PPL_PREFIX, quantity
 
 DPI = 150
 STYLE = {"axes.titlesize": 10, "legend.fontsize": 8, "figure.facecolor": "white", "savefig.facecolor": "white"}
@@ -74,7 +74,7 @@ def short(name: Any) -> str:
     """A path-like name (a file source, a local model, a file perplexity task) by its last component."""
     name = str(name)
     prefix = PPL_PREFIX if name.startswith(PPL_PREFIX) else ""
-    rest = name[len(prefix):]
+    rest = name[len(prefix) :]
     return prefix + (Path(rest).name if "/" in rest else rest)
 
 
@@ -107,7 +107,9 @@ def _one_model(frame: Any) -> str:
 
 
 def _dense_value(frame: Any, task: str | None = None) -> float | None:
-    dense = frame[(frame.method == "dense") & (frame.metric == ACCURACY_METRIC) & ~frame.task.str.startswith(PPL_PREFIX)]
+    dense = frame[
+        (frame.method == "dense") & (frame.metric == ACCURACY_METRIC) & ~frame.task.str.startswith(PPL_PREFIX)
+    ]
     if task is not None:
         dense = dense[dense.task == task]
     return float(dense.value.mean()) if not dense.empty else None
@@ -161,8 +163,9 @@ def plot_perplexity_by_source(frame: Any, path: Path) -> Path | None:
         return None
     model = _one_model(frame)
     methods, tasks = sorted(compressed.method.unique()), sorted(compressed.task.unique())
-    fig, axes = pyplot().subplots(len(tasks), len(methods), figsize=(4.2 * len(methods), 3.4 * len(tasks)),
-                                  sharey="row", squeeze=False)
+    fig, axes = pyplot().subplots(
+        len(tasks), len(methods), figsize=(4.2 * len(methods), 3.4 * len(tasks)), sharey="row", squeeze=False
+    )
     rng = np.random.default_rng(0)
     for r, task in enumerate(tasks):
         dense = ppl[(ppl.method == "dense") & (ppl.task == task)]
@@ -187,8 +190,9 @@ def plot_perplexity_matrix(increase: Any, path: Path) -> Path | None:
     model = _one_model(increase)
     methods = sorted(increase.method.unique())
     sources, tasks = sorted(increase.source.unique()), sorted(increase.task.unique())
-    fig, axes = pyplot().subplots(1, len(methods), squeeze=False,
-                                  figsize=(1.2 * len(tasks) * len(methods) + 2.5, 0.55 * len(sources) + 2))
+    fig, axes = pyplot().subplots(
+        1, len(methods), squeeze=False, figsize=(1.2 * len(tasks) * len(methods) + 2.5, 0.55 * len(sources) + 2)
+    )
     for ax, method in zip(axes[0], methods):
         part = increase[increase.method == method].set_index(["source", "task"])["increase % mean"]
         grid = np.array([[part.get((s, t), np.nan) for t in tasks] for s in sources])
@@ -198,8 +202,16 @@ def plot_perplexity_matrix(increase: Any, path: Path) -> Path | None:
             for j in range(len(tasks)):
                 if np.isfinite(grid[i, j]):
                     weight = "bold" if column_best[j] == i else "normal"
-                    ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=8, weight=weight,
-                            color="white" if grid[i, j] > np.nanmean(grid) else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{grid[i, j]:.0f}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        weight=weight,
+                        color="white" if grid[i, j] > np.nanmean(grid) else "black",
+                    )
         ax.set_xticks(range(len(tasks)), [short(t).removeprefix(PPL_PREFIX) for t in tasks], rotation=30, ha="right")
         ax.set_yticks(range(len(sources)), [short(s) for s in sources])
         ax.set_xlabel("held-out text")
@@ -216,7 +228,9 @@ def plot_noise_floor(noise: Any, path: Path) -> Path | None:
     if noise is None or len(noise) == 0:
         return None
     model = _one_model(noise)
-    tasks = [t for t in sorted(noise.task.unique()) if t.startswith(PPL_PREFIX)] + ([AVERAGE] if AVERAGE in set(noise.task) else [])
+    tasks = [t for t in sorted(noise.task.unique()) if t.startswith(PPL_PREFIX)] + (
+        [AVERAGE] if AVERAGE in set(noise.task) else []
+    )
     tasks = tasks or sorted(noise.task.unique())
     measures = [("noise floor", "#444444"), ("mean std across sets", "#4c72b0"), ("source gap", "#dd8452")]
     fig, axes = pyplot().subplots(1, len(tasks), figsize=(4.8 * len(tasks), 3.6), squeeze=False)
@@ -241,8 +255,9 @@ def plot_task_spread(frame: Any, path: Path) -> Path | None:
         return None
     model = _one_model(frame)
     methods, tasks, sources = sorted(acc.method.unique()), sorted(acc.task.unique()), sorted(acc.source.unique())
-    fig, axes = pyplot().subplots(1, len(methods), figsize=(max(4.5, 1.1 * len(tasks)) * len(methods), 3.8),
-                                  sharey=True, squeeze=False)
+    fig, axes = pyplot().subplots(
+        1, len(methods), figsize=(max(4.5, 1.1 * len(tasks)) * len(methods), 3.8), sharey=True, squeeze=False
+    )
     width = 0.8 / max(len(sources), 1)
     for ax, method in zip(axes[0], methods):
         part = acc[acc.method == method]
@@ -253,7 +268,9 @@ def plot_task_spread(frame: Any, path: Path) -> Path | None:
                     continue
                 x = t - 0.4 + width * (j + 0.5)
                 ax.vlines(x, values.min(), values.max(), color=f"C{j}", linewidth=2)
-                ax.scatter(np.full(values.size, x), values, color=f"C{j}", s=10, label=short(source) if t == 0 else None)
+                ax.scatter(
+                    np.full(values.size, x), values, color=f"C{j}", s=10, label=short(source) if t == 0 else None
+                )
         for t, task in enumerate(tasks):
             dense = _dense_value(frame, task)
             if dense is not None:
@@ -274,14 +291,22 @@ def plot_sample_size(frame: Any, path: Path) -> Path | None:
     if compressed.empty or compressed.n.nunique() < 2:
         return None
     model = _one_model(frame)
-    curves = ((_compressed_accuracy(compressed), "average accuracy"),
-              (compressed[compressed.metric == PERPLEXITY_METRIC], "perplexity"))
+    curves = (
+        (_compressed_accuracy(compressed), "average accuracy"),
+        (compressed[compressed.metric == PERPLEXITY_METRIC], "perplexity"),
+    )
     fig, axes = pyplot().subplots(1, 2, figsize=(10, 3.8))
     for ax, (part, label) in zip(axes, curves):
         for (method, source), rows in part.groupby(["method", "source"]):
             curve = rows.groupby(["n", "set_index"]).value.mean().groupby("n").agg(["mean", "std"]).fillna(0)
-            ax.errorbar(curve.index, curve["mean"], yerr=curve["std"], marker="o", capsize=3,
-                        label=f"{method} / {short(source)}")
+            ax.errorbar(
+                curve.index,
+                curve["mean"],
+                yerr=curve["std"],
+                marker="o",
+                capsize=3,
+                label=f"{method} / {short(source)}",
+            )
         ax.set_xscale("log", base=2)
         ax.set_xlabel("calibration samples n")
         ax.set_ylabel(label)
@@ -306,16 +331,25 @@ def plot_forest(pairs: Any, path: Path) -> Path | None:
         labels = []
         for yi, (_, row) in zip(y, rows.iterrows()):
             d, colour = row["difference (A-B)"], "#c44e52" if row["significant"] else "#555555"
-            ax.errorbar(d, yi, xerr=[[max(0.0, d - row["CI low"])], [max(0.0, row["CI high"] - d)]], fmt="o", color=colour,
-                        mfc=colour if row["significant"] else "white", capsize=3)
+            ax.errorbar(
+                d,
+                yi,
+                xerr=[[max(0.0, d - row["CI low"])], [max(0.0, row["CI high"] - d)]],
+                fmt="o",
+                color=colour,
+                mfc=colour if row["significant"] else "white",
+                capsize=3,
+            )
             labels.append(f"{row['method']} n={row['n']}: {short(row['source A'])} - {short(row['source B'])}")
         ax.set_yticks(y, labels, fontsize=8)
         ax.axvline(0, color="black", linestyle="--", linewidth=1)
         ax.set_xlabel("difference A - B in " + quantity(task))
         ax.set_title(short(task), fontsize=9)
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"{short(model)}: paired source differences\n95% bootstrap CI over items (filled red: Holm p < 0.05)",
-                 fontsize=10)
+    fig.suptitle(
+        f"{short(model)}: paired source differences\n95% bootstrap CI over items (filled red: Holm p < 0.05)",
+        fontsize=10,
+    )
     return save_figure(fig, path)
 
 
@@ -332,7 +366,8 @@ def plot_activation_vs_perplexity(frame: Any, path: Path) -> Path | None:
     task = sorted(ppl.task.unique())[0]
     keys = ["model", "method", "source", "set_index", "n", "seq_len"]
     joined = ppl[ppl.task == task][keys + ["value"]].merge(
-        act[keys + ["value"]].rename(columns={"value": "error"}), on=keys)
+        act[keys + ["value"]].rename(columns={"value": "error"}), on=keys
+    )
     if joined.empty:
         return None
     models = sorted(joined.model.unique())
@@ -342,8 +377,9 @@ def plot_activation_vs_perplexity(frame: Any, path: Path) -> Path | None:
         for method, rows in part.groupby("method", sort=True):
             ax.scatter(rows.error, rows.value, s=26, label=method, zorder=3)
             for _, row in rows.iterrows():
-                ax.annotate(short(row.source), (row.error, row.value), fontsize=6, xytext=(3, 2),
-                            textcoords="offset points")
+                ax.annotate(
+                    short(row.source), (row.error, row.value), fontsize=6, xytext=(3, 2), textcoords="offset points"
+                )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("static int8 activation error of the set (dense model)")

@@ -95,13 +95,17 @@ def _html_table(table: Table) -> str:
 
 def _image(plot: Path) -> str:
     data = base64.b64encode(plot.read_bytes()).decode()
-    return (f"<figure><img style='max-width:100%' alt='{html.escape(plot.stem)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{html.escape(plot.name)}</figcaption></figure>")
+    return (
+        f"<figure><img style='max-width:100%' alt='{html.escape(plot.stem)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption>{html.escape(plot.name)}</figcaption></figure>"
+    )
 
 
-STYLE = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;font-size:13px}"
-         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}"
-         ".note{background:#fff6d6;padding:6px}.legend{font-size:13px;color:#444}")
+STYLE = (
+    "body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;font-size:13px}"
+    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#eee}"
+    ".note{background:#fff6d6;padding:6px}.legend{font-size:13px;color:#444}"
+)
 
 
 @dataclass(frozen=True)
@@ -120,15 +124,30 @@ class Format:
 
 
 MARKDOWN = Format(
-    head=lambda title: f"# {title}\n\n", heading=lambda title: f"## {title}\n\n", paragraph=lambda text: f"{text}\n\n",
-    note=lambda text: f"> **Note.** {text}\n\n", table=lambda table: markdown_table(table) + "\n",
-    legend=lambda text: f"{text}\n\n", image=lambda plot: f"![{plot.stem}]({plot.name})\n\n", tail="", joiner="")
+    head=lambda title: f"# {title}\n\n",
+    heading=lambda title: f"## {title}\n\n",
+    paragraph=lambda text: f"{text}\n\n",
+    note=lambda text: f"> **Note.** {text}\n\n",
+    table=lambda table: markdown_table(table) + "\n",
+    legend=lambda text: f"{text}\n\n",
+    image=lambda plot: f"![{plot.stem}]({plot.name})\n\n",
+    tail="",
+    joiner="",
+)
 HTML = Format(
-    head=lambda title: (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                        f"\n<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"),
-    heading=lambda title: f"<h2>{html.escape(title)}</h2>", paragraph=lambda text: f"<p>{html.escape(text)}</p>",
-    note=lambda text: f"<p class='note'><b>Note.</b> {html.escape(text)}</p>", table=_html_table,
-    legend=lambda text: f"<p class='legend'>{html.escape(text)}</p>", image=_image, tail="</body></html>", joiner="\n")
+    head=lambda title: (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"\n<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+    ),
+    heading=lambda title: f"<h2>{html.escape(title)}</h2>",
+    paragraph=lambda text: f"<p>{html.escape(text)}</p>",
+    note=lambda text: f"<p class='note'><b>Note.</b> {html.escape(text)}</p>",
+    table=_html_table,
+    legend=lambda text: f"<p class='legend'>{html.escape(text)}</p>",
+    image=_image,
+    tail="</body></html>",
+    joiner="\n",
+)
 
 
 def render(form: Format, title: str, lead: list[str], notes: list[str], sections: list[Section]) -> str:

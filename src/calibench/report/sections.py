@@ -34,27 +34,39 @@ PERPLEXITY_HEADING = "Perplexity across sets"
 INCREASE_HEADING = "Perplexity increase over dense, per calibration source and held-out text (%)"
 SAMPLE_SIZE_HEADING = "Sample-size curves"
 NOISE_HEADING = "Noise floor: the largest change under harmless perturbations, against the spread across sets"
-DENSE_HEADING = ("Compressed against dense, item by item (compressed minus dense over shared items; paired bootstrap "
-                 "95% CI, McNemar or sign-flip p, Holm across each model x task)")
-PAIRED_HEADING = ("Paired differences between sources, item by item (source A minus source B over shared items; "
-                  "paired bootstrap 95% CI, McNemar or sign-flip p, Holm across the pairs of each model x method x task)")
+DENSE_HEADING = (
+    "Compressed against dense, item by item (compressed minus dense over shared items; paired bootstrap "
+    "95% CI, McNemar or sign-flip p, Holm across each model x task)"
+)
+PAIRED_HEADING = (
+    "Paired differences between sources, item by item (source A minus source B over shared items; "
+    "paired bootstrap 95% CI, McNemar or sign-flip p, Holm across the pairs of each model x method x task)"
+)
 SOURCE_CI_HEADING = "Source means with a hierarchical bootstrap 95% CI (sets, then items)"
 ACTIVATION_HEADING = "Activation statistics of each source's sets, on the dense model (act:outliers)"
 SPREAD_HEADING = "Perplexity spread across calibration sets, per model and method"
 
-SIGNIFICANCE_LEGEND = (f"Significance: a {MARK} after p (Holm) marks a Holm-adjusted p < {tables.ALPHA} within the "
-                       "table's family. Column test: McNemar's exact test where both sides are single cells' 0/1 "
-                       "accuracies, the sign-flip permutation test otherwise (window NLLs, accuracies averaged over "
-                       "sets). For perplexity the difference is in log-perplexity; ppl ratio is its exp.")
-PAIRED_INTRO = ("Sets of two sources are independent draws, but every cell is scored on the same items, so each "
-                "source's per-item score is averaged over its sets and the sources are compared on the per-item "
-                "differences. items needed: items a paired test would need for 80% power at the observed difference; "
-                "sets needed: sets per source the set-to-set variance alone calls for.")
-DENSE_INTRO = ("Each method x source against the model's uncompressed cell on the same items: where compressing "
-               "with this calibration data measurably changed the task, and by how much.")
-SOURCE_CI_INTRO = ("Each source's mean with a CI that counts both the set-to-set and the item-to-item variance: "
-                   "resample the sets, then the items (one item draw shared by every set, as they share items). "
-                   "The naive half-width from the std across sets alone misses the item noise.")
+SIGNIFICANCE_LEGEND = (
+    f"Significance: a {MARK} after p (Holm) marks a Holm-adjusted p < {tables.ALPHA} within the "
+    "table's family. Column test: McNemar's exact test where both sides are single cells' 0/1 "
+    "accuracies, the sign-flip permutation test otherwise (window NLLs, accuracies averaged over "
+    "sets). For perplexity the difference is in log-perplexity; ppl ratio is its exp."
+)
+PAIRED_INTRO = (
+    "Sets of two sources are independent draws, but every cell is scored on the same items, so each "
+    "source's per-item score is averaged over its sets and the sources are compared on the per-item "
+    "differences. items needed: items a paired test would need for 80% power at the observed difference; "
+    "sets needed: sets per source the set-to-set variance alone calls for."
+)
+DENSE_INTRO = (
+    "Each method x source against the model's uncompressed cell on the same items: where compressing "
+    "with this calibration data measurably changed the task, and by how much."
+)
+SOURCE_CI_INTRO = (
+    "Each source's mean with a CI that counts both the set-to-set and the item-to-item variance: "
+    "resample the sets, then the items (one item draw shared by every set, as they share items). "
+    "The naive half-width from the std across sets alone misses the item noise."
+)
 
 
 def _plots(out: Path | None, frame: Any, stem: str, draw: Callable[[Any, Path], Path | None]) -> list[Path]:
@@ -65,10 +77,18 @@ def accuracy_sections(directory: Path, frame: Any, out: Path | None) -> list[Sec
     acc = tables.accuracy_table(frame)
     if not len(acc):
         return []
-    return [Section(AVERAGE_HEADING, tables=[acc[acc.task == tables.AVERAGE].drop(columns=["task"])],
-                    plots=_plots(out, frame, "accuracy_by_source", plots.plot_average_by_source)),
-            Section(PER_TASK_HEADING, tables=[acc[acc.task != tables.AVERAGE]],
-                    plots=_plots(out, frame, "task_spread", plots.plot_task_spread))]
+    return [
+        Section(
+            AVERAGE_HEADING,
+            tables=[acc[acc.task == tables.AVERAGE].drop(columns=["task"])],
+            plots=_plots(out, frame, "accuracy_by_source", plots.plot_average_by_source),
+        ),
+        Section(
+            PER_TASK_HEADING,
+            tables=[acc[acc.task != tables.AVERAGE]],
+            plots=_plots(out, frame, "task_spread", plots.plot_task_spread),
+        ),
+    ]
 
 
 def gap_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
@@ -80,19 +100,38 @@ def perplexity_sections(directory: Path, frame: Any, out: Path | None) -> list[S
     ppl = tables.perplexity_table(frame)
     found = []
     if len(ppl):
-        found.append(Section(PERPLEXITY_HEADING, tables=[ppl],
-                             plots=_plots(out, frame, "perplexity_by_source", plots.plot_perplexity_by_source)))
+        found.append(
+            Section(
+                PERPLEXITY_HEADING,
+                tables=[ppl],
+                plots=_plots(out, frame, "perplexity_by_source", plots.plot_perplexity_by_source),
+            )
+        )
     increase = tables.perplexity_increase_table(frame)
     if len(increase) and increase.task.nunique() > 1:
-        found.append(Section(INCREASE_HEADING, tables=[increase],
-                             plots=_plots(out, increase, "perplexity_matrix", plots.plot_perplexity_matrix)))
+        found.append(
+            Section(
+                INCREASE_HEADING,
+                tables=[increase],
+                plots=_plots(out, increase, "perplexity_matrix", plots.plot_perplexity_matrix),
+            )
+        )
     return found
 
 
 def sample_size_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
     drawn = _plots(out, frame, "sample_size", plots.plot_sample_size)
-    return [Section(SAMPLE_SIZE_HEADING, intro="Mean ± std across sets against the number of calibration samples.",
-                    plots=drawn)] if drawn else []
+    return (
+        [
+            Section(
+                SAMPLE_SIZE_HEADING,
+                intro="Mean ± std across sets against the number of calibration samples.",
+                plots=drawn,
+            )
+        ]
+        if drawn
+        else []
+    )
 
 
 def noise_floor_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
@@ -141,16 +180,25 @@ def paired_sections(directory: Path, frame: Any, out: Path | None) -> list[Secti
         return []
     pairs, sources = tables.paired_tables(matrices)
     forest = _plots(out, pairs, "paired_differences", plots.plot_forest)
-    return [Section(PAIRED_HEADING, intro=PAIRED_INTRO, tables=[_marked(pairs)], plots=forest),
-            Section(SOURCE_CI_HEADING, intro=SOURCE_CI_INTRO, tables=[sources])]
+    return [
+        Section(PAIRED_HEADING, intro=PAIRED_INTRO, tables=[_marked(pairs)], plots=forest),
+        Section(SOURCE_CI_HEADING, intro=SOURCE_CI_INTRO, tables=[sources]),
+    ]
 
 
 def activation_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
     activations, spread = tables.activation_table(frame), tables.perplexity_spread_table(frame)
     found = []
     if len(activations):
-        drawn = [] if out is None else [p for p in (plots.plot_activation_vs_perplexity(
-            frame, Path(out) / "activation_vs_perplexity.png"),) if p is not None]  # a panel per model
+        drawn = (
+            []
+            if out is None
+            else [
+                p
+                for p in (plots.plot_activation_vs_perplexity(frame, Path(out) / "activation_vs_perplexity.png"),)
+                if p is not None
+            ]
+        )  # a panel per model
         found.append(Section(ACTIVATION_HEADING, tables=[activations], plots=drawn))
     if len(spread) and (frame.model.nunique() > 1 or len(activations)):
         found.append(Section(SPREAD_HEADING, tables=[spread]))

@@ -76,8 +76,9 @@ def _chunks(total: int, width: int) -> list[int]:
     return [min(rows, total - start) for start in range(0, total, rows)]
 
 
-def paired_bootstrap_ci(a: Any, b: Any | None = None, *, level: float = 0.95, n_boot: int = BOOTSTRAPS,
-                        seed: int = SEED) -> Interval:
+def paired_bootstrap_ci(
+    a: Any, b: Any | None = None, *, level: float = 0.95, n_boot: int = BOOTSTRAPS, seed: int = SEED
+) -> Interval:
     """Percentile bootstrap CI of ``mean(a - b)`` over items (``b=None``: ``a`` already holds the differences).
 
     Items, not conditions, are resampled: each replicate draws ``n`` items
@@ -97,8 +98,9 @@ def paired_bootstrap_ci(a: Any, b: Any | None = None, *, level: float = 0.95, n_
     return Interval(float(d.mean()), float(low), float(high), stderr)
 
 
-def sign_flip_pvalue(a: Any, b: Any | None = None, *, n_perm: int = PERMUTATIONS, seed: int = SEED,
-                     exact_max: int = EXACT_MAX_ITEMS) -> float:
+def sign_flip_pvalue(
+    a: Any, b: Any | None = None, *, n_perm: int = PERMUTATIONS, seed: int = SEED, exact_max: int = EXACT_MAX_ITEMS
+) -> float:
     """Two-sided paired permutation p-value for ``mean(a - b) = 0`` by flipping the sign of differences.
 
     Under the null of exchangeable conditions each item's two scores could
@@ -116,7 +118,7 @@ def sign_flip_pvalue(a: Any, b: Any | None = None, *, n_perm: int = PERMUTATIONS
     observed = abs(d.mean())
     tolerance = 1e-10 * (np.abs(d).mean() + 1e-300)  # float-order ties count as ties
     if n <= exact_max:
-        patterns = np.arange(2 ** n)[:, None] >> np.arange(n)[None, :] & 1
+        patterns = np.arange(2**n)[:, None] >> np.arange(n)[None, :] & 1
         stats = np.abs((1 - 2 * patterns) @ d) / n
         return float(np.mean(stats >= observed - tolerance))
     rng = np.random.default_rng(seed)
@@ -153,7 +155,7 @@ def mcnemar_exact(a_only: int, b_only: int, *, mid_p: bool = False) -> float:
         term = term * (m - i) // (i + 1)
         tail += term
     numerator = 2 * tail - term if mid_p else 2 * tail
-    return min(1.0, numerator / 2 ** m)
+    return min(1.0, numerator / 2**m)
 
 
 def is_binary(values: Any) -> bool:
@@ -234,8 +236,9 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
     return out
 
 
-def hierarchical_bootstrap_ci(scores: Any, *, shared_items: bool = True, level: float = 0.95,
-                              n_boot: int = BOOTSTRAPS, seed: int = SEED) -> Interval:
+def hierarchical_bootstrap_ci(
+    scores: Any, *, shared_items: bool = True, level: float = 0.95, n_boot: int = BOOTSTRAPS, seed: int = SEED
+) -> Interval:
     """CI of a source's mean score across its sets and items: a two-stage (sets, then items) bootstrap.
 
     ``scores`` holds one row of item scores per calibration set.  Each
@@ -318,8 +321,9 @@ def items_needed(difference: float, paired_std: float, *, alpha: float = 0.05, p
     return max(1, math.ceil((_z(alpha, power) * paired_std / difference) ** 2))
 
 
-def sets_needed(difference: float, set_std_a: float, set_std_b: float, *, alpha: float = 0.05,
-                power: float = 0.8) -> int | float:
+def sets_needed(
+    difference: float, set_std_a: float, set_std_b: float, *, alpha: float = 0.05, power: float = 0.8
+) -> int | float:
     """Sets per source needed to resolve ``difference`` from the set-to-set variance alone.
 
     Sets of two sources are independent draws, not pairs, so this is the
@@ -332,4 +336,4 @@ def sets_needed(difference: float, set_std_a: float, set_std_b: float, *, alpha:
         return math.nan
     if difference == 0:
         return math.inf
-    return max(2, math.ceil(_z(alpha, power) ** 2 * (set_std_a ** 2 + set_std_b ** 2) / difference ** 2))
+    return max(2, math.ceil(_z(alpha, power) ** 2 * (set_std_a**2 + set_std_b**2) / difference**2))

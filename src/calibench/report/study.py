@@ -52,11 +52,20 @@ def write_report(directory: str | Path) -> Report:
     spec = meta.get("spec", {})
     title = f"calibench study: {spec.get('name', directory.name)}"
     reruns = everything.key.nunique() - frame.key.nunique()
-    lead = [f"Cells: {frame.key.nunique()} finished" + (f", {len(failures)} failed" if failures else "")
-            + (f", plus {reruns} noise-floor rerun(s)" if reruns else "") + "."]
+    lead = [
+        f"Cells: {frame.key.nunique()} finished"
+        + (f", {len(failures)} failed" if failures else "")
+        + (f", plus {reruns} noise-floor rerun(s)" if reruns else "")
+        + "."
+    ]
     md_path, html_path = out / "report.md", out / "report.html"
     atomic_write_bytes(md_path, render_markdown(title, lead, notes, sections).encode("utf-8"))
     atomic_write_bytes(html_path, render_html(title, lead, notes, sections).encode("utf-8"))
     atomic_write_bytes(out / "spec.json", json.dumps(spec, indent=2, sort_keys=True).encode("utf-8"))
-    return Report(md_path, html_path, out / "results.csv", out / "results.parquet",
-                  [p for section in sections for p in section.plots])
+    return Report(
+        md_path,
+        html_path,
+        out / "results.csv",
+        out / "results.parquet",
+        [p for section in sections for p in section.plots],
+    )

@@ -63,8 +63,9 @@ def spread_table(frame: Any, keys: list[str] = SPREAD_KEYS) -> Any:
     """One row per group of ``keys``: :func:`spread` of its values across sets."""
     import pandas as pd
 
-    return pd.DataFrame([{**dict(zip(keys, group)), **spread(part["value"])}
-                         for group, part in frame.groupby(keys, sort=True)])
+    return pd.DataFrame(
+        [{**dict(zip(keys, group)), **spread(part["value"])} for group, part in frame.groupby(keys, sort=True)]
+    )
 
 
 def accuracy_frame(frame: Any) -> Any:
@@ -82,7 +83,9 @@ def accuracy_table(frame: Any) -> Any:
     acc = accuracy_frame(frame)
     if acc.empty:
         return pd.DataFrame()
-    per_cell_avg = acc.groupby(["key", "model", "method", "source", "n", "seq_len", "set_index"], as_index=False)["value"].mean()
+    per_cell_avg = acc.groupby(["key", "model", "method", "source", "n", "seq_len", "set_index"], as_index=False)[
+        "value"
+    ].mean()
     per_cell_avg["task"] = AVERAGE
     return spread_table(pd.concat([acc[per_cell_avg.columns], per_cell_avg], ignore_index=True))
 
@@ -101,11 +104,17 @@ def gap_table(acc: Any) -> Any:
     out = []
     for group, part in avg.groupby(["model", "method", "n", "seq_len"], sort=True):
         best, worst = part.loc[part["mean"].idxmax()], part.loc[part["mean"].idxmin()]
-        out.append({
-            **dict(zip(["model", "method", "n", "seq_len"], group)),
-            "best source": best.source, "best mean": best["mean"], "worst source": worst.source,
-            "worst mean": worst["mean"], "gap": best["mean"] - worst["mean"], "mean std across sets": part["std"].mean(),
-        })
+        out.append(
+            {
+                **dict(zip(["model", "method", "n", "seq_len"], group)),
+                "best source": best.source,
+                "best mean": best["mean"],
+                "worst source": worst.source,
+                "worst mean": worst["mean"],
+                "gap": best["mean"] - worst["mean"],
+                "mean std across sets": part["std"].mean(),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -167,9 +176,18 @@ def perplexity_increase_table(frame: Any) -> Any:
         if (model, task) not in dense.index:
             continue
         increase = 100.0 * (part["value"].to_numpy() / dense[(model, task)] - 1.0)
-        rows.append({"model": model, "method": method, "source": source, "task": task, "dense": dense[(model, task)],
-                     "increase % mean": float(increase.mean()), "increase % std": float(increase.std(ddof=1))
-                     if len(increase) > 1 else float("nan"), "sets": len(increase)})
+        rows.append(
+            {
+                "model": model,
+                "method": method,
+                "source": source,
+                "task": task,
+                "dense": dense[(model, task)],
+                "increase % mean": float(increase.mean()),
+                "increase % std": float(increase.std(ddof=1)) if len(increase) > 1 else float("nan"),
+                "sets": len(increase),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -188,9 +206,18 @@ def activation_table(frame: Any) -> Any:
     rows = []
     for (model, source, metric), part in per_set.groupby(["model", "source", "metric"], sort=True):
         values = part.value.to_numpy(dtype=float)
-        rows.append({"model": model, "source": source, "metric": metric, "sets": len(values),
-                     "mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
-                     "min": float(values.min()), "max": float(values.max())})
+        rows.append(
+            {
+                "model": model,
+                "source": source,
+                "metric": metric,
+                "sets": len(values),
+                "mean": float(values.mean()),
+                "std": float(values.std(ddof=1)) if len(values) > 1 else float("nan"),
+                "min": float(values.min()),
+                "max": float(values.max()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -209,10 +236,21 @@ def perplexity_spread_table(frame: Any) -> Any:
         values = part.value.to_numpy(dtype=float)
         base = dense.get((model, task), float("nan"))
         best, worst = part.loc[part.value.idxmin()], part.loc[part.value.idxmax()]
-        rows.append({"model": model, "method": method, "task": task, "dense": base, "sets": len(values),
-                     "min": float(values.min()), "max": float(values.max()), "range": float(np.ptp(values)),
-                     "range % of dense": 100.0 * float(np.ptp(values)) / base if base == base else float("nan"),
-                     "best source": best.source, "worst source": worst.source})
+        rows.append(
+            {
+                "model": model,
+                "method": method,
+                "task": task,
+                "dense": base,
+                "sets": len(values),
+                "min": float(values.min()),
+                "max": float(values.max()),
+                "range": float(np.ptp(values)),
+                "range % of dense": 100.0 * float(np.ptp(values)) / base if base == base else float("nan"),
+                "best source": best.source,
+                "worst source": worst.source,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -251,7 +289,9 @@ def _shared(cells: list[dict[str, float]]) -> list[str]:
 
 
 def _compressed_cells(frame: Any) -> Any:
-    return frame[(frame.method != "dense") & (frame.source != "-")][[*GROUP, "source", "set_index", "key"]].drop_duplicates()
+    return frame[(frame.method != "dense") & (frame.source != "-")][
+        [*GROUP, "source", "set_index", "key"]
+    ].drop_duplicates()
 
 
 def _source_cells(part: Any, samples: Samples, task: str) -> dict[str, list[dict[str, float]]]:
@@ -298,12 +338,16 @@ def _compare(a: np.ndarray, b: np.ndarray, task: str, names: tuple[str, str]) ->
     first, second = names
     result = stats.compare_paired(a, b)
     d = a - b
-    return {f"difference ({first}-{second})": result.estimate, "CI low": result.low, "CI high": result.high,
-            f"ppl ratio ({first}/{second})": math.exp(result.estimate) if task.startswith(PPL_PREFIX) else math.nan,
-            "test": result.test,
-            f"discordant ({first}/{second})": "-" if result.a_only is None else f"{result.a_only}/{result.b_only}",
-            "p": result.p,
-            "items needed": stats.items_needed(result.estimate, float(d.std(ddof=1)) if d.size > 1 else math.nan)}
+    return {
+        f"difference ({first}-{second})": result.estimate,
+        "CI low": result.low,
+        "CI high": result.high,
+        f"ppl ratio ({first}/{second})": math.exp(result.estimate) if task.startswith(PPL_PREFIX) else math.nan,
+        "test": result.test,
+        f"discordant ({first}/{second})": "-" if result.a_only is None else f"{result.a_only}/{result.b_only}",
+        "p": result.p,
+        "items needed": stats.items_needed(result.estimate, float(d.std(ddof=1)) if d.size > 1 else math.nan),
+    }
 
 
 def _holm_within(rows: list[dict[str, Any]], family: list[str]) -> None:
@@ -321,12 +365,52 @@ def _set_std(matrix: np.ndarray) -> float:
     return float(matrix.mean(axis=1).std(ddof=1)) if len(matrix) > 1 else math.nan
 
 
-PAIR_COLUMNS = [*GROUP, "quantity", "source A", "source B", "sets A", "sets B", "items", "mean A", "mean B",
-                "difference (A-B)", "CI low", "CI high", "ppl ratio (A/B)", "test", "discordant (A/B)", "p", "p (Holm)",
-                "significant", "better", "items needed", "sets needed"]
-DENSE_COLUMNS = ["model", "method", "n", "seq_len", "task", "quantity", "source", "sets", "items", "dense", "compressed",
-                 "difference (compressed-dense)", "CI low", "CI high", "ppl ratio (compressed/dense)", "test",
-                 "discordant (compressed/dense)", "p", "p (Holm)", "significant", "items needed"]
+PAIR_COLUMNS = [
+    *GROUP,
+    "quantity",
+    "source A",
+    "source B",
+    "sets A",
+    "sets B",
+    "items",
+    "mean A",
+    "mean B",
+    "difference (A-B)",
+    "CI low",
+    "CI high",
+    "ppl ratio (A/B)",
+    "test",
+    "discordant (A/B)",
+    "p",
+    "p (Holm)",
+    "significant",
+    "better",
+    "items needed",
+    "sets needed",
+]
+DENSE_COLUMNS = [
+    "model",
+    "method",
+    "n",
+    "seq_len",
+    "task",
+    "quantity",
+    "source",
+    "sets",
+    "items",
+    "dense",
+    "compressed",
+    "difference (compressed-dense)",
+    "CI low",
+    "CI high",
+    "ppl ratio (compressed/dense)",
+    "test",
+    "discordant (compressed/dense)",
+    "p",
+    "p (Holm)",
+    "significant",
+    "items needed",
+]
 
 
 def paired_tables(matrices: dict[tuple[Any, ...], dict[str, np.ndarray]]) -> tuple[Any, Any]:
@@ -347,14 +431,32 @@ def paired_tables(matrices: dict[tuple[Any, ...], dict[str, np.ndarray]]) -> tup
             sets, items = matrix.shape
             std = _set_std(matrix)
             ci = stats.hierarchical_bootstrap_ci(matrix, shared_items=True)
-            source_rows.append({**base, "source": source, "sets": sets, "items": items, "mean": ci.estimate,
-                                "std across sets": std, "CI low": ci.low, "CI high": ci.high,
-                                "naive half-width (1.96 std/sqrt(sets))": 1.96 * std / math.sqrt(sets)})
+            source_rows.append(
+                {
+                    **base,
+                    "source": source,
+                    "sets": sets,
+                    "items": items,
+                    "mean": ci.estimate,
+                    "std across sets": std,
+                    "CI low": ci.low,
+                    "CI high": ci.high,
+                    "naive half-width (1.96 std/sqrt(sets))": 1.96 * std / math.sqrt(sets),
+                }
+            )
         for a, b in itertools.combinations(sorted(sources), 2):
             per_item_a, per_item_b = sources[a].mean(axis=0), sources[b].mean(axis=0)
-            row = {**base, "source A": a, "source B": b, "sets A": len(sources[a]), "sets B": len(sources[b]),
-                   "items": per_item_a.size, "mean A": float(per_item_a.mean()), "mean B": float(per_item_b.mean()),
-                   **_compare(per_item_a, per_item_b, task, ("A", "B"))}
+            row = {
+                **base,
+                "source A": a,
+                "source B": b,
+                "sets A": len(sources[a]),
+                "sets B": len(sources[b]),
+                "items": per_item_a.size,
+                "mean A": float(per_item_a.mean()),
+                "mean B": float(per_item_b.mean()),
+                **_compare(per_item_a, per_item_b, task, ("A", "B")),
+            }
             difference = row["difference (A-B)"]
             better = a if (difference < 0) == task.startswith(PPL_PREFIX) else b
             row["better"] = better if difference != 0 else "-"
@@ -379,8 +481,17 @@ def dense_table(matrices: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]]) 
     for (*group, source), (dense, matrix) in matrices.items():
         task = group[-1]
         compressed = matrix.mean(axis=0)
-        rows.append({**dict(zip(GROUP, group)), "quantity": quantity(task), "source": source, "sets": len(matrix),
-                     "items": dense.size, "dense": float(dense.mean()), "compressed": float(compressed.mean()),
-                     **_compare(compressed, dense, task, ("compressed", "dense"))})
+        rows.append(
+            {
+                **dict(zip(GROUP, group)),
+                "quantity": quantity(task),
+                "source": source,
+                "sets": len(matrix),
+                "items": dense.size,
+                "dense": float(dense.mean()),
+                "compressed": float(compressed.mean()),
+                **_compare(compressed, dense, task, ("compressed", "dense")),
+            }
+        )
     _holm_within(rows, DENSE_FAMILY)
     return pd.DataFrame(rows, columns=DENSE_COLUMNS)

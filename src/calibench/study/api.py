@@ -32,12 +32,28 @@ class StudyRun:
 
 def _progress(total: int, completed: int, enabled: bool) -> Any:
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
-        SpinnerColumn(), TextColumn("cells"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.description}"),
-        console=Console(stderr=True), disable=not enabled, transient=False,
+        SpinnerColumn(),
+        TextColumn("cells"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=False,
     )
 
 
@@ -54,8 +70,14 @@ def check_study_output(out: str | Path) -> None:
     check_writable_location(out / DB_NAME)
 
 
-def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "local",
-              address: str | None = None, progress: bool = True, jobs: int = 1) -> StudyRun:
+def run_study(
+    spec: str | Path | StudySpec,
+    out: str | Path,
+    executor: str = "local",
+    address: str | None = None,
+    progress: bool = True,
+    jobs: int = 1,
+) -> StudyRun:
     """Run (or resume) a study into ``out``; safe to kill and rerun at any moment.
 
     ``jobs`` > 1 runs local cells in that many worker processes (cores shared
@@ -113,13 +135,20 @@ def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "lo
                 counts["failed"] += 1
                 bar.console.print(f"[red]failed[/] {cell.describe()}: {outcome['error']}", highlight=False)
             else:
-                store.record_success(cell, outcome["rows"], calib.set_id if calib else None,
-                                     outcome["record"], outcome["seconds"], outcome.get("samples"))
+                store.record_success(
+                    cell,
+                    outcome["rows"],
+                    calib.set_id if calib else None,
+                    outcome["record"],
+                    outcome["seconds"],
+                    outcome.get("samples"),
+                )
                 tracking.log_cell(cell, calib.set_id if calib else None, outcome["rows"], outcome["seconds"])
                 counts["done"] += 1
                 finished_cells = bar.tasks[0].completed + 1
-                bar.console.print(f"[{finished_cells:.0f}/{len(cells)}] {cell.describe()}: {outcome['seconds']:.0f}s",
-                                  highlight=False)
+                bar.console.print(
+                    f"[{finished_cells:.0f}/{len(cells)}] {cell.describe()}: {outcome['seconds']:.0f}s", highlight=False
+                )
             bar.advance(task)
 
         try:
@@ -133,5 +162,11 @@ def run_study(spec: str | Path | StudySpec, out: str | Path, executor: str = "lo
             inner_progress.set_enabled(previous_inner)
             tracking.close()
             store.close()
-    return StudyRun(Path(out), len(cells), len(cells) - len(pending), counts["done"], counts["failed"],
-                    time.perf_counter() - started)
+    return StudyRun(
+        Path(out),
+        len(cells),
+        len(cells) - len(pending),
+        counts["done"],
+        counts["failed"],
+        time.perf_counter() - started,
+    )

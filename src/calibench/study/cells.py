@@ -60,8 +60,13 @@ class Cell(BaseModel):
     def set_recipe(self) -> dict[str, Any]:
         """What determines the calibration sets this cell draws from (shared across methods)."""
         recipe = {
-            "model": self.model, "source": self.source, "source_params": self.source_params,
-            "num_sets": self.num_sets, "n": self.n, "seq_len": self.seq_len, "seed": self.seed,
+            "model": self.model,
+            "source": self.source,
+            "source_params": self.source_params,
+            "num_sets": self.num_sets,
+            "n": self.n,
+            "seq_len": self.seq_len,
+            "seed": self.seed,
         }
         return {**recipe, "builder": self.builder} if self.builder else recipe
 
@@ -78,20 +83,47 @@ def expand(spec: StudySpec) -> list[Cell]:
     runtime = {"dtype": spec.dtype, "device": spec.device, "offload": spec.offload}
     cells: list[Cell] = []
     for model in spec.models:
-        cells.append(Cell(model=model, method=DENSE, method_name="", params={}, source="", source_params={},
-                          num_sets=0, set_index=0, n=0, seq_len=0, seed=spec.seed, eval=evaluation, **runtime))
+        cells.append(
+            Cell(
+                model=model,
+                method=DENSE,
+                method_name="",
+                params={},
+                source="",
+                source_params={},
+                num_sets=0,
+                set_index=0,
+                n=0,
+                seq_len=0,
+                seed=spec.seed,
+                eval=evaluation,
+                **runtime,
+            )
+        )
     for model in spec.models:
         for method in spec.methods:
             for source in spec.sources:
                 for n in spec.n:
                     for seq_len in spec.seq_len:
                         for index in range(source.sets):
-                            cells.append(Cell(
-                                model=model, method=method.display, method_name=method.name, params=method.params,
-                                source=source.display, source_params=source.params, num_sets=source.sets,
-                                builder=source.name if source.label else "",
-                                set_index=index, n=n, seq_len=seq_len, seed=spec.seed, eval=evaluation, **runtime,
-                            ))
+                            cells.append(
+                                Cell(
+                                    model=model,
+                                    method=method.display,
+                                    method_name=method.name,
+                                    params=method.params,
+                                    source=source.display,
+                                    source_params=source.params,
+                                    num_sets=source.sets,
+                                    builder=source.name if source.label else "",
+                                    set_index=index,
+                                    n=n,
+                                    seq_len=seq_len,
+                                    seed=spec.seed,
+                                    eval=evaluation,
+                                    **runtime,
+                                )
+                            )
     return cells + noise_floor_cells(spec, cells)
 
 

@@ -54,7 +54,9 @@ def _safe_run(cell: Cell, calib: CalibrationSet | None, step: Step | None = None
         return {"error": _one_line(exc), "traceback": detail, "seconds": time.perf_counter() - started}
 
 
-def _with_sets(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step) -> Iterator[tuple[Cell, CalibrationSet | None]]:
+def _with_sets(
+    cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step
+) -> Iterator[tuple[Cell, CalibrationSet | None]]:
     """Each cell with its calibration set; a set that cannot be had fails its cell right here."""
     for cell in cells:
         step(f"calibration set for {cell.describe()}")
@@ -157,8 +159,12 @@ def run_processes(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: S
         if running:
             step(f"running {'; '.join(running)}" + (f" (+{queued} queued)" if queued else ""))
 
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_init_worker, initargs=(threads, os.getpid()))
+    pool = ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(threads, os.getpid()),
+    )
     in_flight: dict[Future, Cell] = {}
     try:
         for cell, calib in _with_sets(cells, sets, done_locked, step):
@@ -191,7 +197,9 @@ def ray_shares(resources: dict[str, float], device: str) -> dict[str, float]:
     if device != "cpu" and gpus >= 1:
         return {"num_gpus": 1, "num_cpus": max(1, cpus // gpus)}
     if device.startswith("cuda"):
-        raise CalibenchError(f"the spec asks for device {device} but the Ray cluster has no GPU: use device: cpu (or auto)")
+        raise CalibenchError(
+            f"the spec asks for device {device} but the Ray cluster has no GPU: use device: cpu (or auto)"
+        )
     return {"num_gpus": 0, "num_cpus": 1}
 
 
@@ -217,8 +225,13 @@ def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, a
         from calibench import numerics
 
         env = {numerics.ENV: "1", **numerics.PINNED} if numerics.pinned() else {}  # Ray workers get the same kernels
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
-                 runtime_env={"env_vars": env} if env else None)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            ignore_reinit_error=True,
+            runtime_env={"env_vars": env} if env else None,
+        )
     try:
         from calibench import numerics
 

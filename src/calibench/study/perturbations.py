@@ -57,10 +57,20 @@ def register(perturbation: Perturbation) -> Perturbation:
     return perturbation
 
 
-register(Perturbation("threads", "torch thread count changed (1 <-> more): reduction order of every matmul",
-                      context=_other_thread_count))
-register(Perturbation("eval_batch", "evaluation batch size changed (batch 1, or 4 where the study uses 1)",
-                      eval_overrides=_other_eval_batch))
+register(
+    Perturbation(
+        "threads",
+        "torch thread count changed (1 <-> more): reduction order of every matmul",
+        context=_other_thread_count,
+    )
+)
+register(
+    Perturbation(
+        "eval_batch",
+        "evaluation batch size changed (batch 1, or 4 where the study uses 1)",
+        eval_overrides=_other_eval_batch,
+    )
+)
 
 
 def get(name: str) -> Perturbation:

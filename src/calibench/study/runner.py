@@ -107,15 +107,16 @@ def run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], Non
         return _run_cell(cell, calib, step, perturbation.eval_overrides(cell.eval) if perturbation else {})
 
 
-def _run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], None],
-              eval_overrides: dict[str, Any]) -> dict[str, Any]:
+def _run_cell(
+    cell: Cell, calib: CalibrationSet | None, step: Callable[[str], None], eval_overrides: dict[str, Any]
+) -> dict[str, Any]:
     import torch
 
     from calibench.compress import compress
     from calibench.compress.fold import fold_weight_quantization
     from calibench.evaluation import evaluate
-    from calibench.models import dtype_name, resolve_device
     from calibench.inspect.study_task import activation_rows, split_activation_tasks
+    from calibench.models import dtype_name, resolve_device
     from calibench.placement import model_device, onload_to, place_for_eval
 
     started = time.perf_counter()
@@ -124,13 +125,21 @@ def _run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], No
     device = resolve_device(cell.device)
     model = fresh_model(cell)
     # thread counts, kernels, dtype and device change float results, so they belong with the numbers
-    record: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "eval_batch_size": ev.get("batch_size", 8),
-                              "perturbation": cell.perturbation, "numerics": numerics.describe(),
-                              "dtype": dtype_name(model.dtype), "device": str(device), "offload": cell.offload}
+    record: dict[str, Any] = {
+        "torch_threads": torch.get_num_threads(),
+        "eval_batch_size": ev.get("batch_size", 8),
+        "perturbation": cell.perturbation,
+        "numerics": numerics.describe(),
+        "dtype": dtype_name(model.dtype),
+        "device": str(device),
+        "offload": cell.offload,
+    }
     activation_tasks, eval_tasks = split_activation_tasks(ev["tasks"])
     if activation_tasks and calib is not None:
         step(f"activation statistics {cell.describe()}")
-    activation = activation_rows(activation_tasks, eval_tasks, model, calib, tokenizer, cell.model)  # as the dense model sees the set
+    activation = activation_rows(
+        activation_tasks, eval_tasks, model, calib, tokenizer, cell.model
+    )  # as the dense model sees the set
     if not cell.is_dense:
         step(f"compressing {cell.describe()}")
         failpoints.reach("cell.compress")
@@ -143,12 +152,21 @@ def _run_cell(cell: Cell, calib: CalibrationSet | None, step: Callable[[str], No
     record["eval_device"] = str(model_device(model))
     step(f"evaluating {cell.describe()}")
     failpoints.reach("cell.evaluate")
+
     def run_eval(target: Any) -> Any:
         return evaluate(
-            target, eval_tasks, tokenizer=tokenizer, limit=ev.get("limit"), offline=ev.get("offline"),
-            batch_size=ev.get("batch_size", 8), seq_len=ev.get("ppl_seq_len"), max_windows=ev.get("ppl_max_windows"),
-            num_fewshot=ev.get("num_fewshot", 0), apply_chat_template=ev.get("apply_chat_template", False),
-            fewshot_as_multiturn=ev.get("fewshot_as_multiturn"), log_samples=True,  # per-item results, for pairing
+            target,
+            eval_tasks,
+            tokenizer=tokenizer,
+            limit=ev.get("limit"),
+            offline=ev.get("offline"),
+            batch_size=ev.get("batch_size", 8),
+            seq_len=ev.get("ppl_seq_len"),
+            max_windows=ev.get("ppl_max_windows"),
+            num_fewshot=ev.get("num_fewshot", 0),
+            apply_chat_template=ev.get("apply_chat_template", False),
+            fewshot_as_multiturn=ev.get("fewshot_as_multiturn"),
+            log_samples=True,  # per-item results, for pairing
         )
 
     evaluation = run_eval(model)

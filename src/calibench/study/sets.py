@@ -41,8 +41,17 @@ def _build(cell: Cell, tokenizer: Any, model_loader: Any) -> list[CalibrationSet
     builder, _ = resolve(cell.build_name)
     runs_model = builder.needs_model or builder.name == "mix"
     model = model_loader(cell.model) if runs_model else cell.model
-    return build_sets(cell.build_name, model=model, tokenizer=tokenizer, max_seq_len=model_max_length(cell.model),
-                      n=cell.n, seq_len=cell.seq_len, seed=cell.seed, sets=cell.num_sets, **cell.source_params)
+    return build_sets(
+        cell.build_name,
+        model=model,
+        tokenizer=tokenizer,
+        max_seq_len=model_max_length(cell.model),
+        n=cell.n,
+        seq_len=cell.seq_len,
+        seed=cell.seed,
+        sets=cell.num_sets,
+        **cell.source_params,
+    )
 
 
 def sets_for(cell: Cell, store: Store, tokenizer: Any, model_loader: Any) -> list[CalibrationSet]:
@@ -77,8 +86,9 @@ def verify_cached_sets(store: Store) -> None:
                 if cached.set_id != set_id:  # a valid set, but not the one the store recorded here
                     raise CorruptArtifactError(f"calibration set {root / set_id} holds set {cached.set_id}")
             except CalibenchError as exc:
-                raise CorruptArtifactError(f"{exc} (a cached set of study {store.directory}: remove "
-                                           f"{root / set_id} and rerun to rebuild it)") from None
+                raise CorruptArtifactError(
+                    f"{exc} (a cached set of study {store.directory}: remove {root / set_id} and rerun to rebuild it)"
+                ) from None
 
 
 def set_path(store_dir: Path, set_id: str) -> Path:

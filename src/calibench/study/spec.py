@@ -18,7 +18,6 @@ from calibench.errors import CalibenchError
 from calibench.tracking.base import TrackingSpec
 
 
-
 def _check(call: Any, *args: Any, **kwargs: Any) -> None:
     """Run a registry check inside a validator: its CalibenchError becomes a located ValueError."""
     try:
@@ -42,7 +41,7 @@ class MethodEntry(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _valid_params(self) -> "MethodEntry":
+    def _valid_params(self) -> MethodEntry:
         from calibench.compress.methods import make_params, resolve
 
         _check(lambda: make_params(resolve(self.name), **self.params))
@@ -92,7 +91,7 @@ class SourceEntry(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _valid_params(self) -> "SourceEntry":
+    def _valid_params(self) -> SourceEntry:
         from calibench.data.builders import make_params
 
         grid = {"n", "seq_len", "seed", "sets"} & set(self.params)
@@ -123,8 +122,12 @@ class EvalSpec(BaseModel):
         """Cells hash this dump: options at their defaults are left out, so studies keyed before they existed resume."""
         data = handler(self)
         if isinstance(data, dict):
-            for name, default in (("num_fewshot", 0), ("apply_chat_template", False), ("fewshot_as_multiturn", None),
-                                  ("vocab", None)):
+            for name, default in (
+                ("num_fewshot", 0),
+                ("apply_chat_template", False),
+                ("fewshot_as_multiturn", None),
+                ("vocab", None),
+            ):
                 if name in data and data[name] == default and type(data[name]) is type(default):
                     del data[name]
         return data
@@ -249,7 +252,7 @@ class StudySpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _unique_sources(self) -> "StudySpec":
+    def _unique_sources(self) -> StudySpec:
         shown = [s.display for s in self.sources]
         duplicates = sorted({label for label in shown if shown.count(label) > 1})
         if duplicates:
@@ -257,7 +260,7 @@ class StudySpec(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _unique_labels(self) -> "StudySpec":
+    def _unique_labels(self) -> StudySpec:
         labels = [m.display for m in self.methods]
         duplicates = sorted({label for label in labels if labels.count(label) > 1})
         if duplicates:
@@ -307,7 +310,9 @@ def load_spec(path: str | Path) -> StudySpec:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise CalibenchError(f"{path}:{line}: not valid YAML ({problem})") from None
     if not isinstance(data, dict):
-        raise CalibenchError(f"{path}:1: spec: a study spec is a mapping with models, methods, sources, n, seq_len, eval")
+        raise CalibenchError(
+            f"{path}:1: spec: a study spec is a mapping with models, methods, sources, n, seq_len, eval"
+        )
     try:
         return StudySpec.model_validate(data)
     except ValidationError as exc:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from calibench import failpoints
-
 from calibench.study.cells import Cell
 
 DB_NAME = "study.sqlite"
@@ -74,8 +73,7 @@ class Store:
         self.directory.mkdir(parents=True, exist_ok=True)
         # check_same_thread off: the process-pool executor stores results from its
         # completion thread; every write is serialised by the executor's lock
-        self.conn = sqlite3.connect(self.directory / DB_NAME, isolation_level=None, timeout=60,
-                                    check_same_thread=False)
+        self.conn = sqlite3.connect(self.directory / DB_NAME, isolation_level=None, timeout=60, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.executescript(SCHEMA)
@@ -87,9 +85,15 @@ class Store:
     def done_keys(self) -> set[str]:
         return {row[0] for row in self.conn.execute("SELECT key FROM cells WHERE status = 'done'")}
 
-    def record_success(self, cell: Cell, rows: list[dict[str, Any]], set_id: str | None,
-                       record: dict[str, Any], seconds: float,
-                       samples: dict[str, list[dict[str, Any]]] | None = None) -> None:
+    def record_success(
+        self,
+        cell: Cell,
+        rows: list[dict[str, Any]],
+        set_id: str | None,
+        record: dict[str, Any],
+        seconds: float,
+        samples: dict[str, list[dict[str, Any]]] | None = None,
+    ) -> None:
         """The cell, all its numbers and its per-item results, atomically (replacing an earlier failure)."""
         with self._transaction() as cur:
             cur.execute("DELETE FROM results WHERE key = ?", (cell.key,))
@@ -101,11 +105,19 @@ class Store:
             failpoints.reach("store.write")  # the cell row is in, its results not yet: the transaction must not commit
             cur.executemany(
                 "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(cell.key, r["task"], r["metric"], r["value"], r.get("stderr"), r.get("n"), r.get("limit")) for r in rows],
+                [
+                    (cell.key, r["task"], r["metric"], r["value"], r.get("stderr"), r.get("n"), r.get("limit"))
+                    for r in rows
+                ],
             )
-            cur.executemany("INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)",
-                            [(cell.key, task, item_id(item, i), json.dumps(item, default=str))
-                             for task, items in (samples or {}).items() for i, item in enumerate(items)])
+            cur.executemany(
+                "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)",
+                [
+                    (cell.key, task, item_id(item, i), json.dumps(item, default=str))
+                    for task, items in (samples or {}).items()
+                    for i, item in enumerate(items)
+                ],
+            )
 
     def record_failure(self, cell: Cell, error: str, seconds: float) -> None:
         with self._transaction() as cur:
@@ -140,8 +152,19 @@ class Store:
                    FROM results r JOIN cells c ON c.key = r.key WHERE c.status = 'done'"""
         out = []
         for key, config, record, task, metric, value, stderr, n, limit in self.conn.execute(query):
-            out.append({"key": key, "config": json.loads(config), "record": json.loads(record or "{}"),
-                        "task": task, "metric": metric, "value": value, "stderr": stderr, "n": n, "limit": limit})
+            out.append(
+                {
+                    "key": key,
+                    "config": json.loads(config),
+                    "record": json.loads(record or "{}"),
+                    "task": task,
+                    "metric": metric,
+                    "value": value,
+                    "stderr": stderr,
+                    "n": n,
+                    "limit": limit,
+                }
+            )
         return out
 
     def samples(self, task: str | None = None) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
@@ -150,7 +173,9 @@ class Store:
         The item id is the document's hash for lm-eval tasks and ``window:N``
         for perplexity windows, so the same item pairs across cells.
         """
-        query = "SELECT s.key, s.task, s.item, s.data FROM samples s JOIN cells c ON c.key = s.key WHERE c.status = 'done'"
+        query = (
+            "SELECT s.key, s.task, s.item, s.data FROM samples s JOIN cells c ON c.key = s.key WHERE c.status = 'done'"
+        )
         args: tuple[Any, ...] = ()
         if task is not None:
             query, args = query + " AND s.task = ?", (task,)
@@ -160,7 +185,9 @@ class Store:
         return out
 
     def failures(self) -> list[tuple[str, str]]:
-        return [(json.loads(c), e) for c, e in self.conn.execute("SELECT config, error FROM cells WHERE status = 'failed'")]
+        return [
+            (json.loads(c), e) for c, e in self.conn.execute("SELECT config, error FROM cells WHERE status = 'failed'")
+        ]
 
     def _transaction(self) -> Any:
         store = self

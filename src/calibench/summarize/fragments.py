@@ -57,7 +57,7 @@ def extractive_fragments(summary: list[str], article: list[str]) -> list[tuple[s
                 k += 1
             best = max(best, k)
         if best:
-            out.append(tuple(summary[i:i + best]))
+            out.append(tuple(summary[i : i + best]))
         i += max(best, 1)
     return out
 

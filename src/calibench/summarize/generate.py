@@ -44,9 +44,17 @@ class GenerationRun:
         return self.new_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def greedy_generate(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, stop_ids: Sequence[int],
-                    pad_id: int = 0, batch_size: int = 8, vocab_size: int | None = None,
-                    on_done: Callable[[int], None] | None = None) -> GenerationRun:
+def greedy_generate(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    *,
+    max_new_tokens: int,
+    stop_ids: Sequence[int],
+    pad_id: int = 0,
+    batch_size: int = 8,
+    vocab_size: int | None = None,
+    on_done: Callable[[int], None] | None = None,
+) -> GenerationRun:
     """Greedy continuations of every prompt (see the module docstring); ``on_done(k)`` after each batch of k."""
     import torch
 
@@ -65,9 +73,10 @@ def greedy_generate(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tok
     began = time.perf_counter()
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            for i, gen in zip(rows, _batch(model, [prompts[i] for i in rows], max_new_tokens, stops, pad_id, beyond,
-                                           device)):
+            rows = order[start : start + batch_size]
+            for i, gen in zip(
+                rows, _batch(model, [prompts[i] for i in rows], max_new_tokens, stops, pad_id, beyond, device)
+            ):
                 results[i] = gen
                 run.new_tokens += len(gen.tokens) + int(gen.stopped)
             run.batches += 1
@@ -78,8 +87,9 @@ def greedy_generate(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tok
     return run
 
 
-def _batch(model: Any, prompts: list[Sequence[int]], max_new: int, stops: Any, pad_id: int, beyond: Any,
-           device: Any) -> list[Generation]:
+def _batch(
+    model: Any, prompts: list[Sequence[int]], max_new: int, stops: Any, pad_id: int, beyond: Any, device: Any
+) -> list[Generation]:
     import torch
     from transformers import DynamicCache
 
@@ -87,12 +97,18 @@ def _batch(model: Any, prompts: list[Sequence[int]], max_new: int, stops: Any, p
     ids = torch.full((rows, width), pad_id, dtype=torch.long, device=device)
     mask = torch.zeros((rows, width + max_new), dtype=torch.long, device=device)
     for r, p in enumerate(prompts):
-        ids[r, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long, device=device)
-        mask[r, width - len(p):width] = 1
+        ids[r, width - len(p) :] = torch.as_tensor(list(p), dtype=torch.long, device=device)
+        mask[r, width - len(p) : width] = 1
     positions = (mask[:, :width].cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
-    out = model(input_ids=ids, attention_mask=mask[:, :width], position_ids=positions, past_key_values=cache,
-                use_cache=True, logits_to_keep=1)
+    out = model(
+        input_ids=ids,
+        attention_mask=mask[:, :width],
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
     last = positions[:, -1:]
     done = torch.zeros(rows, dtype=torch.bool, device=device)
     stopped = torch.zeros(rows, dtype=torch.bool, device=device)
@@ -113,6 +129,12 @@ def _batch(model: Any, prompts: list[Sequence[int]], max_new: int, stops: Any, p
             break
         mask[:, width + step] = 1
         last = last + 1
-        out = model(input_ids=token.view(rows, 1), attention_mask=mask[:, :width + step + 1], position_ids=last,
-                    past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = model(
+            input_ids=token.view(rows, 1),
+            attention_mask=mask[:, : width + step + 1],
+            position_ids=last,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
     return [Generation(generated[r, : int(lengths[r])].tolist(), bool(stopped[r])) for r in range(rows)]

@@ -43,8 +43,9 @@ class Judge:
     batch_size: int = 8
 
 
-def token_logprobs(model: Any, contexts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]],
-                   batch_size: int = 8) -> list[np.ndarray]:
+def token_logprobs(
+    model: Any, contexts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], batch_size: int = 8
+) -> list[np.ndarray]:
     """log p(target_i | context + target_<i) for each pair (right-padded batches, one forward each)."""
     import torch
 
@@ -53,7 +54,7 @@ def token_logprobs(model: Any, contexts: Sequence[Sequence[int]], targets: Seque
     order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]) + len(targets[i]))
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            rows = [i for i in order[start:start + batch_size] if len(targets[i])]
+            rows = [i for i in order[start : start + batch_size] if len(targets[i])]
             if not rows:
                 continue
             seqs = [list(contexts[i]) + list(targets[i]) for i in rows]
@@ -61,13 +62,13 @@ def token_logprobs(model: Any, contexts: Sequence[Sequence[int]], targets: Seque
             ids = torch.zeros((len(rows), width), dtype=torch.long, device=device)
             mask = torch.zeros_like(ids)
             for r, s in enumerate(seqs):
-                ids[r, :len(s)] = torch.as_tensor(s, device=device)
-                mask[r, :len(s)] = 1
+                ids[r, : len(s)] = torch.as_tensor(s, device=device)
+                mask[r, : len(s)] = 1
             logp = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
             for r, i in enumerate(rows):
                 c, t = len(contexts[i]), len(targets[i])
                 pos = torch.arange(c - 1, c + t - 1, device=device)
-                out[i] = logp[r, pos, ids[r, c:c + t]].cpu().numpy().astype(np.float64)
+                out[i] = logp[r, pos, ids[r, c : c + t]].cpu().numpy().astype(np.float64)
     return out
 
 

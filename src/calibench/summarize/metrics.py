@@ -16,8 +16,22 @@ from calibench.summarize.repetition import repeated_share
 from calibench.summarize.rouge import rouge_f1
 from calibench.summarize.text import words
 
-LEXICAL_METRICS = ("rouge1", "rouge2", "rougeL", "src_rouge1", "src_rouge2", "src_rougeL", "coverage", "density",
-                   "compression", "novel_1", "novel_2", "novel_3", "words", "repeat_3")
+LEXICAL_METRICS = (
+    "rouge1",
+    "rouge2",
+    "rougeL",
+    "src_rouge1",
+    "src_rouge2",
+    "src_rougeL",
+    "coverage",
+    "density",
+    "compression",
+    "novel_1",
+    "novel_2",
+    "novel_3",
+    "words",
+    "repeat_3",
+)
 CONSISTENCY_METRIC = "summac_zs"
 HARIM_METRICS = ("harim_plus", "harim_gain")
 #: the order rows come out in

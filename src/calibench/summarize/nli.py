@@ -60,19 +60,30 @@ class AegisNli:
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, torch.get_num_threads())  # honour the process's thread budget
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(root / "policy_nli_int8.onnx"), options,
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(root / "policy_nli_int8.onnx"), options, providers=["CPUExecutionProvider"]
+        )
         self.tokenizer = AutoTokenizer.from_pretrained(str(root / "policy_nli_tokenizer"))
         self.batch_size = batch_size
 
     def __call__(self, premises: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
         out = []
         for i in range(0, len(premises), self.batch_size):
-            enc = self.tokenizer(list(premises[i:i + self.batch_size]), list(hypotheses[i:i + self.batch_size]),
-                                 padding="max_length", truncation="only_first", max_length=AEGIS_MAX_TOKENS,
-                                 return_tensors="np")
-            logits = self.session.run(None, {"input_ids": enc["input_ids"].astype(np.int64),
-                                             "attention_mask": enc["attention_mask"].astype(np.int64)})[0]
+            enc = self.tokenizer(
+                list(premises[i : i + self.batch_size]),
+                list(hypotheses[i : i + self.batch_size]),
+                padding="max_length",
+                truncation="only_first",
+                max_length=AEGIS_MAX_TOKENS,
+                return_tensors="np",
+            )
+            logits = self.session.run(
+                None,
+                {
+                    "input_ids": enc["input_ids"].astype(np.int64),
+                    "attention_mask": enc["attention_mask"].astype(np.int64),
+                },
+            )[0]
             out.append(_softmax(logits)[:, 0])
         return np.concatenate(out) if out else np.zeros(0)
 
@@ -88,8 +99,9 @@ class HfNli:
             self.tokenizer = AutoTokenizer.from_pretrained(spec)
             self.model = AutoModelForSequenceClassification.from_pretrained(spec).eval()
         except Exception as exc:
-            raise CalibenchError(f"could not load NLI model '{spec}' ({' '.join(str(exc).split())[:160]}); "
-                                 "offline, use nli=aegis") from None
+            raise CalibenchError(
+                f"could not load NLI model '{spec}' ({' '.join(str(exc).split())[:160]}); offline, use nli=aegis"
+            ) from None
         labels = {str(v).lower(): int(k) for k, v in self.model.config.id2label.items()}
         found = [i for label, i in labels.items() if label.startswith("entail") or label == "supported"]
         if not found:
@@ -101,9 +113,14 @@ class HfNli:
         out = []
         with self._torch.inference_mode():
             for i in range(0, len(premises), self.batch_size):
-                enc = self.tokenizer(list(premises[i:i + self.batch_size]), list(hypotheses[i:i + self.batch_size]),
-                                     padding=True, truncation="only_first", max_length=self.max_length,
-                                     return_tensors="pt")
+                enc = self.tokenizer(
+                    list(premises[i : i + self.batch_size]),
+                    list(hypotheses[i : i + self.batch_size]),
+                    padding=True,
+                    truncation="only_first",
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                )
                 probs = self.model(**enc).logits.float().softmax(-1)[:, self.entail]
                 out.append(probs.numpy())
         return np.concatenate(out) if out else np.zeros(0)
@@ -134,5 +151,7 @@ def check_nli_name(name: str) -> None:
         except ImportError:
             raise CalibenchError("nli=aegis needs onnxruntime (pip install onnxruntime), or use nli=none") from None
     elif "/" not in name:
-        raise CalibenchError(f"unknown NLI model '{name}': use aegis (offline), none, or a hub id/directory "
-                             "of a sequence-classification NLI model")
+        raise CalibenchError(
+            f"unknown NLI model '{name}': use aegis (offline), none, or a hub id/directory "
+            "of a sequence-classification NLI model"
+        )

@@ -17,8 +17,13 @@ DEFAULT_Y = ("summac_zs", "harim_plus")  # the first metric the runs have
 
 
 @styled
-def overlap_consistency_plot(groups: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: str | Path,
-                             x: str | None = None, y: str | None = None, title: str | None = None) -> Path | None:
+def overlap_consistency_plot(
+    groups: Sequence[tuple[str, Sequence[dict[str, Any]]]],
+    path: str | Path,
+    x: str | None = None,
+    y: str | None = None,
+    title: str | None = None,
+) -> Path | None:
     """``groups``: (label, items) pairs; writes a PNG (atomically), None with nothing to plot.
 
     The study report draws it once per model (``title`` names the model), so
@@ -35,8 +40,11 @@ def overlap_consistency_plot(groups: Sequence[tuple[str, Sequence[dict[str, Any]
         return None
     fig, ax = pyplot().subplots(figsize=(6.5, 4.8))
     for label, items in groups:
-        pts = [(it["metrics"][x], it["metrics"][y]) for it in items
-               if (it.get("metrics") or {}).get(x) is not None and it["metrics"].get(y) is not None]
+        pts = [
+            (it["metrics"][x], it["metrics"][y])
+            for it in items
+            if (it.get("metrics") or {}).get(x) is not None and it["metrics"].get(y) is not None
+        ]
         if pts:
             xs, ys = zip(*pts)
             ax.scatter(xs, ys, s=12, alpha=0.55, label=f"{label} (n={len(pts)})")

@@ -20,8 +20,10 @@ STYLES: dict[str, str] = {
     "sentences": "Summarize the following document in a couple of sentences.",
     "summary": "Write a short summary of the following document.",
 }
-SYSTEM = ("You are a careful assistant who writes truthful summaries: state only what the document says, "
-          "and add nothing it does not support.")
+SYSTEM = (
+    "You are a careful assistant who writes truthful summaries: state only what the document says, "
+    "and add nothing it does not support."
+)
 PLAIN_CUE = "Summary:"
 ChatMode = Literal["auto", "yes", "no"]
 
@@ -43,8 +45,10 @@ def use_chat(tokenizer: Any, mode: ChatMode, model_name: str) -> bool:
     """Whether prompts go through the chat template; ``yes`` on a model without one is the user's error."""
     has = bool(getattr(tokenizer, "chat_template", None))
     if mode == "yes" and not has:
-        raise CalibenchError(f"summarization chat=yes: the tokenizer of {model_name} has no chat template (a base "
-                             "model?); use chat=no for a plain prompt")
+        raise CalibenchError(
+            f"summarization chat=yes: the tokenizer of {model_name} has no chat template (a base "
+            "model?); use chat=no for a plain prompt"
+        )
     return has if mode == "auto" else mode == "yes"
 
 
@@ -53,8 +57,11 @@ def render(tokenizer: Any, document: str, style: str, chat: bool, system: bool =
     if chat:
         from calibench.data.chat import _as_ids
 
-        return _as_ids(tokenizer.apply_chat_template(conversation(document, style, system), tokenize=True,
-                                                     add_generation_prompt=True, return_dict=False))
+        return _as_ids(
+            tokenizer.apply_chat_template(
+                conversation(document, style, system), tokenize=True, add_generation_prompt=True, return_dict=False
+            )
+        )
     return list(tokenizer(plain_prompt(document, style))["input_ids"])
 
 

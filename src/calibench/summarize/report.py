@@ -17,7 +17,17 @@ from typing import Any
 
 from calibench.summarize.task import SUMM_PREFIX
 
-KEY_METRICS = ("rouge1", "rougeL", "src_rouge2", "coverage", "density", "novel_2", "repeat_3", "summac_zs", "harim_plus")
+KEY_METRICS = (
+    "rouge1",
+    "rougeL",
+    "src_rouge2",
+    "coverage",
+    "density",
+    "novel_2",
+    "repeat_3",
+    "summac_zs",
+    "harim_plus",
+)
 SPREAD_KEYS = ["model", "method", "source", "n", "seq_len", "task", "metric"]
 
 
@@ -60,10 +70,23 @@ def paired_to_dense(directory: str | Path, frame: Any, metrics: tuple[str, ...] 
                 if not other:
                     continue
                 for r in paired_rows(base, other, metrics):
-                    out.append({"model": model, "method": cell.method, "source": cell.source, "set": cell.set_index,
-                                "task": task, "metric": r["metric"], "dense": r["base"], "compressed": r["other"],
-                                "diff": r["diff"], "ci_low": r["low"], "ci_high": r["high"], "docs": r["n"],
-                                "ci excludes 0": "yes" if r["significant"] else ""})
+                    out.append(
+                        {
+                            "model": model,
+                            "method": cell.method,
+                            "source": cell.source,
+                            "set": cell.set_index,
+                            "task": task,
+                            "metric": r["metric"],
+                            "dense": r["base"],
+                            "compressed": r["other"],
+                            "diff": r["diff"],
+                            "ci_low": r["low"],
+                            "ci_high": r["high"],
+                            "docs": r["n"],
+                            "ci excludes 0": "yes" if r["significant"] else "",
+                        }
+                    )
     return pd.DataFrame(out)
 
 
@@ -90,7 +113,9 @@ def scatter(directory: str | Path, frame: Any, out: Path) -> list[Path]:
         label = "dense" if c.method == "dense" else f"{c.method} / {c.source}"
         groups.setdefault(c.model, {}).setdefault(label, []).extend(items.values())
     paths = model_paths(sorted(groups), Path(out), "summarization_overlap_consistency")
-    drawn = [overlap_consistency_plot(sorted(groups[model].items()), path, title=model) for model, path in paths.items()]
+    drawn = [
+        overlap_consistency_plot(sorted(groups[model].items()), path, title=model) for model, path in paths.items()
+    ]
     return [p for p in drawn if p is not None]
 
 

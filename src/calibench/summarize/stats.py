@@ -29,8 +29,9 @@ class Interval:
         return {"mean": self.mean, "low": self.low, "high": self.high, "stderr": self.stderr, "n": self.n}
 
 
-def bootstrap_mean(values: np.ndarray | list[float], iters: int = BOOTSTRAP_ITERS, seed: int = BOOTSTRAP_SEED,
-                   level: float = 0.95) -> Interval:
+def bootstrap_mean(
+    values: np.ndarray | list[float], iters: int = BOOTSTRAP_ITERS, seed: int = BOOTSTRAP_SEED, level: float = 0.95
+) -> Interval:
     x = np.asarray(values, dtype=np.float64)
     x = x[np.isfinite(x)]
     if x.size == 0:
@@ -38,8 +39,13 @@ def bootstrap_mean(values: np.ndarray | list[float], iters: int = BOOTSTRAP_ITER
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, x.size, size=(iters, x.size))].mean(axis=1)
     alpha = (1 - level) / 2
-    return Interval(float(x.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha)),
-                    float(means.std(ddof=1)) if iters > 1 else 0.0, int(x.size))
+    return Interval(
+        float(x.mean()),
+        float(np.quantile(means, alpha)),
+        float(np.quantile(means, 1 - alpha)),
+        float(means.std(ddof=1)) if iters > 1 else 0.0,
+        int(x.size),
+    )
 
 
 def paired_bootstrap(a: np.ndarray | list[float], b: np.ndarray | list[float], level: float = 0.95) -> Interval:

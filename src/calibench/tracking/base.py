@@ -130,8 +130,9 @@ def describe_cell(config: dict[str, Any]) -> str:
     return f"{model} {config.get('method')} {source}#{config.get('set_index')} n={config.get('n')} len={config.get('seq_len')}{extra}"
 
 
-def cell_entry(key: str, config: dict[str, Any], set_id: str | None, rows: list[dict[str, Any]],
-               seconds: float | None, study: str) -> CellEntry:
+def cell_entry(
+    key: str, config: dict[str, Any], set_id: str | None, rows: list[dict[str, Any]], seconds: float | None, study: str
+) -> CellEntry:
     """The entry of one cell from its configuration (a Cell dump), set id and result rows; pure."""
     params: dict[str, str] = {}
     _flatten("", config, params)
@@ -150,8 +151,10 @@ def finished_entries(store: Any, study: str) -> list[CellEntry]:
     rows: dict[str, list[dict[str, Any]]] = {}
     for key, task, metric, value in store.conn.execute("SELECT key, task, metric, value FROM results"):
         rows.setdefault(key, []).append({"task": task, "metric": metric, "value": value})
-    return [cell_entry(key, json.loads(config), set_id, rows.get(key, []), seconds, study)
-            for key, config, set_id, seconds in cells]
+    return [
+        cell_entry(key, json.loads(config), set_id, rows.get(key, []), seconds, study)
+        for key, config, set_id, seconds in cells
+    ]
 
 
 class Tracker(ABC):
@@ -246,8 +249,10 @@ class StudyTracking:
         except Exception as exc:  # noqa: BLE001 - tracking is a copy; the store has the cell
             self.failed = True
             message = " ".join(str(exc).split())[:300]
-            sys.stderr.write(f"warning: {self.tracker.name} tracking failed while {what} ({type(exc).__name__}: "
-                             f"{message}); the study goes on, and its next run logs the missing cells\n")
+            sys.stderr.write(
+                f"warning: {self.tracker.name} tracking failed while {what} ({type(exc).__name__}: "
+                f"{message}); the study goes on, and its next run logs the missing cells\n"
+            )
             return None
 
     def start(self, store: Any) -> int:
@@ -304,6 +309,8 @@ def open_tracking(spec: TrackingSpec | None, study_dir: str | Path, study_name: 
             raise
         except Exception as exc:  # noqa: BLE001 - the backend's own error, as one line
             message = " ".join(str(exc).split())[:300]
-            raise CalibenchError(f"cannot start {cls.name} tracking ({type(exc).__name__}: {message}): "
-                                 "fix the spec's tracking: field or remove it") from None
+            raise CalibenchError(
+                f"cannot start {cls.name} tracking ({type(exc).__name__}: {message}): "
+                "fix the spec's tracking: field or remove it"
+            ) from None
     return StudyTracking(tracker)

@@ -55,8 +55,10 @@ class MlflowTracker(Tracker):
     @classmethod
     def check_uri(cls, uri: str) -> None:
         if _scheme(uri) == "sqlite" and not (installed("sqlalchemy") and installed("alembic")):
-            raise CalibenchError("an sqlite: tracking uri needs SQLAlchemy and Alembic: pip install sqlalchemy alembic "
-                                 "(or use a file: uri, or pip install mlflow)")
+            raise CalibenchError(
+                "an sqlite: tracking uri needs SQLAlchemy and Alembic: pip install sqlalchemy alembic "
+                "(or use a file: uri, or pip install mlflow)"
+            )
 
     def __init__(self, spec: TrackingSpec, study_dir: Path, study_name: str):
         super().__init__(spec, study_dir, study_name)
@@ -80,29 +82,35 @@ class MlflowTracker(Tracker):
             self.client = MlflowClient(tracking_uri=self.uri)
             found = self.client.get_experiment_by_name(self.experiment)
             if found is not None and found.lifecycle_stage == "deleted":
-                raise CalibenchError(f"MLflow experiment '{self.experiment}' at {self.uri} is deleted: restore it "
-                                     "(mlflow experiments restore) or set tracking.experiment to another name")
-            self.experiment_id = found.experiment_id if found is not None else self.client.create_experiment(self.experiment)
+                raise CalibenchError(
+                    f"MLflow experiment '{self.experiment}' at {self.uri} is deleted: restore it "
+                    "(mlflow experiments restore) or set tracking.experiment to another name"
+                )
+            self.experiment_id = (
+                found.experiment_id if found is not None else self.client.create_experiment(self.experiment)
+            )
 
     def logged_keys(self) -> set[str]:
-        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`calibench.study` = '{self.study_id}'",
-                                       max_results=50_000)
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`calibench.study` = '{self.study_id}'", max_results=50_000
+        )
         return {r.data.tags.get("calibench.cell_key", "") for r in runs} - {""}
 
     def log_cell(self, entry: CellEntry) -> None:
         from mlflow.entities import Metric, Param, RunTag
 
         tags = {k: v for k, v in entry.tags.items() if k != "calibench.cell_key"}
-        run = self.client.create_run(self.experiment_id, run_name=entry.name,
-                                     tags={**tags, "calibench.study_name": self.study_name})
+        run = self.client.create_run(
+            self.experiment_id, run_name=entry.name, tags={**tags, "calibench.study_name": self.study_name}
+        )
         run_id = run.info.run_id
         now = int(time.time() * 1000)
         params = [Param(k, v) for k, v in entry.params.items()]
         metrics = [Metric(k, v, now, 0) for k, v in entry.metrics.items()]
         for i in range(0, max(len(params), 1), BATCH_PARAMS):
-            self.client.log_batch(run_id, params=params[i:i + BATCH_PARAMS])
+            self.client.log_batch(run_id, params=params[i : i + BATCH_PARAMS])
         for i in range(0, len(metrics), BATCH_METRICS):
-            self.client.log_batch(run_id, metrics=metrics[i:i + BATCH_METRICS])
+            self.client.log_batch(run_id, metrics=metrics[i : i + BATCH_METRICS])
         # the cell's key last: a run cut off half-logged lacks it, so the next study run logs that cell again
         self.client.log_batch(run_id, tags=[RunTag("calibench.cell_key", entry.key)])
         self.client.set_terminated(run_id, "FINISHED")

@@ -54,8 +54,16 @@ class WandbTracker(Tracker):
         import wandb
 
         settings: Any = wandb.Settings(silent=True, console="off")
-        run = wandb.init(project=self.project, name=entry.name, group=self.study_name, config=dict(entry.params),
-                         tags=[f"study:{self.study_id}"], dir=str(self.directory), mode=self.mode, settings=settings)
+        run = wandb.init(
+            project=self.project,
+            name=entry.name,
+            group=self.study_name,
+            config=dict(entry.params),
+            tags=[f"study:{self.study_id}"],
+            dir=str(self.directory),
+            mode=self.mode,
+            settings=settings,
+        )
         try:
             run.log(dict(entry.metrics))
             run.summary.update({**entry.metrics, "set_id": entry.params.get("set_id", ""), "cell_key": entry.key})

@@ -23,7 +23,7 @@ from calibench.vocab.hooks import TokenOutsideVocabularyError
 from calibench.vocab.keepset import Vocabulary
 from calibench.vocab.memory import MemoryReport, measure
 from calibench.vocab.modes import MODES
-from calibench.vocab.prune import PruneRecord, PrunedVocab, attach, is_pruned, prune, unprune
+from calibench.vocab.prune import PrunedVocab, PruneRecord, attach, is_pruned, prune, unprune
 
 __all__ = [
     "MODES", "Inputs", "MemoryReport", "PruneRecord", "PrunedVocab", "TokenOutsideVocabularyError", "Vocabulary",

@@ -31,8 +31,17 @@ from pydantic import ValidationError
 from calibench.errors import CalibenchError, CorruptArtifactError
 from calibench.vocab.modes import get_mode
 from calibench.vocab.prune import (
-    ATTR, PrunedVocab, PruneRecord, attach, compact_special_ids, embedding_of, head_of, reassemble, set_special_ids,
-    tensor_sha256, text_config,
+    ATTR,
+    PrunedVocab,
+    PruneRecord,
+    attach,
+    compact_special_ids,
+    embedding_of,
+    head_of,
+    reassemble,
+    set_special_ids,
+    tensor_sha256,
+    text_config,
 )  # fmt: skip
 
 RECORD_FILE = "vocab.json"
@@ -128,7 +137,9 @@ def _is_quantized(model: Any) -> bool:
     return any(hasattr(m, "quantization_scheme") for m in model.modules())
 
 
-def save(model: Any, out: str | Path, tokenizer: Any = None, *, dropped: str = "stored", extra: dict[str, Any] | None = None) -> Path:
+def save(
+    model: Any, out: str | Path, tokenizer: Any = None, *, dropped: str = "stored", extra: dict[str, Any] | None = None
+) -> Path:
     """Write a pruned model (see the module doc), atomically."""
     from safetensors.torch import save_file
 

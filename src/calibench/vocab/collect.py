@@ -29,7 +29,7 @@ def _texts_ids(tokenizer: Any, texts: list[str], label: str) -> Sequences:
     step = 256
     with progress.task(f"tokenizing {label}", total=len(texts), unit="docs") as bar:
         for start in range(0, len(texts), step):
-            out.extend(tokenizer(texts[start:start + step], add_special_tokens=True)["input_ids"])
+            out.extend(tokenizer(texts[start : start + step], add_special_tokens=True)["input_ids"])
             bar.advance(min(step, len(texts) - start))
     return out
 

@@ -95,7 +95,7 @@ class Vocabulary(BaseModel):
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path, tokenizer: Any | None = None, what: str = "the model") -> "Vocabulary":
+    def load(cls, path: str | Path, tokenizer: Any | None = None, what: str = "the model") -> Vocabulary:
         path = Path(path)
         if path.is_dir():
             raise CalibenchError(f"{path} is a directory: give the JSON file written by `calibench vocab collect`")

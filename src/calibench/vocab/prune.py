@@ -193,7 +193,9 @@ def prune(
             if tied:
                 head.weight = emb.weight
             else:
-                head.weight = torch.nn.Parameter(head.weight.detach()[kept].clone(), requires_grad=head.weight.requires_grad)
+                head.weight = torch.nn.Parameter(
+                    head.weight.detach()[kept].clone(), requires_grad=head.weight.requires_grad
+                )
             if bias is not None:
                 head.bias = torch.nn.Parameter(bias.detach()[kept].clone(), requires_grad=bias.requires_grad)
             if hasattr(head, "out_features"):
@@ -233,7 +235,9 @@ def _shrink_embedding(emb: Any, kept: Any) -> None:
         emb.padding_idx = int(where[0]) if where.numel() else None
 
 
-def attach(model: Any, record: PruneRecord, dropped: dict[str, Any] | None = None, *, tokenizer: Any = None) -> PrunedVocab:
+def attach(
+    model: Any, record: PruneRecord, dropped: dict[str, Any] | None = None, *, tokenizer: Any = None
+) -> PrunedVocab:
     """Turn a *compact* model (K-row embedding and head, as saved) into the pruned model of ``record``.
 
     This is what loading a saved directory does after ``from_pretrained``; it
@@ -301,8 +305,9 @@ def _assemble(kept_rows: Any, dropped_rows: Any, kept: Any, rows: int) -> Any:
     return full
 
 
-def reassemble(emb: Any, head: Any | None, record: Any, dropped: dict[str, Any], kept: Any, *,
-               embedding: bool = True) -> None:
+def reassemble(
+    emb: Any, head: Any | None, record: Any, dropped: dict[str, Any], kept: Any, *, embedding: bool = True
+) -> None:
     """Scatter the kept rows and the dropped ones back into full matrices: the input embedding (unless
     ``embedding`` is False), and the head with its bias when ``head`` is given (tied: the same matrix)."""
     import torch
@@ -360,7 +365,10 @@ SPECIAL_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_t
 def special_ids(model: Any) -> dict[str, Any]:
     """The token ids the config and generation config name (tokenizer space), to map and to restore."""
     found: dict[str, Any] = {}
-    for where, config in (("config", text_config(model.config)), ("generation", getattr(model, "generation_config", None))):
+    for where, config in (
+        ("config", text_config(model.config)),
+        ("generation", getattr(model, "generation_config", None)),
+    ):
         if config is None:
             continue
         for key in SPECIAL_KEYS:

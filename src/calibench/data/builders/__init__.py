@@ -13,11 +13,27 @@ from __future__ import annotations
 from typing import Any
 
 from calibench.data.builders.context import BuildContext
-from calibench.data.builders.registry import Builder, Pattern, builders, make_params, register_builder, register_pattern, resolve
+from calibench.data.builders.registry import (
+    Builder,
+    Pattern,
+    builders,
+    make_params,
+    register_builder,
+    register_pattern,
+    resolve,
+)
 
 
-def build_sets(source: str, *, model: Any = None, tokenizer: Any = None, dtype: str = "float32",
-               device: str = "cpu", max_seq_len: int | None = None, **params: Any) -> list[Any]:
+def build_sets(
+    source: str,
+    *,
+    model: Any = None,
+    tokenizer: Any = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    max_seq_len: int | None = None,
+    **params: Any,
+) -> list[Any]:
     """``params.sets`` calibration sets from the builder ``source`` names, for ``model``'s tokenizer.
 
     ``model`` is a spec (bundled name, directory, hub id; its tokenizer is
@@ -49,5 +65,15 @@ def build_set(source: str, **kwargs: Any) -> Any:
     return build_sets(source, **{**kwargs, "sets": 1})[0]
 
 
-__all__ = ["Builder", "BuildContext", "Pattern", "build_set", "build_sets", "builders", "make_params",
-           "register_builder", "register_pattern", "resolve"]
+__all__ = [
+    "Builder",
+    "BuildContext",
+    "Pattern",
+    "build_set",
+    "build_sets",
+    "builders",
+    "make_params",
+    "register_builder",
+    "register_pattern",
+    "resolve",
+]

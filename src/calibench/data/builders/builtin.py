@@ -17,9 +17,19 @@ from calibench.data.builders.registry import Builder, Pattern, register_builder,
 def _draw(source: Any, p: Any, ctx: BuildContext, builder: dict[str, Any] | None = None) -> list[Any]:
     from calibench.data.draw import build_calibration_sets
 
-    return build_calibration_sets(source, ctx.tokenizer, n=p.n, seq_len=p.seq_len, seed=p.seed, sets=p.sets,
-                                  mode=getattr(p, "mode", None), split=getattr(p, "split", None),
-                                  bos=P.BOS_POLICY[p.bos], max_seq_len=ctx.max_seq_len, builder=builder)
+    return build_calibration_sets(
+        source,
+        ctx.tokenizer,
+        n=p.n,
+        seq_len=p.seq_len,
+        seed=p.seed,
+        sets=p.sets,
+        mode=getattr(p, "mode", None),
+        split=getattr(p, "split", None),
+        bos=P.BOS_POLICY[p.bos],
+        max_seq_len=ctx.max_seq_len,
+        builder=builder,
+    )
 
 
 def build_text(p: Any, ctx: BuildContext) -> list[Any]:
@@ -53,12 +63,19 @@ def build_chat(p: Any, ctx: BuildContext) -> list[Any]:
 
     template = Path(p.chat_template).read_text(encoding="utf-8") if p.chat_template else None
     require_chat_template(ctx.tokenizer, ctx.model_name, template=template)
-    fmt = ChatFormat(messages_field=p.messages_field, instruction_field=p.instruction_field,
-                     input_field=p.input_field, response_field=p.response_field, system=p.system,
-                     enable_thinking=p.enable_thinking)
+    fmt = ChatFormat(
+        messages_field=p.messages_field,
+        instruction_field=p.instruction_field,
+        input_field=p.input_field,
+        response_field=p.response_field,
+        system=p.system,
+        enable_thinking=p.enable_thinking,
+    )
     source = ConversationSource(p.data, fmt, split=p.split, revision=p.revision, template=template)
-    record = {"builder": "chat", "chat_template": template_record(ctx.tokenizer, template=template,
-                                                                   enable_thinking=p.enable_thinking)}
+    record = {
+        "builder": "chat",
+        "chat_template": template_record(ctx.tokenizer, template=template, enable_thinking=p.enable_thinking),
+    }
     return _draw(source, p, ctx, builder=record)
 
 
@@ -76,16 +93,38 @@ def build_self(p: Any, ctx: BuildContext) -> list[Any]:
     if p.prompting == "chat":
         from calibench.data.generation.prompted import PromptedSettings, generate_prompted_set
 
-        chosen = {k: getattr(p, k) for k in ("t_init", "t_final", "schedule_tokens", "batch_size", "enable_thinking", "system")}
+        chosen = {
+            k: getattr(p, k)
+            for k in ("t_init", "t_final", "schedule_tokens", "batch_size", "enable_thinking", "system")
+        }
         if p.max_new_tokens is not None:
             chosen["max_new_tokens"] = p.max_new_tokens
         prompted = PromptedSettings(**chosen)
-        return [generate_prompted_set(model, ctx.tokenizer, n=p.n, seq_len=p.seq_len, seed=p.seed + index,
-                                      settings=prompted, prompts=p.prompts, max_seq_len=ctx.max_seq_len)[0]
-                for index in range(p.sets)]
-    return [run_generation(model, ctx.tokenizer, n=p.n, seq_len=p.seq_len, seed=p.seed + index, settings=settings,
-                           max_seq_len=ctx.max_seq_len)[0]
-            for index in range(p.sets)]
+        return [
+            generate_prompted_set(
+                model,
+                ctx.tokenizer,
+                n=p.n,
+                seq_len=p.seq_len,
+                seed=p.seed + index,
+                settings=prompted,
+                prompts=p.prompts,
+                max_seq_len=ctx.max_seq_len,
+            )[0]
+            for index in range(p.sets)
+        ]
+    return [
+        run_generation(
+            model,
+            ctx.tokenizer,
+            n=p.n,
+            seq_len=p.seq_len,
+            seed=p.seed + index,
+            settings=settings,
+            max_seq_len=ctx.max_seq_len,
+        )[0]
+        for index in range(p.sets)
+    ]
 
 
 def build_curated(p: Any, ctx: BuildContext) -> list[Any]:
@@ -99,8 +138,9 @@ def build_curated(p: Any, ctx: BuildContext) -> list[Any]:
     options = {k: v for k, v in p.model_dump().items() if k in fields}
     options["mode"] = p.curation_mode
     seeds = [p.seed + index for index in range(p.sets)]
-    results = curate_seeds(ctx.load_model(), seeds, tokenizer=ctx.tokenizer, n=p.n, seq_len=p.seq_len,
-                           bos=P.BOS_POLICY[p.bos], **options)
+    results = curate_seeds(
+        ctx.load_model(), seeds, tokenizer=ctx.tokenizer, n=p.n, seq_len=p.seq_len, bos=P.BOS_POLICY[p.bos], **options
+    )
     return [result.calib for result in results]
 
 
@@ -116,33 +156,94 @@ def _register() -> None:
     from calibench.data.sources.local import LOCAL_SUFFIXES
 
     for builder in (
-        Builder("text", "any registered text source (hub corpus, offline domain, language)", "text",
-                P.TextParams, build_text, usage="NAME"),
-        Builder("random-vocab", "tokens drawn uniformly from the vocabulary, special tokens excluded (baseline)",
-                "baseline", P.RandomVocabParams, build_random_vocab),
-        Builder("random-punct", "tokens drawn uniformly from the punctuation tokens (Paglieri et al.'s nonsense baseline)",
-                "baseline", P.RandomVocabParams, build_random_punct),
-        Builder("file", "a local .txt/.jsonl/.parquet file", "file", P.FileParams, build_file,
-                usage="PATH.txt|.jsonl|.parquet"),
-        Builder("hub", "any hub dataset through datasets.load_dataset", "hub", P.HubParams, build_hub,
-                usage="hub:ORG/NAME[:CONFIG]"),
-        Builder("chat", "chat/SFT conversations rendered with the model's chat template", "chat", P.ChatParams,
-                build_chat),
-        Builder("mix", "a mixture of other sources in exact proportions", "mixture", P.MixParams, build_mix,
-                usage="mix:A=W,B=W,..."),
-        Builder("self", "the model generates its own calibration text (self-calibration)", "generated",
-                P.SelfParams, build_self, needs_model=True),
-        Builder("curated", "COLA: sources by capability coverage, samples by activation k-means", "curated",
-                P.CuratedParams, build_curated, needs_model=True),
+        Builder(
+            "text",
+            "any registered text source (hub corpus, offline domain, language)",
+            "text",
+            P.TextParams,
+            build_text,
+            usage="NAME",
+        ),
+        Builder(
+            "random-vocab",
+            "tokens drawn uniformly from the vocabulary, special tokens excluded (baseline)",
+            "baseline",
+            P.RandomVocabParams,
+            build_random_vocab,
+        ),
+        Builder(
+            "random-punct",
+            "tokens drawn uniformly from the punctuation tokens (Paglieri et al.'s nonsense baseline)",
+            "baseline",
+            P.RandomVocabParams,
+            build_random_punct,
+        ),
+        Builder(
+            "file",
+            "a local .txt/.jsonl/.parquet file",
+            "file",
+            P.FileParams,
+            build_file,
+            usage="PATH.txt|.jsonl|.parquet",
+        ),
+        Builder(
+            "hub",
+            "any hub dataset through datasets.load_dataset",
+            "hub",
+            P.HubParams,
+            build_hub,
+            usage="hub:ORG/NAME[:CONFIG]",
+        ),
+        Builder(
+            "chat", "chat/SFT conversations rendered with the model's chat template", "chat", P.ChatParams, build_chat
+        ),
+        Builder(
+            "mix",
+            "a mixture of other sources in exact proportions",
+            "mixture",
+            P.MixParams,
+            build_mix,
+            usage="mix:A=W,B=W,...",
+        ),
+        Builder(
+            "self",
+            "the model generates its own calibration text (self-calibration)",
+            "generated",
+            P.SelfParams,
+            build_self,
+            needs_model=True,
+        ),
+        Builder(
+            "curated",
+            "COLA: sources by capability coverage, samples by activation k-means",
+            "curated",
+            P.CuratedParams,
+            build_curated,
+            needs_model=True,
+        ),
     ):
         register_builder(builder)
-    register_pattern(Pattern("hub:ORG/NAME[:CONFIG]", lambda name: name.startswith(HUB_PREFIX),
-                             lambda name: ("hub", parse_hub_name(name))))
-    register_pattern(Pattern("mix:A=W,B=W,...", lambda name: name.startswith(MIX_PREFIX),
-                             lambda name: ("mix", {"components": parse_mix_name(name)})))
-    register_pattern(Pattern("a .txt/.jsonl/.parquet file",
-                             lambda name: Path(name).suffix.lower() in LOCAL_SUFFIXES or Path(name).is_file(),
-                             lambda name: ("file", {"path": name})))
+    register_pattern(
+        Pattern(
+            "hub:ORG/NAME[:CONFIG]",
+            lambda name: name.startswith(HUB_PREFIX),
+            lambda name: ("hub", parse_hub_name(name)),
+        )
+    )
+    register_pattern(
+        Pattern(
+            "mix:A=W,B=W,...",
+            lambda name: name.startswith(MIX_PREFIX),
+            lambda name: ("mix", {"components": parse_mix_name(name)}),
+        )
+    )
+    register_pattern(
+        Pattern(
+            "a .txt/.jsonl/.parquet file",
+            lambda name: Path(name).suffix.lower() in LOCAL_SUFFIXES or Path(name).is_file(),
+            lambda name: ("file", {"path": name}),
+        )
+    )
 
 
 _register()

@@ -24,7 +24,7 @@ TOLERANCE = 1e-6
 
 def parse_mix_name(name: str) -> dict[str, float]:
     """``mix:a=0.5,b=0.5`` -> {"a": 0.5, "b": 0.5} (validated later with the parameters)."""
-    body = name[len(MIX_PREFIX):]
+    body = name[len(MIX_PREFIX) :]
     weights: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in body.split(","))):
         component, sep, weight = part.rpartition("=")
@@ -96,18 +96,40 @@ def build_mixture(p: Any, ctx: Any) -> list[Any]:
             parents.append(calib.set_id)
         order = np.random.default_rng([p.seed, j]).permutation(sum(len(a) for a in ids))
         all_ids, all_masks = np.concatenate(ids)[order], np.concatenate(masks)[order]
-        components = [{"name": k, "weight": p.components[k], "count": counts[k],
-                       "set_id": parts[k][j].set_id if k in parts else None,
-                       "source": parts[k][j].manifest.source.model_dump(mode="json") if k in parts else None}
-                      for k in counts]
-        record = {"builder": "mix", "rule": "largest remainder on n; rows shuffled with default_rng([seed, set])",
-                  "components": components, "origins": [list(origins[i]) for i in order]}
-        source = SourceRecord(name=name, kind="mixture", split="mixed",
-                              spec={"components": {k: p.components[k] for k in counts}})
-        sampling = SamplingRecord(mode="mixed", bos=add_bos, set_index=j, num_sets=p.sets,
-                                  windows=[windows[i] for i in order])
-        result.append(CalibrationSet.create(all_ids, ctx.tokenizer, source=source, sampling=sampling, seed=p.seed,
-                                            attention_mask=all_masks, generator=record, parents=parents))
+        components = [
+            {
+                "name": k,
+                "weight": p.components[k],
+                "count": counts[k],
+                "set_id": parts[k][j].set_id if k in parts else None,
+                "source": parts[k][j].manifest.source.model_dump(mode="json") if k in parts else None,
+            }
+            for k in counts
+        ]
+        record = {
+            "builder": "mix",
+            "rule": "largest remainder on n; rows shuffled with default_rng([seed, set])",
+            "components": components,
+            "origins": [list(origins[i]) for i in order],
+        }
+        source = SourceRecord(
+            name=name, kind="mixture", split="mixed", spec={"components": {k: p.components[k] for k in counts}}
+        )
+        sampling = SamplingRecord(
+            mode="mixed", bos=add_bos, set_index=j, num_sets=p.sets, windows=[windows[i] for i in order]
+        )
+        result.append(
+            CalibrationSet.create(
+                all_ids,
+                ctx.tokenizer,
+                source=source,
+                sampling=sampling,
+                seed=p.seed,
+                attention_mask=all_masks,
+                generator=record,
+                parents=parents,
+            )
+        )
     return result
 
 

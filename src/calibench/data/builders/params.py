@@ -29,7 +29,7 @@ class SetParams(BaseModel):
     sets: int = Field(1, description="Number of sets to draw at once (pairwise disjoint for text sources).")
 
     @model_validator(mode="after")
-    def _sizes(self) -> "SetParams":
+    def _sizes(self) -> SetParams:
         """The one size check (:func:`validate_sizes`), so API, CLI and specs say the same thing."""
         from calibench.data.draw import validate_sizes
         from calibench.errors import ParameterError
@@ -46,9 +46,11 @@ class WindowParams(SetParams):
 
     bos: Bos = Field("auto", description="Prefix each window with BOS: auto follows the tokenizer.")
     mode: Literal["document", "concat", "sample"] | None = Field(
-        None, description="document: a random window inside a long enough document (c4 convention); concat: "
+        None,
+        description="document: a random window inside a long enough document (c4 convention); concat: "
         "windows of the packed stream (wikitext convention); sample: one document or conversation per window "
-        "from its start, truncated or padded with an attention mask. Default per source.")
+        "from its start, truncated or padded with an attention mask. Default per source.",
+    )
 
 
 class TextParams(WindowParams):
@@ -78,8 +80,12 @@ class HubParams(WindowParams):
     config: str | None = Field(None, description="Dataset configuration (subset) name.")
     split: str | None = Field(None, description="Source split; defaults to the calibration split.")
     text_field: str = Field("text", description="Text field of .jsonl/.parquet rows (or of hub dataset rows).")
-    revision: str | None = Field(None, description="Hub dataset revision (branch, tag or commit); recorded in the manifest.")
-    streaming: bool = Field(False, description="Stream the hub dataset instead of downloading it; reads the first --stream-docs rows.")
+    revision: str | None = Field(
+        None, description="Hub dataset revision (branch, tag or commit); recorded in the manifest."
+    )
+    streaming: bool = Field(
+        False, description="Stream the hub dataset instead of downloading it; reads the first --stream-docs rows."
+    )
     stream_docs: int = Field(10000, ge=1, description="Rows read from a streamed hub dataset.")
 
 
@@ -88,20 +94,30 @@ class ChatParams(WindowParams):
 
     data: str = Field(..., description="Conversations: a .jsonl/.json/.parquet file or hub:ORG/NAME[:CONFIG].")
     split: str | None = Field(None, description="Source split; defaults to the calibration split.")
-    revision: str | None = Field(None, description="Hub dataset revision (branch, tag or commit); recorded in the manifest.")
+    revision: str | None = Field(
+        None, description="Hub dataset revision (branch, tag or commit); recorded in the manifest."
+    )
     messages_field: str = Field("messages", description="Column of role/content message lists.")
-    instruction_field: str | None = Field(None, description="Instead of messages: the instruction column of SFT rows (with --response-field).")
-    input_field: str | None = Field(None, description="Optional input column appended to the instruction (Alpaca style).")
+    instruction_field: str | None = Field(
+        None, description="Instead of messages: the instruction column of SFT rows (with --response-field)."
+    )
+    input_field: str | None = Field(
+        None, description="Optional input column appended to the instruction (Alpaca style)."
+    )
     response_field: str | None = Field(None, description="The response column of SFT rows.")
     system: str | None = Field(None, description="A system message for conversations that have none.")
-    enable_thinking: bool | None = Field(None, description="Render in thinking mode (where the chat template supports it).")
+    enable_thinking: bool | None = Field(
+        None, description="Render in thinking mode (where the chat template supports it)."
+    )
     chat_template: str | None = Field(None, description="A Jinja chat template file to use instead of the tokenizer's.")
 
 
 class MixParams(SetParams):
     """A mixture of other builders in exact proportions."""
 
-    components: dict[str, float] = Field(..., description="Mixture weights NAME=W,... (summing to 1), e.g. wiki=0.5,code=0.25,self=0.25.")
+    components: dict[str, float] = Field(
+        ..., description="Mixture weights NAME=W,... (summing to 1), e.g. wiki=0.5,code=0.25,self=0.25."
+    )
     bos: Bos = Field("auto", description="Prefix each window with BOS: auto follows the tokenizer.")
 
     @field_validator("components")
@@ -116,8 +132,15 @@ class MixParams(SetParams):
         return value
 
 
-def extend(name: str, base: type[BaseModel], settings: type[BaseModel], exclude: set[str], doc: str,
-           validators: dict | None = None, **extra: tuple) -> type[BaseModel]:
+def extend(
+    name: str,
+    base: type[BaseModel],
+    settings: type[BaseModel],
+    exclude: set[str],
+    doc: str,
+    validators: dict | None = None,
+    **extra: tuple,
+) -> type[BaseModel]:
     """``base`` plus the fields of an existing settings model (minus ``exclude``) plus ``extra`` ones.
 
     The generator and curation settings already are typed, documented models;
@@ -131,8 +154,11 @@ def extend(name: str, base: type[BaseModel], settings: type[BaseModel], exclude:
 def _prompting_options(self: BaseModel) -> BaseModel:
     """Each prompting setting takes only its own options, so none is silently ignored."""
     chat_only = [k for k in ("prompts", "system", "enable_thinking") if getattr(self, k) is not None]
-    bos_only = [k for k, default in (("first_token", "any"), ("start_token", "auto"), ("backend", "torch"),
-                                     ("stopwords", None)) if getattr(self, k) != default]
+    bos_only = [
+        k
+        for k, default in (("first_token", "any"), ("start_token", "auto"), ("backend", "torch"), ("stopwords", None))
+        if getattr(self, k) != default
+    ]
     if self.prompting == "bos" and chat_only:
         raise ValueError(f"{chat_only[0]}: applies to prompting chat only (this is prompting bos)")
     if self.prompting == "chat" and bos_only:
@@ -144,15 +170,33 @@ def _self_params() -> type[BaseModel]:
     from calibench.data.generation.api import GenerationSettings
 
     return extend(
-        "SelfParams", SetParams, GenerationSettings, set(),
+        "SelfParams",
+        SetParams,
+        GenerationSettings,
+        set(),
         "Self-calibration: the model writes its own calibration text.",
         validators={"_prompting_options": model_validator(mode="after")(_prompting_options)},
-        prompting=(Literal["bos", "chat"], Field("bos", description="bos: generate from the start token alone "
-                   "(the paper's setting); chat: answer generic prompts through the chat template.")),
-        prompts=(str | None, Field(None, description="Prompt file (one prompt a line) for --prompting chat instead of "
-                 "the shipped generic prompts.")),
+        prompting=(
+            Literal["bos", "chat"],
+            Field(
+                "bos",
+                description="bos: generate from the start token alone "
+                "(the paper's setting); chat: answer generic prompts through the chat template.",
+            ),
+        ),
+        prompts=(
+            str | None,
+            Field(
+                None,
+                description="Prompt file (one prompt a line) for --prompting chat instead of "
+                "the shipped generic prompts.",
+            ),
+        ),
         system=(str | None, Field(None, description="A system message for conversations that have none.")),
-        enable_thinking=(bool | None, Field(None, description="Render in thinking mode (where the chat template supports it).")),
+        enable_thinking=(
+            bool | None,
+            Field(None, description="Render in thinking mode (where the chat template supports it)."),
+        ),
     )
 
 
@@ -160,11 +204,20 @@ def _curated_params() -> type[BaseModel]:
     from calibench.data.curation.pipeline import CurationConfig
 
     return extend(
-        "CuratedParams", SetParams, CurationConfig, {"n", "seq_len", "seed", "bos", "mode"},
+        "CuratedParams",
+        SetParams,
+        CurationConfig,
+        {"n", "seq_len", "seed", "bos", "mode"},
         "COLA curation: sources by capability coverage, samples by activation-space k-means.",
         bos=(Bos, Field("auto", description="Prefix each window with BOS: auto follows the tokenizer.")),
-        curation_mode=(Literal["general", "targeted"], Field("general", description="general: all capabilities "
-                       "weigh 1.0; targeted: --target 1.0, the rest 0.2 (CurationConfig.mode).")),
+        curation_mode=(
+            Literal["general", "targeted"],
+            Field(
+                "general",
+                description="general: all capabilities "
+                "weigh 1.0; targeted: --target 1.0, the rest 0.2 (CurationConfig.mode).",
+            ),
+        ),
     )
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from calibench.errors import CalibenchError, ParameterError, UnknownNameError, did_you_mean
+from calibench.errors import ParameterError, UnknownNameError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -140,5 +140,3 @@ def describe(builder: Builder) -> list[str]:
     from calibench.data.builders.params import SetParams
 
     return [name for name in builder.params.model_fields if name not in SetParams.model_fields and name not in CARRIED]
-
-

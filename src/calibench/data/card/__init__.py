@@ -30,4 +30,13 @@ def write_card(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
-__all__ = ["CARD_NAME", "Contamination", "Datasheet", "card_text", "declared_overlaps", "gather", "render", "write_card"]
+__all__ = [
+    "CARD_NAME",
+    "Contamination",
+    "Datasheet",
+    "card_text",
+    "declared_overlaps",
+    "gather",
+    "render",
+    "write_card",
+]

@@ -80,16 +80,16 @@ def heldout_items(name: str) -> BenchmarkText:
     spec = HELDOUT_TEXTS[name]
     docs, _ = load_heldout_texts(spec)
     kept = [(i, d) for i, d in enumerate(docs) if d.strip()]
-    return BenchmarkText(f"ppl:{name}", HELDOUT, [[d] for _, d in kept], spec.description,
-                         [f"document {i}" for i, _ in kept])
+    return BenchmarkText(
+        f"ppl:{name}", HELDOUT, [[d] for _, d in kept], spec.description, [f"document {i}" for i, _ in kept]
+    )
 
 
 def offline_benchmarks(include: set[str] | None = None) -> Benchmarks:
     """Every benchmark with offline data here (or those named in ``include``), and the ones that could not be read."""
+    from calibench import progress
     from calibench.evaluation.heldout import HELDOUT_TEXTS
     from calibench.evaluation.mirrors import MIRRORS
-
-    from calibench import progress
 
     wanted = [(task, TASK) for task in MIRRORS] + [(name, HELDOUT) for name, h in HELDOUT_TEXTS.items() if h.offline]
     wanted = [(name, kind) for name, kind in wanted if include is None or _label(name, kind) in include]

@@ -156,13 +156,27 @@ class BenchmarkOverlap:
 
     def to_dict(self) -> dict:
         return {
-            "benchmark": self.benchmark, "kind": self.kind, "n": self.n, "origin": self.origin,
-            "items": self.items, "checkable_items": self.checkable, "items_overlapping": self.items_hit,
-            "item_share": self.item_share, "windows": self.windows, "windows_overlapping": self.windows_hit,
+            "benchmark": self.benchmark,
+            "kind": self.kind,
+            "n": self.n,
+            "origin": self.origin,
+            "items": self.items,
+            "checkable_items": self.checkable,
+            "items_overlapping": self.items_hit,
+            "item_share": self.item_share,
+            "windows": self.windows,
+            "windows_overlapping": self.windows_hit,
             "window_share": self.window_share,
-            "top": [{"item": h.item, "label": h.label, "shared_ngrams": h.shared, "windows": list(h.windows),
-                     "example": h.example}
-                    for h in self.top],
+            "top": [
+                {
+                    "item": h.item,
+                    "label": h.label,
+                    "shared_ngrams": h.shared,
+                    "windows": list(h.windows),
+                    "example": h.example,
+                }
+                for h in self.top
+            ],
         }
 
 
@@ -182,8 +196,16 @@ def _benchmark_tokens(items: Sequence[Sequence[str]]) -> list[str]:
     return _MARKS.findall(text.lower())
 
 
-def benchmark_overlap(index: SetIndex, name: str, items: Sequence[Sequence[str]], *, kind: str = "task",
-                      top: int = DEFAULT_TOP, origin: str = "", labels: Sequence[str] | None = None) -> BenchmarkOverlap:
+def benchmark_overlap(
+    index: SetIndex,
+    name: str,
+    items: Sequence[Sequence[str]],
+    *,
+    kind: str = "task",
+    top: int = DEFAULT_TOP,
+    origin: str = "",
+    labels: Sequence[str] | None = None,
+) -> BenchmarkOverlap:
     """Overlap of ``items`` (each a list of text segments, ``labels`` naming them) with the indexed set."""
     from itertools import repeat
 
@@ -211,6 +233,18 @@ def benchmark_overlap(index: SetIndex, name: str, items: Sequence[Sequence[str]]
         mine = found & (owner[starts] == i)
         first = int(starts[np.flatnonzero(mine)[0]])
         windows = tuple(int(w) for w in index.windows_of(hashes[mine]))
-        hits.append(ItemHit(i, labels[i] if labels else str(i), int(shared[i]), windows, " ".join(tokens[first:first + n])))
-    return BenchmarkOverlap(name, kind, n, count, checkable, int(np.count_nonzero(shared)), index.num_windows,
-                            int(windows_hit.size), hits, origin)
+        hits.append(
+            ItemHit(i, labels[i] if labels else str(i), int(shared[i]), windows, " ".join(tokens[first : first + n]))
+        )
+    return BenchmarkOverlap(
+        name,
+        kind,
+        n,
+        count,
+        checkable,
+        int(np.count_nonzero(shared)),
+        index.num_windows,
+        int(windows_hit.size),
+        hits,
+        origin,
+    )

@@ -36,8 +36,13 @@ class Contamination:
         return sorted(set(self.declared) | {o.benchmark for o in self.overlaps if o.items_hit})
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "flagged": self.flagged(), "declared": self.declared, "skipped": self.skipped,
-                "benchmarks": [o.to_dict() for o in self.overlaps]}
+        return {
+            "n": self.n,
+            "flagged": self.flagged(),
+            "declared": self.declared,
+            "skipped": self.skipped,
+            "benchmarks": [o.to_dict() for o in self.overlaps],
+        }
 
 
 @dataclass
@@ -51,10 +56,16 @@ class Datasheet:
     notes: dict[str, str] = field(default_factory=dict)  # section -> why it is missing or partial
 
     def to_dict(self) -> dict[str, Any]:
-        return {"set_id": self.manifest.set_id, "manifest": self.manifest.model_dump(mode="json"),
-                "num_tokens": self.num_tokens, "model": self.model, "statistics": self.statistics,
-                "activation": self.activation,
-                "contamination": self.contamination.to_dict() if self.contamination else None, "notes": self.notes}
+        return {
+            "set_id": self.manifest.set_id,
+            "manifest": self.manifest.model_dump(mode="json"),
+            "num_tokens": self.num_tokens,
+            "model": self.model,
+            "statistics": self.statistics,
+            "activation": self.activation,
+            "contamination": self.contamination.to_dict() if self.contamination else None,
+            "notes": self.notes,
+        }
 
 
 def _records(value: Any) -> Iterator[dict[str, Any]]:
@@ -82,25 +93,39 @@ def declared_overlaps(manifest: Any) -> dict[str, list[str]]:
     return dict(sorted(out.items()))
 
 
-def contamination_of(texts: list[str], manifest: Any, benchmarks: Benchmarks, n: int = DEFAULT_N,
-                     top: int = DEFAULT_TOP) -> Contamination:
+def contamination_of(
+    texts: list[str], manifest: Any, benchmarks: Benchmarks, n: int = DEFAULT_N, top: int = DEFAULT_TOP
+) -> Contamination:
     """The set's windows (decoded text) against every benchmark text."""
-    from calibench.data.card.contamination import benchmark_overlap, index_windows
     from calibench import progress
+    from calibench.data.card.contamination import benchmark_overlap, index_windows
 
     index = index_windows(texts, n)
     overlaps = []
     with progress.task("contamination check", total=len(benchmarks.texts), unit="benchmarks") as bar:
         for b in benchmarks.texts:
-            overlaps.append(benchmark_overlap(index, b.name, b.items, kind=b.kind, top=top, origin=b.origin,
-                                              labels=b.labels or None))
+            overlaps.append(
+                benchmark_overlap(
+                    index, b.name, b.items, kind=b.kind, top=top, origin=b.origin, labels=b.labels or None
+                )
+            )
             bar.advance()
     return Contamination(n, overlaps, declared_overlaps(manifest), dict(benchmarks.skipped))
 
 
-def gather(calib: CalibrationSet, tokenizer: Any, *, lm: Any = None, model: str | None = None,
-           reference: CalibrationSet | None = None, benchmarks: Benchmarks | None = None, ngram: int = DEFAULT_N,
-           top: int = DEFAULT_TOP, contamination: bool = True, batch_size: int = 8) -> Datasheet:
+def gather(
+    calib: CalibrationSet,
+    tokenizer: Any,
+    *,
+    lm: Any = None,
+    model: str | None = None,
+    reference: CalibrationSet | None = None,
+    benchmarks: Benchmarks | None = None,
+    ngram: int = DEFAULT_N,
+    top: int = DEFAULT_TOP,
+    contamination: bool = True,
+    batch_size: int = 8,
+) -> Datasheet:
     """Everything a card says about ``calib``.
 
     ``lm`` (the loaded model named ``model``) adds the perplexity and, with
@@ -120,8 +145,10 @@ def gather(calib: CalibrationSet, tokenizer: Any, *, lm: Any = None, model: str 
 
         activation = pool_statistics([calib], reference, lm, batch_size=batch_size)[0]
     else:
-        notes["activation"] = ("activation coverage and diversity need a model and a reference set: "
-                               "pass --model and --reference (e.g. the pool of `calibench data curate`)")
+        notes["activation"] = (
+            "activation coverage and diversity need a model and a reference set: "
+            "pass --model and --reference (e.g. the pool of `calibench data curate`)"
+        )
     found = None
     if contamination:
         if benchmarks is None:

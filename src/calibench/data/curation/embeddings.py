@@ -22,8 +22,14 @@ MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
 class SentenceEmbedder:
     """``embed(texts) -> (n, d)`` unit-norm rows, from an encoder with mean pooling."""
 
-    def __init__(self, spec: str = DEFAULT_EMBEDDING_MODEL, max_tokens: int = MAX_TOKENS, batch_size: int = 32,
-                 model: Any = None, tokenizer: Any = None):
+    def __init__(
+        self,
+        spec: str = DEFAULT_EMBEDDING_MODEL,
+        max_tokens: int = MAX_TOKENS,
+        batch_size: int = 32,
+        model: Any = None,
+        tokenizer: Any = None,
+    ):
         self.spec = str(spec)
         self.max_tokens = max_tokens
         self.batch_size = batch_size
@@ -46,8 +52,12 @@ class SentenceEmbedder:
             self.max_tokens = min(self.max_tokens, positions)
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.spec, "pooling": "mean over attention mask", "normalize": "l2",
-                "max_tokens": self.max_tokens}
+        return {
+            "model": self.spec,
+            "pooling": "mean over attention mask",
+            "normalize": "l2",
+            "max_tokens": self.max_tokens,
+        }
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import torch
@@ -57,8 +67,9 @@ class SentenceEmbedder:
         with torch.inference_mode():
             for begin in range(0, len(texts), self.batch_size):
                 batch = [t if t.strip() else " " for t in texts[begin : begin + self.batch_size]]
-                enc = self._tokenizer(batch, padding=True, truncation=True, max_length=self.max_tokens,
-                                      return_tensors="pt")
+                enc = self._tokenizer(
+                    batch, padding=True, truncation=True, max_length=self.max_tokens, return_tensors="pt"
+                )
                 hidden = self._model(**enc).last_hidden_state
                 mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)

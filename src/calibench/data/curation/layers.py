@@ -40,7 +40,12 @@ class DecoderLayers:
         return len(self.layers)
 
     def describe(self) -> dict[str, Any]:
-        return {"module": self.name, "count": len(self.layers), "class": self.layer_class, "parameters": self.parameters}
+        return {
+            "module": self.name,
+            "count": len(self.layers),
+            "class": self.layer_class,
+            "parameters": self.parameters,
+        }
 
 
 def _matrices(module: Any) -> int:

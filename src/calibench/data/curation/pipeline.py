@@ -42,28 +42,52 @@ class CurationConfig(BaseModel):
     """Every choice of the three stages; validated before any work starts."""
 
     model_config = ConfigDict(extra="forbid")
-    sources: list[str] = Field(default_factory=lambda: ["wiki", "science", "math", "code"], description="Candidate sources, comma-separated (registered names or local files); pools read their calibration split.")
-    capabilities: list[str] = Field(default_factory=lambda: ["commonsense", "math", "code"], description="Target capabilities: commonsense, math, code, language_modelling (lm), or NAME=SOURCE.")
-    mode: Literal["general", "targeted"] = Field("general", description="general: all capabilities weigh 1.0; targeted: --target 1.0, the rest 0.2.")
+    sources: list[str] = Field(
+        default_factory=lambda: ["wiki", "science", "math", "code"],
+        description="Candidate sources, comma-separated (registered names or local files); pools read their calibration split.",
+    )
+    capabilities: list[str] = Field(
+        default_factory=lambda: ["commonsense", "math", "code"],
+        description="Target capabilities: commonsense, math, code, language_modelling (lm), or NAME=SOURCE.",
+    )
+    mode: Literal["general", "targeted"] = Field(
+        "general", description="general: all capabilities weigh 1.0; targeted: --target 1.0, the rest 0.2."
+    )
     target: str | None = Field(None, description="The capability to favour with --mode targeted.")
     n: int = Field(128, description="Samples in the curated set (1..1024) = k of k-means.")
     seq_len: int = Field(2048, description="Tokens per sample, at most the model's maximum.")
-    pool_size: int | None = Field(None, description="Candidate windows, split evenly over the kept sources (default 8 x --n).")
-    alpha: float = Field(DEFAULT_ALPHA, description="Weight of the embedding similarity against the token-distribution similarity in stage 1.")
-    top_k: int | None = Field(None, description="Keep this many sources (default: the best source of each highest-weight capability).")
-    embedding_model: str = Field(DEFAULT_EMBEDDING_MODEL, description="Sentence encoder for stage 1: an asset name (minilm), local directory or hub id.")
+    pool_size: int | None = Field(
+        None, description="Candidate windows, split evenly over the kept sources (default 8 x --n)."
+    )
+    alpha: float = Field(
+        DEFAULT_ALPHA,
+        description="Weight of the embedding similarity against the token-distribution similarity in stage 1.",
+    )
+    top_k: int | None = Field(
+        None, description="Keep this many sources (default: the best source of each highest-weight capability)."
+    )
+    embedding_model: str = Field(
+        DEFAULT_EMBEDDING_MODEL,
+        description="Sentence encoder for stage 1: an asset name (minilm), local directory or hub id.",
+    )
     score_texts: int = Field(32, description="Texts per source and per capability sampled for stage 1.")
     min_tokens: int = Field(DEFAULT_MIN_TOKENS, description="Drop documents shorter than this (stage 2).")
     reformat: bool = Field(True, description="Rewrite math and QA text as question/reasoning/answer.")
-    pack: bool = Field(True, description="Fill each window with following documents (no padding); --no-pack pads one document per window.")
+    pack: bool = Field(
+        True,
+        description="Fill each window with following documents (no padding); --no-pack pads one document per window.",
+    )
     projection_dim: int = Field(DEFAULT_DIM, description="Dimension of the random projection of activations.")
     n_init: int = Field(DEFAULT_N_INIT, description="k-means restarts (the best inertia wins).")
-    seed: int = Field(0, description="Seed of the projection and k-means (or of the random draw with --selection random).")
+    seed: int = Field(
+        0, description="Seed of the projection and k-means (or of the random draw with --selection random)."
+    )
     pool_seed: int = Field(0, description="Seed of the pool (document order) and of stage 1's text samples.")
     batch_size: int = Field(8, description="Windows per forward pass when capturing activations.")
     bos: bool | Literal["auto"] = Field("auto", description="Prefix each window with BOS: auto follows the tokenizer.")
-    selection: Literal["kmeans", "random"] = Field("kmeans", description="kmeans (COLA) or random: the baseline drawn uniformly from the same pool.")
-
+    selection: Literal["kmeans", "random"] = Field(
+        "kmeans", description="kmeans (COLA) or random: the baseline drawn uniformly from the same pool."
+    )
 
     @property
     def resolved_pool_size(self) -> int:
@@ -114,7 +138,9 @@ class CurationResult:
     seconds: dict[str, float]
 
 
-def run_stage1(config: CurationConfig, tokenizer: Any, embedder: Any | None = None) -> tuple[ScoreMatrix, dict[str, float], list[str]]:
+def run_stage1(
+    config: CurationConfig, tokenizer: Any, embedder: Any | None = None
+) -> tuple[ScoreMatrix, dict[str, float], list[str]]:
     """The score matrix, the capability weights and the kept sources."""
     from calibench.data.sources import get_source
 
@@ -133,8 +159,9 @@ def run_stage1(config: CurationConfig, tokenizer: Any, embedder: Any | None = No
     return matrix, weights, matrix.select(weights, config.top_k)
 
 
-def pool_features(model: Any, pool: CalibrationSet, seeds: Sequence[int], dim: int = DEFAULT_DIM,
-                  batch_size: int = 8) -> tuple[list[np.ndarray], list[RandomProjection], dict[str, Any]]:
+def pool_features(
+    model: Any, pool: CalibrationSet, seeds: Sequence[int], dim: int = DEFAULT_DIM, batch_size: int = 8
+) -> tuple[list[np.ndarray], list[RandomProjection], dict[str, Any]]:
     """Projected features of every pool row, one matrix per projection seed, from one capture."""
     from calibench.data.curation.activations import capture_features, layer_widths
     from calibench.data.curation.layers import find_decoder_layers
@@ -142,27 +169,51 @@ def pool_features(model: Any, pool: CalibrationSet, seeds: Sequence[int], dim: i
     layers = find_decoder_layers(model)
     widths = layer_widths(model, layers)
     projections = [RandomProjection(widths, dim, seed) for seed in seeds]
-    feats = capture_features(model, pool.input_ids, pool.attention_mask, projections, batch_size=batch_size,
-                             layers=layers, label="stage 3: capturing pool activations")
+    feats = capture_features(
+        model,
+        pool.input_ids,
+        pool.attention_mask,
+        projections,
+        batch_size=batch_size,
+        layers=layers,
+        label="stage 3: capturing pool activations",
+    )
     return feats, projections, layers.describe()
 
 
-def select_from_features(features: np.ndarray, pool: CalibrationSet, tokenizer: Any, n: int, seed: int,
-                         n_init: int, generator: dict[str, Any]) -> tuple[CalibrationSet, Selection, dict[str, Any]]:
+def select_from_features(
+    features: np.ndarray,
+    pool: CalibrationSet,
+    tokenizer: Any,
+    n: int,
+    seed: int,
+    n_init: int,
+    generator: dict[str, Any],
+) -> tuple[CalibrationSet, Selection, dict[str, Any]]:
     selection = kmeans_select(features, n, seed=seed, n_init=n_init)
     metrics = activation_metrics(features, features[selection.indices])
-    gen = {**generator, "stage3": {**generator.get("stage3", {}), "kmeans": selection.record()},
-           "chosen_pool_indices": selection.indices, "metrics": metrics}
+    gen = {
+        **generator,
+        "stage3": {**generator.get("stage3", {}), "kmeans": selection.record()},
+        "chosen_pool_indices": selection.indices,
+        "metrics": metrics,
+    }
     calib = subset(pool, selection.indices, tokenizer, seed=seed, name=CURATED_SOURCE, mode="curated", generator=gen)
     return calib, selection, metrics
 
 
-def random_from_pool(pool: CalibrationSet, n: int, seed: int, tokenizer: Any,
-                     generator: dict[str, Any] | None = None) -> CalibrationSet:
+def random_from_pool(
+    pool: CalibrationSet, n: int, seed: int, tokenizer: Any, generator: dict[str, Any] | None = None
+) -> CalibrationSet:
     """The baseline: ``n`` pool rows drawn uniformly with ``seed``."""
     indices = random_select(pool.n, n, seed)
-    gen = {"method": "random-from-pool", "pool": {"set_id": pool.set_id, "size": pool.n}, "seed": seed,
-           "chosen_pool_indices": indices, **(generator or {})}
+    gen = {
+        "method": "random-from-pool",
+        "pool": {"set_id": pool.set_id, "size": pool.n},
+        "seed": seed,
+        "chosen_pool_indices": indices,
+        **(generator or {}),
+    }
     return subset(pool, indices, tokenizer, seed=seed, name=RANDOM_SOURCE, mode="random-from-pool", generator=gen)
 
 
@@ -178,8 +229,9 @@ def curate(
 ) -> CurationResult:
     """Run COLA for ``model`` (a spec or a loaded causal LM with ``tokenizer``)."""
     config = _resolve_config(config, overrides)
-    return curate_seeds(model, [config.seed], config, tokenizer=tokenizer, embedder=embedder, dtype=dtype,
-                        device=device)[0]
+    return curate_seeds(
+        model, [config.seed], config, tokenizer=tokenizer, embedder=embedder, dtype=dtype, device=device
+    )[0]
 
 
 def curate_seeds(
@@ -214,18 +266,34 @@ def curate_seeds(
 
     matrix, weights, kept = run_stage1(config, tokenizer, embedder)
     seconds["stage1"] = time.perf_counter() - started
-    stage1 = {"mode": config.mode, "target": _canonical_target(config.target), "top_k": config.top_k,
-              "selected_sources": kept, **matrix.record(weights)}
+    stage1 = {
+        "mode": config.mode,
+        "target": _canonical_target(config.target),
+        "top_k": config.top_k,
+        "selected_sources": kept,
+        **matrix.record(weights),
+    }
 
     t = time.perf_counter()
     add_bos = resolve_bos(tokenizer, config.bos)
-    pool = build_pool(kept, tokenizer, config.resolved_pool_size, config.seq_len, seed=config.pool_seed,
-                      add_bos=add_bos, settings=ProcessingSettings(config.min_tokens, config.reformat, config.pack),
-                      extra={"stage1": stage1})
+    pool = build_pool(
+        kept,
+        tokenizer,
+        config.resolved_pool_size,
+        config.seq_len,
+        seed=config.pool_seed,
+        add_bos=add_bos,
+        settings=ProcessingSettings(config.min_tokens, config.reformat, config.pack),
+        extra={"stage1": stage1},
+    )
     seconds["stage2"] = time.perf_counter() - t
 
-    pool_record = {"set_id": pool.set_id, "size": pool.n, "seed": config.pool_seed,
-                   "per_source": {k: v["windows"] for k, v in (pool.manifest.generator or {})["per_source"].items()}}
+    pool_record = {
+        "set_id": pool.set_id,
+        "size": pool.n,
+        "seed": config.pool_seed,
+        "per_source": {k: v["windows"] for k, v in (pool.manifest.generator or {})["per_source"].items()},
+    }
 
     def base_for(seed: int) -> dict[str, Any]:
         return {
@@ -241,10 +309,14 @@ def curate_seeds(
         results = []
         for seed in seeds:
             base = base_for(seed)
-            calib = random_from_pool(pool, config.n, seed, tokenizer, {"stage1": stage1, "pool": base["pool"],
-                                                                       "config": base["config"]})
-            results.append(CurationResult(calib, pool, matrix, kept, None, None, {},
-                                          {**seconds, "total": time.perf_counter() - started}))
+            calib = random_from_pool(
+                pool, config.n, seed, tokenizer, {"stage1": stage1, "pool": base["pool"], "config": base["config"]}
+            )
+            results.append(
+                CurationResult(
+                    calib, pool, matrix, kept, None, None, {}, {**seconds, "total": time.perf_counter() - started}
+                )
+            )
         return results
 
     t = time.perf_counter()
@@ -255,8 +327,11 @@ def curate_seeds(
     for seed, features, projection in zip(seeds, feats, projections):
         t = time.perf_counter()
         base = base_for(seed)
-        base["stage3"] = {"layers": layer_info, "feature": "per-layer sequence mean over unmasked tokens, "
-                          "L2-normalised, concatenated / sqrt(L)", "projection": projection.describe()}
+        base["stage3"] = {
+            "layers": layer_info,
+            "feature": "per-layer sequence mean over unmasked tokens, L2-normalised, concatenated / sqrt(L)",
+            "projection": projection.describe(),
+        }
         calib, selection, metrics = select_from_features(features, pool, tokenizer, config.n, seed, config.n_init, base)
         timing = {**seconds, "stage3_select": time.perf_counter() - t, "total": time.perf_counter() - started}
         results.append(CurationResult(calib, pool, matrix, kept, selection, features, metrics, timing))

@@ -68,8 +68,9 @@ def build_pool(
         ids = np.concatenate([np.full((len(ids), 1), tokenizer.bos_token_id, dtype=np.int32), ids], axis=1)
         mask = np.concatenate([np.ones((len(mask), 1), dtype=np.uint8), mask], axis=1)
     fingerprint = hashlib.sha256(repr(sorted((k, v["fingerprint"]) for k, v in specs.items())).encode()).hexdigest()
-    record = SourceRecord(name=POOL_SOURCE, kind=CURATED, split="calibration", spec={"sources": specs},
-                          fingerprint=fingerprint)
+    record = SourceRecord(
+        name=POOL_SOURCE, kind=CURATED, split="calibration", spec={"sources": specs}, fingerprint=fingerprint
+    )
     generator = {
         "method": "cola-pool",
         "pool_size": pool_size,
@@ -80,8 +81,9 @@ def build_pool(
         **(extra or {}),
     }
     sampling = SamplingRecord(mode="packed" if settings.pack else "document-padded", bos=add_bos)
-    return CalibrationSet.create(ids, tokenizer, source=record, sampling=sampling, seed=seed, attention_mask=mask,
-                                 generator=generator)
+    return CalibrationSet.create(
+        ids, tokenizer, source=record, sampling=sampling, seed=seed, attention_mask=mask, generator=generator
+    )
 
 
 def subset(
@@ -99,9 +101,22 @@ def subset(
     pool_gen = pool.manifest.generator or {}
     rows = pool_gen.get("rows", [])
     spec = {"pool": pool.set_id, "sources": sorted((pool.manifest.source.spec or {}).get("sources", {}))}
-    record = SourceRecord(name=name, kind=CURATED, split=pool.manifest.source.split, spec=spec,
-                          fingerprint=pool.manifest.source.fingerprint)
+    record = SourceRecord(
+        name=name,
+        kind=CURATED,
+        split=pool.manifest.source.split,
+        spec=spec,
+        fingerprint=pool.manifest.source.fingerprint,
+    )
     generator = {**generator, "chosen_rows": [rows[i] for i in idx] if rows else []}
     sampling = SamplingRecord(mode=mode, bos=pool.manifest.sampling.bos)
-    return CalibrationSet.create(pool.input_ids[idx], tokenizer, source=record, sampling=sampling, seed=seed,
-                                 attention_mask=pool.attention_mask[idx], generator=generator, parents=[pool.set_id])
+    return CalibrationSet.create(
+        pool.input_ids[idx],
+        tokenizer,
+        source=record,
+        sampling=sampling,
+        seed=seed,
+        attention_mask=pool.attention_mask[idx],
+        generator=generator,
+        parents=[pool.set_id],
+    )

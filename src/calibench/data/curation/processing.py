@@ -94,8 +94,13 @@ class ProcessingSettings:
     pack: bool = True
 
     def record(self) -> dict[str, Any]:
-        return {"min_tokens": self.min_tokens, "reformat": self.reformat, "pack": self.pack, "joiner": JOINER,
-                "truncation": "last paragraph (blank line), else line break, that fits"}
+        return {
+            "min_tokens": self.min_tokens,
+            "reformat": self.reformat,
+            "pack": self.pack,
+            "joiner": JOINER,
+            "truncation": "last paragraph (blank line), else line break, that fits",
+        }
 
 
 @dataclass
@@ -120,8 +125,14 @@ def process_documents(
 
     joiner = tokenizer(JOINER, add_special_tokens=False)["input_ids"]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
-    stats = {"documents_read": 0, "too_short": 0, "reformatted": 0, "truncated_paragraph": 0,
-             "truncated_line": 0, "hard_cuts": 0}
+    stats = {
+        "documents_read": 0,
+        "too_short": 0,
+        "reformatted": 0,
+        "truncated_paragraph": 0,
+        "truncated_line": 0,
+        "hard_cuts": 0,
+    }
     rows: list[np.ndarray] = []
     masks: list[np.ndarray] = []
     provenance: list[list[int]] = []

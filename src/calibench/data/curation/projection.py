@@ -87,5 +87,10 @@ class RandomProjection(FeatureReducer):
         return out / math.sqrt(len(layer_means))
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": "gaussian_random_projection", "dim": self.dim, "seed": self.seed,
-                "entries": "N(0, 1/dim)", "input_dim": sum(self.widths)}
+        return {
+            "kind": "gaussian_random_projection",
+            "dim": self.dim,
+            "seed": self.seed,
+            "entries": "N(0, 1/dim)",
+            "input_dim": sum(self.widths),
+        }

@@ -29,20 +29,39 @@ class ProxyResult:
     seconds: float = 0.0
 
     def record(self) -> dict[str, Any]:
-        return {"set_id": self.set_id, "method": self.method, "perplexity": self.perplexity,
-                "windows": self.windows, "compression": self.compression, "seconds": round(self.seconds, 2)}
+        return {
+            "set_id": self.set_id,
+            "method": self.method,
+            "perplexity": self.perplexity,
+            "windows": self.windows,
+            "compression": self.compression,
+            "seconds": round(self.seconds, 2),
+        }
 
 
-def reference_perplexity(model: Any, tokenizer: Any, capabilities: Sequence[Capability], seq_len: int,
-                         max_windows: int | None = 16, batch_size: int = 8,
-                         texts: dict[str, list[str]] | None = None) -> tuple[dict[str, float], dict[str, int]]:
+def reference_perplexity(
+    model: Any,
+    tokenizer: Any,
+    capabilities: Sequence[Capability],
+    seq_len: int,
+    max_windows: int | None = 16,
+    batch_size: int = 8,
+    texts: dict[str, list[str]] | None = None,
+) -> tuple[dict[str, float], dict[str, int]]:
     from calibench.evaluation import perplexity
 
     ppl, windows = {}, {}
     for cap in capabilities:
         ref = texts[cap.name] if texts and cap.name in texts else load_reference(cap)
-        result = perplexity(model, tokenizer, ref, seq_len, max_windows=max_windows, batch_size=batch_size,
-                            label=f"perplexity on {cap.name}")
+        result = perplexity(
+            model,
+            tokenizer,
+            ref,
+            seq_len,
+            max_windows=max_windows,
+            batch_size=batch_size,
+            label=f"perplexity on {cap.name}",
+        )
         ppl[cap.name] = result.perplexity
         windows[cap.name] = result.windows
     return ppl, windows
@@ -72,6 +91,10 @@ def proxy_evaluate(
     lm = load_model(model)
     result = compress(lm, calib, method, tokenizer=tokenizer, seed=seed, **params)
     ppl, windows = reference_perplexity(result.model, tokenizer, caps, seq_len, max_windows, batch_size, texts)
-    compression = {"method": result.record["method"], "params": result.record["params"],
-                   "achieved": result.record.get("achieved"), "wall_time_s": result.record.get("wall_time_s")}
+    compression = {
+        "method": result.record["method"],
+        "params": result.record["params"],
+        "achieved": result.record.get("achieved"),
+        "wall_time_s": result.record.get("wall_time_s"),
+    }
     return ProxyResult(calib.set_id, method, ppl, windows, compression, time.perf_counter() - started)

@@ -39,7 +39,9 @@ SMOOTHING = 0.01
 MODES = ("general", "targeted")
 
 
-def capability_weights(capabilities: Sequence[str], mode: str = "general", target: str | None = None) -> dict[str, float]:
+def capability_weights(
+    capabilities: Sequence[str], mode: str = "general", target: str | None = None
+) -> dict[str, float]:
     """``general``: all 1.0; ``targeted``: 1.0 for ``target``, 0.2 for the others."""
     if mode not in MODES:
         raise CalibenchError(f"unknown --mode '{mode}': use general or targeted")
@@ -164,14 +166,21 @@ def score_sources(
     emb: dict[str, np.ndarray] = {}
     dist: dict[str, np.ndarray] = {}
     with task("stage 1: scoring sources", total=len(sources) + len(caps), unit="text sets") as bar:
-        for key, texts in [*(("s:" + s, source_texts[s]) for s in sources), *(("c:" + c, reference_texts[c]) for c in caps)]:
+        for key, texts in [
+            *(("s:" + s, source_texts[s]) for s in sources),
+            *(("c:" + c, reference_texts[c]) for c in caps),
+        ]:
             emb[key] = embedder.embed(texts).mean(axis=0)
             dist[key] = token_distribution(texts, tokenizer, smoothing)
             bar.advance()
     e = np.array([[_cos(emb["s:" + s], emb["c:" + c]) for c in caps] for s in sources])
     t = np.array([[token_similarity(dist["s:" + s], dist["c:" + c]) for c in caps] for s in sources])
-    settings = {"smoothing": smoothing, "vocab_size": len(tokenizer), "symmetric_kl": "(KL(p||q)+KL(q||p))/2",
-                "embedding": embedder.describe(),
-                "texts_per_source": {s: len(source_texts[s]) for s in sources},
-                "texts_per_capability": {c: len(reference_texts[c]) for c in caps}}
+    settings = {
+        "smoothing": smoothing,
+        "vocab_size": len(tokenizer),
+        "symmetric_kl": "(KL(p||q)+KL(q||p))/2",
+        "embedding": embedder.describe(),
+        "texts_per_source": {s: len(source_texts[s]) for s in sources},
+        "texts_per_capability": {c: len(reference_texts[c]) for c in caps},
+    }
     return ScoreMatrix(sources, caps, float(alpha), e, t, settings)

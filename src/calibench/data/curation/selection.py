@@ -69,7 +69,9 @@ def nearest_members(features: np.ndarray, centroids: np.ndarray) -> tuple[list[i
     return chosen, clashes
 
 
-def kmeans_select(features: np.ndarray, k: int, seed: int = 0, n_init: int = DEFAULT_N_INIT, max_iter: int = 300) -> Selection:
+def kmeans_select(
+    features: np.ndarray, k: int, seed: int = 0, n_init: int = DEFAULT_N_INIT, max_iter: int = 300
+) -> Selection:
     """The ``k`` pool rows nearest the centroids of a seeded k-means on ``features``."""
     from sklearn.cluster import KMeans
 
@@ -90,8 +92,13 @@ def kmeans_select(features: np.ndarray, k: int, seed: int = 0, n_init: int = DEF
         inertia=float(km.inertia_),
         iterations=int(km.n_iter_),
         duplicates_resolved=clashes,
-        settings={"algorithm": "sklearn KMeans (lloyd, k-means++)", "k": k, "seed": seed, "n_init": n_init,
-                  "max_iter": max_iter},
+        settings={
+            "algorithm": "sklearn KMeans (lloyd, k-means++)",
+            "k": k,
+            "seed": seed,
+            "n_init": n_init,
+            "max_iter": max_iter,
+        },
     )
 
 

@@ -30,8 +30,15 @@ def _row_keys(calib: CalibrationSet) -> list[bytes]:
     return [ids.tobytes() + mask.tobytes() for ids, mask in zip(calib.input_ids, calib.attention_mask)]
 
 
-def pool_statistics(sets: Sequence[CalibrationSet], pool: CalibrationSet, model: Any, *, dim: int = DEFAULT_DIM,
-                    seed: int = METRIC_SEED, batch_size: int = 8) -> list[dict[str, Any]]:
+def pool_statistics(
+    sets: Sequence[CalibrationSet],
+    pool: CalibrationSet,
+    model: Any,
+    *,
+    dim: int = DEFAULT_DIM,
+    seed: int = METRIC_SEED,
+    batch_size: int = 8,
+) -> list[dict[str, Any]]:
     """One dict per set: coverage, diversity, pool size and how many of its rows are pool rows."""
     from calibench.data.curation.activations import capture_features, layer_widths
     from calibench.data.curation.layers import find_decoder_layers
@@ -47,8 +54,15 @@ def pool_statistics(sets: Sequence[CalibrationSet], pool: CalibrationSet, model:
             raise CalibenchError(f"set {calib.set_id} and the pool {pool.set_id} were made with different tokenizers")
     layers = find_decoder_layers(model)
     projection = RandomProjection(layer_widths(model, layers), dim, seed)
-    (pool_feats,) = capture_features(model, pool.input_ids, pool.attention_mask, [projection], batch_size=batch_size,
-                                     layers=layers, label="pool activations")
+    (pool_feats,) = capture_features(
+        model,
+        pool.input_ids,
+        pool.attention_mask,
+        [projection],
+        batch_size=batch_size,
+        layers=layers,
+        label="pool activations",
+    )
     index = {key: i for i, key in enumerate(_row_keys(pool))}
     out = []
     for calib in sets:
@@ -59,16 +73,38 @@ def pool_statistics(sets: Sequence[CalibrationSet], pool: CalibrationSet, model:
         feats[known] = pool_feats[[in_pool[i] for i in known]]
         missing = [i for i, j in enumerate(in_pool) if j is None]
         if missing:
-            (fresh,) = capture_features(model, calib.input_ids[missing], calib.attention_mask[missing], [projection],
-                                        batch_size=batch_size, layers=layers, label=f"set {calib.set_id} activations")
+            (fresh,) = capture_features(
+                model,
+                calib.input_ids[missing],
+                calib.attention_mask[missing],
+                [projection],
+                batch_size=batch_size,
+                layers=layers,
+                label=f"set {calib.set_id} activations",
+            )
             feats[missing] = fresh
-        out.append({"coverage": coverage(pool_feats, feats), "diversity": diversity(feats), "pool": pool.set_id,
-                    "pool_size": pool.n, "rows_in_pool": len(known), "projection_dim": dim, "projection_seed": seed})
+        out.append(
+            {
+                "coverage": coverage(pool_feats, feats),
+                "diversity": diversity(feats),
+                "pool": pool.set_id,
+                "pool_size": pool.n,
+                "rows_in_pool": len(known),
+                "projection_dim": dim,
+                "projection_seed": seed,
+            }
+        )
     return out
 
 
-def add_pool_statistics(rows: list[dict[str, Any]], sets: Sequence[CalibrationSet], pool: CalibrationSet | Path,
-                        model: Any, tokenizer: Any, batch_size: int = 8) -> None:
+def add_pool_statistics(
+    rows: list[dict[str, Any]],
+    sets: Sequence[CalibrationSet],
+    pool: CalibrationSet | Path,
+    model: Any,
+    tokenizer: Any,
+    batch_size: int = 8,
+) -> None:
     """The ``data stats --pool`` hook: add coverage/diversity to each row and print them as a table.
 
     ``pool`` is a loaded set (the CLI loads it before any work, to refuse a bad one early) or its directory.
@@ -78,7 +114,9 @@ def add_pool_statistics(rows: list[dict[str, Any]], sets: Sequence[CalibrationSe
     from calibench.cli.console import console as make_console
 
     if model is None:
-        raise CalibenchError("--pool needs --model: coverage and diversity are measured in the model's activation space")
+        raise CalibenchError(
+            "--pool needs --model: coverage and diversity are measured in the model's activation space"
+        )
     if not isinstance(pool, CalibrationSet):
         pool = CalibrationSet.load(pool, tokenizer=tokenizer)
     elif tokenizer is not None:
@@ -88,7 +126,17 @@ def add_pool_statistics(rows: list[dict[str, Any]], sets: Sequence[CalibrationSe
     for col in ("set", "coverage (lower: better)", "diversity", "rows in pool"):
         table.add_column(col, justify="left" if col == "set" else "right")
     for row, stat in zip(rows, stats):
-        row.update({"activation_coverage": stat["coverage"], "activation_diversity": stat["diversity"],
-                    "activation_metrics": stat})
-        table.add_row(row["path"], f"{stat['coverage']:.4f}", f"{stat['diversity']:.4f}", f"{stat['rows_in_pool']}/{row['shape'][0]}")
+        row.update(
+            {
+                "activation_coverage": stat["coverage"],
+                "activation_diversity": stat["diversity"],
+                "activation_metrics": stat,
+            }
+        )
+        table.add_row(
+            row["path"],
+            f"{stat['coverage']:.4f}",
+            f"{stat['diversity']:.4f}",
+            f"{stat['rows_in_pool']}/{row['shape'][0]}",
+        )
     make_console().print(table)

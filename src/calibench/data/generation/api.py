@@ -26,11 +26,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
-from calibench.errors import CalibenchError, ParameterError
 from calibench.data.generation.sampler import GenerationStats, SamplingPlan, sample_streams
 from calibench.data.generation.schedule import check_schedule
 from calibench.data.generation.stopwords import load_stopwords, stopword_token_ids, stopwords_sha256
 from calibench.data.generation.tokens import StartToken, resolve_start_token, stop_token_ids
+from calibench.errors import CalibenchError, ParameterError
 
 TEMPERATURE_FORMULA = (
     "t_i = t_init + (i / schedule_tokens) * (t_final - t_init) for i < schedule_tokens, t_final after; "
@@ -65,11 +65,20 @@ class GenerationSettings(BaseModel):
     t_final: float = Field(1.0, description="Temperature from token --schedule-tokens on (>= 0).")
     schedule_tokens: int = Field(64, description="n of the schedule t_i = t_init + (i/n)(t_final - t_init), i < n.")
     first_token: Literal["any", "stopwords"] = Field(
-        "any", description="stopwords restricts the first token of every generation to stop words of --language.")
-    stopwords: str | None = Field(None, description="Stop-word file (one word a line) instead of the list shipped with calibench.")
-    max_new_tokens: int | None = Field(None, description="Cap on the tokens of one generation (default: only the sample length).")
-    batch_size: int = Field(16, description="Samples generated together (torch backend); changes the tokens drawn, so it is recorded.")
-    backend: Literal["torch", "vllm"] = Field("torch", description="vllm runs the same plan on vLLM when it is installed.")
+        "any", description="stopwords restricts the first token of every generation to stop words of --language."
+    )
+    stopwords: str | None = Field(
+        None, description="Stop-word file (one word a line) instead of the list shipped with calibench."
+    )
+    max_new_tokens: int | None = Field(
+        None, description="Cap on the tokens of one generation (default: only the sample length)."
+    )
+    batch_size: int = Field(
+        16, description="Samples generated together (torch backend); changes the tokens drawn, so it is recorded."
+    )
+    backend: Literal["torch", "vllm"] = Field(
+        "torch", description="vllm runs the same plan on vLLM when it is installed."
+    )
     start_token: str = Field("auto", description="Token every generation starts from: auto, bos, a token or an id.")
     language: str = Field("en", description="Language of the shipped stop-word list for --first-token stopwords.")
 
@@ -84,7 +93,9 @@ class GenerationSettings(BaseModel):
         from calibench.data.generation.stopwords import LANGUAGES
 
         if self.language not in LANGUAGES:
-            raise ParameterError("language", f"has no stop-word list for '{self.language}' (have: {', '.join(LANGUAGES)})")
+            raise ParameterError(
+                "language", f"has no stop-word list for '{self.language}' (have: {', '.join(LANGUAGES)})"
+            )
         if self.stopwords is not None and self.first_token != "stopwords":
             raise ParameterError("stopwords", "only applies with --first-token stopwords")
 
@@ -120,8 +131,9 @@ def _library_versions(backend: str) -> dict[str, str]:
     return versions
 
 
-def build_plan(tokenizer: Any, settings: GenerationSettings, seq_len: int, model: Any | None = None
-               ) -> tuple[SamplingPlan, StartToken, dict[str, Any]]:
+def build_plan(
+    tokenizer: Any, settings: GenerationSettings, seq_len: int, model: Any | None = None
+) -> tuple[SamplingPlan, StartToken, dict[str, Any]]:
     """The resolved sampling plan, start token and first-token record for a tokenizer."""
     start = resolve_start_token(tokenizer, settings.start_token)
     stops = stop_token_ids(tokenizer, start, model)
@@ -133,8 +145,9 @@ def build_plan(tokenizer: Any, settings: GenerationSettings, seq_len: int, model
         first_ids = tuple(ids)
         if settings.language != "en":  # English records stay as they were before languages existed
             first_record["language"] = settings.language
-        first_record.update({"list": origin, "words": len(words), "words_sha256": stopwords_sha256(words),
-                             "matching_tokens": len(ids)})
+        first_record.update(
+            {"list": origin, "words": len(words), "words_sha256": stopwords_sha256(words), "matching_tokens": len(ids)}
+        )
     plan = SamplingPlan(
         start_id=start.id,
         stop_ids=tuple(stops),
@@ -202,7 +215,9 @@ def run_generation(
 
         require_vllm()
         if spec is None:
-            raise CalibenchError("the vllm backend loads the model itself: give a model name or directory, not a loaded model")
+            raise CalibenchError(
+                "the vllm backend loads the model itself: give a model name or directory, not a loaded model"
+            )
     plan, start, first_record = build_plan(tokenizer, settings, seq_len)  # fails fast, before any model load
 
     from calibench.progress import task
@@ -232,25 +247,49 @@ def run_generation(
         if settings.backend == "vllm":
             from calibench.data.generation.vllm_backend import sample_streams_vllm
 
-            tokens, stats = sample_streams_vllm(spec, tokenizer, n, seq_len, plan, seed, dtype=dtype,  # type: ignore[arg-type]
-                                                on_tokens=on_tokens)
+            tokens, stats = sample_streams_vllm(
+                spec,
+                tokenizer,
+                n,
+                seq_len,
+                plan,
+                seed,
+                dtype=dtype,  # type: ignore[arg-type]
+                on_tokens=on_tokens,
+            )
         else:
             tokens, stats = sample_streams(loaded, n, seq_len, plan, seed, settings.batch_size, on_tokens=on_tokens)
 
     name = _model_name(model, spec)
-    generator = generator_record(settings, plan, start, first_record, stats, seed,
-                                 _model_record(loaded, name, dtype, device), n, seq_len)
-    fingerprint = hashlib.sha256(json.dumps({k: v for k, v in generator.items() if k != "result"},
-                                            sort_keys=True).encode()).hexdigest()[:16]
-    source = SourceRecord(name="self", kind="generated", split="none",
-                          spec={"model": name, "backend": settings.backend}, fingerprint=fingerprint)
+    generator = generator_record(
+        settings, plan, start, first_record, stats, seed, _model_record(loaded, name, dtype, device), n, seq_len
+    )
+    fingerprint = hashlib.sha256(
+        json.dumps({k: v for k, v in generator.items() if k != "result"}, sort_keys=True).encode()
+    ).hexdigest()[:16]
+    source = SourceRecord(
+        name="self",
+        kind="generated",
+        split="none",
+        spec={"model": name, "backend": settings.backend},
+        fingerprint=fingerprint,
+    )
     sampling = SamplingRecord(mode="generated", bos=start.id == tokenizer.bos_token_id)
     calib = CalibrationSet.create(tokens, tokenizer, source=source, sampling=sampling, seed=seed, generator=generator)
     return calib, stats
 
 
-def generator_record(settings: GenerationSettings, plan: SamplingPlan, start: StartToken, first_record: dict[str, Any],
-                     stats: GenerationStats, seed: int, model_record: dict[str, Any], n: int, seq_len: int) -> dict[str, Any]:
+def generator_record(
+    settings: GenerationSettings,
+    plan: SamplingPlan,
+    start: StartToken,
+    first_record: dict[str, Any],
+    stats: GenerationStats,
+    seed: int,
+    model_record: dict[str, Any],
+    n: int,
+    seq_len: int,
+) -> dict[str, Any]:
     """Every parameter that decides the generated tokens, plus what happened (all deterministic)."""
     return {
         "method": "self-calibration",

@@ -61,10 +61,10 @@ from pydantic import BaseModel, ConfigDict
 from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
 from calibench.data.chat import model_label, render_conversations, require_chat_template, template_record
 from calibench.data.generation.api import MAX_BATCH, TORCH_SAMPLING, _library_versions, _model_name, _model_record
-from calibench.data.generation.stopwords import _special_ids
-from calibench.data.generation.tokens import _ids
 from calibench.data.generation.sampler import GenerationStats, SamplingPlan, draw, process_logits, token_mask
 from calibench.data.generation.schedule import check_schedule
+from calibench.data.generation.stopwords import _special_ids
+from calibench.data.generation.tokens import _ids
 from calibench.errors import CalibenchError, ParameterError
 
 BUNDLED_PROMPTS = "prompts_generic.txt"
@@ -131,8 +131,12 @@ class PromptList:
     file_sha256: str | None = None  # of the file's bytes, when read from a file
 
     def record(self) -> dict[str, Any]:
-        record: dict[str, Any] = {"origin": self.origin, "count": len(self.prompts), "sha256": self.sha256,
-                                  "order": PROMPT_ORDER}
+        record: dict[str, Any] = {
+            "origin": self.origin,
+            "count": len(self.prompts),
+            "sha256": self.sha256,
+            "order": PROMPT_ORDER,
+        }
         if self.file_sha256 is not None:
             record["file_sha256"] = self.file_sha256
         return record
@@ -166,8 +170,10 @@ def load_prompts(source: str | os.PathLike[str] | Sequence[str] | None = None) -
         prompts = [p for p in source]
         for i, p in enumerate(prompts):
             if not isinstance(p, str) or not p.strip():
-                raise ParameterError("prompts", f"prompt {i} is {'empty' if isinstance(p, str) else type(p).__name__}"
-                                                ": give non-empty strings")
+                raise ParameterError(
+                    "prompts",
+                    f"prompt {i} is {'empty' if isinstance(p, str) else type(p).__name__}: give non-empty strings",
+                )
         if not prompts:
             raise ParameterError("prompts", "is an empty list")
         return PromptList(tuple(prompts), "given list", _prompts_sha256(prompts))
@@ -222,14 +228,15 @@ def end_of_turn_token(tokenizer: Any, template: str, enable_thinking: bool | Non
     at = text.rfind(_PROBE_MARKER) if isinstance(text, str) else -1
     if at < 0:
         return None
-    ids = tokenizer(text[at + len(_PROBE_MARKER):], add_special_tokens=False)["input_ids"]
+    ids = tokenizer(text[at + len(_PROBE_MARKER) :], add_special_tokens=False)["input_ids"]
     if ids and int(ids[0]) in _special_ids(tokenizer):
         return int(ids[0])
     return None
 
 
-def chat_stop_ids(tokenizer: Any, template: str, model: Any | None = None,
-                  enable_thinking: bool | None = None) -> tuple[list[int], int | None]:
+def chat_stop_ids(
+    tokenizer: Any, template: str, model: Any | None = None, enable_thinking: bool | None = None
+) -> tuple[list[int], int | None]:
     """(sorted ids that end a reply, the template's end-of-turn id or None).
 
     The end-of-turn token, the tokenizer's EOS, and the EOS ids of the model's
@@ -242,8 +249,10 @@ def chat_stop_ids(tokenizer: Any, template: str, model: Any | None = None,
         ids |= set(_ids(getattr(getattr(model, "generation_config", None), "eos_token_id", None)))
     stops = sorted(i for i in ids if 0 <= i < len(tokenizer))
     if not stops:
-        raise CalibenchError("the model has no token that ends a reply (no EOS, and its chat template writes no "
-                             "special token after a reply): replies could never end")
+        raise CalibenchError(
+            "the model has no token that ends a reply (no EOS, and its chat template writes no "
+            "special token after a reply): replies could never end"
+        )
     return stops, eot
 
 
@@ -263,9 +272,14 @@ class PromptedStats(GenerationStats):
 
     def summary(self) -> dict[str, Any]:
         out = super().summary()
-        out.update({"conversations": self.conversations, "prompt_tokens": self.prompt_tokens,
-                    "reply_tokens": self.tokens - self.prompt_tokens,
-                    "samples_ending_in_prompt": self.samples_ending_in_prompt})
+        out.update(
+            {
+                "conversations": self.conversations,
+                "prompt_tokens": self.prompt_tokens,
+                "reply_tokens": self.tokens - self.prompt_tokens,
+                "samples_ending_in_prompt": self.samples_ending_in_prompt,
+            }
+        )
         return out
 
 
@@ -318,8 +332,8 @@ def sample_prompted_streams(
             mask = torch.zeros(rows, width + seq_len, dtype=torch.long, device=device)
             prefill = torch.zeros(rows, width, dtype=torch.long, device=device)
             for r, s in enumerate(streams):
-                prefill[r, pad[r]:] = torch.tensor(s, dtype=torch.long, device=device)
-                mask[r, pad[r]:width] = 1
+                prefill[r, pad[r] :] = torch.tensor(s, dtype=torch.long, device=device)
+                mask[r, pad[r] : width] = 1
             columns = torch.arange(width, device=device).view(1, width)
             positions = (columns - torch.tensor(pad, device=device).view(rows, 1)).clamp(min=0)
             conv_start = list(pad)  # cache column of each row's current conversation's first token
@@ -333,8 +347,14 @@ def sample_prompted_streams(
             if on_tokens is not None:
                 on_tokens(sum(len(s) for s in streams), time.perf_counter() - began)
             cache = DynamicCache(config=model.config)
-            result = model(input_ids=prefill, attention_mask=mask[:, :width], position_ids=positions,
-                           past_key_values=cache, use_cache=True, logits_to_keep=1)
+            result = model(
+                input_ids=prefill,
+                attention_mask=mask[:, :width],
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
             column = width - 1  # the cache column the logits just computed belong to
             while True:
                 logits = result.logits[:, -1, :]
@@ -349,8 +369,13 @@ def sample_prompted_streams(
                         spans[r][-1][3] += 1
                         added += 1
                         gen_index[r] += 1
-                        how = ("stop" if token in stop_set
-                               else "max_new_tokens" if gen_index[r] >= plan.max_new_tokens else None)
+                        how = (
+                            "stop"
+                            if token in stop_set
+                            else "max_new_tokens"
+                            if gen_index[r] >= plan.max_new_tokens
+                            else None
+                        )
                         if how is not None:
                             stats.end(gen_index[r], how, token)
                         if len(streams[r]) >= seq_len:
@@ -388,10 +413,17 @@ def sample_prompted_streams(
                 mask[:, column] = 1
                 input_ids = torch.tensor(next_input, dtype=torch.long, device=device).view(rows, 1)
                 # a finished row's input is ignored; position 0 keeps it inside any position table
-                positions = torch.tensor([0 if done[r] else column - conv_start[r] for r in range(rows)],
-                                         dtype=torch.long, device=device).view(rows, 1)
-                result = model(input_ids=input_ids, attention_mask=mask[:, : column + 1], position_ids=positions,
-                               past_key_values=cache, use_cache=True, logits_to_keep=1)
+                positions = torch.tensor(
+                    [0 if done[r] else column - conv_start[r] for r in range(rows)], dtype=torch.long, device=device
+                ).view(rows, 1)
+                result = model(
+                    input_ids=input_ids,
+                    attention_mask=mask[:, : column + 1],
+                    position_ids=positions,
+                    past_key_values=cache,
+                    use_cache=True,
+                    logits_to_keep=1,
+                )
             out[wave_start : wave_start + rows] = np.asarray([s[:seq_len] for s in streams], dtype=np.int32)
             stats.spans.extend([[tuple(span) for span in row] for row in spans])  # type: ignore[misc]
     stats.seconds = time.perf_counter() - began
@@ -401,17 +433,33 @@ def sample_prompted_streams(
 # ----------------------------------------------------------------------------- the set
 
 
-def render_prompts(tokenizer: Any, prompts: PromptList, *, system: str | None, template: str,
-                   enable_thinking: bool | None, seq_len: int, model_name: str) -> list[list[int]]:
+def render_prompts(
+    tokenizer: Any,
+    prompts: PromptList,
+    *,
+    system: str | None,
+    template: str,
+    enable_thinking: bool | None,
+    seq_len: int,
+    model_name: str,
+) -> list[list[int]]:
     """Every prompt rendered with the generation prompt; each must leave room for a reply in ``seq_len``."""
-    rendered = render_conversations(prompt_conversations(prompts.prompts, system), tokenizer,
-                                    enable_thinking=enable_thinking, template=template, add_generation_prompt=True,
-                                    model_name=model_name)
+    rendered = render_conversations(
+        prompt_conversations(prompts.prompts, system),
+        tokenizer,
+        enable_thinking=enable_thinking,
+        template=template,
+        add_generation_prompt=True,
+        model_name=model_name,
+    )
     longest = max(range(len(rendered)), key=lambda i: len(rendered[i]))
     if len(rendered[longest]) >= seq_len:
-        raise ParameterError("seq_len", f"{seq_len} leaves no room for a reply: prompt {longest} of {prompts.origin} "
-                                        f"renders to {len(rendered[longest])} tokens (template and system message "
-                                        "included); use a longer seq_len or shorter prompts")
+        raise ParameterError(
+            "seq_len",
+            f"{seq_len} leaves no room for a reply: prompt {longest} of {prompts.origin} "
+            f"renders to {len(rendered[longest])} tokens (template and system message "
+            "included); use a longer seq_len or shorter prompts",
+        )
     return rendered
 
 
@@ -462,14 +510,27 @@ def generate_prompted_set(
     template = require_chat_template(tokenizer, model_label(tokenizer, name), chat_template)
     template_rec = template_record(tokenizer, chat_template, settings.enable_thinking, model_name=name)
     prompt_list = load_prompts(prompts)
-    rendered = render_prompts(tokenizer, prompt_list, system=settings.system, template=template,
-                              enable_thinking=settings.enable_thinking, seq_len=seq_len, model_name=name)
+    rendered = render_prompts(
+        tokenizer,
+        prompt_list,
+        system=settings.system,
+        template=template,
+        enable_thinking=settings.enable_thinking,
+        seq_len=seq_len,
+        model_name=name,
+    )
 
     loaded = load_model(spec, dtype=dtype, device=device) if spec is not None else model
     stops, eot = chat_stop_ids(tokenizer, template, loaded, settings.enable_thinking)
-    plan = SamplingPlan(start_id=int(rendered[0][0]), stop_ids=tuple(stops), t_init=float(settings.t_init),
-                        t_final=float(settings.t_final), schedule_tokens=int(settings.schedule_tokens),
-                        max_new_tokens=int(settings.max_new_tokens), vocab_size=len(tokenizer))
+    plan = SamplingPlan(
+        start_id=int(rendered[0][0]),
+        stop_ids=tuple(stops),
+        t_init=float(settings.t_init),
+        t_final=float(settings.t_final),
+        schedule_tokens=int(settings.schedule_tokens),
+        max_new_tokens=int(settings.max_new_tokens),
+        vocab_size=len(tokenizer),
+    )
 
     with task("generating replies", total=n * seq_len, unit="tokens") as bar:
         produced = 0
@@ -481,8 +542,9 @@ def generate_prompted_set(
             if elapsed > 0:
                 bar.update(description=f"generating replies {produced / elapsed:,.0f} tokens/s")
 
-        tokens, stats = sample_prompted_streams(loaded, n, seq_len, rendered, plan, seed, settings.batch_size,
-                                                on_tokens=on_tokens)
+        tokens, stats = sample_prompted_streams(
+            loaded, n, seq_len, rendered, plan, seed, settings.batch_size, on_tokens=on_tokens
+        )
 
     generator = {
         "method": "self-calibration",
@@ -506,14 +568,20 @@ def generate_prompted_set(
         "max_new_tokens": plan.max_new_tokens,
         "batch_size": settings.batch_size,
         "sampling": TORCH_SAMPLING + "; the first prompt of every row of a wave is prefilled left-padded, later "
-                    "prompts are fed one token per step",
+        "prompts are fed one token per step",
         "libraries": _library_versions("torch"),
         "result": stats.summary(),
     }
-    fingerprint = hashlib.sha256(json.dumps({k: v for k, v in generator.items() if k != "result"},
-                                            sort_keys=True).encode()).hexdigest()[:16]
-    source = SourceRecord(name="self", kind="generated", split="none",
-                          spec={"model": name, "prompting": PROMPTING}, fingerprint=fingerprint)
+    fingerprint = hashlib.sha256(
+        json.dumps({k: v for k, v in generator.items() if k != "result"}, sort_keys=True).encode()
+    ).hexdigest()[:16]
+    source = SourceRecord(
+        name="self",
+        kind="generated",
+        split="none",
+        spec={"model": name, "prompting": PROMPTING},
+        fingerprint=fingerprint,
+    )
     bos_id = tokenizer.bos_token_id
     sampling = SamplingRecord(mode="generated", bos=bos_id is not None and bool((tokens[:, 0] == bos_id).all()))
     calib = CalibrationSet.create(tokens, tokenizer, source=source, sampling=sampling, seed=seed, generator=generator)

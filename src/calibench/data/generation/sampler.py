@@ -108,7 +108,9 @@ def token_mask(ids: Any, size: int, device: Any) -> Any:
     return mask
 
 
-def process_logits(logits: Any, gen_index: list[int], plan: SamplingPlan, masks: dict[str, Any]) -> tuple[Any, list[float]]:
+def process_logits(
+    logits: Any, gen_index: list[int], plan: SamplingPlan, masks: dict[str, Any]
+) -> tuple[Any, list[float]]:
     """Sampling distribution of each row: (probs [B, V] float32, temperature of each row).
 
     Row r is at generated-token index ``gen_index[r]`` of its generation:
@@ -187,7 +189,11 @@ def sample_streams(
     device = next(model.parameters()).device
     generator = torch.Generator(device=device)
     generator.manual_seed(int(seed))
-    vocab_dim = int(model.get_output_embeddings().weight.shape[0]) if model.get_output_embeddings() is not None else plan.vocab_size
+    vocab_dim = (
+        int(model.get_output_embeddings().weight.shape[0])
+        if model.get_output_embeddings() is not None
+        else plan.vocab_size
+    )
     masks = {
         "first": token_mask(plan.first_token_ids or [], vocab_dim, device),
         "stop": token_mask(plan.stop_ids, vocab_dim, device),
@@ -228,9 +234,18 @@ def sample_streams(
                 probs, temps = process_logits(logits, gen_index, plan, masks)
                 tokens = draw(probs, generator).tolist()
                 if trace is not None:
-                    trace({"step": step, "wave": wave_start // batch_size, "done": list(done),
-                           "gen_index": list(gen_index), "temperature": temps, "logits": logits.float().cpu(),
-                           "probs": probs.cpu(), "tokens": list(tokens)})
+                    trace(
+                        {
+                            "step": step,
+                            "wave": wave_start // batch_size,
+                            "done": list(done),
+                            "gen_index": list(gen_index),
+                            "temperature": temps,
+                            "logits": logits.float().cpu(),
+                            "probs": probs.cpu(),
+                            "tokens": list(tokens),
+                        }
+                    )
                 added = 0
                 for r in range(rows):
                     if done[r]:
@@ -239,7 +254,13 @@ def sample_streams(
                     before = len(stream)
                     stream.append(token)
                     gen_index[r] += 1
-                    how = "stop" if token in stop_set else "max_new_tokens" if gen_index[r] >= plan.max_new_tokens else None
+                    how = (
+                        "stop"
+                        if token in stop_set
+                        else "max_new_tokens"
+                        if gen_index[r] >= plan.max_new_tokens
+                        else None
+                    )
                     if how is not None:
                         stats.end(gen_index[r], how, token)
                         if len(stream) < seq_len and token != plan.start_id:

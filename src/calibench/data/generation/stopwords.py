@@ -98,8 +98,9 @@ def stopword_token_ids(tokenizer: Any, words: list[str]) -> list[int]:
     wanted = {w.lower() for w in words}
     specials = _special_ids(tokenizer)
     size = len(tokenizer)
-    texts = tokenizer.batch_decode([[i] for i in range(size)], skip_special_tokens=False,
-                                   clean_up_tokenization_spaces=False)
+    texts = tokenizer.batch_decode(
+        [[i] for i in range(size)], skip_special_tokens=False, clean_up_tokenization_spaces=False
+    )
     ids = [i for i, text in enumerate(texts) if i not in specials and text.strip().lower() in wanted]
     if not ids:
         raise CalibenchError(

@@ -83,18 +83,26 @@ def resolve_start_token(tokenizer: Any, start: str | int = "auto") -> StartToken
         return StartToken(int(token_id), start, "given by text")
 
     if tokenizer.bos_token_id is not None and _adds_bos(tokenizer):
-        return StartToken(int(tokenizer.bos_token_id), str(tokenizer.bos_token),
-                          "auto: the tokenizer adds this BOS to plain text")
+        return StartToken(
+            int(tokenizer.bos_token_id), str(tokenizer.bos_token), "auto: the tokenizer adds this BOS to plain text"
+        )
     separator = _special_token_id(tokenizer, DOCUMENT_SEPARATOR)
     if separator is not None:
-        return StartToken(separator, DOCUMENT_SEPARATOR,
-                          f"auto: the tokenizer adds no BOS; {DOCUMENT_SEPARATOR} is its document separator")
+        return StartToken(
+            separator,
+            DOCUMENT_SEPARATOR,
+            f"auto: the tokenizer adds no BOS; {DOCUMENT_SEPARATOR} is its document separator",
+        )
     if tokenizer.bos_token_id is not None:
-        return StartToken(int(tokenizer.bos_token_id), str(tokenizer.bos_token),
-                          "auto: the tokenizer's bos_token (not added to plain text)")
+        return StartToken(
+            int(tokenizer.bos_token_id),
+            str(tokenizer.bos_token),
+            "auto: the tokenizer's bos_token (not added to plain text)",
+        )
     if tokenizer.eos_token_id is not None:
-        return StartToken(int(tokenizer.eos_token_id), str(tokenizer.eos_token),
-                          "auto: no BOS; the EOS token as document separator")
+        return StartToken(
+            int(tokenizer.eos_token_id), str(tokenizer.eos_token), "auto: no BOS; the EOS token as document separator"
+        )
     raise CalibenchError(
         "this model has no BOS token and no document separator (EOS or <|endoftext|>) to start generation "
         "from: name one with --start-token TOKEN"

@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from calibench.errors import CalibenchError
 from calibench.data.generation.sampler import GenerationStats, SamplingPlan
+from calibench.errors import CalibenchError
 
 SAMPLING_DESCRIPTION = (
     "vLLM: per-request logits processor divides the logits of generated token i by t_i (argmax only when t_i = 0) "
@@ -42,7 +42,9 @@ def vllm_available() -> bool:
 
 def require_vllm() -> None:
     if not vllm_available():
-        raise CalibenchError("--backend vllm needs vLLM, which is not installed: `pip install vllm`, or use --backend torch")
+        raise CalibenchError(
+            "--backend vllm needs vLLM, which is not installed: `pip install vllm`, or use --backend torch"
+        )
 
 
 def request_seed(seed: int, sample: int, generation: int) -> int:
@@ -141,9 +143,15 @@ def sample_streams_vllm(
             break
         params = [
             SamplingParams(
-                n=1, temperature=1.0, seed=request_seed(seed, i, generations[i]),
-                max_tokens=min(plan.max_new_tokens, seq_len - len(streams[i])), min_tokens=plan.min_new_tokens,
-                stop_token_ids=list(plan.stop_ids), ignore_eos=False, extra_args=extra, detokenize=False,
+                n=1,
+                temperature=1.0,
+                seed=request_seed(seed, i, generations[i]),
+                max_tokens=min(plan.max_new_tokens, seq_len - len(streams[i])),
+                min_tokens=plan.min_new_tokens,
+                stop_token_ids=list(plan.stop_ids),
+                ignore_eos=False,
+                extra_args=extra,
+                detokenize=False,
             )
             for i in pending
         ]

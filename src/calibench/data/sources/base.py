@@ -12,14 +12,14 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from calibench.data.calibset import SourceRecord
-from calibench.errors import CalibenchError, CorpusTooShortError, ParameterError
 from calibench.data.sampling import max_disjoint_windows, place_disjoint_windows, window_start_in_document
+from calibench.errors import CalibenchError, CorpusTooShortError, ParameterError
 
 DOCUMENT = "document"  # a random window inside a document at least as long (the c4 convention)
 CONCAT = "concat"  # windows of the concatenated, packed stream (the wikitext convention)
@@ -78,7 +78,8 @@ class DatasetDocuments(Documents):
     def __init__(self, dataset: Any, text_field: str):
         if text_field not in dataset.column_names:
             raise ParameterError(
-                "text_field", f"'{text_field}' is not a column of the dataset (columns: {', '.join(dataset.column_names)})"
+                "text_field",
+                f"'{text_field}' is not a column of the dataset (columns: {', '.join(dataset.column_names)})",
             )
         self.dataset = dataset
         self.text_field = text_field
@@ -109,9 +110,7 @@ class Source(ABC):
     def check_split(self, split: str | None) -> str:
         split = split or self.default_split
         if split not in self.splits:
-            raise CalibenchError(
-                f"source '{self.name}' has no split '{split}' (splits: {', '.join(self.splits)})"
-            )
+            raise CalibenchError(f"source '{self.name}' has no split '{split}' (splits: {', '.join(self.splits)})")
         return split
 
     def check_mode(self, mode: str | None) -> str:

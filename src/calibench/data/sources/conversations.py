@@ -81,8 +81,9 @@ class ConversationSource(TextSource):
     modes = (SAMPLE, CONCAT)
     default_mode = SAMPLE
 
-    def __init__(self, data: str, fmt: Any, split: str | None = None, revision: str | None = None,
-                 template: str | None = None):
+    def __init__(
+        self, data: str, fmt: Any, split: str | None = None, revision: str | None = None, template: str | None = None
+    ):
         self.data, self.fmt, self.revision, self.template = data, fmt, revision, template
         self.name = f"chat:{data}"
         self.description = f"conversations from {data}"
@@ -109,20 +110,30 @@ class ConversationSource(TextSource):
     def encode(self, docs: Documents, indices: Sequence[int], tokenizer: Any) -> list[list[int]]:
         from calibench.data.chat import render_conversations
 
-        return render_conversations([self._conversations[int(i)] for i in indices], tokenizer,
-                                    enable_thinking=self.fmt.enable_thinking, template=self.template)
+        return render_conversations(
+            [self._conversations[int(i)] for i in indices],
+            tokenizer,
+            enable_thinking=self.fmt.enable_thinking,
+            template=self.template,
+        )
 
-    def _sample_concat(self, docs: Documents, tokenizer: Any, count: int, length: int,
-                       rng: np.random.Generator) -> Sampled:
+    def _sample_concat(
+        self, docs: Documents, tokenizer: Any, count: int, length: int, rng: np.random.Generator
+    ) -> Sampled:
         """Whole rendered conversations back to back (their turn markers delimit them), cut into disjoint windows."""
         from calibench.data.sampling import max_disjoint_windows, place_disjoint_windows
 
-        stream = np.concatenate([np.asarray(ids, dtype=np.int32)
-                                 for ids in self.encode(docs, range(len(docs)), tokenizer)] or [np.zeros(0, np.int32)])
+        stream = np.concatenate(
+            [np.asarray(ids, dtype=np.int32) for ids in self.encode(docs, range(len(docs)), tokenizer)]
+            or [np.zeros(0, np.int32)]
+        )
         possible = max_disjoint_windows(len(stream), length)
         if possible < count:
-            raise CorpusTooShortError(f"{self.data} renders to {len(stream):,} tokens: room for {possible} windows of "
-                                      f"{length} tokens, but {count} were asked for; lower --n, --seq-len or --sets")
+            raise CorpusTooShortError(
+                f"{self.data} renders to {len(stream):,} tokens: room for {possible} windows of "
+                f"{length} tokens, but {count} were asked for; lower --n, --seq-len or --sets"
+            )
         starts = place_disjoint_windows(len(stream), count, length, rng)
-        return Sampled(np.stack([stream[s : s + length] for s in starts]).astype(np.int32),
-                       [(-1, int(s), length) for s in starts])
+        return Sampled(
+            np.stack([stream[s : s + length] for s in starts]).astype(np.int32), [(-1, int(s), length) for s in starts]
+        )

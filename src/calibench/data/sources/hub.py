@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from calibench.errors import CalibenchError
 from calibench.data.sources.base import CONCAT, DOCUMENT, DatasetDocuments, Documents, TextSource
+from calibench.errors import CalibenchError
 
 MIRROR_ENV = "CALIBENCH_HUB_MIRROR"
 
@@ -67,8 +67,8 @@ class HubSource(TextSource):
         self.corpus = corpus
         self.name = corpus.name
         self.description = corpus.description
-        self.splits = tuple(corpus.data_files) if corpus.data_files else tuple(
-            corpus.split_names or (corpus.default_split,)
+        self.splits = (
+            tuple(corpus.data_files) if corpus.data_files else tuple(corpus.split_names or (corpus.default_split,))
         )
         self.default_split = corpus.default_split
         self.heldout_split = corpus.heldout_split

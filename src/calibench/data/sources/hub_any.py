@@ -27,7 +27,7 @@ HUB_PREFIX = "hub:"
 
 def parse_hub_name(name: str) -> dict[str, Any]:
     """``hub:ORG/NAME[:CONFIG]`` -> {"repo": "ORG/NAME", "config": CONFIG or None}."""
-    body = name[len(HUB_PREFIX):] if name.startswith(HUB_PREFIX) else name
+    body = name[len(HUB_PREFIX) :] if name.startswith(HUB_PREFIX) else name
     repo, _, config = body.partition(":")
     parts = repo.split("/")
     if len(parts) != 2 or not all(parts):
@@ -45,13 +45,17 @@ def _mirror_path(repo: str, revision: str | None) -> Path | None:
     pinned = root.parent / f"{root.name}@{revision}"
     if not pinned.is_dir():
         have = sorted(["main"] * root.is_dir() + [p.name.split("@", 1)[1] for p in root.parent.glob(f"{root.name}@*")])
-        raise ParameterError("revision", f"'{revision}' of {repo} does not exist in the hub mirror ${MIRROR_ENV} "
-                                         f"(revisions there: {', '.join(have) or 'none'})")
+        raise ParameterError(
+            "revision",
+            f"'{revision}' of {repo} does not exist in the hub mirror ${MIRROR_ENV} "
+            f"(revisions there: {', '.join(have) or 'none'})",
+        )
     return pinned
 
 
-def load_hub_rows(repo: str, config: str | None, split: str, revision: str | None, streaming: bool,
-                  stream_docs: int) -> Any:
+def load_hub_rows(
+    repo: str, config: str | None, split: str, revision: str | None, streaming: bool, stream_docs: int
+) -> Any:
     """A ``datasets.Dataset`` (or the first rows of a stream, as a Dataset) of one split."""
     import datasets
 
@@ -73,9 +77,13 @@ def load_hub_rows(repo: str, config: str | None, split: str, revision: str | Non
         kind = type(exc).__name__
         if "Revision" in kind or "revision" in reason.lower():
             raise ParameterError("revision", f"'{revision}' of {repo} could not be found ({reason})") from None
-        if local is None and ("offline" in reason.lower() or "connect" in reason.lower() or isinstance(exc, (ConnectionError, OSError))):
-            raise CalibenchError(f"could not load hub dataset {repo} (revision {revision or 'default'}): {reason}; "
-                                 f"offline, set ${MIRROR_ENV} to a local mirror or use a local file") from None
+        if local is None and (
+            "offline" in reason.lower() or "connect" in reason.lower() or isinstance(exc, (ConnectionError, OSError))
+        ):
+            raise CalibenchError(
+                f"could not load hub dataset {repo} (revision {revision or 'default'}): {reason}; "
+                f"offline, set ${MIRROR_ENV} to a local mirror or use a local file"
+            ) from None
         raise CalibenchError(f"could not load hub dataset {repo} split '{split}': {reason}") from None
 
 
@@ -85,8 +93,15 @@ class AnyHubSource(TextSource):
     kind = "hub"
     default_mode = DOCUMENT
 
-    def __init__(self, repo: str, config: str | None = None, text_field: str = "text", revision: str | None = None,
-                 streaming: bool = False, stream_docs: int = 10000):
+    def __init__(
+        self,
+        repo: str,
+        config: str | None = None,
+        text_field: str = "text",
+        revision: str | None = None,
+        streaming: bool = False,
+        stream_docs: int = 10000,
+    ):
         self.repo, self.config, self.text_field = repo, config, text_field
         self.revision, self.streaming, self.stream_docs = revision, streaming, stream_docs
         self.name = HUB_PREFIX + repo + (f":{config}" if config else "")
@@ -97,8 +112,12 @@ class AnyHubSource(TextSource):
         return split or "train"  # any split the dataset has; a missing one fails at load with the reason
 
     def spec(self) -> dict[str, Any]:
-        spec: dict[str, Any] = {"repo": self.repo, "config": self.config, "text_field": self.text_field,
-                                "revision": self.revision}
+        spec: dict[str, Any] = {
+            "repo": self.repo,
+            "config": self.config,
+            "text_field": self.text_field,
+            "revision": self.revision,
+        }
         if self.streaming:
             spec["streaming"] = {"first_rows": self.stream_docs}
         return spec

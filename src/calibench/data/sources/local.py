@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from calibench.errors import CalibenchError
 from calibench.data.sources.base import CONCAT, Documents, ListDocuments, TextSource
+from calibench.errors import CalibenchError
 
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 
@@ -29,7 +29,9 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 yield line_no, json.loads(line)
             except json.JSONDecodeError as exc:
-                raise CalibenchError(f"{path}:{line_no} is not valid JSON ({exc.msg}): fix or remove that line") from None
+                raise CalibenchError(
+                    f"{path}:{line_no} is not valid JSON ({exc.msg}): fix or remove that line"
+                ) from None
 
 
 def _read_jsonl(path: Path, text_field: str) -> list[str]:
@@ -93,6 +95,8 @@ class LocalFileSource(TextSource):
                 raise
             except (OSError, UnicodeDecodeError, ValueError) as exc:
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise CalibenchError(f"cannot read {self.path} ({reason}): check that it is a readable {self.path.suffix} file") from None
+                raise CalibenchError(
+                    f"cannot read {self.path} ({reason}): check that it is a readable {self.path.suffix} file"
+                ) from None
             self._docs = ListDocuments(texts)
         return self._docs

@@ -95,7 +95,7 @@ def read_roff(path: Path) -> str:
 def is_alias(source: str) -> bool:
     """Whether a page is only a ``.so`` include of another page (an alias: rendering it duplicates the target)."""
     lines = [ln.strip() for ln in source.splitlines()]
-    body = [ln for ln in lines if ln and not ln.startswith(('.\\"', "'\\\"", '\\"', ".\\\\\""))]
+    body = [ln for ln in lines if ln and not ln.startswith(('.\\"', "'\\\"", '\\"', '.\\\\"'))]
     return bool(body) and all(ln.startswith(".so ") or ln == "." for ln in body)
 
 
@@ -240,9 +240,7 @@ def _render_one(page: ManPage, language: str | None) -> tuple[dict[str, str] | N
     return {"page": page.page, "section": page.section, "text": text}, note
 
 
-def render_pages(
-    pages: Sequence[ManPage], language: str | None, label: str, workers: int | None = None
-) -> Rendered:
+def render_pages(pages: Sequence[ManPage], language: str | None, label: str, workers: int | None = None) -> Rendered:
     """Render ``pages`` (of ``language``) in parallel, one groff process each, with a progress bar; order is kept.
 
     Threads suffice: each page is a subprocess, so the GIL is not the limit.
@@ -364,7 +362,7 @@ def _dedent(lines: list[str]) -> list[str]:
     if not indents:
         return lines
     base = indents.most_common(1)[0][0]
-    return [ln[min(base, _indent(ln)):] for ln in lines]
+    return [ln[min(base, _indent(ln)) :] for ln in lines]
 
 
 HYPHEN = "\u2010"  # what groff -Tutf8 prints where it hyphenated; a "-" of the source comes out as ASCII

@@ -80,8 +80,10 @@ def read_pages(root: Path, language: str) -> list[dict[str, str]]:
         try:
             pages.append({"page": str(record["page"]), "section": str(record["section"]), "text": str(record["text"])})
         except (KeyError, TypeError):
-            raise CalibenchError(f"{path}:{line_no} is not a manual page record: pull again with "
-                                 f"`calibench assets pull --force {MANPAGES}`") from None
+            raise CalibenchError(
+                f"{path}:{line_no} is not a manual page record: pull again with "
+                f"`calibench assets pull --force {MANPAGES}`"
+            ) from None
     return pages
 
 

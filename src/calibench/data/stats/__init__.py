@@ -53,7 +53,9 @@ def separator_ids(calib: CalibrationSet, tokenizer: Any) -> list[int]:
     return sorted(ids)
 
 
-def set_statistics(calib: CalibrationSet, tokenizer: Any, model: Any | None = None, batch_size: int = 8) -> dict[str, Any]:
+def set_statistics(
+    calib: CalibrationSet, tokenizer: Any, model: Any | None = None, batch_size: int = 8
+) -> dict[str, Any]:
     """Every statistic of one set (perplexity only when ``model`` is given), as a JSON-ready dict."""
     calib.check_tokenizer(tokenizer)
     windows = windows_of(calib.input_ids, calib.attention_mask)

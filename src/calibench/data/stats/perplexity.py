@@ -14,8 +14,13 @@ from calibench.nll import NLLResult, window_nll
 
 
 def set_nll(calib: CalibrationSet, model: Any, batch_size: int = 8, progress_label: str | None = None) -> NLLResult:
-    return window_nll(model, calib.input_ids, calib.attention_mask, batch_size=batch_size,
-                      progress_label=progress_label or f"scoring {calib.manifest.source.name}")
+    return window_nll(
+        model,
+        calib.input_ids,
+        calib.attention_mask,
+        batch_size=batch_size,
+        progress_label=progress_label or f"scoring {calib.manifest.source.name}",
+    )
 
 
 def set_perplexity(calib: CalibrationSet, model: Any, batch_size: int = 8) -> float:
