@@ -60,8 +60,8 @@ def batches(pool: int, layers: int, width: int, clusters: int, seed: int):
 
 
 def run_ours(args) -> dict:
-    from calibench.data.curation.projection import RandomProjection
-    from calibench.data.curation.selection import kmeans_select
+    from calibench.curate.projection import RandomProjection
+    from calibench.curate.selection import kmeans_select
 
     base = rss_mb()
     t0 = time.perf_counter()
@@ -89,7 +89,7 @@ def run_baseline(args) -> dict:
     import torch
     from sklearn.cluster import KMeans
 
-    from calibench.data.curation.metrics import coverage
+    from calibench.curate.metrics import coverage
 
     base = rss_mb()
     t0 = time.perf_counter()
@@ -142,8 +142,8 @@ def main() -> None:
         import torch  # noqa: F401  (imports are not part of either measurement)
         from sklearn.cluster import KMeans  # noqa: F401
 
-        import calibench.data.curation.metrics  # noqa: F401
-        import calibench.data.curation.selection  # noqa: F401
+        import calibench.curate.metrics  # noqa: F401
+        import calibench.curate.selection  # noqa: F401
 
         result = run_ours(args) if args.child == "ours" else run_baseline(args)
         print(json.dumps(result))

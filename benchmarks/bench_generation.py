@@ -22,7 +22,7 @@ def naive_hf_generate(model, tokenizer, plan, n: int, seq_len: int, seed: int):
     import torch
     from transformers import LogitsProcessor, LogitsProcessorList
 
-    from calibench.data.generation.sampler import process_logits, token_mask
+    from calibench.selfcal.sampler import process_logits, token_mask
 
     vocab_dim = model.get_output_embeddings().weight.shape[0]
     masks = {
@@ -89,9 +89,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     import dataclasses
 
-    from calibench.data.generation.api import GenerationSettings, build_plan
-    from calibench.data.generation.sampler import sample_streams
-    from calibench.data.generation.tokens import stop_token_ids
+    from calibench.selfcal.api import GenerationSettings, build_plan
+    from calibench.selfcal.sampler import sample_streams
+    from calibench.selfcal.tokens import stop_token_ids
     from calibench.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(args.model)

@@ -39,7 +39,7 @@ def overhead(model_name: str, n: int, seq_len: int, batch_size: int, repeats: in
     import torch
 
     from calibench.data.builders import build_set
-    from calibench.data.curation.layers import find_decoder_layers
+    from calibench.curate.layers import find_decoder_layers
     from calibench.inspect import activation_stats
     from calibench.models import load_model
 

@@ -51,18 +51,18 @@ def main() -> None:
         resume(args)
         return
 
-    from calibench.data.curation.capabilities import load_reference, parse_capabilities
-    from calibench.data.curation.metrics import activation_metrics
-    from calibench.data.curation.pipeline import (
+    from calibench.curate.capabilities import load_reference, parse_capabilities
+    from calibench.curate.metrics import activation_metrics
+    from calibench.curate.pipeline import (
         CurationConfig,
         pool_features,
         random_from_pool,
         run_stage1,
         select_from_features,
     )
-    from calibench.data.curation.pool import build_pool
-    from calibench.data.curation.processing import ProcessingSettings
-    from calibench.data.curation.proxy import proxy_evaluate, reference_perplexity
+    from calibench.curate.pool import build_pool
+    from calibench.curate.processing import ProcessingSettings
+    from calibench.curate.proxy import proxy_evaluate, reference_perplexity
     from calibench.data.draw import resolve_bos
     from calibench.models import load_model, load_tokenizer
 
@@ -171,8 +171,8 @@ def main() -> None:
 def resume(args: argparse.Namespace) -> None:
     """Finish an interrupted run: cells in seed order (each seed: every method on COLA, then random)."""
     from calibench.data.calibset import CalibrationSet
-    from calibench.data.curation.capabilities import load_reference, parse_capabilities
-    from calibench.data.curation.proxy import proxy_evaluate
+    from calibench.curate.capabilities import load_reference, parse_capabilities
+    from calibench.curate.proxy import proxy_evaluate
     from calibench.models import load_tokenizer
 
     results = json.loads((args.out / "results.json").read_text())

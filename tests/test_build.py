@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from calibench.core.errors import CalibenchError
 from calibench.data.draw import MAX_N, build_calibration_set, build_calibration_sets, tokenizer_adds_bos
-from calibench.errors import CalibenchError
 
 
 def test_same_seed_same_set_other_seed_other_set(text_file, tiny_tokenizer):

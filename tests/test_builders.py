@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from calibench.core.errors import CalibenchError, ParameterError
 from calibench.data.builders import build_set, build_sets, builders, make_params
 from calibench.data.builders.mixture import exact_counts
 from calibench.data.calibset import CalibrationSet
-from calibench.errors import CalibenchError, ParameterError
 from conftest import corpus_text, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from calibench.core.errors import CalibenchError, CorruptArtifactError, TokenizerMismatchError
 from calibench.data.calibset import CalibrationSet, tokens_sha256
 from calibench.data.draw import build_calibration_set
-from calibench.errors import CalibenchError, CorruptArtifactError, TokenizerMismatchError
 from conftest import make_tokenizer
 
 

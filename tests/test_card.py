@@ -8,10 +8,10 @@ import re
 import numpy as np
 import pytest
 
+from calibench.card import declared_overlaps, gather, render
+from calibench.card.benchmarks import Benchmarks, BenchmarkText, row_segments
+from calibench.card.contamination import benchmark_overlap, index_windows, normalize
 from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
-from calibench.data.card import declared_overlaps, gather, render
-from calibench.data.card.benchmarks import Benchmarks, BenchmarkText, row_segments
-from calibench.data.card.contamination import benchmark_overlap, index_windows, normalize
 from conftest import assert_one_line_error, corpus_text, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -215,7 +215,7 @@ def test_card_reports_provenance_statistics_and_planted_overlap(tiny_tokenizer):
 
 
 def test_card_cli_with_model_and_reference(tmp_path, tiny_model_dir, tiny_tokenizer, capsys, monkeypatch):
-    from calibench.data.curation.setstats import pool_statistics
+    from calibench.curate.setstats import pool_statistics
     from calibench.data.draw import build_calibration_set
     from conftest import fresh_model
 
@@ -296,7 +296,7 @@ def test_card_cli_refuses_bad_input_before_work(tmp_path, tiny_model_dir, tiny_t
 @pytest.mark.integration
 @pytest.mark.parametrize("source,task", [("arc-c", "arc_challenge"), ("piqa", "piqa")])
 def test_task_text_sources_are_flagged_and_measured(offline_assets, tiny_tokenizer, source, task):
-    from calibench.data.card.benchmarks import offline_benchmarks
+    from calibench.card.benchmarks import offline_benchmarks
     from calibench.data.draw import build_calibration_set
 
     calib = build_calibration_set(source, tiny_tokenizer, n=8, seq_len=96, seed=0)

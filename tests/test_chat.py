@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from calibench.core.errors import CalibenchError, ParameterError
 from calibench.data.chat import (
     ChatFormat,
     conversations_from_rows,
@@ -18,7 +19,6 @@ from calibench.data.chat import (
     template_record,
     template_sha256,
 )
-from calibench.errors import CalibenchError, ParameterError
 from conftest import REAL_HOME, make_tokenizer
 
 CONVERSATIONS = Path(__file__).parent / "data" / "conversations.jsonl"

@@ -11,7 +11,7 @@ from calibench.compress import RECORD_FILE, compress
 from calibench.compress.masks import is_nm_sparse, magnitude_prune_mask
 from calibench.compress.metrics import effective_weight
 from calibench.compress.validate import target_linears
-from calibench.errors import CalibenchError, UnknownNameError
+from calibench.core.errors import CalibenchError, UnknownNameError
 from conftest import assert_one_line_error, fresh_model, make_tokenizer, model_weights, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -20,7 +20,7 @@ def minilm(offline_assets, monkeypatch):
 
 
 def test_minilm_embeddings_are_unit_norm_and_semantic(minilm):
-    from calibench.data.curation.embeddings import SentenceEmbedder
+    from calibench.curate.embeddings import SentenceEmbedder
 
     emb = SentenceEmbedder(minilm).embed(
         ["A cat sat on the mat.", "A kitten is sitting on a rug.", "def add(x, y):\n    return x + y"]
@@ -31,7 +31,7 @@ def test_minilm_embeddings_are_unit_norm_and_semantic(minilm):
 
 
 def test_stage1_scores_each_domain_highest_on_its_own_capability(minilm, smollm2_tokenizer):
-    from calibench.data.curation.pipeline import CurationConfig, run_stage1
+    from calibench.curate.pipeline import CurationConfig, run_stage1
 
     cfg = CurationConfig(
         sources=["wiki", "math", "code"], capabilities=["language_modelling", "math", "code"], score_texts=8

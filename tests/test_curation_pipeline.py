@@ -9,14 +9,15 @@ import numpy as np
 import pytest
 from tests.conftest import WORDS, assert_one_line_error, run
 
-from calibench.data.curation.processing import (
+from calibench.core.errors import CalibenchError
+from calibench.curate.processing import (
     ProcessingSettings,
     boxed_answer,
     process_documents,
     reformat_text,
     truncate_at_paragraph,
 )
-from calibench.data.curation.scoring import (
+from calibench.curate.scoring import (
     ScoreMatrix,
     capability_weights,
     symmetric_kl,
@@ -24,7 +25,6 @@ from calibench.data.curation.scoring import (
     token_similarity,
 )
 from calibench.data.sources.base import ListDocuments
-from calibench.errors import CalibenchError
 
 # ------------------------------------------------------------------ stage 1
 
@@ -116,7 +116,7 @@ def test_processing_filters_packs_and_pads(tiny_tokenizer):
         docs, tiny_tokenizer, 4, 200, np.random.default_rng(0), ProcessingSettings(min_tokens=5, pack=False)
     )
     assert padded.mask.sum(1).max() < 200 and (padded.mask.sum(1) >= 5).all()
-    from calibench.errors import CorpusTooShortError
+    from calibench.core.errors import CorpusTooShortError
 
     with pytest.raises(CorpusTooShortError, match="only"):
         process_documents(docs, tiny_tokenizer, 100, 48, np.random.default_rng(0), settings)
@@ -144,7 +144,7 @@ def corpora(tmp_path_factory):
 
 
 def _config(corpora, encoder, **kw):
-    from calibench.data.curation import CurationConfig
+    from calibench.curate import CurationConfig
 
     base = dict(
         sources=[corpora["a"], corpora["b"]],
@@ -167,7 +167,7 @@ def test_curate_records_every_stage_and_selects_nearest_centroids(
 ):
     from sklearn.cluster import KMeans
 
-    from calibench.data.curation import curate
+    from calibench.curate import curate
 
     result = curate(str(tiny_model_dir), _config(corpora, tiny_encoder_dir), tokenizer=tiny_tokenizer)
     calib, pool = result.calib, result.pool
@@ -304,7 +304,7 @@ def test_stats_pool_needs_model(tiny_model_dir, tiny_tokenizer, tmp_path, capsys
 
 
 def test_proxy_evaluation_compresses_and_scores_each_capability(tiny_model_dir, tiny_tokenizer, corpora):
-    from calibench.data.curation.proxy import proxy_evaluate
+    from calibench.curate.proxy import proxy_evaluate
     from calibench.data.draw import build_calibration_set
 
     calib = build_calibration_set(corpora["a"], tiny_tokenizer, n=4, seq_len=32, seed=0)
@@ -335,8 +335,8 @@ def test_curate_cli_proxy_rejects_unknown_method_first(tiny_model_dir, tmp_path,
 def test_curate_seeds_shares_one_capture_and_equals_curate_per_seed(
     tiny_model_dir, tiny_tokenizer, tiny_encoder_dir, corpora
 ):
-    from calibench.data.curation import curate
-    from calibench.data.curation.pipeline import curate_seeds
+    from calibench.curate import curate
+    from calibench.curate.pipeline import curate_seeds
 
     config = _config(corpora, tiny_encoder_dir)
     together = curate_seeds(str(tiny_model_dir), [0, 3], config, tokenizer=tiny_tokenizer)

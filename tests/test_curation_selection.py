@@ -7,11 +7,11 @@ import pytest
 import torch
 from tests.conftest import make_tokenizer, tiny_llama_config
 
-from calibench.data.curation.activations import capture_features, layer_widths
-from calibench.data.curation.layers import find_decoder_layers
-from calibench.data.curation.metrics import coverage, diversity
-from calibench.data.curation.projection import Concatenate, RandomProjection
-from calibench.data.curation.selection import kmeans_select, nearest_members, random_select
+from calibench.curate.activations import capture_features, layer_widths
+from calibench.curate.layers import find_decoder_layers
+from calibench.curate.metrics import coverage, diversity
+from calibench.curate.projection import Concatenate, RandomProjection
+from calibench.curate.selection import kmeans_select, nearest_members, random_select
 
 VOCAB = 300
 HIDDEN = 64
@@ -99,7 +99,7 @@ def test_decoder_layers_found_by_structure(arch):
 
 
 def test_no_decoder_layers_is_a_clear_error():
-    from calibench.errors import CalibenchError
+    from calibench.core.errors import CalibenchError
 
     with pytest.raises(CalibenchError, match="no decoder layers"):
         find_decoder_layers(torch.nn.Sequential(torch.nn.Linear(4, 4)))
@@ -174,7 +174,7 @@ def test_kmeans_selection_covers_better_than_random():
 
 
 def test_selection_size_errors():
-    from calibench.errors import CalibenchError
+    from calibench.core.errors import CalibenchError
 
     with pytest.raises(CalibenchError, match="pool of 5"):
         kmeans_select(np.zeros((5, 2), np.float32), 6)

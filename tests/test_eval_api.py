@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from calibench.errors import CalibenchError, UnknownNameError
+from calibench.core.errors import CalibenchError, UnknownNameError
 from conftest import copa_rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -160,7 +160,8 @@ def test_online_tasks_use_lm_eval_loading_and_fall_back_offline_when_the_hub_is_
 ):
     import datasets
 
-    from calibench.evaluation import connectivity, evaluate
+    from calibench.core import connectivity
+    from calibench.evaluation import evaluate
 
     for name in connectivity.OFFLINE_ENV:
         monkeypatch.delenv(name, raising=False)
@@ -226,7 +227,7 @@ def test_rows_from_lm_eval_results():
 
 
 def test_offline_decision(monkeypatch):
-    from calibench.evaluation import connectivity
+    from calibench.core import connectivity
 
     for name in connectivity.OFFLINE_ENV:
         monkeypatch.delenv(name, raising=False)
@@ -241,7 +242,7 @@ def test_offline_decision(monkeypatch):
 
 
 def test_connection_errors_are_recognised_through_chains():
-    from calibench.evaluation.connectivity import is_connection_error
+    from calibench.core.connectivity import is_connection_error
 
     try:
         try:

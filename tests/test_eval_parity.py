@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from calibench.errors import CalibenchError, UnknownNameError
+from calibench.core.errors import CalibenchError, UnknownNameError
 from conftest import copa_rows
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -173,7 +173,8 @@ def test_an_lm_eval_group_runs_online_as_lm_eval_runs_it(small_index, tiny, monk
     """A group (its subtasks and lm-eval's aggregate), from the hub (answered here by COPA-shaped rows)."""
     import datasets
 
-    from calibench.evaluation import connectivity, evaluate
+    from calibench.core import connectivity
+    from calibench.evaluation import evaluate
 
     for name in connectivity.OFFLINE_ENV:
         monkeypatch.delenv(name, raising=False)

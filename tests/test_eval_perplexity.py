@@ -86,7 +86,7 @@ def test_windows_are_consecutive_non_overlapping_and_drop_the_tail():
 
 
 def test_bos_auto_follows_the_tokenizer(tiny_tokenizer):
-    from calibench.errors import CalibenchError
+    from calibench.core.errors import CalibenchError
     from calibench.evaluation.perplexity import resolve_bos_option
 
     class AddsBos:

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from calibench.card.benchmarks import Benchmarks
+from calibench.card.export import export_set
 from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
-from calibench.data.card.benchmarks import Benchmarks
-from calibench.data.export import export_set
 from conftest import assert_one_line_error, corpus_text, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -81,7 +81,7 @@ def test_hf_folder_reloads_to_the_same_tokens_text_and_card(tmp_path, padded_set
 def test_hf_folder_without_a_tokenizer_has_no_text(tmp_path, padded_set):
     import datasets
 
-    from calibench.data.export_hf import write_hf
+    from calibench.card.export_hf import write_hf
 
     write_hf(padded_set, tmp_path / "hf")
     loaded = datasets.load_from_disk(str(tmp_path / "hf"))

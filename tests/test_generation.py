@@ -10,7 +10,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from calibench.data.generation import (
+from calibench.core.errors import CalibenchError
+from calibench.selfcal import (
     SamplingPlan,
     generate_calibration_set,
     load_stopwords,
@@ -21,9 +22,8 @@ from calibench.data.generation import (
     stopword_token_ids,
     temperature_at,
 )
-from calibench.data.generation.schedule import check_schedule
-from calibench.data.generation.stopwords import first_word_is_stopword, parse_stopwords
-from calibench.errors import CalibenchError
+from calibench.selfcal.schedule import check_schedule
+from calibench.selfcal.stopwords import first_word_is_stopword, parse_stopwords
 from conftest import make_tokenizer, tiny_llama_config
 
 # --------------------------------------------------------------------------- fixtures
@@ -37,7 +37,7 @@ def tiny_model(tiny_model_dir):
 
 
 def reference_temperature(i: int, t_init: float, t_final: float, n: int) -> float:
-    """The paper's formula, written out independently of calibench.data.generation.schedule."""
+    """The paper's formula, written out independently of calibench.selfcal.schedule."""
     return t_init + (i / n) * (t_final - t_init) if i < n else t_final
 
 
@@ -111,7 +111,7 @@ def test_process_logits_masks_and_temperatures():
 
 
 def test_draw_is_exact_inverse_cdf_sampling():
-    from calibench.data.generation.sampler import draw
+    from calibench.selfcal.sampler import draw
 
     probs = torch.tensor([[0.1, 0.0, 0.6, 0.3, 0.0]] * 100_000)
     tokens = draw(probs, torch.Generator().manual_seed(1))
@@ -340,7 +340,7 @@ def test_stopword_file_parsing(tmp_path):
 
 
 def test_vllm_backend_missing_is_a_user_error(tiny_model_dir, monkeypatch):
-    import calibench.data.generation.vllm_backend as vb
+    import calibench.selfcal.vllm_backend as vb
 
     monkeypatch.setattr(vb, "vllm_available", lambda: False)
     with pytest.raises(CalibenchError, match="vllm"):
@@ -348,7 +348,7 @@ def test_vllm_backend_missing_is_a_user_error(tiny_model_dir, monkeypatch):
 
 
 def test_vllm_request_processor_applies_the_schedule():
-    from calibench.data.generation.vllm_backend import make_request_processor, request_seed
+    from calibench.selfcal.vllm_backend import make_request_processor, request_seed
 
     proc = make_request_processor(
         {"t_init": 2.0, "t_final": 1.0, "schedule_tokens": 4, "first_token_ids": [1, 3], "vocab_size": 5}
@@ -365,7 +365,7 @@ def test_vllm_backend_concatenates_generations(tiny_tokenizer, monkeypatch):
     """A stand-in LLM checks how vLLM outputs become samples (no vLLM here)."""
     import sys
 
-    import calibench.data.generation.vllm_backend as vb
+    import calibench.selfcal.vllm_backend as vb
 
     class Params:
         def __init__(self, **kw):

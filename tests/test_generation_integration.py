@@ -10,9 +10,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_smollm2_generates_documents_from_endoftext(offline_assets):
-    from calibench.data.generation import load_stopwords, run_generation
     from calibench.data.stats import set_statistics
     from calibench.models import load_model, load_tokenizer
+    from calibench.selfcal import load_stopwords, run_generation
 
     tokenizer = load_tokenizer("smollm2-135m")
     model = load_model("smollm2-135m")

@@ -130,8 +130,8 @@ def test_several_models_get_their_own_sections_and_a_comparison(tmp_path, tiny_m
 
 
 def test_api_matches_the_cli_and_a_set_for_another_tokenizer_is_refused(tmp_path, tiny_model_dir, heldout_dir):
+    from calibench.core.errors import TokenizerMismatchError
     from calibench.data.calibset import CalibrationSet
-    from calibench.errors import TokenizerMismatchError
     from calibench.inspect import activation_stats
     from calibench.inspect.run import inspect_activations
     from calibench.models import load_model

@@ -214,7 +214,7 @@ def test_a_calibrated_max_far_below_the_heldout_activations_clips_and_costs():
 
 
 def test_quant_error_refuses_scales_from_another_layer_filter(model, sets, stats):
-    from calibench.errors import CalibenchError
+    from calibench.core.errors import CalibenchError
     from calibench.inspect import activation_stats
     from calibench.inspect.quant_error import activation_quant_error, static_scales
 

@@ -307,7 +307,7 @@ def test_layer_filter_picks_sites(model, calib):
 
 @pytest.mark.parametrize("pattern", ["no_such_module", "layers\\.("])
 def test_bad_layer_filter_is_one_line_error(model, calib, pattern):
-    from calibench.errors import CalibenchError
+    from calibench.core.errors import CalibenchError
     from calibench.inspect import activation_stats
 
     with pytest.raises(CalibenchError) as info:
@@ -319,7 +319,7 @@ def test_bad_layer_filter_is_one_line_error(model, calib, pattern):
 def test_non_finite_activations_raise_and_remove_hooks(tiny_model_dir, calib):
     import torch
 
-    from calibench.errors import CalibenchError
+    from calibench.core.errors import CalibenchError
     from calibench.inspect import activation_stats
 
     model = _load(tiny_model_dir)

@@ -1,6 +1,6 @@
 """SIGKILL at every stage: a rerun finishes with the uninterrupted results, and artifacts are all or nothing.
 
-Failpoints (``CALIBENCH_FAILPOINT``, :mod:`calibench.failpoints`) kill the real
+Failpoints (``CALIBENCH_FAILPOINT``, :mod:`calibench.core.failpoints`) kill the real
 CLI exactly at a stage: while a study builds its sets, compresses, evaluates or
 writes the store, and while an artifact is half on disk.  Timed kills spread
 over a whole ``data build`` and ``compress`` cover the moments in between.

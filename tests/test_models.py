@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from calibench.errors import CalibenchError, UnknownNameError
+from calibench.core.errors import CalibenchError, UnknownNameError
 from calibench.models import (
     bundled_models,
     clear_tokenizer_cache,

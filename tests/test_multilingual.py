@@ -22,22 +22,14 @@ import pytest
 
 from calibench.assets import ASSETS, MANIFEST_NAME, asset_path, pull
 from calibench.assets.catalog import MANPAGE_LANGUAGES, MANPAGE_SETS, MANPAGES
+from calibench.assets.manpages import find_pages, is_alias, page_name, plain_text, render_pages, render_roff
 from calibench.assets.store import DebianPackage, deb_control
+from calibench.core.errors import CalibenchError
+from calibench.core.paths import assets_dir
 from calibench.data.sources import get_source
-from calibench.data.sources.manpages import (
-    clean_page,
-    find_pages,
-    is_alias,
-    is_boilerplate_heading,
-    page_name,
-    plain_text,
-    render_pages,
-    render_roff,
-)
+from calibench.data.sources.manpages import clean_page, is_boilerplate_heading
 from calibench.data.sources.multilingual import ManPageSource, page_documents, read_pages
 from calibench.data.sources.offline import is_heldout
-from calibench.errors import CalibenchError
-from calibench.paths import assets_dir
 
 needs_groff = pytest.mark.skipif(shutil.which("groff") is None, reason="groff is not installed")
 
@@ -410,7 +402,7 @@ def test_unknown_split_is_refused():
 
 # --- stop words per language --------------------------------------------------------
 
-from calibench.data.generation.stopwords import (  # noqa: E402
+from calibench.selfcal.stopwords import (  # noqa: E402
     LANGUAGES,
     first_word_is_stopword,
     load_stopwords,
@@ -422,7 +414,7 @@ from calibench.data.generation.stopwords import (  # noqa: E402
 def test_english_default_is_unchanged():
     from importlib import resources
 
-    raw = resources.files("calibench.data.generation").joinpath("stopwords_en.txt").read_bytes()
+    raw = resources.files("calibench.selfcal").joinpath("stopwords_en.txt").read_bytes()
     assert hashlib.sha256(raw).hexdigest() == "91e4027ba78cee7a0972a8af7a7ea92fd2276745880994bd4130c3d295b86d93"
     words, origin = load_stopwords()
     assert (words, origin) == load_stopwords(language="en")

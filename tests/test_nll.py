@@ -21,7 +21,7 @@ def naive_nll(model, row):
 def test_window_nll_matches_naive_loop(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from calibench.nll import window_nll
+    from calibench.core.nll import window_nll
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     rng = np.random.default_rng(0)
@@ -37,7 +37,7 @@ def test_window_nll_matches_naive_loop(tiny_model_dir):
 def test_masked_positions_are_ignored(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from calibench.nll import window_nll
+    from calibench.core.nll import window_nll
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
     ids = np.arange(10, 22).reshape(1, 12)

@@ -65,8 +65,8 @@ def test_reproducible_mode_is_recorded_and_identical_under_another_mkl_code_path
 def test_pinning_after_torch_loaded_is_refused(monkeypatch):
     import torch  # noqa: F401  (loaded, as in any test process)
 
-    from calibench import numerics
-    from calibench.errors import CalibenchError
+    from calibench.core import numerics
+    from calibench.core.errors import CalibenchError
 
     monkeypatch.delenv("MKL_CBWR", raising=False)
     with pytest.raises(CalibenchError, match="before torch is imported"):

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from calibench.errors import CalibenchError
-from calibench.study import paired
+from calibench.core import stats as paired
+from calibench.core.errors import CalibenchError
 from conftest import corpus_text
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore")]
@@ -158,9 +158,9 @@ def test_hierarchical_ci_refuses_bad_input():
 
 
 def test_study_report_has_paired_tables_equal_to_a_direct_computation(tmp_path, tiny_model_dir):
+    from calibench.report.frame import load_frame
+    from calibench.report.sections import PAIRED_HEADING, SOURCE_CI_HEADING
     from calibench.study import run_study
-    from calibench.study.paired_report import PAIRED_HEADING, SOURCE_CI_HEADING
-    from calibench.study.report import load_frame
     from calibench.study.store import Store
 
     train, heldout = tmp_path / "train.txt", tmp_path / "heldout.txt"
@@ -186,7 +186,7 @@ eval:
 """)
     out = tmp_path / "out"
     run_study(spec, out, progress=False)
-    from calibench.study.report import write_report
+    from calibench.report.study import write_report
 
     report = write_report(out)
     md = report.markdown.read_text()
@@ -209,7 +209,7 @@ eval:
     d = per_source[a] - per_source[b]
     ci = paired.paired_bootstrap_ci(d)
 
-    from calibench.study.paired_report import paired_sections
+    from calibench.report.sections import paired_sections
 
     sections, _ = paired_sections(out, frame[frame.perturbation == ""])
     pairs = dict(sections)[PAIRED_HEADING]
@@ -234,7 +234,7 @@ eval:
 def test_no_paired_sections_with_a_single_source(tmp_path):
     import pandas as pd
 
-    from calibench.study.paired_report import paired_sections
+    from calibench.report.sections import paired_sections
 
     frame = pd.DataFrame(
         [
@@ -276,8 +276,8 @@ def _fake_cell(source: str, index: int):
 
 def test_accuracy_items_pair_by_document_and_holm_runs_over_every_pair(tmp_path):
     """Three sources on arc_easy: per-item acc averaged over sets, shared documents only, Holm over 3 pairs."""
-    from calibench.study.paired_report import PAIRED_HEADING, SOURCE_CI_HEADING, paired_sections
-    from calibench.study.report import load_frame
+    from calibench.report.frame import load_frame
+    from calibench.report.sections import PAIRED_HEADING, SOURCE_CI_HEADING, paired_sections
     from calibench.study.store import Store
 
     rng = np.random.default_rng(5)
@@ -324,8 +324,8 @@ def test_accuracy_items_pair_by_document_and_holm_runs_over_every_pair(tmp_path)
 
 
 def test_no_paired_sections_without_per_item_samples(tmp_path):
-    from calibench.study.paired_report import paired_sections
-    from calibench.study.report import load_frame
+    from calibench.report.frame import load_frame
+    from calibench.report.sections import paired_sections
     from calibench.study.store import Store
 
     store = Store(tmp_path)

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 import torch
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from calibench.models import checkpoint_dtype, load_model, resolve_device, resolve_dtype
 from calibench.study import load_spec, run_study
 from calibench.study.cells import expand

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from calibench.errors import CalibenchError, UnknownNameError
+from calibench.core.errors import CalibenchError, UnknownNameError
 from calibench.predict import signals as S
 from calibench.predict.reconstruction import output_error, reconstruction, truncated_copy
 from calibench.predict.tokens import distinct_share, token_entropy, unigram_js
@@ -157,7 +157,7 @@ def test_every_signal_is_deterministic_and_tells_sets_apart(tiny_model_dir, tiny
 
 def test_coverage_is_the_curation_metric_against_the_heldout_windows(tiny_model_dir, tiny_tokenizer, world):
     """The coverage signal equals data stats --pool's coverage with the held-out windows as the pool."""
-    from calibench.data.curation.setstats import pool_statistics
+    from calibench.curate.setstats import pool_statistics
 
     model = fresh_model(tiny_model_dir)
     probe = S.make_probe(

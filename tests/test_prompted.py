@@ -9,9 +9,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from calibench.core.errors import CalibenchError, ParameterError
 from calibench.data.calibset import CalibrationSet
 from calibench.data.chat import render_conversations, template_sha256
-from calibench.data.generation.prompted import (
+from calibench.selfcal.prompted import (
     PromptedSettings,
     PromptOrder,
     chat_stop_ids,
@@ -21,8 +22,7 @@ from calibench.data.generation.prompted import (
     prompt_conversations,
     sample_prompted_streams,
 )
-from calibench.data.generation.sampler import SamplingPlan
-from calibench.errors import CalibenchError, ParameterError
+from calibench.selfcal.sampler import SamplingPlan
 from conftest import REAL_HOME, make_tokenizer, tiny_llama_config
 
 CHATML = (
@@ -80,7 +80,7 @@ def check_structure(calib, stats, rendered, stops, max_new_tokens):
 
 def test_bundled_prompts_and_their_hash(tmp_path):
     bundled = load_prompts()
-    raw = resources.files("calibench.data.generation").joinpath("prompts_generic.txt").read_bytes()
+    raw = resources.files("calibench.selfcal").joinpath("prompts_generic.txt").read_bytes()
     assert len(bundled.prompts) == 64 and len(set(bundled.prompts)) == 64
     assert bundled.origin == "calibench:prompts_generic.txt" and bundled.file_sha256 == hashlib.sha256(raw).hexdigest()
     assert not any(p.startswith("#") for p in bundled.prompts)

@@ -10,7 +10,7 @@ import torch
 
 from calibench.compress import RECORD_FILE, compress
 from calibench.compress.recipe_file import load_recipe
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from conftest import assert_one_line_error, fresh_model, model_weights, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from calibench.core.errors import CalibenchError
 from calibench.data.calibset import CalibrationSet
-from calibench.errors import CalibenchError
 from calibench.predict.recommend import DEFAULT_SIGNAL, eval_estimate, objective_of, parse_candidates, recommend
 from conftest import assert_one_line_error, corpus_text, fresh_model, run
 

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from calibench.report import plots, render, sections, stats, tables
+from calibench.core import stats
+from calibench.report import plots, render, sections, tables
 from calibench.report.frame import load_frame
 from calibench.report.notes import SINGLE_SOURCE
 from calibench.report.study import write_report

@@ -12,7 +12,7 @@ from calibench.compress.methods import DEFAULT_IGNORE, make_params
 from calibench.compress.metrics import effective_weight
 from calibench.compress.presets import PRESETS, Preset, check_scheme_runnable
 from calibench.compress.validate import target_linears
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from conftest import assert_one_line_error, fresh_model, model_weights, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")

@@ -10,12 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from calibench.core.errors import CalibenchError, CorpusTooShortError, UnknownNameError
 from calibench.data.draw import build_calibration_set, build_calibration_sets
 from calibench.data.sampling import intervals_overlap
 from calibench.data.sources import get_source, list_sources
 from calibench.data.sources.hub import HUB_CORPORA, MIRROR_ENV, HubCorpus
 from calibench.data.sources.random_vocab import ordinary_token_ids, special_token_ids
-from calibench.errors import CalibenchError, CorpusTooShortError, UnknownNameError
 from conftest import corpus_text, make_tokenizer
 
 # ----------------------------------------------------------------- local files

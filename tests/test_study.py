@@ -230,7 +230,8 @@ def fake_cell(method: str, source: str, index: int, n: int = 16) -> Cell:
 
 
 def test_report_tables_match_an_independent_computation(tmp_path):
-    from calibench.study.report import AVERAGE, write_report
+    from calibench.report.study import write_report
+    from calibench.report.tables import AVERAGE
 
     rng = np.random.default_rng(0)
     store = Store(tmp_path)
@@ -322,7 +323,10 @@ def test_curated_source_runs_cola_once_per_set_and_shares_the_pool(tmp_path, tin
 
 def test_noise_floor_table_matches_an_independent_computation(tmp_path):
     """Reruns of wiki#0 under two perturbations: the floor is the largest |change|, beside the across-set spread."""
-    from calibench.study.report import AVERAGE, NOISE_HEADING, load_frame, noise_floor_table, write_report
+    from calibench.report.frame import load_frame
+    from calibench.report.sections import NOISE_HEADING
+    from calibench.report.study import write_report
+    from calibench.report.tables import AVERAGE, noise_floor_table
 
     rng = np.random.default_rng(1)
     store = Store(tmp_path)
@@ -349,7 +353,7 @@ def test_noise_floor_table_matches_an_independent_computation(tmp_path):
 
     report = write_report(tmp_path)
     frame, _, _ = load_frame(tmp_path)
-    from calibench.study.report import accuracy_table, perplexity_table
+    from calibench.report.tables import accuracy_table, perplexity_table
 
     grid = frame[frame.perturbation == ""]
     noise = noise_floor_table(frame, accuracy_table(grid), perplexity_table(grid)).set_index("task")
@@ -409,7 +413,8 @@ def test_perplexity_increase_table_and_matrix(tmp_path):
     """The transfer matrix: 100 (ppl / dense - 1) per set, mean and std across sets, one heatmap per method."""
     import pandas as pd
 
-    from calibench.study.report import perplexity_increase_table, plot_perplexity_matrix
+    from calibench.report.plots import plot_perplexity_matrix
+    from calibench.report.tables import perplexity_increase_table
 
     rows = [
         {"model": "m", "method": "dense", "source": "-", "task": t, "metric": "perplexity", "value": v}

@@ -118,7 +118,7 @@ def test_plain_prompt_and_clean_summary(tiny_tokenizer):
 
 
 def test_chat_yes_needs_a_template(tiny_tokenizer):
-    from calibench.errors import CalibenchError
+    from calibench.core.errors import CalibenchError
     from calibench.summarize.prompts import use_chat
 
     assert use_chat(tiny_tokenizer, "auto", "m") is False

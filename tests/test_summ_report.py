@@ -38,7 +38,7 @@ def _items(shift):
 
 
 def test_report_sections_pair_cells_with_dense(tmp_path):
-    from calibench.study.report import write_report
+    from calibench.report.study import write_report
     from calibench.study.store import Store
 
     store = Store(tmp_path)
@@ -60,8 +60,8 @@ def test_report_sections_pair_cells_with_dense(tmp_path):
     assert "Summarization metrics across sets" in md and "compressed minus dense, paired per document" in md
     assert any(p.name == "summarization_overlap_consistency.png" for p in report.plots)
 
-    from calibench.study.report import load_frame
-    from calibench.summarize.report import paired_to_dense, spread_table
+    from calibench.report.frame import load_frame
+    from calibench.report.summarization import paired_to_dense, spread_table
 
     frame = load_frame(tmp_path)[0]
     paired = paired_to_dense(tmp_path, frame)

@@ -30,7 +30,7 @@ def _task(path, extra=""):
 
 
 def test_parse_summ_task_options_and_labels(docs_file):
-    from calibench.errors import CalibenchError
+    from calibench.core.errors import CalibenchError
     from calibench.evaluation.tasks import parse_tasks
 
     (req,) = parse_tasks("summ:xsum")
@@ -83,7 +83,7 @@ def test_rows_items_and_skips(tiny_model_dir, tiny_tokenizer, docs_file):
 
 
 def test_limit_and_chat_yes_refused_before_the_model_loads(tiny_model_dir, docs_file):
-    from calibench.errors import CalibenchError
+    from calibench.core.errors import CalibenchError
     from calibench.evaluation import evaluate
 
     result = evaluate(str(tiny_model_dir), _task(docs_file), limit=3)
@@ -138,8 +138,8 @@ def test_pluggable_nli_and_scorer_validation(monkeypatch, tiny_model_dir, docs_f
 def test_paired_comparison_of_two_runs(tmp_path, tiny_model_dir, tiny_tokenizer, docs_file, tiny_text_set):
     from calibench.compress import compress
     from calibench.evaluation import evaluate
+    from calibench.report.summarization_plots import overlap_consistency_plot
     from calibench.summarize.compare import compare_table, load_run, paired_rows
-    from calibench.summarize.plot import overlap_consistency_plot
 
     task = _task(docs_file)
     dense = evaluate(str(tiny_model_dir), task, limit=5, log_samples=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from calibench.study import load_spec, run_study
 from calibench.study.cells import Cell
 from calibench.study.store import DB_NAME, Store

@@ -155,7 +155,7 @@ def test_save_reload_keeps_the_tie_and_restore_is_bit_identical(models, covered,
 
 
 def test_restore_by_reference_reads_and_checks_the_original(models, covered, tiny_tokenizer, tmp_path):
-    from calibench.errors import CalibenchError
+    from calibench.core.errors import CalibenchError
     from calibench.vocab import restore, save
     from calibench.vocab.checkpoint import DROPPED_FILE
 
@@ -211,7 +211,7 @@ def test_memory_report_counts_storage_not_parameters(models, covered, tiny_token
 
 
 def test_prune_refusals(models, covered, tiny_tokenizer):
-    from calibench.errors import CalibenchError, TokenizerMismatchError
+    from calibench.core.errors import CalibenchError, TokenizerMismatchError
     from calibench.vocab import Vocabulary, prune, unprune
     from conftest import make_tokenizer
 
@@ -250,7 +250,7 @@ def test_collect_counts_inputs_keeps_specials_and_reports_coverage(
 ):
     import numpy as np
 
-    from calibench.errors import CalibenchError, TokenizerMismatchError
+    from calibench.core.errors import CalibenchError, TokenizerMismatchError
     from calibench.vocab import Inputs, Vocabulary, collect
 
     calib_dir = tmp_path / "set"

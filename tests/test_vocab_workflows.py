@@ -172,7 +172,7 @@ eval:
             assert vocab["memory"]["after"]["vocab_bytes"] < vocab["memory"]["before"]["vocab_bytes"]
     bad = tmp_path / "bad.yaml"
     bad.write_text(base + "  vocab: {mode: sideways}\n")
-    from calibench.errors import CalibenchError
+    from calibench.core.errors import CalibenchError
 
     with pytest.raises(CalibenchError, match="unknown vocab mode 'sideways'"):
         load_spec(bad)

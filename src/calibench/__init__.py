@@ -20,7 +20,7 @@ _API = {
     "register_source": "calibench.data.sources",
     "load_model": "calibench.models",
     "load_tokenizer": "calibench.models",
-    "CalibenchError": "calibench.errors",
+    "CalibenchError": "calibench.core.errors",
 }
 
 __all__ = ["__version__", *_API]

@@ -18,11 +18,13 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from calibench.assets import ASSETS, asset_names, require
-from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.registry import Registry
 
 #: dtype names accepted by :func:`load_model` ("auto" keeps the checkpoint's own dtype).
 DTYPES = ("float32", "bfloat16", "float16", "auto")
@@ -176,6 +178,12 @@ def dtype_name(dtype: Any) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+# Called as hook(model, checkpoint directory) on every model load_model returns.  Higher layers plug in here
+# (named lazily, so this module imports none of them): the vocabulary package re-attaches a pruned vocabulary.
+LOAD_HOOKS: Registry[Callable[[Any, Path], None]] = Registry("model load hook")
+LOAD_HOOKS.register_lazy("vocab-pruned", "calibench.vocab.checkpoint:attach_if_pruned")
+
+
 def load_model(spec: str | os.PathLike[str], dtype: Any = "auto", device: Any = "auto") -> Any:
     """A causal LM in eval mode on ``device``, in ``dtype`` (see :func:`resolve_dtype`).
 
@@ -187,9 +195,8 @@ def load_model(spec: str | os.PathLike[str], dtype: Any = "auto", device: Any = 
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target, spec)
     model = _load(AutoModelForCausalLM, spec, dtype=torch_dtype)
-    from calibench.vocab.checkpoint import attach_if_pruned
-
-    attach_if_pruned(model, resolve_model_path(spec))  # a vocabulary-pruned directory takes tokenizer ids again
+    for _, hook in LOAD_HOOKS.items():  # e.g. a vocabulary-pruned directory takes tokenizer ids again
+        hook(model, resolve_model_path(spec))
     try:
         model.to(target)
     except (RuntimeError, AssertionError) as exc:  # e.g. out of GPU memory

@@ -24,7 +24,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 
 # llm-compressor modules that bind get_main_device at import and ask it for the onload device.
 _ONLOAD_CALLERS = ("llmcompressor.pipelines.sequential.pipeline", "llmcompressor.pipelines.data_free.pipeline")

@@ -18,7 +18,7 @@ from typing import Any
 from calibench.assets.gguf_convert import concat_parts, convert_gguf, module_constants
 from calibench.assets.registry import Asset, Package, find_one, register
 from calibench.assets.store import DebianPackage
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 
 _CONVERTING = "converting GGUF to safetensors:"
 
@@ -264,7 +264,7 @@ def _prepare_manpages(unpacked: Mapping[str, Path], dest: Path) -> Mapping[str, 
     import json
     import time
 
-    from calibench.data.sources.manpages import (
+    from calibench.assets.manpages import (
         NO_HYPHENATION,
         NO_JUSTIFICATION,
         RENDER_COMMAND,

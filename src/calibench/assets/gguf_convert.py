@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from calibench.assets.gguf_tokenizer import load_gguf_tokenizer
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 
 _BLOCK = 1 << 20
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
 
 # "model": a causal LM (what calibench compresses); "encoder": a helper network
 # such as the sentence encoder curation uses; "data": a data pack.

@@ -37,9 +37,9 @@ from typing import Any
 from rich.markup import escape
 
 from calibench.assets.registry import ASSETS, Asset, Package, get_asset
-from calibench.errors import CalibenchError
-from calibench.fsutil import atomic_dir
-from calibench.paths import assets_dir
+from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import atomic_dir
+from calibench.core.paths import assets_dir
 
 #: Written last into every prepared asset; its presence is what "pulled" means.
 MANIFEST_NAME = "calibench-asset.json"

@@ -23,7 +23,7 @@ from calibench.cli.inspect_cmd import inspect_app
 from calibench.cli.recommend_cmd import recommend_command
 from calibench.cli.study_cmd import study_app
 from calibench.cli.vocab_cmd import vocab_app
-from calibench.errors import CalibenchError, ParameterError
+from calibench.core.errors import CalibenchError, ParameterError
 
 app = typer.Typer(
     name="calibench",
@@ -58,14 +58,14 @@ def _root(
     ),
 ) -> None:
     """calibench: which calibration data, and what does it do to my model?"""
-    from calibench import progress
+    from calibench.core import progress
 
     progress.set_enabled(True)
 
 
 def fail(message: str, code: int = 2) -> None:
     """Print one error line and exit: the contract for every user error."""
-    from calibench import progress
+    from calibench.core import progress
 
     progress.discard_deferred()
     first = " ".join(str(message).split("\n")).strip()
@@ -74,7 +74,7 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from calibench import progress
+    from calibench.core import progress
 
     try:
         app(args=argv, standalone_mode=False)

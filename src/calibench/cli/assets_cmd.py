@@ -35,7 +35,7 @@ def list_() -> None:
     from rich.table import Table
 
     from calibench.assets import list_assets
-    from calibench.cli.console import console as make_console
+    from calibench.core.console import console as make_console
 
     table = Table(title="calibench assets")
     for col in ("name", "kind", "present", "size", "path", "description"):

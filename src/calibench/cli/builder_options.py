@@ -20,7 +20,7 @@ from typing import Any, Literal
 import typer
 from pydantic import BaseModel
 
-from calibench.errors import ParameterError
+from calibench.core.errors import ParameterError
 
 SIZES_PANEL = "sizes (every builder)"
 # API parameter -> CLI flag where the flag is not simply --name-with-dashes

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
+from calibench.card.contamination import DEFAULT_N
 from calibench.cli.data_cmd import data_app
-from calibench.data.card.contamination import DEFAULT_N
 
 
 @data_app.command("card")
@@ -38,12 +38,12 @@ def card(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
 ) -> None:
     """Write a set's card: provenance, statistics, activation metrics against a reference, benchmark overlap."""
+    from calibench.card import gather, render, write_card
+    from calibench.card.benchmarks import offline_benchmarks, parse_benchmarks
     from calibench.cli.set_tokenizer import recorded_tokenizer
+    from calibench.core.errors import CalibenchError
+    from calibench.core.fsutil import check_output_file
     from calibench.data.calibset import CalibrationSet
-    from calibench.data.card import gather, render, write_card
-    from calibench.data.card.benchmarks import offline_benchmarks, parse_benchmarks
-    from calibench.errors import CalibenchError
-    from calibench.fsutil import check_output_file
     from calibench.models import load_model, load_tokenizer
 
     if ngram < 1:

@@ -26,10 +26,10 @@ def compare_command(
     out: Path = typer.Option(None, "--out", "-o", help="Also write the table (Markdown) to this file."),
 ) -> None:
     """Pair summarization runs per document against the first and print every metric's difference with its paired CI."""
-    from calibench.errors import CalibenchError
-    from calibench.fsutil import atomic_write_bytes, check_output_file
+    from calibench.core.errors import CalibenchError
+    from calibench.core.fsutil import atomic_write_bytes, check_output_file
+    from calibench.report.summarization_plots import overlap_consistency_plot
     from calibench.summarize.compare import compare_table, load_run
-    from calibench.summarize.plot import overlap_consistency_plot
 
     names = labels.split(",") if labels else [None] * len(runs)
     if len(runs) < 2:

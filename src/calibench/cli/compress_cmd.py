@@ -66,14 +66,14 @@ def compress_command(
 
     # llm-compressor logs every module at INFO to stdout; keep warnings unless the user asks for more
     os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")
-    from calibench.cli.console import console
     from calibench.compress import compress
     from calibench.compress.methods import make_params, resolve
     from calibench.compress.presets import check_scheme_runnable
     from calibench.compress.recipe_file import load_recipe, recipe_presets
+    from calibench.core.console import console
+    from calibench.core.errors import CalibenchError
+    from calibench.core.fsutil import check_new_output
     from calibench.data.calibset import CalibrationSet
-    from calibench.errors import CalibenchError
-    from calibench.fsutil import check_new_output
     from calibench.models import load_model, load_tokenizer, resolve_device, resolve_dtype
 
     if (method is None) == (recipe is None):

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from calibench.cli.data_cmd import data_app
-from calibench.data.curation.pipeline import CurationConfig
+from calibench.curate.pipeline import CurationConfig
 
 POOL_DIR = "pool"
 
@@ -41,8 +41,8 @@ def curate(
     builder_params: dict | None = None,
 ) -> None:
     """Curate a calibration set with COLA: score sources by capability coverage, process them into a pool, keep the samples nearest the k-means centroids of their activations."""
-    from calibench.data.curation.pipeline import curate as run_curate
-    from calibench.fsutil import atomic_dir, check_new_output
+    from calibench.core.fsutil import atomic_dir, check_new_output
+    from calibench.curate.pipeline import curate as run_curate
     from calibench.models import load_tokenizer, model_max_length
 
     config = curation_config(builder_params or {})
@@ -56,7 +56,7 @@ def curate(
         for method in proxy:
             resolve(method)  # fail fast on an unknown method
         if proxy_windows < 1:
-            from calibench.errors import CalibenchError
+            from calibench.core.errors import CalibenchError
 
             raise CalibenchError(f"--proxy-windows must be at least 1, got {proxy_windows}")
     result = run_curate(model, config, tokenizer=tokenizer, dtype=dtype, device=device)
@@ -81,9 +81,9 @@ PROXY_FILE = "proxy.json"
 
 def _proxy(model: str, result, config: CurationConfig, tokenizer, methods: list[str], windows: int) -> dict:
     """Curated set vs a random set of the same size from the same pool (seed --seed), after each method."""
-    from calibench.data.curation.capabilities import load_reference, parse_capabilities
-    from calibench.data.curation.pipeline import random_from_pool
-    from calibench.data.curation.proxy import proxy_evaluate
+    from calibench.curate.capabilities import load_reference, parse_capabilities
+    from calibench.curate.pipeline import random_from_pool
+    from calibench.curate.proxy import proxy_evaluate
 
     caps = parse_capabilities(config.capabilities)
     texts = {c.name: load_reference(c) for c in caps}
@@ -117,7 +117,7 @@ def _proxy(model: str, result, config: CurationConfig, tokenizer, methods: list[
 def _report_proxy(rows: dict, out: Path) -> None:
     from rich.table import Table
 
-    from calibench.cli.console import console as make_console
+    from calibench.core.console import console as make_console
 
     caps = list(rows["results"][0]["perplexity"])
     table = Table(
@@ -135,7 +135,7 @@ def _report_proxy(rows: dict, out: Path) -> None:
 def _report(result, out: Path, save_pool: bool) -> None:
     from rich.table import Table
 
-    from calibench.cli.console import console as make_console
+    from calibench.core.console import console as make_console
 
     console = make_console()
     if result.scores is not None:
@@ -188,8 +188,8 @@ def curation_config(params: dict) -> CurationConfig:
     """The CLI's options as a CurationConfig; a bad value is a ParameterError naming its flag."""
     from pydantic import ValidationError
 
+    from calibench.core.errors import ParameterError
     from calibench.data.builders.params import BOS_POLICY
-    from calibench.errors import ParameterError
 
     if isinstance(params.get("bos"), str):
         if params["bos"] not in BOS_POLICY:

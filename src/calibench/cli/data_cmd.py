@@ -43,9 +43,9 @@ def build(
     builder_params: dict | None = None,
 ) -> None:
     """Build calibration sets with any registered builder, for the tokenizer of --model."""
+    from calibench.core.fsutil import atomic_dir, check_new_output
     from calibench.data.builders import build_sets, make_params
     from calibench.data.draw import validate_sizes
-    from calibench.fsutil import atomic_dir, check_new_output
     from calibench.models import load_tokenizer, model_max_length
 
     params = dict(builder_params or {})
@@ -87,7 +87,7 @@ _register_build()
 def _print_summary(built: list, out: Path, sets: int) -> None:
     from rich.table import Table
 
-    from calibench.cli.console import console as make_console
+    from calibench.core.console import console as make_console
 
     table = Table(title=f"calibration sets in {out}")
     for col in ("set", "id", "source", "split", "mode", "n x seq_len", "bos"):
@@ -119,7 +119,7 @@ def show(
     """Print a set's manifest, hash, token count and a decoded preview (verifies the hash)."""
     from rich.table import Table
 
-    from calibench.cli.console import console as make_console
+    from calibench.core.console import console as make_console
     from calibench.data.calibset import CalibrationSet
 
     tokenizer = _tokenizer_for_preview(model, directory)
@@ -193,13 +193,13 @@ def export(
     ),
 ) -> None:
     """Export a set for other tools (JSON lines or a Hugging Face dataset folder), with its card."""
+    from calibench.card.export import export_set, get_format
     from calibench.data.calibset import CalibrationSet
-    from calibench.data.export import export_set, get_format
     from calibench.models import load_tokenizer
 
     chosen = get_format(fmt)
     if push_to_hub is not None:
-        from calibench.data.export_hf import check_repo_id
+        from calibench.card.export_hf import check_repo_id
 
         check_repo_id(push_to_hub, fmt)
     chosen.check(out)  # a taken or impossible --out fails before any work
@@ -208,7 +208,7 @@ def export(
     written = export_set(calib, out, fmt, tokenizer)
     typer.echo(f"wrote {calib.n} windows to {out} ({fmt}), card {written[-1]}")
     if push_to_hub is not None:
-        from calibench.data.export_hf import push_to_hub as push
+        from calibench.card.export_hf import push_to_hub as push
 
         typer.echo(push(out, push_to_hub).message)
 
@@ -219,7 +219,7 @@ def sources() -> None:
     from rich.table import Table
 
     from calibench.cli.builder_options import flag_for
-    from calibench.cli.console import console as make_console
+    from calibench.core.console import console as make_console
     from calibench.data.builders import builders
     from calibench.data.builders.registry import describe
     from calibench.data.sources import list_sources

@@ -23,8 +23,8 @@ def demo(
 ) -> None:
     """Run the demo study on the bundled model and data: build sets, compress, evaluate, report."""
     from calibench.assets import asset_path, pull
-    from calibench.cli.console import console as make_console
     from calibench.cli.study_cmd import run
+    from calibench.core.console import console as make_console
     from calibench.study.spec import load_spec
 
     load_spec(spec)  # a broken spec fails before any pull

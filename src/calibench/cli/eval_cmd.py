@@ -95,10 +95,10 @@ def eval_command(
     ),
 ) -> None:
     """Evaluate MODEL: perplexity on held-out text and lm-evaluation-harness tasks (zero-shot by default)."""
-    from calibench.errors import CalibenchError
+    from calibench.core.errors import CalibenchError
+    from calibench.core.fsutil import atomic_write_bytes, check_output_file
     from calibench.evaluation import evaluate
     from calibench.evaluation.tasks import parse_tasks
-    from calibench.fsutil import atomic_write_bytes, check_output_file
 
     parse_tasks(tasks, offline=True if offline else None)  # unknown names fail before anything loads
     if log_samples and out is None and lm_eval_out is None:
@@ -132,7 +132,7 @@ def eval_command(
 def _print(result, out: Path | None) -> None:  # noqa: ANN001 - EvalResult, imported lazily
     from rich.table import Table
 
-    from calibench.cli.console import console as make_console
+    from calibench.core.console import console as make_console
 
     console = make_console()
     mode = "offline" if result.settings.get("offline") else "online"

@@ -66,10 +66,10 @@ def activations(
     ),
 ) -> None:
     """Per-channel and per-layer activation statistics of each set on each model, their set-to-set stability and their int8 cost."""
-    from calibench.cli.console import console
+    from calibench.core.console import console
+    from calibench.core.errors import CalibenchError
+    from calibench.core.fsutil import atomic_dir, check_new_output
     from calibench.data.builders.registry import resolve
-    from calibench.errors import CalibenchError
-    from calibench.fsutil import atomic_dir, check_new_output
     from calibench.inspect.report import write_inspection
     from calibench.inspect.run import check_set_names, inspect_activations
     from calibench.models import resolve_device, resolve_model_path

@@ -12,7 +12,7 @@ def parse_params(text: str | None) -> dict[str, Any]:
     """``bits=4,group_size=64`` -> {"bits": 4, "group_size": 64} (values read as YAML scalars)."""
     import yaml
 
-    from calibench.errors import CalibenchError
+    from calibench.core.errors import CalibenchError
 
     params: dict[str, Any] = {}
     for part in (text or "").split(","):
@@ -75,7 +75,7 @@ def recommend_command(
     import os
 
     os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")
-    from calibench.cli.console import console
+    from calibench.core.console import console
     from calibench.predict.recommend import recommend
 
     result = recommend(

@@ -28,13 +28,13 @@ def generate(
     """Generate a calibration set with the model itself (self-calibration): the `self` builder, with a report of the run."""
     import time
 
+    from calibench.core.fsutil import atomic_dir, check_new_output
     from calibench.data.builders import build_sets, make_params
-    from calibench.fsutil import atomic_dir, check_new_output
     from calibench.models import load_tokenizer, model_max_length
 
     params = dict(builder_params or {})
     if params.get("sets", 1) != 1:
-        from calibench.errors import ParameterError
+        from calibench.core.errors import ParameterError
 
         raise ParameterError("sets", "must be 1 here: use `calibench data build self --sets K` for K sets")
     make_params("self", **params)  # fail fast, before any load
@@ -56,7 +56,7 @@ def generate(
         if jsonl:
             calib.export_jsonl(tmp / "windows.jsonl", tokenizer)
 
-    from calibench.cli.console import console as make_console
+    from calibench.core.console import console as make_console
 
     console = make_console()
     gen = calib.manifest.generator or {}
@@ -120,12 +120,12 @@ def stats(
     """Perplexity, vocabulary coverage, n-gram diversity, Zipf coefficient, repetition and document length of sets."""
     from rich.table import Table
 
-    from calibench.cli.console import console as make_console
     from calibench.cli.set_tokenizer import recorded_tokenizer
+    from calibench.core.console import console as make_console
+    from calibench.core.errors import CalibenchError
+    from calibench.core.fsutil import atomic_write_bytes, check_output_file
     from calibench.data.calibset import CalibrationSet
     from calibench.data.stats import set_statistics
-    from calibench.errors import CalibenchError
-    from calibench.fsutil import atomic_write_bytes, check_output_file
     from calibench.models import load_model, load_tokenizer
 
     if batch_size < 1:
@@ -185,8 +185,8 @@ def stats(
             _fmt(row["mean_document_length"], ",.1f"),
         )
     make_console().print(table)
-    if pool is not None:  # COLA coverage/diversity (calibench.data.curation.setstats)
-        from calibench.data.curation.setstats import add_pool_statistics
+    if pool is not None:  # COLA coverage/diversity (calibench.curate.setstats)
+        from calibench.curate.setstats import add_pool_statistics
 
         add_pool_statistics(rows, [c for _, c in sets], pool_set, lm, tokenizer if model else None, batch_size)
     if out is not None:

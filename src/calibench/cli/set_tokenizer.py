@@ -14,7 +14,7 @@ from typing import Any
 
 
 def recorded_tokenizer(calib: Any, path: Path) -> Any:
-    from calibench.errors import CalibenchError
+    from calibench.core.errors import CalibenchError
     from calibench.models import load_tokenizer
 
     name = calib.manifest.tokenizer.get("name", "")

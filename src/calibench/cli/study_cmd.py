@@ -30,12 +30,12 @@ def run(
 ) -> None:
     """Run (or resume) every cell of SPEC; finished cells are skipped, failures recorded."""
     if reproducible:  # before anything below imports torch
-        from calibench import numerics
+        from calibench.core import numerics
 
         numerics.pin()
-    from calibench.cli.console import console
+    from calibench.core.console import console
+    from calibench.report.study import write_report
     from calibench.study import run_study
-    from calibench.study.report import write_report
 
     summary = run_study(spec, out, executor=executor, address=address, jobs=jobs)
     con = console()
@@ -54,8 +54,8 @@ def report_command(
     directory: Path = typer.Argument(..., help="A study directory from `calibench study run`."),
 ) -> None:
     """Write tables (Markdown, HTML, CSV, parquet) and plots (PNG) for a study."""
-    from calibench.cli.console import console
-    from calibench.study.report import write_report
+    from calibench.core.console import console
+    from calibench.report.study import write_report
 
     written = write_report(directory)
     con = console()
@@ -87,7 +87,7 @@ def signals_command(
     import os
 
     os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")
-    from calibench.cli.console import console
+    from calibench.core.console import console
     from calibench.predict.study_signals import compute_study_signals
 
     summary = compute_study_signals(

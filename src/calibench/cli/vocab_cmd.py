@@ -59,9 +59,9 @@ def collect_command(
     ),
 ) -> None:
     """Count the token ids of calibration sets, text, sources and lm-eval tasks into a vocabulary file."""
-    from calibench.cli.console import console
-    from calibench.errors import CalibenchError
-    from calibench.fsutil import check_output_file
+    from calibench.core.console import console
+    from calibench.core.errors import CalibenchError
+    from calibench.core.fsutil import check_output_file
     from calibench.models import load_tokenizer
     from calibench.vocab import Inputs, collect
 
@@ -124,9 +124,9 @@ def prune_command(
     ),
 ) -> None:
     """Prune MODEL's embedding (and head) to the kept tokens and save it; prints the memory saved."""
-    from calibench.cli.console import console
-    from calibench.errors import CalibenchError
-    from calibench.fsutil import check_new_output
+    from calibench.core.console import console
+    from calibench.core.errors import CalibenchError
+    from calibench.core.fsutil import check_new_output
     from calibench.models import load_model, load_tokenizer, resolve_dtype
     from calibench.vocab import Vocabulary, prune, save
     from calibench.vocab.checkpoint import DROPPED_CHOICES, is_pruned_dir
@@ -157,7 +157,7 @@ def prune_command(
 
 
 def _token_id(tokenizer, value: str) -> int:  # noqa: ANN001
-    from calibench.errors import CalibenchError
+    from calibench.core.errors import CalibenchError
 
     if value.lstrip("-").isdigit():
         return int(value)
@@ -180,7 +180,7 @@ def restore_command(
     ),
 ) -> None:
     """Write the original, unpruned model back from a pruned directory."""
-    from calibench.cli.console import console
+    from calibench.core.console import console
     from calibench.vocab import restore
     from calibench.vocab.checkpoint import read_record
 

@@ -40,9 +40,9 @@ from calibench.compress.metrics import achieved
 from calibench.compress.presets import check_scheme_fits, check_scheme_runnable
 from calibench.compress.recipe_file import load_recipe, recipe_presets
 from calibench.compress.validate import check_causal_lm, check_structure, resolve_group_size, target_linears
+from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import atomic_dir
 from calibench.data.calibset import CalibrationSet
-from calibench.errors import CalibenchError
-from calibench.fsutil import atomic_dir
 
 RECORD_FILE = "calibench.json"
 

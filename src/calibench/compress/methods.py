@@ -27,7 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from calibench.compress.presets import PRESETS, Preset
-from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
 
 
 def ignore_pattern(head_name: str) -> list[str]:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 
 if TYPE_CHECKING:
     from calibench.compress.methods import MethodParams

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 
 #: what the top level of a recipe file looks like, for error messages
 SHAPE = "NAME_stage: NAME_modifiers: ModifierType: {arguments}"

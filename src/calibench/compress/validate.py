@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from calibench.compress.methods import DEFAULT_GROUP_SIZE, PER_CHANNEL, Method, MethodParams
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 
 CANDIDATE_GROUP_SIZES = (256, 128, 64, 32, 16)
 

@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from calibench import __version__, failpoints
+from calibench import __version__
+from calibench.core import failpoints
+from calibench.core.errors import CalibenchError, CorruptArtifactError, TokenizerMismatchError
+from calibench.core.fsutil import atomic_dir
 from calibench.data.tokenizer import TokenizerIdentity, identify
-from calibench.errors import CalibenchError, CorruptArtifactError, TokenizerMismatchError
-from calibench.fsutil import atomic_dir
 
 # 2: the set id covers the manifest's identity fields (1: tokens and tokenizer only)
 FORMAT_VERSION = 2
@@ -333,7 +334,7 @@ class CalibrationSet:
 
     def export_jsonl(self, path: str | Path, tokenizer: Any) -> Path:
         """One JSON object per window: its text, token count and provenance, for people to read."""
-        from calibench.fsutil import atomic_write_bytes
+        from calibench.core.fsutil import atomic_write_bytes
 
         windows = self.manifest.sampling.windows
         lines = []

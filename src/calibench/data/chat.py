@@ -9,7 +9,7 @@ token sequences.  This module holds the pure pieces (no CLI, no model):
   ``messages`` column (``[{"role": ..., "content": ...}, ...]``) or
   Alpaca-style ``instruction`` / ``input`` / ``response`` columns;
 * :func:`conversations_from_rows`: rows to validated conversations, with a
-  one-line :class:`~calibench.errors.ParameterError` naming the field and the
+  one-line :class:`~calibench.core.errors.ParameterError` naming the field and the
   row for every malformed row, so a bad dataset fails before any tokenizing;
 * :func:`require_chat_template`: the template text (the tokenizer's, or one
   the user gives), or a one-line error for a base model that has none;
@@ -35,7 +35,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from calibench.errors import CalibenchError, ParameterError
+from calibench.core.errors import CalibenchError, ParameterError
 
 #: Roles a conversation may hold; anything else is almost always a mislabelled column ("human", "gpt").
 ROLES = ("system", "user", "assistant", "tool")

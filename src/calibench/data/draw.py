@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from calibench.core.errors import ParameterError
 from calibench.data.calibset import CalibrationSet, SamplingRecord
 from calibench.data.sampling import deal_into_sets
 from calibench.data.sources import Source, get_source
 from calibench.data.tokenizer import BosPolicy, resolve_bos, tokenizer_adds_bos  # noqa: F401 - re-exported
-from calibench.errors import ParameterError
 
 # A set is held as n x seq_len int32 ids and uint8 masks (5 bytes a token: 8192 x 2048 is 84 MB) and is
 # handed to llm-compressor as Arrow arrays, never as Python lists, so this cap bounds memory, not a loop.

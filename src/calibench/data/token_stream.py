@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from calibench.core.fsutil import atomic_dir
+from calibench.core.paths import token_cache_dir
+from calibench.core.progress import task
 from calibench.data.tokenizer import vocab_hash
-from calibench.fsutil import atomic_dir
-from calibench.paths import token_cache_dir
-from calibench.progress import task
 
 SEPARATOR = "\n\n"
 _CHUNK = 256

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from calibench.errors import ParameterError
+from calibench.core.errors import ParameterError
 
 BosPolicy = bool | Literal["auto"]
 
@@ -57,7 +57,7 @@ def portable_name(name_or_path: str) -> str:
     """
     from pathlib import Path
 
-    from calibench.paths import assets_dir
+    from calibench.core.paths import assets_dir
 
     path = Path(name_or_path)
     if path.is_absolute() and path.parent == assets_dir():

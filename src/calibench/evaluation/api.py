@@ -14,12 +14,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from calibench.evaluation.heldout import HeldoutText, load_heldout_texts
 from calibench.evaluation.perplexity import BosOption, cut_windows, resolve_bos_option, score_windows, tokenize_joined
 from calibench.evaluation.results import EvalResult, EvalRow, TaskRecord
 from calibench.evaluation.samples import Item, window_items
-from calibench.evaluation.tasks import LM_EVAL_KIND, SUMM_KIND, TaskRequest, parse_tasks
+from calibench.evaluation.tasks import LM_EVAL_KIND, SUMM_KIND, TASK_KINDS, TaskRequest, parse_tasks
 
 DEFAULT_SEQ_LEN = 2048  # the papers' window; capped at the model's context length
 DEFAULT_BOOTSTRAP_ITERS = 1000  # only non-mean metrics (lambada perplexity) bootstrap their stderr
@@ -100,7 +100,7 @@ def evaluate(
         raise CalibenchError(f"--seq-len {seq_len} is above the model's maximum of {max_len} tokens")
 
     needs_hub = bool(lm_requests) or any(not r.heldout.offline for r in ppl_requests)  # type: ignore[union-attr]
-    from calibench.evaluation.connectivity import Connectivity, decide
+    from calibench.core.connectivity import Connectivity, decide
 
     conn = decide(offline) if needs_hub else Connectivity(True, "no hub data requested")
 
@@ -137,10 +137,8 @@ def evaluate(
             if options.log_samples:
                 samples[request.name] = items
     for prep in summ_prepared:
-        from calibench.summarize.task import run as run_summarization
-
         _announce(f"{prep.task.name}: summarization, {len(prep.docs)} of {prep.n_total} documents")
-        task_rows, record, items = run_summarization(prep, model_obj, tok, model if isinstance(model, (str, os.PathLike))
+        task_rows, record, items = TASK_KINDS.get(SUMM_KIND).run(prep, model_obj, tok, model if isinstance(model, (str, os.PathLike))
                                                      else None, batch_size)  # fmt: skip
         records[prep.task.name] = record
         rows.extend(task_rows)
@@ -261,12 +259,11 @@ def _prepare_summarization(
     """Load every summarization dataset and check the prompts can be rendered, before the model loads."""
     if not requests:
         return []
-    from calibench.summarize.task import check_model, prepare
-
+    kind = TASK_KINDS.get(SUMM_KIND)
     tok = tokenizer if tokenizer is not None else _load_tokenizer(model)
     for request in requests:
-        check_model(request.summ, tok, name)  # chat=yes on a model without a chat template fails here
-    return [prepare(r.summ, limit) for r in requests]  # type: ignore[arg-type]
+        kind.check_model(request.summ, tok, name)  # chat=yes on a model without a chat template fails here
+    return [kind.prepare(r.summ, limit) for r in requests]  # type: ignore[arg-type]
 
 
 # -- perplexity -------------------------------------------------------------------------------
@@ -277,7 +274,7 @@ def _load_heldout(request: TaskRequest, conn: Any) -> tuple[TaskRecord, list[str
     record = TaskRecord(task=request.name, kind="perplexity", split=spec.split, reference_split=spec.split)
     record.details.update(spec.protocol())
     started = time.perf_counter()
-    from calibench.evaluation.connectivity import env_offline
+    from calibench.core.connectivity import env_offline
 
     # Offline by the environment, `datasets` fails fast (or reads its cache); offline because
     # the hub is unreachable (or on request), it would retry for ~25 s: do not try.
@@ -425,7 +422,7 @@ def _check_positive(**values: int | None) -> None:
 
 
 def _progress_enabled() -> bool:
-    from calibench import progress
+    from calibench.core import progress
 
     return progress.enabled()
 

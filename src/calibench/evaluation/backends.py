@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from calibench.errors import CalibenchError
-from calibench.evaluation.connectivity import is_connection_error
+from calibench.core.connectivity import is_connection_error
+from calibench.core.errors import CalibenchError
 from calibench.evaluation.fewshot import effective_shots, offline_fewshot_problem
 from calibench.evaluation.mirrors import Mirror, build_mirror, mirror_for_dataset
 from calibench.evaluation.results import EvalRow, TaskRecord

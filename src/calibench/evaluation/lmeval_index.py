@@ -103,7 +103,7 @@ def _cache_key(root: Path) -> str:
 
 
 def _cache_path(root: Path) -> Path:
-    from calibench.paths import home
+    from calibench.core.paths import home
 
     return home() / "lm_eval" / f"task-index-{_cache_key(root)}.json"
 
@@ -128,7 +128,7 @@ def _read_cache(root: Path) -> dict[str, IndexEntry] | None:
 
 
 def _write_cache(root: Path, index: dict[str, IndexEntry]) -> None:
-    from calibench.fsutil import atomic_write_bytes
+    from calibench.core.fsutil import atomic_write_bytes
 
     entries = {
         e.name: {"kind": e.kind, "folders": list(e.folders), **({"members": list(e.members)} if e.members else {})}
@@ -160,7 +160,7 @@ def _build(root: Path) -> dict[str, IndexEntry]:
 
     from lm_eval.tasks._index import TaskIndex
 
-    from calibench import progress
+    from calibench.core import progress
 
     logger = logging.getLogger("lm_eval")
     level = logger.level

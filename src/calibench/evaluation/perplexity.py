@@ -14,7 +14,7 @@ does to plain text: Gemma's adds BOS (and its perplexity explodes without
 it); SmolLM2's does not, and its ``bos_token`` is a chat token
 (``<|im_start|>``) that makes perplexity worse when forced in front.
 
-The NLL itself is :func:`calibench.nll.window_nll`, shared with the set
+The NLL itself is :func:`calibench.core.nll.window_nll`, shared with the set
 statistics so the two agree to the last digit.
 """
 
@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 
 BosOption = Literal["auto", "always", "never"] | bool
 BOS_CHOICES = ("auto", "always", "never")
@@ -106,7 +106,7 @@ class WindowScores:
 
 def score_windows(model: Any, windows: np.ndarray, batch_size: int = 8, label: str | None = None) -> WindowScores:
     """Perplexity, mean NLL, its delta-method stderr, and the per-window NLLs of ready-made windows."""
-    from calibench.nll import window_nll
+    from calibench.core.nll import window_nll
 
     result = window_nll(model, windows, batch_size=batch_size, progress_label=label)
     ppl = result.perplexity

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr, computed_field
 
-from calibench.errors import CorruptArtifactError
+from calibench.core.errors import CorruptArtifactError
 
 RESULT_FORMAT = "calibench.eval/1.1"
 FORMAT_FAMILY = "calibench.eval/1"  # every 1.x loads

@@ -26,9 +26,10 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from calibench.errors import CalibenchError, UnknownNameError
+from calibench.core.errors import CalibenchError, UnknownNameError
+from calibench.core.registry import Registry
 from calibench.evaluation.heldout import HELDOUT_TEXTS, HeldoutText, local_heldout
 
 PPL_PREFIX = "ppl:"
@@ -36,6 +37,11 @@ SUMM_PREFIX = "summ:"
 SUMM_KIND = "summarization"
 SUMM_DATASETS = ("xsum", "multilexsum", "mtsdialog", "xsum-hub", "cnn_dailymail")  # see calibench.summarize.data
 SUMM_OFFLINE = ("xsum", "multilexsum", "mtsdialog")
+
+# Task kinds that higher layers implement, named lazily so that evaluation imports none of them.  An entry has
+# parse(name), check_model(task, tokenizer, model name), prepare(task, limit) and run(prepared, model, ...).
+TASK_KINDS: Registry[Any] = Registry("task kind")
+TASK_KINDS.register_lazy(SUMM_KIND, "calibench.summarize.task:KIND")
 LM_EVAL_KIND = "lm_eval"
 
 
@@ -154,9 +160,7 @@ def _resolve(name: str, offline: bool | None) -> list[TaskRequest]:
     if name.startswith(PPL_PREFIX):
         return [_perplexity(name)]
     if name.startswith(SUMM_PREFIX):
-        from calibench.summarize.task import parse_summ_task
-
-        task = parse_summ_task(name)
+        task = TASK_KINDS.get(SUMM_KIND).parse(name)
         return [TaskRequest(task.name, SUMM_KIND, summ=task)]
     if name in GROUPS:
         return [r for member in GROUPS[name] for r in _resolve(member, offline)]
@@ -169,7 +173,7 @@ def _resolve(name: str, offline: bool | None) -> list[TaskRequest]:
 
 
 def _perplexity(name: str) -> TaskRequest:
-    from calibench.errors import did_you_mean
+    from calibench.core.errors import did_you_mean
 
     dataset = name[len(PPL_PREFIX) :]
     if dataset not in HELDOUT_TEXTS and _is_file_spec(dataset):
@@ -213,7 +217,7 @@ def unknown_task_message(name: str, offline: bool | None) -> str:
     """``unknown task 'X' (did you mean 'Y'?)``, then what would work (offline: the tasks with offline data)."""
     import difflib
 
-    from calibench.evaluation.connectivity import env_offline
+    from calibench.core.connectivity import env_offline
 
     close = difflib.get_close_matches(name, known_task_names(), n=1)  # calibench's names first
     if not close:

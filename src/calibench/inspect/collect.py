@@ -157,7 +157,7 @@ def activation_stats(
     :func:`calibench.inspect.sites.find_sites`).  The set runs once, in
     batches of ``batch_size`` windows, under ``torch.no_grad``.
     """
-    from calibench.data.curation.layers import find_decoder_layers
+    from calibench.curate.layers import find_decoder_layers
 
     stack = find_decoder_layers(model)
     ids, mask = calib_set.to_torch()

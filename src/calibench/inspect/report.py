@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from calibench.core.plots import pyplot, save_figure, styled
 from calibench.inspect.run import Inspection, ModelInspection
-from calibench.report.plots import pyplot, save_figure, styled
 
 KINDS = ("linear_input", "residual")
 KIND_TITLES = {"linear_input": "linear inputs (max over a layer's linears)", "residual": "residual stream"}

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from calibench.inspect.collect import ActivationStats, activation_stats
 from calibench.inspect.compare import DEFAULT_TOP_K, PairComparison, StabilitySummary, compare_sets, stability_summary
 from calibench.inspect.quant_error import QuantErrorReport, activation_quant_error, static_scales
@@ -105,7 +105,7 @@ def inspect_model(
     **stat_options: Any,
 ) -> ModelInspection:
     """Statistics of every set on one model, their pairwise comparison, and (with ``heldout``) their int8 cost."""
-    from calibench.data.curation.layers import find_decoder_layers
+    from calibench.curate.layers import find_decoder_layers
     from calibench.inspect.sites import find_sites
     from calibench.models import dtype_name, load_tokenizer
     from calibench.placement import load_placed, model_device

@@ -9,7 +9,7 @@ Two kinds of site matter for compression (issue 13):
   stream, where massive activations (Sun et al. 2024) live.
 
 The decoder stack is the one curation already finds
-(:func:`calibench.data.curation.layers.find_decoder_layers`: the repeated
+(:func:`calibench.curate.layers.find_decoder_layers`: the repeated
 blocks with the most weights), so a model whose layers sit under
 ``model.layers``, ``transformer.h`` or anything else works the same.  The LM
 head is outside the stack and never a site.
@@ -21,8 +21,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from calibench.data.curation.layers import DecoderLayers, find_decoder_layers
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
+from calibench.curate.layers import DecoderLayers, find_decoder_layers
 
 SiteKind = Literal["linear_input", "residual"]
 

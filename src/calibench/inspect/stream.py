@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from calibench.inspect.sites import HookSite, site_tensor
 
 
@@ -83,7 +83,7 @@ def stream_activations(
     """
     import torch
 
-    from calibench import progress
+    from calibench.core import progress
 
     if batch_size < 1:
         raise CalibenchError(f"batch size must be at least 1, got {batch_size}")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from calibench.errors import UnknownNameError, did_you_mean
+from calibench.core.errors import UnknownNameError, did_you_mean
 
 PREFIX = "act:"
 DEFAULT_HELDOUT = "wiki"  # an offline domain, readable without the hub

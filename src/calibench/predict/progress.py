@@ -4,7 +4,7 @@ Signals and recommendations call code that shows progress (activation
 capture, NLL scoring, evaluation).  Nested live displays fight over the
 terminal, so while the outer bar runs the inner ones are switched off (as
 ``calibench study run`` does for its cells) and the bar's description says
-which step is running.  The bar is :func:`calibench.progress.task`'s, so it
+which step is running.  The bar is :func:`calibench.core.progress.task`'s, so it
 is shown only when progress is enabled (the CLI enables it), goes to stderr,
 and in a pipe is held back until the command succeeds: a refused command
 still prints its one error line and nothing else.
@@ -32,7 +32,7 @@ class _Bar:
 @contextlib.contextmanager
 def outer_bar(label: str, total: float | None) -> Iterator[_Bar]:
     """A bar labelled ``label`` over ``total`` steps, inner progress silenced while it runs."""
-    from calibench import progress
+    from calibench.core import progress
 
     shown = progress.enabled()
     with progress.task(label, total=total) as task:

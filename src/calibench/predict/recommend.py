@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calibench.core.errors import CalibenchError, UnknownNameError
 from calibench.data.calibset import CalibrationSet
-from calibench.errors import CalibenchError, UnknownNameError
 
 #: The signal candidates are ranked by when none is named: the per-token reconstruction error of the first k
 #: layers.  On the smollm2-135m grid (examples/choice-study.yaml, 2026-12-02) it was the best signal with a
@@ -333,7 +333,7 @@ def paired_comparison(objective: str, best: Candidate, runner_up: Candidate) -> 
     every accuracy task are pooled (the mean of pooled item differences
     weighs tasks by their item counts).
     """
-    from calibench.report.stats import paired_bootstrap_ci, sign_flip_pvalue
+    from calibench.core.stats import paired_bootstrap_ci, sign_flip_pvalue
     from calibench.report.tables import item_score
     from calibench.study.store import item_id
 
@@ -480,7 +480,7 @@ def recommend(
     at the end).
     """
     from calibench.compress.methods import make_params, resolve
-    from calibench.fsutil import check_new_output
+    from calibench.core.fsutil import check_new_output
     from calibench.predict.signals import get_signal
 
     started = time.perf_counter()
@@ -574,8 +574,8 @@ def _run(
     """The phases of :func:`recommend`, after its checks."""
     import json
 
+    from calibench.core.fsutil import atomic_dir
     from calibench.evaluation import evaluate
-    from calibench.fsutil import atomic_dir
     from calibench.models import load_tokenizer
     from calibench.placement import load_placed
     from calibench.predict.card import card_data, render_markdown

@@ -13,7 +13,7 @@ The truncated copy shares nothing with the model it came from: its shell
 emptied, then the first k layers are deep-copied into it, so the dense model
 is never touched and the head (which every method leaves dense) is not
 compressed.  Decoder layers are found by structure
-(:func:`calibench.data.curation.layers.find_decoder_layers`).
+(:func:`calibench.curate.layers.find_decoder_layers`).
 
 The error.  Held-out windows (the evaluation text) run through the first k
 layers of the dense model and of the compressed copy; with ``Y`` and ``Y_c``
@@ -34,8 +34,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from calibench.core.errors import CalibenchError
 from calibench.data.calibset import CalibrationSet
-from calibench.errors import CalibenchError
 
 
 class _Stop(Exception):
@@ -56,7 +56,7 @@ class Reconstruction:
 def _stack(model: Any, name: str | None = None) -> tuple[Any, str, Any]:
     """(parent module, attribute name, ModuleList) of the decoder stack (at qualified ``name`` when given)."""
     if name is None:
-        from calibench.data.curation.layers import find_decoder_layers
+        from calibench.curate.layers import find_decoder_layers
 
         name = find_decoder_layers(model).name
     parent_name, _, attribute = name.rpartition(".")
@@ -80,7 +80,7 @@ def truncated_copy(model: Any, k: int) -> Any:
     """An independent copy of ``model`` keeping only its first ``k`` decoder layers."""
     import torch
 
-    from calibench.data.curation.layers import find_decoder_layers
+    from calibench.curate.layers import find_decoder_layers
 
     name = find_decoder_layers(model).name
     parent, attribute, layers = _stack(model, name)
@@ -99,7 +99,7 @@ def truncated_copy(model: Any, k: int) -> Any:
 
 
 def _hidden(output: Any) -> Any:
-    from calibench.data.curation.activations import _hidden as hidden_of
+    from calibench.curate.activations import _hidden as hidden_of
 
     return hidden_of(output)
 

@@ -8,7 +8,7 @@ work (one outlier pass gives all ``outliers.*`` values), cached on the
   method on the set, their output error on held-out text
   (:mod:`calibench.predict.reconstruction`); per method;
 * ``coverage`` / ``diversity``: COLA's activation-space metrics
-  (:mod:`calibench.data.curation.metrics`) with the evaluation text's windows
+  (:mod:`calibench.curate.metrics`) with the evaluation text's windows
   as the pool: how close every evaluation window is to some set window, and
   how spread the set is;
 * ``outliers.*``: the set's activation outliers on the dense model, as the
@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
+from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
 from calibench.data.calibset import CalibrationSet
-from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
 
 DEFAULT_K_LAYERS = 2
 DEFAULT_HELDOUT_WINDOWS = 32
@@ -158,10 +158,10 @@ def reconstruction_of(probe: Probe, calib: CalibrationSet, method: str, params: 
 
 def _features(probe: Probe, calib: CalibrationSet) -> np.ndarray:
     """COLA's projected activation features of a set's windows (seed and dim of ``data stats --pool``)."""
-    from calibench.data.curation.activations import capture_features, layer_widths
-    from calibench.data.curation.layers import find_decoder_layers
-    from calibench.data.curation.projection import DEFAULT_DIM, RandomProjection
-    from calibench.data.curation.setstats import METRIC_SEED
+    from calibench.curate.activations import capture_features, layer_widths
+    from calibench.curate.layers import find_decoder_layers
+    from calibench.curate.projection import DEFAULT_DIM, RandomProjection
+    from calibench.curate.setstats import METRIC_SEED
 
     def run() -> np.ndarray:
         layers = find_decoder_layers(probe.model)
@@ -181,7 +181,7 @@ def _features(probe: Probe, calib: CalibrationSet) -> np.ndarray:
 
 
 def _activation_metrics(probe: Probe, calib: CalibrationSet) -> dict[str, float]:
-    from calibench.data.curation.metrics import coverage, diversity
+    from calibench.curate.metrics import coverage, diversity
 
     def run() -> dict[str, float]:
         pool, own = _features(probe, probe.heldout), _features(probe, calib)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from calibench.predict.signals import (
     DEFAULT_HELDOUT_WINDOWS,
     DEFAULT_K_LAYERS,

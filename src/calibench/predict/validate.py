@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from calibench.report.stats import Interval
+from calibench.core.stats import Interval
 
 SEED = 0
 BOOTSTRAPS = 2000

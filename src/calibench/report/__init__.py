@@ -8,5 +8,5 @@
 * :mod:`.sections`: the registry of section providers, in report order;
 * :mod:`.notes`: the note lines under the title; :mod:`.study`: ``write_report``, the assembly.
 
-Nothing is imported here, so ``calibench.report.stats`` costs no pandas or matplotlib.
+Nothing is imported here, so ``calibench.core.stats`` costs no pandas or matplotlib.
 """

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from calibench.report.tables import PPL_PREFIX, accuracy_table, noise_floor_table, perplexity_table
 
 SINGLE_SOURCE = (

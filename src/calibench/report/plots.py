@@ -1,4 +1,4 @@
-"""Every PNG calibench draws: the matplotlib setup, figure style and atomic save in one place, and the study's plots.
+"""The study report's plots (the matplotlib setup they share is :mod:`calibench.core.plots`).
 
 Reports are written, never shown, so pyplot runs on the file-only Agg
 backend; a figure is rendered into memory and renamed into place, so a
@@ -14,60 +14,14 @@ The one figure that shows several models gives each its own panel.
 
 from __future__ import annotations
 
-import functools
-import io
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from calibench.core.plots import model_paths, pyplot, save_figure, styled
 from calibench.report.tables import ACCURACY_METRIC, ACT_PREFIX, AVERAGE, PERPLEXITY_METRIC, PPL_PREFIX, quantity
-
-DPI = 150
-STYLE = {"axes.titlesize": 10, "legend.fontsize": 8, "figure.facecolor": "white", "savefig.facecolor": "white"}
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def pyplot() -> Any:
-    """matplotlib's pyplot on the file-only Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def styled(draw: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a plot function under :data:`STYLE` (an rc context: the settings are restored afterwards)."""
-
-    @functools.wraps(draw)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        pyplot()
-        import matplotlib
-
-        with matplotlib.rc_context(STYLE):
-            return draw(*args, **kwargs)
-
-    return wrapper
-
-
-def save_figure(fig: Any, path: str | Path, *, dpi: int = DPI, tight: bool = True) -> Path:
-    """Lay out, render to PNG in memory, close the figure and write the file atomically."""
-    from calibench.fsutil import atomic_write_bytes
-
-    plt = pyplot()
-    buffer = io.BytesIO()
-    try:
-        if tight:
-            fig.tight_layout()
-        fig.savefig(buffer, format="png", dpi=dpi)
-    finally:
-        plt.close(fig)
-    path = Path(path)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
 
 
 def short(name: Any) -> str:
@@ -76,16 +30,6 @@ def short(name: Any) -> str:
     prefix = PPL_PREFIX if name.startswith(PPL_PREFIX) else ""
     rest = name[len(prefix) :]
     return prefix + (Path(rest).name if "/" in rest else rest)
-
-
-def slug(model: str) -> str:
-    """A file-name-safe model name (its last path component)."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in (Path(model).name or model))
-
-
-def model_paths(models: list[str], out: Path, stem: str) -> dict[str, Path]:
-    """``{model: out/STEM.png}``, with a ``-MODEL`` suffix for each model when there are several."""
-    return {model: out / (f"{stem}.png" if len(models) == 1 else f"{stem}-{slug(model)}.png") for model in models}
 
 
 def per_model(frame: Any, out: Path, stem: str, draw: Callable[[Any, Path], Path | None]) -> list[Path]:

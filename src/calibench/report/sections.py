@@ -227,7 +227,7 @@ PROVIDERS: list[Provider] = [
     Provider("source pairs", paired_sections),
     Provider("activations", activation_sections),
     Provider("predictors", "calibench.predict.report:sections"),
-    Provider("summarization", "calibench.summarize.report:sections"),
+    Provider("summarization", "calibench.report.summarization:sections"),
 ]
 
 

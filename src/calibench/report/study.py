@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from calibench.errors import CalibenchError
-from calibench.fsutil import atomic_write_bytes
+from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import atomic_write_bytes
 from calibench.report.frame import load_frame
 from calibench.report.notes import report_notes
 from calibench.report.render import render_html, render_markdown

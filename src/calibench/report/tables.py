@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from calibench.report import stats
+from calibench.core import stats
 
 ACCURACY_METRIC = "acc"
 PERPLEXITY_METRIC = "perplexity"
@@ -419,7 +419,7 @@ def paired_tables(matrices: dict[tuple[Any, ...], dict[str, np.ndarray]]) -> tup
     A source's per-item score is its mean over its sets; a pair is compared
     on the per-item differences (A minus B).  The per-source CI is the
     hierarchical (sets, then items) bootstrap, one item draw shared by all
-    sets (see :func:`calibench.report.stats.hierarchical_bootstrap_ci`).
+    sets (see :func:`calibench.core.stats.hierarchical_bootstrap_ci`).
     """
     import pandas as pd
 

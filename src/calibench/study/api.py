@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from calibench.core.errors import CalibenchError
 from calibench.data.calibset import CalibrationSet
-from calibench.errors import CalibenchError
 from calibench.study.cells import Cell, expand
 from calibench.study.executors import EXECUTORS, Outcome
 from calibench.study.runner import base_model, quiet_libraries, tokenizer_for
@@ -59,7 +59,7 @@ def _progress(total: int, completed: int, enabled: bool) -> Any:
 
 def check_study_output(out: str | Path) -> None:
     """A study directory is new, empty, or an earlier run of a study (to resume); nothing else."""
-    from calibench.fsutil import check_writable_location
+    from calibench.core.fsutil import check_writable_location
     from calibench.study.store import DB_NAME
 
     out = Path(out)
@@ -86,7 +86,7 @@ def run_study(
     """
     import time
 
-    from calibench import progress as inner_progress
+    from calibench.core import progress as inner_progress
 
     if executor not in EXECUTORS:
         raise CalibenchError(f"unknown executor '{executor}' (use local or ray)")

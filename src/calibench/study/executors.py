@@ -18,8 +18,8 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from calibench.core.errors import CalibenchError
 from calibench.data.calibset import CalibrationSet
-from calibench.errors import CalibenchError
 from calibench.study.cells import Cell
 from calibench.study.runner import quiet_libraries, run_cell
 
@@ -86,7 +86,7 @@ def usable_cores() -> int:
 
 def threads_per_worker(jobs: int) -> int:
     """Each of ``jobs`` processes gets an equal share of the usable cores (at least one thread; one when reproducible)."""
-    from calibench import numerics
+    from calibench.core import numerics
 
     return numerics.threads(max(1, usable_cores() // jobs))
 
@@ -222,7 +222,7 @@ def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, a
     started_here = not ray.is_initialized()
     if started_here:
         step(f"starting Ray ({address or 'local runtime'})")
-        from calibench import numerics
+        from calibench.core import numerics
 
         env = {numerics.ENV: "1", **numerics.PINNED} if numerics.pinned() else {}  # Ray workers get the same kernels
         ray.init(
@@ -233,7 +233,7 @@ def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, a
             runtime_env={"env_vars": env} if env else None,
         )
     try:
-        from calibench import numerics
+        from calibench.core import numerics
 
         device = cells[0].device if cells else "auto"
         shares = ray_shares(ray.cluster_resources(), device)

@@ -74,7 +74,7 @@ register(
 
 
 def get(name: str) -> Perturbation:
-    from calibench.errors import UnknownNameError, did_you_mean
+    from calibench.core.errors import UnknownNameError, did_you_mean
 
     if name not in PERTURBATIONS:
         raise UnknownNameError(f"unknown perturbation '{name}'{did_you_mean(name, list(PERTURBATIONS))}")

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from calibench import failpoints, numerics
+from calibench.core import failpoints, numerics
 from calibench.data.calibset import CalibrationSet
 from calibench.study.cells import Cell
 from calibench.study.perturbations import get as get_perturbation

@@ -15,9 +15,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from calibench import failpoints
+from calibench.core import failpoints
+from calibench.core.errors import CalibenchError, CorruptArtifactError
 from calibench.data.calibset import CalibrationSet
-from calibench.errors import CalibenchError, CorruptArtifactError
 from calibench.study.cells import Cell
 from calibench.study.store import Store
 

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from calibench.tracking.base import TrackingSpec
 
 

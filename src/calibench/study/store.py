@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from calibench import failpoints
+from calibench.core import failpoints
 from calibench.study.cells import Cell
 
 DB_NAME = "study.sqlite"

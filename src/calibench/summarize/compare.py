@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from calibench.summarize.metrics import ALL_METRICS, CONSISTENCY_METRIC
 from calibench.summarize.repetition import DEGENERATE_AT, repeated_share
 from calibench.summarize.stats import paired_bootstrap

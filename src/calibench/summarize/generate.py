@@ -2,12 +2,12 @@
 
 Why not ``model.generate``: it is what the tests compare against, token for
 token, but a hand-written loop, like the self-calibration sampler
-(:mod:`calibench.data.generation.sampler`, whose cache and mask mechanics it
+(:mod:`calibench.selfcal.sampler`, whose cache and mask mechanics it
 follows), makes every step visible and cheap to check: one prefill of the
 left-padded batch, then one token per row per step on the ``DynamicCache``,
 positions counted from each row's first real token, padded columns masked.
 Rows stop at a stop token (for chat prompts the sampler's own
-:func:`~calibench.data.generation.prompted.chat_stop_ids`) or at
+:func:`~calibench.selfcal.prompted.chat_stop_ids`) or at
 ``max_new_tokens``; the batch stops when every row has.  The sampler itself
 does not fit: it fills fixed-length streams and restarts rows, where
 summarization needs one bounded answer per prompt.

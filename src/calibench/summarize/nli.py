@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 
 AEGIS = "aegis"
 AEGIS_ASSET = "aegis-nli"

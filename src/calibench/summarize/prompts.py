@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 
 STYLES: dict[str, str] = {
     "paragraph": "Summarize the following document in a single short paragraph.",

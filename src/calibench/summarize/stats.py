@@ -52,10 +52,10 @@ def paired_bootstrap(a: np.ndarray | list[float], b: np.ndarray | list[float], l
     """CI of mean(b - a) over documents, resampling documents (the pairs stay together).
 
     The interval is the study report's own paired bootstrap
-    (:func:`calibench.report.stats.paired_bootstrap_ci`), so a summarization
+    (:func:`calibench.core.stats.paired_bootstrap_ci`), so a summarization
     difference and an accuracy difference in one report come from one method.
     """
-    from calibench.report.stats import paired_bootstrap_ci
+    from calibench.core.stats import paired_bootstrap_ci
 
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     keep = np.isfinite(x) & np.isfinite(y)

@@ -31,7 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from calibench.summarize.data import SummDataset, SummDoc, resolve_dataset
 from calibench.summarize.metrics import ALL_METRICS, CONSISTENCY_METRIC, lexical_metrics
 from calibench.summarize.prompts import STYLES
@@ -162,7 +162,7 @@ def run(
     prep: Prepared, model: Any, tokenizer: Any, model_spec: Any, batch_size: int
 ) -> tuple[list[Any], Any, list[dict[str, Any]]]:
     """Generate and score: (rows, task record, items)."""
-    from calibench import progress
+    from calibench.core import progress
     from calibench.evaluation.results import EvalRow, TaskRecord
     from calibench.models import model_max_length
     from calibench.summarize.generate import greedy_generate
@@ -330,11 +330,11 @@ def run(
 
 
 def _stop_ids(tokenizer: Any, model: Any, chat: bool) -> list[int]:
-    from calibench.data.generation.tokens import _ids
+    from calibench.selfcal.tokens import _ids
 
     if chat:
         from calibench.data.chat import require_chat_template
-        from calibench.data.generation.prompted import chat_stop_ids
+        from calibench.selfcal.prompted import chat_stop_ids
 
         return chat_stop_ids(tokenizer, require_chat_template(tokenizer), model)[0]
     ids = set(_ids(tokenizer.eos_token_id)) | set(_ids(getattr(model.generation_config, "eos_token_id", None)))
@@ -390,3 +390,12 @@ def _load_judge(spec: str, model: Any, tokenizer: Any, model_spec: Any) -> tuple
         _JUDGES.clear()  # one judge at a time: a study over several models must not keep them all
         _JUDGES[path] = (load_model(spec, device=str(device)), load_tokenizer(spec))
     return _JUDGES[path]
+
+
+class KIND:
+    """The summarization task kind as :data:`calibench.evaluation.tasks.TASK_KINDS` names it."""
+
+    parse = staticmethod(parse_summ_task)
+    check_model = staticmethod(check_model)
+    prepare = staticmethod(prepare)
+    run = staticmethod(run)

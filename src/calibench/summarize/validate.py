@@ -39,8 +39,8 @@ def pair_accuracy(score: ScoreFn, pairs: list[FactualPair]) -> dict[str, Any]:
 
 
 def cached_accuracy(identity: dict[str, Any], score: ScoreFn, limit: int | None = None) -> dict[str, Any]:
-    from calibench.fsutil import atomic_write_bytes
-    from calibench.paths import home
+    from calibench.core.fsutil import atomic_write_bytes
+    from calibench.core.paths import home
 
     key = hashlib.sha256(json.dumps({**identity, "limit": limit}, sort_keys=True).encode()).hexdigest()[:16]
     path = home() / "summarize" / f"fsp-{key}.json"

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-from calibench.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
 
 STUDY_ID_META = "tracking_study_id"
 MAX_PARAM_CHARS = 500  # MLflow's limit on older servers; W&B has none

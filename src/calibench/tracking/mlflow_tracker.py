@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from calibench.tracking.base import CellEntry, Tracker, TrackingSpec, installed, register
 
 ALLOW_FILE_STORE = "MLFLOW_ALLOW_FILE_STORE"

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from calibench.tracking.base import CellEntry, Tracker, TrackingSpec, installed, register
 
 MISSING = "wandb is not installed: pip install wandb"

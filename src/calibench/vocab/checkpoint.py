@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from calibench.errors import CalibenchError, CorruptArtifactError
+from calibench.core.errors import CalibenchError, CorruptArtifactError
 from calibench.vocab.modes import get_mode
 from calibench.vocab.prune import (
     ATTR,
@@ -143,7 +143,7 @@ def save(
     """Write a pruned model (see the module doc), atomically."""
     from safetensors.torch import save_file
 
-    from calibench.fsutil import atomic_dir
+    from calibench.core.fsutil import atomic_dir
 
     state: PrunedVocab | None = getattr(model, ATTR, None)
     if state is None:
@@ -248,7 +248,7 @@ def restore(path: str | Path, out: str | Path, *, original: str | None = None, t
     """The original model back from a pruned directory, bit for bit (checked against the record's sha256)."""
     import torch
 
-    from calibench.fsutil import atomic_dir, check_new_output
+    from calibench.core.fsutil import atomic_dir, check_new_output
     from calibench.models import load_tokenizer
 
     path = Path(path)

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from calibench import progress
+from calibench.core import progress
+from calibench.core.errors import CalibenchError
 from calibench.data.tokenizer import identify
-from calibench.errors import CalibenchError
 from calibench.vocab.always import always_kept
 from calibench.vocab.keepset import Coverage, Vocabulary
 

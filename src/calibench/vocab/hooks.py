@@ -21,7 +21,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 
 SLOT = "vocab_slot"  # buffer on the embedding: tokenizer id -> row of the kept table, -1 if dropped
 KEPT = "vocab_kept"  # buffer on the head: row -> tokenizer id

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from calibench.core.errors import CalibenchError, CorruptArtifactError, TokenizerMismatchError
 from calibench.data.tokenizer import identify
-from calibench.errors import CalibenchError, CorruptArtifactError, TokenizerMismatchError
 
 FORMAT = "calibench-vocab"
 FORMAT_VERSION = 1
@@ -88,7 +88,7 @@ class Vocabulary(BaseModel):
 
     # ------------------------------------------------------------ disk
     def save(self, path: str | Path) -> Path:
-        from calibench.fsutil import atomic_write_bytes
+        from calibench.core.fsutil import atomic_write_bytes
 
         text = json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True)
         atomic_write_bytes(path, (text + "\n").encode("utf-8"))

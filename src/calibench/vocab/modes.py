@@ -50,7 +50,7 @@ MODES: dict[str, Mode] = {
 
 
 def get_mode(name: str) -> Mode:
-    from calibench.errors import UnknownNameError, did_you_mean
+    from calibench.core.errors import UnknownNameError, did_you_mean
 
     if name not in MODES:
         raise UnknownNameError(f"unknown --mode '{name}'{did_you_mean(name, list(MODES))}")

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 from calibench.vocab.hooks import attach_remap, attach_scatter, detach, remap_hook
 from calibench.vocab.keepset import Vocabulary, check_ids, ids_sha256
 from calibench.vocab.memory import MemoryReport, measure

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from calibench.errors import CalibenchError
+from calibench.core.errors import CalibenchError
 
 _CACHE: dict[tuple[Any, ...], Any] = {}
 

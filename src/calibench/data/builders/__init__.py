@@ -41,8 +41,8 @@ def build_sets(
     builders that run the model (``self``, ``curated``, mixtures with them)
     load its weights.
     """
+    from calibench.core.errors import ParameterError
     from calibench.data.draw import validate_sizes
-    from calibench.errors import ParameterError
 
     builder, checked = make_params(source, **params)
     context = BuildContext(tokenizer=tokenizer, model=model, dtype=dtype, device=device, max_seq_len=max_seq_len)

@@ -79,71 +79,6 @@ def build_chat(p: Any, ctx: BuildContext) -> list[Any]:
     return _draw(source, p, ctx, builder=record)
 
 
-def build_self(p: Any, ctx: BuildContext) -> list[Any]:
-    from calibench.data.generation.api import GenerationSettings, run_generation
-
-    fields = set(GenerationSettings.model_fields)
-    settings = GenerationSettings(**{k: v for k, v in p.model_dump().items() if k in fields})
-    settings.check()  # before the weights load
-    if p.prompting == "chat":
-        from calibench.data.chat import require_chat_template
-
-        require_chat_template(ctx.tokenizer, ctx.model_name)
-    model = ctx.load_model()
-    if p.prompting == "chat":
-        from calibench.data.generation.prompted import PromptedSettings, generate_prompted_set
-
-        chosen = {
-            k: getattr(p, k)
-            for k in ("t_init", "t_final", "schedule_tokens", "batch_size", "enable_thinking", "system")
-        }
-        if p.max_new_tokens is not None:
-            chosen["max_new_tokens"] = p.max_new_tokens
-        prompted = PromptedSettings(**chosen)
-        return [
-            generate_prompted_set(
-                model,
-                ctx.tokenizer,
-                n=p.n,
-                seq_len=p.seq_len,
-                seed=p.seed + index,
-                settings=prompted,
-                prompts=p.prompts,
-                max_seq_len=ctx.max_seq_len,
-            )[0]
-            for index in range(p.sets)
-        ]
-    return [
-        run_generation(
-            model,
-            ctx.tokenizer,
-            n=p.n,
-            seq_len=p.seq_len,
-            seed=p.seed + index,
-            settings=settings,
-            max_seq_len=ctx.max_seq_len,
-        )[0]
-        for index in range(p.sets)
-    ]
-
-
-def build_curated(p: Any, ctx: BuildContext) -> list[Any]:
-    """COLA with k-means seeds seed, seed+1, ...: one pool and one activation capture for all k sets.
-
-    The sets share a pool, so unlike text sources they are not guaranteed disjoint.
-    """
-    from calibench.data.curation.pipeline import CurationConfig, curate_seeds
-
-    fields = set(CurationConfig.model_fields) - {"n", "seq_len", "seed", "bos", "mode"}
-    options = {k: v for k, v in p.model_dump().items() if k in fields}
-    options["mode"] = p.curation_mode
-    seeds = [p.seed + index for index in range(p.sets)]
-    results = curate_seeds(
-        ctx.load_model(), seeds, tokenizer=ctx.tokenizer, n=p.n, seq_len=p.seq_len, bos=P.BOS_POLICY[p.bos], **options
-    )
-    return [result.calib for result in results]
-
-
 def build_mix(p: Any, ctx: BuildContext) -> list[Any]:
     from calibench.data.builders.mixture import build_mixture
 
@@ -204,22 +139,6 @@ def _register() -> None:
             P.MixParams,
             build_mix,
             usage="mix:A=W,B=W,...",
-        ),
-        Builder(
-            "self",
-            "the model generates its own calibration text (self-calibration)",
-            "generated",
-            P.SelfParams,
-            build_self,
-            needs_model=True,
-        ),
-        Builder(
-            "curated",
-            "COLA: sources by capability coverage, samples by activation k-means",
-            "curated",
-            P.CuratedParams,
-            build_curated,
-            needs_model=True,
         ),
     ):
         register_builder(builder)

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from calibench.errors import ParameterError
+from calibench.core.errors import ParameterError
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from calibench.errors import ParameterError
+from calibench.core.errors import ParameterError
 
 MIX_PREFIX = "mix:"
 TOLERANCE = 1e-6
@@ -85,7 +85,7 @@ def build_mixture(p: Any, ctx: Any) -> list[Any]:
     result = []
     for j in range(p.sets):
         ids, masks, origins, windows, parents = [], [], [], [], []
-        for index, (component, built) in enumerate(parts.items()):
+        for index, built in enumerate(parts.values()):
             calib = built[j]
             ids.append(calib.input_ids)
             masks.append(calib.attention_mask)
@@ -141,7 +141,7 @@ def _component_builder(component: str) -> tuple[Any, dict[str, Any]]:
     except ParameterError:
         raise
     except Exception as exc:  # an unknown component: say it is a component of the mixture
-        from calibench.errors import CalibenchError
+        from calibench.core.errors import CalibenchError
 
         if isinstance(exc, CalibenchError):
             raise ParameterError("components", f"has an unknown component: {exc}") from None

@@ -31,8 +31,8 @@ class SetParams(BaseModel):
     @model_validator(mode="after")
     def _sizes(self) -> SetParams:
         """The one size check (:func:`validate_sizes`), so API, CLI and specs say the same thing."""
+        from calibench.core.errors import ParameterError
         from calibench.data.draw import validate_sizes
-        from calibench.errors import ParameterError
 
         try:
             validate_sizes(self.n, self.seq_len, self.sets, None)
@@ -149,77 +149,3 @@ def extend(
     fields = {key: (info.annotation, info) for key, info in settings.model_fields.items() if key not in exclude}
     model = create_model(name, __base__=base, __doc__=doc, __validators__=validators or {}, **fields, **extra)
     return model
-
-
-def _prompting_options(self: BaseModel) -> BaseModel:
-    """Each prompting setting takes only its own options, so none is silently ignored."""
-    chat_only = [k for k in ("prompts", "system", "enable_thinking") if getattr(self, k) is not None]
-    bos_only = [
-        k
-        for k, default in (("first_token", "any"), ("start_token", "auto"), ("backend", "torch"), ("stopwords", None))
-        if getattr(self, k) != default
-    ]
-    if self.prompting == "bos" and chat_only:
-        raise ValueError(f"{chat_only[0]}: applies to prompting chat only (this is prompting bos)")
-    if self.prompting == "chat" and bos_only:
-        raise ValueError(f"{bos_only[0]}: applies to prompting bos only (this is prompting chat)")
-    return self
-
-
-def _self_params() -> type[BaseModel]:
-    from calibench.data.generation.api import GenerationSettings
-
-    return extend(
-        "SelfParams",
-        SetParams,
-        GenerationSettings,
-        set(),
-        "Self-calibration: the model writes its own calibration text.",
-        validators={"_prompting_options": model_validator(mode="after")(_prompting_options)},
-        prompting=(
-            Literal["bos", "chat"],
-            Field(
-                "bos",
-                description="bos: generate from the start token alone "
-                "(the paper's setting); chat: answer generic prompts through the chat template.",
-            ),
-        ),
-        prompts=(
-            str | None,
-            Field(
-                None,
-                description="Prompt file (one prompt a line) for --prompting chat instead of "
-                "the shipped generic prompts.",
-            ),
-        ),
-        system=(str | None, Field(None, description="A system message for conversations that have none.")),
-        enable_thinking=(
-            bool | None,
-            Field(None, description="Render in thinking mode (where the chat template supports it)."),
-        ),
-    )
-
-
-def _curated_params() -> type[BaseModel]:
-    from calibench.data.curation.pipeline import CurationConfig
-
-    return extend(
-        "CuratedParams",
-        SetParams,
-        CurationConfig,
-        {"n", "seq_len", "seed", "bos", "mode"},
-        "COLA curation: sources by capability coverage, samples by activation-space k-means.",
-        bos=(Bos, Field("auto", description="Prefix each window with BOS: auto follows the tokenizer.")),
-        curation_mode=(
-            Literal["general", "targeted"],
-            Field(
-                "general",
-                description="general: all capabilities "
-                "weigh 1.0; targeted: --target 1.0, the rest 0.2 (CurationConfig.mode).",
-            ),
-        ),
-    )
-
-
-SelfParams = _self_params()
-CuratedParams = _curated_params()

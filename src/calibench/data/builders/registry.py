@@ -19,12 +19,13 @@ spec's ``sources: [{name: wiki}]`` are one code path.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from calibench.errors import ParameterError, UnknownNameError, did_you_mean
+from calibench.core.errors import ParameterError, UnknownNameError, did_you_mean
+from calibench.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -49,30 +50,27 @@ class Pattern:
     parse: Callable[[str], tuple[str, dict[str, Any]]]  # name -> (builder name, parameters it carries)
 
 
-@dataclass
-class _Registry:
-    builders: dict[str, Builder] = field(default_factory=dict)
-    patterns: list[Pattern] = field(default_factory=list)
-
-
-_REGISTRY = _Registry()
+BUILDERS: Registry[Builder] = Registry("builder")
+# builders that higher layers define, named here so that data never imports them
+BUILDERS.register_lazy("self", "calibench.selfcal.builder:BUILDER")
+BUILDERS.register_lazy("curated", "calibench.curate.builder:BUILDER")
+_PATTERNS: list[Pattern] = []
 CARRIED = {"source"}  # parameters only ever given by the name itself
 
 
 def register_builder(builder: Builder) -> Builder:
     """Make ``builder.name`` usable from the API, ``calibench data build`` and study specs."""
-    _REGISTRY.builders[builder.name] = builder
-    return builder
+    return BUILDERS.register(builder.name, builder)
 
 
 def register_pattern(pattern: Pattern) -> None:
-    _REGISTRY.patterns.append(pattern)
+    _PATTERNS.append(pattern)
 
 
 def builders() -> dict[str, Builder]:
     """Registered builders by name (the text builder stands for every text source)."""
     _ensure_loaded()
-    return dict(_REGISTRY.builders)
+    return dict(BUILDERS.items())
 
 
 def resolve(name: str) -> tuple[Builder, dict[str, Any]]:
@@ -80,18 +78,18 @@ def resolve(name: str) -> tuple[Builder, dict[str, Any]]:
     _ensure_loaded()
     if not isinstance(name, str) or not name:
         raise ParameterError("source", "must be a non-empty name")
-    if name in _REGISTRY.builders:
-        return _REGISTRY.builders[name], {}
+    if name in BUILDERS:
+        return BUILDERS.get(name), {}
     from calibench.data.sources import list_sources
 
     if name in list_sources():  # before patterns: a file named like a source must not shadow it
-        return _REGISTRY.builders["text"], {"source": name}
-    for pattern in _REGISTRY.patterns:
+        return BUILDERS.get("text"), {"source": name}
+    for pattern in _PATTERNS:
         if pattern.matches(name):
             builder_name, carried = pattern.parse(name)
-            return _REGISTRY.builders[builder_name], carried
-    known = sorted({n for n in _REGISTRY.builders if n != "text"} | set(list_sources()))
-    usages = ", ".join(p.usage for p in _REGISTRY.patterns)
+            return BUILDERS.get(builder_name), carried
+    known = sorted({n for n in BUILDERS if n != "text"} | set(list_sources()))
+    usages = ", ".join(p.usage for p in _PATTERNS)
     raise UnknownNameError(f"unknown source '{name}'{did_you_mean(name, known)}; or {usages}")
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from calibench.core.errors import CalibenchError, CorpusTooShortError, ParameterError
 from calibench.data.calibset import SourceRecord
 from calibench.data.sampling import max_disjoint_windows, place_disjoint_windows, window_start_in_document
-from calibench.errors import CalibenchError, CorpusTooShortError, ParameterError
 
 DOCUMENT = "document"  # a random window inside a document at least as long (the c4 convention)
 CONCAT = "concat"  # windows of the concatenated, packed stream (the wikitext convention)
@@ -173,7 +173,7 @@ class TextSource(Source):
     def _sample_documents(
         self, docs: Documents, tokenizer: Any, count: int, length: int, rng: np.random.Generator
     ) -> Sampled:
-        from calibench.progress import task
+        from calibench.core.progress import task
 
         order = rng.permutation(len(docs))
         rows: list[np.ndarray] = []
@@ -206,8 +206,8 @@ class TextSource(Source):
         reaches the model: :meth:`CalibrationSet.to_hf_dataset` hands each row
         over at its own length.
         """
+        from calibench.core.progress import task
         from calibench.data.tokenizer import pad_token_id
-        from calibench.progress import task
 
         pad = pad_token_id(tokenizer)
         order = rng.permutation(len(docs))

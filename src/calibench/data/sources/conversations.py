@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from calibench.core.errors import CalibenchError, CorpusTooShortError, ParameterError
 from calibench.data.sources.base import CONCAT, SAMPLE, Documents, ListDocuments, Sampled, TextSource
-from calibench.errors import CalibenchError, CorpusTooShortError, ParameterError
 
 CHAT_SUFFIXES = (".jsonl", ".json", ".parquet")
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calibench.core.errors import CalibenchError
 from calibench.data.sources.base import CONCAT, DOCUMENT, DatasetDocuments, Documents, TextSource
-from calibench.errors import CalibenchError
 
 MIRROR_ENV = "CALIBENCH_HUB_MIRROR"
 

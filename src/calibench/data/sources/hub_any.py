@@ -18,9 +18,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from calibench.core.errors import CalibenchError, ParameterError
 from calibench.data.sources.base import DOCUMENT, DatasetDocuments, Documents, ListDocuments, TextSource
 from calibench.data.sources.hub import MIRROR_ENV
-from calibench.errors import CalibenchError, ParameterError
 
 HUB_PREFIX = "hub:"
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from calibench.core.errors import CalibenchError
 from calibench.data.sources.base import CONCAT, Documents, ListDocuments, TextSource
-from calibench.errors import CalibenchError
 
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from calibench.assets.catalog import MANPAGE_LANGUAGES, MANPAGE_SETS, MANPAGES, ManPageSet, manpages_file
+from calibench.core.errors import CalibenchError
 from calibench.data.sources.base import CONCAT, Documents, ListDocuments, TextSource
 from calibench.data.sources.manpages import clean_page
 from calibench.data.sources.offline import HELDOUT, HELDOUT_MODULUS, split_documents
-from calibench.errors import CalibenchError
 
 TRAIN = "train"
 PREFIX = "man-"

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from calibench.core.errors import CalibenchError
 from calibench.data.sources.base import RANDOM, Sampled, Source
-from calibench.errors import CalibenchError
 
 
 def special_token_ids(tokenizer: Any) -> set[int]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from calibench.core.errors import UnknownNameError, did_you_mean
 from calibench.data.sources.base import Source
-from calibench.errors import UnknownNameError, did_you_mean
 
 _REGISTRY: dict[str, Callable[[], Source]] = {}
 _DESCRIPTIONS: dict[str, str] = {}

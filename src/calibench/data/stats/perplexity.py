@@ -2,15 +2,15 @@
 
 The perplexity is exp of the mean NLL of every unmasked token after the first
 of each window, given the tokens before it in the window: exactly what
-:func:`calibench.nll.window_nll` computes for evaluation, so the two agree.
+:func:`calibench.core.nll.window_nll` computes for evaluation, so the two agree.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from calibench.core.nll import NLLResult, window_nll
 from calibench.data.calibset import CalibrationSet
-from calibench.nll import NLLResult, window_nll
 
 
 def set_nll(calib: CalibrationSet, model: Any, batch_size: int = 8, progress_label: str | None = None) -> NLLResult:

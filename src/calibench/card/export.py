@@ -1,0 +1,124 @@
+"""``calibench data export``: a set in a format other tools read, with its card beside it.
+
+Formats live in :data:`FORMATS` (name -> how to write it and where its card
+goes), so a new format is one entry, not another branch in the command:
+
+* ``jsonl``: one JSON object per window (text, token count, provenance) in a
+  file; the card is ``<name>.card.md`` beside it (``windows.jsonl`` ->
+  ``windows.card.md``), so two exports into one folder keep their own cards;
+* ``hf``: a ``datasets`` folder (:mod:`calibench.card.export_hf`) whose
+  ``README.md`` is the card.
+
+Every check that can fail runs before the card is computed (its contamination
+check reads every offline benchmark), and the card is rendered before
+anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from calibench.core.errors import UnknownNameError, did_you_mean
+from calibench.data.calibset import CalibrationSet
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    description: str
+    check: Callable[[Path], None]  # refuse a bad destination before any work
+    write: Callable[[CalibrationSet, Path, Any, str], list[Path]]  # the paths it wrote, card included
+
+
+def _check_file(out: Path) -> None:
+    from calibench.core.fsutil import check_output_file
+
+    check_output_file(out, example="windows.jsonl")
+    check_output_file(jsonl_card_path(out), example="windows.card.md")
+
+
+def jsonl_card_path(out: Path) -> Path:
+    return out.with_name(f"{out.stem}.card.md" if out.suffix else f"{out.name}.card.md")
+
+
+def _write_jsonl(calib: CalibrationSet, out: Path, tokenizer: Any, card: str) -> list[Path]:
+    from calibench.card import write_card
+
+    card_path = jsonl_card_path(out)
+    calib.export_jsonl(out, tokenizer)
+    try:
+        write_card(card_path, card)
+    except BaseException:
+        out.unlink(missing_ok=True)  # both or neither
+        raise
+    return [out, card_path]
+
+
+def _check_dir(out: Path) -> None:
+    from calibench.core.fsutil import check_new_output
+
+    check_new_output(out)
+
+
+def _write_hf(calib: CalibrationSet, out: Path, tokenizer: Any, card: str) -> list[Path]:
+    from calibench.card.export_hf import README, write_hf
+
+    write_hf(calib, out, tokenizer, card)
+    return [out, out / README]
+
+
+FORMATS: dict[str, ExportFormat] = {
+    f.name: f
+    for f in (
+        ExportFormat("jsonl", "decoded windows as JSON lines, card beside as NAME.card.md", _check_file, _write_jsonl),
+        ExportFormat(
+            "hf",
+            "a datasets save_to_disk folder (input_ids, attention_mask, text), card as README.md",
+            _check_dir,
+            _write_hf,
+        ),
+    )
+}
+
+
+def get_format(name: str) -> ExportFormat:
+    if name not in FORMATS:
+        raise UnknownNameError(f"unknown export format '{name}'{did_you_mean(name, list(FORMATS))}")
+    return FORMATS[name]
+
+
+def export_set(calib: CalibrationSet, out: str | Path, fmt: str, tokenizer: Any, **card_options: Any) -> list[Path]:
+    """Write ``calib`` at ``out`` in format ``fmt`` with its card; return the paths written."""
+    from calibench.card import card_text
+
+    chosen = get_format(fmt)
+    out = Path(out)
+    chosen.check(out)
+    card = card_text(calib, tokenizer, extra=usage_notes(fmt, out), **card_options)
+    return chosen.write(calib, out, tokenizer, card)
+
+
+def usage_notes(fmt: str, out: Path) -> list[str]:
+    """How to use the export, for the card."""
+    if fmt == "hf":
+        return [
+            "## Use",
+            "",
+            "```python",
+            "from datasets import load_from_disk",
+            f'calib = load_from_disk("{out.name}")  # input_ids, attention_mask, text; one row per window',
+            "# llm-compressor: oneshot(model=..., dataset=calib.remove_columns('text'), recipe=..., "
+            "num_calibration_samples=len(calib))",
+            "```",
+            "",
+            "Rows hold each window at its own length: padded positions are dropped, because llm-compressor "
+            "counts every position of a batch as calibration data.",
+        ]
+    return [
+        "## Use",
+        "",
+        f"`{out.name}`: one JSON object per window (`index`, `set_id`, `num_tokens`, `provenance`, `text`).",
+    ]

@@ -1,0 +1,192 @@
+"""Atomic writes: nothing half-written is ever left at the destination.
+
+Every artifact is written into a hidden temporary sibling, ``.NAME.tmp-PID-XXXX``,
+and renamed into place when complete.  A process killed mid-write (SIGKILL
+runs no cleanup) leaves only that sibling behind; the PID in its name tells a
+later run whether its writer is gone, so the next write to the same place, and
+``calibench clean``, remove it.  Outputs are checked before any work starts:
+a taken, unwritable or impossible ``--out`` is refused in a second, not after
+a long build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from calibench.core import failpoints
+from calibench.core.errors import CalibenchError
+
+_TMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?:(?P<pid>\d+)-)?[A-Za-z0-9_]+$")
+
+
+def _tmp_prefix(dest: Path) -> str:
+    return f".{dest.name}.tmp-{os.getpid()}-"
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def is_stale_temp(path: Path) -> bool:
+    """A temporary of an interrupted write: its writer's PID is dead (or unrecorded, from older versions)."""
+    match = _TMP.match(path.name)
+    if match is None:
+        return False
+    pid = match.group("pid")
+    return pid is None or not _pid_alive(int(pid))
+
+
+def tree_size(path: Path) -> int:
+    """Bytes in a file or under a directory."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def remove_tree(path: Path) -> int:
+    """Remove a file or tree; return the bytes freed."""
+    size = tree_size(path)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return size
+
+
+def remove_stale_temps(dest: str | Path) -> int:
+    """Remove the leftovers of interrupted writes to ``dest`` (same directory, same name); bytes freed."""
+    dest = Path(dest)
+    if not dest.parent.is_dir():
+        return 0
+    freed = 0
+    for entry in dest.parent.glob(f".{glob_escape(dest.name)}.tmp-*"):
+        match = _TMP.match(entry.name)
+        if match and match.group("name") == dest.name and is_stale_temp(entry):
+            freed += remove_tree(entry)
+    return freed
+
+
+def glob_escape(text: str) -> str:
+    return re.sub(r"([*?\[])", r"[\1]", text)
+
+
+def find_stale_temps(
+    roots: Iterable[str | Path], skip: tuple[str, ...] = (".git", ".venv", "node_modules")
+) -> list[Path]:
+    """Every stale temporary under ``roots`` (not descending into them or into ``skip``)."""
+    found: list[Path] = []
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for dirpath, dirnames, _filenames in os.walk(root):
+            here = Path(dirpath)
+            for name in list(dirnames):
+                if name in skip:
+                    dirnames.remove(name)
+                elif is_stale_temp(here / name):
+                    found.append(here / name)
+                    dirnames.remove(name)
+            found.extend(here / f for f in _filenames if is_stale_temp(here / f))
+    return sorted(found)
+
+
+def _nearest_existing(path: Path) -> Path:
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def check_writable_location(dest: str | Path) -> None:
+    """Refuse a destination whose directory cannot be created or written (a file in the way, /proc, read-only)."""
+    dest = Path(dest)
+    parent = dest.parent if str(dest.parent) else Path(".")
+    anchor = _nearest_existing(parent.absolute())
+    if not anchor.is_dir():
+        raise CalibenchError(f"cannot write {dest}: {anchor} is a file, not a directory; choose another path")
+    try:
+        probe = tempfile.mkdtemp(prefix=".calibench-write-check-", dir=anchor)
+    except OSError as exc:
+        raise CalibenchError(
+            f"cannot write {dest}: {anchor} is not writable ({exc.strerror or exc}); choose another path"
+        ) from None
+    os.rmdir(probe)
+
+
+def check_new_output(dest: str | Path) -> None:
+    """Refuse to write a directory over something that exists (an empty directory is fine), or where it cannot be written.
+
+    Called before long work starts, so that a user learns about a taken --out
+    in a second rather than after the build.  Leftovers of interrupted writes
+    to the same place are removed here.
+    """
+    dest = Path(dest)
+    if dest.exists() and not (dest.is_dir() and not any(dest.iterdir())):
+        what = "a file" if dest.is_file() else "a non-empty directory"
+        raise CalibenchError(f"{dest} already exists ({what}): choose another --out or remove it first")
+    check_writable_location(dest)
+    remove_stale_temps(dest)
+
+
+def check_output_file(dest: str | Path, example: str = "results.json") -> None:
+    """Refuse a file destination that is a directory or cannot be written (an existing file is replaced)."""
+    dest = Path(dest)
+    if dest.is_dir():
+        raise CalibenchError(f"{dest} is a directory: give a file name inside it, such as {dest / example}")
+    check_writable_location(dest)
+    remove_stale_temps(dest)
+
+
+@contextlib.contextmanager
+def atomic_dir(dest: str | Path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling directory that is renamed to ``dest`` on success.
+
+    On any exception the temporary directory is removed and ``dest`` is left as
+    it was, so an interrupted or failed build never leaves a partial artifact.
+    """
+    dest = Path(dest)
+    if not overwrite:
+        check_new_output(dest)
+        if dest.is_dir():
+            dest.rmdir()  # empty, by the check above
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(dest), dir=dest.parent))
+    try:
+        yield tmp
+        failpoints.reach("artifact.before_rename")  # every file written, none of it at dest yet
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_write_bytes(dest: str | Path, data: bytes) -> None:
+    """Write a file through a temporary name and rename it into place."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(dest), dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
