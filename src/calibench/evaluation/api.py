@@ -4,9 +4,12 @@ Everything that can be checked without the model is checked first (task
 names, sizes, options, the backend, data packs, the chat template, the
 model's context length), so a typo costs a second, not a model load.
 
-``evaluate`` names no kind: each is a :class:`~calibench.evaluation.kinds.base.TaskKind`
-registered in :data:`calibench.evaluation.tasks.TASK_KINDS`.  A new kind is one new module
-and one registry entry (see :mod:`calibench.evaluation.kinds.base`); this file does not change.
+``evaluate`` runs no kind's code itself: each kind is a
+:class:`~calibench.evaluation.kinds.base.TaskKind` registered in
+:data:`calibench.evaluation.tasks.TASK_KINDS`, and every kind goes through the
+same steps (parse, prepare before the model loads, run, finish).  A new kind is
+one new module and one registry entry (see :mod:`calibench.evaluation.kinds.base`);
+this file does not change.
 """
 
 from __future__ import annotations
