@@ -278,3 +278,76 @@ def test_compressed_model_in_memory_equals_its_reloaded_checkpoint(
     reloaded = evaluate(str(tmp_path / "ckpt"), tasks, seq_len=64, batch_size=2)
     assert [r.model_dump() for r in in_memory.rows] == [r.model_dump() for r in reloaded.rows]
     assert in_memory.value(f"ppl:{heldout_file}") != dense.value(f"ppl:{heldout_file}")  # compression did something
+
+
+# -- task kinds ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def const_kind():
+    """A throwaway ``const:`` task kind, registered for one test and unregistered after: no change to evaluation."""
+    from calibench.evaluation.kinds import KindOutput, TaskKind
+    from calibench.evaluation.results import EvalRow, TaskRecord
+    from calibench.evaluation.tasks import TASK_KINDS, TaskRequest
+
+    class ConstKind(TaskKind):
+        name = "const"
+        order = 30  # after perplexity (10), before lm-eval (90)
+
+        def parse(self, name, offline):
+            if not name.startswith("const:"):
+                return None
+            return [TaskRequest(name, self.name, name.removeprefix("const:"))]
+
+        def known_names(self):
+            return ["const:vocab"]
+
+        def prepare(self, requests, ctx):
+            for request in requests:
+                if request.spec != "vocab":
+                    raise CalibenchError(f"const: no quantity '{request.spec}' (const:vocab)")
+            return requests
+
+        def run(self, prepared, ctx):
+            out = KindOutput()
+            for request in prepared:
+                rows = int(ctx.loaded_model.get_input_embeddings().weight.shape[0])
+                out.rows.append(EvalRow(task=request.name, metric="vocab_size", value=float(rows), n=1))
+                out.records[request.name] = TaskRecord(task=request.name, kind=self.name, n_total=1, n_evaluated=1)
+                out.samples[request.name] = [{"rows": rows}]
+            return out
+
+    TASK_KINDS.register("const", ConstKind())
+    try:
+        yield
+    finally:
+        TASK_KINDS.unregister("const")
+
+
+def test_a_registered_task_kind_runs_alongside_perplexity(const_kind, tiny_model_dir, tiny_tokenizer, heldout_file,
+                                                            monkeypatch):  # fmt: skip
+    from calibench.evaluation import EvalResult, api, evaluate, known_task_names, parse_tasks
+    from calibench.evaluation.tasks import TASK_KINDS
+
+    ppl = f"ppl:{heldout_file}"
+    assert [(r.name, r.kind, r.spec) for r in parse_tasks(f"const:vocab,{ppl}")][0] == ("const:vocab", "const", "vocab")
+    assert "const:vocab" in known_task_names()
+
+    alone = evaluate(str(tiny_model_dir), ppl, seq_len=64)
+    both = evaluate(str(tiny_model_dir), f"const:vocab,{ppl}", seq_len=64, log_samples=True)
+    # rows by kind order (perplexity first), records in request order, each kind's samples
+    assert [(r.task, r.metric) for r in both.rows] == [(ppl, "perplexity"), ("const:vocab", "vocab_size")]
+    assert both.value("const:vocab") == len(tiny_tokenizer)  # the tiny model's vocabulary is its tokenizer's
+    assert both.rows[0] == alone.rows[0]  # perplexity unchanged by the kind beside it
+    assert [(t.task, t.kind) for t in both.tasks] == [("const:vocab", "const"), (ppl, "perplexity")]
+    assert both.samples["const:vocab"] == [{"rows": len(tiny_tokenizer)}] and len(both.samples[ppl]) > 0
+    assert EvalResult.model_validate_json(both.model_dump_json()).tasks[0].kind == "const"
+
+    # the kind's prepare refuses bad input before the model loads
+    monkeypatch.setattr(api, "_load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    with pytest.raises(CalibenchError, match="no quantity 'colour'"):
+        evaluate(str(tiny_model_dir), f"{ppl},const:colour", seq_len=64)
+
+    TASK_KINDS.unregister("const")  # gone again: the name is an unknown task
+    with pytest.raises(UnknownNameError, match="unknown task 'const:vocab'"):
+        parse_tasks("const:vocab", offline=True)

@@ -34,7 +34,7 @@ def test_parse_summ_task_options_and_labels(docs_file):
     from calibench.evaluation.tasks import parse_tasks
 
     (req,) = parse_tasks("summ:xsum")
-    assert req.kind == "summarization" and req.name == "summ:xsum" and req.summ.options.max_new_tokens == 64
+    assert req.kind == "summarization" and req.name == "summ:xsum" and req.spec.options.max_new_tokens == 64
     (req,) = parse_tasks("summ:xsum:style=paragraph:max_new_tokens=64:system=no")
     assert req.name == "summ:xsum:style=paragraph:system=no"  # defaults left out of the label
     for bad, fragment in [

@@ -1,11 +1,16 @@
 """Evaluation: perplexity by the papers' protocol and tasks through lm-evaluation-harness.
 
-* :func:`evaluate` runs both for one model (a spec or an in-memory model);
+* :func:`evaluate` runs every requested task for one model (a spec or an
+  in-memory model), every kind of task (perplexity, lm-eval, summarization,
+  ...) through the same steps: each kind is a :class:`~.kinds.base.TaskKind` in
+  :data:`.tasks.TASK_KINDS`, so **a new kind of task is one new module and
+  one registry entry** (how: :mod:`.kinds.base`);
 * :mod:`.perplexity` is the protocol (join, tokenize once, non-overlapping
   windows, explicit BOS); :mod:`.heldout` says which text;
-* :mod:`.tasks` is the registry of task names (any other lm-eval name is
-  resolved through :mod:`.lmeval_index`); :mod:`.lmeval` runs lm-eval's own
-  tasks, online or over the offline data of :mod:`.mirrors`, with lm-eval's
+* :mod:`.tasks` is the registry of task names and kinds (any other lm-eval
+  name is resolved through :mod:`.lmeval_index`); :mod:`.kinds.perplexity`
+  and :mod:`.kinds.lm_eval` are evaluation's own kinds; :mod:`.lmeval` runs
+  lm-eval's own tasks, online or over the offline data of :mod:`.mirrors`, with lm-eval's
   few-shot (:mod:`.fewshot`), chat-template and generation options, on the
   backend of :mod:`.backends`;
 * :mod:`.results` holds the rows and records that come back, :mod:`.samples`

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -63,22 +64,20 @@ def _make_vllm(inputs: LmInputs) -> Any:  # pragma: no cover - needs vLLM and a 
     return VLLM(pretrained=str(inputs.path), dtype=dtype, batch_size=inputs.batch_size, seed=inputs.seed)
 
 
-BACKENDS: dict[str, Backend] = {
-    b.name: b
-    for b in (
-        Backend("hf", "HFLM around the in-memory model", None, "", "", needs_path=False, needs_torch_model=True,
-                make=_make_hf),
-        Backend("vllm", "lm-eval's VLLM on the model directory", "vllm", "vLLM", "pip install vllm (GPU machines)",
-                needs_path=True, needs_torch_model=False, make=_make_vllm),
-    )
-}  # fmt: skip
+#: lm-eval's backends by ``--backend`` name; another is one ``BACKENDS.register(name, Backend(...))``.
+BACKENDS: Registry[Backend] = Registry("backend")
+BACKENDS.register("hf", Backend("hf", "HFLM around the in-memory model", None, "", "", needs_path=False,
+                                needs_torch_model=True, make=_make_hf))  # fmt: skip
+BACKENDS.register("vllm", Backend("vllm", "lm-eval's VLLM on the model directory", "vllm", "vLLM",
+                                  "pip install vllm (GPU machines)", needs_path=True, needs_torch_model=False,
+                                  make=_make_vllm))  # fmt: skip
 
 
 def check_backend(name: str, model: Any) -> Backend:
     """The backend called ``name``, refused before any loading if it cannot run here or on this model."""
+    if name not in BACKENDS:
+        raise UnknownNameError(f"unknown --backend '{name}'{did_you_mean(name, BACKENDS.names())}")
     backend = BACKENDS.get(name)
-    if backend is None:
-        raise UnknownNameError(f"unknown --backend '{name}'{did_you_mean(name, list(BACKENDS))}")
     if backend.module is not None and not _importable(backend.module):
         raise CalibenchError(f"--backend {name} needs {backend.package}: {backend.install_hint}")
     if backend.needs_path and not isinstance(model, (str, os.PathLike)):

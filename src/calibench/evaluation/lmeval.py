@@ -30,6 +30,7 @@ from typing import Any
 
 from calibench.core.connectivity import is_connection_error
 from calibench.core.errors import CalibenchError
+from calibench.evaluation.backends import BACKENDS, LmInputs
 from calibench.evaluation.fewshot import effective_shots, offline_fewshot_problem
 from calibench.evaluation.mirrors import Mirror, build_mirror, mirror_for_dataset
 from calibench.evaluation.results import EvalRow, TaskRecord
@@ -342,10 +343,8 @@ class TaskRun:
 
 def make_lm(model: Any, tokenizer: Any, batch_size: int) -> Any:
     """``HFLM`` around the in-memory model (batch size given here, the device is the model's)."""
-    from calibench.evaluation.backends import BACKENDS, LmInputs
-
     inputs = LmInputs(model, tokenizer, None, batch_size, "float32", "")
-    return BACKENDS["hf"].make(inputs)
+    return BACKENDS.get("hf").make(inputs)
 
 
 def run(lm: Any, prepared: PreparedTask, limit: int | None, bootstrap_iters: int,

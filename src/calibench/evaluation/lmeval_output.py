@@ -71,8 +71,10 @@ def write_lm_eval_output(result: EvalResult, directory: str | os.PathLike[str]) 
     from calibench.core.fsutil import _tmp_prefix, remove_stale_temps
 
     if not has_lm_eval_output(result):
-        raise CalibenchError("no lm-eval task ran in this result (perplexity tasks are not in lm-eval's layout); "
-                             "lm-eval's layout needs the run itself: pass lm_eval_out to evaluate() or --lm-eval-out")  # fmt: skip
+        raise CalibenchError(
+            "no lm-eval task ran in this result (perplexity tasks are not in lm-eval's layout); "
+            "lm-eval's layout needs the run itself: pass lm_eval_out to evaluate() or --lm-eval-out"
+        )
     check_lm_eval_dir(directory)
     merged = merge_outputs(result._lm_eval_outputs)
     samples = merged.pop("samples", None)

@@ -49,7 +49,9 @@ class TaskRecord(BaseModel):
     """How one requested task was run (or why it was skipped)."""
 
     task: str
-    kind: Literal["perplexity", "lm_eval", "zeroshot", "summarization"]  # "zeroshot": lm-eval tasks in format 1 files
+    # the name of its task kind (calibench.evaluation.tasks.TASK_KINDS): perplexity, lm_eval, summarization or
+    # any other registered kind; zeroshot: lm-eval tasks in format 1 files
+    kind: str
     status: Status = "ok"
     reason: str = ""  # why skipped, or why the offline mirror was used
     mode: Literal["online", "offline", ""] = ""

@@ -1,4 +1,4 @@
-"""The task registry: what ``--tasks`` accepts.
+"""The task registry: what ``--tasks`` accepts, and the task kinds that parse and run it.
 
 * ``ppl:<name>``: perplexity on held-out text (see :mod:`.heldout`), or
   ``ppl:<file>`` on a local .txt/.jsonl/.parquet file;
@@ -18,31 +18,48 @@
 Registry names win over lm-eval's: ``lambada`` is ``lambada_openai`` and
 ``storycloze`` is ``storycloze_2016`` here (in lm-eval both are tags over
 several sets).  Names are validated before any model is loaded.
+
+Each family of tasks is a *task kind* (:class:`calibench.evaluation.kinds.base.TaskKind`) named in
+:data:`TASK_KINDS`: perplexity (:mod:`.kinds.perplexity`), lm-eval (:mod:`.kinds.lm_eval`) and summarization
+(:mod:`calibench.summarize.task`, a higher layer, so named lazily).  A name goes to the first kind whose
+``parse`` claims it, lm-eval's (which takes any other name) last.  Adding a kind is one new module and one
+entry here; see :mod:`calibench.evaluation.kinds.base`.
 """
 
 from __future__ import annotations
 
-import os
+import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from calibench.core.errors import CalibenchError, UnknownNameError
+from calibench.core.connectivity import env_offline
+from calibench.core.errors import UnknownNameError
 from calibench.core.registry import Registry
-from calibench.evaluation.heldout import HELDOUT_TEXTS, HeldoutText, local_heldout
+from calibench.evaluation import lmeval_index
 
-PPL_PREFIX = "ppl:"
-SUMM_PREFIX = "summ:"
-SUMM_KIND = "summarization"
-SUMM_DATASETS = ("xsum", "multilexsum", "mtsdialog", "xsum-hub", "cnn_dailymail")  # see calibench.summarize.data
-SUMM_OFFLINE = ("xsum", "multilexsum", "mtsdialog")
+if TYPE_CHECKING:
+    from calibench.evaluation.kinds.base import TaskKind
 
-# Task kinds that higher layers implement, named lazily so that evaluation imports none of them.  An entry has
-# parse(name), check_model(task, tokenizer, model name), prepare(task, limit) and run(prepared, model, ...).
-TASK_KINDS: Registry[Any] = Registry("task kind")
-TASK_KINDS.register_lazy(SUMM_KIND, "calibench.summarize.task:KIND")
+PERPLEXITY_KIND = "perplexity"
 LM_EVAL_KIND = "lm_eval"
+SUMM_KIND = "summarization"
+
+
+def _check_kind(kind: Any) -> None:
+    missing = [
+        a for a in ("name", "order", "fallback", "parse", "prepare", "needs_model", "run") if not hasattr(kind, a)
+    ]
+    if missing:
+        raise TypeError(f"a task kind needs {', '.join(missing)} (see calibench.evaluation.kinds.base.TaskKind)")
+
+
+#: Every task kind, by name (the ``kind`` of its requests and records).  Entries are lazy ``"module:attr"``
+#: strings, so that listing the kinds imports none of them (and evaluation never imports summarize).
+TASK_KINDS: Registry[TaskKind] = Registry("task kind", validate=_check_kind)
+TASK_KINDS.register_lazy(PERPLEXITY_KIND, "calibench.evaluation.kinds.perplexity:KIND")
+TASK_KINDS.register_lazy(LM_EVAL_KIND, "calibench.evaluation.kinds.lm_eval:KIND")
+TASK_KINDS.register_lazy(SUMM_KIND, "calibench.summarize.task:KIND")
 
 
 @dataclass(frozen=True)
@@ -104,36 +121,49 @@ ALIASES = {"lambada": "lambada_openai", "arc_e": "arc_easy", "arc_c": "arc_chall
 
 @dataclass(frozen=True)
 class TaskRequest:
-    """One resolved entry of ``--tasks``."""
+    """One resolved entry of ``--tasks``: its row label, its kind, and what that kind parsed it into."""
 
-    name: str  # row label: "ppl:wiki", "arc_easy"
-    kind: str  # "perplexity" or "lm_eval"
-    heldout: HeldoutText | None = None
-    lm_eval: LmEvalTask | None = None
-    summ: object | None = None  # a calibench.summarize.task.SummTask
+    name: str  # row label: "ppl:wiki", "arc_easy", "summ:xsum"
+    kind: str  # a name of TASK_KINDS: "perplexity", "lm_eval", "summarization", ...
+    spec: Any = None  # the kind's own description (HeldoutText, LmEvalTask, SummTask, ...)
+
+    # The old per-kind attributes, for callers that still read them.
+    @property
+    def heldout(self) -> Any:
+        return self.spec if self.kind == PERPLEXITY_KIND else None
+
+    @property
+    def lm_eval(self) -> LmEvalTask | None:
+        return self.spec if self.kind == LM_EVAL_KIND else None
 
     @property
     def zeroshot(self) -> LmEvalTask | None:  # the old name
         return self.lm_eval
 
 
+def task_kinds() -> list[TaskKind]:
+    """Every registered kind, in the order kinds prepare and run (lazy entries are imported)."""
+    kinds = []
+    for name, kind in TASK_KINDS.items():
+        if kind.name != name:
+            raise ValueError(f"task kind '{kind.name}' is registered as '{name}': the names must agree")
+        kinds.append(kind)
+    return sorted(kinds, key=lambda k: k.order)
+
+
+def group_by_kind(requests: list[TaskRequest]) -> list[tuple[TaskKind, list[TaskRequest]]]:
+    """The requests of each kind (in request order), kinds in their order; kinds without requests left out."""
+    return [(kind, mine) for kind in task_kinds() if (mine := [r for r in requests if r.kind == kind.name])]
+
+
 def known_task_names() -> list[str]:
     """calibench's own names (any lm-eval task name is accepted besides)."""
-    return [
-        *(PPL_PREFIX + n for n in HELDOUT_TEXTS),
-        *(SUMM_PREFIX + n for n in SUMM_DATASETS),
-        *LM_EVAL_TASKS,
-        *GROUPS,
-    ]
+    return [name for kind in task_kinds() for name in kind.known_names()]
 
 
 def offline_task_names() -> list[str]:
     """The names that run without the hub (lm-eval tasks over other mirrored datasets run offline too)."""
-    return [
-        *(PPL_PREFIX + n for n, h in HELDOUT_TEXTS.items() if h.offline),
-        *(SUMM_PREFIX + n for n in SUMM_OFFLINE),
-        *(n for n, t in LM_EVAL_TASKS.items() if t.mirror),
-    ]
+    return [name for kind in task_kinds() for name in kind.offline_names()]
 
 
 def parse_tasks(tasks: str | Iterable[str], offline: bool | None = None) -> list[TaskRequest]:
@@ -146,84 +176,30 @@ def parse_tasks(tasks: str | Iterable[str], offline: bool | None = None) -> list
     names = [item.strip() for item in items if item.strip()]
     if not names:
         raise UnknownNameError(f"no tasks given; known: {', '.join(known_task_names())}")
+    kinds = sorted(task_kinds(), key=lambda k: k.fallback)  # stable: the fallback kind is asked last
     out: list[TaskRequest] = []
     seen: set[str] = set()
     for name in names:
-        for request in _resolve(name, offline):
+        for request in _resolve(name, offline, kinds):
             if request.name not in seen:
                 seen.add(request.name)
                 out.append(request)
     return out
 
 
-def _resolve(name: str, offline: bool | None) -> list[TaskRequest]:
-    if name.startswith(PPL_PREFIX):
-        return [_perplexity(name)]
-    if name.startswith(SUMM_PREFIX):
-        task = TASK_KINDS.get(SUMM_KIND).parse(name)
-        return [TaskRequest(task.name, SUMM_KIND, summ=task)]
-    if name in GROUPS:
-        return [r for member in GROUPS[name] for r in _resolve(member, offline)]
-    canonical = ALIASES.get(name, name)
-    if canonical in LM_EVAL_TASKS:
-        return [TaskRequest(canonical, LM_EVAL_KIND, lm_eval=LM_EVAL_TASKS[canonical])]
-    if name in HELDOUT_TEXTS:
-        raise UnknownNameError(f"unknown task '{name}' (did you mean '{PPL_PREFIX}{name}'?)")
-    return _from_lm_eval(name, offline)
-
-
-def _perplexity(name: str) -> TaskRequest:
-    from calibench.core.errors import did_you_mean
-
-    dataset = name[len(PPL_PREFIX) :]
-    if dataset not in HELDOUT_TEXTS and _is_file_spec(dataset):
-        if not Path(dataset).is_file():
-            raise CalibenchError(f"no such file for perplexity: {dataset}")
-        return TaskRequest(name, "perplexity", heldout=local_heldout(dataset))
-    if dataset not in HELDOUT_TEXTS:
-        raise UnknownNameError(f"unknown perplexity dataset '{dataset}'{did_you_mean(dataset, list(HELDOUT_TEXTS))}")
-    return TaskRequest(name, "perplexity", heldout=HELDOUT_TEXTS[dataset])
-
-
-def _from_lm_eval(name: str, offline: bool | None) -> list[TaskRequest]:
-    """Any task, group or tag of lm-eval's (its index is consulted only here)."""
-    from calibench.evaluation import lmeval_index
-
-    try:
-        entry = lmeval_index.lookup(name)
-    except ImportError:
-        raise CalibenchError(f"unknown task '{name}': other tasks than calibench's need lm-evaluation-harness "
-                             "(pip install lm-eval)") from None  # fmt: skip
-    if entry is None:
-        raise UnknownNameError(unknown_task_message(name, offline))
-    if entry.kind == "tag":  # a plain list of tasks: each is its own request (registry ones with their mirrors)
-        index = lmeval_index.full_index()
-        members = [m for m in entry.members if m in index and index[m].kind == "task"]
-        return [TaskRequest(m, LM_EVAL_KIND, lm_eval=LM_EVAL_TASKS[m]) if m in LM_EVAL_TASKS
-                else _lm_eval_request(index[m]) for m in members]  # fmt: skip
-    return [_lm_eval_request(entry)]
-
-
-def _lm_eval_request(entry: object) -> TaskRequest:
-    from calibench.evaluation.lmeval_index import IndexEntry
-
-    assert isinstance(entry, IndexEntry)
-    spec = LmEvalTask(entry.name, entry.name, entry.folders, kind="group" if entry.kind == "group" else "task",
-                      registered=False)  # fmt: skip
-    return TaskRequest(entry.name, LM_EVAL_KIND, lm_eval=spec)
+def _resolve(name: str, offline: bool | None, kinds: list[TaskKind]) -> list[TaskRequest]:
+    for kind in kinds:
+        requests = kind.parse(name, offline)
+        if requests is not None:
+            return requests
+    raise UnknownNameError(unknown_task_message(name, offline))
 
 
 def unknown_task_message(name: str, offline: bool | None) -> str:
     """``unknown task 'X' (did you mean 'Y'?)``, then what would work (offline: the tasks with offline data)."""
-    import difflib
-
-    from calibench.core.connectivity import env_offline
-
     close = difflib.get_close_matches(name, known_task_names(), n=1)  # calibench's names first
     if not close:
-        try:
-            from calibench.evaluation import lmeval_index
-
+        try:  # lm-eval's own names (ImportError without lm-eval)
             close = difflib.get_close_matches(name, lmeval_index.candidate_names(), n=1)
         except ImportError:
             pass
@@ -232,9 +208,3 @@ def unknown_task_message(name: str, offline: bool | None) -> str:
         return f"unknown task '{name}'{hint}; tasks with offline data: {', '.join(offline_task_names())}"
     return (f"unknown task '{name}'{hint}; calibench's tasks: {', '.join(known_task_names())}, "
             "or any lm-eval task name (`lm_eval ls tasks` lists them)")  # fmt: skip
-
-
-def _is_file_spec(text: str) -> bool:
-    from calibench.data.sources.local import LOCAL_SUFFIXES
-
-    return Path(text).suffix.lower() in LOCAL_SUFFIXES or os.sep in text or Path(text).exists()

@@ -31,13 +31,28 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from calibench.core import progress
 from calibench.core.errors import CalibenchError
+from calibench.data.chat import require_chat_template
+from calibench.evaluation.kinds.base import EvalContext, KindOutput, TaskKind, announce
+from calibench.evaluation.results import EvalRow, TaskRecord
+from calibench.evaluation.tasks import SUMM_KIND, TaskRequest
+from calibench.models import load_model, load_tokenizer, model_max_length, resolve_model_path
+from calibench.selfcal.prompted import chat_stop_ids
+from calibench.selfcal.tokens import _ids
+from calibench.summarize import nli as nli_models  # called through the module: tests plug in a stub
+from calibench.summarize.consistency import summac_zs
 from calibench.summarize.data import SummDataset, SummDoc, resolve_dataset
+from calibench.summarize.generate import greedy_generate
+from calibench.summarize.harim import Judge, harim_scores
 from calibench.summarize.metrics import ALL_METRICS, CONSISTENCY_METRIC, lexical_metrics
-from calibench.summarize.prompts import STYLES
+from calibench.summarize.prompts import STYLES, clean_summary, render, use_chat
+from calibench.summarize.stats import bootstrap_mean
+from calibench.summarize.validate import cached_accuracy
 
 SUMM_PREFIX = "summ:"
-SUMM_KIND = "summarization"
+SUMM_DATASETS = ("xsum", "multilexsum", "mtsdialog", "xsum-hub", "cnn_dailymail")  # see calibench.summarize.data
+SUMM_OFFLINE = ("xsum", "multilexsum", "mtsdialog")
 
 
 class SummOptions(BaseModel):
@@ -138,9 +153,7 @@ def prepare(task: SummTask, limit: int | None) -> Prepared:
     started = time.perf_counter()
     docs = task.dataset.load()
     if task.options.nli != "none":
-        from calibench.summarize.nli import check_nli_name
-
-        check_nli_name(task.options.nli)
+        nli_models.check_nli_name(task.options.nli)
     chosen = docs[:limit] if limit is not None else docs
     return Prepared(
         task,
@@ -153,8 +166,6 @@ def prepare(task: SummTask, limit: int | None) -> Prepared:
 
 def check_model(task: SummTask, tokenizer: Any, model_name: str) -> bool:
     """Whether prompts use the chat template (``chat=yes`` on a base model fails here, before loading)."""
-    from calibench.summarize.prompts import use_chat
-
     return use_chat(tokenizer, task.options.chat, model_name)  # type: ignore[arg-type]
 
 
@@ -162,13 +173,6 @@ def run(
     prep: Prepared, model: Any, tokenizer: Any, model_spec: Any, batch_size: int
 ) -> tuple[list[Any], Any, list[dict[str, Any]]]:
     """Generate and score: (rows, task record, items)."""
-    from calibench.core import progress
-    from calibench.evaluation.results import EvalRow, TaskRecord
-    from calibench.models import model_max_length
-    from calibench.summarize.generate import greedy_generate
-    from calibench.summarize.prompts import clean_summary, render, use_chat
-    from calibench.summarize.stats import bootstrap_mean
-
     started = time.perf_counter()
     task, opts = prep.task, prep.task.options
     name = str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
@@ -208,10 +212,7 @@ def run(
     details: dict[str, Any] = {}
     rows_extra: list[Any] = []
     if opts.nli != "none":
-        from calibench.summarize.consistency import summac_zs
-        from calibench.summarize.nli import get_nli
-
-        nli = get_nli(opts.nli)
+        nli = nli_models.get_nli(opts.nli)
         with progress.task(f"{task.name}: consistency ({opts.nli})", total=None):
             scores = summac_zs(nli, [d.document for d in docs], summaries)
         for m, v in zip(per_doc, scores):
@@ -222,8 +223,6 @@ def run(
             "nli": opts.nli,
         }
         if opts.validate_scorers:
-            from calibench.summarize.validate import cached_accuracy
-
             score = lambda src, summ: summac_zs(nli, src, summ)  # noqa: E731
             val = cached_accuracy({"scorer": CONSISTENCY_METRIC, "nli": opts.nli}, score)
             details["consistency"]["factual_summary_pairs"] = val
@@ -232,8 +231,6 @@ def run(
             )
     judge_spec = _judge_spec(opts.harim, model_spec, model)
     if judge_spec is not None:
-        from calibench.summarize.harim import Judge, harim_scores
-
         judge_model, judge_tok = _load_judge(judge_spec, model, tokenizer, model_spec)
         judge = Judge(
             judge_model,
@@ -249,8 +246,6 @@ def run(
             m.update(h)
         details["harim"] = {"judge": str(judge_spec), "lambda": 7.0, "chat": judge.chat}
         if opts.validate_scorers:
-            from calibench.summarize.validate import cached_accuracy
-
             val = cached_accuracy(
                 {"scorer": "harim_plus", "judge": _identity(judge_spec), "style": opts.style, "chat": judge.chat},
                 lambda src, summ: [h["harim_plus"] for h in harim_scores(judge, src, summ)],
@@ -330,12 +325,7 @@ def run(
 
 
 def _stop_ids(tokenizer: Any, model: Any, chat: bool) -> list[int]:
-    from calibench.selfcal.tokens import _ids
-
     if chat:
-        from calibench.data.chat import require_chat_template
-        from calibench.selfcal.prompted import chat_stop_ids
-
         return chat_stop_ids(tokenizer, require_chat_template(tokenizer), model)[0]
     ids = set(_ids(tokenizer.eos_token_id)) | set(_ids(getattr(model.generation_config, "eos_token_id", None)))
     ids |= set(_ids(getattr(model.config, "eos_token_id", None)))
@@ -350,7 +340,6 @@ def _judge_spec(option: str, model_spec: Any, model: Any) -> str | None:
         return option
     if model_spec is not None:
         from calibench.compress import RECORD_FILE
-        from calibench.models import resolve_model_path
 
         path = resolve_model_path(model_spec)
         record = os.path.join(path, RECORD_FILE)
@@ -370,8 +359,6 @@ def _judge_spec(option: str, model_spec: Any, model: Any) -> str | None:
 
 
 def _identity(spec: str) -> str:
-    from calibench.models import resolve_model_path
-
     return resolve_model_path(spec)
 
 
@@ -380,8 +367,6 @@ _JUDGES: dict[str, tuple[Any, Any]] = {}
 
 def _load_judge(spec: str, model: Any, tokenizer: Any, model_spec: Any) -> tuple[Any, Any]:
     """The judge, loaded once per process; the evaluated model itself when it *is* the dense model."""
-    from calibench.models import load_model, load_tokenizer, resolve_model_path
-
     path = resolve_model_path(spec)
     if model_spec is not None and resolve_model_path(model_spec) == path:
         return model, tokenizer
@@ -392,10 +377,40 @@ def _load_judge(spec: str, model: Any, tokenizer: Any, model_spec: Any) -> tuple
     return _JUDGES[path]
 
 
-class KIND:
-    """The summarization task kind as :data:`calibench.evaluation.tasks.TASK_KINDS` names it."""
+class SummarizationKind(TaskKind):
+    """The ``summ:`` task kind, named lazily in :data:`calibench.evaluation.tasks.TASK_KINDS`."""
 
-    parse = staticmethod(parse_summ_task)
-    check_model = staticmethod(check_model)
-    prepare = staticmethod(prepare)
-    run = staticmethod(run)
+    name = SUMM_KIND
+    order = 20
+
+    def parse(self, name: str, offline: bool | None) -> list[TaskRequest] | None:
+        if not name.startswith(SUMM_PREFIX):
+            return None
+        task = parse_summ_task(name)
+        return [TaskRequest(task.name, SUMM_KIND, task)]
+
+    def known_names(self) -> list[str]:
+        return [SUMM_PREFIX + n for n in SUMM_DATASETS]
+
+    def offline_names(self) -> list[str]:
+        return [SUMM_PREFIX + n for n in SUMM_OFFLINE]
+
+    def prepare(self, requests: list[TaskRequest], ctx: EvalContext) -> list[Prepared]:
+        """Every dataset loaded and the prompts checked renderable, before the model loads."""
+        tokenizer = ctx.load_tokenizer()
+        for request in requests:
+            check_model(request.spec, tokenizer, ctx.name)  # chat=yes on a model without a chat template fails here
+        return [prepare(r.spec, ctx.limit) for r in requests]
+
+    def run(self, prepared: list[Prepared], ctx: EvalContext) -> KindOutput:
+        out = KindOutput()
+        for prep in prepared:
+            announce(f"{prep.task.name}: summarization, {len(prep.docs)} of {prep.n_total} documents")
+            rows, record, items = run(prep, ctx.loaded_model, ctx.tokenizer, ctx.model_spec, ctx.batch_size)
+            out.records[prep.task.name] = record
+            out.rows.extend(rows)
+            out.samples[prep.task.name] = items
+        return out
+
+
+KIND = SummarizationKind()
