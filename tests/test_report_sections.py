@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from calibench.core import stats
+from calibench.core.errors import UnknownNameError
 from calibench.report import plots, render, sections, tables
 from calibench.report.frame import load_frame
 from calibench.report.notes import SINGLE_SOURCE
@@ -234,11 +235,14 @@ def test_providers_in_the_legacy_shape_are_adapted_and_placed(tmp_path, monkeypa
         seen.append((directory, len(frame), out))
         return [("Predictors", pd.DataFrame({"model": ["m"], "rho": [0.5]}))], [png]
 
-    monkeypatch.setattr(sections, "PROVIDERS", list(sections.PROVIDERS))
-    sections.register("predictors", legacy, before="summarization")
-    with pytest.raises(KeyError, match="no report section provider"):
-        sections.register("x", legacy, before="nothing")
-    report = write_report(tmp_path)
+    order = sections.PROVIDERS.names()
+    with sections.PROVIDERS.temporarily("predictors", legacy):
+        sections.register("predictors", legacy, before="summarization")
+        with pytest.raises(UnknownNameError, match="unknown report section provider 'nothing'"):
+            sections.register("x", legacy, before="nothing")
+        assert "x" not in sections.PROVIDERS and sections.PROVIDERS.names() == order
+        report = write_report(tmp_path)
+    assert sections.PROVIDERS.get("predictors") is not legacy and sections.PROVIDERS.names() == order
     md = report.markdown.read_text()
     assert seen and seen[0][0] == tmp_path and seen[0][2] == tmp_path / "report"
     assert md.index(sections.PAIRED_HEADING) < md.index("## Predictors") and "| m | 0.5000 |" in md
