@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from calibench.core.plots import slug
 from calibench.predict.signals import SIGNALS
 from calibench.predict.validate import Validation, validate
-from calibench.report.plots import model_paths, pyplot, save_figure, short, slug, styled
+from calibench.report.plots import model_paths, pyplot, save_figure, short, styled
 
 SIGNALS_HEADING = (
     "Which signals predict: Spearman of each cheap signal with the full result across calibration sets "
