@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from calibench.core import plots as core_plots
 from calibench.core import stats
 from calibench.core.errors import UnknownNameError
 from calibench.report import plots, render, sections, tables
@@ -180,9 +181,9 @@ def test_two_models_never_share_a_table_without_a_model_column_or_a_plot(tmp_pat
     frame = load_frame(tmp_path)[0]
     import matplotlib
 
-    before = {key: matplotlib.rcParams[key] for key in plots.STYLE}
+    before = {key: matplotlib.rcParams[key] for key in core_plots.STYLE}
     found = sections.build_sections(tmp_path, frame, tmp_path)
-    assert {key: matplotlib.rcParams[key] for key in plots.STYLE} == before  # an rc context, not a global change
+    assert {key: matplotlib.rcParams[key] for key in core_plots.STYLE} == before  # an rc context, not a global change
     assert {s.title for s in found} >= {sections.PAIRED_HEADING, sections.DENSE_HEADING, sections.AVERAGE_HEADING}
     for section in found:
         for table in section.tables:
@@ -198,7 +199,7 @@ def test_two_models_never_share_a_table_without_a_model_column_or_a_plot(tmp_pat
 
 def test_render_gives_markdown_and_html_the_same_cells(tmp_path):
     png = plots.save_figure(plots.pyplot().figure(figsize=(1, 1)), tmp_path / "fig.png")
-    assert png.read_bytes()[:8] == plots.PNG_MAGIC and sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]
+    assert png.read_bytes()[:8] == core_plots.PNG_MAGIC and sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]
     frame = pd.DataFrame(
         {
             "model": ["m", "m"],
