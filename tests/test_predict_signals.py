@@ -60,8 +60,8 @@ def test_signal_registry_names_groups_and_signs():
     ]
     assert len(S.parse_signals(None)) == len(S.SIGNALS)
     assert S.get_signal("reconstruction").sign == -1 and S.get_signal("outliers.kurtosis").sign == 0
-    assert all(s.sign in (-1, 0, 1) for s in S.SIGNALS.values())
-    assert [s.name for s in S.SIGNALS.values() if s.per_method] == ["reconstruction", "reconstruction.token"]
+    assert all(s.sign in (-1, 0, 1) for _, s in S.SIGNALS.items())
+    assert [s.name for _, s in S.SIGNALS.items() if s.per_method] == ["reconstruction", "reconstruction.token"]
     with pytest.raises(UnknownNameError, match="unknown signal 'recon'.*known: coverage"):
         S.parse_signals("recon")
 

@@ -276,10 +276,10 @@ class Flaky(Tracker):
 
 
 def test_a_failing_tracker_warns_once_and_the_study_goes_on(tmp_path, tiny_model_dir, texts, capsys, monkeypatch):
-    monkeypatch.setitem(TRACKERS, "flaky", Flaky)
     monkeypatch.setattr(Flaky, "logged", [])
     spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, tracking="tracking: {backend: flaky}")
-    summary = run_study(spec_path, tmp_path / "out", progress=False)
+    with TRACKERS.temporarily("flaky", Flaky):
+        summary = run_study(spec_path, tmp_path / "out", progress=False)
     assert summary.done == 3 and summary.failed == 0
     err = capsys.readouterr().err
     warnings = [line for line in err.splitlines() if line.startswith("warning: flaky tracking failed")]

@@ -221,7 +221,7 @@ def test_prune_refusals(models, covered, tiny_tokenizer):
         prune(model, vocab, tokenizer=make_tokenizer(vocab_size=280))
     with pytest.raises(CalibenchError, match="keep set is empty"):
         prune(model, Vocabulary(tokenizer=vocab.tokenizer, kept=[]))
-    with pytest.raises(CalibenchError, match="unknown --mode 'sideways'"):
+    with pytest.raises(CalibenchError, match="unknown vocab mode 'sideways'"):
         prune(model, vocab, "sideways")
     with pytest.raises(CalibenchError, match="is not in the keep set"):
         prune(model, vocab, fallback=next(i for i in range(300) if i not in vocab.kept))

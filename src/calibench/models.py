@@ -70,7 +70,7 @@ def resolve_model_path(spec: str | os.PathLike[str]) -> str:
     if not isinstance(spec, os.PathLike) and _is_hub_id(text):
         return text
     if text in ASSETS:
-        raise UnknownNameError(f"'{text}' is a {ASSETS[text].kind} asset, not a model; bundled models: "
+        raise UnknownNameError(f"'{text}' is a {ASSETS.get(text).kind} asset, not a model; bundled models: "
                                f"{', '.join(bundled_models())}")  # fmt: skip
     if isinstance(spec, os.PathLike) or os.sep in text or text.startswith((".", "~")):
         raise CalibenchError(f"no such model directory: {path}")

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.errors import CalibenchError
+from calibench.core.registry import Registry
 
 # "model": a causal LM (what calibench compresses); "encoder": a helper network
 # such as the sentence encoder curation uses; "data": a data pack.
@@ -60,29 +61,25 @@ class Asset:
             raise ValueError(f"asset {self.name!r} names no packages")
 
 
-#: Every known asset, by name.  Mutate it only through :func:`register`.
-ASSETS: dict[str, Asset] = {}
+#: Every known asset, by name, in registration order.  Add to it through :func:`register`.
+ASSETS: Registry[Asset] = Registry("asset", ordered=True)
 
 
 def register(asset: Asset, *, replace: bool = False) -> Asset:
     """Add ``asset`` to :data:`ASSETS`; a second asset with the same name is a bug unless ``replace``."""
-    if asset.name in ASSETS and not replace:
-        raise ValueError(f"asset {asset.name!r} is already registered")
-    ASSETS[asset.name] = asset
-    return asset
+    if replace:
+        ASSETS.unregister(asset.name)
+    return ASSETS.register(asset.name, asset)
 
 
 def get_asset(name: str) -> Asset:
     """The registered asset called ``name``, or an :class:`UnknownNameError` with a hint."""
-    try:
-        return ASSETS[name]
-    except KeyError:
-        raise UnknownNameError(f"unknown asset '{name}'{did_you_mean(name, list(ASSETS))}") from None
+    return ASSETS.get(name)
 
 
 def asset_names(kind: AssetKind | None = None) -> list[str]:
     """Registered asset names, optionally only those of one kind, in registration order."""
-    return [a.name for a in ASSETS.values() if kind is None or a.kind == kind]
+    return [name for name, asset in ASSETS.items() if kind is None or asset.kind == kind]
 
 
 def find_one(root: Path, pattern: str) -> Path:

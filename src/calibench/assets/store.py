@@ -118,7 +118,7 @@ def _tree_size(path: Path) -> int:
 def list_assets() -> list[AssetStatus]:
     """Every registered asset with whether it is pulled and its size on disk."""
     rows = []
-    for asset in ASSETS.values():
+    for _, asset in ASSETS.items():
         path = asset_path(asset.name)
         rows.append(
             AssetStatus(

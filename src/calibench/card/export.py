@@ -21,7 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from calibench.core.errors import UnknownNameError, did_you_mean
+from calibench.card import card_text, write_card
+from calibench.card.export_hf import README, write_hf
+from calibench.core.fsutil import check_new_output, check_output_file
+from calibench.core.registry import Registry
 from calibench.data.calibset import CalibrationSet
 
 
@@ -34,8 +37,6 @@ class ExportFormat:
 
 
 def _check_file(out: Path) -> None:
-    from calibench.core.fsutil import check_output_file
-
     check_output_file(out, example="windows.jsonl")
     check_output_file(jsonl_card_path(out), example="windows.card.md")
 
@@ -45,8 +46,6 @@ def jsonl_card_path(out: Path) -> Path:
 
 
 def _write_jsonl(calib: CalibrationSet, out: Path, tokenizer: Any, card: str) -> list[Path]:
-    from calibench.card import write_card
-
     card_path = jsonl_card_path(out)
     calib.export_jsonl(out, tokenizer)
     try:
@@ -58,42 +57,33 @@ def _write_jsonl(calib: CalibrationSet, out: Path, tokenizer: Any, card: str) ->
 
 
 def _check_dir(out: Path) -> None:
-    from calibench.core.fsutil import check_new_output
-
     check_new_output(out)
 
 
 def _write_hf(calib: CalibrationSet, out: Path, tokenizer: Any, card: str) -> list[Path]:
-    from calibench.card.export_hf import README, write_hf
-
     write_hf(calib, out, tokenizer, card)
     return [out, out / README]
 
 
-FORMATS: dict[str, ExportFormat] = {
-    f.name: f
-    for f in (
-        ExportFormat("jsonl", "decoded windows as JSON lines, card beside as NAME.card.md", _check_file, _write_jsonl),
-        ExportFormat(
-            "hf",
-            "a datasets save_to_disk folder (input_ids, attention_mask, text), card as README.md",
-            _check_dir,
-            _write_hf,
-        ),
-    )
-}
+FORMATS: Registry[ExportFormat] = Registry("export format", ordered=True)
+for _format in (
+    ExportFormat("jsonl", "decoded windows as JSON lines, card beside as NAME.card.md", _check_file, _write_jsonl),
+    ExportFormat(
+        "hf",
+        "a datasets save_to_disk folder (input_ids, attention_mask, text), card as README.md",
+        _check_dir,
+        _write_hf,
+    ),
+):
+    FORMATS.register(_format.name, _format)
 
 
 def get_format(name: str) -> ExportFormat:
-    if name not in FORMATS:
-        raise UnknownNameError(f"unknown export format '{name}'{did_you_mean(name, list(FORMATS))}")
-    return FORMATS[name]
+    return FORMATS.get(name)
 
 
 def export_set(calib: CalibrationSet, out: str | Path, fmt: str, tokenizer: Any, **card_options: Any) -> list[Path]:
     """Write ``calib`` at ``out`` in format ``fmt`` with its card; return the paths written."""
-    from calibench.card import card_text
-
     chosen = get_format(fmt)
     out = Path(out)
     chosen.check(out)

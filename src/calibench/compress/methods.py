@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from calibench.compress.presets import PRESETS, Preset
 from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.registry import Registry
 
 
 def ignore_pattern(head_name: str) -> list[str]:
@@ -255,12 +256,12 @@ def _magnitude(params: MethodParams, ignore: list[str]) -> list[Any]:
     return [MagnitudeOneShotModifier(sparsity=params.sparsity, mask_structure=_mask_structure(params), ignore=ignore)]
 
 
-METHODS: dict[str, Method] = {}
+#: Every method, by name, in registration order (the built-in ones, then one per preset).
+METHODS: Registry[Method] = Registry("method", ordered=True)
 
 
 def register_method(method: Method) -> Method:
-    METHODS[method.name] = method
-    return method
+    return METHODS.register(method.name, method)
 
 
 _WEIGHT_ONLY = ("bits", "group_size", "symmetric")
@@ -354,7 +355,7 @@ def _preset_method(preset: Preset) -> Method:
     )
 
 
-for _preset in PRESETS.values():
+for _, _preset in PRESETS.items():
     register_method(_preset_method(_preset))
 
 
@@ -362,12 +363,8 @@ def resolve(spec: str) -> list[Method]:
     """'sparsegpt+gptq' -> [sparsegpt, gptq]; pruning must come before quantization."""
     parts = [p.strip() for p in spec.split("+") if p.strip()]
     if not parts:
-        raise UnknownNameError(f"empty method name{did_you_mean('', list(METHODS))}")
-    methods = []
-    for part in parts:
-        if part not in METHODS:
-            raise UnknownNameError(f"unknown method '{part}'{did_you_mean(part, list(METHODS))}")
-        methods.append(METHODS[part])
+        raise UnknownNameError(f"empty method name{did_you_mean('', METHODS.names())}")
+    methods = [METHODS.get(part) for part in parts]
     kinds = [m.kind for m in methods]
     if len(methods) > 1 and (kinds != ["pruning", "quantization"]):
         raise CalibenchError(

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from calibench.core.errors import CalibenchError
+from calibench.core.registry import Registry
 
 if TYPE_CHECKING:
     from calibench.compress.methods import MethodParams
@@ -70,10 +71,10 @@ class Preset:
 
     @property
     def param_names(self) -> tuple[str, ...]:
-        return MODIFIER_PARAMS[self.modifier]
+        return MODIFIERS.get(self.modifier).params
 
     def modifiers(self, params: MethodParams, ignore: list[str]) -> list[Any]:
-        return [MODIFIERS[self.modifier](self, params, ignore)]
+        return [MODIFIERS.get(self.modifier).build(self, params, ignore)]
 
 
 # ----------------------------------------------------------------- modifiers
@@ -101,27 +102,30 @@ def _observe(preset: Preset, params: MethodParams, ignore: list[str]) -> Any:
     return QuantizationModifier(scheme=preset.scheme, targets=TARGETS, ignore=ignore)
 
 
-MODIFIERS: dict[str, Callable[[Preset, MethodParams, list[str]], Any]] = {
-    "GPTQModifier": _gptq,
-    "QuantizationModifier": _observe,
-}
-#: the calibench parameters each modifier reads (the scheme fixes bits, groups and symmetry)
-MODIFIER_PARAMS: dict[str, tuple[str, ...]] = {
-    "GPTQModifier": ("actorder", "dampening"),
-    "QuantizationModifier": (),
-}
+@dataclass(frozen=True)
+class PresetModifier:
+    """An llm-compressor modifier that applies a preset scheme."""
+
+    build: Callable[[Preset, MethodParams, list[str]], Any]
+    params: tuple[str, ...]  # the calibench parameters it reads (the scheme fixes bits, groups and symmetry)
+
+
+#: The modifiers presets run with, by llm-compressor class name.
+MODIFIERS: Registry[PresetModifier] = Registry("preset modifier")
+MODIFIERS.register("GPTQModifier", PresetModifier(_gptq, ("actorder", "dampening")))
+MODIFIERS.register("QuantizationModifier", PresetModifier(_observe, ()))
 
 _FP4_RELOAD = (
     "compressed-tensors 0.19 unpacks FP4 weights into bfloat16 when a checkpoint is loaded, "
     "so one made in another dtype does not run after reloading"
 )
 
-PRESETS: dict[str, Preset] = {}
+#: Every preset, by calibench method name, in registration order.
+PRESETS: Registry[Preset] = Registry("preset", ordered=True)
 
 
 def register_preset(preset: Preset) -> Preset:
-    PRESETS[preset.method] = preset
-    return preset
+    return PRESETS.register(preset.method, preset)
 
 
 for _preset in (

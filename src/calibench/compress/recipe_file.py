@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from calibench.compress.presets import PRESETS
 from calibench.core.errors import CalibenchError
 
 #: what the top level of a recipe file looks like, for error messages
@@ -166,6 +167,4 @@ def load_recipe(path: str | Path) -> RecipeFile:
 
 def recipe_presets(recipe: RecipeFile) -> list[Any]:
     """The calibench presets whose schemes the recipe names, so the same dtype and device checks apply."""
-    from calibench.compress.presets import PRESETS
-
-    return [preset for preset in PRESETS.values() if preset.scheme in recipe.schemes]
+    return [preset for _, preset in PRESETS.items() if preset.scheme in recipe.schemes]

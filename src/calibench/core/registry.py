@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar, overload
 
 from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
@@ -24,11 +25,17 @@ from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
 T = TypeVar("T")
 
 
-def load_target(target: str) -> Any:
-    """The object a ``"package.module:attr"`` string names."""
-    module_name, sep, attr = target.partition(":")
+def split_target(target: str) -> tuple[str, str]:
+    """``"package.module:attr"`` as (module, attr); anything else is a ValueError."""
+    module_name, sep, attr = target.partition(":") if isinstance(target, str) else ("", "", "")
     if not sep or not module_name or not attr:
         raise ValueError(f"a lazy registry entry is 'module:attr', got {target!r}")
+    return module_name, attr
+
+
+def load_target(target: str) -> Any:
+    """The object a ``"package.module:attr"`` string names."""
+    module_name, attr = split_target(target)
     obj: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         obj = getattr(obj, part)
@@ -38,10 +45,13 @@ def load_target(target: str) -> Any:
 class Registry(Generic[T]):
     """Named entries of one kind, registered by decorator or call, looked up with did-you-mean."""
 
-    def __init__(self, kind: str, *, validate: Callable[[Any], None] | None = None) -> None:
+    def __init__(self, kind: str, *, validate: Callable[[Any], None] | None = None, ordered: bool = False) -> None:
+        """``validate`` checks each entry as it arrives; ``ordered``: :meth:`names` and :meth:`items` keep
+        registration order (for registries whose order means something: report sections, signals), not sorted."""
         self.kind = kind
         self._entries: dict[str, T | str] = {}
         self._validate = validate
+        self._ordered = ordered
 
     @overload
     def register(self, name: str) -> Callable[[T], T]: ...
@@ -63,8 +73,7 @@ class Registry(Generic[T]):
 
     def register_lazy(self, name: str, target: str) -> None:
         """Name an entry by ``"module:attr"``; the module is imported on the first lookup of ``name``."""
-        if ":" not in target:
-            raise ValueError(f"a lazy registry entry is 'module:attr', got {target!r}")
+        split_target(target)
         existing = self._entries.get(name)
         if existing is not None and existing != target:
             raise CalibenchError(f"{self.kind} '{name}' is already registered")
@@ -95,16 +104,44 @@ class Registry(Generic[T]):
         return f"unknown {self.kind} '{name}'{did_you_mean(str(name), self.names())}"
 
     def names(self) -> list[str]:
-        """Every registered name, sorted (lazy entries included, not imported)."""
-        return sorted(self._entries)
+        """Every registered name, sorted or in registration order (lazy entries included, not imported)."""
+        return list(self._entries) if self._ordered else sorted(self._entries)
 
     def items(self) -> list[tuple[str, T]]:
-        """(name, entry) for every name, sorted; lazy entries are imported."""
+        """(name, entry) for every name, in :meth:`names` order; lazy entries are imported."""
         return [(name, self.get(name)) for name in self.names()]
 
     def unregister(self, name: str) -> None:
         """Remove ``name`` (tests that register a throwaway entry clean up with this)."""
         self._entries.pop(name, None)
+
+    def move_before(self, name: str, other: str) -> None:
+        """Place ``name`` just before ``other`` in registration order (what an ordered registry lists)."""
+        for known in (name, other):
+            if known not in self._entries:
+                raise UnknownNameError(self.unknown_message(known))
+        if name == other:
+            return
+        moved = self._entries.pop(name)
+        entries = list(self._entries.items())
+        at = [key for key, _ in entries].index(other)
+        self._entries = dict([*entries[:at], (name, moved), *entries[at:]])
+
+    @contextmanager
+    def temporarily(self, name: str, obj: T) -> Iterator[T]:
+        """``name`` as ``obj`` inside a ``with`` block, then whatever was there before (for tests)."""
+        missing = object()
+        before = self._entries.get(name, missing)
+        if self._validate is not None:
+            self._validate(obj)
+        self._entries[name] = obj
+        try:
+            yield obj
+        finally:
+            if before is missing:
+                self._entries.pop(name, None)
+            else:
+                self._entries[name] = before  # type: ignore[assignment]
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self._entries

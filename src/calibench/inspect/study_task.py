@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from calibench.core.errors import UnknownNameError, did_you_mean
+from calibench.core.registry import Registry
 
 PREFIX = "act:"
 DEFAULT_HELDOUT = "wiki"  # an offline domain, readable without the hub
@@ -72,15 +72,16 @@ def outlier_rows(model: Any, calib: Any, tokenizer: Any, model_spec: str, heldou
     ]
 
 
-ACTIVATION_TASKS: dict[str, Callable[[Any, Any, Any, str, Any], list[dict[str, Any]]]] = {"act:outliers": outlier_rows}
+#: ``act:`` tasks a study cell runs on its model, by task name.
+ACTIVATION_TASKS: Registry[Callable[[Any, Any, Any, str, Any], list[dict[str, Any]]]] = Registry("activation task")
+ACTIVATION_TASKS.register("act:outliers", outlier_rows)
 
 
 def split_activation_tasks(tasks: Sequence[str]) -> tuple[list[str], list[str]]:
     """(activation tasks, every other task), refusing an unknown ``act:`` name with the known ones."""
     activation = [t for t in tasks if t.startswith(PREFIX)]
     for task in activation:
-        if task not in ACTIVATION_TASKS:
-            raise UnknownNameError(f"unknown activation task '{task}'{did_you_mean(task, list(ACTIVATION_TASKS))}")
+        ACTIVATION_TASKS.get(task)
     return activation, [t for t in tasks if not t.startswith(PREFIX)]
 
 
@@ -91,4 +92,4 @@ def activation_rows(
     if calib is None or not tasks:
         return []
     heldout = heldout_windows(other_tasks, tokenizer, model_spec, calib.n, calib.seq_len)
-    return [row for task in tasks for row in ACTIVATION_TASKS[task](model, calib, tokenizer, model_spec, heldout)]
+    return [row for task in tasks for row in ACTIVATION_TASKS.get(task)(model, calib, tokenizer, model_spec, heldout)]

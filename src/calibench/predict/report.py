@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from calibench.core.plots import slug
+from calibench.predict.signals import SIGNALS
 from calibench.predict.validate import Validation, validate
-from calibench.report.plots import model_paths, pyplot, save_figure, short, slug, styled
+from calibench.report.plots import model_paths, pyplot, save_figure, short, styled
 
 SIGNALS_HEADING = (
     "Which signals predict: Spearman of each cheap signal with the full result across calibration sets "
@@ -77,8 +79,6 @@ def cell_outcomes(frame: Any) -> Any:
 
 def validations(outcomes: Any, signals: Any) -> dict[tuple[str, str, str], tuple[Validation, int]]:
     """Per (model, method, outcome): the validation of every signal over its cells, and the number of cells."""
-    from calibench.predict.signals import SIGNALS
-
     found: dict[tuple[str, str, str], tuple[Validation, int]] = {}
     if outcomes.empty or signals.empty:
         return found
@@ -90,7 +90,7 @@ def validations(outcomes: Any, signals: Any) -> dict[tuple[str, str, str], tuple
             continue
         values = part.set_index("key").loc[keys, "value"].to_numpy(dtype=float)
         matrix = {name: wide.loc[keys, name].to_numpy(dtype=float) for name in wide.columns}
-        signs = {name: SIGNALS[name].sign for name in matrix if name in SIGNALS}
+        signs = {name: SIGNALS.get(name).sign for name in matrix if name in SIGNALS}
         found[(model, method, outcome)] = (validate(matrix, values, set_index.loc[keys].tolist(), signs), len(keys))
     return found
 
@@ -102,8 +102,6 @@ def _chosen_share(count: int, folds: int) -> str:
 def signal_table(found: dict[tuple[str, str, str], tuple[Validation, int]]) -> Any:
     import pandas as pd
 
-    from calibench.predict.signals import SIGNALS
-
     rows = []
     for (model, method, outcome), (result, _) in found.items():
         for name, v in sorted(result.signals.items()):
@@ -113,7 +111,7 @@ def signal_table(found: dict[tuple[str, str, str], tuple[Validation, int]]) -> A
                     "method": method,
                     "outcome": outcome,
                     "signal": name,
-                    "direction": SIGNALS[name].direction if name in SIGNALS else "learned",
+                    "direction": SIGNALS.get(name).direction if name in SIGNALS else "learned",
                     "cells": v.cells,
                     "spearman (all cells)": v.all_cells.estimate,
                     "CI low": v.all_cells.low,

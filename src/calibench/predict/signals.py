@@ -37,7 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.errors import CalibenchError
+from calibench.core.registry import Registry
 from calibench.data.calibset import CalibrationSet
 
 DEFAULT_K_LAYERS = 2
@@ -82,27 +83,28 @@ class Signal:
         return {1: "higher is better", -1: "lower is better"}.get(self.sign, "learned")
 
 
-SIGNALS: dict[str, Signal] = {}
+def _check_sign(signal: Signal) -> None:
+    if signal.sign not in (-1, 0, 1):
+        raise ValueError(f"signal {signal.name}: sign must be -1, 0 or +1")
+
+
+#: Every signal, by name, in registration order (the order reports list them in).
+SIGNALS: Registry[Signal] = Registry("signal", validate=_check_sign, ordered=True)
 
 
 def register_signal(signal: Signal) -> Signal:
-    if signal.sign not in (-1, 0, 1):
-        raise ValueError(f"signal {signal.name}: sign must be -1, 0 or +1")
-    SIGNALS[signal.name] = signal
-    return signal
+    return SIGNALS.register(signal.name, signal)
 
 
 def groups() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for signal in SIGNALS.values():
+    for _, signal in SIGNALS.items():
         out.setdefault(signal.group, []).append(signal.name)
     return out
 
 
 def get_signal(name: str) -> Signal:
-    if name not in SIGNALS:
-        raise UnknownNameError(f"unknown signal '{name}'{did_you_mean(name, list(SIGNALS))}")
-    return SIGNALS[name]
+    return SIGNALS.get(name)
 
 
 def parse_signals(text: str | Sequence[str] | None) -> list[Signal]:
@@ -110,7 +112,7 @@ def parse_signals(text: str | Sequence[str] | None) -> list[Signal]:
     reconstruction errors); None or empty: all of them."""
     names = [t.strip() for t in (text.split(",") if isinstance(text, str) else (text or [])) if t.strip()]
     if not names:
-        return list(SIGNALS.values())
+        return [signal for _, signal in SIGNALS.items()]
     chosen: list[Signal] = []
     by_group = groups()
     for name in names:

@@ -25,6 +25,7 @@ from calibench.core.errors import CalibenchError
 from calibench.predict.signals import (
     DEFAULT_HELDOUT_WINDOWS,
     DEFAULT_K_LAYERS,
+    SIGNALS,
     Signal,
     compute,
     heldout_name,
@@ -281,8 +282,6 @@ def cell_signals(directory: str | Path) -> Any:
     """One row per finished grid cell and signal: the cell's key, its grouping columns and the signal value."""
     import pandas as pd
 
-    from calibench.predict.signals import SIGNALS
-
     stored = load_signals(directory)
     columns = ["key", "model", "method", "source", "set_index", "n", "seq_len", "set_id", "signal", "value"]
     if stored.empty:
@@ -291,7 +290,7 @@ def cell_signals(directory: str | Path) -> Any:
     rows = []
     for cell in study_cells(directory):
         for name in sorted(set(stored.signal)):
-            per_method = SIGNALS[name].per_method if name in SIGNALS else False
+            per_method = SIGNALS.get(name).per_method if name in SIGNALS else False
             key = (cell.model, cell.method if per_method else "", cell.set_id, name)
             if key in values:
                 rows.append(

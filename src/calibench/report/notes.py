@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from calibench.compress.methods import METHODS
 from calibench.core.errors import CalibenchError
 from calibench.report.tables import PPL_PREFIX, accuracy_table, noise_floor_table, perplexity_table
 
@@ -37,12 +38,10 @@ def single_source_notes(frame: Any) -> list[str]:
 
 def calibration_free_notes(frame: Any) -> list[str]:
     """Methods that never read the calibration set: a zero spread across sets is by construction."""
-    from calibench.compress.methods import METHODS
-
     notes = []
     for label in sorted(frame.loc[frame.method_name != "", "method"].unique()):
         names = frame.loc[frame.method == label, "method_name"].iloc[0].split("+")
-        if all(name in METHODS and not METHODS[name].reads_calibration for name in names):
+        if all(name in METHODS and not METHODS.get(name).reads_calibration for name in names):
             notes.append(
                 f"{label} does not read calibration data: its cells are identical across sets and sources, so its "
                 "spread across sets is zero by construction, not evidence about calibration data."

@@ -8,20 +8,20 @@ apply (no accuracy task, a single source, no ``summ:`` task ...).  Older
 providers that return ``(list[(title, DataFrame)], list[Path])`` are
 accepted through :func:`as_sections`.
 
-:data:`PROVIDERS` names each provider by a callable or by a
-``"module:function"`` string that is imported only when the report is
+:data:`PROVIDERS` names each provider by a callable or by a lazy
+``"module:function"`` entry that is imported only when the report is
 written, so a part with heavy imports (summarization) costs nothing to
 studies without it.  Add a part with :func:`register` (or a line in the list).
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from calibench.core.errors import UnknownNameError
+from calibench.core.registry import Registry
 from calibench.report import plots, tables
 from calibench.report.render import MARK, Section, Table
 
@@ -205,39 +205,34 @@ def activation_sections(directory: Path, frame: Any, out: Path | None) -> list[S
     return found
 
 
-@dataclass(frozen=True)
-class Provider:
-    name: str
-    target: ProviderFunction | str  # a callable, or "module:function" imported when the report is written
-
-    def resolve(self) -> ProviderFunction:
-        if callable(self.target):
-            return self.target
-        module, _, attribute = self.target.partition(":")
-        return getattr(importlib.import_module(module), attribute)
-
-
-PROVIDERS: list[Provider] = [
-    Provider("accuracy", accuracy_sections),
-    Provider("gap", gap_sections),
-    Provider("perplexity", perplexity_sections),
-    Provider("sample size", sample_size_sections),
-    Provider("noise floor", noise_floor_sections),
-    Provider("against dense", dense_sections),
-    Provider("source pairs", paired_sections),
-    Provider("activations", activation_sections),
-    Provider("predictors", "calibench.predict.report:sections"),
-    Provider("summarization", "calibench.report.summarization:sections"),
-]
+#: Every provider, by name, in report order.
+PROVIDERS: Registry[ProviderFunction] = Registry("report section provider", ordered=True)
 
 
 def register(name: str, target: ProviderFunction | str, *, before: str | None = None) -> None:
-    """Add (or replace) a provider, at the end or before the one named ``before``."""
-    PROVIDERS[:] = [p for p in PROVIDERS if p.name != name]
-    names = [p.name for p in PROVIDERS]
-    if before is not None and before not in names:
-        raise KeyError(f"no report section provider named {before!r} (have: {', '.join(names)})")
-    PROVIDERS.insert(names.index(before) if before is not None else len(PROVIDERS), Provider(name, target))
+    """Add (or replace) a provider, at the end or before the one named ``before``; ``target`` is a callable or
+    a ``"module:function"`` string imported when the report is written."""
+    if before is not None and before not in PROVIDERS:
+        raise UnknownNameError(PROVIDERS.unknown_message(before))
+    PROVIDERS.unregister(name)
+    if isinstance(target, str):
+        PROVIDERS.register_lazy(name, target)
+    else:
+        PROVIDERS.register(name, target)
+    if before is not None:
+        PROVIDERS.move_before(name, before)
+
+
+register("accuracy", accuracy_sections)
+register("gap", gap_sections)
+register("perplexity", perplexity_sections)
+register("sample size", sample_size_sections)
+register("noise floor", noise_floor_sections)
+register("against dense", dense_sections)
+register("source pairs", paired_sections)
+register("activations", activation_sections)
+register("predictors", "calibench.predict.report:sections")
+register("summarization", "calibench.report.summarization:sections")
 
 
 def as_sections(result: Any) -> list[Section]:
@@ -264,4 +259,4 @@ def as_sections(result: Any) -> list[Section]:
 def build_sections(directory: str | Path, frame: Any, out: str | Path | None) -> list[Section]:
     """Every registered provider's sections, in report order."""
     directory, out = Path(directory), (Path(out) if out is not None else None)
-    return [s for provider in PROVIDERS for s in as_sections(provider.resolve()(directory, frame, out))]
+    return [s for name in PROVIDERS.names() for s in as_sections(PROVIDERS.get(name)(directory, frame, out))]

@@ -88,8 +88,7 @@ def run_study(
 
     from calibench.core import progress as inner_progress
 
-    if executor not in EXECUTORS:
-        raise CalibenchError(f"unknown executor '{executor}' (use local or ray)")
+    runner = EXECUTORS.get(executor)
     if jobs < 1:
         raise CalibenchError(f"--jobs must be at least 1, got {jobs}")
     if jobs > 1 and executor != "local":
@@ -152,7 +151,6 @@ def run_study(
             bar.advance(task)
 
         try:
-            runner = EXECUTORS[executor]
             if executor == "ray":
                 runner(pending, calib_for, on_done, step, address=address)
             else:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from calibench.core.errors import CalibenchError
+from calibench.core.registry import Registry
 from calibench.data.calibset import CalibrationSet
 from calibench.study.cells import Cell
 from calibench.study.runner import quiet_libraries, run_cell
@@ -256,4 +257,7 @@ def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, a
             ray.shutdown()
 
 
-EXECUTORS = {"local": run_local, "ray": run_ray}
+#: Where a study's cells run, by ``--executor`` name.
+EXECUTORS: Registry[Callable[..., None]] = Registry("executor")
+EXECUTORS.register("local", run_local)
+EXECUTORS.register("ray", run_ray)

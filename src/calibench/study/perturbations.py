@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from calibench.core.registry import Registry
+
 
 @dataclass(frozen=True)
 class Perturbation:
@@ -49,12 +51,11 @@ def _other_eval_batch(ev: dict[str, Any]) -> dict[str, Any]:
     return {"batch_size": 1 if batch > 1 else 4}
 
 
-PERTURBATIONS: dict[str, Perturbation] = {}
+PERTURBATIONS: Registry[Perturbation] = Registry("perturbation")
 
 
 def register(perturbation: Perturbation) -> Perturbation:
-    PERTURBATIONS[perturbation.name] = perturbation
-    return perturbation
+    return PERTURBATIONS.register(perturbation.name, perturbation)
 
 
 register(
@@ -74,8 +75,4 @@ register(
 
 
 def get(name: str) -> Perturbation:
-    from calibench.core.errors import UnknownNameError, did_you_mean
-
-    if name not in PERTURBATIONS:
-        raise UnknownNameError(f"unknown perturbation '{name}'{did_you_mean(name, list(PERTURBATIONS))}")
-    return PERTURBATIONS[name]
+    return PERTURBATIONS.get(name)

@@ -31,7 +31,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
-from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.errors import CalibenchError
+from calibench.core.registry import Registry
 
 STUDY_ID_META = "tracking_study_id"
 MAX_PARAM_CHARS = 500  # MLflow's limit on older servers; W&B has none
@@ -211,23 +212,22 @@ class NoTracker(Tracker):
         pass
 
 
-TRACKERS: dict[str, type[Tracker]] = {}
+#: Every tracking backend, by name; the MLflow and W&B ones are imported when first looked up.
+TRACKERS: Registry[type[Tracker]] = Registry("tracking backend")
 
 
 def register(tracker: type[Tracker]) -> type[Tracker]:
-    TRACKERS[tracker.name] = tracker
-    return tracker
+    """Class decorator: make ``tracker`` the backend called ``tracker.name``."""
+    return TRACKERS.register(tracker.name, tracker)
 
 
 register(NoTracker)
+TRACKERS.register_lazy("mlflow", "calibench.tracking.mlflow_tracker:MlflowTracker")
+TRACKERS.register_lazy("wandb", "calibench.tracking.wandb_tracker:WandbTracker")
 
 
 def get_tracker(name: str) -> type[Tracker]:
-    from calibench.tracking import mlflow_tracker, wandb_tracker  # noqa: F401  (register their backends)
-
-    if name not in TRACKERS:
-        raise UnknownNameError(f"unknown tracking backend '{name}'{did_you_mean(name, list(TRACKERS))}")
-    return TRACKERS[name]
+    return TRACKERS.get(name)
 
 
 class StudyTracking:

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from calibench.core.registry import Registry
+
 
 @dataclass(frozen=True)
 class Mode:
@@ -36,22 +38,18 @@ class Mode:
     summary: str  # what changes, for the record and --help
 
 
-MODES: dict[str, Mode] = {
-    m.name: m
-    for m in (
-        Mode("restricted", True,
-             "head and input embedding keep the kept rows (tie kept); kept-token logits bit-identical, dropped tokens "
-             "get -inf, so log-probabilities are normalised over the kept tokens and generation emits kept tokens only"),
-        Mode("exact-input", False,
-             "input side only: the head stays full, every logit is bit-identical; saves the input embedding's dropped "
-             "rows on untied models and nothing on tied ones (the head needs the full matrix)"),
-    )
-}  # fmt: skip
+#: The pruning modes, by ``--mode`` name (``eval.vocab.mode`` in a study spec).
+MODES: Registry[Mode] = Registry("vocab mode", ordered=True)
+for _mode in (
+    Mode("restricted", True,
+         "head and input embedding keep the kept rows (tie kept); kept-token logits bit-identical, dropped tokens "
+         "get -inf, so log-probabilities are normalised over the kept tokens and generation emits kept tokens only"),
+    Mode("exact-input", False,
+         "input side only: the head stays full, every logit is bit-identical; saves the input embedding's dropped "
+         "rows on untied models and nothing on tied ones (the head needs the full matrix)"),
+):  # fmt: skip
+    MODES.register(_mode.name, _mode)
 
 
 def get_mode(name: str) -> Mode:
-    from calibench.core.errors import UnknownNameError, did_you_mean
-
-    if name not in MODES:
-        raise UnknownNameError(f"unknown --mode '{name}'{did_you_mean(name, list(MODES))}")
-    return MODES[name]
+    return MODES.get(name)

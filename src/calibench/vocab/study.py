@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from calibench.core.errors import CalibenchError
+from calibench.vocab.modes import MODES
 
 _CACHE: dict[tuple[Any, ...], Any] = {}
 
@@ -30,10 +31,10 @@ class VocabOption(BaseModel):
     @field_validator("mode")
     @classmethod
     def _known_mode(cls, value: str) -> str:
-        from calibench.vocab.modes import MODES
-
-        if value not in MODES:
-            raise ValueError(f"unknown vocab mode '{value}': use one of {', '.join(MODES)}")
+        try:
+            MODES.get(value)
+        except CalibenchError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
 

@@ -12,7 +12,7 @@ from calibench.data.sources.local import LocalFileSource
 from calibench.data.sources.multilingual import MANPAGE_SETS, ManPageSource, source_name
 from calibench.data.sources.offline import OFFLINE_DOMAINS, OfflineSource
 from calibench.data.sources.random_vocab import RandomPunctSource, RandomVocabSource
-from calibench.data.sources.registry import get_source, list_sources, register_source
+from calibench.data.sources.registry import SOURCES, get_source, list_sources, register_source
 
 for _corpus in HUB_CORPORA:
     register_source(_corpus.name, lambda c=_corpus: HubSource(c), f"[hub] {_corpus.description}")
@@ -31,6 +31,7 @@ __all__ = [
     "CONCAT",
     "DOCUMENT",
     "RANDOM",
+    "SOURCES",
     "Documents",
     "ListDocuments",
     "LocalFileSource",

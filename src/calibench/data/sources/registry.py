@@ -8,37 +8,43 @@ a .txt/.jsonl/.parquet file becomes a local-file source.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from calibench.core.errors import UnknownNameError, did_you_mean
+from calibench.core.errors import UnknownNameError
+from calibench.core.registry import Registry
 from calibench.data.sources.base import Source
+from calibench.data.sources.local import LOCAL_SUFFIXES, LocalFileSource
 
-_REGISTRY: dict[str, Callable[[], Source]] = {}
-_DESCRIPTIONS: dict[str, str] = {}
+
+@dataclass(frozen=True)
+class SourceEntry:
+    """A registered source: how to make it, and its one-line description for listings."""
+
+    factory: Callable[[], Source]
+    description: str = ""
+
+
+SOURCES: Registry[SourceEntry] = Registry("source")
 
 
 def register_source(name: str, factory: Callable[[], Source], description: str = "") -> None:
     """Make ``name`` usable everywhere a source is named (API, CLI, study specs)."""
-    _REGISTRY[name] = factory
-    _DESCRIPTIONS[name] = description
+    SOURCES.register(name, SourceEntry(factory, description))
 
 
 def list_sources() -> dict[str, str]:
     """Registered names and their one-line descriptions."""
-    return dict(sorted(_DESCRIPTIONS.items()))
+    return {name: entry.description for name, entry in SOURCES.items()}
 
 
 def get_source(spec: str | Source, text_field: str = "text") -> Source:
     """Resolve a registered name or a local file path to a Source."""
     if isinstance(spec, Source):
         return spec
-    if spec in _REGISTRY:
-        return _REGISTRY[spec]()
-    from calibench.data.sources.local import LOCAL_SUFFIXES, LocalFileSource
-
+    if spec in SOURCES:
+        return SOURCES.get(spec).factory()
     path = Path(spec)
     if path.suffix.lower() in LOCAL_SUFFIXES or path.exists():
         return LocalFileSource(path, text_field=text_field)
-    raise UnknownNameError(
-        f"unknown source '{spec}'{did_you_mean(spec, list(_REGISTRY))}; or give a .txt/.jsonl/.parquet file"
-    )
+    raise UnknownNameError(f"{SOURCES.unknown_message(spec)}; or give a .txt/.jsonl/.parquet file")
