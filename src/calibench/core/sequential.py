@@ -65,6 +65,19 @@ Which sets happened to be drawn is a second source of variance that does
 not shrink with more items; :func:`set_confidence_sequence` accounts for it
 by a two-level construction, see its docstring.
 
+Adaptive evaluation: :class:`SequentialComparison` takes blocks of
+differences up to a cap and reports "decided" (Holm-adjusted anytime p <=
+alpha across the family, :func:`family_status`), "futile" (the cap is
+reached, or a stated projection says it will be reached undecided, see
+:meth:`SequentialComparison.status`) or "running".
+
+References: Waudby-Smith and Ramdas (2023), "Estimating means of bounded
+random variables by betting" (hedged capital, predictable plug-in stakes);
+Howard, Ramdas, McAuliffe and Sekhon (2021), "Time-uniform, nonparametric,
+nonasymptotic confidence sequences" (the framework; empirical-Bernstein
+alternatives); Ville (1939) for the maximal inequality; Holm (1979), "A
+simple sequentially rejective multiple test procedure".
+
 Everything here is deterministic: no randomness is used at all.
 """
 
@@ -839,19 +852,19 @@ class SequentialComparison:
         p = self.p
         adjusted = p if p_adjusted is None else float(p_adjusted)
         low, high = self.interval()
-        common = dict(
-            name=self.name, items=self.items, estimate=self.estimate, low=low, high=high, p=p, p_adjusted=adjusted
-        )
+
+        def make(state: str, reason: str) -> Status:
+            return Status(self.name, state, self.items, self.estimate, low, high, p, adjusted, reason, self.scope)
+
         if self.items and adjusted <= self.alpha:
             reason = f"Holm-adjusted anytime p {adjusted:.3g} <= alpha {self.alpha:g} after {self.items} items"
-            self._stopped = Status(state=DECIDED, reason=reason, scope=self.scope, **common)
+            self._stopped = make(DECIDED, reason)
             return self._stopped
         futile = self._futility() if self.items else None
         if futile is not None:
-            self._stopped = Status(state=FUTILE, reason=futile, scope=self.scope, **common)
+            self._stopped = make(FUTILE, futile)
             return self._stopped
-        reason = f"{self.items} of {self.cap} items, Holm-adjusted anytime p {adjusted:.3g}"
-        return Status(state=RUNNING, reason=reason, scope=self.scope, **common)
+        return make(RUNNING, f"{self.items} of {self.cap} items, Holm-adjusted anytime p {adjusted:.3g}")
 
 
 def family_status(comparisons: Sequence[SequentialComparison]) -> list[Status]:
