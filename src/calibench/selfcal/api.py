@@ -22,6 +22,7 @@ token, the stop tokens, the first-token restriction and the vLLM backend.
 from __future__ import annotations
 
 import dataclasses
+import os
 from types import SimpleNamespace
 from typing import Any, Literal
 
@@ -171,7 +172,7 @@ class BosOnly(Strategy):
     def plan(self, job: Job, state: _BosState, loaded: Any) -> SamplingPlan:
         source = loaded
         if job.settings.backend == "vllm":  # vLLM loads the model itself: its stop ids come from the config alone
-            source = SimpleNamespace(config=load_config(job.spec), generation_config=None)
+            source = SimpleNamespace(config=load_config(_spec(job)), generation_config=None)
         return dataclasses.replace(state.plan, stop_ids=tuple(stop_token_ids(job.tokenizer, state.start, source)))
 
     def turns(self, job: Job, state: _BosState, plan: SamplingPlan) -> TurnSource:
@@ -188,13 +189,13 @@ class BosOnly(Strategy):
         from calibench.selfcal.vllm_backend import sample_streams_vllm
 
         return sample_streams_vllm(
-            job.spec,
+            os.fspath(_spec(job)),
             job.tokenizer,
             job.n,
             job.seq_len,
             plan,
             job.seed,
-            dtype=job.dtype,  # type: ignore[arg-type]
+            dtype=job.dtype,
             on_tokens=on_tokens,
         )
 
@@ -217,6 +218,13 @@ class BosOnly(Strategy):
 
     def starts_with_bos(self, job: Job, state: _BosState, tokens: np.ndarray) -> bool:
         return state.start.id == job.tokenizer.bos_token_id
+
+
+def _spec(job: Job) -> str | os.PathLike[str]:
+    """The model spec the vllm backend loads (prepare refused a loaded model)."""
+    if job.spec is None:
+        raise CalibenchError("the vllm backend loads the model itself: give a model name or directory")
+    return job.spec
 
 
 BOS_ONLY = BosOnly()

@@ -276,7 +276,7 @@ def generate(
     strategy = strategy_for(prompting)
     refuse_unknown(strategy, list(options))
     inputs = {key: options.pop(key, None) for key in strategy.inputs}
-    settings = resolve_settings(strategy, settings, options)
+    resolved = resolve_settings(strategy, settings, options)
     spec = model if isinstance(model, (str, os.PathLike)) else None
     validate_sizes(n, seq_len, 1, None)
     if spec is not None:
@@ -286,7 +286,7 @@ def generate(
         raise TypeError(f"{strategy.api}(model, tokenizer): a loaded model needs its tokenizer")
     else:
         validate_sizes(n, seq_len, 1, max_seq_len or models.model_max_length(model))
-    job = Job(model, spec, model_name(model, spec), tokenizer, n, seq_len, seed, settings, dtype, device, inputs)
+    job = Job(model, spec, model_name(model, spec), tokenizer, n, seq_len, seed, resolved, dtype, device, inputs)
     state = strategy.prepare(job)  # everything that can be refused is checked before the model loads
     loaded = strategy.load(job, state)
     plan = strategy.plan(job, state, loaded)
@@ -303,7 +303,7 @@ def generate(
 
         tokens, stats = strategy.sample(job, state, loaded, plan, on_tokens)
 
-    backend = strategy.backend(settings)
+    backend = strategy.backend(resolved)
     generator = {
         "method": "self-calibration",
         "model": model_record(loaded, job.name, dtype, device),
@@ -319,7 +319,7 @@ def generate(
         "separator": strategy.separator,
         "min_new_tokens": plan.min_new_tokens,
         "max_new_tokens": plan.max_new_tokens,
-        "batch_size": settings.batch_size if backend == "torch" else None,
+        "batch_size": resolved.batch_size if backend == "torch" else None,
         "sampling": strategy.sampling_description(backend),
         "libraries": library_versions(backend),
         **strategy.record(job, state, plan),

@@ -204,9 +204,11 @@ class Turn:
 class TurnSource(Protocol):
     """What a self-calibration strategy supplies to the sampling loop: how each sample's turns open."""
 
-    # True: one uniform per row and step, finished rows included (the BOS-only stream, as recorded);
-    # False: one uniform per row that samples at that step
-    draw_every_row: bool
+    @property
+    def draw_every_row(self) -> bool:
+        """True: one uniform per row and step, finished rows included (the BOS-only stream, as recorded);
+        False: one uniform per row that samples at that step."""
+        ...
 
     def opener(self, sample: int) -> Callable[[int | None], Turn]:
         """Sample ``sample``'s turn openings: called with None for its first turn, then with the token that
