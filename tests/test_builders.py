@@ -82,6 +82,30 @@ def test_parameters_are_validated_by_name(text_file):
     assert builder.name == "self" and params.t_init == 0.2 and params.prompting == "bos"
 
 
+@pytest.mark.parametrize("prompting", ["bos", "chat"])
+def test_self_refuses_a_misspelt_setting_with_a_hint(prompting, chat_tokenizer, tiny_model_dir, monkeypatch):
+    import calibench.models
+
+    monkeypatch.setattr(calibench.models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    message = "^t_innit is not a parameter of 'self' \\(did you mean 't_init'\\?\\) \\(its parameters: "
+    with pytest.raises(ParameterError, match=message):
+        make_params("self", prompting=prompting, t_innit=3)
+    with pytest.raises(ParameterError, match=message) as info:
+        build_set(
+            "self", model=str(tiny_model_dir), tokenizer=chat_tokenizer, n=2, seq_len=32, prompting=prompting, t_innit=3
+        )
+    assert info.value.param == "t_innit"
+
+
+def test_parameter_error_hint_is_rendered_as_flags():
+    error = ParameterError("t_innit", "is not a parameter of 'self'", allowed=["seq_len", "t_init"])
+    assert error.render(lambda p: "--" + p.replace("_", "-")) == (
+        "--t-innit is not a parameter of 'self' (did you mean '--t-init'?) (its parameters: --seq-len, --t-init)"
+    )
+    far = ParameterError("zzz", "is not a parameter of 'self'", allowed=["seq_len", "t_init"])
+    assert str(far) == "zzz is not a parameter of 'self' (its parameters: seq_len, t_init)"
+
+
 def test_cli_error_shows_the_flag(text_file, tiny_model_dir, tmp_path, capsys):
     code, _, err = run(
         [

@@ -9,9 +9,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from calibench.core.errors import CalibenchError, ParameterError
+from calibench.core.errors import CalibenchError, ParameterError, UnknownNameError
 from calibench.data.calibset import CalibrationSet
 from calibench.data.chat import render_conversations, template_sha256
+from calibench.selfcal.api import GenerationSettings, run_generation
+from calibench.selfcal.pipeline import STRATEGIES
 from calibench.selfcal.prompted import (
     PromptedSettings,
     PromptOrder,
@@ -346,6 +348,54 @@ def test_user_errors(chat_model, chat_tok):
         generate_prompted_set(chat_model, chat_tok, n=0, seq_len=32, prompts=PROMPTS)
     with pytest.raises(Exception):
         PromptedSettings(first_token="stopwords")  # a BOS-only knob: refused, not ignored
+
+
+@pytest.mark.parametrize("prompting", ["bos", "chat"])
+def test_a_misspelt_setting_is_refused_in_both_prompting_settings(chat_model, chat_tok, prompting, monkeypatch):
+    """`t_innit=3` was dropped silently by the chat path (model_copy(update=)): now refused by name, with a hint."""
+    import calibench.models
+
+    generate = {"bos": run_generation, "chat": generate_prompted_set}[prompting]
+    settings = {"bos": GenerationSettings, "chat": PromptedSettings}[prompting](t_init=0.2)
+    for model in (chat_model, "a-model-spec-never-loaded"):
+        monkeypatch.setattr(calibench.models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+        for given in (None, settings):
+            with pytest.raises(ParameterError) as info:
+                generate(model, chat_tok, n=1, seq_len=32, settings=given, t_innit=3)
+            assert info.value.param == "t_innit"
+            assert str(info.value).startswith(
+                f"t_innit is not a generator setting of prompting {prompting} (did you mean 't_init'?) "
+                "(its parameters: "
+            )
+            assert "t_init" in info.value.allowed and "t_innit" not in info.value.allowed
+
+
+def test_a_setting_of_the_other_prompting_is_refused_not_ignored(chat_model, chat_tok):
+    for generate, option, message in (
+        (generate_prompted_set, {"first_token": "stopwords"}, "^first_token applies to prompting bos only"),
+        (generate_prompted_set, {"backend": "vllm"}, "^backend applies to prompting bos only"),
+        (run_generation, {"system": "Be brief."}, "^system applies to prompting chat only"),
+        (run_generation, {"prompts": PROMPTS}, "^prompts applies to prompting chat only"),
+    ):
+        with pytest.raises(ParameterError, match=message):
+            generate(chat_model, chat_tok, n=1, seq_len=32, **option)
+    with pytest.raises(ParameterError, match="^settings must be PromptedSettings for prompting chat"):
+        generate_prompted_set(chat_model, chat_tok, n=1, seq_len=32, settings=GenerationSettings())
+    with pytest.raises(ParameterError) as info:  # a value pydantic refuses: a ParameterError too, by name
+        generate_prompted_set(chat_model, chat_tok, n=1, seq_len=32, prompts=PROMPTS, t_init="hot")
+    assert info.value.param == "t_init" and "'hot'" in str(info.value)
+
+
+def test_strategies_are_the_self_builders_prompting_choices():
+    import typing
+
+    from calibench.selfcal.builder import SelfParams
+
+    assert STRATEGIES.names() == sorted(typing.get_args(SelfParams.model_fields["prompting"].annotation))
+    assert STRATEGIES.get("chat").settings_model is PromptedSettings
+    assert STRATEGIES.get("bos").settings_model is GenerationSettings
+    with pytest.raises(UnknownNameError, match="unknown prompting 'chta' \\(did you mean 'chat'\\?\\)"):
+        STRATEGIES.get("chta")
 
 
 # --------------------------------------------------------------------------- the real model

@@ -55,6 +55,14 @@ class ParameterError(CalibenchError):
         super().__init__(self.render(str))
 
     def render(self, name: Callable[[str], str]) -> str:
-        """The message with every parameter name passed through ``name`` (the CLI gives flags)."""
-        allowed = f" (its parameters: {', '.join(name(a) for a in self.allowed)})" if self.allowed else ""
-        return f"{name(self.param)} {self.problem}{allowed}"
+        """The message with every parameter name passed through ``name`` (the CLI gives flags).
+
+        A parameter that is not among ``allowed`` gets the closest allowed name as a did-you-mean hint.
+        """
+        if not self.allowed:
+            return f"{name(self.param)} {self.problem}"
+        import difflib
+
+        close = difflib.get_close_matches(self.param, self.allowed, n=1) if self.param not in self.allowed else []
+        hint = f" (did you mean '{name(close[0])}'?)" if close else ""
+        return f"{name(self.param)} {self.problem}{hint} (its parameters: {', '.join(name(a) for a in self.allowed)})"

@@ -3,8 +3,11 @@
 * :mod:`~calibench.selfcal.schedule`: the linear temperature schedule (pure math);
 * :mod:`~calibench.selfcal.stopwords`: the first-token stop-word restriction;
 * :mod:`~calibench.selfcal.tokens`: which token generation starts from, which tokens end it;
-* :mod:`~calibench.selfcal.sampler`: the batched KV-cache sampling loop;
-* :mod:`~calibench.selfcal.api`: :func:`generate_calibration_set`, which wraps it as a CalibrationSet;
+* :mod:`~calibench.selfcal.sampler`: the batched KV-cache sampling loop, one for every strategy;
+* :mod:`~calibench.selfcal.pipeline`: the one pipeline from settings to a recorded CalibrationSet, and the
+  registry of strategies (``prompting``): how each turn opens;
+* :mod:`~calibench.selfcal.api`: the ``bos`` strategy (the paper's setting) and :func:`generate_calibration_set`;
+* :mod:`~calibench.selfcal.prompted`: the ``chat`` strategy and :func:`generate_prompted_set`;
 * :mod:`~calibench.selfcal.vllm_backend`: the same plan run by vLLM, when installed and requested.
 
 External synthetic corpora (the paper's other baseline, e.g. Cosmopedia) need
@@ -15,7 +18,8 @@ nothing from this package: they are ordinary text sources.  Download a shard
 """
 
 from calibench.selfcal.api import GenerationSettings, generate_calibration_set, run_generation
-from calibench.selfcal.sampler import GenerationStats, SamplingPlan, process_logits, sample_streams
+from calibench.selfcal.pipeline import STRATEGIES
+from calibench.selfcal.sampler import GenerationStats, SamplingPlan, process_logits, sample_streams, sample_turns
 from calibench.selfcal.schedule import check_schedule, temperature_at, temperatures
 from calibench.selfcal.stopwords import load_stopwords, stopword_token_ids
 from calibench.selfcal.tokens import StartToken, resolve_start_token, stop_token_ids
@@ -23,6 +27,7 @@ from calibench.selfcal.tokens import StartToken, resolve_start_token, stop_token
 __all__ = [
     "GenerationSettings",
     "GenerationStats",
+    "STRATEGIES",
     "SamplingPlan",
     "StartToken",
     "check_schedule",
@@ -32,6 +37,7 @@ __all__ = [
     "resolve_start_token",
     "run_generation",
     "sample_streams",
+    "sample_turns",
     "stop_token_ids",
     "stopword_token_ids",
     "temperature_at",

@@ -12,8 +12,8 @@ from pydantic import BaseModel, Field, model_validator
 from calibench.data.builders import params as P
 from calibench.data.builders.context import BuildContext
 from calibench.data.builders.registry import Builder
-from calibench.selfcal.api import GenerationSettings, run_generation
-from calibench.selfcal.prompted import PromptedSettings, generate_prompted_set
+from calibench.selfcal.api import GenerationSettings
+from calibench.selfcal.pipeline import STRATEGIES, generate
 
 
 def _prompting_options(self: BaseModel) -> BaseModel:
@@ -67,44 +67,26 @@ SelfParams = _self_params()
 
 
 def build_self(p: Any, ctx: BuildContext) -> list[Any]:
-    fields = set(GenerationSettings.model_fields)
-    settings = GenerationSettings(**{k: v for k, v in p.model_dump().items() if k in fields})
-    settings.check()  # before the weights load
-    if p.prompting == "chat":
-        from calibench.data.chat import require_chat_template
-
-        require_chat_template(ctx.tokenizer, ctx.model_name)
+    """Every set through the one pipeline, with the strategy ``prompting`` names."""
+    values = p.model_dump()
+    # every generator knob of the parameters is checked, whatever the prompting, before the weights load
+    GenerationSettings(**{k: v for k, v in values.items() if k in GenerationSettings.model_fields}).check()
+    strategy = STRATEGIES.get(p.prompting)
+    # the strategy's own settings and inputs; one left unset keeps the strategy's default
+    keys = [*strategy.settings_model.model_fields, *strategy.builder_inputs]
+    options = {k: values[k] for k in keys if values[k] is not None}
+    strategy.precheck(ctx.tokenizer, ctx.model_name)  # before the weights load
     model = ctx.load_model()
-    if p.prompting == "chat":
-        chosen = {
-            k: getattr(p, k)
-            for k in ("t_init", "t_final", "schedule_tokens", "batch_size", "enable_thinking", "system")
-        }
-        if p.max_new_tokens is not None:
-            chosen["max_new_tokens"] = p.max_new_tokens
-        prompted = PromptedSettings(**chosen)
-        return [
-            generate_prompted_set(
-                model,
-                ctx.tokenizer,
-                n=p.n,
-                seq_len=p.seq_len,
-                seed=p.seed + index,
-                settings=prompted,
-                prompts=p.prompts,
-                max_seq_len=ctx.max_seq_len,
-            )[0]
-            for index in range(p.sets)
-        ]
     return [
-        run_generation(
+        generate(
+            strategy,
             model,
             ctx.tokenizer,
             n=p.n,
             seq_len=p.seq_len,
             seed=p.seed + index,
-            settings=settings,
             max_seq_len=ctx.max_seq_len,
+            **options,
         )[0]
         for index in range(p.sets)
     ]

@@ -26,12 +26,17 @@ indexed by the token's position *within its reply*), the pure sampling pieces
 starts its next conversation in the same batch row, with every earlier cache
 column masked and positions restarting at 0, exactly like a fresh sequence.
 
-The loop.  A wave of ``batch_size`` rows (one sample each) begins with one
-batched prefill of every row's first prompt, left-padded under the attention
-mask; then every step feeds one token per row: the next token of a prompt
-being read (forced, no sampling) or the token the row just sampled.  Feeding
-later prompts token by token costs one step per prompt token, the same as
-generating it, and keeps every row independent of the others.
+The loop is the shared one (:func:`calibench.selfcal.sampler.sample_turns`),
+as is the rest of the pipeline (:mod:`calibench.selfcal.pipeline`); this
+module supplies only what differs: the settings, the prompts, how a turn
+opens (:class:`PromptTurns`: the next prompt of the sample's own order), the
+stop tokens and the record.  A wave of ``batch_size`` rows (one sample each)
+begins with one batched prefill of every row's first prompt, left-padded
+under the attention mask; then every step feeds one token per row: the next
+token of a prompt being read (forced, no sampling) or the token the row just
+sampled.  Feeding later prompts token by token costs one step per prompt
+token, the same as generating it, and keeps every row independent of the
+others.
 
 Determinism.  Sample ``i`` reads prompts in the order of its own numpy
 generator seeded with ``(seed, i)`` (a permutation of the list, renewed when
@@ -46,9 +51,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
-import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from importlib import resources
@@ -56,14 +59,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from calibench.core.errors import CalibenchError, ParameterError
-from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
+from calibench.data.calibset import CalibrationSet
 from calibench.data.chat import model_label, render_conversations, require_chat_template, template_record
-from calibench.selfcal.api import MAX_BATCH, TORCH_SAMPLING, _library_versions, _model_name, _model_record
-from calibench.selfcal.sampler import GenerationStats, SamplingPlan, draw, process_logits, token_mask
-from calibench.selfcal.schedule import check_schedule
+from calibench.selfcal.pipeline import TORCH_SAMPLING, Job, SamplerSettings, Strategy, generate
+from calibench.selfcal.sampler import GenerationStats, SamplingPlan, Turn, sample_turns
 from calibench.selfcal.stopwords import _special_ids
 from calibench.selfcal.tokens import _ids
 
@@ -92,28 +93,20 @@ _PROBE_MARKER = "calibench-probe-reply"
 # ----------------------------------------------------------------------------- settings
 
 
-class PromptedSettings(BaseModel):
+class PromptedSettings(SamplerSettings):
     """The knobs of chat self-calibration, validated.
 
-    The schedule defaults are the BOS-only setting's, so that the two settings
-    differ only in what the model is asked to write.
+    The schedule (and its defaults) is the BOS-only setting's, so that the two
+    settings differ only in what the model is asked to write.
     """
 
-    model_config = ConfigDict(extra="forbid")
-    t_init: float = 0.5
-    t_final: float = 1.0
-    schedule_tokens: int = 64
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     batch_size: int = 16
     enable_thinking: bool | None = None  # None: the template's default
     system: str | None = None  # a system message before every prompt; None: the template's default
 
     def check(self) -> None:
-        check_schedule(self.t_init, self.t_final, self.schedule_tokens)
-        if not 1 <= self.batch_size <= MAX_BATCH:
-            raise ParameterError("batch_size", f"must be between 1 and {MAX_BATCH}, got {self.batch_size}")
-        if self.max_new_tokens < 1:
-            raise ParameterError("max_new_tokens", f"must be at least 1, got {self.max_new_tokens}")
+        super().check()
         if self.system is not None and not self.system.strip():
             raise ParameterError("system", "is empty: leave it unset for the template's default")
 
@@ -270,6 +263,14 @@ class PromptedStats(GenerationStats):
     # Not written into the manifest (it follows from the seed); for analysis and tests.
     spans: list[list[tuple[int, int, int, int]]] = dataclasses.field(default_factory=list)
 
+    def begin_turn(self, written: int, fills: bool) -> None:
+        self.conversations += 1
+        self.prompt_tokens += written
+        self.samples_ending_in_prompt += fills
+
+    def add_spans(self, spans: list[list[tuple[int, int, int, int]]]) -> None:
+        self.spans.extend(spans)
+
     def summary(self) -> dict[str, Any]:
         out = super().summary()
         out.update(
@@ -281,6 +282,25 @@ class PromptedStats(GenerationStats):
             }
         )
         return out
+
+
+class PromptTurns:
+    """Chat turns: each opens with the next prompt of the sample's own seeded order, rendered."""
+
+    draw_every_row = False  # one uniform per row that samples at a step
+
+    def __init__(self, rendered: Sequence[Sequence[int]], seed: int):
+        self.rendered = [tuple(int(t) for t in prompt) for prompt in rendered]
+        self.seed = seed
+
+    def opener(self, sample: int) -> Callable[[int | None], Turn]:
+        order = PromptOrder(self.seed, sample, len(self.rendered))
+
+        def turn(ended_by: int | None) -> Turn:
+            k = order.next()
+            return Turn(k, self.rendered[k])
+
+        return turn
 
 
 def sample_prompted_streams(
@@ -298,139 +318,20 @@ def sample_prompted_streams(
     ``rendered[k]`` is prompt ``k``'s token ids (generation prompt included),
     each shorter than ``seq_len``.  ``plan`` supplies the schedule, stop ids,
     ``max_new_tokens`` and vocabulary size (its ``start_id`` and
-    ``first_token_ids`` are not used).  See the module docstring.
+    ``first_token_ids`` are not used).  The shared loop
+    (:func:`~calibench.selfcal.sampler.sample_turns`) with :class:`PromptTurns`.
     """
-    import torch
-    from transformers import DynamicCache
-
     if not rendered or any(not 0 < len(p) < seq_len for p in rendered):
         raise ValueError("every rendered prompt must hold between 1 and seq_len - 1 tokens")
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device)
-    generator.manual_seed(int(seed))
-    head = model.get_output_embeddings()
-    vocab_dim = int(head.weight.shape[0]) if head is not None else plan.vocab_size
-    masks = {"stop": token_mask(plan.stop_ids, vocab_dim, device)}
-    if vocab_dim > plan.vocab_size:
-        masks["beyond_vocab"] = torch.arange(vocab_dim, device=device) >= plan.vocab_size
-    stop_set = set(plan.stop_ids)
+    plan = dataclasses.replace(plan, first_token_ids=None)
     stats = PromptedStats()
-    out = np.empty((n, seq_len), dtype=np.int32)
-    began = time.perf_counter()
-    with torch.inference_mode():
-        for wave_start in range(0, n, batch_size):
-            rows = min(batch_size, n - wave_start)
-            orders = [PromptOrder(seed, wave_start + r, len(rendered)) for r in range(rows)]
-            spans: list[list[list[int]]] = [[] for _ in range(rows)]  # [prompt, start, prompt len, reply len]
-            first = [orders[r].next() for r in range(rows)]
-            streams = [list(rendered[k]) for k in first]
-            for r, k in enumerate(first):
-                spans[r].append([k, 0, len(streams[r]), 0])
-            width = max(len(s) for s in streams)
-            pad = [width - len(s) for s in streams]
-            # The cache holds the left-padded prefill, then at most one column per further token of a sample.
-            mask = torch.zeros(rows, width + seq_len, dtype=torch.long, device=device)
-            prefill = torch.zeros(rows, width, dtype=torch.long, device=device)
-            for r, s in enumerate(streams):
-                prefill[r, pad[r] :] = torch.tensor(s, dtype=torch.long, device=device)
-                mask[r, pad[r] : width] = 1
-            columns = torch.arange(width, device=device).view(1, width)
-            positions = (columns - torch.tensor(pad, device=device).view(rows, 1)).clamp(min=0)
-            conv_start = list(pad)  # cache column of each row's current conversation's first token
-            gen_index = [0] * rows  # index of the next sampled token within the row's reply
-            pending: list[deque[int]] = [deque() for _ in range(rows)]  # prompt tokens still to feed
-            done = [False] * rows
-            next_input = [0] * rows
-            stats.conversations += rows
-            stats.prompt_tokens += sum(len(s) for s in streams)
-            stats.tokens += sum(len(s) for s in streams)
-            if on_tokens is not None:
-                on_tokens(sum(len(s) for s in streams), time.perf_counter() - began)
-            cache = DynamicCache(config=model.config)
-            result = model(
-                input_ids=prefill,
-                attention_mask=mask[:, :width],
-                position_ids=positions,
-                past_key_values=cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            column = width - 1  # the cache column the logits just computed belong to
-            while True:
-                logits = result.logits[:, -1, :]
-                sampling = [r for r in range(rows) if not done[r] and not pending[r]]
-                added = 0
-                if sampling:
-                    probs, _ = process_logits(logits[sampling], [gen_index[r] for r in sampling], plan, masks)
-                    tokens = draw(probs, generator).tolist()
-                    for r, token in zip(sampling, tokens):
-                        token = int(token)
-                        streams[r].append(token)
-                        spans[r][-1][3] += 1
-                        added += 1
-                        gen_index[r] += 1
-                        how = (
-                            "stop"
-                            if token in stop_set
-                            else "max_new_tokens"
-                            if gen_index[r] >= plan.max_new_tokens
-                            else None
-                        )
-                        if how is not None:
-                            stats.end(gen_index[r], how, token)
-                        if len(streams[r]) >= seq_len:
-                            if how is None:
-                                stats.end(gen_index[r], "seq_len")
-                            done[r] = True
-                        elif how is not None:  # the next conversation, in the same row
-                            k = orders[r].next()
-                            prompt = list(rendered[k])[: seq_len - len(streams[r])]
-                            spans[r].append([k, len(streams[r]), len(prompt), 0])
-                            streams[r].extend(prompt)
-                            added += len(prompt)
-                            stats.conversations += 1
-                            stats.prompt_tokens += len(prompt)
-                            if len(streams[r]) >= seq_len:
-                                done[r] = True
-                                stats.samples_ending_in_prompt += 1
-                            else:
-                                pending[r].extend(prompt)
-                                conv_start[r] = column + 1  # where the prompt's first token goes
-                                gen_index[r] = 0
-                        else:
-                            next_input[r] = token
-                stats.tokens += added
-                if on_tokens is not None and added:
-                    on_tokens(added, time.perf_counter() - began)
-                if all(done):
-                    break
-                column += 1
-                for r in range(rows):
-                    if pending[r]:
-                        if conv_start[r] == column:  # a new conversation: forget the row's past
-                            mask[r, :column] = 0
-                        next_input[r] = pending[r].popleft()
-                mask[:, column] = 1
-                input_ids = torch.tensor(next_input, dtype=torch.long, device=device).view(rows, 1)
-                # a finished row's input is ignored; position 0 keeps it inside any position table
-                positions = torch.tensor(
-                    [0 if done[r] else column - conv_start[r] for r in range(rows)], dtype=torch.long, device=device
-                ).view(rows, 1)
-                result = model(
-                    input_ids=input_ids,
-                    attention_mask=mask[:, : column + 1],
-                    position_ids=positions,
-                    past_key_values=cache,
-                    use_cache=True,
-                    logits_to_keep=1,
-                )
-            out[wave_start : wave_start + rows] = np.asarray([s[:seq_len] for s in streams], dtype=np.int32)
-            stats.spans.extend([[tuple(span) for span in row] for row in spans])  # type: ignore[misc]
-    stats.seconds = time.perf_counter() - began
-    return out, stats
+    tokens, _ = sample_turns(
+        model, n, seq_len, plan, seed, PromptTurns(rendered, seed), batch_size, on_tokens=on_tokens, stats=stats
+    )
+    return tokens, stats
 
 
-# ----------------------------------------------------------------------------- the set
+# ----------------------------------------------------------------------------- the strategy
 
 
 def render_prompts(
@@ -463,6 +364,91 @@ def render_prompts(
     return rendered
 
 
+@dataclasses.dataclass
+class _ChatState:
+    template: str
+    template_record: dict[str, Any]
+    prompts: PromptList
+    rendered: list[list[int]]
+    end_of_turn: int | None = None  # found with the stop ids, once the model is loaded
+
+
+class ChatPrompting(Strategy):
+    """``prompting chat``: every turn is a generic prompt through the chat template, then the model's reply."""
+
+    name = PROMPTING
+    settings_model = PromptedSettings
+    api = "generate_prompted_set"
+    inputs = ("prompts", "chat_template")
+    builder_inputs = ("prompts",)
+    progress = "generating replies"
+    temperature_formula = PROMPTED_TEMPERATURE_FORMULA
+    separator = PROMPTED_SEPARATOR_POLICY
+
+    def precheck(self, tokenizer: Any, model_name: str) -> None:
+        require_chat_template(tokenizer, model_name)
+
+    def prepare(self, job: Job) -> _ChatState:
+        settings, chat_template = job.settings, job.inputs["chat_template"]
+        template = require_chat_template(job.tokenizer, model_label(job.tokenizer, job.name), chat_template)
+        record = template_record(job.tokenizer, chat_template, settings.enable_thinking, model_name=job.name)
+        prompt_list = load_prompts(job.inputs["prompts"])
+        rendered = render_prompts(
+            job.tokenizer,
+            prompt_list,
+            system=settings.system,
+            template=template,
+            enable_thinking=settings.enable_thinking,
+            seq_len=job.seq_len,
+            model_name=job.name,
+        )
+        return _ChatState(template, record, prompt_list, rendered)
+
+    def plan(self, job: Job, state: _ChatState, loaded: Any) -> SamplingPlan:
+        stops, state.end_of_turn = chat_stop_ids(job.tokenizer, state.template, loaded, job.settings.enable_thinking)
+        return SamplingPlan(
+            start_id=int(state.rendered[0][0]),
+            stop_ids=tuple(stops),
+            t_init=float(job.settings.t_init),
+            t_final=float(job.settings.t_final),
+            schedule_tokens=int(job.settings.schedule_tokens),
+            max_new_tokens=int(job.settings.max_new_tokens),
+            vocab_size=len(job.tokenizer),
+        )
+
+    def turns(self, job: Job, state: _ChatState, plan: SamplingPlan) -> PromptTurns:
+        return PromptTurns(state.rendered, job.seed)
+
+    def new_stats(self) -> PromptedStats:
+        return PromptedStats()
+
+    def sampling_description(self, backend: str) -> str:
+        return (
+            TORCH_SAMPLING + "; the first prompt of every row of a wave is prefilled left-padded, later "
+            "prompts are fed one token per step"
+        )
+
+    def record(self, job: Job, state: _ChatState, plan: SamplingPlan) -> dict[str, Any]:
+        eot = state.end_of_turn
+        return {
+            "prompting": PROMPTING,
+            "prompts": state.prompts.record(),
+            "system": job.settings.system,
+            "chat_template": state.template_record,
+            "end_of_turn": None if eot is None else {"id": eot, "text": str(job.tokenizer.convert_ids_to_tokens(eot))},
+        }
+
+    def source_spec(self, job: Job) -> dict[str, Any]:
+        return {"prompting": PROMPTING}
+
+    def starts_with_bos(self, job: Job, state: _ChatState, tokens: np.ndarray) -> bool:
+        bos_id = job.tokenizer.bos_token_id
+        return bos_id is not None and bool((tokens[:, 0] == bos_id).all())
+
+
+CHAT = ChatPrompting()
+
+
 def generate_prompted_set(
     model: Any,
     tokenizer: Any | None = None,
@@ -484,105 +470,25 @@ def generate_prompted_set(
     (bundled name, directory, hub id) loaded here with ``dtype`` and
     ``device``.  Knobs come from ``settings`` and/or keyword overrides
     (``t_init=``, ``t_final=``, ``schedule_tokens=``, ``max_new_tokens=``,
-    ``batch_size=``, ``enable_thinking=``, ``system=``).  ``prompts``: a
-    prompt file, a list of strings, or ``None`` for the generic list shipped
-    with calibench.  ``chat_template``: template *text* overriding the
-    tokenizer's (read a file with :func:`calibench.data.chat.read_chat_template`).
+    ``batch_size=``, ``enable_thinking=``, ``system=``); an unknown one is a
+    :class:`ParameterError`.  ``prompts``: a prompt file, a list of strings,
+    or ``None`` for the generic list shipped with calibench.
+    ``chat_template``: template *text* overriding the tokenizer's (read a file
+    with :func:`calibench.data.chat.read_chat_template`).
     """
-    from calibench.core.progress import task
-    from calibench.data.draw import validate_sizes
-    from calibench.models import load_model, load_tokenizer, model_max_length
-
-    settings = (settings or PromptedSettings()).model_copy(update=overrides)
-    settings = PromptedSettings.model_validate(settings.model_dump())
-    settings.check()
-    spec = model if isinstance(model, (str, os.PathLike)) else None
-    validate_sizes(n, seq_len, 1, None)
-    if spec is not None:
-        validate_sizes(n, seq_len, 1, max_seq_len or model_max_length(spec))
-        tokenizer = tokenizer or load_tokenizer(spec)
-    elif tokenizer is None:
-        raise TypeError("generate_prompted_set(model, tokenizer): a loaded model needs its tokenizer")
-    else:
-        validate_sizes(n, seq_len, 1, max_seq_len or model_max_length(model))
-    name = _model_name(model, spec)
-    # Everything that can be refused is checked before the model is loaded.
-    template = require_chat_template(tokenizer, model_label(tokenizer, name), chat_template)
-    template_rec = template_record(tokenizer, chat_template, settings.enable_thinking, model_name=name)
-    prompt_list = load_prompts(prompts)
-    rendered = render_prompts(
+    calib, stats = generate(
+        CHAT,
+        model,
         tokenizer,
-        prompt_list,
-        system=settings.system,
-        template=template,
-        enable_thinking=settings.enable_thinking,
+        n=n,
         seq_len=seq_len,
-        model_name=name,
+        seed=seed,
+        settings=settings,
+        max_seq_len=max_seq_len,
+        dtype=dtype,
+        device=device,
+        prompts=prompts,
+        chat_template=chat_template,
+        **overrides,
     )
-
-    loaded = load_model(spec, dtype=dtype, device=device) if spec is not None else model
-    stops, eot = chat_stop_ids(tokenizer, template, loaded, settings.enable_thinking)
-    plan = SamplingPlan(
-        start_id=int(rendered[0][0]),
-        stop_ids=tuple(stops),
-        t_init=float(settings.t_init),
-        t_final=float(settings.t_final),
-        schedule_tokens=int(settings.schedule_tokens),
-        max_new_tokens=int(settings.max_new_tokens),
-        vocab_size=len(tokenizer),
-    )
-
-    with task("generating replies", total=n * seq_len, unit="tokens") as bar:
-        produced = 0
-
-        def on_tokens(added: int, elapsed: float) -> None:
-            nonlocal produced
-            produced += added
-            bar.advance(added)
-            if elapsed > 0:
-                bar.update(description=f"generating replies {produced / elapsed:,.0f} tokens/s")
-
-        tokens, stats = sample_prompted_streams(
-            loaded, n, seq_len, rendered, plan, seed, settings.batch_size, on_tokens=on_tokens
-        )
-
-    generator = {
-        "method": "self-calibration",
-        "prompting": PROMPTING,
-        "model": _model_record(loaded, name, dtype, device),
-        "backend": "torch",
-        "seed": seed,
-        "n": n,
-        "seq_len": seq_len,
-        "t_init": plan.t_init,
-        "t_final": plan.t_final,
-        "schedule_tokens": plan.schedule_tokens,
-        "temperature_formula": PROMPTED_TEMPERATURE_FORMULA,
-        "prompts": prompt_list.record(),
-        "system": settings.system,
-        "chat_template": template_rec,
-        "stop_token_ids": list(plan.stop_ids),
-        "end_of_turn": None if eot is None else {"id": eot, "text": str(tokenizer.convert_ids_to_tokens(eot))},
-        "separator": PROMPTED_SEPARATOR_POLICY,
-        "min_new_tokens": plan.min_new_tokens,
-        "max_new_tokens": plan.max_new_tokens,
-        "batch_size": settings.batch_size,
-        "sampling": TORCH_SAMPLING + "; the first prompt of every row of a wave is prefilled left-padded, later "
-        "prompts are fed one token per step",
-        "libraries": _library_versions("torch"),
-        "result": stats.summary(),
-    }
-    fingerprint = hashlib.sha256(
-        json.dumps({k: v for k, v in generator.items() if k != "result"}, sort_keys=True).encode()
-    ).hexdigest()[:16]
-    source = SourceRecord(
-        name="self",
-        kind="generated",
-        split="none",
-        spec={"model": name, "prompting": PROMPTING},
-        fingerprint=fingerprint,
-    )
-    bos_id = tokenizer.bos_token_id
-    sampling = SamplingRecord(mode="generated", bos=bos_id is not None and bool((tokens[:, 0] == bos_id).all()))
-    calib = CalibrationSet.create(tokens, tokenizer, source=source, sampling=sampling, seed=seed, generator=generator)
-    return calib, stats
+    return calib, stats  # type: ignore[return-value]
