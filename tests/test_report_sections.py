@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from calibench.core import plots as core_plots
 from calibench.core import stats
 from calibench.report import plots, render, sections, tables
 from calibench.report.frame import load_frame
@@ -179,9 +180,9 @@ def test_two_models_never_share_a_table_without_a_model_column_or_a_plot(tmp_pat
     frame = load_frame(tmp_path)[0]
     import matplotlib
 
-    before = {key: matplotlib.rcParams[key] for key in plots.STYLE}
+    before = {key: matplotlib.rcParams[key] for key in core_plots.STYLE}
     found = sections.build_sections(tmp_path, frame, tmp_path)
-    assert {key: matplotlib.rcParams[key] for key in plots.STYLE} == before  # an rc context, not a global change
+    assert {key: matplotlib.rcParams[key] for key in core_plots.STYLE} == before  # an rc context, not a global change
     assert {s.title for s in found} >= {sections.PAIRED_HEADING, sections.DENSE_HEADING, sections.AVERAGE_HEADING}
     for section in found:
         for table in section.tables:
@@ -197,7 +198,7 @@ def test_two_models_never_share_a_table_without_a_model_column_or_a_plot(tmp_pat
 
 def test_render_gives_markdown_and_html_the_same_cells(tmp_path):
     png = plots.save_figure(plots.pyplot().figure(figsize=(1, 1)), tmp_path / "fig.png")
-    assert png.read_bytes()[:8] == plots.PNG_MAGIC and sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]
+    assert png.read_bytes()[:8] == core_plots.PNG_MAGIC and sorted(p.name for p in tmp_path.iterdir()) == ["fig.png"]
     frame = pd.DataFrame(
         {
             "model": ["m", "m"],
@@ -225,24 +226,26 @@ def test_render_gives_markdown_and_html_the_same_cells(tmp_path):
     assert "significant" not in html and html.count("data:image/png;base64,") == 1
 
 
-def test_providers_in_the_legacy_shape_are_adapted_and_placed(tmp_path, monkeypatch):
+def test_a_registered_provider_is_placed_with_its_tables_and_plots(tmp_path, monkeypatch):
     fill(tmp_path, {("m", "wanda", "wiki"): 1, ("m", "wanda", "code"): 1}, RATES)
-    png = plots.save_figure(plots.pyplot().figure(figsize=(1, 1)), tmp_path / "legacy.png")
+    png = plots.save_figure(plots.pyplot().figure(figsize=(1, 1)), tmp_path / "extra.png")
     seen = []
 
-    def legacy(directory, frame, out):
+    def provider(directory, frame, out):
         seen.append((directory, len(frame), out))
-        return [("Predictors", pd.DataFrame({"model": ["m"], "rho": [0.5]}))], [png]
+        return [render.Section("Predictors", tables=[pd.DataFrame({"model": ["m"], "rho": [0.5]})], plots=[png])]
 
     monkeypatch.setattr(sections, "PROVIDERS", list(sections.PROVIDERS))
-    sections.register("predictors", legacy, before="summarization")
+    sections.register("predictors", provider, before="summarization")
     with pytest.raises(KeyError, match="no report section provider"):
-        sections.register("x", legacy, before="nothing")
+        sections.register("x", provider, before="nothing")
     report = write_report(tmp_path)
     md = report.markdown.read_text()
     assert seen and seen[0][0] == tmp_path and seen[0][2] == tmp_path / "report"
     assert md.index(sections.PAIRED_HEADING) < md.index("## Predictors") and "| m | 0.5000 |" in md
-    assert md.index("## Predictors") < md.index("![legacy](legacy.png)")
-    assert sections.as_sections(([], [png]))[0].title == "Plots"
+    assert md.index("## Predictors") < md.index("![extra](extra.png)")
+    assert sections.as_sections(None) == [] and sections.as_sections([]) == []
+    with pytest.raises(TypeError):  # the old (tables, plots) tuple is no longer accepted
+        sections.as_sections(([("a", pd.DataFrame())], [png]))
     with pytest.raises(TypeError):
         sections.as_sections([("a", pd.DataFrame())])

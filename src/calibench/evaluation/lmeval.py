@@ -137,12 +137,6 @@ def declared_config(manager: Any, spec: LmEvalTask) -> dict[str, Any]:
     return dict(load_yaml(entry.yaml_path, resolve_func=False, recursive=True))
 
 
-def declared_splits(manager: Any, spec: LmEvalTask) -> dict[str, str | None]:
-    """The splits lm-eval's YAML declares for the task (includes resolved)."""
-    config = declared_config(manager, spec)
-    return {key: config.get(key) for key in SPLIT_KEYS}
-
-
 def reference_split(splits: dict[str, Any]) -> str:
     """The split lm-eval scores: test when declared, else validation."""
     return splits.get("test_split") or splits.get("validation_split") or ""
@@ -338,14 +332,6 @@ class TaskRun:
     rows: list[EvalRow]
     samples: dict[str, list[Item]]
     output: dict[str, Any]
-
-
-def make_lm(model: Any, tokenizer: Any, batch_size: int) -> Any:
-    """``HFLM`` around the in-memory model (batch size given here, the device is the model's)."""
-    from calibench.evaluation.backends import BACKENDS, LmInputs
-
-    inputs = LmInputs(model, tokenizer, None, batch_size, "float32", "")
-    return BACKENDS["hf"].make(inputs)
 
 
 def run(lm: Any, prepared: PreparedTask, limit: int | None, bootstrap_iters: int,

@@ -89,7 +89,6 @@ LM_EVAL_TASKS: dict[str, LmEvalTask] = {
 }
 #: the zero-shot loglikelihood tasks of the papers (kept under the old name)
 ZEROSHOT_TASKS = {name: task for name, task in LM_EVAL_TASKS.items() if name != "gsm8k"}
-ZeroShotTask = LmEvalTask  # the old name of the concept
 
 PAPER_TASKS = (
     "arc_easy", "arc_challenge", "boolq", "hellaswag", "lambada_openai",
@@ -111,10 +110,6 @@ class TaskRequest:
     heldout: HeldoutText | None = None
     lm_eval: LmEvalTask | None = None
     summ: object | None = None  # a calibench.summarize.task.SummTask
-
-    @property
-    def zeroshot(self) -> LmEvalTask | None:  # the old name
-        return self.lm_eval
 
 
 def known_task_names() -> list[str]:
