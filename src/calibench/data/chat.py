@@ -36,6 +36,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from calibench.core.errors import CalibenchError, ParameterError
+from calibench.core.text import one_line
 
 #: Roles a conversation may hold; anything else is almost always a mislabelled column ("human", "gpt").
 ROLES = ("system", "user", "assistant", "tool")
@@ -256,7 +257,7 @@ def require_chat_template(tokenizer: Any, model_name: str | None = None, templat
     try:
         return str(tokenizer.get_chat_template())  # a dict of named templates: its "default"
     except ValueError as exc:
-        first = " ".join(str(exc).split())
+        first = one_line(str(exc))
         raise CalibenchError(f"model {model_label(tokenizer, model_name)}: {first}") from None
 
 
@@ -328,7 +329,7 @@ def render_conversations(
             )
         except Exception as exc:  # jinja2 TemplateError (incl. raise_exception in the template), ValueError...
             if type(exc).__module__.startswith("jinja2") or isinstance(exc, ValueError):
-                first = " ".join(str(exc).split()) or type(exc).__name__
+                first = one_line(exc)
                 raise CalibenchError(f"the chat template of {label} refused conversation {i}: {first}") from None
             raise
         out.append(_as_ids(result))

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from calibench.core.errors import CalibenchError
+from calibench.core.provenance import library_versions
+from calibench.core.text import one_line
 from calibench.evaluation.heldout import HeldoutText, load_heldout_texts
 from calibench.evaluation.perplexity import BosOption, cut_windows, resolve_bos_option, score_windows, tokenize_joined
 from calibench.evaluation.results import EvalResult, EvalRow, TaskRecord
@@ -400,8 +402,7 @@ def _load_model(model: Any, tokenizer: Any, dtype: str, device: str) -> tuple[An
         path = resolve_model_path(model)
         if not Path(path).is_dir():
             raise
-        text = " ".join(str(exc).split()) or type(exc).__name__
-        raise CalibenchError(f"could not load model from {path}: {text[:300]}") from exc
+        raise CalibenchError(f"could not load model from {path}: {one_line(exc, 300)}") from exc
     return loaded, tokenizer if tokenizer is not None else load_tokenizer(model)
 
 
@@ -434,13 +435,4 @@ def _announce(message: str) -> None:
 
 
 def _versions(with_lm_eval: bool) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    names = ["calibench", "torch", "transformers", "datasets"] + (["lm_eval"] if with_lm_eval else [])
-    out = {}
-    for pkg in names:
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out
+    return library_versions(["calibench", "torch", "transformers", "datasets"] + (["lm_eval"] if with_lm_eval else []))

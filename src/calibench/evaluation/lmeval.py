@@ -30,6 +30,8 @@ from typing import Any
 
 from calibench.core.connectivity import is_connection_error
 from calibench.core.errors import CalibenchError
+from calibench.core.provenance import package_version
+from calibench.core.text import one_line
 from calibench.evaluation.fewshot import effective_shots, offline_fewshot_problem
 from calibench.evaluation.mirrors import Mirror, build_mirror, mirror_for_dataset
 from calibench.evaluation.results import EvalRow, TaskRecord
@@ -63,12 +65,10 @@ class LmEvalOptions:
 
 
 def lm_eval_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("lm_eval")
-    except PackageNotFoundError:
-        raise CalibenchError("lm-eval tasks need lm-evaluation-harness: pip install lm-eval") from None
+    found = package_version("lm_eval")
+    if found is None:
+        raise CalibenchError("lm-eval tasks need lm-evaluation-harness: pip install lm-eval")
+    return found
 
 
 @contextlib.contextmanager
@@ -234,7 +234,7 @@ def prepare(
                     task = None
                 else:
                     record.status = "skipped"
-                    record.reason = f"lm-eval could not load its data: {_one_line(exc)}"
+                    record.reason = f"lm-eval could not load its data: {one_line(exc, 300)}"
         if task is None and record.status == "ok":
             task = _prepare_offline(manager, spec, config, record, offline_reason, num_fewshot)
             leaves = [task] if task is not None else []
@@ -437,8 +437,3 @@ def rows_from_results(task: str, metrics: dict[str, Any], n: int, limit: int | N
             )
         )
     return rows
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return (text or type(exc).__name__)[:300]

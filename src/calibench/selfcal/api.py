@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from calibench.core.errors import CalibenchError, ParameterError
+from calibench.core.provenance import library_versions
 from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
 from calibench.selfcal.sampler import GenerationStats, SamplingPlan, sample_streams
 from calibench.selfcal.schedule import check_schedule
@@ -117,18 +118,6 @@ def _model_record(model: Any, name: str, dtype: str, device: str) -> dict[str, A
         record["dtype"] = str(next(model.parameters()).dtype).replace("torch.", "")
         record["device"] = next(model.parameters()).device.type
     return record
-
-
-def _library_versions(backend: str) -> dict[str, str]:
-    import torch
-    import transformers
-
-    versions = {"torch": torch.__version__, "transformers": transformers.__version__}
-    if backend == "vllm":
-        from importlib.metadata import version
-
-        versions["vllm"] = version("vllm")
-    return versions
 
 
 def build_plan(
@@ -311,7 +300,7 @@ def generator_record(
         "max_new_tokens_requested": settings.max_new_tokens,
         "batch_size": settings.batch_size if settings.backend == "torch" else None,
         "sampling": TORCH_SAMPLING if settings.backend == "torch" else _vllm_sampling(),
-        "libraries": _library_versions(settings.backend),
+        "libraries": library_versions(["torch", "transformers", *(["vllm"] if settings.backend == "vllm" else [])]),
         "result": stats.summary(),
     }
 

@@ -59,9 +59,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from calibench.core.errors import CalibenchError, ParameterError
+from calibench.core.provenance import library_versions
 from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
 from calibench.data.chat import model_label, render_conversations, require_chat_template, template_record
-from calibench.selfcal.api import MAX_BATCH, TORCH_SAMPLING, _library_versions, _model_name, _model_record
+from calibench.selfcal.api import MAX_BATCH, TORCH_SAMPLING, _model_name, _model_record
 from calibench.selfcal.sampler import GenerationStats, SamplingPlan, draw, process_logits, token_mask
 from calibench.selfcal.schedule import check_schedule
 from calibench.selfcal.stopwords import _special_ids
@@ -569,7 +570,7 @@ def generate_prompted_set(
         "batch_size": settings.batch_size,
         "sampling": TORCH_SAMPLING + "; the first prompt of every row of a wave is prefilled left-padded, later "
         "prompts are fed one token per step",
-        "libraries": _library_versions("torch"),
+        "libraries": library_versions(["torch", "transformers"]),
         "result": stats.summary(),
     }
     fingerprint = hashlib.sha256(
