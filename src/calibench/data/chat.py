@@ -129,6 +129,14 @@ def _text(value: Any, param: str, name: str, index: int, *, optional: bool = Fal
     return value
 
 
+def _text_field(
+    row: Mapping[str, Any], fmt: ChatFormat, param: str, index: int, *, optional: bool = False
+) -> str | None:
+    """The string in the column that ``fmt``'s ``param`` (``"response_field"``, ...) names."""
+    name = getattr(fmt, param)
+    return _text(_column(row, param, name, index), param, name, index, optional=optional)
+
+
 def _messages(value: Any, param: str, name: str, index: int) -> list[dict[str, str]]:
     if not isinstance(value, (list, tuple)) or isinstance(value, (str, bytes)):
         raise ParameterError(
@@ -158,35 +166,16 @@ def conversation_from_row(row: Mapping[str, Any], fmt: ChatFormat, index: int = 
         raise ParameterError(fmt.layout_param, f"row {index} is {type(row).__name__}, not a mapping of columns")
     system: str | None = fmt.system
     if fmt.system_field is not None:
-        own = _text(
-            _column(row, "system_field", fmt.system_field, index),
-            "system_field",
-            fmt.system_field,
-            index,
-            optional=True,
-        )
+        own = _text_field(row, fmt, "system_field", index, optional=True)
         system = own if own is not None else system
     if fmt.alpaca:
         assert fmt.instruction_field is not None and fmt.response_field is not None
-        instruction = _text(
-            _column(row, "instruction_field", fmt.instruction_field, index),
-            "instruction_field",
-            fmt.instruction_field,
-            index,
-        )
+        instruction = _text_field(row, fmt, "instruction_field", index)
         if fmt.input_field is not None:
-            extra = _text(
-                _column(row, "input_field", fmt.input_field, index),
-                "input_field",
-                fmt.input_field,
-                index,
-                optional=True,
-            )
+            extra = _text_field(row, fmt, "input_field", index, optional=True)
             if extra is not None:
                 instruction = f"{instruction}\n\n{extra}"
-        response = _text(
-            _column(row, "response_field", fmt.response_field, index), "response_field", fmt.response_field, index
-        )
+        response = _text_field(row, fmt, "response_field", index)
         conv = [{"role": "user", "content": str(instruction)}, {"role": "assistant", "content": str(response)}]
     else:
         assert fmt.messages_field is not None
