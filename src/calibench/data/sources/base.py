@@ -229,9 +229,9 @@ class TextSource(Source):
         )
 
     def _encoded(
-        self, docs: Documents, order: Sequence[int], tokenizer: Any, chunk: int = 64
+        self, docs: Documents, order: np.ndarray, tokenizer: Any, chunk: int = 64
     ) -> Iterator[tuple[int, list[int]]]:
-        """``(document index, token ids)`` in ``order``, encoded ``chunk`` documents at a time as they are read."""
+        """``(document index, token ids)`` in ``order`` (a permutation), encoded ``chunk`` documents at a time."""
         for begin in range(0, len(order), chunk):
             indices = order[begin : begin + chunk]
             for doc_index, ids in zip(indices, self.encode(docs, indices, tokenizer)):
