@@ -38,7 +38,7 @@ def test_task_names_groups_aliases_and_order():
     paper = [r.name for r in parse_tasks("paper")]
     assert len(paper) == 10 and "storycloze" in paper and "copa" not in paper
     assert [r.name for r in parse_tasks(["zeroshot"])][-2:] == ["copa", "sciq"]
-    assert parse_tasks("storycloze")[0].zeroshot.lm_eval_task == "storycloze_2016"
+    assert parse_tasks("storycloze")[0].lm_eval.lm_eval_task == "storycloze_2016"
 
 
 @pytest.mark.parametrize("spec, fragment", [

@@ -116,9 +116,10 @@ def test_report_sections_validate_signals_against_the_cells(study, tmp_path):
 
     compute_study_signals(study, SIGNALS, k_layers=1, heldout_windows=8)
     frame, _, _ = load_frame(study)
-    found, plots = R.sections(study, frame, tmp_path)
-    assert [title for title, _ in found] == [R.SIGNALS_HEADING, R.SELECTION_HEADING]
-    table, chosen = found[0][1], found[1][1]
+    found = R.sections(study, frame, tmp_path)
+    assert [s.title for s in found] == [R.SIGNALS_HEADING, R.SELECTION_HEADING]
+    assert [len(s.tables) for s in found] == [1, 1] and not found[0].plots
+    table, chosen, plots = found[0].tables[0].frame, found[1].tables[0].frame, found[1].plots
     assert len(plots) == 1 and plots[0].name == "signals.png" and plots[0].stat().st_size > 1000
     outcome = next(o for o in table.outcome.unique())
     assert outcome.endswith("(-log ppl)") and set(table.cells) == {9}
@@ -149,7 +150,7 @@ def test_a_study_without_signals_has_no_predictor_sections(tmp_path):
     from calibench.study.store import Store
 
     Store(tmp_path / "empty").close()
-    assert R.sections(tmp_path / "empty", pd.DataFrame(columns=["method", "source", "task"]), tmp_path) == ([], [])
+    assert R.sections(tmp_path / "empty", pd.DataFrame(columns=["method", "source", "task"]), tmp_path) == []
 
 
 def test_study_signals_cli_and_its_bad_inputs(study, tmp_path, capsys):
@@ -178,7 +179,7 @@ def test_recommend_reads_a_signals_validation_from_the_study(study, tiny_model_d
     objective = cell.tasks[0]
     found = validation_from_study(study, str(tiny_model_dir), "wanda", {"sparsity": 0.5}, objective)
     frame, _, _ = load_frame(study)
-    table = R.sections(study, frame, None)[0][0][1]
+    table = R.sections(study, frame, None)[0].tables[0].frame
     for name, entry in found.items():
         row = table[table.signal == name].iloc[0]
         assert entry["spearman"] == pytest.approx(row["spearman (all cells)"], nan_ok=True)

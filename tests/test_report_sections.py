@@ -227,27 +227,29 @@ def test_render_gives_markdown_and_html_the_same_cells(tmp_path):
     assert "significant" not in html and html.count("data:image/png;base64,") == 1
 
 
-def test_providers_in_the_legacy_shape_are_adapted_and_placed(tmp_path, monkeypatch):
+def test_a_registered_provider_is_placed_with_its_tables_and_plots(tmp_path, monkeypatch):
     fill(tmp_path, {("m", "wanda", "wiki"): 1, ("m", "wanda", "code"): 1}, RATES)
-    png = plots.save_figure(plots.pyplot().figure(figsize=(1, 1)), tmp_path / "legacy.png")
+    png = plots.save_figure(plots.pyplot().figure(figsize=(1, 1)), tmp_path / "extra.png")
     seen = []
 
-    def legacy(directory, frame, out):
+    def provider(directory, frame, out):
         seen.append((directory, len(frame), out))
-        return [("Predictors", pd.DataFrame({"model": ["m"], "rho": [0.5]}))], [png]
+        return [render.Section("Predictors", tables=[pd.DataFrame({"model": ["m"], "rho": [0.5]})], plots=[png])]
 
     order = sections.PROVIDERS.names()
-    with sections.PROVIDERS.temporarily("predictors", legacy):
-        sections.register("predictors", legacy, before="summarization")
+    with sections.PROVIDERS.temporarily("predictors", provider):
+        sections.register("predictors", provider, before="summarization")
         with pytest.raises(UnknownNameError, match="unknown report section provider 'nothing'"):
-            sections.register("x", legacy, before="nothing")
+            sections.register("x", provider, before="nothing")
         assert "x" not in sections.PROVIDERS and sections.PROVIDERS.names() == order
         report = write_report(tmp_path)
-    assert sections.PROVIDERS.get("predictors") is not legacy and sections.PROVIDERS.names() == order
+    assert sections.PROVIDERS.get("predictors") is not provider and sections.PROVIDERS.names() == order
     md = report.markdown.read_text()
     assert seen and seen[0][0] == tmp_path and seen[0][2] == tmp_path / "report"
     assert md.index(sections.PAIRED_HEADING) < md.index("## Predictors") and "| m | 0.5000 |" in md
-    assert md.index("## Predictors") < md.index("![legacy](legacy.png)")
-    assert sections.as_sections(([], [png]))[0].title == "Plots"
+    assert md.index("## Predictors") < md.index("![extra](extra.png)")
+    assert sections.as_sections(None) == [] and sections.as_sections([]) == []
+    with pytest.raises(TypeError):  # the old (tables, plots) tuple is no longer accepted
+        sections.as_sections(([("a", pd.DataFrame())], [png]))
     with pytest.raises(TypeError):
         sections.as_sections([("a", pd.DataFrame())])

@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 
-from calibench.core.errors import CalibenchError
 from calibench.core import stats
+from calibench.core.errors import CalibenchError
 
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings("ignore")]
 

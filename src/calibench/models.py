@@ -25,6 +25,7 @@ from typing import Any
 from calibench.assets import ASSETS, asset_names, require
 from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
 from calibench.core.registry import Registry
+from calibench.core.text import one_line
 
 #: dtype names accepted by :func:`load_model` ("auto" keeps the checkpoint's own dtype).
 DTYPES = ("float32", "bfloat16", "float16", "auto")
@@ -44,11 +45,6 @@ def bundled_models() -> list[str]:
 
 def _offline_hint() -> str:
     return f"offline? use a bundled model: {', '.join(bundled_models())}, or a local directory"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def _is_hub_id(text: str) -> bool:
@@ -91,15 +87,15 @@ def _load(loader: Any, spec: str | os.PathLike[str], **kwargs: Any) -> Any:
         return loader.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
         if is_local:
-            raise CalibenchError(f"could not load model from {path}: {_one_line(exc)}") from exc
+            raise CalibenchError(f"could not load model from {path}: {one_line(exc)}") from exc
         raise CalibenchError(
-            f"could not load model '{path}' from the hub: {_one_line(exc)} ({_offline_hint()})"
+            f"could not load model '{path}' from the hub: {one_line(exc)} ({_offline_hint()})"
         ) from exc
     except Exception as exc:  # network errors from the hub client are not all OSErrors
         if is_local or not type(exc).__module__.startswith(("huggingface_hub", "httpx", "requests")):
             raise
         raise CalibenchError(
-            f"could not load model '{path}' from the hub: {_one_line(exc)} ({_offline_hint()})"
+            f"could not load model '{path}' from the hub: {one_line(exc)} ({_offline_hint()})"
         ) from exc
 
 
@@ -200,7 +196,7 @@ def load_model(spec: str | os.PathLike[str], dtype: Any = "auto", device: Any = 
     try:
         model.to(target)
     except (RuntimeError, AssertionError) as exc:  # e.g. out of GPU memory
-        raise CalibenchError(f"cannot put the model on device '{target}': {_one_line(exc)}") from exc
+        raise CalibenchError(f"cannot put the model on device '{target}': {one_line(exc)}") from exc
     model.eval()
     return model
 

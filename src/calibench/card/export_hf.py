@@ -24,6 +24,7 @@ from typing import Any
 
 from calibench.core import failpoints
 from calibench.core.errors import CalibenchError
+from calibench.core.text import one_line
 from calibench.data.calibset import CalibrationSet
 
 README = "README.md"
@@ -100,7 +101,7 @@ def push_to_hub(folder: str | Path, repo: str, offline: bool | None = None, priv
             )
         datasets.load_from_disk(str(folder)).push_to_hub(repo, private=private)
     except Exception as exc:  # noqa: BLE001 - auth, permissions, network: one line, the folder stays
-        first = " ".join(str(exc).split())[:300]
+        first = one_line(str(exc), 300)
         raise CalibenchError(
             f"push to {repo} failed ({type(exc).__name__}: {first}); {folder} is written: "
             "log in with `hf auth login` (or set HF_TOKEN) and push again"

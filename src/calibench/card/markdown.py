@@ -8,23 +8,20 @@ depends on the time or the machine: the same set gives the same card.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any
 
 from calibench.card.datasheet import Contamination, Datasheet
+from calibench.core.text import escape_cell, markdown_table_lines
 
 TAGS = ("calibench", "calibration-data", "llm-compression")
 
 
-def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
-    return lines
+    """A table's lines; a cell's ``|`` escaped and its line breaks as spaces."""
+    return markdown_table_lines(header, rows, functools.partial(escape_cell, newlines=True))
 
 
 def _num(value: Any, spec: str) -> str:

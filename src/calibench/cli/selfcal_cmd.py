@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from calibench.cli.data_cmd import data_app
+from calibench.core.jsonutil import finite
 
 
 def generate(
@@ -192,20 +193,10 @@ def stats(
     if out is not None:
         from calibench.data.stats.text import __doc__ as definitions
 
-        payload = {"model": model, "definitions": definitions, "sets": [_no_nan(row) for row in rows]}
+        # a NaN statistic (nothing to measure) is written as null: strict JSON
+        payload = {"model": model, "definitions": definitions, "sets": [finite(row) for row in rows]}
         atomic_write_bytes(out, (json.dumps(payload, indent=2, allow_nan=False) + "\n").encode("utf-8"))
         typer.echo(f"wrote {out}")
-
-
-def _no_nan(value: Any) -> Any:
-    """NaN (a statistic with nothing to measure) becomes null: strict JSON."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _no_nan(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_no_nan(v) for v in value]
-    return value
 
 
 def _register_generate() -> None:

@@ -42,6 +42,7 @@ from calibench.compress.recipe_file import load_recipe, recipe_presets
 from calibench.compress.validate import check_causal_lm, check_structure, resolve_group_size, target_linears
 from calibench.core.errors import CalibenchError
 from calibench.core.fsutil import atomic_dir
+from calibench.core.provenance import library_versions
 from calibench.data.calibset import CalibrationSet
 
 RECORD_FILE = "calibench.json"
@@ -66,15 +67,8 @@ class CompressionResult:
 
 
 def _library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    versions = {"python": platform.python_version(), "calibench": __version__}
-    for package in ("torch", "transformers", "llmcompressor", "compressed-tensors"):
-        try:
-            versions[package] = version(package)
-        except PackageNotFoundError:
-            versions[package] = "absent"
-    return versions
+    libraries = library_versions(("torch", "transformers", "llmcompressor", "compressed-tensors"), absent="absent")
+    return {"python": platform.python_version(), "calibench": __version__, **libraries}
 
 
 def _peak_memory_mb() -> dict[str, float]:

@@ -21,6 +21,7 @@ from typing import Any
 
 from calibench.compress.presets import PRESETS
 from calibench.core.errors import CalibenchError
+from calibench.core.text import one_line
 
 #: what the top level of a recipe file looks like, for error messages
 SHAPE = "NAME_stage: NAME_modifiers: ModifierType: {arguments}"
@@ -48,10 +49,6 @@ def _problem(path: Path, message: str) -> CalibenchError:
     return CalibenchError(f"recipe {path}: {message}")
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def _load_yaml(path: Path, text: str) -> dict[str, Any]:
     import yaml
 
@@ -60,7 +57,7 @@ def _load_yaml(path: Path, text: str) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or _one_line(str(exc))
+        problem = getattr(exc, "problem", None) or one_line(str(exc))
         raise _problem(path, f"not valid YAML{where}: {problem}") from None
     if data is None:
         raise _problem(path, f"the file is empty: expected {SHAPE}")
@@ -112,7 +109,7 @@ def _validation_line(exc: Any) -> str:
     error = exc.errors()[0]
     field = ".".join(str(x) for x in error.get("loc", ()))
     message = str(error.get("msg", "")).removeprefix("Value error, ")
-    return _one_line(f"{exc.title}: {field + ': ' if field else ''}{message}")
+    return one_line(f"{exc.title}: {field + ': ' if field else ''}{message}")
 
 
 def _parse_modifiers(path: Path, data: dict[str, Any]) -> list[Any]:
@@ -128,7 +125,7 @@ def _parse_modifiers(path: Path, data: dict[str, Any]) -> list[Any]:
     except ValidationError as exc:
         raise _problem(path, f"llm-compressor rejects it: {_validation_line(exc)}") from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise _problem(path, f"llm-compressor rejects it: {_one_line(str(exc)) or type(exc).__name__}") from None
+        raise _problem(path, f"llm-compressor rejects it: {one_line(exc)}") from None
     return modifiers
 
 
@@ -152,7 +149,7 @@ def load_recipe(path: str | Path) -> RecipeFile:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise _problem(path, f"cannot be read: {_one_line(str(exc))}") from None
+        raise _problem(path, f"cannot be read: {one_line(str(exc))}") from None
     data = _load_yaml(path, text)
     _check_shape(path, data)
     modifiers = _parse_modifiers(path, data)

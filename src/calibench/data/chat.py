@@ -36,6 +36,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from calibench.core.errors import CalibenchError, ParameterError
+from calibench.core.text import one_line
 
 #: Roles a conversation may hold; anything else is almost always a mislabelled column ("human", "gpt").
 ROLES = ("system", "user", "assistant", "tool")
@@ -128,6 +129,14 @@ def _text(value: Any, param: str, name: str, index: int, *, optional: bool = Fal
     return value
 
 
+def _text_field(
+    row: Mapping[str, Any], fmt: ChatFormat, param: str, index: int, *, optional: bool = False
+) -> str | None:
+    """The string in the column that ``fmt``'s ``param`` (``"response_field"``, ...) names."""
+    name = getattr(fmt, param)
+    return _text(_column(row, param, name, index), param, name, index, optional=optional)
+
+
 def _messages(value: Any, param: str, name: str, index: int) -> list[dict[str, str]]:
     if not isinstance(value, (list, tuple)) or isinstance(value, (str, bytes)):
         raise ParameterError(
@@ -157,35 +166,16 @@ def conversation_from_row(row: Mapping[str, Any], fmt: ChatFormat, index: int = 
         raise ParameterError(fmt.layout_param, f"row {index} is {type(row).__name__}, not a mapping of columns")
     system: str | None = fmt.system
     if fmt.system_field is not None:
-        own = _text(
-            _column(row, "system_field", fmt.system_field, index),
-            "system_field",
-            fmt.system_field,
-            index,
-            optional=True,
-        )
+        own = _text_field(row, fmt, "system_field", index, optional=True)
         system = own if own is not None else system
     if fmt.alpaca:
         assert fmt.instruction_field is not None and fmt.response_field is not None
-        instruction = _text(
-            _column(row, "instruction_field", fmt.instruction_field, index),
-            "instruction_field",
-            fmt.instruction_field,
-            index,
-        )
+        instruction = _text_field(row, fmt, "instruction_field", index)
         if fmt.input_field is not None:
-            extra = _text(
-                _column(row, "input_field", fmt.input_field, index),
-                "input_field",
-                fmt.input_field,
-                index,
-                optional=True,
-            )
+            extra = _text_field(row, fmt, "input_field", index, optional=True)
             if extra is not None:
                 instruction = f"{instruction}\n\n{extra}"
-        response = _text(
-            _column(row, "response_field", fmt.response_field, index), "response_field", fmt.response_field, index
-        )
+        response = _text_field(row, fmt, "response_field", index)
         conv = [{"role": "user", "content": str(instruction)}, {"role": "assistant", "content": str(response)}]
     else:
         assert fmt.messages_field is not None
@@ -256,7 +246,7 @@ def require_chat_template(tokenizer: Any, model_name: str | None = None, templat
     try:
         return str(tokenizer.get_chat_template())  # a dict of named templates: its "default"
     except ValueError as exc:
-        first = " ".join(str(exc).split())
+        first = one_line(str(exc))
         raise CalibenchError(f"model {model_label(tokenizer, model_name)}: {first}") from None
 
 
@@ -328,7 +318,7 @@ def render_conversations(
             )
         except Exception as exc:  # jinja2 TemplateError (incl. raise_exception in the template), ValueError...
             if type(exc).__module__.startswith("jinja2") or isinstance(exc, ValueError):
-                first = " ".join(str(exc).split()) or type(exc).__name__
+                first = one_line(exc)
                 raise CalibenchError(f"the chat template of {label} refused conversation {i}: {first}") from None
             raise
         out.append(_as_ids(result))

@@ -22,8 +22,9 @@ from typing import Any
 
 from calibench.core.connectivity import Connectivity, decide
 from calibench.core.errors import CalibenchError
+from calibench.core.provenance import library_versions
 from calibench.evaluation.backends import check_backend
-from calibench.evaluation.kinds.base import EvalContext, KindOutput, TaskKind, package_versions
+from calibench.evaluation.kinds.base import EvalContext, KindOutput, TaskKind
 from calibench.evaluation.kinds.perplexity import load_heldout as _load_heldout  # noqa: F401 (vocab reads it here)
 from calibench.evaluation.lmeval import LmEvalOptions, parse_gen_kwargs
 from calibench.evaluation.lmeval_output import check_lm_eval_dir
@@ -127,7 +128,7 @@ def _assemble(
         rows=[row for out in outputs for row in out.rows],
         tasks=[records[r.name] for r in requests],
         settings=settings,
-        versions=package_versions("calibench", "torch", "transformers", "datasets"),
+        versions=library_versions(["calibench", "torch", "transformers", "datasets"]),
         seconds=seconds,
         samples={k: v for out in outputs for k, v in out.samples.items()} if ctx.options.log_samples else {},
     )

@@ -83,10 +83,6 @@ HELDOUT_TEXTS: dict[str, HeldoutText] = {
 }
 
 
-def heldout_names() -> list[str]:
-    return list(HELDOUT_TEXTS)
-
-
 def local_heldout(path: str) -> HeldoutText:
     """Held-out text from a local file (the whole file is the held-out split)."""
     return HeldoutText(path, path, "all", kind="local", description=f"local file {path}")

@@ -30,7 +30,8 @@ from typing import Any
 
 from calibench.core.connectivity import is_connection_error
 from calibench.core.errors import CalibenchError
-from calibench.evaluation.backends import BACKENDS, LmInputs
+from calibench.core.provenance import package_version
+from calibench.core.text import one_line
 from calibench.evaluation.fewshot import effective_shots, offline_fewshot_problem
 from calibench.evaluation.mirrors import Mirror, build_mirror, mirror_for_dataset
 from calibench.evaluation.results import EvalRow, TaskRecord
@@ -64,12 +65,10 @@ class LmEvalOptions:
 
 
 def lm_eval_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("lm_eval")
-    except PackageNotFoundError:
-        raise CalibenchError("lm-eval tasks need lm-evaluation-harness: pip install lm-eval") from None
+    found = package_version("lm_eval")
+    if found is None:
+        raise CalibenchError("lm-eval tasks need lm-evaluation-harness: pip install lm-eval")
+    return found
 
 
 @contextlib.contextmanager
@@ -136,12 +135,6 @@ def declared_config(manager: Any, spec: LmEvalTask) -> dict[str, Any]:
     if spec.kind == "group" or entry.yaml_path is None:
         return {}
     return dict(load_yaml(entry.yaml_path, resolve_func=False, recursive=True))
-
-
-def declared_splits(manager: Any, spec: LmEvalTask) -> dict[str, str | None]:
-    """The splits lm-eval's YAML declares for the task (includes resolved)."""
-    config = declared_config(manager, spec)
-    return {key: config.get(key) for key in SPLIT_KEYS}
 
 
 def reference_split(splits: dict[str, Any]) -> str:
@@ -241,7 +234,7 @@ def prepare(
                     task = None
                 else:
                     record.status = "skipped"
-                    record.reason = f"lm-eval could not load its data: {_one_line(exc)}"
+                    record.reason = f"lm-eval could not load its data: {one_line(exc, 300)}"
         if task is None and record.status == "ok":
             task = _prepare_offline(manager, spec, config, record, offline_reason, num_fewshot)
             leaves = [task] if task is not None else []
@@ -339,12 +332,6 @@ class TaskRun:
     rows: list[EvalRow]
     samples: dict[str, list[Item]]
     output: dict[str, Any]
-
-
-def make_lm(model: Any, tokenizer: Any, batch_size: int) -> Any:
-    """``HFLM`` around the in-memory model (batch size given here, the device is the model's)."""
-    inputs = LmInputs(model, tokenizer, None, batch_size, "float32", "")
-    return BACKENDS.get("hf").make(inputs)
 
 
 def run(lm: Any, prepared: PreparedTask, limit: int | None, bootstrap_iters: int,
@@ -450,8 +437,3 @@ def rows_from_results(task: str, metrics: dict[str, Any], n: int, limit: int | N
             )
         )
     return rows
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return (text or type(exc).__name__)[:300]

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calibench.core.provenance import package_version
+
 INDEX_FORMAT = 1
 KINDS = ("task", "group", "tag")
 _NAME_LINE = re.compile(r"^\s*-?\s*(?:task|group|tag)\s*:\s*['\"]?([^\s'\"#\[\]{},]+)", re.MULTILINE)
@@ -88,12 +90,7 @@ _memory: dict[str, dict[str, IndexEntry]] = {}
 
 
 def _lm_eval_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("lm_eval")
-    except PackageNotFoundError:  # pragma: no cover - lm_eval imported from a source tree
-        return "unknown"
+    return package_version("lm_eval") or "unknown"  # "unknown": lm_eval imported from a source tree
 
 
 def _cache_key(root: Path) -> str:

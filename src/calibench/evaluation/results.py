@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, PrivateAttr, computed_field
 
 from calibench.core.errors import CorruptArtifactError
+from calibench.core.jsonutil import finite
 
 RESULT_FORMAT = "calibench.eval/1.1"
 FORMAT_FAMILY = "calibench.eval/1"  # every 1.x loads
@@ -114,7 +115,7 @@ class EvalResult(BaseModel):
 
     # -- serialisation ----------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps(_finite(self.model_dump(mode="json")), indent=2, sort_keys=False) + "\n"
+        return json.dumps(finite(self.model_dump(mode="json")), indent=2, sort_keys=False) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> EvalResult:
@@ -154,14 +155,3 @@ def _fmt(value: float) -> str:
     if value is None or not math.isfinite(value):
         return str(value)
     return f"{value:.4f}" if abs(value) < 1000 else f"{value:.1f}"
-
-
-def _finite(obj: Any) -> Any:
-    """JSON has no NaN/Infinity: write them as null."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_finite(v) for v in obj]
-    return obj

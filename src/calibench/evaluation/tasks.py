@@ -106,7 +106,6 @@ LM_EVAL_TASKS: dict[str, LmEvalTask] = {
 }
 #: the zero-shot loglikelihood tasks of the papers (kept under the old name)
 ZEROSHOT_TASKS = {name: task for name, task in LM_EVAL_TASKS.items() if name != "gsm8k"}
-ZeroShotTask = LmEvalTask  # the old name of the concept
 
 PAPER_TASKS = (
     "arc_easy", "arc_challenge", "boolq", "hellaswag", "lambada_openai",
@@ -135,10 +134,6 @@ class TaskRequest:
     @property
     def lm_eval(self) -> LmEvalTask | None:
         return self.spec if self.kind == LM_EVAL_KIND else None
-
-    @property
-    def zeroshot(self) -> LmEvalTask | None:  # the old name
-        return self.lm_eval
 
 
 def task_kinds() -> list[TaskKind]:

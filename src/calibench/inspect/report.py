@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from calibench.core.plots import pyplot, save_figure, styled
+from calibench.core.text import markdown_table
 from calibench.inspect.run import Inspection, ModelInspection
 
 KINDS = ("linear_input", "residual")
@@ -33,9 +34,7 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+    return markdown_table(header, rows, _fmt)
 
 
 def _short(model: str) -> str:

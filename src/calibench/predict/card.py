@@ -8,14 +8,12 @@ disagree.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
+from calibench.core.jsonutil import finite
+from calibench.core.text import markdown_table_lines
+
 FORMAT = "calibench.recommend/1"
-
-
-def _finite(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def card_data(result: Any) -> dict[str, Any]:
@@ -31,11 +29,11 @@ def card_data(result: Any) -> dict[str, Any]:
                 "source": unit.name,
                 "set_index": unit.set_index,
                 "set_id": unit.calib.set_id,
-                "signal": _finite(unit.signal_value),
+                "signal": finite(unit.signal_value),
                 "signal_seconds": round(unit.signal_seconds, 3),
                 "evaluated": full is not None,
-                "objective": _finite(full.objective) if full else None,
-                "metrics": {k: _finite(v) for k, v in full.metrics.items()} if full else None,
+                "objective": finite(full.objective) if full else None,
+                "metrics": {k: finite(v) for k, v in full.metrics.items()} if full else None,
                 "full_seconds": round(full.seconds, 3) if full else None,
             }
         )
@@ -47,7 +45,7 @@ def card_data(result: Any) -> dict[str, Any]:
             "source": chosen.name,
             "set_index": chosen.set_index,
             "set_id": chosen.calib.set_id,
-            "objective": _finite(chosen.full.objective) if chosen.full else None,
+            "objective": finite(chosen.full.objective) if chosen.full else None,
             "metrics": chosen.full.metrics if chosen.full else None,
             "path": "set",
         },
@@ -63,7 +61,7 @@ def card_data(result: Any) -> dict[str, Any]:
         },
         "ranking": ranking,
         "validation": {
-            k: _finite(v) if not isinstance(v, list) else [_finite(x) for x in v] for k, v in validation.items()
+            k: finite(v) if not isinstance(v, list) else [finite(x) for x in v] for k, v in validation.items()
         }
         if validation
         else None,
@@ -133,16 +131,23 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"Candidates were ranked by the cheap signal `{data['signal']['name']}` "
         f"({data['signal']['direction']}); the top ones that fitted the budget were compressed and evaluated in full, "
         "and the best full result was chosen.\n",
-        "| rank | candidate | set | signal | evaluated | objective | metrics | seconds |",
-        "|---|---|---|---|---|---|---|---|",
+        *markdown_table_lines(
+            ("rank", "candidate", "set", "signal", "evaluated", "objective", "metrics", "seconds"),
+            [
+                (
+                    row["rank"],
+                    row["candidate"],
+                    row["set_id"],
+                    _num(row["signal"]),
+                    "yes" if row["evaluated"] else "no",
+                    _num(row["objective"]),
+                    ", ".join(f"{k}: {_num(v)}" for k, v in (row["metrics"] or {}).items()) or "-",
+                    _num(row["full_seconds"], 3),
+                )
+                for row in data["ranking"]
+            ],
+        ),
     ]
-    for row in data["ranking"]:
-        metrics = ", ".join(f"{k}: {_num(v)}" for k, v in (row["metrics"] or {}).items()) or "-"
-        lines.append(
-            f"| {row['rank']} | {row['candidate']} | {row['set_id']} | {_num(row['signal'])} | "
-            f"{'yes' if row['evaluated'] else 'no'} | {_num(row['objective'])} | {metrics} | "
-            f"{_num(row['full_seconds'], 3)} |"
-        )
     lines += ["", "## How sure\n", *_confidence(data), ""]
     estimate = cost["estimate"]
     lines += [

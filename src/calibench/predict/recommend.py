@@ -26,10 +26,12 @@ directory) and the card (``card.md``, ``card.json``), written atomically.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -43,54 +45,15 @@ from calibench.data.calibset import CalibrationSet
 #: measured, and the sum-ratio ``reconstruction`` was weaker (0.30 and 0.80).
 DEFAULT_SIGNAL = "reconstruction.token"
 
-_GRID = (
-    "examples/choice-study.yaml on smollm2-135m (5 sources x 3 sets of 16 x 128 tokens, ppl:wiki on 32 "
-    "windows of 512), 2026-12-02"
+#: Validation measured on a grid, shown on the card when no ``--study`` is given: ``validated.json`` beside this
+#: module, written by ``tools/validated_table.py`` from the committed study reports (never edited by hand).
+#: Keyed by model, then method, each entry with the method parameters and objective it was measured at and, per
+#: signal, ``{"spearman": rho, "ci": [low, high], "held_out": rho, "sign": s, "outcome": ..., "cells": n,
+#: "study": where}``.  A number measured on one model and setting is not claimed for another: see
+#: :func:`known_validation`.
+VALIDATED: dict[str, dict[str, dict[str, Any]]] = json.loads(
+    resources.files("calibench.predict").joinpath("validated.json").read_text(encoding="utf-8")
 )
-
-
-def _entry(spearman: float, ci: tuple[float, float], held_out: float, sign: int) -> dict[str, Any]:
-    return {
-        "spearman": spearman,
-        "ci": list(ci),
-        "held_out": held_out,
-        "sign": sign,
-        "outcome": "ppl:wiki (-log ppl)",
-        "cells": 15,
-        "study": _GRID,
-    }
-
-
-#: Validation measured on a grid, shown on the card when no ``--study`` is given.  Keyed by model, then method,
-#: each entry with the method parameters it was measured at and, per signal,
-#: ``{"spearman": rho, "ci": [low, high], "held_out": rho, "outcome": ..., "cells": n, "study": where, "sign": s}``.
-#: A number measured on one model and setting is not claimed for another: see :func:`known_validation`.
-VALIDATED: dict[str, dict[str, dict[str, Any]]] = {
-    "smollm2-135m": {
-        "gptq": {
-            "params": {"bits": 4, "group_size": 64},
-            "objective": "ppl:wiki",
-            "signals": {
-                "reconstruction.token": _entry(-0.739, (-0.923, -0.305), 0.633, -1),
-                "coverage": _entry(-0.779, (-0.946, -0.420), 0.733, -1),
-                "stats.eval_js": _entry(-0.750, (-0.952, -0.329), 0.633, -1),
-                "reconstruction": _entry(-0.436, (-0.815, 0.177), 0.300, -1),
-                "outliers.kurtosis": _entry(0.857, (0.563, 0.964), 0.867, 1),
-            },
-        },
-        "wanda": {
-            "params": {"sparsity": 0.5},
-            "objective": "ppl:wiki",
-            "signals": {
-                "reconstruction.token": _entry(-0.971, (-1.000, -0.843), 0.967, -1),
-                "coverage": _entry(-0.914, (-0.989, -0.672), 0.833, -1),
-                "stats.eval_js": _entry(-0.907, (-0.986, -0.655), 0.867, -1),
-                "reconstruction": _entry(-0.807, (-0.971, -0.366), 0.800, -1),
-                "outliers.kurtosis": _entry(0.804, (0.470, 0.941), 0.800, 1),
-            },
-        },
-    },
-}
 
 
 def known_validation(

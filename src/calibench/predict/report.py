@@ -30,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from calibench.core.plots import slug
+from calibench.core.plots import model_paths, pyplot, save_figure, slug, styled
 from calibench.predict.signals import SIGNALS
 from calibench.predict.validate import Validation, validate
-from calibench.report.plots import model_paths, pyplot, save_figure, short, styled
+from calibench.report.plots import short
+from calibench.report.render import Section
 
 SIGNALS_HEADING = (
     "Which signals predict: Spearman of each cheap signal with the full result across calibration sets "
@@ -201,24 +202,23 @@ def plot_model(table: Any, model: str, path: Path) -> Path | None:
     return save_figure(fig, path, tight=False)
 
 
-def sections(directory: str | Path, frame: Any, out: Path | None) -> tuple[list[tuple[str, Any]], list[Path]]:
-    """(headings with tables, plots) for the study report; empty when the study has no stored signals."""
+def sections(directory: str | Path, frame: Any, out: Path | None) -> list[Section]:
+    """The study report's predictor sections (the plots under the last); none when the study stored no signals."""
     from calibench.predict.study_signals import cell_signals
 
     signals = cell_signals(directory)
     if signals.empty:
-        return [], []
+        return []
     found = validations(cell_outcomes(frame), signals)
     if not found:
-        return [], []
+        return []
     table = signal_table(found)
-    result: list[tuple[str, Any]] = [(SIGNALS_HEADING, table)]
+    result = [Section(SIGNALS_HEADING, tables=[table])]
     chosen = selection_table(found)
     if len(chosen):
-        result.append((SELECTION_HEADING, chosen))
-    plots: list[Path] = []
+        result.append(Section(SELECTION_HEADING, tables=[chosen]))
     if out is not None:
         for model, path in model_paths(sorted(table.model.unique()), Path(out), "signals").items():
             if plot_model(table, model, path) is not None:
-                plots.append(path)
-    return result, plots
+                result[-1].plots.append(path)
+    return result

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calibench.core import text as core_text
+from calibench.core.text import escape_cell
+
 P_COLUMNS = ("p", "p (Holm)")
 COUNT_COLUMNS = ("sets", "items", "items needed", "sets needed", "sets A", "sets B", "reruns", "docs")
 MARK = "*"
@@ -80,11 +83,7 @@ def markdown_table(table: Table | Any) -> str:
     if table.frame is None or len(table.frame) == 0:
         return "_no rows_\n"
     shown = display_frame(table)
-    cell = lambda text: str(text).replace("|", "\\|")  # noqa: E731
-    header = "| " + " | ".join(cell(c) for c in shown.columns) + " |"
-    rule = "|" + "---|" * len(shown.columns)
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in shown.itertuples(index=False)]
-    return "\n".join([header, rule, *body]) + "\n"
+    return core_text.markdown_table(list(shown.columns), shown.itertuples(index=False), escape_cell)
 
 
 def _html_table(table: Table) -> str:

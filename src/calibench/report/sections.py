@@ -4,9 +4,7 @@ A provider is ``provider(directory, frame, out) -> list[Section]``:
 ``directory`` is the study (for per-item samples), ``frame`` the grid's
 results (noise-floor reruns left out), ``out`` the folder its PNGs go to
 (``None``: tables only).  A provider returns nothing where its part does not
-apply (no accuracy task, a single source, no ``summ:`` task ...).  Older
-providers that return ``(list[(title, DataFrame)], list[Path])`` are
-accepted through :func:`as_sections`.
+apply (no accuracy task, a single source, no ``summ:`` task ...).
 
 :data:`PROVIDERS` names each provider by a callable or by a lazy
 ``"module:function"`` entry that is imported only when the report is
@@ -236,23 +234,10 @@ register("summarization", "calibench.report.summarization:sections")
 
 
 def as_sections(result: Any) -> list[Section]:
-    """A provider's answer as sections: a list of them, or the legacy ``(list[(title, DataFrame)], list[Path])``.
-
-    A legacy answer becomes one section per table; its plots go under the
-    last of them (under a "Plots" section when it has no table).
-    """
-    if isinstance(result, tuple) and len(result) == 2 and not isinstance(result[0], Section):
-        titled, drawn = result
-        found = [Section(str(title), tables=[frame]) for title, frame in titled]
-        if drawn:
-            if found:
-                found[-1].plots.extend(Path(p) for p in drawn)
-            else:
-                found.append(Section("Plots", plots=[Path(p) for p in drawn]))
-        return found
+    """A provider's answer as a list of sections (``None`` or an empty answer: none)."""
     found = list(result or [])
     if not all(isinstance(s, Section) for s in found):
-        raise TypeError("a report section provider returns Section objects or (list[(title, DataFrame)], list[Path])")
+        raise TypeError("a report section provider returns a list of Section objects")
     return found
 
 

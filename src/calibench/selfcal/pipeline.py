@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from calibench import models
 from calibench.core.errors import ParameterError
 from calibench.core.progress import task
+from calibench.core.provenance import library_versions
 from calibench.core.registry import Registry
 from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
 from calibench.data.draw import validate_sizes
@@ -94,16 +95,9 @@ def model_record(model: Any, name: str, dtype: str, device: str) -> dict[str, An
     return record
 
 
-def library_versions(backend: str) -> dict[str, str]:
-    import torch
-    import transformers
-
-    versions = {"torch": torch.__version__, "transformers": transformers.__version__}
-    if backend == "vllm":
-        from importlib.metadata import version
-
-        versions["vllm"] = version("vllm")
-    return versions
+def generator_libraries(backend: str) -> dict[str, str]:
+    """The versions of the libraries that decide the generated tokens."""
+    return library_versions(["torch", "transformers"] + (["vllm"] if backend == "vllm" else []))
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -321,7 +315,7 @@ def generate(
         "max_new_tokens": plan.max_new_tokens,
         "batch_size": resolved.batch_size if backend == "torch" else None,
         "sampling": strategy.sampling_description(backend),
-        "libraries": library_versions(backend),
+        "libraries": generator_libraries(backend),
         **strategy.record(job, state, plan),
         "result": stats.summary(),
     }

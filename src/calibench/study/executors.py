@@ -20,6 +20,7 @@ from typing import Any
 
 from calibench.core.errors import CalibenchError
 from calibench.core.registry import Registry
+from calibench.core.text import one_line
 from calibench.data.calibset import CalibrationSet
 from calibench.study.cells import Cell
 from calibench.study.runner import quiet_libraries, run_cell
@@ -30,14 +31,9 @@ OnDone = Callable[[Cell, CalibrationSet | None, Outcome], None]
 Step = Callable[[str], None]
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"[:500]
-
-
 def _failed(exc: BaseException) -> Outcome:
     """The outcome of a cell that never produced one (no set, a lost or crashed worker)."""
-    return {"error": _one_line(exc), "seconds": 0.0}
+    return {"error": one_line(exc, 500, typed=True), "seconds": 0.0}
 
 
 def _safe_run(cell: Cell, calib: CalibrationSet | None, step: Step | None = None) -> Outcome:
@@ -52,7 +48,7 @@ def _safe_run(cell: Cell, calib: CalibrationSet | None, step: Step | None = None
         raise
     except Exception as exc:  # noqa: BLE001 - a failed cell must not stop the study
         detail = "" if isinstance(exc, CalibenchError) else traceback.format_exc(limit=3)
-        return {"error": _one_line(exc), "traceback": detail, "seconds": time.perf_counter() - started}
+        return {"error": one_line(exc, 500, typed=True), "traceback": detail, "seconds": time.perf_counter() - started}
 
 
 def _with_sets(

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from calibench.core.errors import CalibenchError
+from calibench.core.text import markdown_table_lines
 from calibench.summarize.metrics import ALL_METRICS, CONSISTENCY_METRIC
 from calibench.summarize.repetition import DEGENERATE_AT, repeated_share
 from calibench.summarize.stats import paired_bootstrap
@@ -146,7 +147,7 @@ def compare_table(runs: Sequence[Run], metrics: Sequence[str] = ALL_METRICS) -> 
     base, others = runs[0], runs[1:]
     per = [{r["metric"]: r for r in paired_rows(base.items, o.items, metrics)} for o in others]
     head = ["metric", f"{base.label}"] + [f"{o.label} - {base.label} [95% CI]" for o in others]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for metric in metrics:
         if not any(metric in p for p in per):
             continue
@@ -159,7 +160,8 @@ def compare_table(runs: Sequence[Run], metrics: Sequence[str] = ALL_METRICS) -> 
                 if r is None
                 else f"{r['diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]" + (" *" if r["significant"] else "")
             )
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(cells)
+    lines = markdown_table_lines(head, rows)
     n = min(len(set(base.items) & set(o.items)) for o in others)
     lines.append("")
     lines.append(f"Paired over {n} documents (doc_hash); * the 95% paired bootstrap CI excludes 0.")

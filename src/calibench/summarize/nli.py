@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from calibench.core.errors import CalibenchError
+from calibench.core.text import one_line
 
 AEGIS = "aegis"
 AEGIS_ASSET = "aegis-nli"
@@ -100,7 +101,7 @@ class HfNli:
             self.model = AutoModelForSequenceClassification.from_pretrained(spec).eval()
         except Exception as exc:
             raise CalibenchError(
-                f"could not load NLI model '{spec}' ({' '.join(str(exc).split())[:160]}); offline, use nli=aegis"
+                f"could not load NLI model '{spec}' ({one_line(str(exc), 160)}); offline, use nli=aegis"
             ) from None
         labels = {str(v).lower(): int(k) for k, v in self.model.config.id2label.items()}
         found = [i for label, i in labels.items() if label.startswith("entail") or label == "supported"]

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from calibench.core.errors import CalibenchError
 from calibench.core.registry import Registry
+from calibench.core.text import one_line
 
 STUDY_ID_META = "tracking_study_id"
 MAX_PARAM_CHARS = 500  # MLflow's limit on older servers; W&B has none
@@ -248,7 +249,7 @@ class StudyTracking:
             return call(*args)
         except Exception as exc:  # noqa: BLE001 - tracking is a copy; the store has the cell
             self.failed = True
-            message = " ".join(str(exc).split())[:300]
+            message = one_line(str(exc), 300)
             sys.stderr.write(
                 f"warning: {self.tracker.name} tracking failed while {what} ({type(exc).__name__}: "
                 f"{message}); the study goes on, and its next run logs the missing cells\n"
@@ -308,7 +309,7 @@ def open_tracking(spec: TrackingSpec | None, study_dir: str | Path, study_name: 
         except CalibenchError:
             raise
         except Exception as exc:  # noqa: BLE001 - the backend's own error, as one line
-            message = " ".join(str(exc).split())[:300]
+            message = one_line(str(exc), 300)
             raise CalibenchError(
                 f"cannot start {cls.name} tracking ({type(exc).__name__}: {message}): "
                 "fix the spec's tracking: field or remove it"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,19 +178,16 @@ class TextSource(Source):
         order = rng.permutation(len(docs))
         rows: list[np.ndarray] = []
         windows: list[tuple[int, int, int]] = []
-        chunk = 64
         with task(f"sampling {self.name} documents", total=count, unit="windows") as bar:
-            for begin in range(0, len(order), chunk):
-                indices = order[begin : begin + chunk]
-                for doc_index, ids in zip(indices, self.encode(docs, indices, tokenizer)):
-                    if len(ids) < length:
-                        continue
-                    start = window_start_in_document(len(ids), length, rng)
-                    rows.append(np.asarray(ids[start : start + length], dtype=np.int32))
-                    windows.append((int(doc_index), start, length))
-                    bar.advance()
-                    if len(rows) == count:
-                        return Sampled(np.stack(rows), windows)
+            for doc_index, ids in self._encoded(docs, order, tokenizer):
+                if len(ids) < length:
+                    continue
+                start = window_start_in_document(len(ids), length, rng)
+                rows.append(np.asarray(ids[start : start + length], dtype=np.int32))
+                windows.append((doc_index, start, length))
+                bar.advance()
+                if len(rows) == count:
+                    return Sampled(np.stack(rows), windows)
         raise CorpusTooShortError(
             f"source '{self.name}' has only {len(rows)} documents with at least {length} tokens, but {count} "
             "windows were asked for; lower --n, --seq-len or --sets, or use --mode concat"
@@ -214,25 +211,31 @@ class TextSource(Source):
         tokens = np.full((count, length), pad, dtype=np.int32)
         mask = np.zeros((count, length), dtype=np.uint8)
         windows: list[tuple[int, int, int]] = []
-        chunk = 64
         with task(f"sampling {self.name} documents", total=count, unit="windows") as bar:
-            for begin in range(0, len(order), chunk):
-                indices = order[begin : begin + chunk]
-                for doc_index, ids in zip(indices, self.encode(docs, indices, tokenizer)):
-                    if not ids:
-                        continue
-                    kept = ids[:length]
-                    row = len(windows)
-                    tokens[row, : len(kept)] = kept
-                    mask[row, : len(kept)] = 1
-                    windows.append((int(doc_index), 0, len(kept)))
-                    bar.advance()
-                    if len(windows) == count:
-                        return Sampled(tokens, windows, mask)
+            for doc_index, ids in self._encoded(docs, order, tokenizer):
+                if not ids:
+                    continue
+                kept = ids[:length]
+                row = len(windows)
+                tokens[row, : len(kept)] = kept
+                mask[row, : len(kept)] = 1
+                windows.append((doc_index, 0, len(kept)))
+                bar.advance()
+                if len(windows) == count:
+                    return Sampled(tokens, windows, mask)
         raise CorpusTooShortError(
             f"source '{self.name}' has only {len(windows)} non-empty documents, but {count} windows were asked "
             "for; lower --n or --sets"
         )
+
+    def _encoded(
+        self, docs: Documents, order: np.ndarray, tokenizer: Any, chunk: int = 64
+    ) -> Iterator[tuple[int, list[int]]]:
+        """``(document index, token ids)`` in ``order`` (a permutation), encoded ``chunk`` documents at a time."""
+        for begin in range(0, len(order), chunk):
+            indices = order[begin : begin + chunk]
+            for doc_index, ids in zip(indices, self.encode(docs, indices, tokenizer)):
+                yield int(doc_index), ids
 
     def encode(self, docs: Documents, indices: Sequence[int], tokenizer: Any) -> list[list[int]]:
         """Token ids of some documents (no special tokens added: BOS is the builder's choice)."""

@@ -37,7 +37,6 @@ import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from calibench.core import progress
@@ -141,14 +140,3 @@ def announce(message: str) -> None:
     if progress.enabled():
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
-
-
-def package_versions(*names: str) -> dict[str, str]:
-    """The installed version of each package (absent ones left out)."""
-    out = {}
-    for pkg in names:
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            continue
-    return out

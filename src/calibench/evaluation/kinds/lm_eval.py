@@ -19,9 +19,10 @@ from typing import Any
 
 from calibench.core import progress
 from calibench.core.errors import CalibenchError, UnknownNameError
+from calibench.core.provenance import library_versions
 from calibench.evaluation import lmeval, lmeval_index
 from calibench.evaluation.backends import LmInputs
-from calibench.evaluation.kinds.base import EvalContext, KindOutput, TaskKind, announce, package_versions
+from calibench.evaluation.kinds.base import EvalContext, KindOutput, TaskKind, announce
 from calibench.evaluation.lmeval_output import write_lm_eval_output
 from calibench.evaluation.results import EvalResult
 from calibench.evaluation.tasks import (
@@ -92,7 +93,7 @@ KIND = LmEvalKind()
 def _finish(result: EvalResult, outputs: list[dict[str, Any]], meta: dict[str, Any], ctx: EvalContext) -> None:
     """Seeds and lm-eval's version in the result, its raw outputs kept, and its own layout written if asked."""
     result.settings["seeds"] = dict(lmeval.SEEDS)
-    result.versions.update(package_versions("lm_eval"))
+    result.versions.update(library_versions(["lm_eval"]))
     result._lm_eval_outputs = outputs
     result._lm_eval_meta.update(meta)
     if ctx.lm_eval_out is not None and outputs:
