@@ -58,7 +58,8 @@ def test_act_outliers_rows_equal_a_direct_measurement_and_reach_the_report(
     from calibench.inspect import activation_stats
     from calibench.inspect.quant_error import activation_quant_error, static_scales
     from calibench.models import load_model, load_tokenizer
-    from calibench.report.frame import load_frame, write_report
+    from calibench.report.frame import load_frame
+    from calibench.report.study import write_report
     from calibench.study.sets import SETS_DIR
 
     train, heldout = texts

@@ -18,6 +18,14 @@ pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.filterwarnings(
 # ----------------------------------------------------------------- paired bootstrap
 
 
+def flat_sections(directory, frame, out=None):
+    """The paired report sections as ([(heading, table)], [plot paths])."""
+    from calibench.report.sections import paired_sections
+
+    found = paired_sections(directory, frame, out)
+    return [(s.title, t.frame) for s in found for t in s.tables], [p for s in found for p in s.plots]
+
+
 def loop_bootstrap(a, b, n_boot, seed, level=0.95):
     """An explicit one-replicate-at-a-time implementation to check the vectorised one against."""
     rng = np.random.default_rng(seed)
@@ -209,9 +217,7 @@ eval:
     d = per_source[a] - per_source[b]
     ci = paired.paired_bootstrap_ci(d)
 
-    from calibench.report.sections import paired_sections
-
-    sections, _ = paired_sections(out, frame[frame.perturbation == ""])
+    sections, _ = flat_sections(out, frame[frame.perturbation == ""])
     pairs = dict(sections)[PAIRED_HEADING]
     assert len(pairs) == 1
     row = pairs.iloc[0]
@@ -234,8 +240,6 @@ eval:
 def test_no_paired_sections_with_a_single_source(tmp_path):
     import pandas as pd
 
-    from calibench.report.sections import paired_sections
-
     frame = pd.DataFrame(
         [
             {
@@ -252,7 +256,7 @@ def test_no_paired_sections_with_a_single_source(tmp_path):
             }
         ]
     )
-    assert paired_sections(tmp_path, frame) == ([], [])
+    assert flat_sections(tmp_path, frame) == ([], [])
 
 
 def _fake_cell(source: str, index: int):
@@ -277,7 +281,7 @@ def _fake_cell(source: str, index: int):
 def test_accuracy_items_pair_by_document_and_holm_runs_over_every_pair(tmp_path):
     """Three sources on arc_easy: per-item acc averaged over sets, shared documents only, Holm over 3 pairs."""
     from calibench.report.frame import load_frame
-    from calibench.report.sections import PAIRED_HEADING, SOURCE_CI_HEADING, paired_sections
+    from calibench.report.sections import PAIRED_HEADING, SOURCE_CI_HEADING
     from calibench.study.store import Store
 
     rng = np.random.default_rng(5)
@@ -300,7 +304,7 @@ def test_accuracy_items_pair_by_document_and_holm_runs_over_every_pair(tmp_path)
             )
     store.close()
     frame, _, _ = load_frame(tmp_path)
-    sections, plots = paired_sections(tmp_path, frame, tmp_path)
+    sections, plots = flat_sections(tmp_path, frame, tmp_path)
     pairs = dict(sections)[PAIRED_HEADING].set_index(["source A", "source B"])
     assert list(pairs.index) == [("code", "math"), ("code", "wiki"), ("math", "wiki")]
     shared = sorted(f"h{j}" for j in range(29))  # the report orders items by id (resampling depends on order)
@@ -325,7 +329,6 @@ def test_accuracy_items_pair_by_document_and_holm_runs_over_every_pair(tmp_path)
 
 def test_no_paired_sections_without_per_item_samples(tmp_path):
     from calibench.report.frame import load_frame
-    from calibench.report.sections import paired_sections
     from calibench.study.store import Store
 
     store = Store(tmp_path)
@@ -336,4 +339,4 @@ def test_no_paired_sections_without_per_item_samples(tmp_path):
             )
     store.close()
     frame, _, _ = load_frame(tmp_path)
-    assert paired_sections(tmp_path, frame, tmp_path) == ([], [])
+    assert flat_sections(tmp_path, frame, tmp_path) == ([], [])
