@@ -16,7 +16,7 @@ from calibench.predict.recommend import VALIDATED
 from calibench.predict.report import SIGNALS_HEADING, outcome_name
 from calibench.report.render import markdown_table
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location("calibench_validated_table", ROOT / "tools" / "validated_table.py")
 tool = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = tool  # dataclasses look their module up

@@ -21,7 +21,7 @@ from calibench.data.chat import (
 )
 from conftest import REAL_HOME, make_tokenizer
 
-CONVERSATIONS = Path(__file__).parent / "data" / "conversations.jsonl"
+CONVERSATIONS = Path(__file__).parents[1] / "fixtures" / "conversations.jsonl"
 
 CHATML = (
     "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"

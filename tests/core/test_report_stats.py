@@ -1,4 +1,4 @@
-"""The report's statistics beyond tests/test_paired_stats.py: McNemar's exact test, the choice of test, and the
+"""The report's statistics beyond tests/core/test_paired_stats.py: McNemar's exact test, the choice of test, and the
 calibration of the bootstrap and permutation tests over many synthetic paired data sets (false positives at the
 nominal 5% with no true difference, and the power that items_needed promises with one)."""
 
