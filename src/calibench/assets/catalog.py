@@ -16,6 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from calibench.assets.gguf_convert import concat_parts, convert_gguf, module_constants
+from calibench.assets.manpages import (
+    NO_HYPHENATION,
+    NO_JUSTIFICATION,
+    RENDER_COMMAND,
+    find_pages,
+    macro_package,
+    render_pages,
+    renderer_version,
+)
 from calibench.assets.registry import Asset, Package, find_one, register
 from calibench.assets.store import DebianPackage
 from calibench.core.errors import CalibenchError
@@ -263,16 +272,6 @@ def _prepare_manpages(unpacked: Mapping[str, Path], dest: Path) -> Mapping[str, 
     """
     import json
     import time
-
-    from calibench.assets.manpages import (
-        NO_HYPHENATION,
-        NO_JUSTIFICATION,
-        RENDER_COMMAND,
-        find_pages,
-        macro_package,
-        render_pages,
-        renderer_version,
-    )
 
     renderer = renderer_version()  # fails with one line when groff is missing, before any rendering
     languages: dict[str, Any] = {}

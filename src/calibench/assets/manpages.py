@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from calibench.core.errors import CalibenchError
+from calibench.core.progress import task
 
 #: What ``man`` lays out for ``MANWIDTH=80`` (it keeps a two-column margin).
 LINE_LENGTH = 78
@@ -248,7 +249,6 @@ def render_pages(pages: Sequence[ManPage], language: str | None, label: str, wor
     A page that cannot be read or rendered is skipped and counted, not fatal:
     one odd page among hundreds should not cost the whole language.
     """
-    from calibench.core.progress import task
 
     require_renderer()
     if language:

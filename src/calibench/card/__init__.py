@@ -13,6 +13,7 @@ from typing import Any
 
 from calibench.card.datasheet import Contamination, Datasheet, declared_overlaps, gather
 from calibench.card.markdown import render
+from calibench.core.fsutil import atomic_write_bytes
 
 CARD_NAME = "README.md"  # inside an exported folder (what the hub shows)
 
@@ -24,7 +25,6 @@ def card_text(calib: Any, tokenizer: Any, extra: list[str] | None = None, **opti
 
 def write_card(path: str | Path, text: str) -> Path:
     """Write a card atomically."""
-    from calibench.core.fsutil import atomic_write_bytes
 
     atomic_write_bytes(path, text.encode("utf-8"))
     return Path(path)

@@ -22,7 +22,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from calibench.core.errors import CalibenchError
+from calibench.core import progress
+from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.evaluation.heldout import HELDOUT_TEXTS, load_heldout_texts
+from calibench.evaluation.mirrors import MIRRORS
 
 TASK, HELDOUT = "task", "heldout"
 
@@ -75,7 +78,6 @@ def task_items(task: str) -> BenchmarkText:
 
 
 def heldout_items(name: str) -> BenchmarkText:
-    from calibench.evaluation.heldout import HELDOUT_TEXTS, load_heldout_texts
 
     spec = HELDOUT_TEXTS[name]
     docs, _ = load_heldout_texts(spec)
@@ -87,9 +89,7 @@ def heldout_items(name: str) -> BenchmarkText:
 
 def offline_benchmarks(include: set[str] | None = None) -> Benchmarks:
     """Every benchmark with offline data here (or those named in ``include``), and the ones that could not be read."""
-    from calibench.core import progress
     from calibench.evaluation.heldout import HELDOUT_TEXTS
-    from calibench.evaluation.mirrors import MIRRORS
 
     wanted = [(task, TASK) for task in MIRRORS] + [(name, HELDOUT) for name, h in HELDOUT_TEXTS.items() if h.offline]
     wanted = [(name, kind) for name, kind in wanted if include is None or _label(name, kind) in include]
@@ -118,7 +118,6 @@ def benchmark_names() -> list[str]:
 
 def parse_benchmarks(text: str | None) -> set[str] | None:
     """``--benchmarks a,b`` as a set of known names (None: all of them)."""
-    from calibench.core.errors import UnknownNameError, did_you_mean
 
     if text is None:
         return None

@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from calibench.card.benchmarks import Benchmarks
-from calibench.card.contamination import DEFAULT_N, DEFAULT_TOP, BenchmarkOverlap
+from calibench.card.contamination import DEFAULT_N, DEFAULT_TOP, BenchmarkOverlap, benchmark_overlap, index_windows
+from calibench.core import progress
 from calibench.data.calibset import CalibrationSet
+from calibench.data.stats import set_statistics
 
 
 @dataclass
@@ -97,8 +99,6 @@ def contamination_of(
     texts: list[str], manifest: Any, benchmarks: Benchmarks, n: int = DEFAULT_N, top: int = DEFAULT_TOP
 ) -> Contamination:
     """The set's windows (decoded text) against every benchmark text."""
-    from calibench.card.contamination import benchmark_overlap, index_windows
-    from calibench.core import progress
 
     index = index_windows(texts, n)
     overlaps = []
@@ -132,7 +132,6 @@ def gather(
     ``reference``, activation coverage and diversity against it.
     ``benchmarks`` defaults to every offline benchmark on this machine.
     """
-    from calibench.data.stats import set_statistics
 
     calib.check_tokenizer(tokenizer)
     notes: dict[str, str] = {}

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from calibench.core import failpoints
+from calibench.core.connectivity import decide
 from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import atomic_dir
 from calibench.core.text import one_line
 from calibench.data.calibset import CalibrationSet
 
@@ -41,8 +43,6 @@ def hf_dataset(calib: CalibrationSet, tokenizer: Any | None = None) -> Any:
 def write_hf(calib: CalibrationSet, out: str | Path, tokenizer: Any | None = None, card: str | None = None) -> Path:
     """Write the ``save_to_disk`` folder at ``out`` (which must not exist), with ``card`` as its README."""
     import datasets
-
-    from calibench.core.fsutil import atomic_dir
 
     dataset = hf_dataset(calib, tokenizer)
     quiet = not datasets.utils.logging.is_progress_bar_enabled()
@@ -79,7 +79,6 @@ class PushResult:
 
 def push_to_hub(folder: str | Path, repo: str, offline: bool | None = None, private: bool | None = None) -> PushResult:
     """Publish an exported folder as dataset ``repo``; skipped (not failed) when offline."""
-    from calibench.core.connectivity import decide
 
     folder = Path(folder)
     state = decide(offline)

@@ -44,6 +44,8 @@ from calibench.core.errors import CalibenchError
 from calibench.core.fsutil import atomic_dir
 from calibench.core.provenance import library_versions
 from calibench.data.calibset import CalibrationSet
+from calibench.models import dtype_name
+from calibench.placement import model_device, onload_to, requested_onload_device
 
 RECORD_FILE = "calibench.json"
 
@@ -116,7 +118,6 @@ def _run_stage(model: Any, calib: CalibrationSet, recipe: list[Any], seed: int, 
     from llmcompressor import oneshot
 
     from calibench.compress.compat import cpu_safe_oneshot
-    from calibench.placement import model_device, onload_to, requested_onload_device
 
     torch.manual_seed(seed)
     # layers are onloaded where the model is (a CPU model on a GPU machine stays on the CPU), or where an
@@ -160,7 +161,6 @@ def _record(
     model: Any, model_spec: str, calib_set: CalibrationSet, seed: int, wall: float, notes: list[str], **run: Any
 ) -> dict[str, Any]:
     """The compression record: what ran (``run``: method, params, scheme, modifiers...), on what, and with what."""
-    from calibench.models import dtype_name
 
     dtype, device = _dtype_and_device(model)
     return {

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from calibench.core.errors import CalibenchError
 from calibench.core.registry import Registry
+from calibench.models import dtype_name
 
 if TYPE_CHECKING:
     from calibench.compress.methods import MethodParams
@@ -235,8 +236,6 @@ def check_scheme_runnable(methods: Iterable[Any], dtype: Any, device: Any) -> No
     it was handed.  Methods without a preset pass.
     """
     import torch
-
-    from calibench.models import dtype_name
 
     device_type = device.type if isinstance(device, torch.device) else torch.device(str(device)).type
     dtype_label = dtype if isinstance(dtype, str) else dtype_name(dtype)

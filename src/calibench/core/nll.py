@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from calibench.core.progress import task
+
 
 @dataclass(frozen=True)
 class NLLResult:
@@ -53,8 +55,6 @@ def window_nll(
     models do not lose precision in the reduction.
     """
     import torch
-
-    from calibench.core.progress import task
 
     ids = torch.as_tensor(np.asarray(input_ids), dtype=torch.long)
     mask = (

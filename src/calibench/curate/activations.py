@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from calibench.core.progress import task
 from calibench.curate.layers import DecoderLayers, find_decoder_layers
 from calibench.curate.projection import FeatureReducer
 
@@ -69,8 +70,6 @@ def capture_features(
 ) -> list[np.ndarray]:
     """One (N, reducer.dim) float32 matrix per reducer, for the N windows of ``input_ids``."""
     import torch
-
-    from calibench.core.progress import task
 
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")

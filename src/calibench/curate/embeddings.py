@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from calibench.models import _load, resolve_model_path
+
 DEFAULT_EMBEDDING_MODEL = "minilm"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
 
@@ -40,8 +42,6 @@ class SentenceEmbedder:
         if self._model is not None and self._tokenizer is not None:
             return
         from transformers import AutoModel, AutoTokenizer
-
-        from calibench.models import _load, resolve_model_path
 
         path = resolve_model_path(self.spec)
         self._tokenizer = self._tokenizer or _load(AutoTokenizer, path)

@@ -24,8 +24,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from calibench.core.errors import CalibenchError, ParameterError
-from calibench.curate.capabilities import load_reference, parse_capabilities
+from calibench.curate.activations import capture_features, layer_widths
+from calibench.curate.capabilities import canonical_name, load_reference, parse_capabilities
 from calibench.curate.embeddings import DEFAULT_EMBEDDING_MODEL, SentenceEmbedder
+from calibench.curate.layers import find_decoder_layers
 from calibench.curate.metrics import activation_metrics
 from calibench.curate.pool import build_pool, subset
 from calibench.curate.processing import DEFAULT_MIN_TOKENS, ProcessingSettings
@@ -33,6 +35,9 @@ from calibench.curate.projection import DEFAULT_DIM, RandomProjection
 from calibench.curate.scoring import DEFAULT_ALPHA, ScoreMatrix, capability_weights, sample_texts, score_sources
 from calibench.curate.selection import DEFAULT_N_INIT, Selection, kmeans_select, random_select
 from calibench.data.calibset import CalibrationSet
+from calibench.data.draw import validate_sizes
+from calibench.data.sources import get_source
+from calibench.data.tokenizer import resolve_bos
 
 CURATED_SOURCE = "curated"
 RANDOM_SOURCE = "curation-pool-random"
@@ -94,7 +99,6 @@ class CurationConfig(BaseModel):
         return self.pool_size if self.pool_size is not None else 8 * self.n
 
     def check(self, max_seq_len: int | None = None) -> None:
-        from calibench.data.draw import validate_sizes
 
         validate_sizes(self.n, self.seq_len, 1, max_seq_len)
         if not self.sources:
@@ -121,7 +125,6 @@ class CurationConfig(BaseModel):
 def _canonical_target(target: str | None) -> str | None:
     if target is None:
         return None
-    from calibench.curate.capabilities import canonical_name
 
     return canonical_name(target)
 
@@ -142,7 +145,6 @@ def run_stage1(
     config: CurationConfig, tokenizer: Any, embedder: Any | None = None
 ) -> tuple[ScoreMatrix, dict[str, float], list[str]]:
     """The score matrix, the capability weights and the kept sources."""
-    from calibench.data.sources import get_source
 
     caps = parse_capabilities(config.capabilities)
     weights = capability_weights([c.name for c in caps], config.mode, _canonical_target(config.target))
@@ -163,8 +165,6 @@ def pool_features(
     model: Any, pool: CalibrationSet, seeds: Sequence[int], dim: int = DEFAULT_DIM, batch_size: int = 8
 ) -> tuple[list[np.ndarray], list[RandomProjection], dict[str, Any]]:
     """Projected features of every pool row, one matrix per projection seed, from one capture."""
-    from calibench.curate.activations import capture_features, layer_widths
-    from calibench.curate.layers import find_decoder_layers
 
     layers = find_decoder_layers(model)
     widths = layer_widths(model, layers)
@@ -251,7 +251,6 @@ def curate_seeds(
     run once; each seed gets its own projection (applied during that one
     capture) and its own k-means.  This is how a study draws k curated sets.
     """
-    from calibench.data.tokenizer import resolve_bos
     from calibench.models import load_model, load_tokenizer, model_max_length
 
     config = _resolve_config(config, overrides)

@@ -18,6 +18,7 @@ import numpy as np
 from calibench.core.errors import CalibenchError
 from calibench.curate.processing import ProcessingSettings, process_documents
 from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
+from calibench.data.sources import get_source
 
 POOL_SOURCE = "curation-pool"
 CURATED = "curated"
@@ -41,7 +42,6 @@ def build_pool(
     extra: dict[str, Any] | None = None,
 ) -> CalibrationSet:
     """``pool_size`` windows of ``seq_len`` tokens, split evenly over ``sources`` (their calibration split)."""
-    from calibench.data.sources import get_source
 
     settings = settings or ProcessingSettings()
     if not sources:

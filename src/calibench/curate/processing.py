@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from calibench.core.errors import CorpusTooShortError
+from calibench.core.progress import task
 
 JOINER = "\n\n"
 DEFAULT_MIN_TOKENS = 32
@@ -121,7 +122,6 @@ def process_documents(
     label: str = "source",
 ) -> ProcessedWindows:
     """``count`` windows of ``length`` tokens from ``docs`` (a :class:`~calibench.data.sources.base.Documents`)."""
-    from calibench.core.progress import task
 
     joiner = tokenizer(JOINER, add_special_tokens=False)["input_ids"]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)

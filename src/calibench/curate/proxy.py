@@ -17,6 +17,7 @@ from typing import Any
 
 from calibench.curate.capabilities import Capability, load_reference, parse_capabilities
 from calibench.data.calibset import CalibrationSet
+from calibench.evaluation import perplexity
 
 
 @dataclass
@@ -48,7 +49,6 @@ def reference_perplexity(
     batch_size: int = 8,
     texts: dict[str, list[str]] | None = None,
 ) -> tuple[dict[str, float], dict[str, int]]:
-    from calibench.evaluation import perplexity
 
     ppl, windows = {}, {}
     for cap in capabilities:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from calibench.core.errors import CalibenchError
+from calibench.core.progress import task
 
 DEFAULT_ALPHA = 0.6
 TARGET_WEIGHT, OTHER_WEIGHT = 1.0, 0.2
@@ -161,7 +162,6 @@ def score_sources(
             if not texts:
                 raise CalibenchError(f"{kind} '{name}' has no text to score")
     sources, caps = list(source_texts), list(reference_texts)
-    from calibench.core.progress import task
 
     emb: dict[str, np.ndarray] = {}
     dist: dict[str, np.ndarray] = {}

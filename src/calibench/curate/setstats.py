@@ -18,9 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from calibench.core.console import console as make_console
 from calibench.core.errors import CalibenchError
+from calibench.curate.activations import capture_features, layer_widths
+from calibench.curate.layers import find_decoder_layers
 from calibench.curate.metrics import coverage, diversity
-from calibench.curate.projection import DEFAULT_DIM
+from calibench.curate.projection import DEFAULT_DIM, RandomProjection
 from calibench.data.calibset import CalibrationSet
 
 METRIC_SEED = 0
@@ -40,9 +43,6 @@ def pool_statistics(
     batch_size: int = 8,
 ) -> list[dict[str, Any]]:
     """One dict per set: coverage, diversity, pool size and how many of its rows are pool rows."""
-    from calibench.curate.activations import capture_features, layer_widths
-    from calibench.curate.layers import find_decoder_layers
-    from calibench.curate.projection import RandomProjection
 
     for calib in sets:
         if calib.seq_len != pool.seq_len:
@@ -110,8 +110,6 @@ def add_pool_statistics(
     ``pool`` is a loaded set (the CLI loads it before any work, to refuse a bad one early) or its directory.
     """
     from rich.table import Table
-
-    from calibench.core.console import console as make_console
 
     if model is None:
         raise CalibenchError(

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from calibench import __version__
 from calibench.core import failpoints
 from calibench.core.errors import CalibenchError, CorruptArtifactError, TokenizerMismatchError
-from calibench.core.fsutil import atomic_dir
+from calibench.core.fsutil import atomic_dir, atomic_write_bytes
 from calibench.data.tokenizer import TokenizerIdentity, identify
 
 # 2: the set id covers the manifest's identity fields (1: tokens and tokenizer only)
@@ -334,7 +334,6 @@ class CalibrationSet:
 
     def export_jsonl(self, path: str | Path, tokenizer: Any) -> Path:
         """One JSON object per window: its text, token count and provenance, for people to read."""
-        from calibench.core.fsutil import atomic_write_bytes
 
         windows = self.manifest.sampling.windows
         lines = []

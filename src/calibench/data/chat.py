@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 
 from calibench.core.errors import CalibenchError, ParameterError
 from calibench.core.text import one_line
+from calibench.data.tokenizer import portable_name
 
 #: Roles a conversation may hold; anything else is almost always a mislabelled column ("human", "gpt").
 ROLES = ("system", "user", "assistant", "tool")
@@ -211,7 +212,6 @@ def model_label(tokenizer: Any, model_name: str | None) -> str:
     """How errors name the model: the name given, else the tokenizer's (portable) name."""
     if model_name:
         return model_name
-    from calibench.data.tokenizer import portable_name
 
     return portable_name(str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)) or "this model"
 

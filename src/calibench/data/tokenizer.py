@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from calibench.core.errors import ParameterError
+from calibench.core.paths import assets_dir
 
 BosPolicy = bool | Literal["auto"]
 
@@ -56,8 +57,6 @@ def portable_name(name_or_path: str) -> str:
     ``$CALIBENCH_HOME`` points.
     """
     from pathlib import Path
-
-    from calibench.core.paths import assets_dir
 
     path = Path(name_or_path)
     if path.is_absolute() and path.parent == assets_dir():

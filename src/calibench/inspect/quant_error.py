@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from calibench.core.errors import CalibenchError
+from calibench.curate.layers import find_decoder_layers
 from calibench.inspect.collect import ActivationStats
 from calibench.inspect.sites import HookSite, find_sites
 from calibench.inspect.stream import Batch, check_vocabulary_fits, merge_shared_inputs, stream_activations
@@ -90,7 +91,6 @@ def activation_quant_error(
     statistics on the same model; only linear inputs are scored (residual
     streams are not quantized by W8A8 schemes).
     """
-    from calibench.curate.layers import find_decoder_layers
 
     if not scales:
         raise CalibenchError("no calibration sets to score: pass the statistics of at least one set")

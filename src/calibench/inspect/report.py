@@ -18,6 +18,7 @@ import numpy as np
 from calibench.core.plots import pyplot, save_figure, styled
 from calibench.core.text import markdown_table
 from calibench.inspect.run import Inspection, ModelInspection
+from calibench.models import load_tokenizer
 
 KINDS = ("linear_input", "residual")
 KIND_TITLES = {"linear_input": "linear inputs (max over a layer's linears)", "residual": "residual stream"}
@@ -374,7 +375,6 @@ def write_data(inspection: Inspection, directory: Path) -> None:
 
 def write_inspection(inspection: Inspection, directory: Path) -> list[Path]:
     """Write ``inspection.json``, ``channels.npz``, ``report.md`` and the plots into ``directory`` (which must exist)."""
-    from calibench.models import load_tokenizer
 
     write_data(inspection, directory)
     plots = [

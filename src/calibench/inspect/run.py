@@ -17,9 +17,15 @@ from typing import Any
 from pydantic import BaseModel
 
 from calibench.core.errors import CalibenchError
+from calibench.curate.layers import find_decoder_layers
+from calibench.data.builders import build_set
+from calibench.data.calibset import CalibrationSet
 from calibench.inspect.collect import ActivationStats, activation_stats
 from calibench.inspect.compare import DEFAULT_TOP_K, PairComparison, StabilitySummary, compare_sets, stability_summary
 from calibench.inspect.quant_error import QuantErrorReport, activation_quant_error, static_scales
+from calibench.inspect.sites import find_sites
+from calibench.models import dtype_name, load_tokenizer
+from calibench.placement import load_placed, model_device
 
 DEFAULT_HELDOUT = "wiki"
 
@@ -76,8 +82,6 @@ def resolve_set(
     name: str, model_spec: str, tokenizer: Any, *, n: int, seq_len: int, seed: int, split: str | None = None
 ) -> Any:
     """A saved set (checked against the tokenizer) or one built from the registry for this tokenizer."""
-    from calibench.data.builders import build_set
-    from calibench.data.calibset import CalibrationSet
 
     if Path(name).is_dir():
         return CalibrationSet.load(name, tokenizer=tokenizer)
@@ -105,10 +109,6 @@ def inspect_model(
     **stat_options: Any,
 ) -> ModelInspection:
     """Statistics of every set on one model, their pairwise comparison, and (with ``heldout``) their int8 cost."""
-    from calibench.curate.layers import find_decoder_layers
-    from calibench.inspect.sites import find_sites
-    from calibench.models import dtype_name, load_tokenizer
-    from calibench.placement import load_placed, model_device
 
     labels = check_set_names(set_names)
     tokenizer = load_tokenizer(model_spec)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from calibench.core import progress
 from calibench.core.errors import CalibenchError
 from calibench.inspect.sites import HookSite, site_tensor
 
@@ -82,8 +83,6 @@ def stream_activations(
     model's device a batch at a time.
     """
     import torch
-
-    from calibench.core import progress
 
     if batch_size < 1:
         raise CalibenchError(f"batch size must be at least 1, got {batch_size}")

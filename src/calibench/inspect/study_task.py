@@ -20,6 +20,10 @@ from typing import Any
 import numpy as np
 
 from calibench.core.registry import Registry
+from calibench.data.builders import build_set
+from calibench.evaluation.heldout import HELDOUT_TEXTS
+from calibench.inspect.collect import activation_stats
+from calibench.inspect.quant_error import activation_quant_error, static_scales
 
 PREFIX = "act:"
 DEFAULT_HELDOUT = "wiki"  # an offline domain, readable without the hub
@@ -27,8 +31,6 @@ DEFAULT_HELDOUT = "wiki"  # an offline domain, readable without the hub
 
 def heldout_windows(other_tasks: Sequence[str], tokenizer: Any, model_spec: str, n: int, seq_len: int) -> Any:
     """Windows of the cell's perplexity text (its first ``ppl:`` task), as a set of ``n`` x ``seq_len``."""
-    from calibench.data.builders import build_set
-    from calibench.evaluation.heldout import HELDOUT_TEXTS
 
     name = next((t.removeprefix("ppl:") for t in other_tasks if t.startswith("ppl:")), DEFAULT_HELDOUT)
     if name in HELDOUT_TEXTS:
@@ -41,8 +43,6 @@ def heldout_windows(other_tasks: Sequence[str], tokenizer: Any, model_spec: str,
 
 def outlier_rows(model: Any, calib: Any, tokenizer: Any, model_spec: str, heldout: Any) -> list[dict[str, Any]]:
     """The set's headline activation statistics on ``model``, and the static int8 error its scales cause."""
-    from calibench.inspect.collect import activation_stats
-    from calibench.inspect.quant_error import activation_quant_error, static_scales
 
     stats = activation_stats(model, calib)
     quant = activation_quant_error(model, heldout, {"set": static_scales(stats)})

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from calibench.predict.recommend import recommend as run
+
 
 def recommend(*args: Any, **kwargs: Any) -> Any:
     """See :func:`calibench.predict.recommend.recommend` (imported lazily: it pulls in torch)."""
-    from calibench.predict.recommend import recommend as run
 
     return run(*args, **kwargs)
 

@@ -16,6 +16,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from calibench.core import progress
+
 
 class _Bar:
     def __init__(self, task: Any, label: str, shown: bool):
@@ -32,7 +34,6 @@ class _Bar:
 @contextlib.contextmanager
 def outer_bar(label: str, total: float | None) -> Iterator[_Bar]:
     """A bar labelled ``label`` over ``total`` steps, inner progress silenced while it runs."""
-    from calibench.core import progress
 
     shown = progress.enabled()
     with progress.task(label, total=total) as task:

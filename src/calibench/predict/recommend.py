@@ -36,7 +36,27 @@ from pathlib import Path
 from typing import Any
 
 from calibench.core.errors import CalibenchError, UnknownNameError
+from calibench.core.fsutil import atomic_dir, check_new_output
+from calibench.core.stats import paired_bootstrap_ci, sign_flip_pvalue
+from calibench.data.builders import builders, resolve
 from calibench.data.calibset import CalibrationSet
+from calibench.data.sources import list_sources
+from calibench.evaluation import evaluate
+from calibench.models import load_tokenizer, model_max_length
+from calibench.placement import load_placed
+from calibench.predict.card import card_data, render_markdown
+from calibench.predict.progress import outer_bar
+from calibench.predict.reconstruction import warm_up
+from calibench.predict.report import AVERAGE_ACC as REPORT_AVERAGE
+from calibench.predict.report import cell_outcomes, outcome_name, validations
+from calibench.predict.signals import compute, get_signal, make_probe, reconstruction_of
+from calibench.predict.study_signals import cell_signals, study_cells
+from calibench.report.frame import load_frame
+from calibench.report.tables import item_score
+from calibench.study.cells import Cell
+from calibench.study.runner import quiet_libraries, run_cell
+from calibench.study.spec import EvalSpec
+from calibench.study.store import item_id
 
 #: The signal candidates are ranked by when none is named: the per-token reconstruction error of the first k
 #: layers.  On the smollm2-135m grid (examples/choice-study.yaml, 2026-12-02) it was the best signal with a
@@ -117,15 +137,12 @@ class Recommendation:
 
 
 def known_candidates() -> list[str]:
-    from calibench.data.builders import builders
-    from calibench.data.sources import list_sources
 
     return sorted({n for n in builders() if n != "text"} | set(list_sources()))
 
 
 def parse_candidates(candidates: str | Sequence[str]) -> list[str]:
     """Candidate names, each resolvable by the set-builder registry; refuses an empty list and duplicates."""
-    from calibench.data.builders import resolve
 
     names = [c.strip() for c in (candidates.split(",") if isinstance(candidates, str) else candidates) if c.strip()]
     if not names:
@@ -147,8 +164,6 @@ def _eval_spec(
     tasks: str | Sequence[str], limit: int | None, batch_size: int, ppl_seq_len: int | None, ppl_max_windows: int | None
 ) -> Any:
     from pydantic import ValidationError
-
-    from calibench.study.spec import EvalSpec
 
     task_list = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
     try:
@@ -247,10 +262,6 @@ def validation_from_study(
     study: str | Path, model: str, method: str, params: dict[str, Any], objective: str
 ) -> dict[str, dict[str, Any]]:
     """Per signal, what a study measured for this model and method (its report's predictor table), if anything."""
-    from calibench.predict.report import AVERAGE_ACC as REPORT_AVERAGE
-    from calibench.predict.report import cell_outcomes, outcome_name, validations
-    from calibench.predict.study_signals import cell_signals, study_cells
-    from calibench.report.frame import load_frame
 
     cells = [
         c
@@ -296,9 +307,6 @@ def paired_comparison(objective: str, best: Candidate, runner_up: Candidate) -> 
     every accuracy task are pooled (the mean of pooled item differences
     weighs tasks by their item counts).
     """
-    from calibench.core.stats import paired_bootstrap_ci, sign_flip_pvalue
-    from calibench.report.tables import item_score
-    from calibench.study.store import item_id
 
     def scores(candidate: Candidate) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -343,7 +351,6 @@ def _build(
     names: list[str], model_spec: str, dense: Any, tokenizer: Any, n: int, seq_len: int, sets: int, seed: int, bar: Any
 ) -> list[Candidate]:
     from calibench.data.builders import build_sets, resolve
-    from calibench.models import model_max_length
 
     out: list[Candidate] = []
     for name in names:
@@ -390,7 +397,6 @@ def _cell(
     dtype: str,
     device: str,
 ) -> Any:
-    from calibench.study.cells import Cell
 
     return Cell(
         model=model_spec,
@@ -443,8 +449,6 @@ def recommend(
     at the end).
     """
     from calibench.compress.methods import make_params, resolve
-    from calibench.core.fsutil import check_new_output
-    from calibench.predict.signals import get_signal
 
     started = time.perf_counter()
     params = {k: v for k, v in (params or {}).items() if v is not None}
@@ -536,16 +540,6 @@ def _run(
 ) -> Recommendation:
     """The phases of :func:`recommend`, after its checks."""
     import json
-
-    from calibench.core.fsutil import atomic_dir
-    from calibench.evaluation import evaluate
-    from calibench.models import load_tokenizer
-    from calibench.placement import load_placed
-    from calibench.predict.card import card_data, render_markdown
-    from calibench.predict.progress import outer_bar
-    from calibench.predict.reconstruction import warm_up
-    from calibench.predict.signals import compute, make_probe, reconstruction_of
-    from calibench.study.runner import quiet_libraries, run_cell
 
     phases: dict[str, float] = {}
     tokenizer = load_tokenizer(model)

@@ -35,7 +35,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from calibench.core.errors import CalibenchError
+from calibench.curate.activations import _hidden as hidden_of
+from calibench.curate.layers import find_decoder_layers
 from calibench.data.calibset import CalibrationSet
+from calibench.placement import model_device, onload_to
+from calibench.study.runner import quiet_libraries
 
 
 class _Stop(Exception):
@@ -80,8 +84,6 @@ def truncated_copy(model: Any, k: int) -> Any:
     """An independent copy of ``model`` keeping only its first ``k`` decoder layers."""
     import torch
 
-    from calibench.curate.layers import find_decoder_layers
-
     name = find_decoder_layers(model).name
     parent, attribute, layers = _stack(model, name)
     total = len(layers)
@@ -99,7 +101,6 @@ def truncated_copy(model: Any, k: int) -> Any:
 
 
 def _hidden(output: Any) -> Any:
-    from calibench.curate.activations import _hidden as hidden_of
 
     return hidden_of(output)
 
@@ -184,8 +185,6 @@ def reconstruction(
     """Compress the first ``k`` layers of a copy of ``model`` with ``method`` on ``calib``; their error on ``heldout``."""
     from calibench.compress import compress
     from calibench.compress.fold import fold_weight_quantization
-    from calibench.placement import model_device, onload_to
-    from calibench.study.runner import quiet_libraries
 
     started = time.perf_counter()
     _, _, layers = _stack(model)

@@ -32,6 +32,7 @@ import numpy as np
 
 from calibench.core.plots import model_paths, pyplot, save_figure, slug, styled
 from calibench.predict.signals import SIGNALS
+from calibench.predict.study_signals import cell_signals
 from calibench.predict.validate import Validation, validate
 from calibench.report.plots import short
 from calibench.report.render import Section
@@ -204,7 +205,6 @@ def plot_model(table: Any, model: str, path: Path) -> Path | None:
 
 def sections(directory: str | Path, frame: Any, out: Path | None) -> list[Section]:
     """The study report's predictor sections (the plots under the last); none when the study stored no signals."""
-    from calibench.predict.study_signals import cell_signals
 
     signals = cell_signals(directory)
     if signals.empty:

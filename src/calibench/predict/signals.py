@@ -39,7 +39,18 @@ import numpy as np
 
 from calibench.core.errors import CalibenchError
 from calibench.core.registry import Registry
+from calibench.curate.activations import capture_features, layer_widths
+from calibench.curate.layers import find_decoder_layers
+from calibench.curate.metrics import coverage, diversity
+from calibench.curate.projection import DEFAULT_DIM, RandomProjection
+from calibench.curate.setstats import METRIC_SEED
 from calibench.data.calibset import CalibrationSet
+from calibench.data.stats import set_statistics
+from calibench.data.stats.text import windows_of
+from calibench.inspect.study_task import DEFAULT_HELDOUT, outlier_rows
+from calibench.inspect.study_task import heldout_windows as heldout_set
+from calibench.predict.reconstruction import reconstruction
+from calibench.predict.tokens import distinct_share, token_entropy, unigram_js
 
 DEFAULT_K_LAYERS = 2
 DEFAULT_HELDOUT_WINDOWS = 32
@@ -132,7 +143,6 @@ def _params_key(method: str | None, params: dict[str, Any]) -> str:
 
 
 def _reconstruction(probe: Probe, calib: CalibrationSet, method: str | None, params: dict[str, Any]) -> Any:
-    from calibench.predict.reconstruction import reconstruction
 
     if method is None:
         raise CalibenchError("the reconstruction signal needs a compression method")
@@ -160,10 +170,6 @@ def reconstruction_of(probe: Probe, calib: CalibrationSet, method: str, params: 
 
 def _features(probe: Probe, calib: CalibrationSet) -> np.ndarray:
     """COLA's projected activation features of a set's windows (seed and dim of ``data stats --pool``)."""
-    from calibench.curate.activations import capture_features, layer_widths
-    from calibench.curate.layers import find_decoder_layers
-    from calibench.curate.projection import DEFAULT_DIM, RandomProjection
-    from calibench.curate.setstats import METRIC_SEED
 
     def run() -> np.ndarray:
         layers = find_decoder_layers(probe.model)
@@ -183,7 +189,6 @@ def _features(probe: Probe, calib: CalibrationSet) -> np.ndarray:
 
 
 def _activation_metrics(probe: Probe, calib: CalibrationSet) -> dict[str, float]:
-    from calibench.curate.metrics import coverage, diversity
 
     def run() -> dict[str, float]:
         pool, own = _features(probe, probe.heldout), _features(probe, calib)
@@ -193,7 +198,6 @@ def _activation_metrics(probe: Probe, calib: CalibrationSet) -> dict[str, float]
 
 
 def _outliers(probe: Probe, calib: CalibrationSet) -> dict[str, float]:
-    from calibench.inspect.study_task import outlier_rows
 
     def run() -> dict[str, float]:
         rows = outlier_rows(probe.model, calib, probe.tokenizer, probe.model_spec, probe.heldout)
@@ -203,9 +207,6 @@ def _outliers(probe: Probe, calib: CalibrationSet) -> dict[str, float]:
 
 
 def _set_statistics(probe: Probe, calib: CalibrationSet) -> dict[str, float]:
-    from calibench.data.stats import set_statistics
-    from calibench.data.stats.text import windows_of
-    from calibench.predict.tokens import distinct_share, token_entropy, unigram_js
 
     def run() -> dict[str, float]:
         stats = set_statistics(calib, probe.tokenizer, probe.model, batch_size=probe.batch_size)
@@ -377,7 +378,6 @@ def make_probe(
     seed: int = 0,
 ) -> Probe:
     """A probe whose held-out windows come from the evaluation's text (its first ``ppl:`` task, else wiki)."""
-    from calibench.inspect.study_task import heldout_windows as heldout_set
 
     if k_layers < 1:
         raise CalibenchError(f"--k-layers must be at least 1, got {k_layers}")
@@ -387,6 +387,5 @@ def make_probe(
 
 def heldout_name(tasks: Sequence[str]) -> str:
     """The text the probe's held-out windows are drawn from, for records."""
-    from calibench.inspect.study_task import DEFAULT_HELDOUT
 
     return next((t.removeprefix("ppl:") for t in tasks if t.startswith("ppl:")), DEFAULT_HELDOUT)

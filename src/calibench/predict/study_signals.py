@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from calibench.core.errors import CalibenchError
+from calibench.data.calibset import CalibrationSet
+from calibench.placement import load_placed
+from calibench.predict.progress import outer_bar
 from calibench.predict.signals import (
     DEFAULT_HELDOUT_WINDOWS,
     DEFAULT_K_LAYERS,
@@ -32,6 +35,9 @@ from calibench.predict.signals import (
     make_probe,
     parse_signals,
 )
+from calibench.study.runner import tokenizer_for
+from calibench.study.sets import set_path
+from calibench.study.store import DB_NAME
 
 TABLE = """
 CREATE TABLE IF NOT EXISTS signals (
@@ -89,7 +95,6 @@ class SignalRun:
 
 
 def _check_study(directory: Path) -> None:
-    from calibench.study.store import DB_NAME
 
     if not (directory / DB_NAME).is_file():
         raise CalibenchError(f"{directory} has no {DB_NAME}: run `calibench study run SPEC --out {directory}` first")
@@ -180,11 +185,6 @@ def compute_study_signals(
     recompute: bool = False,
 ) -> SignalRun:
     """Compute (or complete) the signals of every cell of the study in ``directory``; see the module docstring."""
-    from calibench.data.calibset import CalibrationSet
-    from calibench.placement import load_placed
-    from calibench.predict.progress import outer_bar
-    from calibench.study.runner import tokenizer_for
-    from calibench.study.sets import set_path
 
     directory = Path(directory)
     chosen = parse_signals(signals)  # an unknown name fails before anything is read

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from calibench.assets import ASSETS, asset_manifest
 from calibench.compress.methods import METHODS
 from calibench.core.errors import CalibenchError
 from calibench.report.tables import PPL_PREFIX, accuracy_table, noise_floor_table, perplexity_table
@@ -61,7 +62,6 @@ def numerics_notes(frame: Any) -> list[str]:
 
 
 def prequantized_notes(frame: Any) -> list[str]:
-    from calibench.assets import ASSETS, asset_manifest
 
     notes = []
     for model in sorted(frame.model.unique()):

@@ -21,6 +21,7 @@ from typing import Any
 from calibench.core.errors import UnknownNameError
 from calibench.core.registry import Registry
 from calibench.report import plots, tables
+from calibench.report.frame import load_frame, load_samples
 from calibench.report.render import MARK, Section, Table
 
 ProviderFunction = Callable[[Path, Any, "Path | None"], Any]
@@ -134,7 +135,6 @@ def sample_size_sections(directory: Path, frame: Any, out: Path | None) -> list[
 
 def noise_floor_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
     """The reruns are not in the grid's frame: the full frame is read again from the store."""
-    from calibench.report.frame import load_frame
 
     if "perturbation" not in frame.columns:
         return []
@@ -156,7 +156,6 @@ def _marked(frame: Any) -> Table:
 
 
 def dense_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
-    from calibench.report.frame import load_samples
 
     if not (frame.method == "dense").any() or not (frame.method != "dense").any():
         return []

@@ -15,6 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from calibench.report.plots import model_paths
+from calibench.report.render import Section
+from calibench.report.summarization_plots import overlap_consistency_plot
+from calibench.report.tables import spread_table as spread
+from calibench.study.store import Store
+from calibench.summarize.compare import paired_rows
 from calibench.summarize.task import SUMM_PREFIX
 
 KEY_METRICS = (
@@ -37,7 +43,6 @@ def summarization_frame(frame: Any) -> Any:
 
 def spread_table(frame: Any) -> Any:
     """Per (model, method, source, n, seq_len, task, metric): spread of the cell means across sets."""
-    from calibench.report.tables import spread_table as spread
 
     return spread(summarization_frame(frame), SPREAD_KEYS)
 
@@ -45,9 +50,6 @@ def spread_table(frame: Any) -> Any:
 def paired_to_dense(directory: str | Path, frame: Any, metrics: tuple[str, ...] = KEY_METRICS) -> Any:
     """Each compressed cell against its model's dense cell, per task and metric, paired per document."""
     import pandas as pd
-
-    from calibench.study.store import Store
-    from calibench.summarize.compare import paired_rows
 
     summ = summarization_frame(frame)
     if summ.empty:
@@ -92,8 +94,6 @@ def paired_to_dense(directory: str | Path, frame: Any, metrics: tuple[str, ...] 
 
 def scatter(directory: str | Path, frame: Any, out: Path) -> list[Path]:
     """Per model, overlap against consistency for every summary of every cell, coloured by method and source."""
-    from calibench.report.plots import model_paths
-    from calibench.report.summarization_plots import overlap_consistency_plot
     from calibench.study.store import Store
 
     summ = summarization_frame(frame)
@@ -125,7 +125,6 @@ PAIRED_HEADING = "Summarization: compressed minus dense, paired per document (95
 
 def sections(directory: str | Path, frame: Any, out: Path | None) -> list[Any]:
     """The report's summarization sections (:class:`calibench.report.render.Section`); none without a summ: task."""
-    from calibench.report.render import Section
 
     if summarization_frame(frame).empty:
         return []

@@ -43,6 +43,7 @@ from calibench.selfcal.pipeline import (
 from calibench.selfcal.sampler import GenerationStats, SamplingPlan, StartTokenTurns, TurnSource
 from calibench.selfcal.stopwords import LANGUAGES, load_stopwords, stopword_token_ids, stopwords_sha256
 from calibench.selfcal.tokens import StartToken, resolve_start_token, stop_token_ids
+from calibench.selfcal.vllm_backend import sample_streams_vllm
 
 __all__ = [
     "BOS_ONLY",
@@ -186,7 +187,6 @@ class BosOnly(Strategy):
     ) -> tuple[np.ndarray, GenerationStats]:
         if job.settings.backend != "vllm":
             return super().sample(job, state, loaded, plan, on_tokens)
-        from calibench.selfcal.vllm_backend import sample_streams_vllm
 
         return sample_streams_vllm(
             os.fspath(_spec(job)),

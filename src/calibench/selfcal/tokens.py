@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from calibench.core.errors import CalibenchError
+from calibench.data.tokenizer import tokenizer_adds_bos
 
 DOCUMENT_SEPARATOR = "<|endoftext|>"
 
@@ -48,7 +49,6 @@ class StartToken:
 
 
 def _adds_bos(tokenizer: Any) -> bool:
-    from calibench.data.tokenizer import tokenizer_adds_bos
 
     return tokenizer_adds_bos(tokenizer)
 

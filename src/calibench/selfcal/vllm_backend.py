@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 
 from calibench.core.errors import CalibenchError
+from calibench.models import resolve_model_path
 from calibench.selfcal.sampler import GenerationStats, SamplingPlan
+from calibench.selfcal.schedule import temperature_at
 
 SAMPLING_DESCRIPTION = (
     "vLLM: per-request logits processor divides the logits of generated token i by t_i (argmax only when t_i = 0) "
@@ -65,8 +67,6 @@ def plan_to_extra(plan: SamplingPlan) -> dict[str, Any]:
 def make_request_processor(extra: dict[str, Any]) -> Callable[[list[int], Any], Any]:
     """The per-request processor: ``(output_ids, logits[V]) -> logits`` for generated token ``len(output_ids)``."""
     import torch
-
-    from calibench.selfcal.schedule import temperature_at
 
     first = extra.get("first_token_ids")
     first_index = torch.as_tensor(first, dtype=torch.long) if first is not None else None
@@ -123,8 +123,6 @@ def sample_streams_vllm(
     """Same contract as :func:`calibench.selfcal.sampler.sample_streams`, run by vLLM."""
     require_vllm()
     from vllm import LLM, SamplingParams
-
-    from calibench.models import resolve_model_path
 
     if llm is None:
         llm = LLM(model=resolve_model_path(spec), dtype=dtype, seed=seed, logits_processors=[_adapter_class()])

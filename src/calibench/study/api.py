@@ -7,14 +7,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from calibench.core import progress as inner_progress
 from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import check_writable_location
 from calibench.data.calibset import CalibrationSet
 from calibench.study.cells import Cell, expand
 from calibench.study.executors import EXECUTORS, Outcome
 from calibench.study.runner import base_model, quiet_libraries, tokenizer_for
 from calibench.study.sets import sets_for, verify_cached_sets
 from calibench.study.spec import StudySpec, load_spec
-from calibench.study.store import Store
+from calibench.study.store import DB_NAME, Store
 from calibench.tracking.base import open_tracking
 
 SPEC_COPY = "spec.yaml"
@@ -59,8 +61,6 @@ def _progress(total: int, completed: int, enabled: bool) -> Any:
 
 def check_study_output(out: str | Path) -> None:
     """A study directory is new, empty, or an earlier run of a study (to resume); nothing else."""
-    from calibench.core.fsutil import check_writable_location
-    from calibench.study.store import DB_NAME
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -85,8 +85,6 @@ def run_study(
     float bits, since thread counts change reduction orders.
     """
     import time
-
-    from calibench.core import progress as inner_progress
 
     runner = EXECUTORS.get(executor)
     if jobs < 1:

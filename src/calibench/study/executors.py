@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from calibench.core import numerics
 from calibench.core.errors import CalibenchError
 from calibench.core.registry import Registry
 from calibench.core.text import one_line
@@ -83,7 +84,6 @@ def usable_cores() -> int:
 
 def threads_per_worker(jobs: int) -> int:
     """Each of ``jobs`` processes gets an equal share of the usable cores (at least one thread; one when reproducible)."""
-    from calibench.core import numerics
 
     return numerics.threads(max(1, usable_cores() // jobs))
 

@@ -19,6 +19,10 @@ from typing import Any
 
 from calibench.core import failpoints, numerics
 from calibench.data.calibset import CalibrationSet
+from calibench.evaluation import evaluate
+from calibench.inspect.study_task import activation_rows, split_activation_tasks
+from calibench.models import load_tokenizer
+from calibench.placement import load_placed, model_device, onload_to, place_for_eval
 from calibench.study.cells import Cell
 from calibench.study.perturbations import get as get_perturbation
 
@@ -37,13 +41,11 @@ def base_model(spec: str) -> Any:
 
 def fresh_model(cell: Cell) -> Any:
     """An untouched model for ``cell``, in the spec's dtype, where the spec places it."""
-    from calibench.placement import load_placed
 
     return load_placed(cell.model, dtype=cell.dtype, device=cell.device, offload=cell.offload)
 
 
 def tokenizer_for(spec: str) -> Any:
-    from calibench.models import load_tokenizer
 
     return load_tokenizer(spec)
 
@@ -114,10 +116,7 @@ def _run_cell(
 
     from calibench.compress import compress
     from calibench.compress.fold import fold_weight_quantization
-    from calibench.evaluation import evaluate
-    from calibench.inspect.study_task import activation_rows, split_activation_tasks
     from calibench.models import dtype_name, resolve_device
-    from calibench.placement import model_device, onload_to, place_for_eval
 
     started = time.perf_counter()
     ev = {**cell.eval, **eval_overrides}

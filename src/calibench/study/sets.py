@@ -17,7 +17,9 @@ from typing import Any
 
 from calibench.core import failpoints
 from calibench.core.errors import CalibenchError, CorruptArtifactError
+from calibench.data.builders import build_sets, resolve
 from calibench.data.calibset import CalibrationSet
+from calibench.models import model_max_length
 from calibench.study.cells import Cell
 from calibench.study.store import Store
 
@@ -35,8 +37,6 @@ def _build(cell: Cell, tokenizer: Any, model_loader: Any) -> list[CalibrationSet
     Builders that run the model (``self``, ``curated``, mixtures with them) get
     the worker's already loaded model; text builders never load it.
     """
-    from calibench.data.builders import build_sets, resolve
-    from calibench.models import model_max_length
 
     builder, _ = resolve(cell.build_name)
     runs_model = builder.needs_model or builder.name == "mix"

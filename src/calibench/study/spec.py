@@ -15,7 +15,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from calibench.core.errors import CalibenchError
+from calibench.data.builders import make_params, resolve
+from calibench.data.draw import MAX_N
+from calibench.evaluation import parse_tasks
+from calibench.inspect.study_task import split_activation_tasks
+from calibench.models import DTYPES, bundled_models, resolve_model_path
+from calibench.study.perturbations import get
 from calibench.tracking.base import TrackingSpec
+from calibench.vocab.study import VocabOption
 
 
 def _check(call: Any, *args: Any, **kwargs: Any) -> None:
@@ -85,14 +92,12 @@ class SourceEntry(BaseModel):
     @field_validator("name")
     @classmethod
     def _known_source(cls, value: str) -> str:
-        from calibench.data.builders import resolve
 
         _check(resolve, value)
         return value
 
     @model_validator(mode="after")
     def _valid_params(self) -> SourceEntry:
-        from calibench.data.builders import make_params
 
         grid = {"n", "seq_len", "seed", "sets"} & set(self.params)
         if grid:
@@ -139,8 +144,6 @@ class EvalSpec(BaseModel):
             return None
         from pydantic import ValidationError as _Invalid
 
-        from calibench.vocab.study import VocabOption
-
         try:
             return VocabOption.model_validate(value).model_dump()
         except _Invalid as exc:
@@ -149,8 +152,6 @@ class EvalSpec(BaseModel):
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, value: list[str]) -> list[str]:
-        from calibench.evaluation import parse_tasks
-        from calibench.inspect.study_task import split_activation_tasks
 
         activation, others = [], value
         try:
@@ -178,7 +179,6 @@ class NoiseFloorSpec(BaseModel):
     @field_validator("perturbations")
     @classmethod
     def _known_perturbations(cls, value: list[str]) -> list[str]:
-        from calibench.study.perturbations import get
 
         for name in value:
             _check(get, name)
@@ -207,7 +207,6 @@ class StudySpec(BaseModel):
     @field_validator("dtype")
     @classmethod
     def _known_dtype(cls, value: str) -> str:
-        from calibench.models import DTYPES
 
         if value not in DTYPES:
             raise ValueError(f"unknown dtype '{value}': use one of {', '.join(DTYPES)}")
@@ -226,7 +225,6 @@ class StudySpec(BaseModel):
     @field_validator("models")
     @classmethod
     def _known_models(cls, value: list[str]) -> list[str]:
-        from calibench.models import bundled_models, resolve_model_path
 
         for model in value:  # bundled names, local directories and hub ids; a typo fails here, not in every cell
             if model not in bundled_models():  # a bundled one is pulled when the study loads it
@@ -236,7 +234,6 @@ class StudySpec(BaseModel):
     @field_validator("n")
     @classmethod
     def _n_range(cls, value: list[int]) -> list[int]:
-        from calibench.data.draw import MAX_N
 
         for n in value:
             if not 1 <= n <= MAX_N:

@@ -19,6 +19,7 @@ import numpy as np
 
 from calibench.core.errors import CalibenchError
 from calibench.core.text import markdown_table_lines
+from calibench.evaluation.results import EvalResult
 from calibench.summarize.metrics import ALL_METRICS, CONSISTENCY_METRIC
 from calibench.summarize.repetition import DEGENERATE_AT, repeated_share
 from calibench.summarize.stats import paired_bootstrap
@@ -86,7 +87,6 @@ def degeneration_lines(base: Run, others: Sequence[Run]) -> list[str]:
 
 def load_run(path: str | Path, task: str | None = None, label: str | None = None) -> Run:
     """A summarization run from an ``EvalResult`` JSON written with ``--log-samples``."""
-    from calibench.evaluation.results import EvalResult
 
     p = Path(path)
     if not p.is_file():

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from calibench.assets import require
 from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
 from calibench.core.text import one_line
 
@@ -56,7 +57,6 @@ class SummDataset:
 
 
 def _pack_file(relative: str) -> Path:
-    from calibench.assets import require
 
     path = require(PACK) / relative
     if not path.is_file():

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from calibench.assets import require
 from calibench.core.errors import CalibenchError
 from calibench.core.text import one_line
 
@@ -54,8 +55,6 @@ class AegisNli:
             raise CalibenchError("nli=aegis needs onnxruntime (pip install onnxruntime), or use nli=none") from None
         import torch
         from transformers import AutoTokenizer
-
-        from calibench.assets import require
 
         root = require(AEGIS_ASSET)
         options = ort.SessionOptions()

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from calibench.core.stats import paired_bootstrap_ci
+
 BOOTSTRAP_ITERS = 1000
 BOOTSTRAP_SEED = 0
 
@@ -55,7 +57,6 @@ def paired_bootstrap(a: np.ndarray | list[float], b: np.ndarray | list[float], l
     (:func:`calibench.core.stats.paired_bootstrap_ci`), so a summarization
     difference and an accuracy difference in one report come from one method.
     """
-    from calibench.core.stats import paired_bootstrap_ci
 
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     keep = np.isfinite(x) & np.isfinite(y)

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from calibench.core.fsutil import atomic_write_bytes
+from calibench.core.paths import home
 from calibench.summarize.data import FactualPair, factual_pairs
 
 ScoreFn = Callable[[list[str], list[str]], list[float]]  # (sources, summaries) -> scores
@@ -39,8 +41,6 @@ def pair_accuracy(score: ScoreFn, pairs: list[FactualPair]) -> dict[str, Any]:
 
 
 def cached_accuracy(identity: dict[str, Any], score: ScoreFn, limit: int | None = None) -> dict[str, Any]:
-    from calibench.core.fsutil import atomic_write_bytes
-    from calibench.core.paths import home
 
     key = hashlib.sha256(json.dumps({**identity, "limit": limit}, sort_keys=True).encode()).hexdigest()[:16]
     path = home() / "summarize" / f"fsp-{key}.json"

@@ -29,6 +29,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from calibench.core.errors import CalibenchError, CorruptArtifactError
+from calibench.core.fsutil import atomic_dir
+from calibench.models import _load, load_tokenizer
 from calibench.vocab.modes import get_mode
 from calibench.vocab.prune import (
     ATTR,
@@ -143,8 +145,6 @@ def save(
     """Write a pruned model (see the module doc), atomically."""
     from safetensors.torch import save_file
 
-    from calibench.core.fsutil import atomic_dir
-
     state: PrunedVocab | None = getattr(model, ATTR, None)
     if state is None:
         raise CalibenchError("the model's vocabulary is not pruned: prune it first")
@@ -212,8 +212,6 @@ def _load_compact(path: Path, dtype: Any) -> Any:
     """The compact model as plain transformers sees it (K tokens, compact ids), on the CPU."""
     from transformers import AutoModelForCausalLM
 
-    from calibench.models import _load
-
     return _load(AutoModelForCausalLM, path, dtype=dtype).eval()
 
 
@@ -249,7 +247,6 @@ def restore(path: str | Path, out: str | Path, *, original: str | None = None, t
     import torch
 
     from calibench.core.fsutil import atomic_dir, check_new_output
-    from calibench.models import load_tokenizer
 
     path = Path(path)
     record = read_record(path)

@@ -17,9 +17,14 @@ import numpy as np
 
 from calibench.core import progress
 from calibench.core.errors import CalibenchError
+from calibench.data.calibset import CalibrationSet
+from calibench.data.sources import get_source
 from calibench.data.tokenizer import identify
+from calibench.evaluation.heldout import HELDOUT_TEXTS, load_heldout_texts, local_heldout
+from calibench.evaluation.perplexity import tokenize_joined
 from calibench.vocab.always import always_kept
 from calibench.vocab.keepset import Coverage, Vocabulary
+from calibench.vocab.lmeval_tokens import task_token_ids
 
 Sequences = list[Sequence[int]]
 
@@ -35,7 +40,6 @@ def _texts_ids(tokenizer: Any, texts: list[str], label: str) -> Sequences:
 
 
 def _calib(tokenizer: Any, spec: str, **_: Any) -> tuple[Sequences, dict[str, Any]]:
-    from calibench.data.calibset import CalibrationSet
 
     calib = CalibrationSet.load(spec, tokenizer=tokenizer)
     mask = calib.attention_mask.astype(bool)
@@ -45,7 +49,6 @@ def _calib(tokenizer: Any, spec: str, **_: Any) -> tuple[Sequences, dict[str, An
 
 def _source_texts(spec: str) -> tuple[list[str], dict[str, Any]]:
     """``NAME[:SPLIT]`` of the source registry, or a .txt/.jsonl/.parquet file (all of it)."""
-    from calibench.data.sources import get_source
 
     name, _, split = spec.partition(":") if not _looks_like_path(spec) else (spec, "", "")
     source = get_source(name)
@@ -83,7 +86,6 @@ def _source(tokenizer: Any, spec: str, **_: Any) -> tuple[Sequences, dict[str, A
 
 def _tasks(tokenizer: Any, spec: str, *, config: Any = None, limit: int | None = None, num_fewshot: int | None = 0,
            apply_chat_template: bool | str = False, offline: bool | None = True, **_: Any) -> tuple[Sequences, dict[str, Any]]:  # fmt: skip
-    from calibench.vocab.lmeval_tokens import task_token_ids
 
     if config is None:
         raise CalibenchError("counting lm-eval tasks needs the model's config: collect(..., model=SPEC)")
@@ -155,8 +157,6 @@ def coverage(vocab_ids: np.ndarray, sequences: Sequences, size: int, name: str) 
 
 def heldout_sequences(tokenizer: Any, spec: str) -> Sequences:
     """Held-out text for coverage: a ``ppl:`` name (``wiki``, ``wikitext2``...) or a file."""
-    from calibench.evaluation.heldout import HELDOUT_TEXTS, load_heldout_texts, local_heldout
-    from calibench.evaluation.perplexity import tokenize_joined
 
     name = spec.removeprefix("ppl:")
     if name in HELDOUT_TEXTS:

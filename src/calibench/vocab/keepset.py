@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError
 
 from calibench.core.errors import CalibenchError, CorruptArtifactError, TokenizerMismatchError
+from calibench.core.fsutil import atomic_write_bytes
 from calibench.data.tokenizer import identify
 
 FORMAT = "calibench-vocab"
@@ -88,7 +89,6 @@ class Vocabulary(BaseModel):
 
     # ------------------------------------------------------------ disk
     def save(self, path: str | Path) -> Path:
-        from calibench.core.fsutil import atomic_write_bytes
 
         text = json.dumps(self.model_dump(mode="json"), indent=1, sort_keys=True)
         atomic_write_bytes(path, (text + "\n").encode("utf-8"))

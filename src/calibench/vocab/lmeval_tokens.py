@@ -21,6 +21,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from calibench.core import progress
+from calibench.core.connectivity import Connectivity, decide
+from calibench.evaluation import lmeval
+from calibench.evaluation.api import _lm_eval_options, _load_heldout
+from calibench.evaluation.perplexity import tokenize_joined
+from calibench.evaluation.tasks import LM_EVAL_KIND, parse_tasks
 
 
 def _recording_lm(tokenizer: Any, config: Any) -> Any:
@@ -75,11 +80,6 @@ def task_token_ids(tokenizer: Any, config: Any, tasks: str | list[str], *, limit
 
     Perplexity tasks (``ppl:NAME``) contribute the tokens of their held-out text.
     """
-    from calibench.core.connectivity import Connectivity, decide
-    from calibench.evaluation import lmeval
-    from calibench.evaluation.api import _lm_eval_options, _load_heldout  # the same data evaluate() reads
-    from calibench.evaluation.perplexity import tokenize_joined
-    from calibench.evaluation.tasks import LM_EVAL_KIND, parse_tasks
 
     requests = parse_tasks(tasks, offline=offline)
     options = _lm_eval_options(num_fewshot, apply_chat_template, None, False, None)

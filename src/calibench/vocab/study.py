@@ -17,7 +17,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from calibench.core.errors import CalibenchError
+from calibench.data.tokenizer import vocab_hash
+from calibench.vocab.collect import Inputs, collect
 from calibench.vocab.modes import MODES
+from calibench.vocab.prune import prune
 
 _CACHE: dict[tuple[Any, ...], Any] = {}
 
@@ -40,8 +43,6 @@ class VocabOption(BaseModel):
 
 def task_vocabulary(tokenizer: Any, config: Any, ev: dict[str, Any]) -> Any:
     """The keep set of a cell's evaluation (cached per tokenizer and evaluation settings in this process)."""
-    from calibench.data.tokenizer import vocab_hash
-    from calibench.vocab.collect import Inputs, collect
 
     tasks = ",".join(ev["tasks"])
     key = (vocab_hash(tokenizer), tasks, ev.get("limit"), ev.get("num_fewshot", 0), ev.get("apply_chat_template", False),
@@ -88,7 +89,6 @@ def compare(full: Any, pruned: Any) -> dict[str, Any]:
 def pruned_evaluation(model: Any, tokenizer: Any, config: Any, ev: dict[str, Any], full: Any,
                       run_eval: Any, option: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """Prune ``model`` in place to the evaluation's vocabulary, evaluate with ``run_eval``, compare with ``full``."""
-    from calibench.vocab.prune import prune
 
     chosen = VocabOption.model_validate(option)
     vocab = task_vocabulary(tokenizer, config, ev)

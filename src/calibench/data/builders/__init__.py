@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from calibench.core.errors import ParameterError
 from calibench.data.builders.context import BuildContext
 from calibench.data.builders.registry import (
     Builder,
@@ -22,6 +23,7 @@ from calibench.data.builders.registry import (
     register_pattern,
     resolve,
 )
+from calibench.data.draw import validate_sizes
 
 
 def build_sets(
@@ -41,8 +43,6 @@ def build_sets(
     builders that run the model (``self``, ``curated``, mixtures with them)
     load its weights.
     """
-    from calibench.core.errors import ParameterError
-    from calibench.data.draw import validate_sizes
 
     builder, checked = make_params(source, **params)
     context = BuildContext(tokenizer=tokenizer, model=model, dtype=dtype, device=device, max_seq_len=max_seq_len)

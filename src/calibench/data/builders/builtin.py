@@ -11,11 +11,16 @@ from typing import Any
 
 from calibench.data.builders import params as P
 from calibench.data.builders.context import BuildContext
+from calibench.data.builders.mixture import MIX_PREFIX, build_mixture, parse_mix_name
 from calibench.data.builders.registry import Builder, Pattern, register_builder, register_pattern
+from calibench.data.chat import ChatFormat, require_chat_template, template_record
+from calibench.data.draw import build_calibration_sets
+from calibench.data.sources.conversations import ConversationSource
+from calibench.data.sources.hub_any import HUB_PREFIX, AnyHubSource, parse_hub_name
+from calibench.data.sources.local import LOCAL_SUFFIXES, LocalFileSource
 
 
 def _draw(source: Any, p: Any, ctx: BuildContext, builder: dict[str, Any] | None = None) -> list[Any]:
-    from calibench.data.draw import build_calibration_sets
 
     return build_calibration_sets(
         source,
@@ -45,21 +50,17 @@ def build_random_punct(p: Any, ctx: BuildContext) -> list[Any]:
 
 
 def build_file(p: Any, ctx: BuildContext) -> list[Any]:
-    from calibench.data.sources.local import LocalFileSource
 
     return _draw(LocalFileSource(p.path, text_field=p.text_field), p, ctx)
 
 
 def build_hub(p: Any, ctx: BuildContext) -> list[Any]:
-    from calibench.data.sources.hub_any import AnyHubSource
 
     source = AnyHubSource(p.repo, p.config, p.text_field, p.revision, p.streaming, p.stream_docs)
     return _draw(source, p, ctx)
 
 
 def build_chat(p: Any, ctx: BuildContext) -> list[Any]:
-    from calibench.data.chat import ChatFormat, require_chat_template, template_record
-    from calibench.data.sources.conversations import ConversationSource
 
     template = Path(p.chat_template).read_text(encoding="utf-8") if p.chat_template else None
     require_chat_template(ctx.tokenizer, ctx.model_name, template=template)
@@ -80,15 +81,11 @@ def build_chat(p: Any, ctx: BuildContext) -> list[Any]:
 
 
 def build_mix(p: Any, ctx: BuildContext) -> list[Any]:
-    from calibench.data.builders.mixture import build_mixture
 
     return build_mixture(p, ctx)
 
 
 def _register() -> None:
-    from calibench.data.builders.mixture import MIX_PREFIX, parse_mix_name
-    from calibench.data.sources.hub_any import HUB_PREFIX, parse_hub_name
-    from calibench.data.sources.local import LOCAL_SUFFIXES
 
     for builder in (
         Builder(

@@ -17,6 +17,10 @@ from typing import Any
 import numpy as np
 
 from calibench.core.errors import ParameterError
+from calibench.data.builders.params import BOS_POLICY
+from calibench.data.builders.registry import make_params, resolve
+from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
+from calibench.data.tokenizer import resolve_bos
 
 MIX_PREFIX = "mix:"
 TOLERANCE = 1e-6
@@ -64,10 +68,6 @@ def exact_counts(weights: dict[str, float], n: int) -> dict[str, int]:
 
 
 def build_mixture(p: Any, ctx: Any) -> list[Any]:
-    from calibench.data.builders.params import BOS_POLICY
-    from calibench.data.builders.registry import make_params
-    from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
-    from calibench.data.tokenizer import resolve_bos
 
     check_weights(p.components)
     counts = exact_counts(p.components, p.n)
@@ -134,7 +134,6 @@ def build_mixture(p: Any, ctx: Any) -> list[Any]:
 
 
 def _component_builder(component: str) -> tuple[Any, dict[str, Any]]:
-    from calibench.data.builders.registry import resolve
 
     try:
         builder, carried = resolve(component)

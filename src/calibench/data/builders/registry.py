@@ -26,6 +26,8 @@ from pydantic import BaseModel, ValidationError
 
 from calibench.core.errors import ParameterError, UnknownNameError, did_you_mean
 from calibench.core.registry import Registry
+from calibench.data.builders.params import SetParams
+from calibench.data.sources import list_sources
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,6 @@ def resolve(name: str) -> tuple[Builder, dict[str, Any]]:
         raise ParameterError("source", "must be a non-empty name")
     if name in BUILDERS:
         return BUILDERS.get(name), {}
-    from calibench.data.sources import list_sources
 
     if name in list_sources():  # before patterns: a file named like a source must not shadow it
         return BUILDERS.get("text"), {"source": name}
@@ -135,6 +136,5 @@ def _ensure_loaded() -> None:
 
 def describe(builder: Builder) -> list[str]:
     """The builder's own parameters (beyond the sizes every builder takes), for `data sources`."""
-    from calibench.data.builders.params import SetParams
 
     return [name for name in builder.params.model_fields if name not in SetParams.model_fields and name not in CARRIED]

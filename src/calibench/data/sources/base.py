@@ -18,8 +18,11 @@ from typing import Any
 import numpy as np
 
 from calibench.core.errors import CalibenchError, CorpusTooShortError, ParameterError
+from calibench.core.progress import task
 from calibench.data.calibset import SourceRecord
 from calibench.data.sampling import max_disjoint_windows, place_disjoint_windows, window_start_in_document
+from calibench.data.token_stream import tokenized_stream
+from calibench.data.tokenizer import pad_token_id
 
 DOCUMENT = "document"  # a random window inside a document at least as long (the c4 convention)
 CONCAT = "concat"  # windows of the concatenated, packed stream (the wikitext convention)
@@ -157,7 +160,6 @@ class TextSource(Source):
     def _sample_concat(
         self, docs: Documents, tokenizer: Any, count: int, length: int, rng: np.random.Generator
     ) -> Sampled:
-        from calibench.data.token_stream import tokenized_stream
 
         stream = tokenized_stream(docs, tokenizer, label=self.name)
         possible = max_disjoint_windows(len(stream), length)
@@ -173,7 +175,6 @@ class TextSource(Source):
     def _sample_documents(
         self, docs: Documents, tokenizer: Any, count: int, length: int, rng: np.random.Generator
     ) -> Sampled:
-        from calibench.core.progress import task
 
         order = rng.permutation(len(docs))
         rows: list[np.ndarray] = []
@@ -204,7 +205,6 @@ class TextSource(Source):
         over at its own length.
         """
         from calibench.core.progress import task
-        from calibench.data.tokenizer import pad_token_id
 
         pad = pad_token_id(tokenizer)
         order = rng.permutation(len(docs))

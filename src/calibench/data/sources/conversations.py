@@ -20,14 +20,16 @@ from typing import Any
 import numpy as np
 
 from calibench.core.errors import CalibenchError, CorpusTooShortError, ParameterError
+from calibench.data.chat import render_conversations
+from calibench.data.sampling import max_disjoint_windows, place_disjoint_windows
 from calibench.data.sources.base import CONCAT, SAMPLE, Documents, ListDocuments, Sampled, TextSource
+from calibench.data.sources.hub_any import HUB_PREFIX, load_hub_rows, parse_hub_name
 
 CHAT_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
 def read_rows(data: str, split: str | None, revision: str | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Rows of a local file or of ``hub:ORG/NAME[:CONFIG]``, and a record of where they came from."""
-    from calibench.data.sources.hub_any import HUB_PREFIX, load_hub_rows, parse_hub_name
 
     if data.startswith(HUB_PREFIX):
         where = parse_hub_name(data)
@@ -108,7 +110,6 @@ class ConversationSource(TextSource):
         return self._docs
 
     def encode(self, docs: Documents, indices: Sequence[int], tokenizer: Any) -> list[list[int]]:
-        from calibench.data.chat import render_conversations
 
         return render_conversations(
             [self._conversations[int(i)] for i in indices],
@@ -121,7 +122,6 @@ class ConversationSource(TextSource):
         self, docs: Documents, tokenizer: Any, count: int, length: int, rng: np.random.Generator
     ) -> Sampled:
         """Whole rendered conversations back to back (their turn markers delimit them), cut into disjoint windows."""
-        from calibench.data.sampling import max_disjoint_windows, place_disjoint_windows
 
         stream = np.concatenate(
             [np.asarray(ids, dtype=np.int32) for ids in self.encode(docs, range(len(docs)), tokenizer)]

