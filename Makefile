@@ -12,8 +12,10 @@ LOCK := requirements.lock
 PIP := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 # worker processes for the demo study: single-threaded workers, one per core, are fastest on CPU
 JOBS ?= 2
+# pytest-xdist workers for the test suite: tests are mostly single-threaded, one worker per core
+TEST_JOBS ?= 2
 
-.PHONY: install demo test lock bench clean
+.PHONY: install demo test lint lock bench clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +33,14 @@ demo: install
 	$(BIN)/calibench demo --out demo-study --jobs $(JOBS)
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist load
+
+# Style, types and the layer contract (pyproject.toml); CI runs it before the tests.
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # Resolve calibench[dev] afresh in a throwaway venv and rewrite requirements.lock; then `make clean test` and commit.
 lock:
