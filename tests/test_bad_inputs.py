@@ -141,7 +141,7 @@ ROWS = [
     ),
     Row("compress -m {model} -c {set} --method gtpq -o {out}", "unknown method 'gtpq'", "unknown-method"),
     Row("eval -m {model} --tasks nosuchtask", "nosuchtask", "unknown-task"),
-    Row("eval no-such-model --tasks ppl:wiki", "unknown model 'no-such-model'", "unknown-model"),
+    Row("eval -m no-such-model --tasks ppl:wiki", "unknown model 'no-such-model'", "unknown-model"),
     Row("assets pull nosuchasset", "nosuchasset", "unknown-asset"),
     Row("study run {spec:good} --out {out} --executor nope", "unknown executor", "unknown-executor"),
     # ------------------------------------------------------------ malformed values
