@@ -4,7 +4,7 @@ For each method: wall time (and its ratio to RTN, measured in the same run),
 achieved sparsity and bits per weight, perplexity on held-out `wiki` windows,
 and whether the saved checkpoint reloads to the same logits.  Run:
 
-    python benchmarks/compress_methods.py [--methods gptq,wanda] [--heldout-n 32]
+    python benchmarks/compress_methods.py [--methods gptq,wanda] [--max-windows 32]
 
 Numbers depend on the machine and its load; compare ratios, not seconds.
 """
@@ -47,12 +47,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--runs", default=",".join(RUNS), help="comma-separated keys of RUNS")
-    parser.add_argument("--heldout-n", type=int, default=32)
+    parser.add_argument("--max-windows", "--heldout-n", dest="max_windows", type=int, default=32)
     args = parser.parse_args()
 
     tokenizer = load_tokenizer(args.model)
     calib = build_calibration_set("wiki", tokenizer, n=16, seq_len=256, seed=0)
-    heldout = build_calibration_set("wiki", tokenizer, n=args.heldout_n, seq_len=256, seed=0, split="heldout")
+    heldout = build_calibration_set("wiki", tokenizer, n=args.max_windows, seq_len=256, seed=0, split="heldout")
     rows = []
     for key in args.runs.split(","):
         method, params, *dtype = RUNS[key]

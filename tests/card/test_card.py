@@ -235,7 +235,7 @@ def test_card_cli_with_model_and_reference(tmp_path, tiny_model_dir, tiny_tokeni
             str(tmp_path / "set"),
             "-m",
             str(tiny_model_dir),
-            "--reference",
+            "--pool",
             str(tmp_path / "pool"),
             "-o",
             str(out),
@@ -261,8 +261,8 @@ def test_card_cli_refuses_bad_input_before_work(tmp_path, tiny_model_dir, tiny_t
     cases = [
         (["data", "card", str(tmp_path / "missing"), "-o", str(tmp_path / "c.md")], "is not a directory"),
         (
-            ["data", "card", str(tmp_path / "set"), "-o", str(tmp_path / "c.md"), "--reference", str(tmp_path / "set")],
-            "--reference needs --model",
+            ["data", "card", str(tmp_path / "set"), "-o", str(tmp_path / "c.md"), "--pool", str(tmp_path / "set")],
+            "--pool needs --model",
         ),
         (
             ["data", "card", str(tmp_path / "set"), "-o", str(tmp_path / "c.md"), "--ngram", "0"],

@@ -34,8 +34,8 @@ ROWS = [
     # ------------------------------------------------------------ usage errors, whichever click typer uses
     Row("nosuchcmd", "No such command 'nosuchcmd'", "unknown-command"),
     Row("dat build", "'data'", "unknown-command-suggests"),
-    Row("eval {model} --bogus-flag", "No such option: --bogus-flag", "unknown-option"),
-    Row("eval {model} --limt 3", "did you mean '--limit'", "unknown-option-suggests"),
+    Row("eval -m {model} --bogus-flag", "No such option: --bogus-flag", "unknown-option"),
+    Row("eval -m {model} --limt 3", "did you mean '--limit'", "unknown-option-suggests"),
     Row("data build {text} -m {model} --seq-len 32", "Missing option '--out'", "missing-option"),
     Row("data show", "Missing argument", "missing-argument"),
     Row(
@@ -64,8 +64,8 @@ ROWS = [
         "compress-under-file",
     ),
     Row("compress -m {model} -c {text} --method wanda -o {out}", "is not a directory", "calib-is-file"),
-    Row("eval {model} --tasks ppl:wiki --out /proc/calibench.json", "not writable", "eval-unwritable"),
-    Row("eval {model} --tasks ppl:wiki --out {tmp}", "is a directory", "eval-out-dir"),
+    Row("eval -m {model} --tasks ppl:wiki --out /proc/calibench.json", "not writable", "eval-unwritable"),
+    Row("eval -m {model} --tasks ppl:wiki --out {tmp}", "is a directory", "eval-out-dir"),
     Row("data export {set} -m {model} --out {tmp}", "is a directory", "export-out-dir"),
     Row("data stats {set} -m {model} --out /proc/stats.json", "not writable", "stats-unwritable"),
     Row("data stats {set} -m {model} --pool {tmp}/missing-pool", "is not a directory", "stats-missing-pool"),
@@ -85,8 +85,8 @@ ROWS = [
     Row("data build {text} -m {model} -o {out} --seq-len 100000", "above the model's maximum", "seq-len-over-context"),
     Row("data build {text} -m {model} -o {out} --n 500 --seq-len 200", "disjoint windows", "larger-than-corpus"),
     Row("data generate -m {model} -o {out} --n 0 --seq-len 8", "between 1", "generate-n-zero"),
-    Row("eval {model} --tasks ppl:wiki --limit 0", "--limit must be at least 1", "eval-limit-zero"),
-    Row("eval {model} --tasks ppl:wiki --batch-size -1", "--batch-size must be at least 1", "eval-batch-negative"),
+    Row("eval -m {model} --tasks ppl:wiki --limit 0", "--limit must be at least 1", "eval-limit-zero"),
+    Row("eval -m {model} --tasks ppl:wiki --batch-size -1", "--batch-size must be at least 1", "eval-batch-negative"),
     Row("study run {spec:good} --out {out} --jobs 0", "--jobs must be at least 1", "jobs-zero"),
     # ------------------------------------------------------------ unknown names
     Row("data build nosuchsource -m {model} -o {out} --seq-len 32", "unknown source 'nosuchsource'", "unknown-source"),
@@ -140,8 +140,8 @@ ROWS = [
         "generate-bad-prompting",
     ),
     Row("compress -m {model} -c {set} --method gtpq -o {out}", "unknown method 'gtpq'", "unknown-method"),
-    Row("eval {model} --tasks nosuchtask", "nosuchtask", "unknown-task"),
-    Row("eval no-such-model --tasks ppl:wiki", "unknown model 'no-such-model'", "unknown-model"),
+    Row("eval -m {model} --tasks nosuchtask", "nosuchtask", "unknown-task"),
+    Row("eval -m no-such-model --tasks ppl:wiki", "unknown model 'no-such-model'", "unknown-model"),
     Row("assets pull nosuchasset", "nosuchasset", "unknown-asset"),
     Row("study run {spec:good} --out {out} --executor nope", "unknown executor", "unknown-executor"),
     # ------------------------------------------------------------ malformed values
@@ -189,27 +189,33 @@ ROWS = [
     Row("study run {spec:good} --out {corrupt_study}", "a cached set of study", "study-corrupt-cache"),
     # ---- summarization
     Row(
-        "eval {model} --tasks summ:nosuch --out {out}", "unknown summarization dataset 'nosuch'", "summ-unknown-dataset"
+        "eval -m {model} --tasks summ:nosuch --out {out}",
+        "unknown summarization dataset 'nosuch'",
+        "summ-unknown-dataset",
     ),
     Row(
-        "eval {model} --tasks summ:{chatgood}:nli=none:harim=none --out {out}",
+        "eval -m {model} --tasks summ:{chatgood}:nli=none:harim=none --out {out}",
         "has no string 'document' field",
         "summ-jsonl-without-fields",
     ),
-    Row("eval {model} --tasks summ:{tmp}/missing.jsonl --out {out}", "no such summarization file", "summ-missing-file"),
     Row(
-        "eval {model} --tasks summ:xsum:max_new_tokens=0 --out {out}",
+        "eval -m {model} --tasks summ:{tmp}/missing.jsonl --out {out}",
+        "no such summarization file",
+        "summ-missing-file",
+    ),
+    Row(
+        "eval -m {model} --tasks summ:xsum:max_new_tokens=0 --out {out}",
         "max_new_tokens must be at least 1, got 0",
         "summ-max-new-tokens-zero",
     ),
     Row(
-        "eval {model} --tasks summ:xsum:style=poem --out {out}",
+        "eval -m {model} --tasks summ:xsum:style=poem --out {out}",
         "style must be one of paragraph, sentences, summary",
         "summ-bad-style",
     ),
-    Row("eval {model} --tasks summ:xsum:colour=red --out {out}", "colour is not an option", "summ-unknown-option"),
+    Row("eval -m {model} --tasks summ:xsum:colour=red --out {out}", "colour is not an option", "summ-unknown-option"),
     Row(
-        "eval {model} --tasks summ:{chatgood}:chat=yes:nli=none --out {out}",
+        "eval -m {model} --tasks summ:{chatgood}:chat=yes:nli=none --out {out}",
         "has no chat template",
         "summ-chat-without-template",
     ),
@@ -229,7 +235,7 @@ ROWS = [
     ),
     Row(
         "compress -m {model} -c {set} --method w4a16 --dtype float8 -o {out}",
-        "unknown dtype 'float8'",
+        "Invalid value for '--dtype': 'float8' is not one of",
         "compress-dtype-unknown",
     ),
     Row("compress -m {model} -c {set} --method nvfp4 -o {out}", "nvfp4 cannot run in float32", "nvfp4-float32"),
@@ -258,25 +264,49 @@ ROWS = [
         "give exactly one of --method",
         "method-and-recipe",
     ),
-    Row("eval {model} --tasks ppl:wiki --device cuda", "asked for a CUDA GPU", "eval-no-gpu"),
-    Row("eval {model} --tasks nosuch_task --offline", "tasks with offline data: ", "eval-unknown-task-offline"),
+    Row("eval -m {model} --tasks ppl:wiki --device cuda", "asked for a CUDA GPU", "eval-no-gpu"),
+    # ---- options derived from typed settings, and old spellings (accepted for one release)
     Row(
-        "eval {model} --tasks ppl:wiki --backend vllm",
+        "compress -m {model} -c {set} --method smoothquant -o {out} --activations sometimes",
+        "Invalid value for '--activations': 'sometimes' is not one of 'dynamic', 'static'",
+        "compress-derived-choice",
+    ),
+    Row("eval -m {model} --tasks ppl:wiki --bos maybe", "Invalid value for '--bos'", "eval-derived-choice"),
+    Row(
+        "eval -m {model} --tasks ppl:wiki --max-windows 0",
+        "--max-windows must be at least 1, got 0",
+        "max-windows-zero",
+    ),
+    Row("eval -m {model} --tasks ppl:wiki --device tpu", "invalid device 'tpu'", "eval-device-invalid"),
+    Row(
+        "eval {model} -m {file} --tasks ppl:wiki",
+        "a positional MODEL and '--model' / '-m' both given",
+        "eval-model-twice",
+    ),
+    Row("eval --tasks ppl:wiki", "Missing option '--model' / '-m'", "eval-no-model"),
+    Row(
+        "recommend -m {model} --method wanda --candidates {text} --budget 5 -o {out} --ppl-max-windows 2 --max-windows 3",
+        "--ppl-max-windows and '--max-windows' both given: give only '--max-windows'",
+        "recommend-old-and-new-spelling",
+    ),
+    Row("eval -m {model} --tasks nosuch_task --offline", "tasks with offline data: ", "eval-unknown-task-offline"),
+    Row(
+        "eval -m {model} --tasks ppl:wiki --backend vllm",
         "--backend vllm needs vLLM: pip install vllm",
         "eval-vllm-missing",
     ),
     Row(
-        "eval {model} --tasks copa --fewshot-as-multiturn",
+        "eval -m {model} --tasks copa --fewshot-as-multiturn",
         "--fewshot-as-multiturn needs --apply-chat-template",
         "eval-multiturn-no-chat",
     ),
-    Row("eval {model} --tasks copa --num-fewshot -1", "--num-fewshot must be 0 or more", "eval-fewshot-negative"),
+    Row("eval -m {model} --tasks copa --num-fewshot -1", "--num-fewshot must be 0 or more", "eval-fewshot-negative"),
     Row(
-        "eval {model} --tasks copa --log-samples",
+        "eval -m {model} --tasks copa --log-samples",
         "--log-samples needs somewhere to write them",
         "eval-log-samples-nowhere",
     ),
-    Row("eval {model} --tasks copa --lm-eval-out {file}", "is a file: give a directory", "eval-lm-eval-out-file"),
+    Row("eval -m {model} --tasks copa --lm-eval-out {file}", "is a file: give a directory", "eval-lm-eval-out-file"),
     Row("study run {spec:cuda} --out {out}", "asked for a CUDA GPU", "study-no-gpu"),
     Row("study run {spec:baddtype} --out {out}", "unknown dtype 'float8'", "study-dtype-unknown"),
     # ---- inspect
@@ -332,35 +362,39 @@ ROWS = [
     Row("vocab collect -m {model} --calib {corrupt:flipped} -o {out}", "token hash", "vocab-collect-corrupt-set"),
     Row("vocab collect -m {model} --tasks nosuchtask -o {out}", "nosuchtask", "vocab-collect-unknown-task"),
     Row("vocab collect -m {model} --text {text} -o {tmp}", "is a directory", "vocab-collect-out-dir"),
-    Row("vocab prune {model} --keep {vocab:empty} -o {out}", "the keep set is empty", "vocab-prune-empty-keep-set"),
-    Row("vocab prune {model} --keep {vocab:other} -o {out}", "was made for tokenizer", "vocab-prune-other-tokenizer"),
-    Row("vocab prune {model} --keep {text} -o {out}", "is not a vocabulary file", "vocab-prune-not-a-vocab-file"),
+    Row("vocab prune -m {model} --keep {vocab:empty} -o {out}", "the keep set is empty", "vocab-prune-empty-keep-set"),
     Row(
-        "vocab prune {model} --keep {vocab:good} --mode sideways -o {out}",
+        "vocab prune -m {model} --keep {vocab:other} -o {out}", "was made for tokenizer", "vocab-prune-other-tokenizer"
+    ),
+    Row("vocab prune -m {model} --keep {text} -o {out}", "is not a vocabulary file", "vocab-prune-not-a-vocab-file"),
+    Row(
+        "vocab prune -m {model} --keep {vocab:good} --mode sideways -o {out}",
         "unknown vocab mode 'sideways'",
         "vocab-prune-bad-mode",
     ),
     Row(
-        "vocab prune {model} --keep {vocab:good} --fallback 99999 -o {out}",
+        "vocab prune -m {model} --keep {vocab:good} --fallback 99999 -o {out}",
         "is not in the keep set",
         "vocab-prune-fallback-not-kept",
     ),
     Row(
-        "vocab prune {model} --keep {vocab:good} --mode exact-input --dropped reference -o {out}",
+        "vocab prune -m {model} --keep {vocab:good} --mode exact-input --dropped reference -o {out}",
         "restricted mode only",
         "vocab-prune-reference-exact",
     ),
-    Row("vocab prune {model} --keep {vocab:good} -o {full}", "already exists", "vocab-prune-out-exists"),
-    Row("vocab prune {vocab:pruned} --keep {vocab:good} -o {out}", "is vocabulary-pruned already", "vocab-prune-twice"),
+    Row("vocab prune -m {model} --keep {vocab:good} -o {full}", "already exists", "vocab-prune-out-exists"),
+    Row(
+        "vocab prune -m {vocab:pruned} --keep {vocab:good} -o {out}",
+        "is vocabulary-pruned already",
+        "vocab-prune-twice",
+    ),
     Row("vocab restore {model} -o {out}", "was never vocabulary-pruned", "vocab-restore-never-pruned"),
     Row("vocab restore {vocab:pruned} -o /proc/calibench-restore", "not writable", "vocab-restore-unwritable"),
     # ---- set cards, hf export, experiment tracking
     Row("data card {tmp}/missing -o {out}", "is not a directory", "card-missing-set"),
     Row("data card {corrupt:flipped} -o {out}", "token hash", "card-corrupt-set"),
-    Row("data card {set} -o {out} --reference {set}", "--reference needs --model", "card-reference-without-model"),
-    Row(
-        "data card {set} -m {model} -o {out} --reference {tmp}/missing", "is not a directory", "card-missing-reference"
-    ),
+    Row("data card {set} -o {out} --pool {set}", "--pool needs --model", "card-reference-without-model"),
+    Row("data card {set} -m {model} -o {out} --pool {tmp}/missing", "is not a directory", "card-missing-reference"),
     Row(
         "data card {set} -m {model} -o {out} --benchmarks arc_chalenge",
         "unknown benchmark 'arc_chalenge'",
@@ -405,7 +439,7 @@ ROWS = [
         "recommend-out-exists",
     ),
     Row(
-        "recommend -m {model} --method wanda --candidates {text} --budget 0.0001 --n 2 --seq-len 16 --tasks ppl:{text} --ppl-seq-len 16 --ppl-max-windows 2 --k-layers 1 -o {out}",
+        "recommend -m {model} --method wanda --candidates {text} --budget 0.0001 --n 2 --seq-len 16 --tasks ppl:{text} --ppl-seq-len 16 --max-windows 2 --k-layers 1 -o {out}",
         "is too small: one full evaluation is estimated at",
         "recommend-budget-too-small",
     ),
@@ -637,6 +671,42 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(row, world, tmp_path):
     assert not out.exists(), f"{out} was left behind"
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name], list(tmp_path.iterdir())
     assert {p: _snapshot(p) for p in watched} == before, "a refused command changed an existing directory"
+
+
+@pytest.mark.parametrize(
+    "args, old, new, error",
+    [
+        ("data card {set} -o {out} --reference {set}", "--reference", "'--pool'", "--pool needs --model"),
+        ("eval {model} --tasks nosuchtask", "MODEL as a positional argument", "'--model' / '-m'", "nosuchtask"),
+        (
+            "vocab prune {model} --keep {text} -o {out}",
+            "MODEL as a positional argument",
+            "'--model' / '-m'",
+            "is not a vocabulary file",
+        ),
+        (
+            "compress -m {model} -c {set} --method rtn --asym --sparsity 0.5 -o {out}",
+            "--asym",
+            "'--no-symmetric'",
+            "rtn does not use sparsity",
+        ),
+        (
+            "study signals {corrupt_study} --heldout-windows 0",
+            "--heldout-windows",
+            "'--max-windows'",
+            "--max-windows must be at least 1, got 0",
+        ),
+    ],
+)
+def test_old_spelling_warns_in_one_line_and_maps_to_the_new_option(args, old, new, error, world, tmp_path):
+    """An old spelling still works for one release: one warning line on stderr, then the new option's behaviour."""
+    out = tmp_path / "out"
+    done = run_calibench(_expand(args, world, tmp_path, out), tmp_path / "home")
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2 and len(lines) == 2, done.stderr
+    assert lines[0].startswith("warning: ") and old in lines[0] and f"use {new}" in lines[0], lines[0]
+    assert lines[1].startswith("error: ") and error in lines[1], lines[1]
+    assert not out.exists()
 
 
 def test_suite_covers_every_command(world):

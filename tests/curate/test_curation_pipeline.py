@@ -235,7 +235,7 @@ def test_curate_cli_and_stats_pool(tiny_model_dir, tiny_encoder_dir, corpora, tm
         "2",
         "--proxy",
         "wanda",
-        "--proxy-windows",
+        "--max-windows",
         "2",
         "--out",
         str(out),

@@ -155,7 +155,7 @@ def test_a_study_without_signals_has_no_predictor_sections(tmp_path):
 
 def test_study_signals_cli_and_its_bad_inputs(study, tmp_path, capsys):
     code, out, err = run(
-        ["study", "signals", str(study), "--signals", "stats", "--k-layers", "1", "--heldout-windows", "8"], capsys
+        ["study", "signals", str(study), "--signals", "stats", "--k-layers", "1", "--max-windows", "8"], capsys
     )
     assert code == 0, err
     assert "signal values computed" in out and "already stored" in out

@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 import torch
+from test_study import texts, write_spec  # noqa: F401 - fixture re-use
 
 from calibench.core.errors import CalibenchError
 from calibench.models import checkpoint_dtype, load_model, resolve_device, resolve_dtype
@@ -14,7 +15,6 @@ from calibench.study import load_spec, run_study
 from calibench.study.cells import expand
 from calibench.study.store import DB_NAME
 from conftest import assert_one_line_error, run
-from test_study import texts, write_spec  # noqa: F401 - fixture re-use
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 NO_CUDA = not torch.cuda.is_available()

@@ -91,7 +91,7 @@ def test_cli_collect_prune_restore_round_trip(tiny_model_dir, tiny_tokenizer, te
                           str(text_file), "-o", str(vocab_file)], capsys)  # fmt: skip
     assert code == 0, err
     assert "kept" in out and "coverage of" in out and "100.00%" in out
-    code, out, err = run(["vocab", "prune", str(tiny_model_dir), "--keep", str(vocab_file), "-o", str(tmp_path / "p"),
+    code, out, err = run(["vocab", "prune", "-m", str(tiny_model_dir), "--keep", str(vocab_file), "-o", str(tmp_path / "p"),
                           "--mode", "restricted", "--fallback", "<unk>"], capsys)  # fmt: skip
     assert code == 0, err
     assert "restricted: kept" in out and "saved" in out
@@ -106,7 +106,7 @@ def test_cli_collect_prune_restore_round_trip(tiny_model_dir, tiny_tokenizer, te
     code, _, err = run(["vocab", "restore", str(tmp_path / "r"), "-o", str(tmp_path / "r2")], capsys)
     assert_one_line_error(code, err, "was never vocabulary-pruned")
     code, _, err = run(
-        ["vocab", "prune", str(tmp_path / "p"), "--keep", str(vocab_file), "-o", str(tmp_path / "p2")], capsys
+        ["vocab", "prune", "-m", str(tmp_path / "p"), "--keep", str(vocab_file), "-o", str(tmp_path / "p2")], capsys
     )
     assert_one_line_error(code, err, "is vocabulary-pruned already")
     assert not (tmp_path / "r2").exists() and not (tmp_path / "p2").exists()
@@ -123,7 +123,7 @@ def test_cli_model_without_input_embedding_is_one_line(
     monkeypatch.setattr(type(model), "get_input_embeddings", lambda self: None)
     monkeypatch.setattr(calibench.models, "load_model", lambda *a, **k: model)
     code, _, err = run(
-        ["vocab", "prune", str(tiny_model_dir), "--keep", str(vocab_file), "-o", str(tmp_path / "p")], capsys
+        ["vocab", "prune", "-m", str(tiny_model_dir), "--keep", str(vocab_file), "-o", str(tmp_path / "p")], capsys
     )
     assert_one_line_error(code, err, "has no input embedding to prune")
     assert not (tmp_path / "p").exists()

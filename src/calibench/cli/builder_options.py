@@ -20,6 +20,7 @@ from typing import Any, Literal
 import typer
 from pydantic import BaseModel
 
+from calibench.cli.derive import _UNSET, field_default
 from calibench.core.errors import ParameterError
 
 SIZES_PANEL = "sizes (every builder)"
@@ -84,10 +85,14 @@ def derived_fields(models: list[tuple[str, type[BaseModel]]], skip: set[str]) ->
                     "annotation": info.annotation,
                     "helps": [],
                     "users": [],
+                    "defaults": [],
                     "panel": SIZES_PANEL if name in SetParams.model_fields else builder,
                 },
             )
             entry["users"].append(builder)
+            default = field_default(model, name)
+            if default not in entry["defaults"]:
+                entry["defaults"].append(default)
             text = info.description or ""
             if text and text not in entry["helps"]:
                 entry["helps"].append(text)
@@ -101,7 +106,10 @@ def options_signature(fields: dict[str, dict[str, Any]], all_builders: int) -> l
         users = "" if len(entry["users"]) >= all_builders else f" [{', '.join(entry['users'])}]"
         help_text = " / ".join(entry["helps"]) + extra + users
         decl = f"{flag_for(name)}/--no-{name.replace('_', '-')}" if kind is bool else flag_for(name)
-        option = typer.Option(None, decl, help=help_text, rich_help_panel=entry["panel"], show_default=False)
+        # not given -> not passed (the builder's default applies); the help shows it when every builder agrees
+        defaults = entry.get("defaults", [])
+        shown = str(defaults[0]) if len(defaults) == 1 and defaults[0] not in (None, _UNSET) else False
+        option = typer.Option(None, decl, help=help_text, rich_help_panel=entry["panel"], show_default=shown)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind | None))
     return params
 

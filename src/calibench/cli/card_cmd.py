@@ -7,24 +7,17 @@ from pathlib import Path
 import typer
 
 from calibench.card.contamination import DEFAULT_N
+from calibench.cli import options
 from calibench.cli.data_cmd import data_app
+from calibench.cli.derive import Deprecated, with_options
 
 
-@data_app.command("card")
 def card(
     directory: Path = typer.Argument(..., help="A calibration set directory."),
-    out: Path = typer.Option(..., "--out", "-o", help="The card to write (Markdown), e.g. CARD.md."),
-    model: str = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Model for the perplexity and the activation metrics (its tokenizer reads the set); without it, the recorded tokenizer reads the set and model metrics are left out.",
-    ),
-    reference: Path = typer.Option(
-        None,
-        "--reference",
-        help="A reference set (e.g. OUT/pool of `data curate`, or a set of the evaluation's domain): activation coverage and diversity of the set against it (needs --model).",
-    ),
+    *,
+    out: Path,
+    model: str | None,
+    pool: Path | None,
     ngram: int = typer.Option(
         DEFAULT_N, "--ngram", help="Words per n-gram in the contamination check (13: the GPT-3 convention)."
     ),
@@ -33,9 +26,9 @@ def card(
         "--benchmarks",
         help="Comma-separated benchmarks to check (task names such as arc_challenge, and ppl:NAME held-out texts); default: every one with offline data.",
     ),
-    batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass (perplexity, activations)."),
-    dtype: str = typer.Option("float32", "--dtype", help="Model dtype."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    batch_size: int,
+    dtype: str,
+    device: str,
 ) -> None:
     """Write a set's card: provenance, statistics, activation metrics against a reference, benchmark overlap."""
     from calibench.card import gather, render, write_card
@@ -50,14 +43,14 @@ def card(
         raise CalibenchError(f"--ngram must be at least 1, got {ngram}")
     if batch_size < 1:
         raise CalibenchError(f"--batch-size must be at least 1, got {batch_size}")
-    if reference is not None and model is None:
+    if pool is not None and model is None:
         raise CalibenchError(
-            "--reference needs --model: coverage and diversity are measured in the model's activation space"
+            "--pool needs --model: coverage and diversity are measured in the model's activation space"
         )
     check_output_file(out, example="CARD.md")
     include = parse_benchmarks(benchmarks)
     calib = CalibrationSet.load(directory)
-    ref = CalibrationSet.load(reference) if reference is not None else None  # a bad reference fails before any work
+    ref = CalibrationSet.load(pool) if pool is not None else None  # a bad reference fails before any work
     tokenizer = load_tokenizer(model) if model is not None else recorded_tokenizer(calib, directory)
     calib.check_tokenizer(tokenizer)
     if ref is not None:
@@ -86,3 +79,30 @@ def card(
     typer.echo(
         f"wrote {out}: {verdict}" + (f" ({len(c.skipped)} not checked: see the card)" if c and c.skipped else "")
     )
+
+
+data_app.command("card")(
+    with_options(
+        card,
+        [
+            options.common(
+                "out",
+                "model",
+                "pool",
+                "batch_size",
+                "dtype",
+                "device",
+                command="data card",
+                required=("out",),
+                detail={
+                    "out": "The card to write (Markdown), e.g. CARD.md.",
+                    "model": "For the perplexity and the activation metrics (its tokenizer reads the "
+                    "set); without it, the recorded tokenizer reads the set and model metrics "
+                    "are left out.",
+                    "pool": "Or a set of the evaluation's domain, as the card's reference.",
+                },
+            )
+        ],  # fmt: skip
+        deprecated=[Deprecated("--reference", "pool")],
+    )
+)

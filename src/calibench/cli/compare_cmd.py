@@ -13,8 +13,11 @@ from pathlib import Path
 
 import typer
 
+from calibench.cli import options
+from calibench.cli.derive import with_options
 
-def compare_command(
+
+def _compare(
     runs: list[Path] = typer.Argument(
         ..., help="EvalResult JSON files (`calibench eval ... --log-samples -o X.json`); the first is the base."
     ),
@@ -23,7 +26,8 @@ def compare_command(
     plot: Path = typer.Option(
         None, "--plot", help="Also write the source-overlap vs consistency scatter plot (PNG), one colour per run."
     ),
-    out: Path = typer.Option(None, "--out", "-o", help="Also write the table (Markdown) to this file."),
+    *,
+    out: Path | None,
 ) -> None:
     """Pair summarization runs per document against the first and print every metric's difference with its paired CI."""
     from calibench.core.errors import CalibenchError
@@ -47,3 +51,8 @@ def compare_command(
     if plot is not None:
         written = overlap_consistency_plot([(r.label, list(r.items.values())) for r in loaded], plot)
         typer.echo(f"wrote {written}" if written else "no metrics to plot")
+
+
+compare_command = with_options(
+    _compare, [options.common("out", command="compare", detail={"out": "Also the table, as Markdown."})]
+)

@@ -9,57 +9,29 @@ in bfloat16, for instance).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import typer
+from calibench.cli import options
+from calibench.cli.derive import Deprecated, Group, flag, with_options
+from calibench.cli.settings import METHOD_HELP, CompressSettings
+from calibench.compress.methods import MethodParams
 
-# Kept in step with the method registry by a test: importing the registry here would import torch
-# and llm-compressor's dependencies on every CLI start, for a help string.
-METHOD_HELP = (
-    "rtn, gptq, awq, smoothquant, sparsegpt, wanda, magnitude; the compressed-tensors presets w4a16, w4a16-asym, "
-    "w8a16, w8a8, fp8, fp8-dynamic, nvfp4a16, nvfp4; or prune+quant like sparsegpt+gptq. Exactly one of --method "
-    "and --recipe."
-)
+__all__ = ["METHOD_HELP", "compress_command"]
+
+PARAMS_PANEL = "method parameters (default per method)"
 
 
-def compress_command(
-    model: str = typer.Option(..., "--model", "-m", help="Bundled model name, local model directory or hub id."),
-    calib: Path = typer.Option(..., "--calib", "-c", help="Calibration set directory (from `calibench data build`)."),
-    method: str = typer.Option(None, "--method", help=METHOD_HELP),
-    recipe: Path = typer.Option(
-        None,
-        "--recipe",
-        help="An llm-compressor recipe file (YAML: NAME_stage: NAME_modifiers: ModifierType: {...}), run with this calibration set instead of --method.",
-    ),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Output checkpoint directory (compressed-tensors + calibench.json)."
-    ),
-    bits: int = typer.Option(None, "--bits", help="Weight bits (quantization methods; default per method)."),
-    group_size: int = typer.Option(
-        None, "--group-size", help="Quantization group size; 0 = per-channel; default 128 where it divides."
-    ),
-    actorder: bool = typer.Option(
-        None,
-        "--actorder/--no-actorder",
-        help="GPTQ static activation order (default on, as in llm-compressor); --no-actorder for the original column order.",
-    ),
-    dampening: float = typer.Option(None, "--dampening", help="Hessian dampening fraction (default 0.01)."),
-    asym: bool = typer.Option(False, "--asym", help="Asymmetric quantization (zero points)."),
-    sparsity: float = typer.Option(None, "--sparsity", help="Pruning sparsity in (0, 1); default 0.5."),
-    structure: str = typer.Option(None, "--structure", help="'unstructured' (default) or N:M such as 2:4."),
-    activations: str = typer.Option(
-        None,
-        "--activations",
-        help="smoothquant's int8 activations: 'dynamic' per-token scales (default) or 'static' per-tensor scales calibrated on the set.",
-    ),
-    dtype: str = typer.Option(
-        "auto",
-        "--dtype",
-        help="Model dtype: auto (float32 on CPU, the checkpoint's own on a GPU), bfloat16, float16 or float32.",
-    ),
-    device: str = typer.Option(
-        "auto", "--device", help="auto (the first CUDA GPU if any, else CPU), cpu, cuda or cuda:N."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Seed for every random choice in the libraries."),
+def _compress(
+    *,
+    model: str,
+    calib: Path,
+    method: str | None,
+    recipe: Path | None,
+    out: Path,
+    dtype: str,
+    device: str,
+    seed: int,
+    params: dict[str, Any],
 ) -> None:
     """Compress MODEL with METHOD (or an llm-compressor recipe) calibrated on a calibration set, and save the checkpoint."""
     import os
@@ -78,29 +50,9 @@ def compress_command(
 
     if (method is None) == (recipe is None):
         raise CalibenchError("give exactly one of --method NAME and --recipe FILE.yaml")
-    params = dict(
-        bits=bits,
-        group_size=group_size,
-        actorder=actorder,
-        dampening=dampening,
-        symmetric=False if asym else None,
-        sparsity=sparsity,
-        structure=structure,
-        activations=activations,
-    )
     # unknown methods, bad values and unreadable recipes fail before any loading
     if recipe is not None:
-        flags = {
-            "bits": "--bits",
-            "group_size": "--group-size",
-            "actorder": "--actorder",
-            "dampening": "--dampening",
-            "symmetric": "--asym",
-            "sparsity": "--sparsity",
-            "structure": "--structure",
-            "activations": "--activations",
-        }
-        given = [flags[k] for k, v in params.items() if v is not None]
+        given = [flag(k) for k in params]
         if given:
             raise CalibenchError(
                 f"--recipe sets its own parameters: drop {', '.join(given)}, or put them in the recipe"
@@ -134,3 +86,23 @@ def compress_command(
         f"peak RSS {record['memory']['peak_rss_mb']:.0f} MB -> {out}",
         highlight=False,
     )
+
+
+compress_command = with_options(
+    _compress,
+    [
+        options.common(
+            "model",
+            "out",
+            "dtype",
+            "device",
+            "seed",
+            command="compress",
+            required=("model", "out"),
+            detail={"out": "A checkpoint directory (compressed-tensors + calibench.json)."},
+        ),  # fmt: skip
+        Group(CompressSettings),
+        Group(MethodParams, given_only=True, name="params", panel=PARAMS_PANEL),
+    ],
+    deprecated=[Deprecated("--asym", "symmetric", value=False)],
+)

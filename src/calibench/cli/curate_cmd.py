@@ -6,22 +6,18 @@ from pathlib import Path
 
 import typer
 
+from calibench.cli import options
 from calibench.cli.data_cmd import data_app
+from calibench.cli.derive import Deprecated, with_options
 from calibench.curate.pipeline import CurationConfig
 
 POOL_DIR = "pool"
 
 
 def curate(
-    model: str = typer.Option(
-        ...,
-        "--model",
-        "-m",
-        help="Bundled model name, local model directory or hub id: activations are captured under it.",
-    ),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Output directory (must not exist): the curated set, with the pool in OUT/pool."
-    ),
+    *,
+    model: str,
+    out: Path,
     save_pool: bool = typer.Option(
         True,
         "--save-pool/--no-save-pool",
@@ -33,11 +29,9 @@ def curate(
         "--proxy",
         help="Proxy evaluation (repeatable): compress with METHOD (wanda, gptq, ...) using the curated set and a random set from the same pool, and compare perplexity on each capability's reference text.",
     ),
-    proxy_windows: int = typer.Option(
-        8, "--proxy-windows", help="Perplexity windows of --seq-len tokens per capability in the proxy evaluation."
-    ),
-    dtype: str = typer.Option("float32", "--dtype", help="Model dtype for the activation capture."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    max_windows: int,
+    dtype: str,
+    device: str,
     builder_params: dict | None = None,
 ) -> None:
     """Curate a calibration set with COLA: score sources by capability coverage, process them into a pool, keep the samples nearest the k-means centroids of their activations."""
@@ -55,12 +49,12 @@ def curate(
 
         for method in proxy:
             resolve(method)  # fail fast on an unknown method
-        if proxy_windows < 1:
+        if max_windows < 1:
             from calibench.core.errors import CalibenchError
 
-            raise CalibenchError(f"--proxy-windows must be at least 1, got {proxy_windows}")
+            raise CalibenchError(f"--proxy-windows must be at least 1, got {max_windows}")
     result = run_curate(model, config, tokenizer=tokenizer, dtype=dtype, device=device)
-    proxy_rows = _proxy(model, result, config, tokenizer, proxy, proxy_windows) if proxy else None
+    proxy_rows = _proxy(model, result, config, tokenizer, proxy, max_windows) if proxy else None
     with atomic_dir(out) as tmp:
         result.calib.write_into(tmp)
         if save_pool:
@@ -208,7 +202,14 @@ def _register_curate() -> None:
     from calibench.cli.builder_options import derived_fields, with_builder_options
 
     fields = derived_fields([("curation", CurationConfig)], skip=set())
-    data_app.command("curate")(with_builder_options(curate, fields, 1))
+    shared = options.common("model", "out", "max_windows", "dtype", "device", command="data curate",
+                            required=("model", "out"),
+                            detail={"model": "Activations are captured under it.",
+                                    "out": "A directory (must not exist): the curated set, with the pool in OUT/pool.",
+                                    "max_windows": "Of --seq-len tokens per capability, in the proxy evaluation.",
+                                    "dtype": "For the activation capture."})  # fmt: skip
+    wrapped = with_options(curate, [shared], deprecated=[Deprecated("--proxy-windows", "max_windows")])
+    data_app.command("curate")(with_builder_options(wrapped, fields, 1))
 
 
 _register_curate()

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import typer
 
+from calibench.cli import options
+from calibench.cli.derive import with_options
+
 data_app = typer.Typer(help="Build, inspect and export calibration sets.", no_args_is_help=True)
 
 SET_DIR_FORMAT = "set-{:02d}"
@@ -26,19 +29,11 @@ def build(
         ...,
         help="A builder or source (see `calibench data sources`): wiki, c4, self, curated, chat, hub:ORG/NAME[:CONFIG], mix:wiki=0.5,code=0.5, or a .txt/.jsonl/.parquet file.",
     ),
-    model: str = typer.Option(
-        ...,
-        "--model",
-        "-m",
-        help="Bundled model name, local model directory or hub id (its tokenizer is used; self and curated also run it).",
-    ),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Output directory (must not exist). With --sets K it holds set-00 .. set-(K-1)."
-    ),
-    dtype: str = typer.Option(
-        "float32", "--dtype", help="Model dtype for builders that run the model (self, curated)."
-    ),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N, for builders that run the model."),
+    *,
+    model: str,
+    out: Path,
+    dtype: str,
+    device: str,
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write windows.jsonl with the decoded text of each window."),
     builder_params: dict | None = None,
 ) -> None:
@@ -78,7 +73,12 @@ def _register_build() -> None:
 
     models = [(name, b.params) for name, b in builders().items()]
     fields = derived_fields(models, skip={"source"})
-    data_app.command("build")(with_builder_options(build, fields, len(models)))
+    shared = options.common("model", "out", "dtype", "device", command="data build", required=("model", "out"),
+                            detail={"model": "Its tokenizer is used; self and curated also run it.",
+                                    "out": "A directory (must not exist). With --sets K it holds set-00 .. set-(K-1).",
+                                    "dtype": "For builders that run the model (self, curated).",
+                                    "device": "For builders that run the model (self, curated)."})  # fmt: skip
+    data_app.command("build")(with_builder_options(with_options(build, [shared]), fields, len(models)))
 
 
 _register_build()
@@ -104,15 +104,10 @@ def _print_summary(built: list, out: Path, sets: int) -> None:
         console.print(f"sha256 {calib.manifest.tokens_sha256}  set {calib.set_id}", highlight=False, soft_wrap=True)
 
 
-@data_app.command("show")
 def show(
     directory: Path = typer.Argument(..., help="A calibration set directory."),
-    model: str = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Model whose tokenizer decodes the preview (default: the one recorded, when it can be found).",
-    ),
+    *,
+    model: str | None,
     windows: int = typer.Option(2, "--windows", min=0, help="How many windows to preview."),
     chars: int = typer.Option(400, "--chars", min=1, help="Characters of each preview."),
 ) -> None:
@@ -170,16 +165,11 @@ def _tokenizer_for_preview(model: str | None, directory: Path):
         return None
 
 
-@data_app.command("export")
 def export(
     directory: Path = typer.Argument(..., help="A calibration set directory."),
-    out: Path = typer.Option(
-        ...,
-        "--out",
-        "-o",
-        help="Output: a .jsonl file (--format jsonl) or a new directory (--format hf); the set's card is written beside it.",
-    ),
-    model: str = typer.Option(..., "--model", "-m", help="Model whose tokenizer made the set."),
+    *,
+    out: Path,
+    model: str,
     fmt: str = typer.Option(
         "jsonl",
         "--format",
@@ -211,6 +201,40 @@ def export(
         from calibench.card.export_hf import push_to_hub as push
 
         typer.echo(push(out, push_to_hub).message)
+
+
+data_app.command("show")(
+    with_options(
+        show,
+        [
+            options.common(
+                "model",
+                command="data show",
+                detail={
+                    "model": "Its tokenizer decodes the preview (default: the one recorded, when it can be found)."
+                },
+            )
+        ],  # fmt: skip
+    )
+)
+data_app.command("export")(
+    with_options(
+        export,
+        [
+            options.common(
+                "model",
+                "out",
+                command="data export",
+                required=("model", "out"),
+                detail={
+                    "model": "The one whose tokenizer made the set.",
+                    "out": "A .jsonl file (--format jsonl) or a new directory (--format hf); the set's "
+                    "card is written beside it.",
+                },
+            )
+        ],  # fmt: skip
+    )
+)
 
 
 @data_app.command("sources")

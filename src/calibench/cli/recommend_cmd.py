@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import typer
+from calibench.cli import options
+from calibench.cli.derive import Deprecated, Group, with_options
+from calibench.cli.settings import RecommendSettings
 
 
 def parse_params(text: str | None) -> dict[str, Any]:
@@ -25,51 +27,30 @@ def parse_params(text: str | None) -> dict[str, Any]:
     return params
 
 
-def recommend_command(
-    model: str = typer.Option(..., "--model", "-m", help="Bundled model name, local model directory or hub id."),
-    method: str = typer.Option(..., "--method", help="Compression method (gptq, wanda, sparsegpt, awq, ...)."),
-    params: str = typer.Option(
-        None, "--params", help="Method parameters as KEY=VALUE,... e.g. bits=4,group_size=64 or sparsity=0.5."
-    ),
-    candidates: str = typer.Option(
-        ..., "--candidates", help="Comma-separated set builders or sources: wiki,code,self,curated, a file, mix:..."
-    ),
-    budget: float = typer.Option(
-        ..., "--budget", help="Compute budget in minutes, for everything: building, signals and full evaluations."
-    ),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Output directory: the chosen set (set/) and the card (card.md, card.json)."
-    ),
-    n: int = typer.Option(16, "--n", help="Windows per calibration set."),
-    seq_len: int = typer.Option(128, "--seq-len", help="Tokens per window."),
-    sets: int = typer.Option(1, "--sets", help="Sets per candidate (disjoint draws), each ranked on its own."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the set draws and of compression."),
-    tasks: str = typer.Option("ppl:wiki", "--tasks", help="Evaluation tasks of a full run, as in `calibench eval`."),
-    objective: str = typer.Option(
-        "auto",
-        "--objective",
-        help="What the choice maximises: auto (average accuracy if there are accuracy tasks, else the first ppl: task), 'average acc' or a ppl: task.",
-    ),
-    signal: str = typer.Option(
-        None,
-        "--signal",
-        help="The cheap signal to rank by (default: the validated one; see `calibench.predict.signals`).",
-    ),
-    study: Path = typer.Option(
-        None,
-        "--study",
-        help="A study directory with `calibench study signals` computed: its validation of the signal goes on the card (and picks the signal).",
-    ),
-    k_layers: int = typer.Option(2, "--k-layers", help="Decoder layers the reconstruction signal compresses."),
-    top: int = typer.Option(
-        None, "--top", help="Evaluate at most this many candidates in full (default: as many as the budget allows)."
-    ),
-    limit: int = typer.Option(None, "--limit", help="Items per lm-eval task (and perplexity windows) of a full run."),
-    ppl_seq_len: int = typer.Option(None, "--ppl-seq-len", help="Perplexity window length of a full run."),
-    ppl_max_windows: int = typer.Option(None, "--ppl-max-windows", help="Perplexity windows of a full run."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Evaluation batch size."),
-    dtype: str = typer.Option("auto", "--dtype", help="Model dtype: auto, bfloat16, float16 or float32."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+def _recommend(
+    *,
+    model: str,
+    method: str,
+    params: str | None,
+    candidates: str,
+    budget: float,
+    out: Path,
+    n: int,
+    seq_len: int,
+    sets: int,
+    seed: int,
+    tasks: str,
+    objective: str,
+    signal: str | None,
+    study: Path | None,
+    k_layers: int,
+    top: int | None,
+    limit: int | None,
+    ppl_seq_len: int | None,
+    max_windows: int | None,
+    batch_size: int,
+    dtype: str,
+    device: str,
 ) -> None:
     """Choose a calibration set for MODEL and METHOD within --budget minutes; write it with a card saying why."""
     import os
@@ -95,7 +76,7 @@ def recommend_command(
         limit=limit,
         batch_size=batch_size,
         ppl_seq_len=ppl_seq_len,
-        ppl_max_windows=ppl_max_windows,
+        ppl_max_windows=max_windows,
         objective=objective,
         top=top,
         study=study,
@@ -123,3 +104,28 @@ def recommend_command(
         highlight=False,
         markup=False,
     )
+
+
+recommend_command = with_options(
+    _recommend,
+    [
+        options.common(
+            "model",
+            "out",
+            "seed",
+            "max_windows",
+            "batch_size",
+            "dtype",
+            "device",
+            command="recommend",
+            required=("model", "out"),
+            detail={
+                "out": "A directory: the chosen set (set/) and the card (card.md, card.json).",
+                "seed": "Of the set draws and of compression.",
+                "max_windows": "In a full run; default: all of them (or --limit).",
+            },
+        ),  # fmt: skip
+        Group(RecommendSettings),
+    ],
+    deprecated=[Deprecated("--ppl-max-windows", "max_windows")],
+)

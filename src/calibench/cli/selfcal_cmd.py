@@ -9,20 +9,18 @@ from typing import Any
 
 import typer
 
+from calibench.cli import options
 from calibench.cli.data_cmd import data_app
+from calibench.cli.derive import with_options
 from calibench.core.jsonutil import finite
 
 
 def generate(
-    model: str = typer.Option(
-        ...,
-        "--model",
-        "-m",
-        help="Bundled model name, local model directory or hub id: the model that writes its own calibration data.",
-    ),
-    out: Path = typer.Option(..., "--out", "-o", help="Output directory (must not exist)."),
-    dtype: str = typer.Option("float32", "--dtype", help="Model dtype: float32, bfloat16, float16 or auto."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
+    *,
+    model: str,
+    out: Path,
+    dtype: str,
+    device: str,
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write windows.jsonl with the decoded text of each sample."),
     builder_params: dict | None = None,
 ) -> None:
@@ -102,21 +100,13 @@ def stats(
     directories: list[Path] = typer.Argument(
         ..., help="Calibration set directories (a multi-set build directory counts as its sets)."
     ),
-    model: str = typer.Option(
-        None,
-        "--model",
-        "-m",
-        help="Model for the perplexity (and whose tokenizer reads the sets); without it, perplexity is skipped and the recorded tokenizer is used.",
-    ),
-    out: Path = typer.Option(None, "--out", "-o", help="Write the statistics as JSON to this file."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Windows per forward pass for the perplexity."),
-    dtype: str = typer.Option("float32", "--dtype", help="Model dtype for the perplexity."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N."),
-    pool: Path = typer.Option(
-        None,
-        "--pool",
-        help="A pool set (e.g. OUT/pool of `data curate`): adds activation coverage and diversity against it (needs --model).",
-    ),
+    *,
+    model: str | None,
+    out: Path | None,
+    batch_size: int,
+    dtype: str,
+    device: str,
+    pool: Path | None,
 ) -> None:
     """Perplexity, vocabulary coverage, n-gram diversity, Zipf coefficient, repetition and document length of sets."""
     from rich.table import Table
@@ -204,8 +194,31 @@ def _register_generate() -> None:
     from calibench.data.builders import builders
 
     fields = derived_fields([("self", builders()["self"].params)], skip=set())
-    data_app.command("generate")(with_builder_options(generate, fields, 1))
+    shared = options.common("model", "out", "dtype", "device", command="data generate", required=("model", "out"),
+                            detail={"model": "The model that writes its own calibration data.",
+                                    "out": "A directory (must not exist)."})  # fmt: skip
+    data_app.command("generate")(with_builder_options(with_options(generate, [shared]), fields, 1))
 
 
 _register_generate()
-data_app.command("stats")(stats)
+data_app.command("stats")(
+    with_options(
+        stats,
+        [
+            options.common(
+                "model",
+                "out",
+                "batch_size",
+                "dtype",
+                "device",
+                "pool",
+                command="data stats",
+                detail={
+                    "model": "For the perplexity (and its tokenizer reads the sets); without it, "
+                    "perplexity is skipped and the recorded tokenizer is used.",
+                    "out": "A JSON file of the statistics.",
+                },
+            )
+        ],  # fmt: skip
+    )
+)

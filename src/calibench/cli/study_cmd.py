@@ -6,27 +6,22 @@ from pathlib import Path
 
 import typer
 
+from calibench.cli import options
+from calibench.cli.derive import Deprecated, Group, with_options
+from calibench.cli.settings import StudyRunSettings, StudySignalsSettings
+
 study_app = typer.Typer(help="Run calibration-data studies and report them.", no_args_is_help=True)
 
 
-@study_app.command("run")
 def run(
     spec: Path = typer.Argument(..., help="Study spec (YAML): models, methods, sources, n, seq_len, eval."),
-    out: Path = typer.Option(..., "--out", "-o", help="Study directory (SQLite store, sets, report). Rerun to resume."),
-    executor: str = typer.Option("local", "--executor", help="local (this process) or ray."),
-    address: str = typer.Option(None, "--address", help="Ray cluster address (default: a local Ray runtime)."),
-    jobs: int = typer.Option(
-        1,
-        "--jobs",
-        "-j",
-        help="Local worker processes, cores shared between them (CPU studies: one per core is fastest).",
-    ),
-    report: bool = typer.Option(True, "--report/--no-report", help="Write the report when the run ends."),
-    reproducible: bool = typer.Option(
-        False,
-        "--reproducible",
-        help="Pin CPU float kernels (MKL_CBWR=COMPATIBLE, ATen AVX2, one thread per process) so results match across machines; about 4-5x slower forward passes.",
-    ),
+    *,
+    out: Path,
+    executor: str,
+    address: str | None,
+    jobs: int,
+    report: bool,
+    reproducible: bool,
 ) -> None:
     """Run (or resume) every cell of SPEC; finished cells are skipped, failures recorded."""
     if reproducible:  # before anything below imports torch
@@ -49,6 +44,22 @@ def run(
         con.print(f"report: {written.markdown} (HTML: {written.html})", highlight=False)
 
 
+study_app.command("run")(
+    with_options(
+        run,
+        [
+            options.common(
+                "out",
+                command="study run",
+                required=("out",),
+                detail={"out": "A study directory (SQLite store, sets, report). Rerun to resume."},
+            ),  # fmt: skip
+            Group(StudyRunSettings),
+        ],
+    )
+)
+
+
 @study_app.command("report")
 def report_command(
     directory: Path = typer.Argument(..., help="A study directory from `calibench study run`."),
@@ -66,22 +77,14 @@ def report_command(
     )
 
 
-@study_app.command("signals")
 def signals_command(
     directory: Path = typer.Argument(..., help="A finished study directory from `calibench study run`."),
-    signals: str = typer.Option(
-        None,
-        "--signals",
-        help="Signals or groups to compute, comma-separated (default: all): reconstruction, coverage, outliers, stats, or names such as outliers.kurtosis.",
-    ),
-    k_layers: int = typer.Option(2, "--k-layers", help="Decoder layers the reconstruction signal compresses."),
-    heldout_windows: int = typer.Option(
-        32, "--heldout-windows", help="Windows of the evaluation text the signals are measured on."
-    ),
-    batch_size: int = typer.Option(8, "--batch-size", help="Forward-pass batch size."),
-    recompute: bool = typer.Option(
-        False, "--recompute", help="Compute every value again (default: only missing ones or ones with other settings)."
-    ),
+    *,
+    signals: str | None,
+    k_layers: int,
+    max_windows: int,
+    batch_size: int,
+    recompute: bool,
 ) -> None:
     """Compute cheap predictors (signals) for every (model, method, set) of a finished study; the report then shows which predict."""
     import os
@@ -94,7 +97,7 @@ def signals_command(
         directory,
         signals,
         k_layers=k_layers,
-        heldout_windows=heldout_windows,
+        heldout_windows=max_windows,
         batch_size=batch_size,
         recompute=recompute,
     )
@@ -105,3 +108,20 @@ def signals_command(
         highlight=False,
         markup=False,
     )
+
+
+study_app.command("signals")(
+    with_options(
+        signals_command,
+        [
+            options.common(
+                "max_windows",
+                "batch_size",
+                command="study signals",
+                detail={"max_windows": "Of the evaluation text the signals are measured on."},
+            ),  # fmt: skip
+            Group(StudySignalsSettings),
+        ],
+        deprecated=[Deprecated("--heldout-windows", "max_windows")],
+    )
+)

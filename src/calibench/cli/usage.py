@@ -59,7 +59,8 @@ def usage_line(exc: BaseException) -> str:
     option = getattr(exc, "option_name", None)
     # format_message() names the parameter; for an unknown option it appends every option, so keep the bare message
     message = exc.message if option and possibilities else exc.format_message()  # type: ignore[attr-defined]
-    message = " ".join(str(message).split()).rstrip(".")
+    # typer checks a Literal choice with a validator whose message pydantic-style starts "Value error, "
+    message = " ".join(str(message).split()).rstrip(".").replace(": Value error, ", ": ")
     suggestion = None
     if option and possibilities:
         suggestion = _closest(option, sorted(possibilities))

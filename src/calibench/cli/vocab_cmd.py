@@ -6,57 +6,29 @@ from pathlib import Path
 
 import typer
 
+from calibench.cli import options
+from calibench.cli.derive import Group, with_options
+from calibench.cli.settings import VocabCollectSettings, VocabPruneSettings, VocabRestoreSettings
+
 vocab_app = typer.Typer(help="Vocabulary pruning: keep only the embedding and head rows a workload uses.",
                         no_args_is_help=True)  # fmt: skip
 
-MODE_HELP = (
-    "restricted: embedding and head keep the kept rows (tie kept); kept-token logits identical, dropped "
-    "tokens -inf, so log-probabilities are normalised over the kept tokens and generation emits kept tokens "
-    "only. exact-input: only the input side is pruned, every logit identical; saves nothing on a tied model."
-)
 
-
-@vocab_app.command("collect")
 def collect_command(
-    model: str = typer.Option(
-        ...,
-        "--model",
-        "-m",
-        help="Bundled model name, local model directory or hub id (its tokenizer counts; its config serves lm-eval's encoding).",
-    ),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="The vocabulary file to write (JSON: kept ids, counts, tokenizer identity)."
-    ),
-    calib: list[str] = typer.Option([], "--calib", "-c", help="A calibration set directory (repeatable)."),
-    text: list[str] = typer.Option([], "--text", help="A .txt/.jsonl/.parquet file, all of it (repeatable)."),
-    source: list[str] = typer.Option(
-        [], "--source", help="A registered source as NAME[:SPLIT], e.g. wiki or wiki:heldout (repeatable)."
-    ),
-    tasks: str = typer.Option(
-        None,
-        "--tasks",
-        "-t",
-        help="Evaluation tasks whose requests are counted as lm-eval renders them (arc_easy,piqa; ppl:wiki counts its held-out text).",
-    ),
-    limit: int = typer.Option(None, "--limit", help="At most N items per lm-eval task (as `calibench eval --limit`)."),
-    num_fewshot: int = typer.Option(
-        0, "--num-fewshot", help="Few-shot examples per prompt, as the evaluation will use them."
-    ),
-    apply_chat_template: bool = typer.Option(
-        False, "--apply-chat-template", help="Render task prompts with the chat template, as the evaluation will."
-    ),
-    offline: bool = typer.Option(
-        True, "--offline/--online", help="Task data from the offline mirrors (default) or the hub."
-    ),
-    min_count: int = typer.Option(1, "--min-count", help="Keep a token only if the inputs use it at least N times."),
-    top_k: int = typer.Option(
-        None, "--top-k", help="Keep at most the K most frequent counted tokens (always-kept tokens come on top)."
-    ),
-    heldout: list[str] = typer.Option(
-        [],
-        "--heldout",
-        help="Held-out text whose coverage to report (wiki, wikitext2, ... or a file; repeatable). Not counted.",
-    ),
+    *,
+    model: str,
+    out: Path,
+    calib: list[str],
+    text: list[str],
+    source: list[str],
+    tasks: str | None,
+    limit: int | None,
+    num_fewshot: int,
+    apply_chat_template: bool,
+    offline: bool | None,
+    min_count: int,
+    top_k: int | None,
+    heldout: list[str],
 ) -> None:
     """Count the token ids of calibration sets, text, sources and lm-eval tasks into a vocabulary file."""
     from calibench.core.console import console
@@ -75,11 +47,11 @@ def collect_command(
     if tasks:
         from calibench.evaluation.tasks import parse_tasks
 
-        parse_tasks(tasks, offline=True if offline else None)  # unknown names fail before any work
+        parse_tasks(tasks, offline=offline)  # unknown names fail before any work
     tokenizer = load_tokenizer(model)
     vocab = collect(tokenizer, inputs, model=model, min_count=min_count, top_k=top_k, heldout=heldout, limit=limit,
                     num_fewshot=num_fewshot, apply_chat_template=apply_chat_template,
-                    offline=True if offline else None)  # fmt: skip
+                    offline=offline)  # fmt: skip
     vocab.save(out)
     con = console()
     always = len({i for ids in vocab.always.values() for i in ids})
@@ -91,37 +63,8 @@ def collect_command(
                   f"({cov.distinct_kept:,} of {cov.distinct:,} distinct ids)", highlight=False)  # fmt: skip
 
 
-@vocab_app.command("prune")
 def prune_command(
-    model: str = typer.Argument(
-        ..., help="Bundled model name, local model or checkpoint directory (compressed ones too) or hub id."
-    ),
-    keep: Path = typer.Option(
-        ...,
-        "--keep",
-        "-k",
-        help="The vocabulary file from `calibench vocab collect` (made for this model's tokenizer).",
-    ),
-    out: Path = typer.Option(
-        ...,
-        "--out",
-        "-o",
-        help="Output directory: a compact checkpoint plus vocab.json (loads with calibench and transformers).",
-    ),
-    mode: str = typer.Option("restricted", "--mode", help=MODE_HELP),
-    fallback: str = typer.Option(
-        None,
-        "--fallback",
-        help="A kept token (id, or the token text such as <unk>) that replaces tokens outside the kept set at the input, counted and warned about; default: such a token is an error.",
-    ),
-    dropped: str = typer.Option(
-        "stored",
-        "--dropped",
-        help="stored: keep the dropped rows in vocab-dropped.safetensors (restore needs nothing else); reference: record the original model and its sha256 instead (restricted mode only).",
-    ),
-    dtype: str = typer.Option(
-        "auto", "--dtype", help="Model dtype: auto (float32 on CPU), bfloat16, float16 or float32."
-    ),
+    *, model: str, keep: Path, out: Path, mode: str, fallback: str | None, dropped: str, dtype: str
 ) -> None:
     """Prune MODEL's embedding (and head) to the kept tokens and save it; prints the memory saved."""
     from calibench.core.console import console
@@ -167,17 +110,11 @@ def _token_id(tokenizer, value: str) -> int:  # noqa: ANN001
     return int(found)
 
 
-@vocab_app.command("restore")
 def restore_command(
     directory: Path = typer.Argument(..., help="A directory written by `calibench vocab prune`."),
-    out: Path = typer.Option(
-        ..., "--out", "-o", help="Where to write the original model (bit for bit: checked against the recorded sha256)."
-    ),
-    original: str = typer.Option(
-        None,
-        "--original",
-        help="The original model, when the dropped rows were saved by reference (--dropped reference).",
-    ),
+    *,
+    out: Path,
+    original: str | None,
 ) -> None:
     """Write the original, unpruned model back from a pruned directory."""
     from calibench.core.console import console
@@ -188,3 +125,57 @@ def restore_command(
     restore(directory, out, original=original)
     console().print(f"restored {record.vocab_size:,} rows ({record.mode}, {'tied' if record.tied else 'untied'}); "
                     f"embedding sha256 {record.original['embedding_sha256'][:12]} matches -> {out}", highlight=False)  # fmt: skip
+
+
+vocab_app.command("collect")(
+    with_options(
+        collect_command,
+        [
+            options.common(
+                "model",
+                "out",
+                "offline",
+                command="vocab collect",
+                required=("model", "out"),
+                detail={
+                    "model": "Its tokenizer counts; its config serves lm-eval's encoding.",
+                    "out": "The vocabulary file (JSON: kept ids, counts, tokenizer identity).",
+                },
+            ),  # fmt: skip
+            Group(VocabCollectSettings),
+        ],
+    )
+)
+vocab_app.command("prune")(
+    with_options(
+        prune_command,
+        [
+            options.common(
+                "model",
+                "out",
+                "dtype",
+                command="vocab prune",
+                required=("model", "out"),
+                detail={
+                    "out": "A directory: a compact checkpoint plus vocab.json (loads with calibench and transformers)."
+                },
+            ),  # fmt: skip
+            Group(VocabPruneSettings),
+        ],
+        deprecated=[options.MODEL_POSITIONAL],
+    )
+)
+vocab_app.command("restore")(
+    with_options(
+        restore_command,
+        [
+            options.common(
+                "out",
+                command="vocab restore",
+                required=("out",),
+                detail={"out": "The original model (bit for bit: checked against the recorded sha256)."},
+            ),  # fmt: skip
+            Group(VocabRestoreSettings),
+        ],
+    )
+)

@@ -51,21 +51,28 @@ class MethodParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    bits: int | None = None
+    bits: int | None = Field(None, description="Weight bits (quantization methods); default per method.")
     group_size: int | None = Field(
-        None, description="None: 128 where it divides, else the largest that does; 0: per-channel"
+        None,
+        description="Quantization group size; 0 = per-channel; default: 128 where it divides, else the largest "
+        "that does.",
     )
-    actorder: bool = (
-        True  # GPTQ's static activation order, llm-compressor's default; False for the original column order
+    actorder: bool = Field(
+        True,  # llm-compressor's default
+        description="GPTQ static activation order; --no-actorder for the original column order.",
     )
-    dampening: float = 0.01
-    symmetric: bool = True
-    sparsity: float = 0.5
-    structure: str = "unstructured"  # or "N:M", e.g. "2:4"
-    smoothing_strength: float = 0.8
+    dampening: float = Field(0.01, description="GPTQ Hessian dampening fraction, in (0, 1).")
+    symmetric: bool = Field(True, description="Symmetric integer weights; --no-symmetric for zero points.")
+    sparsity: float = Field(0.5, description="Pruning sparsity in (0, 1); N:M structures fix it to N/M.")
+    structure: str = Field("unstructured", description="Pruning structure: 'unstructured' or N:M such as 2:4.")
+    smoothing_strength: float = Field(0.8, description="SmoothQuant's migration strength alpha.")
     # W8A8 activations: "dynamic" per-token scales at run time (llm-compressor's W8A8), or "static"
     # per-tensor scales fixed from the calibration set, where the set's activation maxima matter most
-    activations: Literal["dynamic", "static"] = "dynamic"
+    activations: Literal["dynamic", "static"] = Field(
+        "dynamic",
+        description="SmoothQuant's int8 activations: dynamic per-token scales or static per-tensor scales "
+        "calibrated on the set.",
+    )
 
     @field_validator("sparsity")
     @classmethod

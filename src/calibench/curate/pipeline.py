@@ -24,6 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from calibench.core.errors import CalibenchError, ParameterError
+from calibench.core.settings import DEFAULTS, CommonSettings
 from calibench.curate.activations import capture_features, layer_widths
 from calibench.curate.capabilities import canonical_name, load_reference, parse_capabilities
 from calibench.curate.embeddings import DEFAULT_EMBEDDING_MODEL, SentenceEmbedder
@@ -85,10 +86,15 @@ class CurationConfig(BaseModel):
     projection_dim: int = Field(DEFAULT_DIM, description="Dimension of the random projection of activations.")
     n_init: int = Field(DEFAULT_N_INIT, description="k-means restarts (the best inertia wins).")
     seed: int = Field(
-        0, description="Seed of the projection and k-means (or of the random draw with --selection random)."
+        DEFAULTS.seed,
+        description=f"{CommonSettings.model_fields['seed'].description} Of the projection and k-means (or of the "
+        "random draw with --selection random).",
     )
     pool_seed: int = Field(0, description="Seed of the pool (document order) and of stage 1's text samples.")
-    batch_size: int = Field(8, description="Windows per forward pass when capturing activations.")
+    batch_size: int = Field(
+        DEFAULTS.batch_size,
+        description=f"{CommonSettings.model_fields['batch_size'].description} Of the activation capture.",
+    )
     bos: bool | Literal["auto"] = Field("auto", description="Prefix each window with BOS: auto follows the tokenizer.")
     selection: Literal["kmeans", "random"] = Field(
         "kmeans", description="kmeans (COLA) or random: the baseline drawn uniformly from the same pool."

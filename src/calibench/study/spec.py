@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from calibench.core.errors import CalibenchError
+from calibench.core.settings import DEFAULTS
 from calibench.data.builders import make_params, resolve
 from calibench.data.draw import MAX_N
 from calibench.evaluation import parse_tasks
@@ -200,8 +201,8 @@ class StudySpec(BaseModel):
     tracking: TrackingSpec | None = None
     # Where cells run: the dtype models load in (auto: the checkpoint's on a GPU, float32 on CPU), the
     # device, and whether weights stay in host memory while llm-compressor onloads one layer at a time.
-    dtype: str = "auto"
-    device: str = "auto"
+    dtype: str = DEFAULTS.dtype  # the one default of every command (calibench.core.settings)
+    device: str = DEFAULTS.device
     offload: bool = False
 
     @field_validator("dtype")

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from calibench.core.settings import DEFAULTS, CommonSettings
 from calibench.data.draw import MAX_N
 
 Bos = Literal["auto", "always", "never"]
@@ -25,7 +26,9 @@ class SetParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     n: int = Field(128, description=f"Windows per set (1..{MAX_N}).")
     seq_len: int = Field(2048, description="Tokens per window, at most the model's maximum.")
-    seed: int = Field(0, description="Random seed: the same seed gives a byte-identical set.")
+    seed: int = Field(
+        DEFAULTS.seed, description=f"{CommonSettings.model_fields['seed'].description} Sets are byte-identical."
+    )
     sets: int = Field(1, description="Number of sets to draw at once (pairwise disjoint for text sources).")
 
     @model_validator(mode="after")

@@ -1,0 +1,244 @@
+"""Typed settings of each command, beyond the shared ones (:mod:`calibench.core.settings`).
+
+One pydantic model per command: its fields are the command's own options
+(derived by :mod:`calibench.cli.derive`: the field name is the flag, the
+default is the option's default, the description its help), validated before
+any work starts.  Method parameters are not here: ``compress`` takes them from
+:class:`calibench.compress.methods.MethodParams`, as the Python API and study
+specs do; ``data build``/``generate``/``curate`` take the builders' models.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# Kept in step with the method registry by a test: importing the registry here would import torch
+# and llm-compressor's dependencies on every CLI start, for a help string.
+METHOD_HELP = (
+    "rtn, gptq, awq, smoothquant, sparsegpt, wanda, magnitude; the compressed-tensors presets w4a16, w4a16-asym, "
+    "w8a16, w8a8, fp8, fp8-dynamic, nvfp4a16, nvfp4; or prune+quant like sparsegpt+gptq. Exactly one of --method "
+    "and --recipe."
+)
+
+TASKS_HELP = (
+    "Comma-separated: ppl:<wikitext2|c4|wiki|science|math|code>, calibench's tasks "
+    "(arc_easy, arc_challenge, boolq, hellaswag, lambada_openai, openbookqa, piqa, rte, storycloze, "
+    "winogrande, copa, sciq, gsm8k; all with offline data but storycloze), groups (paper, zeroshot), "
+    "any lm-eval task, group or tag name (online), and summ:<xsum|multilexsum|mtsdialog|xsum-hub|cnn_dailymail|"
+    "FILE.jsonl>[:style=..:max_new_tokens=..:chat=..:nli=..:harim=..] (abstractive summarization: generated "
+    "greedily, scored for overlap and faithfulness; add --log-samples to pair runs with `calibench compare`)."
+)
+
+MODE_HELP = (
+    "restricted: embedding and head keep the kept rows (tie kept); kept-token logits identical, dropped "
+    "tokens -inf, so log-probabilities are normalised over the kept tokens and generation emits kept tokens "
+    "only. exact-input: only the input side is pruned, every logit identical; saves nothing on a tied model."
+)
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CompressSettings(_Settings):
+    calib: Path = Field(
+        ..., description="Calibration set directory (from `calibench data build`).", json_schema_extra={"short": "-c"}
+    )
+    method: str | None = Field(None, description=METHOD_HELP)
+    recipe: Path | None = Field(
+        None,
+        description="An llm-compressor recipe file (YAML: NAME_stage: NAME_modifiers: ModifierType: {...}), run with "
+        "this calibration set instead of --method.",
+    )
+
+
+class EvalSettings(_Settings):
+    tasks: str = Field("ppl:wiki,arc_easy,piqa", description=TASKS_HELP, json_schema_extra={"short": "-t"})
+    limit: int | None = Field(
+        None,
+        ge=1,
+        description="At most N items per task: lm-eval items, and perplexity windows unless --max-windows is "
+        "given (results are marked limited).",
+    )
+    num_fewshot: int = Field(
+        0,
+        description="Few-shot examples per prompt (lm-eval's num_fewshot; 0 is the papers' protocol). Offline, a "
+        "task whose examples come from a split the pack lacks is skipped with the reason.",
+    )
+    apply_chat_template: bool = Field(
+        False, description="Render prompts with the tokenizer's chat template (lm-eval's apply_chat_template)."
+    )
+    fewshot_as_multiturn: bool | None = Field(
+        None, description="Few-shot examples as chat turns (default: on with --apply-chat-template, as in lm-eval)."
+    )
+    gen_kwargs: str | None = Field(
+        None, description="Generation settings for generative tasks, lm-eval's syntax: max_gen_toks=64,temperature=0."
+    )
+    log_samples: bool = Field(
+        False,
+        description="Keep per-item results: into --out (key 'samples') and, with --lm-eval-out, lm-eval's "
+        "samples_<task>_<time>.jsonl.",
+    )
+    lm_eval_out: Path | None = Field(
+        None, description="Also write lm-eval's own layout into this folder, as `lm_eval --output_path DIR` does."
+    )
+    backend: Literal["hf", "vllm"] = Field(
+        "hf",
+        description="hf: HFLM around the loaded model; vllm: lm-eval's vLLM model on the checkpoint directory "
+        "(needs vLLM).",
+    )
+    ppl_seq_len: int | None = Field(
+        None, ge=2, description="Perplexity window length (default: min(2048, model maximum))."
+    )
+    bos: Literal["auto", "always", "never"] = Field(
+        "auto", description="BOS at the start of each perplexity window: auto follows the tokenizer."
+    )
+
+
+class VocabCollectSettings(_Settings):
+    calib: list[str] = Field(
+        default_factory=list, description="A calibration set directory (repeatable).", json_schema_extra={"short": "-c"}
+    )
+    text: list[str] = Field(default_factory=list, description="A .txt/.jsonl/.parquet file, all of it (repeatable).")
+    source: list[str] = Field(
+        default_factory=list,
+        description="A registered source as NAME[:SPLIT], e.g. wiki or wiki:heldout (repeatable).",
+    )
+    tasks: str | None = Field(
+        None,
+        description="Evaluation tasks whose requests are counted as lm-eval renders them (arc_easy,piqa; ppl:wiki "
+        "counts its held-out text).",
+        json_schema_extra={"short": "-t"},
+    )
+    limit: int | None = Field(None, ge=1, description="At most N items per lm-eval task (as `calibench eval --limit`).")
+    num_fewshot: int = Field(0, description="Few-shot examples per prompt, as the evaluation will use them.")
+    apply_chat_template: bool = Field(
+        False, description="Render task prompts with the chat template, as the evaluation will."
+    )
+    min_count: int = Field(1, description="Keep a token only if the inputs use it at least N times.")
+    top_k: int | None = Field(
+        None, description="Keep at most the K most frequent counted tokens (always-kept tokens come on top)."
+    )
+    heldout: list[str] = Field(
+        default_factory=list,
+        description="Held-out text whose coverage to report (wiki, wikitext2, ... or a file; repeatable). Not counted.",
+    )
+
+
+class VocabPruneSettings(_Settings):
+    keep: Path = Field(
+        ...,
+        description="The vocabulary file from `calibench vocab collect` (made for this model's tokenizer).",
+        json_schema_extra={"short": "-k"},
+    )
+    mode: str = Field("restricted", description=MODE_HELP)
+    fallback: str | None = Field(
+        None,
+        description="A kept token (id, or the token text such as <unk>) that replaces tokens outside the kept set at "
+        "the input, counted and warned about; default: such a token is an error.",
+    )
+    dropped: str = Field(
+        "stored",
+        description="stored: keep the dropped rows in vocab-dropped.safetensors (restore needs nothing else); "
+        "reference: record the original model and its sha256 instead (restricted mode only).",
+    )
+
+
+class VocabRestoreSettings(_Settings):
+    original: str | None = Field(
+        None, description="The original model, when the dropped rows were saved by reference (--dropped reference)."
+    )
+
+
+class InspectSettings(_Settings):
+    n: int = Field(32, ge=1, description="Windows per set, for sets built from a builder name.")
+    seq_len: int = Field(256, ge=1, description="Tokens per window, for built sets and the held-out text.")
+    heldout: str = Field(
+        "wiki",
+        description="Held-out text for the int8 activation error: an offline domain (its held-out split) or a set "
+        "directory; 'none' skips the error.",
+    )
+    layers: str | None = Field(
+        None,
+        description="Regex searched in qualified module names: only matching sites (e.g. 'layers\\.(0|1)\\b', 'mlp').",
+    )
+    top_k: int = Field(16, ge=1, description="Channels per site in the Jaccard overlap of the largest channels.")
+    bits: int = Field(8, description="Activation bits of the quantization error.")
+    int8_threshold: float = Field(6.0, description="LLM.int8 outlier magnitude.")
+    outlier_layer_fraction: float = Field(0.25, description="LLM.int8: share of layers a feature must be large in.")
+    outlier_position_fraction: float = Field(
+        0.06, description="LLM.int8: share of positions a channel must be large at, in a layer."
+    )
+    massive_threshold: float = Field(100.0, description="Massive activation: at least this |x| ...")
+    massive_ratio: float = Field(1000.0, description="... and this many times the median |x| of its hidden state.")
+
+
+class RecommendSettings(_Settings):
+    method: str = Field(..., description="Compression method (gptq, wanda, sparsegpt, awq, ...).")
+    params: str | None = Field(
+        None, description="Method parameters as KEY=VALUE,... e.g. bits=4,group_size=64 or sparsity=0.5."
+    )
+    candidates: str = Field(
+        ..., description="Comma-separated set builders or sources: wiki,code,self,curated, a file, mix:..."
+    )
+    budget: float = Field(
+        ..., description="Compute budget in minutes, for everything: building, signals and full evaluations."
+    )
+    n: int = Field(16, description="Windows per calibration set.")
+    seq_len: int = Field(128, description="Tokens per window.")
+    sets: int = Field(1, description="Sets per candidate (disjoint draws), each ranked on its own.")
+    tasks: str = Field(
+        "ppl:wiki",
+        description="Evaluation tasks of a full run, as in `calibench eval`.",
+        json_schema_extra={"short": "-t"},
+    )
+    objective: str = Field(
+        "auto",
+        description="What the choice maximises: auto (average accuracy if there are accuracy tasks, else the first "
+        "ppl: task), 'average acc' or a ppl: task.",
+    )
+    signal: str | None = Field(
+        None, description="The cheap signal to rank by (default: the validated one; see `calibench.predict.signals`)."
+    )
+    study: Path | None = Field(
+        None,
+        description="A study directory with `calibench study signals` computed: its validation of the signal goes "
+        "on the card (and picks the signal).",
+    )
+    k_layers: int = Field(2, description="Decoder layers the reconstruction signal compresses.")
+    top: int | None = Field(
+        None, description="Evaluate at most this many candidates in full (default: as many as the budget allows)."
+    )
+    limit: int | None = Field(None, description="Items per lm-eval task (and perplexity windows) of a full run.")
+    ppl_seq_len: int | None = Field(None, description="Perplexity window length of a full run.")
+
+
+class StudyRunSettings(_Settings):
+    executor: str = Field("local", description="local (this process) or ray.")
+    address: str | None = Field(None, description="Ray cluster address (default: a local Ray runtime).")
+    jobs: int = Field(
+        1,
+        description="Local worker processes, cores shared between them (CPU studies: one per core is fastest).",
+        json_schema_extra={"short": "-j"},
+    )
+    report: bool = Field(True, description="Write the report when the run ends.")
+    reproducible: bool = Field(
+        False,
+        description="Pin CPU float kernels (MKL_CBWR=COMPATIBLE, ATen AVX2, one thread per process) so results match "
+        "across machines; about 4-5x slower forward passes.",
+    )
+
+
+class StudySignalsSettings(_Settings):
+    signals: str | None = Field(
+        None,
+        description="Signals or groups to compute, comma-separated (default: all): reconstruction, coverage, "
+        "outliers, stats, or names such as outliers.kurtosis.",
+    )
+    k_layers: int = Field(2, description="Decoder layers the reconstruction signal compresses.")
+    recompute: bool = Field(
+        False, description="Compute every value again (default: only missing ones or ones with other settings)."
+    )
