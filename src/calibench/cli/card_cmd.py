@@ -6,10 +6,16 @@ from pathlib import Path
 
 import typer
 
+from calibench.card import gather, render, write_card
+from calibench.card.benchmarks import offline_benchmarks, parse_benchmarks
 from calibench.card.contamination import DEFAULT_N
 from calibench.cli import options
 from calibench.cli.data_cmd import data_app
 from calibench.cli.derive import Deprecated, with_options
+from calibench.cli.set_tokenizer import recorded_tokenizer
+from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import check_output_file
+from calibench.data.calibset import CalibrationSet
 
 
 def card(
@@ -31,12 +37,6 @@ def card(
     device: str,
 ) -> None:
     """Write a set's card: provenance, statistics, activation metrics against a reference, benchmark overlap."""
-    from calibench.card import gather, render, write_card
-    from calibench.card.benchmarks import offline_benchmarks, parse_benchmarks
-    from calibench.cli.set_tokenizer import recorded_tokenizer
-    from calibench.core.errors import CalibenchError
-    from calibench.core.fsutil import check_output_file
-    from calibench.data.calibset import CalibrationSet
     from calibench.models import load_model, load_tokenizer
 
     if ngram < 1:

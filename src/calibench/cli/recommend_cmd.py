@@ -8,13 +8,14 @@ from typing import Any
 from calibench.cli import options
 from calibench.cli.derive import Deprecated, Group, with_options
 from calibench.cli.settings import RecommendSettings
+from calibench.core.console import console
+from calibench.core.errors import CalibenchError
+from calibench.predict.recommend import recommend
 
 
 def parse_params(text: str | None) -> dict[str, Any]:
     """``bits=4,group_size=64`` -> {"bits": 4, "group_size": 64} (values read as YAML scalars)."""
     import yaml
-
-    from calibench.core.errors import CalibenchError
 
     params: dict[str, Any] = {}
     for part in (text or "").split(","):
@@ -56,8 +57,6 @@ def _recommend(
     import os
 
     os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")
-    from calibench.core.console import console
-    from calibench.predict.recommend import recommend
 
     result = recommend(
         model,

@@ -10,9 +10,18 @@ from typing import Any
 import typer
 
 from calibench.cli import options
+from calibench.cli.builder_options import derived_fields, with_builder_options
 from calibench.cli.data_cmd import data_app
 from calibench.cli.derive import with_options
+from calibench.cli.set_tokenizer import recorded_tokenizer
+from calibench.core.console import console as make_console
+from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import atomic_dir, atomic_write_bytes, check_new_output, check_output_file
 from calibench.core.jsonutil import finite
+from calibench.data.builders import build_sets, builders, make_params
+from calibench.data.calibset import CalibrationSet
+from calibench.data.stats import set_statistics
+from calibench.models import load_tokenizer, model_max_length
 
 
 def generate(
@@ -26,10 +35,6 @@ def generate(
 ) -> None:
     """Generate a calibration set with the model itself (self-calibration): the `self` builder, with a report of the run."""
     import time
-
-    from calibench.core.fsutil import atomic_dir, check_new_output
-    from calibench.data.builders import build_sets, make_params
-    from calibench.models import load_tokenizer, model_max_length
 
     params = dict(builder_params or {})
     if params.get("sets", 1) != 1:
@@ -54,8 +59,6 @@ def generate(
         calib.write_into(tmp)
         if jsonl:
             calib.export_jsonl(tmp / "windows.jsonl", tokenizer)
-
-    from calibench.core.console import console as make_console
 
     console = make_console()
     gen = calib.manifest.generator or {}
@@ -111,12 +114,7 @@ def stats(
     """Perplexity, vocabulary coverage, n-gram diversity, Zipf coefficient, repetition and document length of sets."""
     from rich.table import Table
 
-    from calibench.cli.set_tokenizer import recorded_tokenizer
     from calibench.core.console import console as make_console
-    from calibench.core.errors import CalibenchError
-    from calibench.core.fsutil import atomic_write_bytes, check_output_file
-    from calibench.data.calibset import CalibrationSet
-    from calibench.data.stats import set_statistics
     from calibench.models import load_model, load_tokenizer
 
     if batch_size < 1:
@@ -190,8 +188,6 @@ def stats(
 
 
 def _register_generate() -> None:
-    from calibench.cli.builder_options import derived_fields, with_builder_options
-    from calibench.data.builders import builders
 
     fields = derived_fields([("self", builders()["self"].params)], skip=set())
     shared = options.common("model", "out", "dtype", "device", command="data generate", required=("model", "out"),

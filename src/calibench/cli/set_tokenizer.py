@@ -12,10 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from calibench.core.errors import CalibenchError
+from calibench.models import load_tokenizer
+
 
 def recorded_tokenizer(calib: Any, path: Path) -> Any:
-    from calibench.core.errors import CalibenchError
-    from calibench.models import load_tokenizer
 
     name = calib.manifest.tokenizer.get("name", "")
     try:

@@ -9,6 +9,10 @@ import typer
 from calibench.cli import options
 from calibench.cli.derive import Deprecated, Group, with_options
 from calibench.cli.settings import StudyRunSettings, StudySignalsSettings
+from calibench.core.console import console
+from calibench.predict.study_signals import compute_study_signals
+from calibench.report.study import write_report
+from calibench.study import run_study
 
 study_app = typer.Typer(help="Run calibration-data studies and report them.", no_args_is_help=True)
 
@@ -28,9 +32,6 @@ def run(
         from calibench.core import numerics
 
         numerics.pin()
-    from calibench.core.console import console
-    from calibench.report.study import write_report
-    from calibench.study import run_study
 
     summary = run_study(spec, out, executor=executor, address=address, jobs=jobs)
     con = console()
@@ -91,7 +92,6 @@ def signals_command(
 
     os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")
     from calibench.core.console import console
-    from calibench.predict.study_signals import compute_study_signals
 
     summary = compute_study_signals(
         directory,

@@ -9,6 +9,13 @@ import typer
 from calibench.cli import options
 from calibench.cli.derive import Group, with_options
 from calibench.cli.settings import VocabCollectSettings, VocabPruneSettings, VocabRestoreSettings
+from calibench.core.console import console
+from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import check_new_output, check_output_file
+from calibench.models import load_tokenizer
+from calibench.vocab import Inputs, Vocabulary, collect, prune, restore, save
+from calibench.vocab.checkpoint import DROPPED_CHOICES, is_pruned_dir, read_record
+from calibench.vocab.modes import get_mode
 
 vocab_app = typer.Typer(help="Vocabulary pruning: keep only the embedding and head rows a workload uses.",
                         no_args_is_help=True)  # fmt: skip
@@ -31,11 +38,6 @@ def collect_command(
     heldout: list[str],
 ) -> None:
     """Count the token ids of calibration sets, text, sources and lm-eval tasks into a vocabulary file."""
-    from calibench.core.console import console
-    from calibench.core.errors import CalibenchError
-    from calibench.core.fsutil import check_output_file
-    from calibench.models import load_tokenizer
-    from calibench.vocab import Inputs, collect
 
     inputs = Inputs(calib=list(calib), text=list(text), source=list(source),
                     tasks=[tasks] if tasks else [])  # fmt: skip
@@ -69,11 +71,7 @@ def prune_command(
     """Prune MODEL's embedding (and head) to the kept tokens and save it; prints the memory saved."""
     from calibench.core.console import console
     from calibench.core.errors import CalibenchError
-    from calibench.core.fsutil import check_new_output
     from calibench.models import load_model, load_tokenizer, resolve_dtype
-    from calibench.vocab import Vocabulary, prune, save
-    from calibench.vocab.checkpoint import DROPPED_CHOICES, is_pruned_dir
-    from calibench.vocab.modes import get_mode
 
     spec = get_mode(mode)
     if dropped not in DROPPED_CHOICES:
@@ -118,8 +116,6 @@ def restore_command(
 ) -> None:
     """Write the original, unpruned model back from a pruned directory."""
     from calibench.core.console import console
-    from calibench.vocab import restore
-    from calibench.vocab.checkpoint import read_record
 
     record = read_record(directory)
     restore(directory, out, original=original)
