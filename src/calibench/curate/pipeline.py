@@ -44,7 +44,9 @@ class CurationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sources: list[str] = Field(
         default_factory=lambda: ["wiki", "science", "math", "code"],
-        description="Candidate sources, comma-separated (registered names or local files); pools read their calibration split.",
+        description=(
+            "Candidate sources, comma-separated (registered names or local files); pools read their calibration split."
+        ),
     )
     capabilities: list[str] = Field(
         default_factory=lambda: ["commonsense", "math", "code"],

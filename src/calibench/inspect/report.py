@@ -121,7 +121,9 @@ def _plot_heatmap(inspection: Inspection, path: Path) -> Path:
     for r, result in enumerate(models):
         name = heaviest_site(result)
         labels = list(result.stats)
-        grid = np.log10(np.maximum(np.array([result.stats[l].site(name).channel_max_abs for l in labels]), 1e-6))
+        grid = np.log10(
+            np.maximum(np.array([result.stats[label].site(name).channel_max_abs for label in labels]), 1e-6)
+        )
         ax = axes[r][0]
         image = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="magma")
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
@@ -373,7 +375,8 @@ def write_data(inspection: Inspection, directory: Path) -> None:
 
 
 def write_inspection(inspection: Inspection, directory: Path) -> list[Path]:
-    """Write ``inspection.json``, ``channels.npz``, ``report.md`` and the plots into ``directory`` (which must exist)."""
+    """Write ``inspection.json``, ``channels.npz``, ``report.md`` and the plots into ``directory`` (which must
+    exist)."""
     from calibench.models import load_tokenizer
 
     write_data(inspection, directory)

@@ -436,7 +436,8 @@ def recommend(
     dtype: str = "auto",
     device: str = "auto",
 ) -> Recommendation:
-    """Choose a calibration set for ``model`` compressed with ``method`` within ``budget`` minutes; see the module docstring.
+    """Choose a calibration set for ``model`` compressed with ``method`` within ``budget`` minutes; see the module
+    docstring.
 
     Every check that needs no model runs first, so bad input costs a second.
     With ``out`` the chosen set and the card are written there (atomically,
@@ -603,7 +604,8 @@ def _run(
     needed = (time.perf_counter() - started) + per_signal * (len(units) - 1) + full_estimate
     if needed > budget_s:
         raise CalibenchError(
-            f"budget {budget_s / 60:g} min is too small: one full evaluation is estimated at {_minutes(full_estimate)} min"
+            f"budget {budget_s / 60:g} min is too small: one full evaluation is estimated at "
+            f"{_minutes(full_estimate)} min"
             f" (with building, probing and ranking {len(units)} candidate set{'s' if len(units) > 1 else ''}, "
             f"{_minutes(needed)} min); give at least "
             f"--budget {_round_up_minutes(needed)}"

@@ -81,8 +81,17 @@ def _source(tokenizer: Any, spec: str, **_: Any) -> tuple[Sequences, dict[str, A
     return ids, {"kind": "source", **info, "tokens": sum(len(s) for s in ids)}
 
 
-def _tasks(tokenizer: Any, spec: str, *, config: Any = None, limit: int | None = None, num_fewshot: int | None = 0,
-           apply_chat_template: bool | str = False, offline: bool | None = True, **_: Any) -> tuple[Sequences, dict[str, Any]]:  # fmt: skip
+def _tasks(
+    tokenizer: Any,
+    spec: str,
+    *,
+    config: Any = None,
+    limit: int | None = None,
+    num_fewshot: int | None = 0,
+    apply_chat_template: bool | str = False,
+    offline: bool | None = True,
+    **_: Any,
+) -> tuple[Sequences, dict[str, Any]]:
     from calibench.vocab.lmeval_tokens import task_token_ids
 
     if config is None:

@@ -97,11 +97,15 @@ def embedding_of(model: Any) -> Any:
         emb = None
     if not isinstance(emb, torch.nn.Embedding):
         what = "none" if emb is None else type(emb).__name__
-        raise CalibenchError(f"{type(model).__name__} has no input embedding to prune (get_input_embeddings() gives "
-                             f"{what}, not an nn.Embedding): vocabulary pruning needs a token embedding table")  # fmt: skip
+        raise CalibenchError(
+            f"{type(model).__name__} has no input embedding to prune (get_input_embeddings() gives "
+            f"{what}, not an nn.Embedding): vocabulary pruning needs a token embedding table"
+        )
     if emb.weight.dim() != 2 or not emb.weight.is_floating_point():
-        raise CalibenchError(f"the input embedding of {type(model).__name__} is not a dense float matrix "
-                             f"({emb.weight.dtype}, shape {tuple(emb.weight.shape)}): prune the vocabulary before quantizing it")  # fmt: skip
+        raise CalibenchError(
+            f"the input embedding of {type(model).__name__} is not a dense float matrix "
+            f"({emb.weight.dtype}, shape {tuple(emb.weight.shape)}): prune the vocabulary before quantizing it"
+        )
     return emb
 
 
@@ -116,8 +120,10 @@ def head_of(model: Any, rows: int) -> Any:
     weight = getattr(head, "weight", None)
     if weight is None or weight.dim() != 2 or not weight.is_floating_point() or weight.shape[0] != rows:
         shape = None if weight is None else tuple(weight.shape)
-        raise CalibenchError(f"the output head of {type(model).__name__} is not a dense ({rows}, d) matrix "
-                             f"(shape {shape}): vocabulary pruning needs a float head; prune before quantizing it")  # fmt: skip
+        raise CalibenchError(
+            f"the output head of {type(model).__name__} is not a dense ({rows}, d) matrix "
+            f"(shape {shape}): vocabulary pruning needs a float head; prune before quantizing it"
+        )
     return head
 
 
@@ -273,8 +279,9 @@ def attach(
             else:
                 head.weight = torch.nn.Parameter(full, requires_grad=False)
             if record.head_bias:
-                head.bias = torch.nn.Parameter(_assemble(head.bias.detach(), dropped["head_bias"].to(device), kept, rows),
-                                               requires_grad=False)  # fmt: skip
+                head.bias = torch.nn.Parameter(
+                    _assemble(head.bias.detach(), dropped["head_bias"].to(device), kept, rows), requires_grad=False
+                )
             if hasattr(head, "out_features"):
                 head.out_features = rows
         elif head is not None:
