@@ -221,7 +221,8 @@ def prepare(
             record.details["lm_eval_group"] = True
         config = declared_config(manager, spec)
         record.reference_split = reference_split(config)
-        task, leaves = None, []
+        task: Any = None
+        leaves: list[Any] = []
         if not offline:
             try:
                 task, leaves = build_online(manager, spec)

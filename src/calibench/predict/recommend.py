@@ -94,6 +94,12 @@ class Candidate:
         return self.name if self.set_index == 0 else f"{self.name}#{self.set_index}"
 
 
+def _objective(unit: Candidate) -> float:
+    """The full evaluation's objective of an evaluated candidate."""
+    assert unit.full is not None, f"{unit.label} has no full evaluation"
+    return unit.full.objective
+
+
 @dataclass
 class Recommendation:
     chosen: Candidate
@@ -644,8 +650,10 @@ def _run(
             cell = _cell(model, method, label, params, unit, n, seq_len, seed, ev, dtype, device)
             with quiet_libraries():
                 outcome = run_cell(cell, unit.calib)
-            value, metrics = objective_value(goal, outcome["rows"])
-            unit.full = FullResult(value, metrics, outcome.get("samples") or {}, outcome["seconds"], outcome["record"])
+            objective, metrics = objective_value(goal, outcome["rows"])
+            unit.full = FullResult(
+                objective, metrics, outcome.get("samples") or {}, outcome["seconds"], outcome["record"]
+            )
             measured.append(outcome["seconds"])
             full_runs.append({"candidate": unit.label, "seconds": outcome["seconds"]})
             bar.advance()
@@ -653,8 +661,8 @@ def _run(
     evaluated = [u for u in ranked if u.full is not None and math.isfinite(u.full.objective)]
     if not evaluated:
         raise CalibenchError(f"no full evaluation gave a finite {goal}: check --tasks")
-    best = max(evaluated, key=lambda u: u.full.objective)  # type: ignore[union-attr]
-    others = sorted((u for u in evaluated if u is not best), key=lambda u: -u.full.objective)  # type: ignore[union-attr]
+    best = max(evaluated, key=_objective)
+    others = sorted((u for u in evaluated if u is not best), key=lambda u: -_objective(u))
     comparison = paired_comparison(goal, best, others[0]) if others else None
     if not others:
         notes.append("only one candidate fitted the budget: the choice rests on the signal's ranking alone")

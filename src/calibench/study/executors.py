@@ -236,7 +236,7 @@ def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, a
         device = cells[0].device if cells else "auto"
         shares = ray_shares(ray.cluster_resources(), device)
         threads = numerics.threads(int(shares["num_cpus"]))
-        remote = ray.remote(max_retries=0, **shares)(_ray_cell)
+        remote = ray.remote(max_retries=0, num_cpus=shares["num_cpus"], num_gpus=shares["num_gpus"])(_ray_cell)
         pending: dict[Any, tuple[Cell, CalibrationSet | None]] = {}
         for cell, calib in _with_sets(cells, sets, on_done, step):
             pending[remote.remote(cell, calib, threads)] = (cell, calib)

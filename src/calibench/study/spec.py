@@ -152,7 +152,8 @@ class EvalSpec(BaseModel):
         from calibench.evaluation import parse_tasks
         from calibench.inspect.study_task import split_activation_tasks
 
-        activation, others = [], value
+        activation: list[str] = []
+        others = value
         try:
             activation, others = split_activation_tasks(value)  # act:outliers runs in the cell, not in evaluate
         except CalibenchError as exc:

@@ -164,7 +164,8 @@ def save(
             _save_weights(model, tmp)
         _write_config_fields(tmp, record.num_kept, compact_special_ids(record))
         if dropped == "stored":
-            tensors = {k: v.detach().contiguous().cpu() for k, v in state.dropped.items()}  # type: ignore[union-attr]
+            assert state.dropped is not None  # released rows were refused above
+            tensors = {k: v.detach().contiguous().cpu() for k, v in state.dropped.items()}
             save_file(tensors, str(tmp / DROPPED_FILE), metadata={"format": "calibench-vocab-dropped"})
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)

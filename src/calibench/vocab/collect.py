@@ -21,11 +21,12 @@ from calibench.data.tokenizer import identify
 from calibench.vocab.always import always_kept
 from calibench.vocab.keepset import Coverage, Vocabulary
 
-Sequences = list[Sequence[int]]
+TokenIds = Sequence[int] | np.ndarray  # one text's token ids: a list or an integer array
+Sequences = Sequence[TokenIds]
 
 
 def _texts_ids(tokenizer: Any, texts: list[str], label: str) -> Sequences:
-    out: Sequences = []
+    out: list[TokenIds] = []
     step = 256
     with progress.task(f"tokenizing {label}", total=len(texts), unit="docs") as bar:
         for start in range(0, len(texts), step):
@@ -129,7 +130,7 @@ class Inputs:
         return not any(True for _ in self.items())
 
 
-def bincount(sequences: Iterable[Sequence[int]], size: int) -> np.ndarray:
+def bincount(sequences: Iterable[TokenIds], size: int) -> np.ndarray:
     counts = np.zeros(size, dtype=np.int64)
     for seq in sequences:
         arr = np.asarray(seq, dtype=np.int64)

@@ -353,7 +353,8 @@ def unprune(model: Any, dropped: dict[str, Any] | None = None) -> None:
     shrunk = spec.head_pruned or not record.tied
     if (shrunk or spec.head_pruned) and dropped is None:
         raise CalibenchError("the dropped rows were released (keep_dropped=False): reload the original model instead")
-    reassemble(emb, head if spec.head_pruned else None, record, dropped, kept, embedding=shrunk)
+    # with nothing shrunk (tied, head kept whole) no dropped row is read, so released rows are fine there
+    reassemble(emb, head if spec.head_pruned else None, record, dropped or {}, kept, embedding=shrunk)
     detach(emb)
     detach(head)
     setattr(model, ATTR, None)

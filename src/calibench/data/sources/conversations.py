@@ -13,14 +13,13 @@ thinking-mode choice are recorded in the manifest.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from calibench.core.errors import CalibenchError, CorpusTooShortError, ParameterError
-from calibench.data.sources.base import CONCAT, SAMPLE, Documents, ListDocuments, Sampled, TextSource
+from calibench.data.sources.base import CONCAT, SAMPLE, Documents, Indices, ListDocuments, Sampled, TextSource
 
 CHAT_SUFFIXES = (".jsonl", ".json", ".parquet")
 
@@ -107,7 +106,7 @@ class ConversationSource(TextSource):
             self._docs = ListDocuments([json.dumps(c, ensure_ascii=False, sort_keys=True) for c in self._conversations])
         return self._docs
 
-    def encode(self, docs: Documents, indices: Sequence[int], tokenizer: Any) -> list[list[int]]:
+    def encode(self, docs: Documents, indices: Indices, tokenizer: Any) -> list[list[int]]:
         from calibench.data.chat import render_conversations
 
         return render_conversations(
