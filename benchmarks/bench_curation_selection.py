@@ -142,7 +142,7 @@ def main() -> None:
         import torch  # noqa: F401  (imports are not part of either measurement)
         from sklearn.cluster import KMeans  # noqa: F401
 
-        import calibench.curate.metrics  # noqa: F401
+        import calibench.curate.metrics
         import calibench.curate.selection  # noqa: F401
 
         result = run_ours(args) if args.child == "ours" else run_baseline(args)
@@ -193,9 +193,11 @@ def main() -> None:
         )
     if len(results) == 2:
         o, b = results["ours"], results["baseline"]
+        b_rss, o_rss = b["peak_rss_mb"] - b["rss_before_mb"], o["peak_rss_mb"] - o["rss_before_mb"]
         print(
-            f"ratio baseline/ours: time {b['total_s'] / o['total_s']:.1f}x, selection step {b['select_s'] / o['select_s']:.1f}x, "
-            f"peak RSS above start {(b['peak_rss_mb'] - b['rss_before_mb']) / max(o['peak_rss_mb'] - o['rss_before_mb'], 1):.1f}x, "
+            f"ratio baseline/ours: time {b['total_s'] / o['total_s']:.1f}x, "
+            f"selection step {b['select_s'] / o['select_s']:.1f}x, "
+            f"peak RSS above start {b_rss / max(o_rss, 1):.1f}x, "
             f"feature memory {b['features_mb'] / o['features_mb']:.0f}x"
         )
         print(

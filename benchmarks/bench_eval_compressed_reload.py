@@ -64,7 +64,8 @@ def main() -> None:
         worst = max(worst, diff)
         print(f"{m.task:<12} {m.metric:<11} {d.value:>9.4f} {m.value:>10.4f} {r.value:>10.4f} {diff:>8.2g}")
     print(
-        f"largest in-memory vs reloaded difference: {worst:.3g} (n and limit: {[(r.n, r.limit) for r in reloaded.rows]})"
+        f"largest in-memory vs reloaded difference: {worst:.3g} "
+        f"(n and limit: {[(r.n, r.limit) for r in reloaded.rows]})"
     )
 
 

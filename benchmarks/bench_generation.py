@@ -89,10 +89,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     import dataclasses
 
+    from calibench.models import load_model, load_tokenizer
     from calibench.selfcal.api import GenerationSettings, build_plan
     from calibench.selfcal.sampler import sample_streams
     from calibench.selfcal.tokens import stop_token_ids
-    from calibench.models import load_model, load_tokenizer
 
     tokenizer = load_tokenizer(args.model)
     model = load_model(args.model, device=args.device)

@@ -38,8 +38,8 @@ def _time(fn, repeats: int) -> float:
 def overhead(model_name: str, n: int, seq_len: int, batch_size: int, repeats: int) -> dict:
     import torch
 
-    from calibench.data.builders import build_set
     from calibench.curate.layers import find_decoder_layers
+    from calibench.data.builders import build_set
     from calibench.inspect import activation_stats
     from calibench.models import load_model
 

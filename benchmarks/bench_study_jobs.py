@@ -73,7 +73,8 @@ def main() -> None:
     print(f"{cells} cells on {usable_cores()} cores ({os.getloadavg()[0]:.1f} load at the end)")
     print(f"  jobs=1 ({threads} threads): {one:7.1f} s  ({one / cells:.1f} s/cell)")
     print(
-        f"  jobs={args.jobs} ({threads_per_worker(args.jobs)} thread(s) each): {many:7.1f} s  ({many / cells:.1f} s/cell)"
+        f"  jobs={args.jobs} ({threads_per_worker(args.jobs)} thread(s) each): "
+        f"{many:7.1f} s  ({many / cells:.1f} s/cell)"
     )
     print(f"  speed-up: {one / many:.2f}x")
 

@@ -78,7 +78,8 @@ def main() -> None:
         f"tokens), max_new_tokens {args.max_new_tokens}, torch threads {torch.get_num_threads()}"
     )
     print(
-        f"one-at-a-time HF generate : {t_naive:8.1f} s  {len(docs) / t_naive:6.3f} docs/s  {tokens / t_naive:6.1f} tok/s"
+        f"one-at-a-time HF generate : {t_naive:8.1f} s  {len(docs) / t_naive:6.3f} docs/s  "
+        f"{tokens / t_naive:6.1f} tok/s"
     )
     print(
         f"batched (batch {args.batch_size:>2})        : {t_batched:8.1f} s  {len(docs) / t_batched:6.3f} docs/s  "

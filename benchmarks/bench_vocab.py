@@ -161,7 +161,8 @@ def main() -> int:
         accs = " | ".join(f"{r['rows'].get(k, float('nan')):.4f}" for k in base["rows"])
         print(
             f"| {name} | {accs} | {r['eval_s']:.1f} | {r['eval_s'] / base['eval_s']:.2f} | {r['peak_rss_mb']:.0f} | "
-            f"{r['peak_rss_mb'] / base['peak_rss_mb']:.2f} | {r['bytes']['model_bytes'] / MB:.1f} | {r['bytes']['vocab_bytes'] / MB:.1f} |"
+            f"{r['peak_rss_mb'] / base['peak_rss_mb']:.2f} | {r['bytes']['model_bytes'] / MB:.1f} | "
+            f"{r['bytes']['vocab_bytes'] / MB:.1f} |"
         )
     same = runs["exact-input"]["samples"] == base["samples"] and runs["exact-input"]["rows"] == base["rows"]
     print(f"exact-input per-item loglikelihoods identical to full: {same}")
@@ -169,12 +170,14 @@ def main() -> int:
         print(
             f"{mode}: embed+head {rep['before']['vocab_bytes'] / MB:.1f} -> {rep['after']['vocab_bytes'] / MB:.1f} MB "
             f"({rep['saved_vocab_pct']:.1f}% saved), model {rep['before']['model_bytes'] / MB:.1f} -> "
-            f"{rep['after']['model_bytes'] / MB:.1f} MB ({rep['saved_model_pct']:.1f}% saved), on disk {rep['disk_bytes'] / MB:.1f} MB"
+            f"{rep['after']['model_bytes'] / MB:.1f} MB ({rep['saved_model_pct']:.1f}% saved), "
+            f"on disk {rep['disk_bytes'] / MB:.1f} MB"
         )
     if args.gptq:
         g = prep["gptq"]
         print(
-            f"on disk: dense {prep['dense_disk_bytes'] / MB:.1f} MB, gptq W4 g{args.group_size} {g['disk_bytes'] / MB:.1f} MB, "
+            f"on disk: dense {prep['dense_disk_bytes'] / MB:.1f} MB, "
+            f"gptq W4 g{args.group_size} {g['disk_bytes'] / MB:.1f} MB, "
             f"gptq + vocab (restricted) {g['vocab_disk_bytes'] / MB:.1f} MB"
         )
     if args.json:

@@ -170,9 +170,9 @@ def main() -> None:
 
 def resume(args: argparse.Namespace) -> None:
     """Finish an interrupted run: cells in seed order (each seed: every method on COLA, then random)."""
-    from calibench.data.calibset import CalibrationSet
     from calibench.curate.capabilities import load_reference, parse_capabilities
     from calibench.curate.proxy import proxy_evaluate
+    from calibench.data.calibset import CalibrationSet
     from calibench.models import load_tokenizer
 
     results = json.loads((args.out / "results.json").read_text())

@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from calibench.compress import compress
+from calibench.core.nll import window_nll
 from calibench.data.draw import build_calibration_set
 from calibench.models import load_model, load_tokenizer
-from calibench.core.nll import window_nll
 
 RUNS = {
     "dense": ("", {}),

@@ -562,7 +562,7 @@ def main() -> int:
         from importlib.metadata import version
 
         runner.results["versions"] = {p: version(p) for p in ("transformers", "llmcompressor", "compressed-tensors")}
-    except Exception:  # noqa: BLE001 - informative only
+    except Exception:  # informative only
         pass
     print(
         f"gpu_check on {chip} ({device}), {calib.n} x {calib.seq_len} random tokens, tokenizer {tok_name} "

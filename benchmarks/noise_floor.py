@@ -369,9 +369,9 @@ def worker(name: str, out: Path, full: bool) -> None:
     import torch
 
     torch.set_num_threads(cfg.threads)
+    from calibench.core.nll import window_nll
     from calibench.data.draw import build_calibration_sets
     from calibench.models import load_model, load_tokenizer, model_max_length
-    from calibench.core.nll import window_nll
 
     here = out / name
     here.mkdir(parents=True, exist_ok=True)

@@ -176,7 +176,8 @@ def dtype_name(dtype: Any) -> str:
 
 # Called as hook(model, checkpoint directory) on every model load_model returns.  Higher layers plug in here
 # (named lazily, so this module imports none of them): the vocabulary package re-attaches a pruned vocabulary.
-LOAD_HOOKS: Registry[Callable[[Any, Path], None]] = Registry("model load hook")
+# each hook gets the loaded model and what it was loaded from (a local directory or a hub id)
+LOAD_HOOKS: Registry[Callable[[Any, str], None]] = Registry("model load hook")
 LOAD_HOOKS.register_lazy("vocab-pruned", "calibench.vocab.checkpoint:attach_if_pruned")
 
 

@@ -71,10 +71,10 @@ def onload_to(device: Any) -> Iterator[None]:
 
     target = torch.device(device)
     _REQUESTED.append(target)
-    patched = []
+    patched: list[tuple[Any, Any]] = []  # (module, its own get_main_device)
     for name in _ONLOAD_CALLERS:
         try:
-            module = importlib.import_module(name)
+            module: Any = importlib.import_module(name)  # llm-compressor's modules, patched by name
         except ImportError:  # pragma: no cover - a layout change in llm-compressor
             continue
         if hasattr(module, "get_main_device"):

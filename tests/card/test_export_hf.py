@@ -1,4 +1,5 @@
-"""``data export``: the Hugging Face folder round trip, its atomic write, the push offline, and the card beside every format."""
+"""``data export``: the Hugging Face folder round trip, its atomic write, the push offline, and the card beside every
+format."""
 
 from __future__ import annotations
 

@@ -163,10 +163,6 @@ def test_gptq_beats_rtn_and_sparsegpt_beats_magnitude_on_layer_output_error(tiny
 # ----------------------------------------------------------------- determinism and reload
 
 
-def model_weights(model):
-    return {name: p.detach().clone() for name, p in model.state_dict().items()}
-
-
 @pytest.mark.parametrize("method", ["sparsegpt", "gptq"])
 def test_same_inputs_and_seed_give_identical_weights(tiny_model_dir, calib, tiny_tokenizer, method):
     extra = {"group_size": 64} if method == "gptq" else {}

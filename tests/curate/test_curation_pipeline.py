@@ -40,6 +40,13 @@ def test_capability_weights_general_and_targeted():
         capability_weights(["a"], "general", "a")
 
 
+def test_a_source_without_documents_is_refused_before_any_work():
+    from calibench.curate import CurationConfig
+
+    with pytest.raises(CalibenchError, match="source 'random-vocab' has no documents"):
+        CurationConfig(sources=["wiki", "random-vocab"]).check()
+
+
 def test_token_similarity_bounds(tiny_tokenizer):
     p = token_distribution(["the quick brown fox"] * 3, tiny_tokenizer)
     q = token_distribution(["seven wizards box heavy jugs of liquid"] * 3, tiny_tokenizer)

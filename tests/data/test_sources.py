@@ -13,7 +13,7 @@ import pytest
 from calibench.core.errors import CalibenchError, CorpusTooShortError, UnknownNameError
 from calibench.data.draw import build_calibration_set, build_calibration_sets
 from calibench.data.sampling import intervals_overlap
-from calibench.data.sources import get_source, list_sources
+from calibench.data.sources import TextSource, get_source, get_text_source, list_sources
 from calibench.data.sources.hub import HUB_CORPORA, MIRROR_ENV, HubCorpus
 from calibench.data.sources.random_vocab import ordinary_token_ids, special_token_ids
 from conftest import corpus_text, make_tokenizer
@@ -76,6 +76,16 @@ def test_unknown_source_names_the_known_ones():
     with pytest.raises(UnknownNameError, match="did you mean 'wiki'"):
         get_source("wikki")
     assert {"c4", "wikitext2", "wiki", "code", "math", "science", "random-vocab"} <= set(list_sources())
+
+
+def test_text_sources_are_had_and_token_drawing_sources_refused_in_one_line(text_file):
+    assert isinstance(get_text_source("wiki"), TextSource)
+    assert get_text_source(str(text_file)).documents("all").batch([0])
+    with pytest.raises(CalibenchError, match="^source 'random-vocab' has no documents") as info:
+        get_text_source("random-vocab")
+    assert "\n" not in str(info.value)
+    with pytest.raises(UnknownNameError):
+        get_text_source("wikki")
 
 
 # ----------------------------------------------------------------- hub corpora

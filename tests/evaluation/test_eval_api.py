@@ -200,10 +200,15 @@ def test_result_json_round_trip_and_table():
 
     result = EvalResult(
         model="m",
-        rows=[EvalRow(task="piqa", metric="acc", value=0.6, stderr=0.05, n=200, limit=200),
-              EvalRow(task="ppl:wiki", metric="perplexity", value=float("inf"), n=3)],
-        tasks=[TaskRecord(task="piqa", kind="zeroshot"), TaskRecord(task="storycloze", kind="zeroshot", status="skipped", reason="no data")],
-    )  # fmt: skip
+        rows=[
+            EvalRow(task="piqa", metric="acc", value=0.6, stderr=0.05, n=200, limit=200),
+            EvalRow(task="ppl:wiki", metric="perplexity", value=float("inf"), n=3),
+        ],
+        tasks=[
+            TaskRecord(task="piqa", kind="zeroshot"),
+            TaskRecord(task="storycloze", kind="zeroshot", status="skipped", reason="no data"),
+        ],
+    )
     data = json.loads(result.to_json())
     assert data["rows"][1]["value"] is None  # JSON has no Infinity
     again = EvalResult.from_json(json.dumps({**data, "rows": data["rows"][:1]}))

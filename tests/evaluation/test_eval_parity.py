@@ -49,8 +49,9 @@ def fake_copa(monkeypatch, copa_splits):
 
     def serve(names=("train", "validation")):
         splits = {k: copa_splits[k] for k in names}
-        monkeypatch.setattr(lmeval, "build_mirror",
-                            lambda task, root=None: Mirror("copa", splits, {k: "synthetic" for k in splits}))  # fmt: skip
+        monkeypatch.setattr(
+            lmeval, "build_mirror", lambda task, root=None: Mirror("copa", splits, {k: "synthetic" for k in splits})
+        )
 
     serve()
     return serve
@@ -163,7 +164,9 @@ def test_offline_lm_eval_task_without_data_is_skipped_and_others_run_from_mirror
     result = evaluate(str(tiny_model_dir), "mmlu_abstract_algebra,mmlu,copa", offline=True, limit=3, batch_size=2)
     skipped = {r.task: r.reason for r in result.skipped}
     assert skipped == {
-        "mmlu_abstract_algebra": "no offline data for mmlu_abstract_algebra (offline on request (--offline)); run it online",
+        "mmlu_abstract_algebra": (
+            "no offline data for mmlu_abstract_algebra (offline on request (--offline)); run it online"
+        ),
         "mmlu": "no offline data for group mmlu (offline on request (--offline)); run it online",
     }
     assert [r.task for r in result.rows] == ["copa"]
@@ -229,9 +232,19 @@ def test_fewshot_and_chat_requests_equal_lm_eval_own(shots, chat, multiturn, tin
     ours = evaluate(model, "copa", tokenizer=tok, offline=True, limit=4, batch_size=2, num_fewshot=shots,
                     apply_chat_template=chat, fewshot_as_multiturn=multiturn, log_samples=True)  # fmt: skip
     sent, recorded[:] = list(recorded), []
-    reference = lm_eval_reference(monkeypatch, model, tok, "copa", "super_glue/copa", copa_splits, limit=4,
-                                  num_fewshot=shots, apply_chat_template=chat,
-                                  fewshot_as_multiturn=bool(chat) if multiturn is None else multiturn, log_samples=True)  # fmt: skip
+    reference = lm_eval_reference(
+        monkeypatch,
+        model,
+        tok,
+        "copa",
+        "super_glue/copa",
+        copa_splits,
+        limit=4,
+        num_fewshot=shots,
+        apply_chat_template=chat,
+        fewshot_as_multiturn=bool(chat) if multiturn is None else multiturn,
+        log_samples=True,
+    )
     assert sent == recorded and len(sent) == 8  # 4 items x 2 choices, identical contexts and continuations
     contexts = [args[0] for _, args in sent]
     assert all(c.startswith("<|user|>") for c in contexts) == chat
@@ -318,8 +331,15 @@ def test_log_samples_per_item_results_average_to_the_rows(tiny, fake_copa, copa_
 def test_format_1_results_still_load():
     from calibench.evaluation import EvalResult
 
-    old = {"format": "calibench.eval/1", "model": "m", "rows": [{"task": "piqa", "metric": "acc", "value": 0.5, "n": 2}],
-           "tasks": [{"task": "piqa", "kind": "zeroshot"}], "settings": {}, "versions": {}, "seconds": 1.0}  # fmt: skip
+    old = {
+        "format": "calibench.eval/1",
+        "model": "m",
+        "rows": [{"task": "piqa", "metric": "acc", "value": 0.5, "n": 2}],
+        "tasks": [{"task": "piqa", "kind": "zeroshot"}],
+        "settings": {},
+        "versions": {},
+        "seconds": 1.0,
+    }
     result = EvalResult.from_json(json.dumps(old))
     assert result.value("piqa") == 0.5 and result.samples == {} and result.record("piqa").kind == "zeroshot"
 

@@ -93,8 +93,16 @@ def test_offline_gsm8k_scores_exactly_like_lm_eval_own_config(tiny_model_dir, mi
 
     by_doc: dict[int, dict] = {}
     for s in theirs["samples"]["gsm8k"]:  # lm-eval logs one sample per document and filter
-        entry = by_doc.setdefault(s["doc_id"], {"response": s["resps"][0][0], "hash": s["doc_hash"],
-                                                "prompt": s["arguments"][0], "filtered": {}, "metrics": {}})  # fmt: skip
+        entry = by_doc.setdefault(
+            s["doc_id"],
+            {
+                "response": s["resps"][0][0],
+                "hash": s["doc_hash"],
+                "prompt": s["arguments"][0],
+                "filtered": {},
+                "metrics": {},
+            },
+        )
         entry["filtered"][s["filter"]] = s["filtered_resps"][0]
         entry["metrics"][f"exact_match,{s['filter']}"] = s["exact_match"]
     items = ours.samples["gsm8k"]

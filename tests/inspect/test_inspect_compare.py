@@ -185,6 +185,9 @@ def test_quant_error_matches_numpy_fake_quantization(model, sets, stats):
             totals[label][1] += den
         parts = [_naive_error(full[n], None) for n in layer_names]
         assert row.dynamic == pytest.approx(sum(p[0] for p in parts) / sum(p[1] for p in parts), rel=1e-3)
+        dyn_total[0] += sum(p[0] for p in parts)
+        dyn_total[1] += sum(p[1] for p in parts)
+    assert report.total_dynamic == pytest.approx(dyn_total[0] / dyn_total[1], rel=1e-3)
     for label, (num, den) in totals.items():
         assert report.total_static[label] == pytest.approx(num / den, rel=1e-3)
         assert report.sqnr_db(label) == pytest.approx(-10 * math.log10(num / den), rel=1e-3)

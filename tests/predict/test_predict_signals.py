@@ -100,7 +100,8 @@ def test_truncated_copy_is_independent_and_computes_the_same_first_layers(tiny_m
 
 
 def test_truncated_compression_equals_the_first_layers_of_a_full_compression(tiny_model_dir, tiny_tokenizer, world):
-    """The signal runs the real method: llm-compressor's sequential pipeline on k layers gives the full run's k layers."""
+    """The signal runs the real method: llm-compressor's sequential pipeline on k layers gives the full run's k
+    layers."""
     from calibench.compress import compress
     from calibench.study.runner import quiet_libraries
 

@@ -6,6 +6,7 @@ import hashlib
 from importlib import resources
 from types import SimpleNamespace
 
+import pydantic
 import pytest
 import torch
 
@@ -225,7 +226,7 @@ def test_reply_ends_at_end_of_turn_and_the_row_restarts_fresh(chat_tok):
     assert g["end_of_turn"] == {"id": eot, "text": "<|im_end|>"} and eot in g["stop_token_ids"]
     check_structure(calib, stats, rendered, g["stop_token_ids"], 50)
     for row, spans in zip(calib.input_ids.tolist(), stats.spans):
-        for k, start, prompt_len, reply_len in spans[:-1]:
+        for _k, start, prompt_len, reply_len in spans[:-1]:
             assert prompt_len + reply_len == stop_at + 2  # <|im_end|> is sampled from the logits at position stop_at
             assert row[start + prompt_len + reply_len - 1] == eot
     assert stats.ended_by_stop_token >= 4 and stats.stop_tokens == {eot: stats.ended_by_stop_token}
@@ -346,7 +347,7 @@ def test_user_errors(chat_model, chat_tok):
         generate_prompted_set(chat_model, chat_tok, n=1, seq_len=32, prompts=PROMPTS, t_init=-1.0)
     with pytest.raises(ParameterError, match="^n must be"):
         generate_prompted_set(chat_model, chat_tok, n=0, seq_len=32, prompts=PROMPTS)
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="first_token"):
         PromptedSettings(first_token="stopwords")  # a BOS-only knob: refused, not ignored
 
 

@@ -6,6 +6,7 @@ import copy
 import sqlite3
 
 import pytest
+import test_study
 import torch
 from test_study import texts, write_spec  # noqa: F401 - fixture re-use
 
@@ -17,6 +18,7 @@ from calibench.study.store import DB_NAME
 from conftest import assert_one_line_error, run
 
 pytestmark = pytest.mark.filterwarnings("ignore")
+texts = test_study.texts  # the study suite's fixture, re-used here
 NO_CUDA = not torch.cuda.is_available()
 
 
@@ -93,12 +95,11 @@ def _rows(db):
 
 def test_study_cells_reload_instead_of_deep_copying_and_match_a_direct_run(
     tmp_path, tiny_model_dir, tiny_tokenizer, texts, monkeypatch
-):  # noqa: F811
+):
     """No cell deep-copies a model, and each cell's numbers equal compress+evaluate on a freshly loaded model."""
     from calibench.compress import compress
     from calibench.compress.fold import fold_weight_quantization
     from calibench.evaluation import evaluate
-    from calibench.study.sets import sets_for  # noqa: F401 - the study's own set builder is used below
 
     real_deepcopy = copy.deepcopy
 
@@ -129,7 +130,7 @@ def test_study_cells_reload_instead_of_deep_copying_and_match_a_direct_run(
         assert stored[(cell.key, f"ppl:{heldout}", "perplexity")] == direct.value
 
 
-def test_study_stores_per_item_results_that_pair_across_cells(tmp_path, tiny_model_dir, texts):  # noqa: F811
+def test_study_stores_per_item_results_that_pair_across_cells(tmp_path, tiny_model_dir, texts):
     import math
 
     from calibench.study.store import Store
@@ -149,7 +150,7 @@ def test_study_stores_per_item_results_that_pair_across_cells(tmp_path, tiny_mod
         assert math.exp(mean_nll) == pytest.approx(values[key], rel=1e-9)
 
 
-def test_spec_dtype_reaches_the_cells_and_keeps_default_keys(tmp_path, tiny_model_dir, texts):  # noqa: F811
+def test_spec_dtype_reaches_the_cells_and_keeps_default_keys(tmp_path, tiny_model_dir, texts):
     spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, sets=1)
     default_keys = [c.key for c in expand(load_spec(spec_path))]
     spec_path.write_text(spec_path.read_text() + "device: cpu\noffload: true\n")
@@ -170,7 +171,7 @@ def test_spec_dtype_reaches_the_cells_and_keeps_default_keys(tmp_path, tiny_mode
 @pytest.mark.parametrize(
     "line,fragment", [("dtype: float8", "unknown dtype 'float8'"), ("device: gpu0", "invalid device 'gpu0'")]
 )
-def test_bad_runtime_fields_name_the_line(tmp_path, tiny_model_dir, texts, capsys, line, fragment):  # noqa: F811
+def test_bad_runtime_fields_name_the_line(tmp_path, tiny_model_dir, texts, capsys, line, fragment):
     spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, sets=1)
     spec_path.write_text(spec_path.read_text() + line + "\n")
     code, _, err = run(["study", "run", str(spec_path), "--out", str(tmp_path / "out")], capsys)
@@ -179,7 +180,7 @@ def test_bad_runtime_fields_name_the_line(tmp_path, tiny_model_dir, texts, capsy
 
 
 @pytest.mark.skipif(not NO_CUDA, reason="checks the CPU-only message")
-def test_a_cuda_study_on_a_cpu_machine_fails_before_any_work(tmp_path, tiny_model_dir, texts, capsys):  # noqa: F811
+def test_a_cuda_study_on_a_cpu_machine_fails_before_any_work(tmp_path, tiny_model_dir, texts, capsys):
     spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, sets=1)
     spec_path.write_text(spec_path.read_text() + "device: cuda\n")
     code, _, err = run(["study", "run", str(spec_path), "--out", str(tmp_path / "out")], capsys)

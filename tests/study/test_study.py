@@ -260,15 +260,18 @@ def test_report_tables_match_an_independent_computation(tmp_path):
             averages = [np.mean(list(values[(method, source, i)].values())) for i in range(3)]
             mean, std = np.mean(averages), np.std(averages, ddof=1)
             spread = max(averages) - min(averages)
-            row = f"| m | {method} | {source} | 16 | 64 | 3 | {mean:.4f} | {std:.4f} | {min(averages):.4f} | {max(averages):.4f} | {spread:.4f} |"
+            row = (
+                f"| m | {method} | {source} | 16 | 64 | 3 | {mean:.4f} | {std:.4f} | "
+                f"{min(averages):.4f} | {max(averages):.4f} | {spread:.4f} |"
+            )
             assert row in md, row
         means = {
             s: np.mean([np.mean(list(values[(method, s, i)].values())) for i in range(3)]) for s in ("wiki", "code")
         }
         best, worst = max(means, key=means.get), min(means, key=means.get)
         assert (
-            f"| m | {method} | 16 | 64 | {best} | {means[best]:.4f} | {worst} | {means[worst]:.4f} | {means[best] - means[worst]:.4f} |"
-            in md
+            f"| m | {method} | 16 | 64 | {best} | {means[best]:.4f} | {worst} | {means[worst]:.4f} | "
+            f"{means[best] - means[worst]:.4f} |" in md
         )
     assert "--limit 20" in md and AVERAGE not in frame.task.unique()
     assert {p.name for p in report.plots} == {"accuracy_by_source.png", "perplexity_by_source.png", "task_spread.png"}

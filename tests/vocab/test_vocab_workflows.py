@@ -18,8 +18,11 @@ def fake_copa_mirror(monkeypatch):
     from calibench.evaluation import lmeval
     from calibench.evaluation.mirrors import Mirror
 
-    monkeypatch.setattr(lmeval, "build_mirror",
-                        lambda task, root=None: Mirror("copa", {"validation": copa_rows()}, {"validation": "synthetic"}))  # fmt: skip
+    monkeypatch.setattr(
+        lmeval,
+        "build_mirror",
+        lambda task, root=None: Mirror("copa", {"validation": copa_rows()}, {"validation": "synthetic"}),
+    )
 
 
 def _specials(tok):
@@ -58,7 +61,8 @@ def test_task_tokens_cover_every_lm_eval_request_and_exact_input_scores_are_iden
 
 @pytest.mark.parametrize("order", ["prune-then-wanda", "wanda-then-prune"])
 def test_vocabulary_pruning_composes_with_compression(tiny_model_dir, tiny_tokenizer, tiny_text_set, tmp_path, order):
-    """Kept-token logits of the compressed model are unchanged by pruning, before or after Wanda; the result saves and reloads."""
+    """Kept-token logits of the compressed model are unchanged by pruning, before or after Wanda; the result saves
+    and reloads."""
     from calibench.compress import compress
     from calibench.models import load_model
     from calibench.vocab import from_ids, prune, save
@@ -131,7 +135,8 @@ def test_cli_model_without_input_embedding_is_one_line(
 
 @pytest.mark.parametrize("mode", ["exact-input", "restricted"])
 def test_study_option_prunes_each_cell_to_its_evaluation_vocabulary(tmp_path, tiny_model_dir, fake_copa_mirror, mode):
-    """`eval: {vocab: {mode: ...}}`: each cell evaluates again pruned; exact-input is identical, restricted records the change."""
+    """`eval: {vocab: {mode: ...}}`: each cell evaluates again pruned; exact-input is identical, restricted records
+    the change."""
     from calibench.study import load_spec, run_study
     from calibench.study.cells import expand
     from calibench.study.store import Store

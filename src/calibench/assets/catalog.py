@@ -307,8 +307,6 @@ def _prepare_manpages(unpacked: Mapping[str, Path], dest: Path) -> Mapping[str, 
     }
 
 
-_prepare_manpages.shows_progress = True  # type: ignore[attr-defined]  # its bars replace the store's spinner
-
 register(
     Asset(
         name=MANPAGES,
@@ -318,5 +316,6 @@ register(
         "translations (manpages-de, -fr, -es, -pl, -ru, -ja, -zh); the sources man-en, man-de, ...",
         prepare=_prepare_manpages,
         prepare_label="rendering manual pages of",
+        shows_progress=True,  # its bars replace the store's spinner
     )
 )

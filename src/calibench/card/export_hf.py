@@ -99,7 +99,7 @@ def push_to_hub(folder: str | Path, repo: str, offline: bool | None = None, priv
                 path_or_fileobj=str(folder / README), path_in_repo=README, repo_id=repo, repo_type="dataset"
             )
         datasets.load_from_disk(str(folder)).push_to_hub(repo, private=private)
-    except Exception as exc:  # noqa: BLE001 - auth, permissions, network: one line, the folder stays
+    except Exception as exc:  # auth, permissions, network: one line, the folder stays
         first = one_line(str(exc), 300)
         raise CalibenchError(
             f"push to {repo} failed ({type(exc).__name__}: {first}); {folder} is written: "

@@ -208,6 +208,7 @@ def compress(
         raise CalibenchError("give either a method or a recipe file, not both and not neither")
     if recipe is not None:
         return _compress_with_recipe(model, calib_set, recipe, tokenizer=tokenizer, seed=seed, **params)
+    assert method is not None  # exactly one of method and recipe is given, and recipe is None here
     methods: list[Method] = resolve(method)
     method_params: MethodParams = make_params(methods, **params)
     model, tokenizer, model_spec = _load(model, tokenizer, methods)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from unittest import mock
 
 import torch
 
@@ -22,9 +23,6 @@ def cpu_safe_oneshot() -> Iterator[None]:
         return
     from llmcompressor.pipelines.cache import IntermediatesCache
 
-    original = IntermediatesCache.pin_memory
-    IntermediatesCache.pin_memory = lambda self, *args, **kwargs: None
-    try:
+    # patch.object puts the original method back on the way out, also when the oneshot raises
+    with mock.patch.object(IntermediatesCache, "pin_memory", lambda self, *args, **kwargs: None):
         yield
-    finally:
-        IntermediatesCache.pin_memory = original

@@ -162,6 +162,7 @@ def weight_args(params: MethodParams, bits: int, group_size: int | None = None) 
 def weight_only_scheme(params: MethodParams) -> dict[str, Any]:
     from compressed_tensors.quantization import QuantizationScheme
 
+    assert params.bits is not None, "make_params sets bits for every weight-quantizing method"
     return {"group_0": QuantizationScheme(targets=["Linear"], weights=weight_args(params, params.bits))}
 
 

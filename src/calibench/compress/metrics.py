@@ -23,7 +23,9 @@ def effective_weight(module: torch.nn.Module) -> torch.Tensor:
     in forward; GPTQ already stores dequantized values.  Either way, this
     returns the values the model multiplies by.
     """
-    weight = module.weight.detach()
+    weight = module.weight
+    assert isinstance(weight, torch.Tensor), "a Linear's weight is a Parameter"
+    weight = weight.detach()
     scheme = getattr(module, "quantization_scheme", None)
     scale = getattr(module, "weight_scale", None)
     if scheme is None or scheme.weights is None or scale is None:

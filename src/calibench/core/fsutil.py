@@ -128,7 +128,8 @@ def check_writable_location(dest: str | Path) -> None:
 
 
 def check_new_output(dest: str | Path) -> None:
-    """Refuse to write a directory over something that exists (an empty directory is fine), or where it cannot be written.
+    """Refuse to write a directory over something that exists (an empty directory is fine), or where it cannot be
+    written.
 
     Called before long work starts, so that a user learns about a taken --out
     in a second rather than after the build.  Leftovers of interrupted writes

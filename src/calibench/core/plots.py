@@ -12,12 +12,20 @@ import functools
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from calibench.core.fsutil import atomic_write_bytes
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 DPI = 150
-STYLE = {"axes.titlesize": 10, "legend.fontsize": 8, "figure.facecolor": "white", "savefig.facecolor": "white"}
+STYLE: dict[RcKeyType, Any] = {
+    "axes.titlesize": 10,
+    "legend.fontsize": 8,
+    "figure.facecolor": "white",
+    "savefig.facecolor": "white",
+}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

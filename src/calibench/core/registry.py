@@ -97,7 +97,7 @@ class Registry(Generic[T]):
             if self._validate is not None:
                 self._validate(loaded)
             self._entries[name] = loaded
-            return loaded  # type: ignore[no-any-return]
+            return loaded
         return entry
 
     def unknown_message(self, name: object) -> str:
@@ -130,18 +130,17 @@ class Registry(Generic[T]):
     @contextmanager
     def temporarily(self, name: str, obj: T) -> Iterator[T]:
         """``name`` as ``obj`` inside a ``with`` block, then whatever was there before (for tests)."""
-        missing = object()
-        before = self._entries.get(name, missing)
+        before = {name: self._entries[name]} if name in self._entries else {}
         if self._validate is not None:
             self._validate(obj)
         self._entries[name] = obj
         try:
             yield obj
         finally:
-            if before is missing:
-                self._entries.pop(name, None)
+            if before:
+                self._entries.update(before)  # in place: the entry keeps its position
             else:
-                self._entries[name] = before  # type: ignore[assignment]
+                self._entries.pop(name, None)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self._entries

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from calibench.curate.pipeline import CurationConfig, curate_seeds
 from calibench.data.builders import params as P
@@ -15,7 +15,7 @@ from calibench.data.builders.context import BuildContext
 from calibench.data.builders.registry import Builder
 
 
-def _curated_params() -> type[BaseModel]:
+def _curated_params() -> type[P.SetParams]:
     return P.extend(
         "CuratedParams",
         P.SetParams,

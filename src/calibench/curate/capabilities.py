@@ -31,7 +31,7 @@ from typing import Any
 from calibench.assets import require
 from calibench.core.errors import CalibenchError, UnknownNameError
 from calibench.core.registry import Registry
-from calibench.data.sources import get_source
+from calibench.data.sources import get_source, get_text_source
 
 COMMONSENSE_ITEMS = 300
 
@@ -58,9 +58,9 @@ def register_capability(capability: Capability) -> None:
 
 def _heldout_of(source_name: str) -> Callable[[], list[str]]:
     def load() -> list[str]:
-        source = get_source(source_name)
+        source = get_text_source(source_name)
         split = source.heldout_split or source.default_split
-        docs = source.documents(split)  # type: ignore[attr-defined]
+        docs = source.documents(split)
         return [t for t in docs.batch(range(len(docs))) if t and t.strip()]
 
     return load

@@ -37,7 +37,7 @@ from calibench.curate.scoring import DEFAULT_ALPHA, ScoreMatrix, capability_weig
 from calibench.curate.selection import DEFAULT_N_INIT, Selection, kmeans_select, random_select
 from calibench.data.calibset import CalibrationSet
 from calibench.data.draw import validate_sizes
-from calibench.data.sources import get_source
+from calibench.data.sources import get_text_source
 from calibench.data.tokenizer import resolve_bos
 
 CURATED_SOURCE = "curated"
@@ -50,7 +50,9 @@ class CurationConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sources: list[str] = Field(
         default_factory=lambda: ["wiki", "science", "math", "code"],
-        description="Candidate sources, comma-separated (registered names or local files); pools read their calibration split.",
+        description=(
+            "Candidate sources, comma-separated (registered names or local files); pools read their calibration split."
+        ),
     )
     capabilities: list[str] = Field(
         default_factory=lambda: ["commonsense", "math", "code"],
@@ -122,10 +124,8 @@ class CurationConfig(BaseModel):
             raise ParameterError("alpha", f"must be between 0 and 1, got {self.alpha}")
         if self.top_k is not None and self.top_k < 1:
             raise ParameterError("top_k", f"must be at least 1, got {self.top_k}")
-        from calibench.data.sources import get_source
-
         for name in self.sources:
-            get_source(name)
+            get_text_source(name)
 
 
 def _canonical_target(target: str | None) -> str | None:
@@ -151,14 +151,13 @@ def run_stage1(
     config: CurationConfig, tokenizer: Any, embedder: Any | None = None
 ) -> tuple[ScoreMatrix, dict[str, float], list[str]]:
     """The score matrix, the capability weights and the kept sources."""
-
     caps = parse_capabilities(config.capabilities)
     weights = capability_weights([c.name for c in caps], config.mode, _canonical_target(config.target))
     embedder = embedder or SentenceEmbedder(config.embedding_model)
     source_texts = {}
     for name in config.sources:
-        source = get_source(name)
-        docs = source.documents(source.check_split(None))  # type: ignore[attr-defined]
+        source = get_text_source(name)
+        docs = source.documents(source.check_split(None))
         rng = np.random.default_rng(config.pool_seed)
         picks = rng.permutation(len(docs))[: config.score_texts]
         source_texts[name] = [t for t in docs.batch([int(i) for i in picks]) if t.strip()]

@@ -18,7 +18,7 @@ import numpy as np
 from calibench.core.errors import CalibenchError
 from calibench.curate.processing import ProcessingSettings, process_documents
 from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
-from calibench.data.sources import get_source
+from calibench.data.sources import get_text_source
 
 POOL_SOURCE = "curation-pool"
 CURATED = "curated"
@@ -42,7 +42,6 @@ def build_pool(
     extra: dict[str, Any] | None = None,
 ) -> CalibrationSet:
     """``pool_size`` windows of ``seq_len`` tokens, split evenly over ``sources`` (their calibration split)."""
-
     settings = settings or ProcessingSettings()
     if not sources:
         raise CalibenchError("no source selected for the pool")
@@ -50,11 +49,15 @@ def build_pool(
         raise CalibenchError(f"--pool-size {pool_size} is smaller than the {len(sources)} selected sources")
     body = seq_len - 1 if add_bos else seq_len
     quotas = split_evenly(pool_size, len(sources))
-    tokens, masks, rows, per_source, specs = [], [], [], {}, {}
+    tokens: list[np.ndarray] = []
+    masks: list[np.ndarray] = []
+    rows: list[list[Any]] = []  # per pool row: [source name, its document indices]
+    per_source: dict[str, dict[str, Any]] = {}
+    specs: dict[str, dict[str, Any]] = {}
     for index, (name, quota) in enumerate(zip(sources, quotas)):
-        source = get_source(name)
+        source = get_text_source(name)
         source_split = source.check_split(split)
-        docs = source.documents(source_split)  # type: ignore[attr-defined]
+        docs = source.documents(source_split)
         rng = np.random.default_rng([seed, index])
         windows = process_documents(docs, tokenizer, quota, body, rng, settings, label=name)
         tokens.append(windows.tokens)

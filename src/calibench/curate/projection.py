@@ -84,6 +84,8 @@ class RandomProjection(FeatureReducer):
         for x, block in zip(layer_means, self._torch_blocks):
             part = x.float() @ block.to(x.device)
             out = part if out is None else out + part
+        if out is None:
+            raise ValueError("projection made for no layers")
         return out / math.sqrt(len(layer_means))
 
     def describe(self) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def pool_statistics(
         in_pool = [index.get(k) for k in keys]
         feats = np.zeros((calib.n, dim), dtype=np.float32)
         known = [i for i, j in enumerate(in_pool) if j is not None]
-        feats[known] = pool_feats[[in_pool[i] for i in known]]
+        feats[known] = pool_feats[[j for j in in_pool if j is not None]]  # the pool rows of ``known``, in order
         missing = [i for i, j in enumerate(in_pool) if j is None]
         if missing:
             (fresh,) = capture_features(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from calibench.assets.catalog import MANPAGE_SETS
-from calibench.data.sources import get_source
+from calibench.data.sources import get_text_source
 
 
 @dataclass(frozen=True)
@@ -91,9 +91,8 @@ def local_heldout(path: str) -> HeldoutText:
 
 def load_heldout_texts(spec: HeldoutText) -> tuple[list[str], str]:
     """The documents of ``spec`` (in order) and a fingerprint of them."""
-
-    source = get_source(spec.source)
-    docs = source.documents(spec.split)  # type: ignore[attr-defined]
+    source = get_text_source(spec.source)
+    docs = source.documents(spec.split)
     count = len(docs) if spec.max_docs is None else min(len(docs), spec.max_docs)
     texts = list(getattr(docs, "texts", None) or docs.batch(range(count)))[:count]
     return [t or "" for t in texts], docs.fingerprint()

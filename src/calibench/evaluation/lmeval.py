@@ -221,13 +221,14 @@ def prepare(
             record.details["lm_eval_group"] = True
         config = declared_config(manager, spec)
         record.reference_split = reference_split(config)
-        task, leaves = None, []
+        task: Any = None
+        leaves: list[Any] = []
         if not offline:
             try:
                 task, leaves = build_online(manager, spec)
                 record.mode = "online"
                 record.data = _online_data(spec, task, leaves)
-            except Exception as exc:  # noqa: BLE001 - the hub and dataset scripts raise anything
+            except Exception as exc:  # the hub and dataset scripts raise anything
                 if is_connection_error(exc):
                     # the remaining tasks would each retry the hub for ~25 s: go offline for all
                     offline, offline_reason = True, f"hub unreachable while loading {spec.lm_eval_task}"
@@ -360,7 +361,7 @@ def run(lm: Any, prepared: PreparedTask, limit: int | None, bootstrap_iters: int
     record.seconds += time.perf_counter() - started
     leaves = {t.task_name: t for t in prepared.leaves}
     single = prepared.spec.kind == "task"
-    label = (lambda name: prepared.spec.name) if single else (lambda name: name)  # noqa: E731
+    label = (lambda name: prepared.spec.name) if single else (lambda name: name)
 
     n_samples = out.get("n-samples", {})
     shots = {name: int(out.get("n-shot", {}).get(name, 0)) for name in leaves}
@@ -404,7 +405,7 @@ def _gold_resolver(task: Any) -> Any:
         if isinstance(target, str):
             try:
                 choices = task.doc_to_choice(doc)
-            except Exception:  # noqa: BLE001 - task code raises anything
+            except Exception:  # task code raises anything
                 return None
             return choices.index(target) if target in choices else None
         return target

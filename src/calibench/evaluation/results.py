@@ -68,7 +68,7 @@ class TaskRecord(BaseModel):
     notes: list[str] = Field(default_factory=list)
     seconds: float = 0.0
 
-    @computed_field  # type: ignore[prop-decorator]
+    @computed_field  # type: ignore[prop-decorator]  # mypy rejects decorators over @property; pydantic's documented form
     @property
     def comparable(self) -> bool:
         """Scored in full on the split the reference protocol uses (written to JSON too)."""

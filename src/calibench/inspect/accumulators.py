@@ -14,6 +14,7 @@ are on); hooks and models live in :mod:`calibench.inspect.collect`.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -111,11 +112,8 @@ class LogHistogram:
         if total == 0:
             return float("nan")
         rank = max(1, math.ceil(q * total))
-        seen = 0
-        for index, count in enumerate(counts):
-            seen += count
-            if seen >= rank:
-                break
+        # the first bin whose running count reaches the rank (one always does: rank <= total)
+        index = next(i for i, seen in enumerate(itertools.accumulate(counts)) if seen >= rank)
         if index == 0:
             return 0.0
         if index == BINS + 1:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
+from typing import TypeVar
 
 import numpy as np
 from pydantic import BaseModel
@@ -30,6 +31,8 @@ from pydantic import BaseModel
 from calibench.inspect.collect import ActivationStats, SiteStats
 
 DEFAULT_TOP_K = 16
+
+H = TypeVar("H", bound=Hashable)
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
@@ -48,7 +51,7 @@ def top_channels(values: Sequence[float], k: int) -> set[int]:
     return {int(i) for i in order[:k]}
 
 
-def jaccard(a: set[int], b: set[int]) -> float:
+def jaccard(a: set[H], b: set[H]) -> float:
     return len(a & b) / len(a | b) if a | b else 1.0
 
 

@@ -122,7 +122,9 @@ def _plot_heatmap(inspection: Inspection, path: Path) -> Path:
     for r, result in enumerate(models):
         name = heaviest_site(result)
         labels = list(result.stats)
-        grid = np.log10(np.maximum(np.array([result.stats[l].site(name).channel_max_abs for l in labels]), 1e-6))
+        grid = np.log10(
+            np.maximum(np.array([result.stats[label].site(name).channel_max_abs for label in labels]), 1e-6)
+        )
         ax = axes[r][0]
         image = ax.imshow(grid, aspect="auto", interpolation="nearest", cmap="magma")
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
@@ -176,12 +178,11 @@ def _plot_stability(inspection: Inspection, path: Path) -> Path:
 @styled
 def _plot_quant_error(inspection: Inspection, path: Path) -> Path | None:
     plt = pyplot()
-    models = [m for m in inspection.models if m.quant_error is not None]
+    models = [(m, m.quant_error) for m in inspection.models if m.quant_error is not None]
     if not models:
         return None
     fig, axes = plt.subplots(1, len(models), figsize=(5.6 * len(models), 3.8), squeeze=False)
-    for ax, result in zip(axes[0], models):
-        quant = result.quant_error
+    for ax, (result, quant) in zip(axes[0], models):
         layers = [row.layer for row in quant.layers]
         for label in quant.sets:
             ax.plot(
@@ -362,7 +363,7 @@ def write_data(inspection: Inspection, directory: Path) -> None:
     (directory / "inspection.json").write_text(
         json.dumps(inspection.model_dump(mode="json", exclude=exclude), indent=1), encoding="utf-8"
     )
-    arrays = {}
+    arrays: dict[str, Any] = {}  # name -> array, as savez_compressed takes them
     for index, result in enumerate(inspection.models):
         for label, stats in result.stats.items():
             for site in stats.sites:
@@ -374,7 +375,8 @@ def write_data(inspection: Inspection, directory: Path) -> None:
 
 
 def write_inspection(inspection: Inspection, directory: Path) -> list[Path]:
-    """Write ``inspection.json``, ``channels.npz``, ``report.md`` and the plots into ``directory`` (which must exist)."""
+    """Write ``inspection.json``, ``channels.npz``, ``report.md`` and the plots into ``directory`` (which must
+    exist)."""
 
     write_data(inspection, directory)
     plots = [

@@ -117,7 +117,9 @@ def inspect_model(
         for label, name in zip(labels, set_names)
     }
     heldout_set = None
+    heldout_set_name = ""
     if heldout is not None:
+        heldout_set_name = heldout
         heldout_set = resolve_set(
             heldout,
             model_spec,
@@ -150,7 +152,7 @@ def inspect_model(
             bits=bits,
             layers=layers,
             batch_size=batch_size,
-            heldout_label=set_label(heldout),
+            heldout_label=set_label(heldout_set_name),
             description=f"{Path(str(model_spec)).name}: int{bits} error on {heldout}",
         )
     return ModelInspection(

@@ -114,6 +114,12 @@ class Candidate:
         return self.name if self.set_index == 0 else f"{self.name}#{self.set_index}"
 
 
+def _objective(unit: Candidate) -> float:
+    """The full evaluation's objective of an evaluated candidate."""
+    assert unit.full is not None, f"{unit.label} has no full evaluation"
+    return unit.full.objective
+
+
 @dataclass
 class Recommendation:
     chosen: Candidate
@@ -442,7 +448,8 @@ def recommend(
     dtype: str = "auto",
     device: str = "auto",
 ) -> Recommendation:
-    """Choose a calibration set for ``model`` compressed with ``method`` within ``budget`` minutes; see the module docstring.
+    """Choose a calibration set for ``model`` compressed with ``method`` within ``budget`` minutes; see the module
+    docstring.
 
     Every check that needs no model runs first, so bad input costs a second.
     With ``out`` the chosen set and the card are written there (atomically,
@@ -597,7 +604,8 @@ def _run(
     needed = (time.perf_counter() - started) + per_signal * (len(units) - 1) + full_estimate
     if needed > budget_s:
         raise CalibenchError(
-            f"budget {budget_s / 60:g} min is too small: one full evaluation is estimated at {_minutes(full_estimate)} min"
+            f"budget {budget_s / 60:g} min is too small: one full evaluation is estimated at "
+            f"{_minutes(full_estimate)} min"
             f" (with building, probing and ranking {len(units)} candidate set{'s' if len(units) > 1 else ''}, "
             f"{_minutes(needed)} min); give at least "
             f"--budget {_round_up_minutes(needed)}"
@@ -636,8 +644,10 @@ def _run(
             cell = _cell(model, method, label, params, unit, n, seq_len, seed, ev, dtype, device)
             with quiet_libraries():
                 outcome = run_cell(cell, unit.calib)
-            value, metrics = objective_value(goal, outcome["rows"])
-            unit.full = FullResult(value, metrics, outcome.get("samples") or {}, outcome["seconds"], outcome["record"])
+            objective, metrics = objective_value(goal, outcome["rows"])
+            unit.full = FullResult(
+                objective, metrics, outcome.get("samples") or {}, outcome["seconds"], outcome["record"]
+            )
             measured.append(outcome["seconds"])
             full_runs.append({"candidate": unit.label, "seconds": outcome["seconds"]})
             bar.advance()
@@ -645,8 +655,8 @@ def _run(
     evaluated = [u for u in ranked if u.full is not None and math.isfinite(u.full.objective)]
     if not evaluated:
         raise CalibenchError(f"no full evaluation gave a finite {goal}: check --tasks")
-    best = max(evaluated, key=lambda u: u.full.objective)  # type: ignore[union-attr]
-    others = sorted((u for u in evaluated if u is not best), key=lambda u: -u.full.objective)  # type: ignore[union-attr]
+    best = max(evaluated, key=_objective)
+    others = sorted((u for u in evaluated if u is not best), key=lambda u: -_objective(u))
     comparison = paired_comparison(goal, best, others[0]) if others else None
     if not others:
         notes.append("only one candidate fitted the budget: the choice rests on the signal's ranking alone")

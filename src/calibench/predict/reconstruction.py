@@ -182,7 +182,8 @@ def reconstruction(
     seed: int = 0,
     batch_size: int = 8,
 ) -> Reconstruction:
-    """Compress the first ``k`` layers of a copy of ``model`` with ``method`` on ``calib``; their error on ``heldout``."""
+    """Compress the first ``k`` layers of a copy of ``model`` with ``method`` on ``calib``; their error on
+    ``heldout``."""
     from calibench.compress import compress
     from calibench.compress.fold import fold_weight_quantization
 

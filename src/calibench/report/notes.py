@@ -73,7 +73,8 @@ def prequantized_notes(frame: Any) -> list[str]:
             if prequant:
                 notes.append(
                     f"{model} was {prequant} (about 4-bit) before calibench dequantized it: re-quantizing it to 4 bits "
-                    "understates the damage a full-precision model would show. Point calibench at hub models for real numbers."
+                    "understates the damage a full-precision model would show. "
+                    "Point calibench at hub models for real numbers."
                 )
     return notes
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from calibench.data.builders import params as P
 from calibench.data.builders.context import BuildContext
@@ -16,8 +16,11 @@ from calibench.selfcal.api import GenerationSettings
 from calibench.selfcal.pipeline import STRATEGIES, generate
 
 
-def _prompting_options(self: BaseModel) -> BaseModel:
-    """Each prompting setting takes only its own options, so none is silently ignored."""
+def _prompting_options(self: Any) -> Any:
+    """Each prompting setting takes only its own options, so none is silently ignored.
+
+    ``self`` is a :data:`SelfParams`, a model made by ``create_model``: its fields are not known statically.
+    """
     chat_only = [k for k in ("prompts", "system", "enable_thinking") if getattr(self, k) is not None]
     bos_only = [
         k
@@ -31,7 +34,7 @@ def _prompting_options(self: BaseModel) -> BaseModel:
     return self
 
 
-def _self_params() -> type[BaseModel]:
+def _self_params() -> type[P.SetParams]:
     return P.extend(
         "SelfParams",
         P.SetParams,

@@ -491,4 +491,5 @@ def generate_prompted_set(
         chat_template=chat_template,
         **overrides,
     )
-    return calib, stats  # type: ignore[return-value]
+    assert isinstance(stats, PromptedStats)  # the chat strategy's stats
+    return calib, stats

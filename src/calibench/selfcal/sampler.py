@@ -88,7 +88,8 @@ class GenerationStats:
         self.lengths.append(length)
         if how == "stop":
             self.ended_by_stop_token += 1
-            self.stop_tokens[int(token)] = self.stop_tokens.get(int(token), 0) + 1  # type: ignore[arg-type]
+            assert token is not None, "a generation ended by a stop token names it"
+            self.stop_tokens[int(token)] = self.stop_tokens.get(int(token), 0) + 1
         elif how == "max_new_tokens":
             self.cut_by_max_new_tokens += 1
         else:

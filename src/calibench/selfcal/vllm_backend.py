@@ -96,7 +96,7 @@ def make_request_processor(extra: dict[str, Any]) -> Callable[[list[int], Any], 
 def _adapter_class() -> Any:
     from vllm.v1.sample.logits_processor import AdapterLogitsProcessor
 
-    class CalibenchScheduleProcessor(AdapterLogitsProcessor):  # type: ignore[misc, valid-type]
+    class CalibenchScheduleProcessor(AdapterLogitsProcessor):
         def is_argmax_invariant(self) -> bool:
             return False  # the first-token restriction changes the argmax
 

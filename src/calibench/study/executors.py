@@ -47,7 +47,7 @@ def _safe_run(cell: Cell, calib: CalibrationSet | None, step: Step | None = None
             return run_cell(cell, calib, step)
     except (KeyboardInterrupt, SystemExit):
         raise
-    except Exception as exc:  # noqa: BLE001 - a failed cell must not stop the study
+    except Exception as exc:  # a failed cell must not stop the study
         detail = "" if isinstance(exc, CalibenchError) else traceback.format_exc(limit=3)
         return {"error": one_line(exc, 500, typed=True), "traceback": detail, "seconds": time.perf_counter() - started}
 
@@ -83,7 +83,8 @@ def usable_cores() -> int:
 
 
 def threads_per_worker(jobs: int) -> int:
-    """Each of ``jobs`` processes gets an equal share of the usable cores (at least one thread; one when reproducible)."""
+    """Each of ``jobs`` processes gets an equal share of the usable cores (at least one thread; one when
+    reproducible)."""
 
     return numerics.threads(max(1, usable_cores() // jobs))
 
@@ -140,12 +141,12 @@ def run_processes(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: S
     def finished(cell: Cell, calib: CalibrationSet | None, future: Future) -> None:
         try:
             outcome = future.result()
-        except Exception as exc:  # noqa: BLE001 - a crashed worker is a failed cell
+        except Exception as exc:  # a crashed worker is a failed cell
             outcome = _failed(exc)
         try:
             done_locked(cell, calib, outcome)
             show_in_flight()
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the driver below
+        except BaseException as exc:  # re-raised on the driver below
             callback_errors.append(exc)
 
     def show_in_flight() -> None:
@@ -235,7 +236,7 @@ def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, a
         device = cells[0].device if cells else "auto"
         shares = ray_shares(ray.cluster_resources(), device)
         threads = numerics.threads(int(shares["num_cpus"]))
-        remote = ray.remote(max_retries=0, **shares)(_ray_cell)
+        remote = ray.remote(max_retries=0, num_cpus=shares["num_cpus"], num_gpus=shares["num_gpus"])(_ray_cell)
         pending: dict[Any, tuple[Cell, CalibrationSet | None]] = {}
         for cell, calib in _with_sets(cells, sets, on_done, step):
             pending[remote.remote(cell, calib, threads)] = (cell, calib)
@@ -245,7 +246,7 @@ def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, a
             cell, calib = pending.pop(ready[0])
             try:
                 outcome = ray.get(ready[0])
-            except Exception as exc:  # noqa: BLE001 - a lost worker is a failed cell
+            except Exception as exc:  # a lost worker is a failed cell
                 outcome = _failed(exc)
             on_done(cell, calib, outcome)
     finally:

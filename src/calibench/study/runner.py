@@ -140,6 +140,7 @@ def _run_cell(
         activation_tasks, eval_tasks, model, calib, tokenizer, cell.model
     )  # as the dense model sees the set
     if not cell.is_dense:
+        assert calib is not None, "a compressed cell always gets its calibration set"
         step(f"compressing {cell.describe()}")
         failpoints.reach("cell.compress")
         with onload_to(device):

@@ -154,7 +154,8 @@ class EvalSpec(BaseModel):
     @classmethod
     def _known_tasks(cls, value: list[str]) -> list[str]:
 
-        activation, others = [], value
+        activation: list[str] = []
+        others = value
         try:
             activation, others = split_activation_tasks(value)  # act:outliers runs in the cell, not in evaluate
         except CalibenchError as exc:

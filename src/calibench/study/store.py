@@ -184,7 +184,7 @@ class Store:
             out.setdefault((key, name), {})[item] = json.loads(data)
         return out
 
-    def failures(self) -> list[tuple[str, str]]:
+    def failures(self) -> list[tuple[dict[str, Any], str]]:
         return [
             (json.loads(c), e) for c, e in self.conn.execute("SELECT config, error FROM cells WHERE status = 'failed'")
         ]

@@ -66,8 +66,8 @@ def degeneration_lines(base: Run, others: Sequence[Run]) -> list[str]:
         bad_base = sum(degenerate(base.items[d]) for d in common)
         bad_other = sum(degenerate(other.items[d]) for d in common)
         line = (
-            f"Degenerate summaries (repeat_3 > {DEGENERATE_AT} or under 3 words): {base.label} {bad_base}/{len(common)},"
-            f" {other.label} {bad_other}/{len(common)}"
+            f"Degenerate summaries (repeat_3 > {DEGENERATE_AT} or under 3 words): "
+            f"{base.label} {bad_base}/{len(common)}, {other.label} {bad_other}/{len(common)}"
         )
         clean = [d for d in common if not degenerate(base.items[d]) and not degenerate(other.items[d])]
         restricted = (

@@ -42,7 +42,9 @@ def summac_zs(nli: Nli, sources: Sequence[str], summaries: Sequence[str]) -> lis
     """One score per (source, summary), scoring every pair of every document in one NLI call."""
     src = [sentences(s) or [s] for s in sources]
     summ = [sentences(s) for s in summaries]
-    prem, hyp, spans = [], [], []
+    prem: list[str] = []
+    hyp: list[str] = []
+    spans: list[tuple[int, int, int, int]] = []
     for a, b in zip(src, summ):
         start = len(prem)
         prem.extend(x for x in a for _ in b)

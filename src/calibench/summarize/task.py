@@ -46,7 +46,7 @@ from calibench.summarize.data import SummDataset, SummDoc, resolve_dataset
 from calibench.summarize.generate import greedy_generate
 from calibench.summarize.harim import Judge, harim_scores
 from calibench.summarize.metrics import ALL_METRICS, CONSISTENCY_METRIC, lexical_metrics
-from calibench.summarize.prompts import STYLES, clean_summary, render, use_chat
+from calibench.summarize.prompts import STYLES, ChatMode, clean_summary, render, use_chat
 from calibench.summarize.stats import bootstrap_mean
 from calibench.summarize.validate import cached_accuracy
 
@@ -61,7 +61,7 @@ class SummOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
     style: str = "sentences"
     max_new_tokens: int = Field(64)
-    chat: str = "auto"
+    chat: ChatMode = "auto"
     system: bool = True
     nli: str = "aegis"
     harim: str = "auto"
@@ -75,9 +75,9 @@ class SummOptions(BaseModel):
             raise ValueError(f"must be one of {', '.join(STYLES)}")
         return v
 
-    @field_validator("chat")
+    @field_validator("chat", mode="before")  # before the Literal check, so that the message is this one
     @classmethod
-    def _chat(cls, v: str) -> str:
+    def _chat(cls, v: Any) -> Any:
         if v not in ("auto", "yes", "no"):
             raise ValueError("must be auto, yes or no")
         return v
@@ -166,7 +166,7 @@ def prepare(task: SummTask, limit: int | None) -> Prepared:
 
 def check_model(task: SummTask, tokenizer: Any, model_name: str) -> bool:
     """Whether prompts use the chat template (``chat=yes`` on a base model fails here, before loading)."""
-    return use_chat(tokenizer, task.options.chat, model_name)  # type: ignore[arg-type]
+    return use_chat(tokenizer, task.options.chat, model_name)
 
 
 def run(
@@ -176,7 +176,7 @@ def run(
     started = time.perf_counter()
     task, opts = prep.task, prep.task.options
     name = str(getattr(model.config, "_name_or_path", "") or type(model).__name__)
-    chat = use_chat(tokenizer, opts.chat, name)  # type: ignore[arg-type]
+    chat = use_chat(tokenizer, opts.chat, name)
     context = model_max_length(model)
     cap = min(context - opts.max_new_tokens, opts.max_prompt_tokens or context)
     kept: list[tuple[SummDoc, list[int]]] = []

@@ -129,7 +129,8 @@ def describe_cell(config: dict[str, Any]) -> str:
         return f"{model} dense"
     source = Path(str(config.get("source", ""))).name or str(config.get("source", ""))
     extra = f" {config['perturbation']}" if config.get("perturbation") else ""
-    return f"{model} {config.get('method')} {source}#{config.get('set_index')} n={config.get('n')} len={config.get('seq_len')}{extra}"
+    shape = f"n={config.get('n')} len={config.get('seq_len')}"
+    return f"{model} {config.get('method')} {source}#{config.get('set_index')} {shape}{extra}"
 
 
 def cell_entry(
@@ -167,11 +168,19 @@ class Tracker(ABC):
 
     @classmethod
     def require(cls) -> None:
-        """Raise a one-line CalibenchError if the backend's library is missing (looked up, not imported)."""
+        """Raise a one-line CalibenchError if the backend's library is missing (looked up, not imported).
+
+        A hook: the default (a backend with no library) accepts.
+        """
+        return None
 
     @classmethod
     def check_uri(cls, uri: str) -> None:
-        """Raise a one-line CalibenchError for a ``uri`` this backend cannot use."""
+        """Raise a one-line CalibenchError for a ``uri`` this backend cannot use.
+
+        A hook: the default accepts every uri.
+        """
+        return None
 
     @classmethod
     def check(cls, spec: TrackingSpec) -> None:
@@ -186,7 +195,11 @@ class Tracker(ABC):
         self.study_id = ""  # set by StudyTracking.start, from the store
 
     def open(self) -> None:
-        """Connect (create the experiment, ...); may raise: it runs before the study writes anything."""
+        """Connect (create the experiment, ...); may raise: it runs before the study writes anything.
+
+        A hook: the default has nothing to connect.
+        """
+        return None
 
     @abstractmethod
     def logged_keys(self) -> set[str]:
@@ -197,7 +210,11 @@ class Tracker(ABC):
         """Track one finished cell."""
 
     def close(self) -> None:
-        """Flush and release whatever the backend holds."""
+        """Flush and release whatever the backend holds.
+
+        A hook: the default holds nothing.
+        """
+        return None
 
 
 class NoTracker(Tracker):
@@ -247,7 +264,7 @@ class StudyTracking:
             return None
         try:
             return call(*args)
-        except Exception as exc:  # noqa: BLE001 - tracking is a copy; the store has the cell
+        except Exception as exc:  # tracking is a copy; the store has the cell
             self.failed = True
             message = one_line(str(exc), 300)
             sys.stderr.write(
@@ -308,7 +325,7 @@ def open_tracking(spec: TrackingSpec | None, study_dir: str | Path, study_name: 
             tracker.open()
         except CalibenchError:
             raise
-        except Exception as exc:  # noqa: BLE001 - the backend's own error, as one line
+        except Exception as exc:  # the backend's own error, as one line
             message = one_line(str(exc), 300)
             raise CalibenchError(
                 f"cannot start {cls.name} tracking ({type(exc).__name__}: {message}): "

@@ -42,7 +42,7 @@ def _chat_template(tokenizer: Any) -> set[int]:
         for generation_prompt in (False, True):
             try:
                 text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-            except Exception:  # noqa: BLE001 - templates raise anything (jinja errors, role checks)
+            except Exception:  # templates raise anything (jinja errors, role checks)
                 continue
             found.update(int(i) for i in tokenizer(text, add_special_tokens=False)["input_ids"])
     return found

@@ -164,7 +164,8 @@ def save(
             _save_weights(model, tmp)
         _write_config_fields(tmp, record.num_kept, compact_special_ids(record))
         if dropped == "stored":
-            tensors = {k: v.detach().contiguous().cpu() for k, v in state.dropped.items()}  # type: ignore[union-attr]
+            assert state.dropped is not None  # released rows were refused above
+            tensors = {k: v.detach().contiguous().cpu() for k, v in state.dropped.items()}
             save_file(tensors, str(tmp / DROPPED_FILE), metadata={"format": "calibench-vocab-dropped"})
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
@@ -264,8 +265,10 @@ def restore(path: str | Path, out: str | Path, *, original: str | None = None, t
         checks["head_bias_sha256"] = head.bias
     for key, tensor in checks.items():
         if key in record.original and tensor_sha256(tensor) != record.original[key]:
-            raise CorruptArtifactError(f"{path}: the restored {key.removesuffix('_sha256')} does not match the original's "
-                                       "sha256 (the directory was edited): restore from the original checkpoint")  # fmt: skip
+            raise CorruptArtifactError(
+                f"{path}: the restored {key.removesuffix('_sha256')} does not match the original's "
+                "sha256 (the directory was edited): restore from the original checkpoint"
+            )
     text_config(model.config).vocab_size = rows
     set_special_ids(model, record.special_ids)
     tok = tokenizer if tokenizer is not None else load_tokenizer(path)

@@ -26,11 +26,12 @@ from calibench.vocab.always import always_kept
 from calibench.vocab.keepset import Coverage, Vocabulary
 from calibench.vocab.lmeval_tokens import task_token_ids
 
-Sequences = list[Sequence[int]]
+TokenIds = Sequence[int] | np.ndarray  # one text's token ids: a list or an integer array
+Sequences = Sequence[TokenIds]
 
 
 def _texts_ids(tokenizer: Any, texts: list[str], label: str) -> Sequences:
-    out: Sequences = []
+    out: list[TokenIds] = []
     step = 256
     with progress.task(f"tokenizing {label}", total=len(texts), unit="docs") as bar:
         for start in range(0, len(texts), step):
@@ -84,8 +85,17 @@ def _source(tokenizer: Any, spec: str, **_: Any) -> tuple[Sequences, dict[str, A
     return ids, {"kind": "source", **info, "tokens": sum(len(s) for s in ids)}
 
 
-def _tasks(tokenizer: Any, spec: str, *, config: Any = None, limit: int | None = None, num_fewshot: int | None = 0,
-           apply_chat_template: bool | str = False, offline: bool | None = True, **_: Any) -> tuple[Sequences, dict[str, Any]]:  # fmt: skip
+def _tasks(
+    tokenizer: Any,
+    spec: str,
+    *,
+    config: Any = None,
+    limit: int | None = None,
+    num_fewshot: int | None = 0,
+    apply_chat_template: bool | str = False,
+    offline: bool | None = True,
+    **_: Any,
+) -> tuple[Sequences, dict[str, Any]]:
 
     if config is None:
         raise CalibenchError("counting lm-eval tasks needs the model's config: collect(..., model=SPEC)")
@@ -122,7 +132,7 @@ class Inputs:
         return not any(True for _ in self.items())
 
 
-def bincount(sequences: Iterable[Sequence[int]], size: int) -> np.ndarray:
+def bincount(sequences: Iterable[TokenIds], size: int) -> np.ndarray:
     counts = np.zeros(size, dtype=np.int64)
     for seq in sequences:
         arr = np.asarray(seq, dtype=np.int64)

@@ -61,7 +61,8 @@ class RemapIds:
                 more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
                 raise TokenOutsideVocabularyError(
                     f"token id {first}{name}{more} is outside the pruned vocabulary ({int((slot >= 0).sum())} of "
-                    f"{slot.numel()} kept): collect the vocabulary again including this text, or prune with --fallback TOKEN"
+                    f"{slot.numel()} kept): collect the vocabulary again including this text, "
+                    "or prune with --fallback TOKEN"
                 )
             count = int(dropped.sum())
             if self.fallbacks == 0:

@@ -84,7 +84,7 @@ def task_token_ids(tokenizer: Any, config: Any, tasks: str | list[str], *, limit
     requests = parse_tasks(tasks, offline=offline)
     options = _lm_eval_options(num_fewshot, apply_chat_template, None, False, None)
     lm_requests = [r for r in requests if r.kind == LM_EVAL_KIND]
-    needs_hub = bool(lm_requests) or any(not r.heldout.offline for r in requests if r.kind == "perplexity")  # type: ignore[union-attr]
+    needs_hub = bool(lm_requests) or any(not r.heldout.offline for r in requests if r.kind == "perplexity")
     conn = decide(offline) if needs_hub else Connectivity(True, "no hub data requested")
     sequences: list[list[int]] = []
     notes: list[dict[str, Any]] = []
@@ -95,12 +95,13 @@ def task_token_ids(tokenizer: Any, config: Any, tasks: str | list[str], *, limit
         if record.status != "ok":
             notes.append({"task": request.name, "skipped": record.reason})
             continue
-        ids = list(tokenize_joined(texts, tokenizer, request.heldout.joiner))  # type: ignore[union-attr]
+        ids = list(tokenize_joined(texts, tokenizer, request.heldout.joiner))
         sequences.append(ids)
         notes.append({"task": request.name, "kind": "perplexity", "tokens": len(ids)})
     if lm_requests:
         with lmeval.quiet_lm_eval(False), _no_tqdm(), contextlib.ExitStack() as stack:
-            prepared = lmeval.prepare([r.lm_eval for r in lm_requests], conn.offline, conn.reason, limit,  # type: ignore[misc]
+            specs = [r.lm_eval for r in lm_requests if r.lm_eval is not None]  # all of them: their kind is lm_eval
+            prepared = lmeval.prepare(specs, conn.offline, conn.reason, limit,
                                       num_fewshot=options.num_fewshot)  # fmt: skip
             lm = _recording_lm(tokenizer, config)
             bar = stack.enter_context(progress.task("counting lm-eval requests", total=len(prepared), unit="tasks"))

@@ -97,11 +97,15 @@ def embedding_of(model: Any) -> Any:
         emb = None
     if not isinstance(emb, torch.nn.Embedding):
         what = "none" if emb is None else type(emb).__name__
-        raise CalibenchError(f"{type(model).__name__} has no input embedding to prune (get_input_embeddings() gives "
-                             f"{what}, not an nn.Embedding): vocabulary pruning needs a token embedding table")  # fmt: skip
+        raise CalibenchError(
+            f"{type(model).__name__} has no input embedding to prune (get_input_embeddings() gives "
+            f"{what}, not an nn.Embedding): vocabulary pruning needs a token embedding table"
+        )
     if emb.weight.dim() != 2 or not emb.weight.is_floating_point():
-        raise CalibenchError(f"the input embedding of {type(model).__name__} is not a dense float matrix "
-                             f"({emb.weight.dtype}, shape {tuple(emb.weight.shape)}): prune the vocabulary before quantizing it")  # fmt: skip
+        raise CalibenchError(
+            f"the input embedding of {type(model).__name__} is not a dense float matrix "
+            f"({emb.weight.dtype}, shape {tuple(emb.weight.shape)}): prune the vocabulary before quantizing it"
+        )
     return emb
 
 
@@ -116,8 +120,10 @@ def head_of(model: Any, rows: int) -> Any:
     weight = getattr(head, "weight", None)
     if weight is None or weight.dim() != 2 or not weight.is_floating_point() or weight.shape[0] != rows:
         shape = None if weight is None else tuple(weight.shape)
-        raise CalibenchError(f"the output head of {type(model).__name__} is not a dense ({rows}, d) matrix "
-                             f"(shape {shape}): vocabulary pruning needs a float head; prune before quantizing it")  # fmt: skip
+        raise CalibenchError(
+            f"the output head of {type(model).__name__} is not a dense ({rows}, d) matrix "
+            f"(shape {shape}): vocabulary pruning needs a float head; prune before quantizing it"
+        )
     return head
 
 
@@ -273,8 +279,9 @@ def attach(
             else:
                 head.weight = torch.nn.Parameter(full, requires_grad=False)
             if record.head_bias:
-                head.bias = torch.nn.Parameter(_assemble(head.bias.detach(), dropped["head_bias"].to(device), kept, rows),
-                                               requires_grad=False)  # fmt: skip
+                head.bias = torch.nn.Parameter(
+                    _assemble(head.bias.detach(), dropped["head_bias"].to(device), kept, rows), requires_grad=False
+                )
             if hasattr(head, "out_features"):
                 head.out_features = rows
         elif head is not None:
@@ -346,7 +353,8 @@ def unprune(model: Any, dropped: dict[str, Any] | None = None) -> None:
     shrunk = spec.head_pruned or not record.tied
     if (shrunk or spec.head_pruned) and dropped is None:
         raise CalibenchError("the dropped rows were released (keep_dropped=False): reload the original model instead")
-    reassemble(emb, head if spec.head_pruned else None, record, dropped, kept, embedding=shrunk)
+    # with nothing shrunk (tied, head kept whole) no dropped row is read, so released rows are fine there
+    reassemble(emb, head if spec.head_pruned else None, record, dropped or {}, kept, embedding=shrunk)
     detach(emb)
     detach(head)
     setattr(model, ATTR, None)

@@ -45,12 +45,24 @@ def task_vocabulary(tokenizer: Any, config: Any, ev: dict[str, Any]) -> Any:
     """The keep set of a cell's evaluation (cached per tokenizer and evaluation settings in this process)."""
 
     tasks = ",".join(ev["tasks"])
-    key = (vocab_hash(tokenizer), tasks, ev.get("limit"), ev.get("num_fewshot", 0), ev.get("apply_chat_template", False),
-           ev.get("offline"))  # fmt: skip
+    key = (
+        vocab_hash(tokenizer),
+        tasks,
+        ev.get("limit"),
+        ev.get("num_fewshot", 0),
+        ev.get("apply_chat_template", False),
+        ev.get("offline"),
+    )
     if key not in _CACHE:
-        _CACHE[key] = collect(tokenizer, Inputs(tasks=[tasks]), model=config, limit=ev.get("limit"),
-                              num_fewshot=ev.get("num_fewshot", 0), apply_chat_template=ev.get("apply_chat_template", False),
-                              offline=ev.get("offline"))  # fmt: skip
+        _CACHE[key] = collect(
+            tokenizer,
+            Inputs(tasks=[tasks]),
+            model=config,
+            limit=ev.get("limit"),
+            num_fewshot=ev.get("num_fewshot", 0),
+            apply_chat_template=ev.get("apply_chat_template", False),
+            offline=ev.get("offline"),
+        )
     return _CACHE[key]
 
 

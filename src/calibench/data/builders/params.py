@@ -9,15 +9,18 @@ documented where it is declared; subclasses inherit it.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from calibench.core.settings import DEFAULTS, CommonSettings
 from calibench.data.draw import MAX_N
+from calibench.data.tokenizer import BosPolicy
 
 Bos = Literal["auto", "always", "never"]
-BOS_POLICY = {"auto": "auto", "always": True, "never": False}
+BOS_POLICY: dict[str, BosPolicy] = {"auto": "auto", "always": True, "never": False}
+
+Params = TypeVar("Params", bound=BaseModel)
 
 
 class SetParams(BaseModel):
@@ -137,18 +140,21 @@ class MixParams(SetParams):
 
 def extend(
     name: str,
-    base: type[BaseModel],
+    base: type[Params],
     settings: type[BaseModel],
     exclude: set[str],
     doc: str,
-    validators: dict | None = None,
-    **extra: tuple,
-) -> type[BaseModel]:
+    validators: dict[str, Any] | None = None,
+    **extra: Any,
+) -> type[Params]:
     """``base`` plus the fields of an existing settings model (minus ``exclude``) plus ``extra`` ones.
 
     The generator and curation settings already are typed, documented models;
     their builders' parameters are derived from them rather than restated.
     """
-    fields = {key: (info.annotation, info) for key, info in settings.model_fields.items() if key not in exclude}
+    # (annotation, FieldInfo) pairs, as create_model takes them
+    fields: dict[str, Any] = {
+        key: (info.annotation, info) for key, info in settings.model_fields.items() if key not in exclude
+    }
     model = create_model(name, __base__=base, __doc__=doc, __validators__=validators or {}, **fields, **extra)
     return model

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from calibench.core.errors import ParameterError, UnknownNameError, did_you_mean
 from calibench.core.registry import Registry
 from calibench.data.builders.params import SetParams
 from calibench.data.sources import list_sources
+
+if TYPE_CHECKING:
+    from calibench.data.builders.params import SetParams
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class Builder:
     name: str
     summary: str
     group: str  # how `data sources` groups it: text, hub, file, chat, mixture, generated, curated, baseline
-    params: type[BaseModel]
+    params: type[SetParams]  # every builder takes the sizes and seed
     run: Callable[[Any, Any], list[Any]]
     needs_model: bool = False  # loads the model's weights, not only its tokenizer
     usage: str = ""  # how the name is written when it is a pattern, e.g. hub:ORG/NAME[:CONFIG]
@@ -94,7 +97,7 @@ def resolve(name: str) -> tuple[Builder, dict[str, Any]]:
     raise UnknownNameError(f"unknown source '{name}'{did_you_mean(name, known)}; or {usages}")
 
 
-def make_params(name: str, **params: Any) -> tuple[Builder, BaseModel]:
+def make_params(name: str, **params: Any) -> tuple[Builder, SetParams]:
     """Validate ``params`` for the builder ``name`` stands for; errors name the parameter."""
     builder, carried = resolve(name)
     clash = sorted(set(carried) & set(params))

@@ -6,22 +6,24 @@ its own with :func:`register_source`.
 
 from __future__ import annotations
 
+import functools
+
 from calibench.data.sources.base import CONCAT, DOCUMENT, RANDOM, Documents, ListDocuments, Sampled, Source, TextSource
 from calibench.data.sources.hub import HUB_CORPORA, HubSource
 from calibench.data.sources.local import LocalFileSource
 from calibench.data.sources.multilingual import MANPAGE_SETS, ManPageSource, source_name
 from calibench.data.sources.offline import OFFLINE_DOMAINS, OfflineSource
 from calibench.data.sources.random_vocab import RandomPunctSource, RandomVocabSource
-from calibench.data.sources.registry import SOURCES, get_source, list_sources, register_source
+from calibench.data.sources.registry import SOURCES, get_source, get_text_source, list_sources, register_source
 
 for _corpus in HUB_CORPORA:
-    register_source(_corpus.name, lambda c=_corpus: HubSource(c), f"[hub] {_corpus.description}")
+    register_source(_corpus.name, functools.partial(HubSource, _corpus), f"[hub] {_corpus.description}")
 for _domain in OFFLINE_DOMAINS:
-    register_source(_domain.name, lambda d=_domain: OfflineSource(d), f"[offline] {_domain.description}")
+    register_source(_domain.name, functools.partial(OfflineSource, _domain), f"[offline] {_domain.description}")
 for _set in MANPAGE_SETS:
     register_source(
         source_name(_set.language),
-        lambda code=_set.language: ManPageSource(code),
+        functools.partial(ManPageSource, _set.language),
         f"[manpages] {_set.name} manual pages ({_set.package.name}; asset manpages-l10n)",
     )
 register_source("random-vocab", RandomVocabSource, f"[baseline] {RandomVocabSource.description}")
@@ -39,6 +41,7 @@ __all__ = [
     "Source",
     "TextSource",
     "get_source",
+    "get_text_source",
     "list_sources",
     "register_source",
 ]

@@ -29,6 +29,8 @@ CONCAT = "concat"  # windows of the concatenated, packed stream (the wikitext co
 SAMPLE = "sample"  # one document per window from its start, truncated or padded (masked)
 RANDOM = "random"
 
+Indices = Sequence[int] | np.ndarray  # document indices: a list, a range or an integer array
+
 
 @dataclass
 class Sampled:
@@ -46,7 +48,7 @@ class Documents(ABC):
     def __len__(self) -> int: ...
 
     @abstractmethod
-    def batch(self, indices: Sequence[int]) -> list[str]: ...
+    def batch(self, indices: Indices) -> list[str]: ...
 
     @abstractmethod
     def fingerprint(self) -> str:
@@ -61,7 +63,7 @@ class ListDocuments(Documents):
     def __len__(self) -> int:
         return len(self.texts)
 
-    def batch(self, indices: Sequence[int]) -> list[str]:
+    def batch(self, indices: Indices) -> list[str]:
         return [self.texts[int(i)] for i in indices]
 
     def fingerprint(self) -> str:
@@ -90,7 +92,7 @@ class DatasetDocuments(Documents):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def batch(self, indices: Sequence[int]) -> list[str]:
+    def batch(self, indices: Indices) -> list[str]:
         rows = self.dataset.select([int(i) for i in indices])
         return [text or "" for text in rows[self.text_field]]
 
@@ -237,6 +239,6 @@ class TextSource(Source):
             for doc_index, ids in zip(indices, self.encode(docs, indices, tokenizer)):
                 yield int(doc_index), ids
 
-    def encode(self, docs: Documents, indices: Sequence[int], tokenizer: Any) -> list[list[int]]:
+    def encode(self, docs: Documents, indices: Indices, tokenizer: Any) -> list[list[int]]:
         """Token ids of some documents (no special tokens added: BOS is the builder's choice)."""
         return tokenizer(docs.batch(indices), add_special_tokens=False)["input_ids"]

@@ -13,7 +13,6 @@ thinking-mode choice are recorded in the manifest.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import numpy as np
 from calibench.core.errors import CalibenchError, CorpusTooShortError, ParameterError
 from calibench.data.chat import render_conversations
 from calibench.data.sampling import max_disjoint_windows, place_disjoint_windows
-from calibench.data.sources.base import CONCAT, SAMPLE, Documents, ListDocuments, Sampled, TextSource
+from calibench.data.sources.base import CONCAT, SAMPLE, Documents, Indices, ListDocuments, Sampled, TextSource
 from calibench.data.sources.hub_any import HUB_PREFIX, load_hub_rows, parse_hub_name
 
 CHAT_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -109,7 +108,7 @@ class ConversationSource(TextSource):
             self._docs = ListDocuments([json.dumps(c, ensure_ascii=False, sort_keys=True) for c in self._conversations])
         return self._docs
 
-    def encode(self, docs: Documents, indices: Sequence[int], tokenizer: Any) -> list[list[int]]:
+    def encode(self, docs: Documents, indices: Indices, tokenizer: Any) -> list[list[int]]:
 
         return render_conversations(
             [self._conversations[int(i)] for i in indices],

@@ -72,7 +72,7 @@ def load_hub_rows(
         return datasets.load_dataset(path, config, **kwargs)
     except CalibenchError:
         raise
-    except Exception as exc:  # noqa: BLE001 - datasets raises many types; each becomes one line
+    except Exception as exc:  # datasets raises many types; each becomes one line
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         kind = type(exc).__name__
         if "Revision" in kind or "revision" in reason.lower():

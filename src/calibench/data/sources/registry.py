@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from calibench.core.errors import UnknownNameError
+from calibench.core.errors import CalibenchError, UnknownNameError
 from calibench.core.registry import Registry
-from calibench.data.sources.base import Source
+from calibench.data.sources.base import Source, TextSource
 from calibench.data.sources.local import LOCAL_SUFFIXES, LocalFileSource
 
 
@@ -48,3 +48,11 @@ def get_source(spec: str | Source, text_field: str = "text") -> Source:
     if path.suffix.lower() in LOCAL_SUFFIXES or path.exists():
         return LocalFileSource(path, text_field=text_field)
     raise UnknownNameError(f"{SOURCES.unknown_message(spec)}; or give a .txt/.jsonl/.parquet file")
+
+
+def get_text_source(spec: str | Source, text_field: str = "text") -> TextSource:
+    """:func:`get_source` for callers that read documents: a source that draws token ids directly is refused."""
+    source = get_source(spec, text_field)
+    if not isinstance(source, TextSource):
+        raise CalibenchError(f"source '{source.name}' has no documents (it draws token windows): pick a text source")
+    return source
