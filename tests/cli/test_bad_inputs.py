@@ -25,7 +25,9 @@ CALIBENCH = Path(sys.executable).with_name("calibench")
 
 @dataclass(frozen=True)
 class Row:
-    args: str  # placeholders: {model} {text} {set} {tmp} {out} {file} {full} {spec:NAME} {corrupt:KIND} {recipe:NAME} {vocab:NAME}
+    # placeholders: {model} {text} {set} {tmp} {out} {file} {full} {spec:NAME} {corrupt:KIND} {recipe:NAME}
+    # {vocab:NAME}
+    args: str
     fragment: str  # must appear in the one error line
     id: str
 
@@ -285,7 +287,8 @@ ROWS = [
     ),
     Row("eval --tasks ppl:wiki", "Missing option '--model' / '-m'", "eval-no-model"),
     Row(
-        "recommend -m {model} --method wanda --candidates {text} --budget 5 -o {out} --ppl-max-windows 2 --max-windows 3",
+        "recommend -m {model} --method wanda --candidates {text} --budget 5 -o {out} --ppl-max-windows 2 "
+        "--max-windows 3",
         "--ppl-max-windows and '--max-windows' both given: give only '--max-windows'",
         "recommend-old-and-new-spelling",
     ),
@@ -439,7 +442,8 @@ ROWS = [
         "recommend-out-exists",
     ),
     Row(
-        "recommend -m {model} --method wanda --candidates {text} --budget 0.0001 --n 2 --seq-len 16 --tasks ppl:{text} --ppl-seq-len 16 --max-windows 2 --k-layers 1 -o {out}",
+        "recommend -m {model} --method wanda --candidates {text} --budget 0.0001 --n 2 --seq-len 16 "
+        "--tasks ppl:{text} --ppl-seq-len 16 --max-windows 2 --k-layers 1 -o {out}",
         "is too small: one full evaluation is estimated at",
         "recommend-budget-too-small",
     ),

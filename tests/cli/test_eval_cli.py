@@ -21,8 +21,8 @@ def heldout_file(tmp_path):
 def test_eval_prints_the_table_and_writes_json(tiny_model_dir, heldout_file, tmp_path, capsys):
     out = tmp_path / "results.json"
     code, stdout, err = run(
-        ["eval", "-m", str(tiny_model_dir), "--tasks", f"ppl:{heldout_file}", "--ppl-seq-len", "64", "--max-windows", "3",
-         "--bos", "always", "--out", str(out)],
+        ["eval", "-m", str(tiny_model_dir), "--tasks", f"ppl:{heldout_file}", "--ppl-seq-len", "64",
+         "--max-windows", "3", "--bos", "always", "--out", str(out)],
         capsys,
     )  # fmt: skip
     assert code == 0, err
@@ -71,8 +71,10 @@ def fake_copa(monkeypatch):
     from calibench.evaluation.mirrors import Mirror
     from conftest import copa_rows
 
-    monkeypatch.setattr(lmeval, "build_mirror", lambda task, root=None: Mirror("copa", {"validation": copa_rows()},
-                                                                               {"validation": "synthetic"}))  # fmt: skip
+    def mirror(task, root=None):
+        return Mirror("copa", {"validation": copa_rows()}, {"validation": "synthetic"})
+
+    monkeypatch.setattr(lmeval, "build_mirror", mirror)
 
 
 def test_eval_log_samples_and_lm_eval_layout(tiny_model_dir, heldout_file, tmp_path, fake_copa, capsys):

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 import test_study
 import torch
-from test_study import texts, write_spec  # noqa: F401 - fixture re-use
+from test_study import write_spec
 
 from calibench.core.errors import CalibenchError
 from calibench.models import checkpoint_dtype, load_model, resolve_device, resolve_dtype

@@ -95,8 +95,9 @@ def test_cli_collect_prune_restore_round_trip(tiny_model_dir, tiny_tokenizer, te
                           str(text_file), "-o", str(vocab_file)], capsys)  # fmt: skip
     assert code == 0, err
     assert "kept" in out and "coverage of" in out and "100.00%" in out
-    code, out, err = run(["vocab", "prune", "-m", str(tiny_model_dir), "--keep", str(vocab_file), "-o", str(tmp_path / "p"),
-                          "--mode", "restricted", "--fallback", "<unk>"], capsys)  # fmt: skip
+    pruned = str(tmp_path / "p")
+    code, out, err = run(["vocab", "prune", "-m", str(tiny_model_dir), "--keep", str(vocab_file),
+                          "-o", pruned, "--mode", "restricted", "--fallback", "<unk>"], capsys)  # fmt: skip
     assert code == 0, err
     assert "restricted: kept" in out and "saved" in out
     record = json.loads((tmp_path / "p" / "vocab.json").read_text())

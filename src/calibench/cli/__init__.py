@@ -88,17 +88,15 @@ def main(argv: list[str] | None = None) -> None:
     except usage.NO_ARGS_IS_HELP as exc:
         # typer's vendored click has printed the help already; the separate click prints it in show()
         if not str(type(exc).__module__).startswith("typer."):
-            exc.show()
+            getattr(exc, "show", lambda: None)()
         sys.exit(0)
     except usage.USAGE_ERRORS as exc:
         fail(usage.usage_line(exc))
     except usage.EXIT as exc:
         sys.exit(getattr(exc, "exit_code", 0))
-    except (*usage.ABORT, KeyboardInterrupt):
+    except usage.ABORT + (KeyboardInterrupt,):
         fail("interrupted", code=130)
 
 
-from calibench.cli import (
-    curate_cmd,  # noqa: E402,F401  (registers data curate)
-    selfcal_cmd,  # noqa: E402,F401  (registers data generate/stats)
-)
+# the data subcommands that import `app` from here register themselves on import
+from calibench.cli import curate_cmd, selfcal_cmd  # noqa: E402, F401

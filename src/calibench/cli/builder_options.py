@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import typer
@@ -71,7 +71,7 @@ def convert(annotation: Any, value: Any) -> Any:
     return value
 
 
-def derived_fields(models: list[tuple[str, type[BaseModel]]], skip: set[str]) -> dict[str, dict[str, Any]]:
+def derived_fields(models: Sequence[tuple[str, type[BaseModel]]], skip: set[str]) -> dict[str, dict[str, Any]]:
     """Field name -> {annotation, help, panel, users} over the given (builder name, model) pairs."""
 
     fields: dict[str, dict[str, Any]] = {}

@@ -30,7 +30,8 @@ def card(
     benchmarks: str = typer.Option(
         None,
         "--benchmarks",
-        help="Comma-separated benchmarks to check (task names such as arc_challenge, and ppl:NAME held-out texts); default: every one with offline data.",
+        help="Comma-separated benchmarks to check (task names such as arc_challenge, and ppl:NAME "
+        "held-out texts); default: every one with offline data.",
     ),
     batch_size: int,
     dtype: str,

@@ -39,7 +39,8 @@ def _compress(
     seed: int,
     params: dict[str, Any],
 ) -> None:
-    """Compress MODEL with METHOD (or an llm-compressor recipe) calibrated on a calibration set, and save the checkpoint."""
+    """Compress MODEL with METHOD (or an llm-compressor recipe) calibrated on a calibration set, and save "
+    "the checkpoint."""
     import os
 
     # llm-compressor logs every module at INFO to stdout; keep warnings unless the user asks for more
@@ -58,6 +59,7 @@ def _compress(
             )
         schemes = recipe_presets(load_recipe(recipe))
     else:
+        assert method is not None  # exactly one of method and recipe, checked above
         schemes = resolve(method)
         make_params(schemes, **params)
     target = resolve_device(device)

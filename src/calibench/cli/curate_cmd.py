@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -36,14 +37,16 @@ def curate(
     proxy: list[str] = typer.Option(
         None,
         "--proxy",
-        help="Proxy evaluation (repeatable): compress with METHOD (wanda, gptq, ...) using the curated set and a random set from the same pool, and compare perplexity on each capability's reference text.",
+        help="Proxy evaluation (repeatable): compress with METHOD (wanda, gptq, ...) using the curated "
+        "set and a random set from the same pool, and compare perplexity on each capability's reference text.",
     ),
     max_windows: int,
     dtype: str,
     device: str,
     builder_params: dict | None = None,
 ) -> None:
-    """Curate a calibration set with COLA: score sources by capability coverage, process them into a pool, keep the samples nearest the k-means centroids of their activations."""
+    """Curate a calibration set with COLA: score sources by capability coverage, process them into a "
+    "pool, keep the samples nearest the k-means centroids of their activations."""
 
     config = curation_config(builder_params or {})
     config.check(None)  # everything checkable without the model, before any load
@@ -79,12 +82,13 @@ def curate(
 PROXY_FILE = "proxy.json"
 
 
-def _proxy(model: str, result, config: CurationConfig, tokenizer, methods: list[str], windows: int) -> dict:
+def _proxy(model: str, result, config: CurationConfig, tokenizer, methods: list[str], windows: int) -> dict[str, Any]:
     """Curated set vs a random set of the same size from the same pool (seed --seed), after each method."""
 
     caps = parse_capabilities(config.capabilities)
     texts = {c.name: load_reference(c) for c in caps}
     baseline = random_from_pool(result.pool, config.n, config.seed, tokenizer)
+    assert baseline.manifest.generator is not None  # a pool draw records its chosen indices
     rows = {
         "random_set": {
             "set_id": baseline.set_id,
@@ -93,8 +97,8 @@ def _proxy(model: str, result, config: CurationConfig, tokenizer, methods: list[
         },
         "windows": windows,
         "seq_len": config.seq_len,
-        "results": [],
     }
+    results: list[dict[str, Any]] = []
     for method in methods:  # each method with the defaults of `calibench compress`
         for label, calib in (("curated", result.calib), ("random", baseline)):
             r = proxy_evaluate(
@@ -107,7 +111,8 @@ def _proxy(model: str, result, config: CurationConfig, tokenizer, methods: list[
                 max_windows=windows,
                 texts=texts,
             )
-            rows["results"].append({"set": label, **r.record()})
+            results.append({"set": label, **r.record()})
+    rows["results"] = results
     return rows
 
 
@@ -116,7 +121,8 @@ def _report_proxy(rows: dict, out: Path) -> None:
 
     caps = list(rows["results"][0]["perplexity"])
     table = Table(
-        title=f"proxy evaluation: perplexity after compression ({rows['windows']} windows of {rows['seq_len']} tokens per capability)"
+        title=f"proxy evaluation: perplexity after compression ({rows['windows']} windows of "
+        f"{rows['seq_len']} tokens per capability)"
     )
     for col in ("method", "set", *caps):
         table.add_column(col, justify="left" if col in ("method", "set") else "right")
@@ -155,8 +161,9 @@ def _report(result, out: Path, save_pool: bool) -> None:
     calib = result.calib
     gen = calib.manifest.generator or {}
     per_source = gen.get("pool", {}).get("per_source", {})
+    shares = ", ".join(f"{k} {v}" for k, v in per_source.items())
     console.print(
-        f"pool: {result.pool.n} windows of {result.pool.seq_len} tokens ({', '.join(f'{k} {v}' for k, v in per_source.items())})"
+        f"pool: {result.pool.n} windows of {result.pool.seq_len} tokens ({shares})"
         + (f", saved to {out / POOL_DIR}" if save_pool else ""),
         highlight=False,
         soft_wrap=True,

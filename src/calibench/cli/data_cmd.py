@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import typer
@@ -25,19 +24,11 @@ data_app = typer.Typer(help="Build, inspect and export calibration sets.", no_ar
 SET_DIR_FORMAT = "set-{:02d}"
 
 
-class Bos(str, Enum):
-    auto = "auto"
-    always = "always"
-    never = "never"
-
-
-_BOS = {Bos.auto: "auto", Bos.always: True, Bos.never: False}
-
-
 def build(
     source: str = typer.Argument(
         ...,
-        help="A builder or source (see `calibench data sources`): wiki, c4, self, curated, chat, hub:ORG/NAME[:CONFIG], mix:wiki=0.5,code=0.5, or a .txt/.jsonl/.parquet file.",
+        help="A builder or source (see `calibench data sources`): wiki, c4, self, curated, chat, "
+        "hub:ORG/NAME[:CONFIG], mix:wiki=0.5,code=0.5, or a .txt/.jsonl/.parquet file.",
     ),
     *,
     model: str,
@@ -174,7 +165,8 @@ def export(
     fmt: str = typer.Option(
         "jsonl",
         "--format",
-        help="jsonl: decoded windows as JSON lines (card: NAME.card.md); hf: a `datasets` save_to_disk folder (input_ids, attention_mask, text) with the card as README.md.",
+        help="jsonl: decoded windows as JSON lines (card: NAME.card.md); hf: a `datasets` save_to_disk "
+        "folder (input_ids, attention_mask, text) with the card as README.md.",
     ),
     push_to_hub: str = typer.Option(
         None,

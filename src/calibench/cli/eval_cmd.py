@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from calibench.cli import options
 from calibench.cli.derive import Deprecated, Group, with_options
@@ -11,6 +12,7 @@ from calibench.core.console import console as make_console
 from calibench.core.errors import CalibenchError
 from calibench.core.fsutil import atomic_write_bytes, check_output_file
 from calibench.evaluation import evaluate
+from calibench.evaluation.perplexity import BosOption
 from calibench.evaluation.tasks import parse_tasks
 
 
@@ -49,7 +51,7 @@ def _eval(
         offline=offline,
         batch_size=batch_size,
         seq_len=ppl_seq_len,
-        bos=bos,
+        bos=cast(BosOption, bos),
         max_windows=max_windows,
         dtype=dtype,
         device=device,

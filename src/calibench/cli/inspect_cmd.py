@@ -24,7 +24,9 @@ inspect_app = typer.Typer(
 def activations(
     sets: list[str] = typer.Argument(
         ...,
-        help="Calibration sets: saved set directories (made for --model's tokenizer) or builder names (wiki, code, random-punct, random-vocab, arc-c, piqa, c4, ...), built for each model with --n/--seq-len/--seed.",
+        help="Calibration sets: saved set directories (made for --model's tokenizer) or builder names "
+        "(wiki, code, random-punct, random-vocab, arc-c, piqa, c4, ...), "
+        "built for each model with --n/--seq-len/--seed.",
     ),
     *,
     model: list[str],
@@ -46,7 +48,8 @@ def activations(
     dtype: str,
     device: str,
 ) -> None:
-    """Per-channel and per-layer activation statistics of each set on each model, their set-to-set stability and their int8 cost."""
+    """Per-channel and per-layer activation statistics of each set on each model, their set-to-set "
+    "stability and their int8 cost."""
     from calibench.models import resolve_device, resolve_model_path
 
     check_set_names(sets)

@@ -33,7 +33,8 @@ def generate(
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write windows.jsonl with the decoded text of each sample."),
     builder_params: dict | None = None,
 ) -> None:
-    """Generate a calibration set with the model itself (self-calibration): the `self` builder, with a report of the run."""
+    """Generate a calibration set with the model itself (self-calibration): the `self` builder, with a "
+    "report of the run."""
     import time
 
     params = dict(builder_params or {})
@@ -174,7 +175,7 @@ def stats(
             _fmt(row["mean_document_length"], ",.1f"),
         )
     make_console().print(table)
-    if pool is not None:  # COLA coverage/diversity (calibench.curate.setstats)
+    if pool_set is not None:  # COLA coverage/diversity (calibench.curate.setstats)
         from calibench.curate.setstats import add_pool_statistics
 
         add_pool_statistics(rows, [c for _, c in sets], pool_set, lm, tokenizer if model else None, batch_size)

@@ -87,7 +87,8 @@ def signals_command(
     batch_size: int,
     recompute: bool,
 ) -> None:
-    """Compute cheap predictors (signals) for every (model, method, set) of a finished study; the report then shows which predict."""
+    """Compute cheap predictors (signals) for every (model, method, set) of a finished study; the report "
+    "then shows which predict."""
     import os
 
     os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")

@@ -120,7 +120,8 @@ def restore_command(
     record = read_record(directory)
     restore(directory, out, original=original)
     console().print(f"restored {record.vocab_size:,} rows ({record.mode}, {'tied' if record.tied else 'untied'}); "
-                    f"embedding sha256 {record.original['embedding_sha256'][:12]} matches -> {out}", highlight=False)  # fmt: skip
+                    f"embedding sha256 {record.original['embedding_sha256'][:12]} matches -> "
+                    f"{out}", highlight=False)  # fmt: skip
 
 
 vocab_app.command("collect")(
