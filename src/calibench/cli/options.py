@@ -20,7 +20,7 @@ docstring for why ``--dtype`` and ``--device`` default to ``auto`` and
 
 A command takes a subset with :func:`common`.  Where a command needs another
 default than the shared one, it is listed in :data:`COMMAND_DEFAULTS` with the
-reason, and nowhere else (``tests/test_cli_options.py`` holds every command to
+reason, and nowhere else (``tests/cli/test_cli_options.py`` holds every command to
 this table).
 """
 
