@@ -25,6 +25,7 @@ from typing import Any
 from calibench.assets import ASSETS, asset_names, require
 from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
 from calibench.core.registry import Registry
+from calibench.core.settings import DEFAULTS
 from calibench.core.text import one_line
 
 #: dtype names accepted by :func:`load_model` ("auto" keeps the checkpoint's own dtype).
@@ -99,7 +100,7 @@ def _load(loader: Any, spec: str | os.PathLike[str], **kwargs: Any) -> Any:
         ) from exc
 
 
-def resolve_device(device: str | Any = "auto") -> Any:
+def resolve_device(device: str | Any = DEFAULTS.device) -> Any:
     """The ``torch.device`` a run asks for; one line when this machine cannot give it.
 
     ``auto`` is the first CUDA GPU when there is one, else the CPU.  ``cuda`` or
@@ -181,7 +182,7 @@ LOAD_HOOKS: Registry[Callable[[Any, str], None]] = Registry("model load hook")
 LOAD_HOOKS.register_lazy("vocab-pruned", "calibench.vocab.checkpoint:attach_if_pruned")
 
 
-def load_model(spec: str | os.PathLike[str], dtype: Any = "auto", device: Any = "auto") -> Any:
+def load_model(spec: str | os.PathLike[str], dtype: Any = DEFAULTS.dtype, device: Any = DEFAULTS.device) -> Any:
     """A causal LM in eval mode on ``device``, in ``dtype`` (see :func:`resolve_dtype`).
 
     Weights are read from the checkpoint straight into the target dtype (no

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from calibench.core.errors import CalibenchError
+from calibench.core.settings import DEFAULTS
 
 # llm-compressor modules that bind get_main_device at import and ask it for the onload device.
 _ONLOAD_CALLERS = ("llmcompressor.pipelines.sequential.pipeline", "llmcompressor.pipelines.data_free.pipeline")
@@ -40,7 +41,9 @@ def model_device(model: Any) -> Any:
         return torch.device("cpu")
 
 
-def load_placed(spec: str | os.PathLike[str], dtype: Any = "auto", device: Any = "auto", offload: bool = False) -> Any:
+def load_placed(
+    spec: str | os.PathLike[str], dtype: Any = DEFAULTS.dtype, device: Any = DEFAULTS.device, offload: bool = False
+) -> Any:
     """A fresh model from the checkpoint: on ``device``, or in host memory when ``offload``.
 
     Reloading from the checkpoint (a memory-mapped safetensors file) is how a

@@ -22,6 +22,7 @@ from typing import Any
 from calibench.card.benchmarks import Benchmarks
 from calibench.card.contamination import DEFAULT_N, DEFAULT_TOP, BenchmarkOverlap, benchmark_overlap, index_windows
 from calibench.core import progress
+from calibench.core.settings import DEFAULTS
 from calibench.data.calibset import CalibrationSet
 from calibench.data.stats import set_statistics
 
@@ -124,7 +125,7 @@ def gather(
     ngram: int = DEFAULT_N,
     top: int = DEFAULT_TOP,
     contamination: bool = True,
-    batch_size: int = 8,
+    batch_size: int = DEFAULTS.batch_size,
 ) -> Datasheet:
     """Everything a card says about ``calib``.
 

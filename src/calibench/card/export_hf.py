@@ -26,6 +26,7 @@ from calibench.core import failpoints
 from calibench.core.connectivity import decide
 from calibench.core.errors import CalibenchError
 from calibench.core.fsutil import atomic_dir
+from calibench.core.settings import DEFAULTS
 from calibench.core.text import one_line
 from calibench.data.calibset import CalibrationSet
 
@@ -77,7 +78,9 @@ class PushResult:
     message: str  # one line for the user
 
 
-def push_to_hub(folder: str | Path, repo: str, offline: bool | None = None, private: bool | None = None) -> PushResult:
+def push_to_hub(
+    folder: str | Path, repo: str, offline: bool | None = DEFAULTS.offline, private: bool | None = None
+) -> PushResult:
     """Publish an exported folder as dataset ``repo``; skipped (not failed) when offline."""
 
     folder = Path(folder)

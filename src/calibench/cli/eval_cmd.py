@@ -7,12 +7,12 @@ from typing import cast
 
 from calibench.cli import options
 from calibench.cli.derive import Deprecated, Group, with_options
-from calibench.cli.settings import EvalSettings
 from calibench.core.console import console as make_console
 from calibench.core.errors import CalibenchError
 from calibench.core.fsutil import atomic_write_bytes, check_output_file
 from calibench.evaluation import evaluate
 from calibench.evaluation.perplexity import BosOption
+from calibench.evaluation.settings import EvalSettings
 from calibench.evaluation.tasks import parse_tasks
 
 

@@ -3,29 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from calibench.cli import options
 from calibench.cli.derive import Deprecated, Group, with_options
-from calibench.cli.settings import RecommendSettings
 from calibench.core.console import console
-from calibench.core.errors import CalibenchError
 from calibench.predict.recommend import recommend
-
-
-def parse_params(text: str | None) -> dict[str, Any]:
-    """``bits=4,group_size=64`` -> {"bits": 4, "group_size": 64} (values read as YAML scalars)."""
-    import yaml
-
-    params: dict[str, Any] = {}
-    for part in (text or "").split(","):
-        if not part.strip():
-            continue
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip():
-            raise CalibenchError(f"--params entry '{part.strip()}' is not KEY=VALUE (e.g. bits=4,group_size=64)")
-        params[key.strip()] = yaml.safe_load(value.strip()) if value.strip() else None
-    return params
+from calibench.predict.settings import RecommendSettings, parse_params
 
 
 def _recommend(

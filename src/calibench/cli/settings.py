@@ -6,12 +6,14 @@ default is the option's default, the description its help), validated before
 any work starts.  Method parameters are not here: ``compress`` takes them from
 :class:`calibench.compress.methods.MethodParams`, as the Python API and study
 specs do; ``data build``/``generate``/``curate`` take the builders' models.
+A model whose fields are exactly an API function's parameters lives with that
+function instead (``eval``: :class:`calibench.evaluation.settings.EvalSettings`,
+``recommend``: :class:`calibench.predict.settings.RecommendSettings`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,15 +23,6 @@ METHOD_HELP = (
     "rtn, gptq, awq, smoothquant, sparsegpt, wanda, magnitude; the compressed-tensors presets w4a16, w4a16-asym, "
     "w8a16, w8a8, fp8, fp8-dynamic, nvfp4a16, nvfp4; or prune+quant like sparsegpt+gptq. Exactly one of --method "
     "and --recipe."
-)
-
-TASKS_HELP = (
-    "Comma-separated: ppl:<wikitext2|c4|wiki|science|math|code>, calibench's tasks "
-    "(arc_easy, arc_challenge, boolq, hellaswag, lambada_openai, openbookqa, piqa, rte, storycloze, "
-    "winogrande, copa, sciq, gsm8k; all with offline data but storycloze), groups (paper, zeroshot), "
-    "any lm-eval task, group or tag name (online), and summ:<xsum|multilexsum|mtsdialog|xsum-hub|cnn_dailymail|"
-    "FILE.jsonl>[:style=..:max_new_tokens=..:chat=..:nli=..:harim=..] (abstractive summarization: generated "
-    "greedily, scored for overlap and faithfulness; add --log-samples to pair runs with `calibench compare`)."
 )
 
 MODE_HELP = (
@@ -52,49 +45,6 @@ class CompressSettings(_Settings):
         None,
         description="An llm-compressor recipe file (YAML: NAME_stage: NAME_modifiers: ModifierType: {...}), run with "
         "this calibration set instead of --method.",
-    )
-
-
-class EvalSettings(_Settings):
-    tasks: str = Field("ppl:wiki,arc_easy,piqa", description=TASKS_HELP, json_schema_extra={"short": "-t"})
-    limit: int | None = Field(
-        None,
-        ge=1,
-        description="At most N items per task: lm-eval items, and perplexity windows unless --max-windows is "
-        "given (results are marked limited).",
-    )
-    num_fewshot: int = Field(
-        0,
-        description="Few-shot examples per prompt (lm-eval's num_fewshot; 0 is the papers' protocol). Offline, a "
-        "task whose examples come from a split the pack lacks is skipped with the reason.",
-    )
-    apply_chat_template: bool = Field(
-        False, description="Render prompts with the tokenizer's chat template (lm-eval's apply_chat_template)."
-    )
-    fewshot_as_multiturn: bool | None = Field(
-        None, description="Few-shot examples as chat turns (default: on with --apply-chat-template, as in lm-eval)."
-    )
-    gen_kwargs: str | None = Field(
-        None, description="Generation settings for generative tasks, lm-eval's syntax: max_gen_toks=64,temperature=0."
-    )
-    log_samples: bool = Field(
-        False,
-        description="Keep per-item results: into --out (key 'samples') and, with --lm-eval-out, lm-eval's "
-        "samples_<task>_<time>.jsonl.",
-    )
-    lm_eval_out: Path | None = Field(
-        None, description="Also write lm-eval's own layout into this folder, as `lm_eval --output_path DIR` does."
-    )
-    backend: Literal["hf", "vllm"] = Field(
-        "hf",
-        description="hf: HFLM around the loaded model; vllm: lm-eval's vLLM model on the checkpoint directory "
-        "(needs vLLM).",
-    )
-    ppl_seq_len: int | None = Field(
-        None, ge=2, description="Perplexity window length (default: min(2048, model maximum))."
-    )
-    bos: Literal["auto", "always", "never"] = Field(
-        "auto", description="BOS at the start of each perplexity window: auto follows the tokenizer."
     )
 
 
@@ -174,46 +124,6 @@ class InspectSettings(_Settings):
     )
     massive_threshold: float = Field(100.0, description="Massive activation: at least this |x| ...")
     massive_ratio: float = Field(1000.0, description="... and this many times the median |x| of its hidden state.")
-
-
-class RecommendSettings(_Settings):
-    method: str = Field(..., description="Compression method (gptq, wanda, sparsegpt, awq, ...).")
-    params: str | None = Field(
-        None, description="Method parameters as KEY=VALUE,... e.g. bits=4,group_size=64 or sparsity=0.5."
-    )
-    candidates: str = Field(
-        ..., description="Comma-separated set builders or sources: wiki,code,self,curated, a file, mix:..."
-    )
-    budget: float = Field(
-        ..., description="Compute budget in minutes, for everything: building, signals and full evaluations."
-    )
-    n: int = Field(16, description="Windows per calibration set.")
-    seq_len: int = Field(128, description="Tokens per window.")
-    sets: int = Field(1, description="Sets per candidate (disjoint draws), each ranked on its own.")
-    tasks: str = Field(
-        "ppl:wiki",
-        description="Evaluation tasks of a full run, as in `calibench eval`.",
-        json_schema_extra={"short": "-t"},
-    )
-    objective: str = Field(
-        "auto",
-        description="What the choice maximises: auto (average accuracy if there are accuracy tasks, else the first "
-        "ppl: task), 'average acc' or a ppl: task.",
-    )
-    signal: str | None = Field(
-        None, description="The cheap signal to rank by (default: the validated one; see `calibench.predict.signals`)."
-    )
-    study: Path | None = Field(
-        None,
-        description="A study directory with `calibench study signals` computed: its validation of the signal goes "
-        "on the card (and picks the signal).",
-    )
-    k_layers: int = Field(2, description="Decoder layers the reconstruction signal compresses.")
-    top: int | None = Field(
-        None, description="Evaluate at most this many candidates in full (default: as many as the budget allows)."
-    )
-    limit: int | None = Field(None, description="Items per lm-eval task (and perplexity windows) of a full run.")
-    ppl_seq_len: int | None = Field(None, description="Perplexity window length of a full run.")
 
 
 class StudyRunSettings(_Settings):

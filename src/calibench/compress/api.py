@@ -43,6 +43,7 @@ from calibench.compress.validate import check_causal_lm, check_structure, resolv
 from calibench.core.errors import CalibenchError
 from calibench.core.fsutil import atomic_dir
 from calibench.core.provenance import library_versions
+from calibench.core.settings import DEFAULTS
 from calibench.data.calibset import CalibrationSet
 from calibench.models import dtype_name
 from calibench.placement import model_device, onload_to, requested_onload_device
@@ -192,7 +193,7 @@ def compress(
     *,
     recipe: str | Path | None = None,
     tokenizer: Any | None = None,
-    seed: int = 0,
+    seed: int = DEFAULTS.seed,
     **params: Any,
 ) -> CompressionResult:
     """Compress ``model`` in place with ``method`` (or an llm-compressor ``recipe`` file) calibrated on ``calib_set``.

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from calibench.core.progress import task
+from calibench.core.settings import DEFAULTS
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def window_nll(
     model: Any,
     input_ids: Any,
     attention_mask: Any | None = None,
-    batch_size: int = 8,
+    batch_size: int = DEFAULTS.batch_size,
     progress_label: str | None = None,
 ) -> NLLResult:
     """NLL of tokens 1..L-1 of each window given the tokens before it.

@@ -22,14 +22,26 @@ Defaults, and why:
   unreachable, online otherwise, as ``calibench eval`` always decided;
   ``True`` forces the offline mirrors, ``False`` the hub.
 * ``batch_size=8`` and ``seed=0``: what every command but one already used.
+
+The Python API takes the same defaults (``dtype: str = DEFAULTS.dtype``);
+where a function needs another one, :data:`API_DEFAULTS` lists it with the
+reason, as :data:`calibench.cli.options.COMMAND_DEFAULTS` does for commands
+(``tests/core/test_api_defaults.py`` holds the API to this table).
+:func:`accepts_settings` lets a function take a command's settings model as
+``settings=`` besides its keywords.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from calibench.core.errors import ParameterError
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 DEVICE_FORM = r"auto|cpu|cuda(:\d+)?"
@@ -80,3 +92,89 @@ class CommonSettings(BaseModel):
 
 
 DEFAULTS = CommonSettings()
+
+# "module.function:param" -> (default, why), for the public API functions whose default for a shared concept
+# (a CommonSettings field) is not CommonSettings' default. Every other one takes DEFAULTS' value.
+API_DEFAULTS: dict[str, tuple[Any, str]] = {
+    # inspect: as `calibench inspect activations` (COMMAND_DEFAULTS)
+    **{
+        f"calibench.inspect.{name}:batch_size": (
+            4,
+            "the capture holds every site's activations of a batch at once; 4 windows kept its memory bounded",
+        )
+        for name in (
+            "run.inspect_model",
+            "collect.activation_stats",
+            "quant_error.activation_quant_error",
+            "stream.stream_activations",
+        )
+    },
+    # self-generation: the batch is part of the sampling
+    **{
+        f"calibench.selfcal.{name}:batch_size": (
+            16,
+            "samples generated together: it changes the tokens drawn (so it is recorded), and another default "
+            "would change every generated set",
+        )
+        for name in ("sampler.sample_streams", "sampler.sample_turns", "prompted.sample_prompted_streams")
+    },
+    # the curation proxy: a quick check needs a cap (None would score every window of the held-out text)
+    **{
+        f"calibench.curate.proxy.{name}:max_windows": (
+            16,
+            "the proxy evaluation is a quick check; 16 windows per capability is what the API always used "
+            "(`data curate` uses 8, see COMMAND_DEFAULTS)",
+        )
+        for name in ("proxy_evaluate", "reference_perplexity")
+    },
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def accepts_settings(model: type[BaseModel], renames: Mapping[str, str] | None = None) -> Callable[[F], F]:
+    """Let the decorated function take its options as one ``settings: model | None = None`` as well.
+
+    The function declares the keyword-only parameter ``settings`` and one
+    parameter per field of ``model`` (same name, or the one ``renames`` maps
+    the field to, e.g. ``ppl_seq_len`` to ``seq_len``).  A field fills its
+    parameter unless that argument is given by keyword or position: keywords
+    override the settings.  Without ``settings`` the function runs exactly as
+    before.  A keyword the function does not take is refused with
+    :class:`ParameterError` naming it.
+    """
+    renames = dict(renames or {})
+
+    def decorate(fn: F) -> F:
+        signature = inspect.signature(fn)
+        params = signature.parameters
+        to_param = {field: renames.get(field, field) for field in model.model_fields}
+        missing = [p for p in [*to_param.values(), "settings"] if p not in params]
+        if missing:
+            raise TypeError(f"{fn.__qualname__} lacks parameters for {model.__name__}: {missing}")
+        allowed = sorted(params)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            unknown = sorted(k for k in kwargs if k not in params)
+            if unknown:
+                raise ParameterError(
+                    unknown[0],
+                    f"is not a parameter of {fn.__name__}() (unknown: {', '.join(unknown)})",
+                    allowed=allowed,
+                )
+            settings = kwargs.get("settings")
+            if settings is None:
+                return fn(*args, **kwargs)
+            if not isinstance(settings, model):
+                raise ParameterError("settings", f"must be a {model.__name__}, got {type(settings).__name__}")
+            bound = signature.bind_partial(*args, **kwargs)
+            del bound.arguments["settings"]
+            for field, param in to_param.items():
+                if param not in bound.arguments:
+                    bound.arguments[param] = getattr(settings, field)
+            return fn(*bound.args, **bound.kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate

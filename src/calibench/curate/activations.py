@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from calibench.core.progress import task
+from calibench.core.settings import DEFAULTS
 from calibench.curate.layers import DecoderLayers, find_decoder_layers
 from calibench.curate.projection import FeatureReducer
 
@@ -64,7 +65,7 @@ def capture_features(
     attention_mask: Any | None,
     reducers: Sequence[FeatureReducer],
     *,
-    batch_size: int = 8,
+    batch_size: int = DEFAULTS.batch_size,
     layers: DecoderLayers | None = None,
     label: str = "capturing activations",
 ) -> list[np.ndarray]:

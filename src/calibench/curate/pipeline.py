@@ -167,7 +167,11 @@ def run_stage1(
 
 
 def pool_features(
-    model: Any, pool: CalibrationSet, seeds: Sequence[int], dim: int = DEFAULT_DIM, batch_size: int = 8
+    model: Any,
+    pool: CalibrationSet,
+    seeds: Sequence[int],
+    dim: int = DEFAULT_DIM,
+    batch_size: int = DEFAULTS.batch_size,
 ) -> tuple[list[np.ndarray], list[RandomProjection], dict[str, Any]]:
     """Projected features of every pool row, one matrix per projection seed, from one capture."""
 
@@ -228,11 +232,15 @@ def curate(
     *,
     tokenizer: Any = None,
     embedder: Any = None,
-    dtype: str = "float32",
-    device: str = "cpu",
+    dtype: str = DEFAULTS.dtype,
+    device: str = DEFAULTS.device,
     **overrides: Any,
 ) -> CurationResult:
-    """Run COLA for ``model`` (a spec or a loaded causal LM with ``tokenizer``)."""
+    """Run COLA for ``model`` (a spec or a loaded causal LM with ``tokenizer``).
+
+    ``dtype`` and ``device`` default to ``auto`` (:data:`calibench.core.settings.DEFAULTS`): the first CUDA
+    GPU if there is one, else the CPU; float32 on the CPU, the checkpoint's own dtype on a GPU.
+    """
     config = _resolve_config(config, overrides)
     return curate_seeds(
         model, [config.seed], config, tokenizer=tokenizer, embedder=embedder, dtype=dtype, device=device
@@ -246,8 +254,8 @@ def curate_seeds(
     *,
     tokenizer: Any = None,
     embedder: Any = None,
-    dtype: str = "float32",
-    device: str = "cpu",
+    dtype: str = DEFAULTS.dtype,
+    device: str = DEFAULTS.device,
     **overrides: Any,
 ) -> list[CurationResult]:
     """COLA once per seed over one pool: result i equals ``curate(..., seed=seeds[i])``.

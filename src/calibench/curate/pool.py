@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from calibench.core.errors import CalibenchError
+from calibench.core.settings import DEFAULTS
 from calibench.curate.processing import ProcessingSettings, process_documents
 from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
 from calibench.data.sources import get_text_source
@@ -35,7 +36,7 @@ def build_pool(
     pool_size: int,
     seq_len: int,
     *,
-    seed: int = 0,
+    seed: int = DEFAULTS.seed,
     add_bos: bool = False,
     settings: ProcessingSettings | None = None,
     split: str | None = None,

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from calibench.core.settings import DEFAULTS
 from calibench.curate.capabilities import Capability, load_reference, parse_capabilities
 from calibench.data.calibset import CalibrationSet
 from calibench.evaluation import perplexity
@@ -46,7 +47,7 @@ def reference_perplexity(
     capabilities: Sequence[Capability],
     seq_len: int,
     max_windows: int | None = 16,
-    batch_size: int = 8,
+    batch_size: int = DEFAULTS.batch_size,
     texts: dict[str, list[str]] | None = None,
 ) -> tuple[dict[str, float], dict[str, int]]:
 
@@ -76,8 +77,8 @@ def proxy_evaluate(
     tokenizer: Any = None,
     seq_len: int = 256,
     max_windows: int | None = 16,
-    batch_size: int = 8,
-    seed: int = 0,
+    batch_size: int = DEFAULTS.batch_size,
+    seed: int = DEFAULTS.seed,
     texts: dict[str, list[str]] | None = None,
     **params: Any,
 ) -> ProxyResult:

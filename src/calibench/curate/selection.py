@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from calibench.core.errors import CalibenchError
+from calibench.core.settings import DEFAULTS
 
 DEFAULT_N_INIT = 10
 
@@ -70,7 +71,7 @@ def nearest_members(features: np.ndarray, centroids: np.ndarray) -> tuple[list[i
 
 
 def kmeans_select(
-    features: np.ndarray, k: int, seed: int = 0, n_init: int = DEFAULT_N_INIT, max_iter: int = 300
+    features: np.ndarray, k: int, seed: int = DEFAULTS.seed, n_init: int = DEFAULT_N_INIT, max_iter: int = 300
 ) -> Selection:
     """The ``k`` pool rows nearest the centroids of a seeded k-means on ``features``."""
     from sklearn.cluster import KMeans
@@ -102,7 +103,7 @@ def kmeans_select(
     )
 
 
-def random_select(pool_size: int, k: int, seed: int = 0) -> list[int]:
+def random_select(pool_size: int, k: int, seed: int = DEFAULTS.seed) -> list[int]:
     """``k`` distinct pool rows drawn uniformly (the baseline COLA is compared with), ascending."""
     if not 1 <= k <= pool_size:
         raise CalibenchError(f"cannot select {k} samples from a pool of {pool_size}: grow --pool-size or lower --n")

@@ -20,6 +20,7 @@ import numpy as np
 
 from calibench.core.console import console as make_console
 from calibench.core.errors import CalibenchError
+from calibench.core.settings import DEFAULTS
 from calibench.curate.activations import capture_features, layer_widths
 from calibench.curate.layers import find_decoder_layers
 from calibench.curate.metrics import coverage, diversity
@@ -40,7 +41,7 @@ def pool_statistics(
     *,
     dim: int = DEFAULT_DIM,
     seed: int = METRIC_SEED,
-    batch_size: int = 8,
+    batch_size: int = DEFAULTS.batch_size,
 ) -> list[dict[str, Any]]:
     """One dict per set: coverage, diversity, pool size and how many of its rows are pool rows."""
 
@@ -103,7 +104,7 @@ def add_pool_statistics(
     pool: CalibrationSet | Path,
     model: Any,
     tokenizer: Any,
-    batch_size: int = 8,
+    batch_size: int = DEFAULTS.batch_size,
 ) -> None:
     """The ``data stats --pool`` hook: add coverage/diversity to each row and print them as a table.
 

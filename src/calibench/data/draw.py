@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from calibench.core.errors import ParameterError
+from calibench.core.settings import DEFAULTS
 from calibench.data.calibset import CalibrationSet, SamplingRecord
 from calibench.data.sampling import deal_into_sets
 from calibench.data.sources import Source, get_source
@@ -42,7 +43,7 @@ def build_calibration_sets(
     tokenizer: Any,
     n: int = 128,
     seq_len: int = 2048,
-    seed: int = 0,
+    seed: int = DEFAULTS.seed,
     sets: int = 1,
     mode: str | None = None,
     split: str | None = None,
@@ -93,7 +94,7 @@ def build_calibration_sets(
 
 
 def build_calibration_set(
-    source: str | Source, tokenizer: Any, n: int = 128, seq_len: int = 2048, seed: int = 0, **kwargs: Any
+    source: str | Source, tokenizer: Any, n: int = 128, seq_len: int = 2048, seed: int = DEFAULTS.seed, **kwargs: Any
 ) -> CalibrationSet:
     """One calibration set; see :func:`build_calibration_sets`."""
     return build_calibration_sets(source, tokenizer, n=n, seq_len=seq_len, seed=seed, sets=1, **kwargs)[0]

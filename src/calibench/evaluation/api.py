@@ -23,6 +23,7 @@ from typing import Any
 from calibench.core.connectivity import Connectivity, decide
 from calibench.core.errors import CalibenchError
 from calibench.core.provenance import library_versions
+from calibench.core.settings import DEFAULTS, accepts_settings
 from calibench.evaluation.backends import check_backend
 from calibench.evaluation.kinds.base import EvalContext, KindOutput, TaskKind
 from calibench.evaluation.kinds.perplexity import load_heldout as _load_heldout  # noqa: F401 (vocab reads it here)
@@ -30,6 +31,7 @@ from calibench.evaluation.lmeval import LmEvalOptions, parse_gen_kwargs
 from calibench.evaluation.lmeval_output import check_lm_eval_dir
 from calibench.evaluation.perplexity import BosOption
 from calibench.evaluation.results import EvalResult
+from calibench.evaluation.settings import SEQ_LEN_FIELD, EvalSettings
 from calibench.evaluation.tasks import LM_EVAL_KIND, TaskRequest, group_by_kind, parse_tasks
 from calibench.models import (
     load_config,
@@ -44,19 +46,20 @@ DEFAULT_SEQ_LEN = 2048  # the papers' window; capped at the model's context leng
 DEFAULT_BOOTSTRAP_ITERS = 1000  # only non-mean metrics (lambada perplexity) bootstrap their stderr
 
 
+@accepts_settings(EvalSettings, renames=SEQ_LEN_FIELD)
 def evaluate(
     model: Any,
-    tasks: str | Iterable[str],
+    tasks: str | Iterable[str] = EvalSettings.model_fields["tasks"].default,
     *,
     tokenizer: Any = None,
     limit: int | None = None,
-    offline: bool | None = None,
-    batch_size: int = 8,
+    offline: bool | None = DEFAULTS.offline,
+    batch_size: int = DEFAULTS.batch_size,
     seq_len: int | None = None,
     bos: BosOption = "auto",
-    max_windows: int | None = None,
-    dtype: str = "auto",
-    device: str = "auto",
+    max_windows: int | None = DEFAULTS.max_windows,
+    dtype: str = DEFAULTS.dtype,
+    device: str = DEFAULTS.device,
     bootstrap_iters: int = DEFAULT_BOOTSTRAP_ITERS,
     num_fewshot: int | None = 0,
     apply_chat_template: bool | str = False,
@@ -65,6 +68,7 @@ def evaluate(
     gen_kwargs: str | dict[str, Any] | None = None,
     backend: str = "hf",
     lm_eval_out: str | os.PathLike[str] | None = None,
+    settings: EvalSettings | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on ``tasks`` (e.g. ``"ppl:wiki,arc_easy,piqa"``, any lm-eval task name).
 
@@ -87,6 +91,13 @@ def evaluate(
     results in ``EvalResult.samples``.  ``backend`` is ``"hf"`` (HFLM around
     the model) or ``"vllm"`` (lm-eval's VLLM on the model directory).
     ``lm_eval_out`` also writes lm-eval's own output layout to that folder.
+
+    ``settings`` gives these options as one :class:`EvalSettings` (what
+    ``calibench eval`` takes; its ``ppl_seq_len`` is ``seq_len`` here);
+    keywords override its fields.  ``dtype`` and ``device`` default to
+    ``auto``: the first CUDA GPU if there is one, else the CPU, in the
+    checkpoint's own dtype on a GPU and float32 on the CPU (see
+    :class:`calibench.core.settings.CommonSettings`).
     """
     started = time.perf_counter()
     if isinstance(model, (str, os.PathLike)):
@@ -113,9 +124,9 @@ def evaluate(
     prepared = [(kind, kind.prepare(reqs, ctx)) for kind, reqs in groups]
     if any(kind.needs_model(prep, ctx) for kind, prep in prepared):
         ctx.loaded_model, ctx.tokenizer = _load_model(model, ctx.tokenizer, dtype, device)
-    settings = _settings(ctx)  # the model's device and dtype before a kind frees it
+    recorded = _settings(ctx)  # the model's device and dtype before a kind frees it
     outputs = [kind.run(prep, ctx) for kind, prep in prepared]
-    return _assemble(ctx, requests, outputs, settings, time.perf_counter() - started)
+    return _assemble(ctx, requests, outputs, recorded, time.perf_counter() - started)
 
 
 def _assemble(

@@ -29,6 +29,7 @@ import numpy as np
 
 from calibench.core.errors import CalibenchError
 from calibench.core.nll import window_nll
+from calibench.core.settings import DEFAULTS
 from calibench.data.tokenizer import resolve_bos
 
 BosOption = Literal["auto", "always", "never"] | bool
@@ -64,7 +65,9 @@ def tokenize_joined(texts: Sequence[str], tokenizer: Any, joiner: str = "\n\n") 
     return np.asarray(ids, dtype=np.int64)
 
 
-def cut_windows(ids: np.ndarray, seq_len: int, bos_id: int | None = None, max_windows: int | None = None) -> np.ndarray:
+def cut_windows(
+    ids: np.ndarray, seq_len: int, bos_id: int | None = None, max_windows: int | None = DEFAULTS.max_windows
+) -> np.ndarray:
     """Consecutive non-overlapping windows of ``seq_len`` tokens, the tail dropped.
 
     With ``bos_id`` each window holds ``seq_len - 1`` text tokens after BOS.
@@ -105,7 +108,9 @@ class WindowScores:
     tokens_per_window: np.ndarray
 
 
-def score_windows(model: Any, windows: np.ndarray, batch_size: int = 8, label: str | None = None) -> WindowScores:
+def score_windows(
+    model: Any, windows: np.ndarray, batch_size: int = DEFAULTS.batch_size, label: str | None = None
+) -> WindowScores:
     """Perplexity, mean NLL, its delta-method stderr, and the per-window NLLs of ready-made windows."""
 
     result = window_nll(model, windows, batch_size=batch_size, progress_label=label)
@@ -122,7 +127,7 @@ def score_windows(model: Any, windows: np.ndarray, batch_size: int = 8, label: s
 
 
 def perplexity_of_windows(
-    model: Any, windows: np.ndarray, batch_size: int = 8, label: str | None = None
+    model: Any, windows: np.ndarray, batch_size: int = DEFAULTS.batch_size, label: str | None = None
 ) -> tuple[float, float, float | None]:
     """(perplexity, mean NLL, stderr) of ready-made windows."""
     scores = score_windows(model, windows, batch_size=batch_size, label=label)
@@ -135,8 +140,8 @@ def perplexity(
     texts: Sequence[str],
     seq_len: int,
     bos: BosOption = "auto",
-    batch_size: int = 8,
-    max_windows: int | None = None,
+    batch_size: int = DEFAULTS.batch_size,
+    max_windows: int | None = DEFAULTS.max_windows,
     joiner: str = "\n\n",
     label: str | None = None,
 ) -> PerplexityResult:

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from calibench.core.connectivity import env_offline
 from calibench.core.errors import UnknownNameError
 from calibench.core.registry import Registry
+from calibench.core.settings import DEFAULTS
 from calibench.evaluation import lmeval_index
 
 if TYPE_CHECKING:
@@ -161,7 +162,7 @@ def offline_task_names() -> list[str]:
     return [name for kind in task_kinds() for name in kind.offline_names()]
 
 
-def parse_tasks(tasks: str | Iterable[str], offline: bool | None = None) -> list[TaskRequest]:
+def parse_tasks(tasks: str | Iterable[str], offline: bool | None = DEFAULTS.offline) -> list[TaskRequest]:
     """Resolve a comma-separated string (or a list) of task names, in order, without duplicates.
 
     ``offline`` only shapes the error for an unknown name: offline (or with

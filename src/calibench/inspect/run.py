@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from calibench.core.errors import CalibenchError
+from calibench.core.settings import DEFAULTS
 from calibench.curate.layers import find_decoder_layers
 from calibench.data.builders import build_set
 from calibench.data.calibset import CalibrationSet
@@ -97,18 +98,22 @@ def inspect_model(
     *,
     n: int = 32,
     seq_len: int = 256,
-    seed: int = 0,
+    seed: int = DEFAULTS.seed,
     heldout: str | None = DEFAULT_HELDOUT,
     heldout_n: int | None = None,
     layers: str | None = None,
-    dtype: str = "auto",
-    device: str = "auto",
+    dtype: str = DEFAULTS.dtype,
+    device: str = DEFAULTS.device,
     batch_size: int = 4,
     top_k: int = DEFAULT_TOP_K,
     bits: int = 8,
     **stat_options: Any,
 ) -> ModelInspection:
-    """Statistics of every set on one model, their pairwise comparison, and (with ``heldout``) their int8 cost."""
+    """Statistics of every set on one model, their pairwise comparison, and (with ``heldout``) their int8 cost.
+
+    ``dtype`` and ``device`` default to ``auto`` (:data:`calibench.core.settings.DEFAULTS`): the first CUDA
+    GPU if there is one, else the CPU; float32 on the CPU, the checkpoint's own dtype on a GPU.
+    """
 
     labels = check_set_names(set_names)
     tokenizer = load_tokenizer(model_spec)

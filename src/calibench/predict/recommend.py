@@ -37,6 +37,7 @@ from typing import Any
 
 from calibench.core.errors import CalibenchError, UnknownNameError
 from calibench.core.fsutil import atomic_dir, check_new_output
+from calibench.core.settings import DEFAULTS, accepts_settings
 from calibench.core.stats import paired_bootstrap_ci, sign_flip_pvalue
 from calibench.data.builders import builders, resolve
 from calibench.data.calibset import CalibrationSet
@@ -49,6 +50,7 @@ from calibench.predict.progress import outer_bar
 from calibench.predict.reconstruction import warm_up
 from calibench.predict.report import AVERAGE_ACC as REPORT_AVERAGE
 from calibench.predict.report import cell_outcomes, outcome_name, validations
+from calibench.predict.settings import RecommendSettings, parse_params
 from calibench.predict.signals import compute, get_signal, make_probe, reconstruction_of
 from calibench.predict.study_signals import cell_signals, study_cells
 from calibench.report.frame import load_frame
@@ -422,42 +424,52 @@ def _cell(
     )
 
 
+@accepts_settings(RecommendSettings)
 def recommend(
     model: str,
     method: str,
     *,
     candidates: str | Sequence[str],
     budget: float,
-    params: dict[str, Any] | None = None,
+    params: dict[str, Any] | str | None = None,
     n: int = 16,
     seq_len: int = 128,
     sets: int = 1,
-    seed: int = 0,
+    seed: int = DEFAULTS.seed,
     tasks: str | Sequence[str] = ("ppl:wiki",),
     signal: str | None = None,
     out: str | Path | None = None,
     k_layers: int = 2,
     limit: int | None = None,
-    batch_size: int = 8,
+    batch_size: int = DEFAULTS.batch_size,
     ppl_seq_len: int | None = None,
     ppl_max_windows: int | None = None,
     objective: str = "auto",
     top: int | None = None,
     study: str | Path | None = None,
     heldout_windows: int = 32,
-    dtype: str = "auto",
-    device: str = "auto",
+    dtype: str = DEFAULTS.dtype,
+    device: str = DEFAULTS.device,
+    settings: RecommendSettings | None = None,
 ) -> Recommendation:
     """Choose a calibration set for ``model`` compressed with ``method`` within ``budget`` minutes; see the module
     docstring.
 
     Every check that needs no model runs first, so bad input costs a second.
     With ``out`` the chosen set and the card are written there (atomically,
-    at the end).
+    at the end).  ``settings`` gives the options as one
+    :class:`~calibench.predict.settings.RecommendSettings` (what ``calibench
+    recommend`` takes; ``params`` as ``KEY=VALUE,...`` text or a dict);
+    keywords override its fields.
+
+    ``dtype`` and ``device`` default to ``auto`` (:data:`calibench.core.settings.DEFAULTS`): the first CUDA
+    GPU if there is one, else the CPU; float32 on the CPU, the checkpoint's own dtype on a GPU.
     """
     from calibench.compress.methods import make_params, resolve
 
     started = time.perf_counter()
+    if isinstance(params, str):
+        params = parse_params(params)
     params = {k: v for k, v in (params or {}).items() if v is not None}
     names = parse_candidates(candidates)
     make_params(resolve(method), **params)  # unknown method or parameter: one line, now

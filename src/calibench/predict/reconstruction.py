@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from calibench.core.errors import CalibenchError
+from calibench.core.settings import DEFAULTS
 from calibench.curate.activations import _hidden as hidden_of
 from calibench.curate.layers import find_decoder_layers
 from calibench.data.calibset import CalibrationSet
@@ -131,7 +132,7 @@ def layer_output(model: Any, index: int, ids: Any, mask: Any) -> Any:
 
 
 def output_error(
-    reference: Any, candidate: Any, heldout: CalibrationSet, k: int, batch_size: int = 8
+    reference: Any, candidate: Any, heldout: CalibrationSet, k: int, batch_size: int = DEFAULTS.batch_size
 ) -> tuple[float, float, int]:
     """(relative error, mean per-token relative error, tokens) of layer k's outputs, candidate against reference."""
 
@@ -179,8 +180,8 @@ def reconstruction(
     params: dict[str, Any] | None = None,
     k: int = 2,
     tokenizer: Any = None,
-    seed: int = 0,
-    batch_size: int = 8,
+    seed: int = DEFAULTS.seed,
+    batch_size: int = DEFAULTS.batch_size,
 ) -> Reconstruction:
     """Compress the first ``k`` layers of a copy of ``model`` with ``method`` on ``calib``; their error on
     ``heldout``."""

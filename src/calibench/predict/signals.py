@@ -39,6 +39,7 @@ import numpy as np
 
 from calibench.core.errors import CalibenchError
 from calibench.core.registry import Registry
+from calibench.core.settings import DEFAULTS
 from calibench.curate.activations import capture_features, layer_widths
 from calibench.curate.layers import find_decoder_layers
 from calibench.curate.metrics import coverage, diversity
@@ -70,8 +71,8 @@ class Probe:
     model_spec: str
     heldout: CalibrationSet
     k_layers: int = DEFAULT_K_LAYERS
-    batch_size: int = 8
-    seed: int = 0
+    batch_size: int = DEFAULTS.batch_size
+    seed: int = DEFAULTS.seed
     cache: dict[Any, Any] = field(default_factory=dict)
 
     def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
@@ -374,8 +375,8 @@ def make_probe(
     *,
     heldout_windows: int = DEFAULT_HELDOUT_WINDOWS,
     k_layers: int = DEFAULT_K_LAYERS,
-    batch_size: int = 8,
-    seed: int = 0,
+    batch_size: int = DEFAULTS.batch_size,
+    seed: int = DEFAULTS.seed,
 ) -> Probe:
     """A probe whose held-out windows come from the evaluation's text (its first ``ppl:`` task, else wiki)."""
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from calibench.core.errors import CalibenchError
+from calibench.core.settings import DEFAULTS
 from calibench.data.calibset import CalibrationSet
 from calibench.placement import load_placed
 from calibench.predict.progress import outer_bar
@@ -181,7 +182,7 @@ def compute_study_signals(
     *,
     k_layers: int = DEFAULT_K_LAYERS,
     heldout_windows: int = DEFAULT_HELDOUT_WINDOWS,
-    batch_size: int = 8,
+    batch_size: int = DEFAULTS.batch_size,
     recompute: bool = False,
 ) -> SignalRun:
     """Compute (or complete) the signals of every cell of the study in ``directory``; see the module docstring."""

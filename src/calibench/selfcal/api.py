@@ -30,6 +30,7 @@ import numpy as np
 from pydantic import Field
 
 from calibench.core.errors import CalibenchError, ParameterError
+from calibench.core.settings import DEFAULTS
 from calibench.data.calibset import CalibrationSet
 from calibench.models import load_config
 from calibench.selfcal.pipeline import (
@@ -241,11 +242,11 @@ def run_generation(
     *,
     n: int = 128,
     seq_len: int = 2048,
-    seed: int = 0,
+    seed: int = DEFAULTS.seed,
     settings: GenerationSettings | None = None,
     max_seq_len: int | None = None,
-    dtype: str = "float32",
-    device: str = "cpu",
+    dtype: str = DEFAULTS.dtype,
+    device: str = DEFAULTS.device,
     **overrides: Any,
 ) -> tuple[CalibrationSet, GenerationStats]:
     """Generate ``n`` x ``seq_len`` tokens of self-calibration data; also return what happened (timing included).
@@ -257,6 +258,9 @@ def run_generation(
     ``first_token=``, ``stopwords=``, ``max_new_tokens=``, ``batch_size=``,
     ``backend=``, ``start_token=``, ``language=``); an unknown one is a
     :class:`ParameterError`.  The same inputs and seed give a byte-identical set.
+
+    ``dtype`` and ``device`` default to ``auto`` (:data:`calibench.core.settings.DEFAULTS`): the first CUDA
+    GPU if there is one, else the CPU; float32 on the CPU, the checkpoint's own dtype on a GPU.
     """
     return generate(
         BOS_ONLY,

@@ -33,6 +33,7 @@ from calibench.core.errors import ParameterError
 from calibench.core.progress import task
 from calibench.core.provenance import library_versions
 from calibench.core.registry import Registry
+from calibench.core.settings import DEFAULTS
 from calibench.data.calibset import CalibrationSet, SamplingRecord, SourceRecord
 from calibench.data.draw import validate_sizes
 from calibench.data.tokenizer import portable_name
@@ -252,11 +253,11 @@ def generate(
     *,
     n: int = 128,
     seq_len: int = 2048,
-    seed: int = 0,
+    seed: int = DEFAULTS.seed,
     settings: BaseModel | None = None,
     max_seq_len: int | None = None,
-    dtype: str = "float32",
-    device: str = "cpu",
+    dtype: str = DEFAULTS.dtype,
+    device: str = DEFAULTS.device,
     **options: Any,
 ) -> tuple[CalibrationSet, GenerationStats]:
     """``n`` x ``seq_len`` tokens the model writes itself with strategy ``prompting``, and what happened.
@@ -266,6 +267,9 @@ def generate(
     ``device``.  ``options`` are the strategy's inputs and keyword overrides
     of ``settings``; one it does not take is a :class:`ParameterError`.  The
     same inputs and seed give a byte-identical set.
+
+    ``dtype`` and ``device`` default to ``auto`` (:data:`calibench.core.settings.DEFAULTS`): the first CUDA
+    GPU if there is one, else the CPU; float32 on the CPU, the checkpoint's own dtype on a GPU.
     """
     strategy = strategy_for(prompting)
     refuse_unknown(strategy, list(options))

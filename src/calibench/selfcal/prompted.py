@@ -61,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from calibench.core.errors import CalibenchError, ParameterError
+from calibench.core.settings import DEFAULTS
 from calibench.data.calibset import CalibrationSet
 from calibench.data.chat import model_label, render_conversations, require_chat_template, template_record
 from calibench.selfcal.pipeline import TORCH_SAMPLING, Job, SamplerSettings, Strategy, generate
@@ -455,13 +456,13 @@ def generate_prompted_set(
     *,
     n: int = 128,
     seq_len: int = 2048,
-    seed: int = 0,
+    seed: int = DEFAULTS.seed,
     settings: PromptedSettings | None = None,
     prompts: str | os.PathLike[str] | Sequence[str] | None = None,
     chat_template: str | None = None,
     max_seq_len: int | None = None,
-    dtype: str = "float32",
-    device: str = "cpu",
+    dtype: str = DEFAULTS.dtype,
+    device: str = DEFAULTS.device,
     **overrides: Any,
 ) -> tuple[CalibrationSet, PromptedStats]:
     """``n`` x ``seq_len`` tokens of the model's own replies to chat prompts, and what happened.
@@ -475,6 +476,9 @@ def generate_prompted_set(
     or ``None`` for the generic list shipped with calibench.
     ``chat_template``: template *text* overriding the tokenizer's (read a file
     with :func:`calibench.data.chat.read_chat_template`).
+
+    ``dtype`` and ``device`` default to ``auto`` (:data:`calibench.core.settings.DEFAULTS`): the first CUDA
+    GPU if there is one, else the CPU; float32 on the CPU, the checkpoint's own dtype on a GPU.
     """
     calib, stats = generate(
         CHAT,

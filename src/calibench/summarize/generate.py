@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from calibench.core.settings import DEFAULTS
+
 
 @dataclass
 class Generation:
@@ -51,7 +53,7 @@ def greedy_generate(
     max_new_tokens: int,
     stop_ids: Sequence[int],
     pad_id: int = 0,
-    batch_size: int = 8,
+    batch_size: int = DEFAULTS.batch_size,
     vocab_size: int | None = None,
     on_done: Callable[[int], None] | None = None,
 ) -> GenerationRun:

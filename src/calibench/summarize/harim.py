@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from calibench.core.settings import DEFAULTS
 from calibench.summarize.prompts import render
 
 HARIM_LAMBDA = 7.0
@@ -40,11 +41,14 @@ class Judge:
     style: str
     chat: bool
     name: str
-    batch_size: int = 8
+    batch_size: int = DEFAULTS.batch_size
 
 
 def token_logprobs(
-    model: Any, contexts: Sequence[Sequence[int]], targets: Sequence[Sequence[int]], batch_size: int = 8
+    model: Any,
+    contexts: Sequence[Sequence[int]],
+    targets: Sequence[Sequence[int]],
+    batch_size: int = DEFAULTS.batch_size,
 ) -> list[np.ndarray]:
     """log p(target_i | context + target_<i) for each pair (right-padded batches, one forward each)."""
     import torch

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from calibench.core.errors import CalibenchError, CorruptArtifactError
 from calibench.core.fsutil import atomic_dir
+from calibench.core.settings import DEFAULTS
 from calibench.models import _load, load_tokenizer
 from calibench.vocab.modes import get_mode
 from calibench.vocab.prune import (
@@ -216,7 +217,7 @@ def _load_compact(path: Path, dtype: Any) -> Any:
     return _load(AutoModelForCausalLM, path, dtype=dtype).eval()
 
 
-def load(path: str | Path, dtype: Any = "auto", device: Any = "auto") -> Any:
+def load(path: str | Path, dtype: Any = DEFAULTS.dtype, device: Any = DEFAULTS.device) -> Any:
     """The pruned model saved at ``path``, in memory: tokenizer ids in, full-width logits out.
 
     The same as :func:`calibench.models.load_model`, which recognises a pruned

@@ -17,6 +17,7 @@ import numpy as np
 
 from calibench.core import progress
 from calibench.core.errors import CalibenchError
+from calibench.core.settings import DEFAULTS
 from calibench.data.calibset import CalibrationSet
 from calibench.data.sources import get_source
 from calibench.data.tokenizer import identify
@@ -93,7 +94,7 @@ def _tasks(
     limit: int | None = None,
     num_fewshot: int | None = 0,
     apply_chat_template: bool | str = False,
-    offline: bool | None = True,
+    offline: bool | None = DEFAULTS.offline,
     **_: Any,
 ) -> tuple[Sequences, dict[str, Any]]:
 
@@ -193,7 +194,7 @@ def collect(
     limit: int | None = None,
     num_fewshot: int | None = 0,
     apply_chat_template: bool | str = False,
-    offline: bool | None = True,
+    offline: bool | None = DEFAULTS.offline,
 ) -> Vocabulary:
     """The keep set of ``inputs`` for ``tokenizer``.
 

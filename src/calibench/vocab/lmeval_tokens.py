@@ -22,6 +22,7 @@ from typing import Any
 
 from calibench.core import progress
 from calibench.core.connectivity import Connectivity, decide
+from calibench.core.settings import DEFAULTS
 from calibench.evaluation import lmeval
 from calibench.evaluation.api import _lm_eval_options, _load_heldout
 from calibench.evaluation.perplexity import tokenize_joined
@@ -75,7 +76,8 @@ def _no_tqdm() -> Iterator[None]:
 
 def task_token_ids(tokenizer: Any, config: Any, tasks: str | list[str], *, limit: int | None = None,
                    num_fewshot: int | None = 0, apply_chat_template: bool | str = False,
-                   offline: bool | None = True) -> tuple[list[list[int]], list[dict[str, Any]]]:  # fmt: skip
+                   offline: bool | None = DEFAULTS.offline,
+                   ) -> tuple[list[list[int]], list[dict[str, Any]]]:  # fmt: skip
     """Every request's token ids (context + continuation) of the lm-eval tasks, and per-task notes.
 
     Perplexity tasks (``ppl:NAME``) contribute the tokens of their held-out text.

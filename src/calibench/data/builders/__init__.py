@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from calibench.core.errors import ParameterError
+from calibench.core.settings import DEFAULTS
 from calibench.data.builders.context import BuildContext
 from calibench.data.builders.registry import (
     Builder,
@@ -31,8 +32,8 @@ def build_sets(
     *,
     model: Any = None,
     tokenizer: Any = None,
-    dtype: str = "float32",
-    device: str = "cpu",
+    dtype: str = DEFAULTS.dtype,
+    device: str = DEFAULTS.device,
     max_seq_len: int | None = None,
     **params: Any,
 ) -> list[Any]:
@@ -42,6 +43,9 @@ def build_sets(
     loaded unless given) or a loaded model (then pass ``tokenizer``); only
     builders that run the model (``self``, ``curated``, mixtures with them)
     load its weights.
+
+    ``dtype`` and ``device`` default to ``auto`` (:data:`calibench.core.settings.DEFAULTS`): the first CUDA
+    GPU if there is one, else the CPU; float32 on the CPU, the checkpoint's own dtype on a GPU.
     """
 
     builder, checked = make_params(source, **params)

@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from calibench.core.errors import ParameterError
+from calibench.core.settings import DEFAULTS
 
 
 @dataclass
 class BuildContext:
     tokenizer: Any
     model: Any = None  # a model spec (name, directory, hub id) or a loaded causal LM
-    dtype: str = "float32"
-    device: str = "cpu"
+    dtype: str = DEFAULTS.dtype
+    device: str = DEFAULTS.device
     max_seq_len: int | None = None
     _loaded: Any = field(default=None, repr=False)
 

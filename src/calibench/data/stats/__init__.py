@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from calibench.core.settings import DEFAULTS
 from calibench.data.calibset import CalibrationSet
 from calibench.data.sources.random_vocab import special_token_ids
 from calibench.data.stats.text import (
@@ -54,7 +55,7 @@ def separator_ids(calib: CalibrationSet, tokenizer: Any) -> list[int]:
 
 
 def set_statistics(
-    calib: CalibrationSet, tokenizer: Any, model: Any | None = None, batch_size: int = 8
+    calib: CalibrationSet, tokenizer: Any, model: Any | None = None, batch_size: int = DEFAULTS.batch_size
 ) -> dict[str, Any]:
     """Every statistic of one set (perplexity only when ``model`` is given), as a JSON-ready dict."""
     calib.check_tokenizer(tokenizer)

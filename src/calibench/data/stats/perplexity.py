@@ -10,10 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from calibench.core.nll import NLLResult, window_nll
+from calibench.core.settings import DEFAULTS
 from calibench.data.calibset import CalibrationSet
 
 
-def set_nll(calib: CalibrationSet, model: Any, batch_size: int = 8, progress_label: str | None = None) -> NLLResult:
+def set_nll(
+    calib: CalibrationSet, model: Any, batch_size: int = DEFAULTS.batch_size, progress_label: str | None = None
+) -> NLLResult:
     return window_nll(
         model,
         calib.input_ids,
@@ -23,6 +26,6 @@ def set_nll(calib: CalibrationSet, model: Any, batch_size: int = 8, progress_lab
     )
 
 
-def set_perplexity(calib: CalibrationSet, model: Any, batch_size: int = 8) -> float:
+def set_perplexity(calib: CalibrationSet, model: Any, batch_size: int = DEFAULTS.batch_size) -> float:
     """Perplexity of the set's windows under ``model``."""
     return set_nll(calib, model, batch_size).perplexity

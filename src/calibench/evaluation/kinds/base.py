@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from calibench.core import progress
 from calibench.core.connectivity import Connectivity
+from calibench.core.settings import DEFAULTS
 from calibench.evaluation.perplexity import BosOption
 from calibench.evaluation.results import EvalResult, EvalRow, TaskRecord
 from calibench.evaluation.tasks import TaskRequest
@@ -64,11 +65,11 @@ class EvalContext:
     seq_len: int
     limit: int | None  # items per task
     max_windows: int | None  # perplexity windows per task (``limit`` unless given)
-    batch_size: int = 8
+    batch_size: int = DEFAULTS.batch_size
     bos: BosOption = "auto"
     bootstrap_iters: int = 1000
-    dtype: str = "auto"
-    device: str = "auto"
+    dtype: str = DEFAULTS.dtype
+    device: str = DEFAULTS.device
     lm_eval_out: str | os.PathLike[str] | None = None
     tokenizer: Any = None  # the caller's, else loaded by a prepare (load_tokenizer) or with the model
     loaded_model: Any = None  # the torch model once loaded; None when no kind needs it (or lm-eval freed it)
