@@ -121,6 +121,15 @@ def test_settings_models_declare_the_functions_defaults():
         default = params[field].default
         default = ",".join(default) if field == "tasks" else default
         assert default == info.default, field
+    from calibench.predict.settings import StudySignalsSettings
+    from calibench.predict.study_signals import compute_study_signals
+    from calibench.vocab.checkpoint import restore
+    from calibench.vocab.settings import VocabRestoreSettings
+
+    for model, fn in ((StudySignalsSettings, compute_study_signals), (VocabRestoreSettings, restore)):
+        params = inspect.signature(fn).parameters
+        for field, info in model.model_fields.items():
+            assert params[field].default == info.default, (fn.__name__, field)
 
 
 # --- settings= next to keywords -------------------------------------------------------------------------------
@@ -170,6 +179,16 @@ def test_recommend_takes_its_settings():
     with pytest.raises(ParameterError) as err:
         recommend("tiny", settings=settings, candidate="wiki")
     assert err.value.param == "candidate"
+
+
+def test_compute_study_signals_takes_its_settings(tmp_path):
+    from calibench.predict.settings import StudySignalsSettings
+    from calibench.predict.study_signals import compute_study_signals
+
+    with pytest.raises(CalibenchError, match="--k-layers must be at least 1, got 0"):
+        compute_study_signals(tmp_path, settings=StudySignalsSettings(k_layers=0))
+    with pytest.raises(CalibenchError, match="--k-layers must be at least 1, got -1"):
+        compute_study_signals(tmp_path, settings=StudySignalsSettings(k_layers=3), k_layers=-1)
 
 
 def _comparable(result: Any) -> dict[str, Any]:

@@ -8,7 +8,9 @@ any work starts.  Method parameters are not here: ``compress`` takes them from
 specs do; ``data build``/``generate``/``curate`` take the builders' models.
 A model whose fields are exactly an API function's parameters lives with that
 function instead (``eval``: :class:`calibench.evaluation.settings.EvalSettings`,
-``recommend``: :class:`calibench.predict.settings.RecommendSettings`).
+``recommend``: :class:`calibench.predict.settings.RecommendSettings`,
+``study signals``: :class:`calibench.predict.settings.StudySignalsSettings`,
+``vocab restore``: :class:`calibench.vocab.settings.VocabRestoreSettings`).
 """
 
 from __future__ import annotations
@@ -97,12 +99,6 @@ class VocabPruneSettings(_Settings):
     )
 
 
-class VocabRestoreSettings(_Settings):
-    original: str | None = Field(
-        None, description="The original model, when the dropped rows were saved by reference (--dropped reference)."
-    )
-
-
 class InspectSettings(_Settings):
     n: int = Field(32, ge=1, description="Windows per set, for sets built from a builder name.")
     seq_len: int = Field(256, ge=1, description="Tokens per window, for built sets and the held-out text.")
@@ -139,16 +135,4 @@ class StudyRunSettings(_Settings):
         False,
         description="Pin CPU float kernels (MKL_CBWR=COMPATIBLE, ATen AVX2, one thread per process) so results match "
         "across machines; about 4-5x slower forward passes.",
-    )
-
-
-class StudySignalsSettings(_Settings):
-    signals: str | None = Field(
-        None,
-        description="Signals or groups to compute, comma-separated (default: all): reconstruction, coverage, "
-        "outliers, stats, or names such as outliers.kurtosis.",
-    )
-    k_layers: int = Field(2, description="Decoder layers the reconstruction signal compresses.")
-    recompute: bool = Field(
-        False, description="Compute every value again (default: only missing ones or ones with other settings)."
     )

@@ -8,8 +8,9 @@ import typer
 
 from calibench.cli import options
 from calibench.cli.derive import Deprecated, Group, with_options
-from calibench.cli.settings import StudyRunSettings, StudySignalsSettings
+from calibench.cli.settings import StudyRunSettings
 from calibench.core.console import console
+from calibench.predict.settings import StudySignalsSettings
 from calibench.predict.study_signals import compute_study_signals
 from calibench.report.study import write_report
 from calibench.study import run_study

@@ -8,7 +8,7 @@ import typer
 
 from calibench.cli import options
 from calibench.cli.derive import Group, with_options
-from calibench.cli.settings import VocabCollectSettings, VocabPruneSettings, VocabRestoreSettings
+from calibench.cli.settings import VocabCollectSettings, VocabPruneSettings
 from calibench.core.console import console
 from calibench.core.errors import CalibenchError
 from calibench.core.fsutil import check_new_output, check_output_file
@@ -16,6 +16,7 @@ from calibench.models import load_tokenizer
 from calibench.vocab import Inputs, Vocabulary, collect, prune, restore, save
 from calibench.vocab.checkpoint import DROPPED_CHOICES, is_pruned_dir, read_record
 from calibench.vocab.modes import get_mode
+from calibench.vocab.settings import VocabRestoreSettings
 
 vocab_app = typer.Typer(help="Vocabulary pruning: keep only the embedding and head rows a workload uses.",
                         no_args_is_help=True)  # fmt: skip

@@ -1,10 +1,13 @@
-"""The options of :func:`calibench.predict.recommend.recommend` beyond the shared ones, typed, as one model.
+"""The options of :func:`calibench.predict.recommend.recommend` and of
+:func:`calibench.predict.study_signals.compute_study_signals` beyond the shared ones, typed.
 
 ``calibench recommend`` derives its options from :class:`RecommendSettings`;
 ``recommend(model, settings=RecommendSettings(...))`` takes the same model,
 its keywords overriding the settings' fields.  ``params`` is the method's
 parameters as ``KEY=VALUE,...`` text here (:func:`parse_params`); ``recommend``
-also takes them as a dict.
+also takes them as a dict.  ``calibench study signals`` and
+``compute_study_signals(directory, settings=StudySignalsSettings(...))`` take
+:class:`StudySignalsSettings` alike.
 """
 
 from __future__ import annotations
@@ -74,3 +77,19 @@ class RecommendSettings(BaseModel):
     )
     limit: int | None = Field(None, description="Items per lm-eval task (and perplexity windows) of a full run.")
     ppl_seq_len: int | None = Field(None, description="Perplexity window length of a full run.")
+
+
+class StudySignalsSettings(BaseModel):
+    """Which signals of a study to compute (``calibench study signals``' options beyond the shared ones)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    signals: str | None = Field(
+        None,
+        description="Signals or groups to compute, comma-separated (default: all): reconstruction, coverage, "
+        "outliers, stats, or names such as outliers.kurtosis.",
+    )
+    k_layers: int = Field(2, description="Decoder layers the reconstruction signal compresses.")
+    recompute: bool = Field(
+        False, description="Compute every value again (default: only missing ones or ones with other settings)."
+    )

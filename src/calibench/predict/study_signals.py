@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from calibench.core.errors import CalibenchError
-from calibench.core.settings import DEFAULTS
+from calibench.core.settings import DEFAULTS, accepts_settings
 from calibench.data.calibset import CalibrationSet
 from calibench.placement import load_placed
 from calibench.predict.progress import outer_bar
+from calibench.predict.settings import StudySignalsSettings
 from calibench.predict.signals import (
     DEFAULT_HELDOUT_WINDOWS,
     DEFAULT_K_LAYERS,
@@ -176,6 +177,7 @@ def _existing(conn: sqlite3.Connection) -> dict[tuple[str, str, str, str], str]:
     }
 
 
+@accepts_settings(StudySignalsSettings)
 def compute_study_signals(
     directory: str | Path,
     signals: str | Sequence[str] | None = None,
@@ -184,8 +186,14 @@ def compute_study_signals(
     heldout_windows: int = DEFAULT_HELDOUT_WINDOWS,
     batch_size: int = DEFAULTS.batch_size,
     recompute: bool = False,
+    settings: StudySignalsSettings | None = None,
 ) -> SignalRun:
-    """Compute (or complete) the signals of every cell of the study in ``directory``; see the module docstring."""
+    """Compute (or complete) the signals of every cell of the study in ``directory``; see the module docstring.
+
+    ``settings`` gives ``signals``, ``k_layers`` and ``recompute`` as one
+    :class:`~calibench.predict.settings.StudySignalsSettings` (what ``calibench
+    study signals`` takes); keywords override its fields.
+    """
 
     directory = Path(directory)
     chosen = parse_signals(signals)  # an unknown name fails before anything is read

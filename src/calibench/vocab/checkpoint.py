@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from calibench.core.errors import CalibenchError, CorruptArtifactError
 from calibench.core.fsutil import atomic_dir
-from calibench.core.settings import DEFAULTS
+from calibench.core.settings import DEFAULTS, accepts_settings
 from calibench.models import _load, load_tokenizer
 from calibench.vocab.modes import get_mode
 from calibench.vocab.prune import (
@@ -46,6 +46,7 @@ from calibench.vocab.prune import (
     tensor_sha256,
     text_config,
 )  # fmt: skip
+from calibench.vocab.settings import VocabRestoreSettings
 
 RECORD_FILE = "vocab.json"
 DROPPED_FILE = "vocab-dropped.safetensors"
@@ -244,8 +245,20 @@ def attach_dir(model: Any, path: str | Path) -> PrunedVocab:
     return attach(model, record, dropped)
 
 
-def restore(path: str | Path, out: str | Path, *, original: str | None = None, tokenizer: Any = None) -> Path:
-    """The original model back from a pruned directory, bit for bit (checked against the record's sha256)."""
+@accepts_settings(VocabRestoreSettings)
+def restore(
+    path: str | Path,
+    out: str | Path,
+    *,
+    original: str | None = None,
+    tokenizer: Any = None,
+    settings: VocabRestoreSettings | None = None,
+) -> Path:
+    """The original model back from a pruned directory, bit for bit (checked against the record's sha256).
+
+    ``settings`` gives ``original`` as a :class:`~calibench.vocab.settings.VocabRestoreSettings` (what
+    ``calibench vocab restore`` takes); the keyword overrides it.
+    """
     import torch
 
     from calibench.core.fsutil import atomic_dir, check_new_output
