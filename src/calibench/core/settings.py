@@ -141,7 +141,8 @@ def accepts_settings(model: type[BaseModel], renames: Mapping[str, str] | None =
     parameter unless that argument is given by keyword or position: keywords
     override the settings.  Without ``settings`` the function runs exactly as
     before.  A keyword the function does not take is refused with
-    :class:`ParameterError` naming it.
+    :class:`ParameterError` naming it (a function with ``**kwargs`` checks
+    those itself).
     """
     renames = dict(renames or {})
 
@@ -153,10 +154,11 @@ def accepts_settings(model: type[BaseModel], renames: Mapping[str, str] | None =
         if missing:
             raise TypeError(f"{fn.__qualname__} lacks parameters for {model.__name__}: {missing}")
         allowed = sorted(params)
+        open_ended = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())  # checks its own
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            unknown = sorted(k for k in kwargs if k not in params)
+            unknown = [] if open_ended else sorted(k for k in kwargs if k not in params)
             if unknown:
                 raise ParameterError(
                     unknown[0],
