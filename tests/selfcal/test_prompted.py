@@ -102,6 +102,16 @@ def test_bundled_prompts_and_their_hash(tmp_path):
         load_prompts(["ok", "  "])
 
 
+# The shipped prompts file's bytes go into every chat self-calibration set's manifest, hence its set id: an edit
+# (even to a comment line) changes every such set id, so it must be made on purpose (and said in the README).
+SHIPPED_PROMPTS_SHA256 = "f1fba81e3a6895f9d7c6551027471836242d71d5f79e3113f00e263d52ef2c68"
+
+
+def test_the_shipped_prompts_file_is_unchanged():
+    raw = resources.files("calibench.selfcal").joinpath("prompts_generic.txt").read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == SHIPPED_PROMPTS_SHA256
+
+
 def test_prompt_order_is_per_sample_and_covers_the_list():
     a, b = PromptOrder(5, 0, 4), PromptOrder(5, 0, 4)
     seq = [a.next() for _ in range(12)]
