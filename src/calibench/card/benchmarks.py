@@ -89,8 +89,6 @@ def heldout_items(name: str) -> BenchmarkText:
 
 def offline_benchmarks(include: set[str] | None = None) -> Benchmarks:
     """Every benchmark with offline data here (or those named in ``include``), and the ones that could not be read."""
-    from calibench.evaluation.heldout import HELDOUT_TEXTS
-
     wanted = [(task, TASK) for task in MIRRORS] + [(name, HELDOUT) for name, h in HELDOUT_TEXTS.items() if h.offline]
     wanted = [(name, kind) for name, kind in wanted if include is None or _label(name, kind) in include]
     out = Benchmarks()
@@ -110,9 +108,6 @@ def _label(name: str, kind: str) -> str:
 
 def benchmark_names() -> list[str]:
     """Every benchmark a card can check: task mirrors and offline perplexity texts (``ppl:NAME``)."""
-    from calibench.evaluation.heldout import HELDOUT_TEXTS
-    from calibench.evaluation.mirrors import MIRRORS
-
     return list(MIRRORS) + [f"ppl:{name}" for name, h in HELDOUT_TEXTS.items() if h.offline]
 
 

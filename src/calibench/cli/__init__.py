@@ -65,7 +65,6 @@ def _root(
 
 def fail(message: str, code: int = 2) -> None:
     """Print one error line and exit: the contract for every user error."""
-    from calibench.core import progress
 
     progress.discard_deferred()
     first = " ".join(str(message).split("\n")).strip()
@@ -74,7 +73,6 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from calibench.core import progress
 
     try:
         app(args=argv, standalone_mode=False)

@@ -136,8 +136,6 @@ def _report_proxy(rows: dict, out: Path) -> None:
 def _report(result, out: Path, save_pool: bool) -> None:
     from rich.table import Table
 
-    from calibench.core.console import console as make_console
-
     console = make_console()
     if result.scores is not None:
         m = result.scores

@@ -107,8 +107,6 @@ def show(
     """Print a set's manifest, hash, token count and a decoded preview (verifies the hash)."""
     from rich.table import Table
 
-    from calibench.core.console import console as make_console
-
     tokenizer = _tokenizer_for_preview(model, directory)
     calib = CalibrationSet.load(directory, tokenizer=tokenizer)
     m = calib.manifest
@@ -144,7 +142,6 @@ def show(
 
 def _tokenizer_for_preview(model: str | None, directory: Path):
     """The tokenizer named by --model, else the recorded one if it still loads, else None."""
-    from calibench.models import load_tokenizer
 
     if model is not None:
         return load_tokenizer(model)
@@ -176,8 +173,6 @@ def export(
     ),
 ) -> None:
     """Export a set for other tools (JSON lines or a Hugging Face dataset folder), with its card."""
-    from calibench.data.calibset import CalibrationSet
-    from calibench.models import load_tokenizer
 
     chosen = get_format(fmt)
     if push_to_hub is not None:
@@ -233,9 +228,6 @@ data_app.command("export")(
 def sources() -> None:
     """List every set builder and text source, with the parameters each takes."""
     from rich.table import Table
-
-    from calibench.core.console import console as make_console
-    from calibench.data.builders import builders
 
     table = Table(title="set builders (every one also takes --n, --seq-len, --seed, --sets)")
     for col in ("name", "what it builds", "parameters"):

@@ -115,8 +115,7 @@ def stats(
     """Perplexity, vocabulary coverage, n-gram diversity, Zipf coefficient, repetition and document length of sets."""
     from rich.table import Table
 
-    from calibench.core.console import console as make_console
-    from calibench.models import load_model, load_tokenizer
+    from calibench.models import load_model
 
     if batch_size < 1:
         raise CalibenchError(f"--batch-size must be at least 1, got {batch_size}")

@@ -67,8 +67,6 @@ def report_command(
     directory: Path = typer.Argument(..., help="A study directory from `calibench study run`."),
 ) -> None:
     """Write tables (Markdown, HTML, CSV, parquet) and plots (PNG) for a study."""
-    from calibench.core.console import console
-    from calibench.report.study import write_report
 
     written = write_report(directory)
     con = console()
@@ -93,7 +91,6 @@ def signals_command(
     import os
 
     os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")
-    from calibench.core.console import console
 
     summary = compute_study_signals(
         directory,

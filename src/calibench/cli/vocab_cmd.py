@@ -70,9 +70,7 @@ def prune_command(
     *, model: str, keep: Path, out: Path, mode: str, fallback: str | None, dropped: str, dtype: str
 ) -> None:
     """Prune MODEL's embedding (and head) to the kept tokens and save it; prints the memory saved."""
-    from calibench.core.console import console
-    from calibench.core.errors import CalibenchError
-    from calibench.models import load_model, load_tokenizer, resolve_dtype
+    from calibench.models import load_model, resolve_dtype
 
     spec = get_mode(mode)
     if dropped not in DROPPED_CHOICES:
@@ -99,7 +97,6 @@ def prune_command(
 
 
 def _token_id(tokenizer, value: str) -> int:  # noqa: ANN001
-    from calibench.core.errors import CalibenchError
 
     if value.lstrip("-").isdigit():
         return int(value)
@@ -116,7 +113,6 @@ def restore_command(
     original: str | None,
 ) -> None:
     """Write the original, unpruned model back from a pruned directory."""
-    from calibench.core.console import console
 
     record = read_record(directory)
     restore(directory, out, original=original)

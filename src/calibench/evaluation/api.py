@@ -26,7 +26,6 @@ from calibench.core.provenance import library_versions
 from calibench.core.settings import DEFAULTS, accepts_settings
 from calibench.evaluation.backends import check_backend
 from calibench.evaluation.kinds.base import EvalContext, KindOutput, TaskKind
-from calibench.evaluation.kinds.perplexity import load_heldout as _load_heldout  # noqa: F401 (vocab reads it here)
 from calibench.evaluation.lmeval import LmEvalOptions, parse_gen_kwargs
 from calibench.evaluation.lmeval_output import check_lm_eval_dir
 from calibench.evaluation.perplexity import BosOption
@@ -105,7 +104,7 @@ def evaluate(
     requests = parse_tasks(tasks, offline=offline)
     groups = group_by_kind(requests)
     _check_positive(limit=limit, batch_size=batch_size, max_windows=max_windows, bootstrap_iters=bootstrap_iters)
-    options = _lm_eval_options(num_fewshot, apply_chat_template, fewshot_as_multiturn, log_samples, gen_kwargs)
+    options = lm_eval_options(num_fewshot, apply_chat_template, fewshot_as_multiturn, log_samples, gen_kwargs)
     chosen = check_backend(backend, model)
     if lm_eval_out is not None:
         if not any(kind.name == LM_EVAL_KIND for kind, _ in groups):
@@ -189,7 +188,7 @@ def _seq_len(seq_len: int | None, max_len: int) -> int:
     return seq_len
 
 
-def _lm_eval_options(
+def lm_eval_options(
     num_fewshot: int | None, apply_chat_template: bool | str, fewshot_as_multiturn: bool | None,
     log_samples: bool, gen_kwargs: str | dict[str, Any] | None,
 ) -> LmEvalOptions:  # fmt: skip

@@ -358,7 +358,7 @@ def paired_comparison(objective: str, best: Candidate, runner_up: Candidate) -> 
 def _build(
     names: list[str], model_spec: str, dense: Any, tokenizer: Any, n: int, seq_len: int, sets: int, seed: int, bar: Any
 ) -> list[Candidate]:
-    from calibench.data.builders import build_sets, resolve
+    from calibench.data.builders import build_sets
 
     out: list[Candidate] = []
     for name in names:

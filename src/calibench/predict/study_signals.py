@@ -103,7 +103,6 @@ def _check_study(directory: Path) -> None:
 
 
 def _connect(directory: Path) -> sqlite3.Connection:
-    from calibench.study.store import DB_NAME
 
     conn = sqlite3.connect(directory / DB_NAME, isolation_level=None, timeout=60)
     conn.executescript(TABLE)
@@ -112,7 +111,6 @@ def _connect(directory: Path) -> sqlite3.Connection:
 
 def study_cells(directory: str | Path) -> list[CellRef]:
     """Every finished compressed cell of the grid (noise-floor reruns and dense cells left out)."""
-    from calibench.study.store import DB_NAME
 
     directory = Path(directory)
     _check_study(directory)
@@ -272,8 +270,6 @@ def compute_study_signals(
 def load_signals(directory: str | Path) -> Any:
     """The stored signal values as a DataFrame (model, method, set_id, signal, value, settings); empty if none."""
     import pandas as pd
-
-    from calibench.study.store import DB_NAME
 
     columns = ["model", "method", "set_id", "signal", "value", "settings"]
     path = Path(directory) / DB_NAME

@@ -167,7 +167,6 @@ def dense_sections(directory: Path, frame: Any, out: Path | None) -> list[Sectio
 
 def paired_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
     """Source pairs and per-source CIs; nothing below two sources (a note says so) or without samples."""
-    from calibench.report.frame import load_samples
 
     compressed = frame[(frame.method != "dense") & (frame.source != "-")]
     if compressed.empty or compressed.source.nunique() < 2:

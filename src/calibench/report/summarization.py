@@ -94,7 +94,6 @@ def paired_to_dense(directory: str | Path, frame: Any, metrics: tuple[str, ...] 
 
 def scatter(directory: str | Path, frame: Any, out: Path) -> list[Path]:
     """Per model, overlap against consistency for every summary of every cell, coloured by method and source."""
-    from calibench.study.store import Store
 
     summ = summarization_frame(frame)
     if summ.empty:

@@ -261,7 +261,7 @@ def restore(
     """
     import torch
 
-    from calibench.core.fsutil import atomic_dir, check_new_output
+    from calibench.core.fsutil import check_new_output
 
     path = Path(path)
     record = read_record(path)

@@ -24,7 +24,8 @@ from calibench.core import progress
 from calibench.core.connectivity import Connectivity, decide
 from calibench.core.settings import DEFAULTS
 from calibench.evaluation import lmeval
-from calibench.evaluation.api import _lm_eval_options, _load_heldout
+from calibench.evaluation.api import lm_eval_options
+from calibench.evaluation.kinds.perplexity import load_heldout
 from calibench.evaluation.perplexity import tokenize_joined
 from calibench.evaluation.tasks import LM_EVAL_KIND, parse_tasks
 
@@ -84,7 +85,7 @@ def task_token_ids(tokenizer: Any, config: Any, tasks: str | list[str], *, limit
     """
 
     requests = parse_tasks(tasks, offline=offline)
-    options = _lm_eval_options(num_fewshot, apply_chat_template, None, False, None)
+    options = lm_eval_options(num_fewshot, apply_chat_template, None, False, None)
     lm_requests = [r for r in requests if r.kind == LM_EVAL_KIND]
     needs_hub = bool(lm_requests) or any(not r.heldout.offline for r in requests if r.kind == "perplexity")
     conn = decide(offline) if needs_hub else Connectivity(True, "no hub data requested")
@@ -93,7 +94,7 @@ def task_token_ids(tokenizer: Any, config: Any, tasks: str | list[str], *, limit
     for request in requests:
         if request.kind != "perplexity":
             continue
-        record, texts = _load_heldout(request, conn)
+        record, texts = load_heldout(request, conn)
         if record.status != "ok":
             notes.append({"task": request.name, "skipped": record.reason})
             continue

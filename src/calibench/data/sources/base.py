@@ -206,7 +206,6 @@ class TextSource(Source):
         reaches the model: :meth:`CalibrationSet.to_hf_dataset` hands each row
         over at its own length.
         """
-        from calibench.core.progress import task
 
         pad = pad_token_id(tokenizer)
         order = rng.permutation(len(docs))
