@@ -30,16 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from calibench.cli.derive import Deprecated, Group
-from calibench.core.settings import CommonSettings
+from calibench.core.settings import API_DEFAULTS, CommonSettings
 
 SHARED = tuple(CommonSettings.model_fields)
 
 # (command path, field) -> (default, why). Every other command uses CommonSettings' default.
 COMMAND_DEFAULTS: dict[tuple[str, str], tuple[Any, str]] = {
-    ("inspect activations", "batch_size"): (
-        4,
-        "the capture holds every site's activations of a batch at once; 4 windows kept its memory bounded",
-    ),
+    # the command runs inspect_model: its API default and reason
+    ("inspect activations", "batch_size"): API_DEFAULTS["calibench.inspect.run.inspect_model:batch_size"],
     ("study signals", "max_windows"): (
         32,
         "stored signal values are keyed by their settings: another default would recompute every study's signals",
