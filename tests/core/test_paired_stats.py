@@ -208,14 +208,15 @@ eval:
     samples = store.samples(task)
     store.close()
     cells = frame[(frame.method != "dense") & (frame.task == task)][["key", "source"]].drop_duplicates()
-    per_source = {}
+    per_set = {}
     for source, part in cells.groupby("source"):
         rows = [samples[(key, task)] for key in part.key]
         ids = sorted(rows[0])
-        per_source[source] = np.array([[r[i]["nll"] for i in ids] for r in rows]).mean(axis=0)
+        per_set[source] = np.array([[r[i]["nll"] for i in ids] for r in rows])
+    per_source = {source: matrix.mean(axis=0) for source, matrix in per_set.items()}
     a, b = sorted(per_source)
     d = per_source[a] - per_source[b]
-    ci = paired.paired_bootstrap_ci(d)
+    decision = paired.source_difference(per_set[a], per_set[b])  # two sets each: sets and items random
 
     sections, _ = flat_sections(out, frame[frame.perturbation == ""])
     pairs = dict(sections)[PAIRED_HEADING]
@@ -223,8 +224,9 @@ eval:
     row = pairs.iloc[0]
     assert (row["source A"], row["source B"], row["items"]) == (a, b, 4)
     assert row["difference (A-B)"] == pytest.approx(d.mean())
-    assert (row["CI low"], row["CI high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
-    assert row["p"] == pytest.approx(paired.sign_flip_pvalue(d))  # 4 windows: exact over 16 sign patterns
+    assert (row["CI low"], row["CI high"]) == (pytest.approx(float(decision.low)), pytest.approx(float(decision.high)))
+    assert row["p"] == pytest.approx(float(decision.p)) and row["scope"] == "sources"
+    assert row["p (these sets)"] == pytest.approx(paired.sign_flip_pvalue(d))  # 4 windows: exact over 16 patterns
     assert row["p (Holm)"] == pytest.approx(row["p"])  # a family of one
     assert row["ppl ratio (A/B)"] == pytest.approx(math.exp(d.mean()))
     # mean log-ppl: the mean over sets of each set's log perplexity, as the frame records it
@@ -308,14 +310,16 @@ def test_accuracy_items_pair_by_document_and_holm_runs_over_every_pair(tmp_path)
     pairs = dict(sections)[PAIRED_HEADING].set_index(["source A", "source B"])
     assert list(pairs.index) == [("code", "math"), ("code", "wiki"), ("math", "wiki")]
     shared = sorted(f"h{j}" for j in range(29))  # the report orders items by id (resampling depends on order)
-    per_item = {s: np.array([[scores[(s, i)][d] for d in shared] for i in range(3)]).mean(axis=0) for s in rates}
+    per_set = {s: np.array([[scores[(s, i)][d] for d in shared] for i in range(3)]) for s in rates}
+    per_item = {s: matrix.mean(axis=0) for s, matrix in per_set.items()}
     ps = []
     for a, b in pairs.index:
         d = per_item[a] - per_item[b]
         row = pairs.loc[(a, b)]
         assert row["items"] == 29 and row["quantity"] == "acc"
         assert row["difference (A-B)"] == pytest.approx(d.mean())
-        assert row["p"] == pytest.approx(paired.sign_flip_pvalue(d))
+        assert row["p (these sets)"] == pytest.approx(paired.sign_flip_pvalue(d))
+        assert row["p"] == pytest.approx(float(paired.source_difference(per_set[a], per_set[b]).p))
         assert row["items needed"] == paired.items_needed(d.mean(), d.std(ddof=1))
         ps.append(row["p"])
     assert list(pairs["p (Holm)"]) == pytest.approx(list(paired.holm(ps)))

@@ -143,9 +143,24 @@ def test_source_pairs_use_mcnemar_on_single_cells_and_mark_significance(study):
     a, b = _per_item(scores, "m", "wanda", "code", "arc_easy"), _per_item(scores, "m", "wanda", "wiki", "arc_easy")
     assert wanda["test"] == stats.MCNEMAR and wanda["p"] == pytest.approx(stats.mcnemar_pvalue(a, b))
     assert wanda["discordant (A/B)"] == "{}/{}".format(*stats.discordant_counts(a, b))
-    gptq = pairs.loc[("gptq", "arc_easy")]  # two sets averaged: not 0/1 any more
+    assert wanda["scope"] == tables.THESE_SETS and wanda["p (these sets)"] == wanda["p"]  # one set per source
+    gptq = pairs.loc[("gptq", "arc_easy")]  # two sets per source: decided about sources, sets random
     d = _per_item(scores, "m", "gptq", "code", "arc_easy") - _per_item(scores, "m", "gptq", "wiki", "arc_easy")
-    assert gptq["test"] == stats.SIGN_FLIP_DRAWN and gptq["p"] == pytest.approx(stats.sign_flip_pvalue(d))
+    assert gptq["p (these sets)"] == pytest.approx(stats.sign_flip_pvalue(d))  # items only, kept beside it
+    matrix = {
+        source: np.array(
+            [
+                [scores[("m", "gptq", source, i)][0][doc] for doc in sorted(f"h{j}" for j in range(DOCS))]
+                for i in range(2)
+            ]
+        )
+        for source in ("code", "wiki")
+    }
+    direct = stats.source_difference(matrix["code"], matrix["wiki"])
+    assert gptq["scope"] == tables.SOURCES_SCOPE and gptq["test"] == stats.SET_AWARE
+    assert gptq["p"] == pytest.approx(float(direct.p)) and gptq["df"] == pytest.approx(float(direct.df))
+    assert (gptq["CI low"], gptq["CI high"]) == (pytest.approx(float(direct.low)), pytest.approx(float(direct.high)))
+    assert gptq["difference (A-B)"] == pytest.approx(d.mean())
     assert wanda["significant"] and wanda["p (Holm)"] < tables.ALPHA  # 0.3 against 0.75
     # the Markdown row carries the mark after p (Holm) and no separate significant column
     md = report.markdown.read_text()

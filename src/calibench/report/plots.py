@@ -291,7 +291,8 @@ def plot_forest(pairs: Any, path: Path) -> Path | None:
         ax.set_title(short(task), fontsize=9)
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle(
-        f"{short(model)}: paired source differences\n95% bootstrap CI over items (filled red: Holm p < 0.05)",
+        f"{short(model)}: source differences\n95% CI, sets and items random where a source has 2+ sets "
+        "(filled red: Holm p < 0.05)",
         fontsize=10,
     )
     return save_figure(fig, path)

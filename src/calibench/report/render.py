@@ -22,7 +22,7 @@ from typing import Any
 from calibench.core import text as core_text
 from calibench.core.text import escape_cell
 
-P_COLUMNS = ("p", "p (Holm)")
+P_COLUMNS = ("p", "p (Holm)", "p (these sets)")
 COUNT_COLUMNS = ("sets", "items", "items needed", "sets needed", "sets A", "sets B", "reruns", "docs")
 MARK = "*"
 

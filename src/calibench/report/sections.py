@@ -38,8 +38,8 @@ DENSE_HEADING = (
     "95% CI, McNemar or sign-flip p, Holm across each model x task)"
 )
 PAIRED_HEADING = (
-    "Paired differences between sources, item by item (source A minus source B over shared items; "
-    "paired bootstrap 95% CI, McNemar or sign-flip p, Holm across the pairs of each model x method x task)"
+    "Differences between sources (source A minus source B over shared items; sets and items random where "
+    "each source has 2+ sets, 95% CI, Holm across the pairs of each model x method x task)"
 )
 SOURCE_CI_HEADING = "Source means with a hierarchical bootstrap 95% CI (sets, then items)"
 ACTIVATION_HEADING = "Activation statistics of each source's sets, on the dense model (act:outliers)"
@@ -47,19 +47,26 @@ SPREAD_HEADING = "Perplexity spread across calibration sets, per model and metho
 
 SIGNIFICANCE_LEGEND = (
     f"Significance: a {MARK} after p (Holm) marks a Holm-adjusted p < {tables.ALPHA} within the "
-    "table's family. Column test: McNemar's exact test where both sides are single cells' 0/1 "
-    "accuracies, the sign-flip permutation test otherwise (window NLLs, accuracies averaged over "
-    "sets). For perplexity the difference is in log-perplexity; ppl ratio is its exp."
+    "table's family. Column test: the set-aware t test where scope is sources; otherwise McNemar's "
+    "exact test where both sides are single cells' 0/1 accuracies, the sign-flip permutation test "
+    "otherwise (window NLLs, accuracies averaged over sets). For perplexity the difference is in "
+    "log-perplexity; ppl ratio is its exp."
 )
 PAIRED_INTRO = (
-    "Sets of two sources are independent draws, but every cell is scored on the same items, so each "
-    "source's per-item score is averaged over its sets and the sources are compared on the per-item "
-    "differences. items needed: items a paired test would need for 80% power at the observed difference; "
+    "A statement about sources must count which sets happened to be drawn, not only which items were scored. "
+    "Where both sources have 2 or more sets (scope: sources) the decision is the set-aware t test: the "
+    "difference of the sources' means with the set-to-set variance of each source and the item-to-item "
+    "variance of the paired differences, Welch degrees of freedom (df); with three sets per source the t "
+    "quantile is wide, as it should be. p (these sets) is the items-only paired test (sign-flip or McNemar "
+    "on the set-averaged item scores): it holds the drawn sets fixed and answers whether A beat B for these "
+    "sets; it is the decision only where a source has a single set (scope: these sets). "
+    "items needed: items a paired test would need for 80% power at the observed difference; "
     "sets needed: sets per source the set-to-set variance alone calls for."
 )
 DENSE_INTRO = (
     "Each method x source against the model's uncompressed cell on the same items: where compressing "
-    "with this calibration data measurably changed the task, and by how much."
+    "with this calibration data measurably changed the task, and by how much. The compressed score is "
+    "averaged over the source's sets and the test resamples items only: a statement for these sets."
 )
 SOURCE_CI_INTRO = (
     "Each source's mean with a CI that counts both the set-to-set and the item-to-item variance: "

@@ -365,6 +365,31 @@ def _set_std(matrix: np.ndarray) -> float:
     return float(matrix.mean(axis=1).std(ddof=1)) if len(matrix) > 1 else math.nan
 
 
+SOURCES_SCOPE = "sources"  # sets random: a statement about the sources the sets were drawn from
+THESE_SETS = "these sets"  # items only: a statement about the evaluated sets
+
+
+def _source_test(a: np.ndarray, b: np.ndarray, row: dict[str, Any]) -> dict[str, Any]:
+    """The decision columns of a source pair: set-aware where both sources have 2+ sets, items-only otherwise.
+
+    The items-only p stays beside it as ``p (these sets)``; with a single set
+    per source the pair can only be decided for these sets, and ``scope`` says so.
+    """
+    items_only = {"p (these sets)": row["p"]}
+    if len(a) < 2 or len(b) < 2:
+        return {**items_only, "scope": THESE_SETS}
+    result = stats.source_difference(a, b)
+    return {
+        **items_only,
+        "scope": SOURCES_SCOPE,
+        "test": stats.SET_AWARE,
+        "CI low": float(result.low),
+        "CI high": float(result.high),
+        "p": float(result.p),
+        "df": float(result.df),
+    }
+
+
 PAIR_COLUMNS = [
     *GROUP,
     "quantity",
@@ -379,8 +404,11 @@ PAIR_COLUMNS = [
     "CI low",
     "CI high",
     "ppl ratio (A/B)",
+    "scope",
     "test",
+    "df",
     "discordant (A/B)",
+    "p (these sets)",
     "p",
     "p (Holm)",
     "significant",
@@ -416,8 +444,11 @@ DENSE_COLUMNS = [
 def paired_tables(matrices: dict[tuple[Any, ...], dict[str, np.ndarray]]) -> tuple[Any, Any]:
     """The source-pair table (Holm within each model x method x n x seq_len x task) and the per-source CI table.
 
-    A source's per-item score is its mean over its sets; a pair is compared
-    on the per-item differences (A minus B).  The per-source CI is the
+    A pair is decided by the set-aware test (:func:`calibench.core.stats.source_difference`:
+    sets and items random, scope "sources") when both sources have two or
+    more sets; the items-only paired test on the per-item differences of the
+    set-averaged scores (A minus B) is kept as ``p (these sets)``, and is the
+    decision only where a source has a single set (scope "these sets").  The per-source CI is the
     hierarchical (sets, then items) bootstrap, one item draw shared by all
     sets (see :func:`calibench.core.stats.hierarchical_bootstrap_ci`).
     """
@@ -457,6 +488,7 @@ def paired_tables(matrices: dict[tuple[Any, ...], dict[str, np.ndarray]]) -> tup
                 "mean B": float(per_item_b.mean()),
                 **_compare(per_item_a, per_item_b, task, ("A", "B")),
             }
+            row.update(_source_test(sources[a], sources[b], row))
             difference = row["difference (A-B)"]
             better = a if (difference < 0) == task.startswith(PPL_PREFIX) else b
             row["better"] = better if difference != 0 else "-"
