@@ -68,6 +68,7 @@ def evaluate(
     backend: str = "hf",
     lm_eval_out: str | os.PathLike[str] | None = None,
     settings: EvalSettings | None = None,
+    items: tuple[int, int] | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on ``tasks`` (e.g. ``"ppl:wiki,arc_easy,piqa"``, any lm-eval task name).
 
@@ -90,6 +91,10 @@ def evaluate(
     results in ``EvalResult.samples``.  ``backend`` is ``"hf"`` (HFLM around
     the model) or ``"vllm"`` (lm-eval's VLLM on the model directory).
     ``lm_eval_out`` also writes lm-eval's own output layout to that folder.
+    ``items=(start, stop)`` scores only the items at those positions of every
+    task (lm-eval documents in the task's order, perplexity windows in text
+    order; fewer where a task has fewer): one block of a study's adaptive
+    evaluation, whose blocks together are the first ``stop`` items.
 
     ``settings`` gives these options as one :class:`EvalSettings` (what
     ``calibench eval`` takes; its ``ppl_seq_len`` is ``seq_len`` here);
@@ -104,6 +109,10 @@ def evaluate(
     requests = parse_tasks(tasks, offline=offline)
     groups = group_by_kind(requests)
     _check_positive(limit=limit, batch_size=batch_size, max_windows=max_windows, bootstrap_iters=bootstrap_iters)
+    if items is not None and not (0 <= items[0] < items[1]):
+        raise CalibenchError(f"items must be a range (start, stop) with 0 <= start < stop, got {items}")
+    if items is not None and (limit is not None or max_windows is not None):
+        raise CalibenchError("items (a block of items) replaces limit and max_windows: give one or the other")
     options = lm_eval_options(num_fewshot, apply_chat_template, fewshot_as_multiturn, log_samples, gen_kwargs)
     chosen = check_backend(backend, model)
     if lm_eval_out is not None:
@@ -116,7 +125,7 @@ def evaluate(
         model, name, max_len, _connectivity(offline, groups), options, chosen, seq_len, limit,
         max_windows=limit if max_windows is None else max_windows,  # --limit N: at most N items of every task
         batch_size=batch_size, bos=bos, bootstrap_iters=bootstrap_iters, dtype=dtype, device=device,
-        lm_eval_out=lm_eval_out, tokenizer=tokenizer,
+        lm_eval_out=lm_eval_out, tokenizer=tokenizer, items=items,
     )  # fmt: skip
 
     # Data first: every kind loads and checks what it can before the model loads.

@@ -336,20 +336,37 @@ class TaskRun:
 
 
 def run(lm: Any, prepared: PreparedTask, limit: int | None, bootstrap_iters: int,
-        options: LmEvalOptions | None = None) -> TaskRun:  # fmt: skip
-    """Score one prepared task with ``simple_evaluate``; fills in its record."""
+        options: LmEvalOptions | None = None, items: tuple[int, int] | None = None) -> TaskRun:  # fmt: skip
+    """Score one prepared task with ``simple_evaluate``; fills in its record.
+
+    ``items=(start, stop)`` scores the documents at those positions of each
+    leaf task (lm-eval's ``samples``); a leaf with none left is not run.
+    """
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
 
     options = options or LmEvalOptions()
     record = prepared.record
     started = time.perf_counter()
+    chosen = None
+    if items is not None:
+        chosen = {leaf.task_name: list(range(items[0], min(items[1], len(leaf.eval_docs)))) for leaf in prepared.leaves}
+        chosen = {name: docs for name, docs in chosen.items() if docs}  # an empty list would mean every document
+        if not chosen:
+            return TaskRun([], {}, {})
+        if len(chosen) != len(prepared.leaves):  # lm-eval would score every document of the leaves left out
+            raise CalibenchError(
+                f"{prepared.spec.name}: a block of items past the end of some of its subtasks; evaluate a group "
+                "in blocks only while every subtask has documents left"
+            )
+        limit = None
     with _quiet_git_probe():
         out = simple_evaluate(
             model=lm,
             tasks=[prepared.task],
             num_fewshot=options.num_fewshot,
             limit=limit,
+            samples=chosen,
             bootstrap_iters=bootstrap_iters,
             log_samples=options.log_samples,
             apply_chat_template=options.apply_chat_template,

@@ -109,10 +109,10 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def window_items(nll_per_window: Any, tokens_per_window: Any) -> list[Item]:
-    """Per-window items of a perplexity task: mean NLL of each window's predicted tokens."""
+def window_items(nll_per_window: Any, tokens_per_window: Any, first: int = 0) -> list[Item]:
+    """Per-window items of a perplexity task: mean NLL of each window's predicted tokens (windows from ``first``)."""
     out = []
-    for i, (nll, tokens) in enumerate(zip(nll_per_window, tokens_per_window)):
+    for i, (nll, tokens) in enumerate(zip(nll_per_window, tokens_per_window), start=first):
         n = int(tokens)
         out.append({"window": i, "nll": float(nll) / n if n else math.nan, "tokens": n})
     return out

@@ -73,6 +73,7 @@ class EvalContext:
     lm_eval_out: str | os.PathLike[str] | None = None
     tokenizer: Any = None  # the caller's, else loaded by a prepare (load_tokenizer) or with the model
     loaded_model: Any = None  # the torch model once loaded; None when no kind needs it (or lm-eval freed it)
+    items: tuple[int, int] | None = None  # only items [start, stop) of every task (a block of adaptive evaluation)
 
     @property
     def model_spec(self) -> Any:

@@ -119,7 +119,7 @@ def _run_lm_eval(prepared: list[lmeval.PreparedTask], inputs: LmInputs, ctx: Eva
             shots = "" if rec.num_fewshot is None else f", {rec.num_fewshot}-shot"
             announce(f"[{i}/{len(prepared)}] {prep.spec.name}: {rec.mode}, {rec.n_evaluated} of {rec.n_total} "
                      f"items, split {rec.split}{shots}")  # fmt: skip
-            yield lmeval.run(lm, prep, rec.limit, ctx.bootstrap_iters, options)
+            yield lmeval.run(lm, prep, rec.limit, ctx.bootstrap_iters, options, items=ctx.items)
 
 
 def check_chat_template(tokenizer: Any, wanted: bool | str, name: str) -> None:

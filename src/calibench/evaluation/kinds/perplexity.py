@@ -68,7 +68,8 @@ class PerplexityKind(TaskKind):
             if record.status == "ok":
                 announce(f"{request.name}: perplexity, seq_len {ctx.seq_len}")
                 rows, items = run_perplexity(request.spec, record, texts, ctx.loaded_model, ctx.tokenizer,
-                                             ctx.seq_len, bool(add_bos), ctx.batch_size, ctx.max_windows)  # fmt: skip
+                                             ctx.seq_len, bool(add_bos), ctx.batch_size, ctx.max_windows,
+                                             items=ctx.items)  # fmt: skip
                 out.rows.extend(rows)
                 out.samples[request.name] = items
         return out
@@ -119,8 +120,13 @@ def run_perplexity(
     add_bos: bool,
     batch_size: int,
     max_windows: int | None,
+    items: tuple[int, int] | None = None,
 ) -> tuple[list[EvalRow], list[Item]]:
-    """Score one text: its row and per-window items; fills in its record."""
+    """Score one text: its row and per-window items; fills in its record.
+
+    ``items=(start, stop)`` scores windows ``start`` to ``stop - 1`` only
+    (their items keep their window numbers, so blocks pair across cells).
+    """
     started = time.perf_counter()
     ids = tokenize_joined(texts, tokenizer, spec.joiner)
     body = seq_len - 1 if add_bos else seq_len
@@ -128,12 +134,15 @@ def run_perplexity(
     if spec.max_windows is not None:
         available = min(available, spec.max_windows)  # the protocol's own cap is not a limit
     cap = available if max_windows is None else min(available, max_windows)
+    first = 0
+    if items is not None:
+        first, cap = min(items[0], available), min(items[1], available)
     if cap == 0:
         raise CalibenchError(
             f"{record.task}: the held-out text has {len(ids):,} tokens, fewer than one window of {seq_len}; "
             "lower --seq-len"
         )
-    windows = cut_windows(ids, seq_len, tokenizer.bos_token_id if add_bos else None, cap)
+    windows = cut_windows(ids, seq_len, tokenizer.bos_token_id if add_bos else None, cap)[first:]
     scores = score_windows(model, windows, batch_size=batch_size, label=record.task)
     ppl, mean_nll, stderr = scores.perplexity, scores.mean_nll, scores.stderr
     record.n_total = available
@@ -146,7 +155,7 @@ def run_perplexity(
     })  # fmt: skip
     record.seconds += time.perf_counter() - started
     row = EvalRow(task=record.task, metric="perplexity", value=ppl, stderr=stderr, n=len(windows), limit=record.limit)
-    return [row], window_items(scores.nll_per_window, scores.tokens_per_window)
+    return [row], window_items(scores.nll_per_window, scores.tokens_per_window, first=first)
 
 
 def _is_file_spec(text: str) -> bool:
