@@ -31,6 +31,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 Item = dict[str, Any]
 
 
@@ -116,3 +118,37 @@ def window_items(nll_per_window: Any, tokens_per_window: Any, first: int = 0) ->
         n = int(tokens)
         out.append({"window": i, "nll": float(nll) / n if n else math.nan, "tokens": n})
     return out
+
+
+MEAN_METRICS = ("acc", "acc_norm", "exact_match")  # per-item metrics whose row is the mean over items
+
+
+def rows_from_items(task: str, items: list[Item], perplexity: bool) -> list[dict[str, Any]]:
+    """A task's rows recomputed from its per-item results (the union of an adaptive study's blocks).
+
+    Perplexity: ``exp`` of the token-weighted mean window NLL, with the
+    delta-method standard error over windows (as :func:`score_windows`);
+    other tasks: the mean of each per-item metric lm-eval aggregates by mean,
+    with ``std(ddof=1) / sqrt(n)`` (lm-eval's ``mean_stderr``).  Metrics
+    that lm-eval aggregates otherwise are left out (they cannot be pooled
+    from items here).
+    """
+    if not items:
+        return []
+    n = len(items)
+    if perplexity:
+        nll = np.array([float(i["nll"]) for i in items])
+        tokens = np.array([int(i["tokens"]) for i in items])
+        ppl = float(np.exp(np.sum(nll * tokens) / max(1, int(tokens.sum()))))
+        stderr = ppl * float(np.std(nll, ddof=1) / math.sqrt(n)) if n > 1 else None
+        return [{"task": task, "metric": "perplexity", "value": ppl, "stderr": stderr, "n": n, "limit": None}]
+    rows = []
+    names = sorted({m for i in items for m in (i.get("metrics") or {})})
+    for name in names:
+        if name.split(",")[0] not in MEAN_METRICS:
+            continue
+        values = np.array([float(i["metrics"][name]) for i in items if name in (i.get("metrics") or {})])
+        stderr = float(np.std(values, ddof=1) / math.sqrt(values.size)) if values.size > 1 else None
+        rows.append({"task": task, "metric": name, "value": float(values.mean()), "stderr": stderr,
+                     "n": int(values.size), "limit": None})  # fmt: skip
+    return rows

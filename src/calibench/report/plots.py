@@ -334,3 +334,27 @@ def plot_activation_vs_perplexity(frame: Any, path: Path) -> Path | None:
         ax.legend(fontsize=7)
     fig.suptitle("Does a set's activation cost predict the outcome? (one point per set)")
     return save_figure(fig, path)
+
+
+@styled
+def plot_adaptive_items(table: Any, path: Path) -> Path | None:
+    """Items each comparison used before it stopped, a bar per comparison, coloured by how it stopped."""
+    if table is None or table.empty:
+        return None
+    colours = {"decided": "#4c72b0", "futile": "#999999", "running": "#dd8452"}
+    rows = table.reset_index(drop=True)
+    fig, ax = pyplot().subplots(figsize=(7.5, max(2.5, 0.3 * len(rows) + 1.2)))
+    y = np.arange(len(rows))[::-1]
+    ax.barh(y, rows["items"], color=[colours.get(s, "#555555") for s in rows["state"]])
+    labels = [
+        f"{r['method']} {short(r['task'])}: {short(r['source A'])} - {short(r['source B'])}" for _, r in rows.iterrows()
+    ]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("items used (per cell)")
+    for state, colour in colours.items():
+        if (rows["state"] == state).any():
+            ax.barh([], [], color=colour, label=state)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title("Adaptive evaluation: items each comparison used", fontsize=10)
+    return save_figure(fig, path)

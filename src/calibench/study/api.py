@@ -11,6 +11,7 @@ from calibench.core import progress as inner_progress
 from calibench.core.errors import CalibenchError
 from calibench.core.fsutil import check_writable_location
 from calibench.data.calibset import CalibrationSet
+from calibench.study import adaptive as adaptive_eval
 from calibench.study.cells import Cell, expand
 from calibench.study.executors import EXECUTORS, Outcome
 from calibench.study.runner import base_model, quiet_libraries, tokenizer_for
@@ -20,6 +21,7 @@ from calibench.study.store import DB_NAME, Store
 from calibench.tracking.base import open_tracking
 
 SPEC_COPY = "spec.yaml"
+MODEL_CACHE = "models"  # compressed weights kept between the blocks of an adaptive study, deleted when unneeded
 
 
 @dataclass
@@ -109,6 +111,9 @@ def run_study(
     cells = expand(spec)
     finished = store.done_keys()
     pending = [c for c in cells if c.key not in finished]
+    settings = spec.eval.adaptive
+    if settings is not None:  # every cell first scores the first block of items
+        pending = [_with_block(c, 0, set(), settings, store.directory) for c in pending]
     counts = {"done": 0, "failed": 0}
     started = time.perf_counter()
     previous_inner = inner_progress.enabled()
@@ -129,8 +134,12 @@ def run_study(
         def on_done(cell: Cell, calib: CalibrationSet | None, outcome: Outcome) -> None:
             if "error" in outcome:
                 store.record_failure(cell, outcome["error"], outcome.get("seconds", 0.0))
+                _drop_cache(cell)
                 counts["failed"] += 1
                 bar.console.print(f"[red]failed[/] {cell.describe()}: {outcome['error']}", highlight=False)
+            elif cell.block is not None and cell.block[0] > 0:
+                store.record_block(cell, outcome.get("samples") or {}, _rows_for, outcome["seconds"])
+                bar.console.print(f"{cell.describe()}: {outcome['seconds']:.0f}s", highlight=False)
             else:
                 store.record_success(
                     cell,
@@ -148,11 +157,18 @@ def run_study(
                 )
             bar.advance(task)
 
-        try:
+        def run_cells(batch: list[Cell]) -> None:
+            if batch and batch[0].block is not None and batch[0].block[0] > 0:  # a later block: more to do
+                bar.update(task, total=bar.tasks[0].total + len(batch))
             if executor == "ray":
-                runner(pending, calib_for, on_done, step, address=address)
+                runner(batch, calib_for, on_done, step, address=address)
             else:
-                runner(pending, calib_for, on_done, step, jobs=jobs)
+                runner(batch, calib_for, on_done, step, jobs=jobs)
+
+        try:
+            run_cells(pending)
+            if settings is not None:
+                _adaptive_rounds(spec, cells, store, run_cells, bar.console.print)
         finally:
             step(f"{counts['done']} done, {counts['failed']} failed")
             inner_progress.set_enabled(previous_inner)
@@ -166,3 +182,90 @@ def run_study(
         counts["failed"],
         time.perf_counter() - started,
     )
+
+
+# ----------------------------------------------------------------- adaptive evaluation
+
+
+def _with_block(cell: Cell, index: int, tasks: set[str], settings: Any, directory: Path) -> Cell:
+    """The cell's run for block ``index`` of ``tasks`` (every task when empty), with its weights cache."""
+    cache = "" if cell.is_dense else str(directory / MODEL_CACHE / f"{cell.key}.safetensors")
+    return cell.model_copy(
+        update={
+            "block": adaptive_eval.block_range(index, settings),
+            "block_tasks": tuple(sorted(tasks)),
+            "model_cache": cache,
+        }
+    )
+
+
+def _drop_cache(cell: Cell) -> None:
+    if cell.model_cache:
+        Path(cell.model_cache).unlink(missing_ok=True)
+
+
+def _rows_for(task: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    from calibench.evaluation.kinds.perplexity import PPL_PREFIX
+    from calibench.evaluation.samples import rows_from_items
+
+    return rows_from_items(task, items, perplexity=task.startswith(PPL_PREFIX))
+
+
+def _totals(store: Store, cells: list[Cell]) -> dict[tuple[str, str], int]:
+    """Items per (model, task), from the records of the cells that scored a first block."""
+    models = {c.key: c.model for c in cells}
+    out: dict[tuple[str, str], int] = {}
+    for key, record in store.records().items():
+        for task in (record.get("evaluation") or {}).get("tasks", []):
+            total = task.get("n_total")
+            if key in models and isinstance(total, int) and total > 0:
+                out[(models[key], task["task"])] = total
+    return out
+
+
+def adaptive_state(spec: StudySpec, store: Store) -> adaptive_eval.State:
+    """Where the adaptive evaluation of a stored study stands (what the report shows)."""
+    assert spec.eval.adaptive is not None
+    cells = expand(spec)
+    return adaptive_eval.replay(
+        cells, spec.eval.tasks, spec.eval.adaptive, store.samples(), store.done_keys(), _totals(store, cells)
+    )
+
+
+def _adaptive_rounds(spec: StudySpec, cells: list[Cell], store: Store, run_cells: Any, say: Any) -> None:
+    """Score further blocks until every comparison is decided, futile or out of items; the store keeps the state."""
+    settings = spec.eval.adaptive
+    assert settings is not None
+    by_key = {c.key: c for c in cells}
+    previous: dict[str, Any] | None = None
+    while True:
+        state = adaptive_state(spec, store)
+        store.set_meta("adaptive", state.summary())
+        needed = {c.key for p in state.pairs if not p.stopped for c in p.cells()}
+        for cell in cells:  # a cell whose comparisons have all stopped is never scored again
+            if cell.key not in needed:
+                _drop_cache(_with_block(cell, 0, set(), settings, store.directory))
+        if state.done:
+            break
+        plan = {key: (index, sorted(tasks)) for key, (index, tasks) in state.needs.items()}
+        if plan == previous:
+            raise CalibenchError(
+                "adaptive evaluation made no progress: the same block was scored twice without its items arriving "
+                "(see the failed cells above); rerun the study to retry"
+            )
+        previous = plan
+        running = sum(1 for p in state.pairs if not p.stopped)
+        decided = sum(1 for p in state.pairs if p.status is not None and p.status.state == "decided")
+        first = min(index for index, _ in plan.values())
+        start, stop = adaptive_eval.block_range(first, settings)
+        say(
+            f"adaptive: {decided} decided, {running} running of {len(state.pairs)} comparisons; "
+            f"items {start}-{stop - 1} for {len(plan)} cells",
+            highlight=False,
+        )
+        batch = [_with_block(by_key[key], index, set(tasks), settings, store.directory)
+                 for key, (index, tasks) in sorted(plan.items())]  # fmt: skip
+        run_cells(batch)
+    cache = store.directory / MODEL_CACHE
+    if cache.is_dir() and not any(cache.iterdir()):
+        cache.rmdir()

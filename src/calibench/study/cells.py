@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict
 from calibench.study.spec import StudySpec
 
 DENSE = "dense"
+POSITION = "position"  # an item's position in its task, stored with every item a block of adaptive evaluation scores
 
 
 class Cell(BaseModel):
@@ -38,6 +39,11 @@ class Cell(BaseModel):
     dtype: str = "auto"  # as the spec says; the resolved dtype is in each cell's record
     device: str = "auto"  # where it runs, not what it is: not part of the key
     offload: bool = False  # ditto: the same numbers, less GPU memory
+    # adaptive evaluation (calibench.study.adaptive): this run scores item positions [start, stop) of these tasks,
+    # and keeps the compressed weights in model_cache between blocks; none of it is part of the key
+    block: tuple[int, int] | None = None
+    block_tasks: tuple[str, ...] = ()
+    model_cache: str = ""
 
     @property
     def build_name(self) -> str:
@@ -48,7 +54,8 @@ class Cell(BaseModel):
     def key(self) -> str:
         # fields at their empty default hash as before they existed, so earlier studies still resume
         empty = {name for name in ("perturbation", "builder") if not getattr(self, name)}
-        empty |= {"device", "offload"} | ({"dtype"} if self.dtype == "auto" else set())
+        empty |= {"device", "offload", "block", "block_tasks", "model_cache"}
+        empty |= {"dtype"} if self.dtype == "auto" else set()
         payload = json.dumps(self.model_dump(mode="json", exclude=empty), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
@@ -74,12 +81,16 @@ class Cell(BaseModel):
         if self.is_dense:
             return f"{self.model} dense"
         extra = f" ({self.perturbation} rerun)" if self.perturbation else ""  # not [..]: rich would read markup
+        if self.block is not None and self.block[0] > 0:
+            extra += f" items {self.block[0]}-{self.block[1] - 1}"
         return f"{self.model} {self.method} {self.source}#{self.set_index} n={self.n} len={self.seq_len}{extra}"
 
 
 def expand(spec: StudySpec) -> list[Cell]:
     """All cells of the grid, dense baselines first, in a stable order."""
     evaluation = spec.eval.model_dump(mode="json")
+    if spec.eval.adaptive is not None:  # the key marks an adaptive cell, not its settings: a raised cap resumes
+        evaluation["adaptive"] = True
     runtime = {"dtype": spec.dtype, "device": spec.device, "offload": spec.offload}
     cells: list[Cell] = []
     for model in spec.models:

@@ -15,15 +15,17 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from calibench.core import failpoints, numerics
+from calibench.core.errors import CalibenchError
 from calibench.data.calibset import CalibrationSet
 from calibench.evaluation import evaluate
 from calibench.inspect.study_task import activation_rows, split_activation_tasks
 from calibench.models import load_tokenizer
 from calibench.placement import load_placed, model_device, onload_to, place_for_eval
-from calibench.study.cells import Cell
+from calibench.study.cells import POSITION, Cell
 from calibench.study.perturbations import get as get_perturbation
 
 _BASE: dict[str, Any] = {}
@@ -134,6 +136,10 @@ def _run_cell(
         "offload": cell.offload,
     }
     activation_tasks, eval_tasks = split_activation_tasks(ev["tasks"])
+    if cell.block is not None:  # a block of adaptive evaluation: these tasks' items [start, stop) only
+        eval_tasks = [t for t in eval_tasks if t in cell.block_tasks] if cell.block_tasks else eval_tasks
+        activation_tasks = activation_tasks if cell.block[0] == 0 else []  # recorded once, with the first block
+        record["block"] = list(cell.block)
     if activation_tasks and calib is not None:
         step(f"activation statistics {cell.describe()}")
     activation = activation_rows(
@@ -141,13 +147,25 @@ def _run_cell(
     )  # as the dense model sees the set
     if not cell.is_dense:
         assert calib is not None, "a compressed cell always gets its calibration set"
-        step(f"compressing {cell.describe()}")
-        failpoints.reach("cell.compress")
-        with onload_to(device):
-            result = compress(model, calib, cell.method_name, tokenizer=tokenizer, seed=cell.seed, **cell.params)
-        record["compression"] = result.record
-        # the model is thrown away after evaluation: fold weight-only fake quantization (exact, ~15% faster)
-        record["folded_quantized_modules"] = fold_weight_quantization(model)
+        cache = Path(cell.model_cache) if cell.model_cache else None
+        if cache is not None and cache.is_file():
+            step(f"compressed weights from the cache {cell.describe()}")
+            load_compressed(model, cache)
+            record["model_cache"] = "read"
+        else:
+            step(f"compressing {cell.describe()}")
+            failpoints.reach("cell.compress")
+            with onload_to(device):
+                result = compress(model, calib, cell.method_name, tokenizer=tokenizer, seed=cell.seed, **cell.params)
+            record["compression"] = result.record
+            # the model is thrown away after evaluation: fold weight-only fake quantization (exact, ~15% faster)
+            record["folded_quantized_modules"] = fold_weight_quantization(model)
+            if cache is not None:
+                try:
+                    save_compressed(model, cache)
+                    record["model_cache"] = "written"
+                except OSError as exc:  # e.g. a Ray worker without the study's directory: the next block recompresses
+                    record["model_cache"] = f"not written: {exc.strerror or exc}"
     model = place_for_eval(model, device, cell.offload)
     record["eval_device"] = str(model_device(model))
     step(f"evaluating {cell.describe()}")
@@ -163,6 +181,7 @@ def _run_cell(
             batch_size=ev.get("batch_size", 8),
             seq_len=ev.get("ppl_seq_len"),
             max_windows=ev.get("ppl_max_windows"),
+            items=cell.block,
             num_fewshot=ev.get("num_fewshot", 0),
             apply_chat_template=ev.get("apply_chat_template", False),
             fewshot_as_multiturn=ev.get("fewshot_as_multiturn"),
@@ -184,4 +203,31 @@ def _run_cell(
     }
     rows = activation + [row.model_dump(mode="json") for row in evaluation.rows]
     del model
-    return {"rows": rows, "record": record, "samples": evaluation.samples, "seconds": time.perf_counter() - started}
+    samples = evaluation.samples
+    if cell.block is not None:  # positions pair the blocks of every cell (lm-eval numbers the chosen documents anew)
+        for items in samples.values():
+            for offset, item in enumerate(items):
+                item[POSITION] = int(item["window"]) if "window" in item else cell.block[0] + offset
+    return {"rows": rows, "record": record, "samples": samples, "seconds": time.perf_counter() - started}
+
+
+def save_compressed(model: Any, path: Path) -> None:
+    """The compressed (folded) weights, for the next blocks of an adaptive study: written whole or not at all."""
+    from safetensors.torch import save_model
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    save_model(model, str(partial))
+    os.replace(partial, path)
+
+
+def load_compressed(model: Any, path: Path) -> None:
+    """Load weights written by :func:`save_compressed` into a fresh model of the same checkpoint."""
+    from safetensors.torch import load_model
+
+    missing, unexpected = load_model(model, str(path), strict=False)
+    if missing or unexpected:
+        raise CalibenchError(
+            f"{path} does not fit the model ({len(missing)} missing, {len(unexpected)} unexpected tensors): "
+            "delete it and rerun the study (the cell is compressed again)"
+        )

@@ -107,6 +107,32 @@ class SourceEntry(BaseModel):
         return self
 
 
+class AdaptiveSpec(BaseModel):
+    """Evaluate in blocks and stop feeding comparisons that are decided, or cannot be decided within the cap.
+
+    Every cell scores the first ``block`` items of each task, then each
+    comparison of two sources (per model x method x n x seq_len x task) is
+    updated with an anytime-valid test (:mod:`calibench.core.sequential`:
+    set-aware where both sources have 2+ sets, Holm across each family), and
+    only the cells of running comparisons score the next block, up to ``cap``
+    items per task.  Perplexity window NLL differences are clipped to
+    ``[-nll_range, nll_range]`` (a symmetric range keeps the test of "no
+    difference" valid; see the module).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    block: int = Field(25, ge=1)  # items (lm-eval documents, perplexity windows) per look
+    cap: int = Field(200, ge=1)  # most items per task
+    alpha: float = Field(0.05, gt=0, lt=1)  # family-wise level, Holm within each family
+    nll_range: float = Field(1.0, gt=0)  # bound of a window's NLL difference between two cells (nats)
+
+    @model_validator(mode="after")
+    def _cap_holds_a_block(self) -> AdaptiveSpec:
+        if self.cap < self.block:
+            raise ValueError(f"cap ({self.cap} items) is below the first block of {self.block} items: raise cap")
+        return self
+
+
 class EvalSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tasks: list[str] = Field(min_length=1)
@@ -122,6 +148,7 @@ class EvalSpec(BaseModel):
     # prune each cell's model to its evaluation's vocabulary and evaluate again (calibench.vocab.study)
     vocab: dict[str, Any] | None = None
     # (per-item results are always stored in a study, in study.sqlite's samples table: no option)
+    adaptive: AdaptiveSpec | None = None  # evaluate in blocks until comparisons are decided (see AdaptiveSpec)
 
     @model_serializer(mode="wrap")
     def _lm_eval_options_at_default_left_out(self, handler: Any) -> Any:
@@ -133,6 +160,7 @@ class EvalSpec(BaseModel):
                 ("apply_chat_template", False),
                 ("fewshot_as_multiturn", None),
                 ("vocab", None),
+                ("adaptive", None),
             ):
                 if name in data and data[name] == default and type(data[name]) is type(default):
                     del data[name]
@@ -256,6 +284,33 @@ class StudySpec(BaseModel):
         duplicates = sorted({label for label in shown if shown.count(label) > 1})
         if duplicates:
             raise ValueError(f"sources {duplicates} appear twice: give them distinct 'label's")
+        return self
+
+    @model_validator(mode="after")
+    def _adaptive_needs_comparisons(self) -> StudySpec:
+        adaptive = self.eval.adaptive
+        if adaptive is None:
+            return self
+        if len(self.sources) < 2:
+            raise ValueError(
+                "eval.adaptive stops comparisons between sources once decided, and this study has one source: "
+                "add a source or drop eval.adaptive"
+            )
+        if self.eval.limit is not None or self.eval.ppl_max_windows is not None:
+            raise ValueError("eval.adaptive: its cap sets how many items a task gets; drop limit and ppl_max_windows")
+        if self.eval.vocab is not None or self.noise_floor is not None:
+            raise ValueError("eval.adaptive does not combine with eval.vocab or noise_floor yet: drop one of them")
+        from calibench.evaluation import parse_tasks
+        from calibench.evaluation.tasks import PERPLEXITY_KIND
+
+        _, tasks = split_activation_tasks(self.eval.tasks)
+        for request in parse_tasks(tasks):
+            single = request.kind == PERPLEXITY_KIND or getattr(request.spec, "kind", "") == "task"
+            if not single:
+                raise ValueError(
+                    f"eval.adaptive scores tasks with one score per item: {request.name} is not a perplexity text "
+                    "or a single lm-eval task (list its subtasks instead)"
+                )
         return self
 
     @model_validator(mode="after")

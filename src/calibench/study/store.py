@@ -119,6 +119,51 @@ class Store:
                 ],
             )
 
+    def record_block(
+        self,
+        cell: Cell,
+        samples: dict[str, list[dict[str, Any]]],
+        rows_for: Any,
+        seconds: float,
+    ) -> None:
+        """A later block of an adaptive study's cell: its items added, each task's rows recomputed from all items.
+
+        ``rows_for(task, items)`` gives a task's rows from its items; the cell
+        keeps its record, and its seconds grow by this block's.
+        """
+        with self._transaction() as cur:
+            cur.executemany(
+                "INSERT OR REPLACE INTO samples VALUES (?, ?, ?, ?)",
+                [
+                    (cell.key, task, item_id(item, i), json.dumps(item, default=str))
+                    for task, items in samples.items()
+                    for i, item in enumerate(items)
+                ],
+            )
+            for task in samples:
+                stored = [
+                    json.loads(data)
+                    for (data,) in cur.execute(
+                        "SELECT data FROM samples WHERE key = ? AND task = ?", (cell.key, task)
+                    ).fetchall()
+                ]
+                cur.execute("DELETE FROM results WHERE key = ? AND task = ?", (cell.key, task))
+                cur.executemany(
+                    "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (cell.key, r["task"], r["metric"], r["value"], r.get("stderr"), r.get("n"), r.get("limit"))
+                        for r in rows_for(task, stored)
+                    ],
+                )
+            cur.execute(
+                "UPDATE cells SET seconds = seconds + ?, finished = ? WHERE key = ?", (seconds, time.time(), cell.key)
+            )
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        """Each finished cell's record, by key."""
+        query = "SELECT key, record FROM cells WHERE status = 'done'"
+        return {key: json.loads(record or "{}") for key, record in self.conn.execute(query)}
+
     def record_failure(self, cell: Cell, error: str, seconds: float) -> None:
         with self._transaction() as cur:
             cur.execute(
