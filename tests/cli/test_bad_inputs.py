@@ -421,6 +421,12 @@ ROWS = [
     Row(
         "study run {spec:badtracking} --out {out}", "unknown tracking backend 'mlfow'", "spec-unknown-tracking-backend"
     ),
+    # ---- adaptive evaluation settings that cannot work fail before any work
+    Row("study run {spec:adaptivecap} --out {out}", "below the first block of 50 items", "adaptive-cap-below-block"),
+    Row("study run {spec:adaptivealpha} --out {out}", "eval.adaptive.alpha", "adaptive-alpha-zero"),
+    Row("study run {spec:adaptiveonesource} --out {out}", "this study has one source", "adaptive-one-source"),
+    Row("study run {spec:adaptivelimit} --out {out}", "drop limit and ppl_max_windows", "adaptive-with-limit"),
+    Row("study run {spec:adaptivegroup} --out {out}", "list its subtasks instead", "adaptive-group-task"),
     # ---- predictors: study signals and recommend
     Row("study signals {tmp}/nostudy", "has no study.sqlite", "signals-no-study"),
     Row("study signals {corrupt_study} --signals nosuch", "unknown signal 'nosuch'", "signals-unknown-signal"),
@@ -536,6 +542,8 @@ def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
         "seq_len": [16],
         "eval": {"tasks": ["ppl:wiki"], "ppl_max_windows": 1},
     }
+    two_sources = {**grid, "sources": [{"name": str(text)}, {"name": "random-vocab"}]}
+    adaptive_eval = {"tasks": ["ppl:wiki"]}
     bodies = {
         "good": json.dumps(grid),
         "broken": "models: [a, b\nmethods: {",
@@ -546,6 +554,13 @@ def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
         "cuda": json.dumps({**grid, "device": "cuda"}),
         "baddtype": json.dumps({**grid, "dtype": "float8"}),
         "badtracking": json.dumps({**grid, "tracking": {"backend": "mlfow"}}),
+        "adaptivecap": json.dumps({**two_sources, "eval": {**adaptive_eval, "adaptive": {"block": 50, "cap": 20}}}),
+        "adaptivealpha": json.dumps({**two_sources, "eval": {**adaptive_eval, "adaptive": {"alpha": 0}}}),
+        "adaptiveonesource": json.dumps({**grid, "eval": {**adaptive_eval, "adaptive": {}}}),
+        "adaptivelimit": json.dumps({**two_sources, "eval": {**adaptive_eval, "limit": 5, "adaptive": {}}}),
+        "adaptivegroup": json.dumps(
+            {**two_sources, "eval": {**adaptive_eval, "tasks": ["ppl:wiki", "mmlu_stem"], "adaptive": {}}}
+        ),
     }
     for name, body in bodies.items():
         specs[name] = root / f"{name}.yaml"
