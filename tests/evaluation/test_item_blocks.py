@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from test_eval_api import fake_copa_mirror  # noqa: F401  (a fixture)
 
 from calibench.core.errors import CalibenchError
 from calibench.study.store import item_id
-from test_eval_api import fake_copa_mirror  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
