@@ -268,3 +268,24 @@ def test_a_registered_provider_is_placed_with_its_tables_and_plots(tmp_path, mon
         sections.as_sections(([("a", pd.DataFrame())], [png]))
     with pytest.raises(TypeError):
         sections.as_sections([("a", pd.DataFrame())])
+
+
+def test_the_headline_lists_exactly_the_significant_pairs_from_the_better_source(study):
+    directory, scores, report = study
+    frame = load_frame(directory)[0]
+    pairs_section, _ = sections.paired_sections(directory, frame, None)
+    pairs = pairs_section.tables[0].frame
+    (headline,) = sections.resolved_sections(directory, frame, None)
+    resolved = headline.tables[0].frame
+    assert len(resolved) == int(pairs["significant"].sum()) >= 1
+    for _, row in resolved.iterrows():
+        match = pairs[(pairs.method == row["method"]) & (pairs.task == row["task"])].iloc[0]
+        assert row["p (Holm)"] == match["p (Holm)"] and row["better"] == match["better"]
+        difference = match["difference (A-B)"] * (1 if match["better"] == match["source A"] else -1)
+        assert row["difference"] == pytest.approx(difference) and row["CI low"] <= row["CI high"]
+        if row["task"] == "arc_easy":
+            assert row["difference"] > 0  # the better source has the higher accuracy
+    wanda = resolved[(resolved.method == "wanda") & (resolved.task == "arc_easy")].iloc[0]
+    assert (wanda["better"], wanda["worse"], wanda["scope"]) == ("wiki", "code", tables.THESE_SETS)
+    assert any(line.startswith("wanda arc_easy: wiki better than code by +") for line in report.resolved)
+    assert sections.RESOLVED_HEADING in report.markdown.read_text()

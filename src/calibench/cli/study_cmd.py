@@ -43,6 +43,8 @@ def run(
     )
     if report and summary.done + summary.skipped > 0:
         written = write_report(out)
+        for line in written.resolved:
+            con.print(f"resolved: {line}" if "better than" in line else line, highlight=False)
         con.print(f"report: {written.markdown} (HTML: {written.html})", highlight=False)
 
 

@@ -189,6 +189,78 @@ def paired_sections(directory: Path, frame: Any, out: Path | None) -> list[Secti
     ]
 
 
+RESOLVED_HEADING = "What this study resolved: source pairs with Holm p < 0.05"
+RESOLVED_INTRO = (
+    "Pairs of calibration sources whose difference is significant after Holm within each model x method x task "
+    "(details, and every other pair, in the table of differences between sources below). Scope sources: the "
+    "set-aware test (sets and items random), a statement about the sources; scope these sets: items only, "
+    "about the drawn sets."
+)
+RESOLVED_COLUMNS = ["model", "method", "task", "better", "worse", "difference", "CI low", "CI high",
+                    "ppl ratio", "p (Holm)", "scope", "sets"]  # fmt: skip
+
+
+def resolved_table(pairs: Any) -> Any:
+    """The significant rows of the source-pair table, each as "better than worse by difference [CI]"."""
+    import pandas as pd
+
+    rows = []
+    for _, row in pairs[pairs["significant"]].iterrows():
+        a_better = row["better"] == row["source A"]
+        sign = 1.0 if a_better else -1.0  # the difference of the better source minus the worse
+        low, high = sorted((sign * row["CI low"], sign * row["CI high"]))
+        rows.append(
+            {
+                "model": row["model"],
+                "method": row["method"],
+                "task": row["task"],
+                "better": row["better"],
+                "worse": row["source B"] if a_better else row["source A"],
+                "difference": sign * row["difference (A-B)"],
+                "CI low": low,
+                "CI high": high,
+                "ppl ratio": row["ppl ratio (A/B)"] ** sign,
+                "p (Holm)": row["p (Holm)"],
+                "scope": row["scope"],
+                "sets": f"{row['sets A']}+{row['sets B']}",
+            }
+        )
+    return pd.DataFrame(rows, columns=RESOLVED_COLUMNS)
+
+
+def resolved_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
+    """The headline: which source pairs the study resolved (nothing where nothing was, or nothing compares)."""
+    compressed = frame[(frame.method != "dense") & (frame.source != "-")]
+    if compressed.empty or compressed.source.nunique() < 2:
+        return []
+    matrices = tables.source_matrices(frame, load_samples(directory, _paired_tasks(compressed)))
+    if not matrices:
+        return []
+    pairs, _ = tables.paired_tables(matrices)
+    resolved = resolved_table(pairs)
+    if resolved.empty:
+        intro = (
+            f"None of the {len(pairs)} source pairs is significant after Holm: at these sizes the study cannot "
+            "tell the sources apart (see items needed and sets needed in the table of differences below)."
+        )
+        return [Section(RESOLVED_HEADING, intro=intro)]
+    return [Section(RESOLVED_HEADING, intro=RESOLVED_INTRO, tables=[resolved])]
+
+
+def resolved_lines(section: Section) -> list[str]:
+    """The headline as one line per resolved pair, for the console."""
+    if not section.tables:
+        return [section.intro or ""]
+    lines = []
+    for _, row in section.tables[0].frame.iterrows():
+        ratio = "" if row["ppl ratio"] != row["ppl ratio"] else f", ppl ratio {row['ppl ratio']:.3f}"
+        lines.append(
+            f"{row['method']} {row['task']}: {row['better']} better than {row['worse']} by {row['difference']:+.4f} "
+            f"[{row['CI low']:+.4f}, {row['CI high']:+.4f}]{ratio}, Holm p {row['p (Holm)']:.2g} ({row['scope']})"
+        )
+    return lines
+
+
 def activation_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
     activations, spread = tables.activation_table(frame), tables.perplexity_spread_table(frame)
     found = []
@@ -226,6 +298,7 @@ def register(name: str, target: ProviderFunction | str, *, before: str | None = 
         PROVIDERS.move_before(name, before)
 
 
+register("resolved", resolved_sections)
 register("accuracy", accuracy_sections)
 register("gap", gap_sections)
 register("perplexity", perplexity_sections)

@@ -19,7 +19,7 @@ from calibench.core.fsutil import atomic_write_bytes
 from calibench.report.frame import load_frame
 from calibench.report.notes import report_notes
 from calibench.report.render import render_html, render_markdown
-from calibench.report.sections import build_sections
+from calibench.report.sections import RESOLVED_HEADING, build_sections, resolved_lines
 
 REPORT_DIR = "report"
 
@@ -31,6 +31,7 @@ class Report:
     csv: Path
     parquet: Path
     plots: list[Path]
+    resolved: list[str]  # one line per resolved source pair (or why none is), for the console
 
 
 def write_report(directory: str | Path) -> Report:
@@ -68,4 +69,5 @@ def write_report(directory: str | Path) -> Report:
         out / "results.csv",
         out / "results.parquet",
         [p for section in sections for p in section.plots],
+        [line for s in sections if s.title == RESOLVED_HEADING for line in resolved_lines(s)],
     )
