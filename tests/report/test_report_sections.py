@@ -287,5 +287,5 @@ def test_the_headline_lists_exactly_the_significant_pairs_from_the_better_source
             assert row["difference"] > 0  # the better source has the higher accuracy
     wanda = resolved[(resolved.method == "wanda") & (resolved.task == "arc_easy")].iloc[0]
     assert (wanda["better"], wanda["worse"], wanda["scope"]) == ("wiki", "code", tables.THESE_SETS)
-    assert any(line.startswith("wanda arc_easy: wiki better than code by +") for line in report.resolved)
+    assert any(line.startswith("wanda arc_easy: wiki better than code, acc +") for line in report.resolved)
     assert sections.RESOLVED_HEADING in report.markdown.read_text()
