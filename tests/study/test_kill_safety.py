@@ -107,6 +107,53 @@ def test_study_killed_at_each_stage_resumes_to_the_uninterrupted_results(tmp_pat
     )
 
 
+@pytest.fixture(scope="module")
+def adaptive_spec(tmp_path_factory, tiny_model_dir, texts):
+    train, heldout = texts
+    path = tmp_path_factory.mktemp("kill-adaptive-spec") / "spec.yaml"
+    adaptive = {"block": 2, "cap": 6, "alpha": 1e-9}  # never decided: every cell scores three blocks
+    path.write_text(
+        json.dumps(
+            {
+                "models": [str(tiny_model_dir)],
+                "methods": [{"name": "wanda", "params": {"sparsity": 0.5}}],
+                "sources": [{"name": str(train), "sets": 2}, {"name": "random-vocab", "sets": 2}],
+                "n": [4],
+                "seq_len": [32],
+                "eval": {"tasks": [f"ppl:{heldout}"], "ppl_seq_len": 32, "adaptive": adaptive},
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def adaptive_reference(tmp_path_factory, adaptive_spec):
+    out = tmp_path_factory.mktemp("kill-adaptive-reference") / "study"
+    run_study(adaptive_spec, out, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("failpoint", ["cell.evaluate:8", "store.block:5"])
+def test_adaptive_study_killed_between_blocks_resumes_to_the_uninterrupted_items(
+    tmp_path, adaptive_spec, adaptive_reference, failpoint
+):
+    reference = adaptive_reference
+    out = tmp_path / "study"
+    proc = calibench(["study", "run", adaptive_spec, "--out", out, "--no-report"], failpoint=failpoint)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == -signal.SIGKILL, f"the failpoint {failpoint} was not reached: {err.decode()[-2000:]}"
+    killed_items = table(out / DB_NAME, "SELECT COUNT(*) FROM samples")[0][0]
+    run_study(adaptive_spec, out, progress=False)
+    query = "SELECT key, task, item, data FROM samples ORDER BY key, task, item"
+    assert killed_items < len(table(reference / DB_NAME, query))
+    assert table(out / DB_NAME, query) == table(reference / DB_NAME, query)
+    assert table(out / DB_NAME, "SELECT key || task || metric, value FROM results ORDER BY 1") == table(
+        reference / DB_NAME, "SELECT key || task || metric, value FROM results ORDER BY 1"
+    )
+    assert not (out / "models").exists()
+
+
 def _build_args(texts, tiny_model_dir, out):
     return ["data", "build", texts[0], "-m", tiny_model_dir, "--n", "8", "--seq-len", "32", "--sets", "2", "--out", out]
 

@@ -140,6 +140,7 @@ class Store:
                     for i, item in enumerate(items)
                 ],
             )
+            failpoints.reach("store.block")  # items in, rows not yet recomputed: the transaction must not commit
             for task in samples:
                 stored = [
                     json.loads(data)
