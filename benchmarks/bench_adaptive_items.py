@@ -82,9 +82,7 @@ def main() -> None:
     frame = load_frame(args.study)[0]
     frame = frame[frame.perturbation == ""]
     pairs, _ = tables.paired_tables(tables.source_matrices(frame, load_samples(args.study, tasks)))
-    fixed = {
-        (r.method, r.task, r["source A"], r["source B"]): r for _, r in pairs.iterrows()
-    }
+    fixed = {(r.method, r.task, r["source A"], r["source B"]): r for _, r in pairs.iterrows()}
     rows = []
     used: dict[tuple[str, str], int] = {}  # (cell key, task) -> items the adaptive run scores
     for pair in state.pairs:

@@ -254,8 +254,9 @@ def resolved_lines(section: Section) -> list[str]:
     lines = []
     for _, row in section.tables[0].frame.iterrows():
         ratio = "" if row["ppl ratio"] != row["ppl ratio"] else f", ppl ratio {row['ppl ratio']:.3f}"
+        quantity = tables.quantity(row["task"])
         lines.append(
-            f"{row['method']} {row['task']}: {row['better']} better than {row['worse']}, {tables.quantity(row['task'])} "
+            f"{row['method']} {row['task']}: {row['better']} better than {row['worse']}, {quantity} "
             f"{row['difference']:+.4f} [{row['CI low']:+.4f}, {row['CI high']:+.4f}]{ratio}, Holm p "
             f"{row['p (Holm)']:.2g} ({row['scope']})"
         )
