@@ -13,7 +13,7 @@ the module that owns the work:
   root and, for a local file, its size and mtime) and their token ids (keyed
   by the documents' fingerprint, the joiner and the tokenizer);
 * :data:`MIRROR_DATA` (:mod:`.lmeval`): the offline data of an lm-eval task
-  (keyed by the mirror and the pack's directory).  lm-eval's ``Task`` objects
+  (keyed by the mirror and the assets directory).  lm-eval's ``Task`` objects
   are *not* cached: ``simple_evaluate`` mutates them (few-shot count and
   RNG, the built requests with the model's responses), and building one from
   cached data takes a tenth of a second;

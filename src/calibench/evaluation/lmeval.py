@@ -31,11 +31,12 @@ from typing import Any
 
 from calibench.core.connectivity import is_connection_error
 from calibench.core.errors import CalibenchError
+from calibench.core.paths import assets_dir
 from calibench.core.provenance import package_version
 from calibench.core.text import one_line
 from calibench.evaluation.cache import ENV_INFO, MIRROR_DATA
 from calibench.evaluation.fewshot import effective_shots, offline_fewshot_problem
-from calibench.evaluation.mirrors import Mirror, build_mirror, mirror_for_dataset, pack_root
+from calibench.evaluation.mirrors import Mirror, build_mirror, mirror_for_dataset
 from calibench.evaluation.results import EvalRow, TaskRecord
 from calibench.evaluation.samples import Item, items_from_lm_eval, metric_label
 from calibench.evaluation.tasks import LM_EVAL_KIND, LmEvalTask
@@ -177,10 +178,9 @@ def _loader(mirror: Mirror) -> Any:
 
 
 def cached_mirror(name: str) -> Mirror:
-    """:func:`build_mirror`, once per process for a mirror and pack directory (the datasets are only read:
+    """:func:`build_mirror`, once per process for a mirror and assets directory (the datasets are only read:
     each task gets its own ``DatasetDict`` of them, and lm-eval's processing makes new datasets)."""
-    root = pack_root()
-    return MIRROR_DATA.get_or_make((name, str(root)), lambda: build_mirror(name, root))
+    return MIRROR_DATA.get_or_make((name, str(assets_dir())), lambda: build_mirror(name))
 
 
 def scored_split(task: Any) -> str:
