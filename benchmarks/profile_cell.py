@@ -20,6 +20,7 @@ to its wall time ("other" is what no wrapper covers).
 
     python benchmarks/profile_cell.py --out profile.json
     python benchmarks/profile_cell.py --methods wanda --cells 2 --limit 4
+    python benchmarks/profile_cell.py --compare before.json after.json
 
 Not a test: nothing is asserted.  Prints one markdown table per method.
 """
@@ -319,6 +320,26 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def compare(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """Two ``--out`` files side by side: per method, a row per stage, seconds of each cell before and after."""
+    out = []
+    for old, new in zip(before["results"], after["results"]):
+        runs = [("before", c) for c in old["cells"]] + [("after", c) for c in new["cells"]]
+        names: list[str] = []
+        for _, cell in runs:
+            names += [n for n in cell["stages"] if n not in names]
+        names.sort(key=lambda n: -max(c["stages"].get(n, 0.0) for _, c in runs))
+        out.append(f"### {old['method']}\n")
+        out.append("| stage | " + " | ".join(f"{when} cell {c['cell']}" for when, c in runs) + " |")
+        out.append("|---|" + "---:|" * len(runs))
+        for name in names:
+            values = [c["stages"].get(name, 0.0) for _, c in runs]
+            if max(values) >= 0.005:
+                out.append(f"| {name} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+        out.append("| **cell wall time** | " + " | ".join(f"**{c['wall_s']:.1f}**" for _, c in runs) + " |\n")
+    return "\n".join(out)
+
+
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     out = []
     for result in results:
@@ -346,8 +367,14 @@ def main() -> None:
         help="clear calibench's per-process caches before every cell (each cell pays them again)",
     )
     ap.add_argument("--out", type=Path, help="write every cell's stages as JSON here")
+    ap.add_argument("--compare", nargs=2, type=Path, metavar=("BEFORE", "AFTER"),
+                    help="print two --out files side by side and exit")  # fmt: skip
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: run this method here, print JSON
     args = ap.parse_args()
+
+    if args.compare:
+        print(compare(*(json.loads(p.read_text()) for p in args.compare)))
+        return
 
     if args.one:
         print(json.dumps(profile_method(args, args.one)))
