@@ -66,6 +66,14 @@ def isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CALIBENCH_HOME", str(tmp_path_factory.mktemp("calibench-home")))
 
 
+@pytest.fixture(autouse=True)
+def fresh_evaluation_caches():
+    """Evaluation's per-process caches (calibench.evaluation.cache) start empty in every test."""
+    from calibench.evaluation.cache import clear_caches
+
+    clear_caches()
+
+
 @pytest.fixture
 def text_file(tmp_path) -> Path:
     path = tmp_path / "corpus.txt"

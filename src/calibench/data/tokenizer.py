@@ -8,8 +8,10 @@ many paths); the vocabulary hash is what is compared.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import weakref
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -33,12 +35,38 @@ class TokenizerIdentity:
         return cls(name=str(data["name"]), vocab_sha256=str(data["vocab_sha256"]), vocab_size=int(data["vocab_size"]))
 
 
+# tokenizer object -> (its size and special ids when hashed, the hash): a study hashes the same tokenizer per cell
+_VOCAB_HASHES: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], str]] = weakref.WeakKeyDictionary()
+
+
 def vocab_hash(tokenizer: Any) -> str:
     """sha256 over the sorted (token, id) pairs and the special tokens.
 
     Special tokens are included because two tokenizers with one vocabulary but
-    a different BOS/EOS produce different windows.
+    a different BOS/EOS produce different windows.  Memoised per tokenizer
+    object while its size and special tokens are unchanged (the vocabulary of
+    a loaded tokenizer changes only by adding tokens).
     """
+    try:
+        state = (len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id,
+                 tokenizer.unk_token_id)  # fmt: skip
+        memo = _VOCAB_HASHES.get(tokenizer)
+    except (TypeError, AttributeError):  # not sized, not hashable or not weakly referable: hash every time
+        return _vocab_hash(tokenizer)
+    if memo is not None and memo[0] == state:
+        return memo[1]
+    digest = _vocab_hash(tokenizer)
+    with contextlib.suppress(TypeError):
+        _VOCAB_HASHES[tokenizer] = (state, digest)
+    return digest
+
+
+def clear_vocab_hash_cache() -> None:
+    """Forget the memoised vocabulary hashes (tests; calibench.evaluation.cache.clear_caches calls it)."""
+    _VOCAB_HASHES.clear()
+
+
+def _vocab_hash(tokenizer: Any) -> str:
     vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: (kv[1], kv[0]))
     specials = {
         "bos": tokenizer.bos_token_id,

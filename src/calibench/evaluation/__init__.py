@@ -14,7 +14,10 @@
   few-shot (:mod:`.fewshot`), chat-template and generation options, on the
   backend of :mod:`.backends`;
 * :mod:`.results` holds the rows and records that come back, :mod:`.samples`
-  the per-item results, :mod:`.lmeval_output` writes lm-eval's own layout.
+  the per-item results, :mod:`.lmeval_output` writes lm-eval's own layout;
+* :mod:`.cache` keeps what every evaluation in a process would redo (held-out
+  token ids, offline mirrors, lm-eval's environment probe), cleared by
+  ``clear_caches()`` (docs/performance.md).
 
 Importing this package is cheap: torch, datasets and lm-eval load when used.
 """

@@ -20,6 +20,7 @@ lm-eval takes seconds to import, so it is imported here only, lazily.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import time
@@ -30,8 +31,10 @@ from typing import Any
 
 from calibench.core.connectivity import is_connection_error
 from calibench.core.errors import CalibenchError
+from calibench.core.paths import assets_dir
 from calibench.core.provenance import package_version
 from calibench.core.text import one_line
+from calibench.evaluation.cache import ENV_INFO, MIRROR_DATA
 from calibench.evaluation.fewshot import effective_shots, offline_fewshot_problem
 from calibench.evaluation.mirrors import Mirror, build_mirror, mirror_for_dataset
 from calibench.evaluation.results import EvalRow, TaskRecord
@@ -174,6 +177,12 @@ def _loader(mirror: Mirror) -> Any:
     return custom_dataset
 
 
+def cached_mirror(name: str) -> Mirror:
+    """:func:`build_mirror`, once per process for a mirror and assets directory (the datasets are only read:
+    each task gets its own ``DatasetDict`` of them, and lm-eval's processing makes new datasets)."""
+    return MIRROR_DATA.get_or_make((name, str(assets_dir())), lambda: build_mirror(name))
+
+
 def scored_split(task: Any) -> str:
     return task.config.test_split if task.has_test_docs() else task.config.validation_split
 
@@ -264,7 +273,7 @@ def _prepare_offline(
         record.status = "skipped"
         record.reason = f"no offline data for {what}{spec.name} ({offline_reason}); run it online"
         return None
-    mirror = build_mirror(name)
+    mirror = cached_mirror(name)
     shots = effective_shots(config.get("num_fewshot"), num_fewshot)
     problem = offline_fewshot_problem(spec.name, config, shots, list(mirror.splits), mirror.fewshot_hint)
     if problem is not None:
@@ -312,18 +321,41 @@ def _git_describe_quietly() -> str | None:
     return done.stdout.strip() or None
 
 
+def _env_probe(cwd: str) -> dict[str, Any]:
+    """What lm-eval's ``add_env_info`` adds (torch's ``collect_env``: a dozen subprocesses) and its git hash, for
+    one working directory."""
+    from lm_eval.loggers.utils import add_env_info
+
+    info: dict[str, Any] = {}
+    add_env_info(info)
+    return {"git_hash": _git_describe_quietly(), "env": info}
+
+
+def _cached_env_probe() -> dict[str, Any]:
+    cwd = os.getcwd()
+    return ENV_INFO.get_or_make(cwd, lambda: _env_probe(cwd))
+
+
 @contextlib.contextmanager
 def _quiet_git_probe() -> Iterator[None]:
     """simple_evaluate records a git hash by running git with inherited stderr: outside a repository
-    that printed a stray 'fatal: not a git repository' line under calibench's output."""
+    that printed a stray 'fatal: not a git repository' line under calibench's output.  It also describes the
+    environment (torch's ``collect_env``, about a second of subprocesses) on every call: both are probed once
+    per process and working directory (:data:`calibench.evaluation.cache.ENV_INFO`) and copied into each output."""
     import lm_eval.evaluator as evaluator
 
-    original = evaluator.get_git_commit_hash
-    evaluator.get_git_commit_hash = _git_describe_quietly
+    def git_hash() -> str | None:
+        return _cached_env_probe()["git_hash"]
+
+    def env_info(storage: dict[str, Any]) -> None:
+        storage.update(copy.deepcopy(_cached_env_probe()["env"]))
+
+    originals = evaluator.get_git_commit_hash, evaluator.add_env_info
+    evaluator.get_git_commit_hash, evaluator.add_env_info = git_hash, env_info
     try:
         yield
     finally:
-        evaluator.get_git_commit_hash = original
+        evaluator.get_git_commit_hash, evaluator.add_env_info = originals
 
 
 @dataclass

@@ -15,7 +15,9 @@ from typing import Any
 
 from calibench.core.connectivity import env_offline
 from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.paths import home
 from calibench.data.sources.local import LOCAL_SUFFIXES
+from calibench.evaluation.cache import HELDOUT_DOCS, HELDOUT_IDS, tokenizer_key
 from calibench.evaluation.heldout import HELDOUT_TEXTS, HeldoutText, load_heldout_texts, local_heldout
 from calibench.evaluation.kinds.base import EvalContext, KindOutput, TaskKind, announce
 from calibench.evaluation.mirrors import pack_root
@@ -96,7 +98,7 @@ def load_heldout(request: TaskRequest, conn: Any) -> tuple[TaskRecord, list[str]
     if spec.kind == "pack":
         pack_root()  # a one-line error naming the pull command when the pack is missing
     try:
-        texts, fingerprint = load_heldout_texts(spec)
+        texts, fingerprint = cached_heldout_texts(spec)
     except CalibenchError as exc:
         if spec.offline:
             raise
@@ -128,7 +130,7 @@ def run_perplexity(
     (their items keep their window numbers, so blocks pair across cells).
     """
     started = time.perf_counter()
-    ids = tokenize_joined(texts, tokenizer, spec.joiner)
+    ids = cached_token_ids(spec, record.details.get("fingerprint"), texts, tokenizer)
     body = seq_len - 1 if add_bos else seq_len
     available = len(ids) // body
     if spec.max_windows is not None:
@@ -156,6 +158,30 @@ def run_perplexity(
     record.seconds += time.perf_counter() - started
     row = EvalRow(task=record.task, metric="perplexity", value=ppl, stderr=stderr, n=len(windows), limit=record.limit)
     return [row], window_items(scores.nll_per_window, scores.tokens_per_window, first=first)
+
+
+def cached_heldout_texts(spec: HeldoutText) -> tuple[list[str], str]:
+    """:func:`load_heldout_texts`, once per process for a spec, cache root and (local file) size and mtime."""
+    where: Any = str(home()), os.environ.get("CALIBENCH_HUB_MIRROR")
+    if spec.kind == "local":
+        stat = os.stat(spec.source)
+        where = (*where, os.path.abspath(spec.source), stat.st_size, stat.st_mtime_ns)
+    texts, fingerprint = HELDOUT_DOCS.get_or_make((spec, where), lambda: load_heldout_texts(spec))
+    return list(texts), fingerprint
+
+
+def cached_token_ids(spec: HeldoutText, fingerprint: str | None, texts: list[str], tokenizer: Any) -> Any:
+    """The joined text's token ids (:func:`tokenize_joined`), once per process for a text and a tokenizer.
+
+    Keyed by the spec (joiner, document cap), the documents' fingerprint and
+    the tokenizer (:func:`calibench.evaluation.cache.tokenizer_key`); the
+    caller gets its own copy.  Without a fingerprint nothing is cached.
+    """
+    tokenizer_part = tokenizer_key(tokenizer)
+    if fingerprint is None or tokenizer_part is None:
+        return tokenize_joined(texts, tokenizer, spec.joiner)
+    key = (spec, fingerprint, len(texts), tokenizer_part)
+    return HELDOUT_IDS.get_or_make(key, lambda: tokenize_joined(texts, tokenizer, spec.joiner)).copy()
 
 
 def _is_file_spec(text: str) -> bool:
