@@ -25,21 +25,25 @@ from pathlib import Path
 from typing import Any
 
 
-def with_positions(samples: dict[tuple[str, str], dict[str, dict[str, Any]]]) -> dict:
-    """Each stored item with its position in the task: the window number, or lm-eval's document index."""
-    from calibench.study.cells import POSITION
+def with_positions(samples: dict[tuple[str, str], dict[str, dict[str, Any]]], seed: int) -> dict:
+    """Each stored item with a position: its index (window number, lm-eval document index) placed by the same
+    seeded shuffle a live adaptive run uses (:class:`calibench.evaluation.samples.ItemBlock`), of the N items the
+    fixed run scored, so the replay is a live run on a task of those N items."""
+    import numpy as np
+
+    from calibench.evaluation.samples import POSITION, ItemBlock
 
     out: dict = {}
     for (key, task), items in samples.items():
-        placed = {}
-        for item_id, item in items.items():
-            position = item.get("window", item.get("doc_id"))
-            if position is None:
-                raise SystemExit(f"{task}: an item without a window or doc_id; cannot replay")
-            placed[item_id] = {**item, POSITION: int(position)}
-        if len({i[POSITION] for i in placed.values()}) != len(placed):
-            raise SystemExit(f"{task}: positions repeat within a cell; cannot replay")
-        out[(key, task)] = placed
+        indices = {item_id: item.get("window", item.get("doc_id")) for item_id, item in items.items()}
+        if any(i is None for i in indices.values()):
+            raise SystemExit(f"{task}: an item without a window or doc_id; cannot replay")
+        n = len(items)
+        if sorted(int(i) for i in indices.values()) != list(range(n)):
+            raise SystemExit(f"{task}: the fixed run's items are not the first {n} of the task; cannot replay")
+        position = np.empty(n, dtype=np.int64)
+        position[ItemBlock(0, n, seed=seed).order(n)] = np.arange(n)
+        out[(key, task)] = {i: {**item, POSITION: int(position[int(indices[i])])} for i, item in items.items()}
     return out
 
 
@@ -76,7 +80,7 @@ def main() -> None:
             counts[model_task] = min(counts.get(model_task, len(items)), len(items))
     cap = max(counts.values())
     settings = AdaptiveSpec(block=args.block, cap=cap, alpha=args.alpha, nll_range=args.nll_range)
-    state = replay(cells, spec.eval.tasks, settings, with_positions(samples), done, counts)
+    state = replay(cells, spec.eval.tasks, settings, with_positions(samples, spec.seed), done, counts)
 
     # fixed n: the report's decision on every item
     frame = load_frame(args.study)[0]

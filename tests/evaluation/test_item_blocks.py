@@ -49,3 +49,28 @@ def test_bad_blocks(tiny_model_dir, heldout_file, kwargs, message):
 
     with pytest.raises(CalibenchError, match=message):
         evaluate(str(tiny_model_dir), f"ppl:{heldout_file}", seq_len=32, **kwargs)
+
+
+def test_a_seeded_block_takes_positions_of_one_shuffle(tiny_model_dir, heldout_file, fake_copa_mirror):  # noqa: F811
+    from calibench.evaluation import evaluate
+    from calibench.evaluation.samples import POSITION, ItemBlock
+
+    tasks = f"copa,ppl:{heldout_file}"
+    kwargs = dict(seq_len=32, batch_size=2, log_samples=True)
+    whole = evaluate(str(tiny_model_dir), tasks, **kwargs)  # every item, in task order
+    block = ItemBlock(1, 4, seed=3)
+    part = evaluate(str(tiny_model_dir), tasks, items=block, **kwargs)
+    for task in ("copa", f"ppl:{heldout_file}"):
+        everything = whole.samples[task]
+        order = block.order(len(everything))
+        assert list(order) != list(range(len(everything)))  # a shuffle, not the task order
+        scored = {int(item[POSITION]): item for item in part.samples[task]}
+        assert sorted(scored) == [1, 2, 3]
+        for position, item in scored.items():
+            index = item.get("window", item.get("doc_id"))
+            assert index == order[position]
+            reference = everything[index]
+            if "nll" in item:
+                assert item["nll"] == reference["nll"]
+            else:
+                assert item["doc_hash"] == reference["doc_hash"] and item["metrics"] == reference["metrics"]

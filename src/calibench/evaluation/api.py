@@ -30,6 +30,7 @@ from calibench.evaluation.lmeval import LmEvalOptions, parse_gen_kwargs
 from calibench.evaluation.lmeval_output import check_lm_eval_dir
 from calibench.evaluation.perplexity import BosOption
 from calibench.evaluation.results import EvalResult
+from calibench.evaluation.samples import ItemBlock
 from calibench.evaluation.settings import SEQ_LEN_FIELD, EvalSettings
 from calibench.evaluation.tasks import LM_EVAL_KIND, TaskRequest, group_by_kind, parse_tasks
 from calibench.models import (
@@ -68,7 +69,7 @@ def evaluate(
     backend: str = "hf",
     lm_eval_out: str | os.PathLike[str] | None = None,
     settings: EvalSettings | None = None,
-    items: tuple[int, int] | None = None,
+    items: ItemBlock | tuple[int, int] | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on ``tasks`` (e.g. ``"ppl:wiki,arc_easy,piqa"``, any lm-eval task name).
 
@@ -91,10 +92,12 @@ def evaluate(
     results in ``EvalResult.samples``.  ``backend`` is ``"hf"`` (HFLM around
     the model) or ``"vllm"`` (lm-eval's VLLM on the model directory).
     ``lm_eval_out`` also writes lm-eval's own output layout to that folder.
-    ``items=(start, stop)`` scores only the items at those positions of every
-    task (lm-eval documents in the task's order, perplexity windows in text
-    order; fewer where a task has fewer): one block of a study's adaptive
-    evaluation, whose blocks together are the first ``stop`` items.
+    ``items=(start, stop)`` (or an :class:`ItemBlock` with a seed) scores only
+    the items at those positions of every task (lm-eval documents, perplexity
+    windows; in the task's order, or a seeded shuffle of it; fewer where a
+    task has fewer), each item marked with its ``position``: one block of a
+    study's adaptive evaluation, whose blocks together are the first ``stop``
+    items.
 
     ``settings`` gives these options as one :class:`EvalSettings` (what
     ``calibench eval`` takes; its ``ppl_seq_len`` is ``seq_len`` here);
@@ -109,7 +112,9 @@ def evaluate(
     requests = parse_tasks(tasks, offline=offline)
     groups = group_by_kind(requests)
     _check_positive(limit=limit, batch_size=batch_size, max_windows=max_windows, bootstrap_iters=bootstrap_iters)
-    if items is not None and not (0 <= items[0] < items[1]):
+    if isinstance(items, tuple):
+        items = ItemBlock(*items)
+    if items is not None and not (0 <= items.start < items.stop):
         raise CalibenchError(f"items must be a range (start, stop) with 0 <= start < stop, got {items}")
     if items is not None and (limit is not None or max_windows is not None):
         raise CalibenchError("items (a block of items) replaces limit and max_windows: give one or the other")

@@ -38,7 +38,7 @@ from calibench.evaluation.cache import ENV_INFO, MIRROR_DATA
 from calibench.evaluation.fewshot import effective_shots, offline_fewshot_problem
 from calibench.evaluation.mirrors import Mirror, build_mirror, mirror_for_dataset
 from calibench.evaluation.results import EvalRow, TaskRecord
-from calibench.evaluation.samples import Item, items_from_lm_eval, metric_label
+from calibench.evaluation.samples import POSITION, Item, ItemBlock, items_from_lm_eval, metric_label
 from calibench.evaluation.tasks import LM_EVAL_KIND, LmEvalTask
 
 #: lm-eval's default seeds (simple_evaluate), recorded with every result.
@@ -368,11 +368,13 @@ class TaskRun:
 
 
 def run(lm: Any, prepared: PreparedTask, limit: int | None, bootstrap_iters: int,
-        options: LmEvalOptions | None = None, items: tuple[int, int] | None = None) -> TaskRun:  # fmt: skip
+        options: LmEvalOptions | None = None, items: ItemBlock | None = None) -> TaskRun:  # fmt: skip
     """Score one prepared task with ``simple_evaluate``; fills in its record.
 
-    ``items=(start, stop)`` scores the documents at those positions of each
-    leaf task (lm-eval's ``samples``); a leaf with none left is not run.
+    ``items`` (an :class:`ItemBlock`) scores the documents at the block's
+    positions of each leaf task (lm-eval's ``samples``); a leaf with none
+    left is not run.  Each item gets its ``position`` (its ``doc_id`` is the
+    document's index in the task).
     """
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
@@ -382,7 +384,7 @@ def run(lm: Any, prepared: PreparedTask, limit: int | None, bootstrap_iters: int
     started = time.perf_counter()
     chosen = None
     if items is not None:
-        chosen = {leaf.task_name: list(range(items[0], min(items[1], len(leaf.eval_docs)))) for leaf in prepared.leaves}
+        chosen = {leaf.task_name: sorted(int(i) for i in items.chosen(len(leaf.eval_docs))) for leaf in prepared.leaves}
         chosen = {name: docs for name, docs in chosen.items() if docs}  # an empty list would mean every document
         if not chosen:
             return TaskRun([], {}, {})
@@ -434,7 +436,20 @@ def run(lm: Any, prepared: PreparedTask, limit: int | None, bootstrap_iters: int
         rows.extend(rows_from_results(label(name), metrics, n, record.limit))
     samples = {label(name): items_from_lm_eval(logged, leaves[name].OUTPUT_TYPE, _gold_resolver(leaves[name]))
                for name, logged in (out.get("samples") or {}).items() if name in leaves}  # fmt: skip
+    if items is not None and chosen is not None:
+        for name in chosen:
+            _place(samples.get(label(name), []), items, len(leaves[name].eval_docs))
     return TaskRun(rows, samples, _json_ready(out))
+
+
+def _place(scored: list[Item], block: ItemBlock, n: int) -> None:
+    """Each item of a block with its position (lm-eval logs the document's index in the task as ``doc_id``)."""
+    import numpy as np
+
+    position = np.empty(n, dtype=np.int64)
+    position[block.order(n)] = np.arange(n)
+    for item in scored:
+        item[POSITION] = int(position[int(item["doc_id"])])
 
 
 def _json_ready(out: dict[str, Any]) -> dict[str, Any]:

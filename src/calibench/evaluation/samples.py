@@ -29,11 +29,38 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 Item = dict[str, Any]
+POSITION = "position"  # an item's position in its task's (shuffled) order, set on the items of a block
+
+
+@dataclass(frozen=True)
+class ItemBlock:
+    """Items at positions ``[start, stop)`` of a task, in a seeded shuffle of its items (task order when unseeded).
+
+    Adaptive evaluation scores a task in blocks of positions; the order is a
+    permutation of the task's n items by ``seed`` alone, so every cell of a
+    model sees the same items at the same positions (pairing holds), and the
+    items of consecutive blocks are a random sample without replacement,
+    which the anytime-valid tests assume (perplexity windows in text order
+    are not: neighbouring windows come from the same document).
+    """
+
+    start: int
+    stop: int
+    seed: int | None = None
+
+    def order(self, n: int) -> np.ndarray:
+        """Item index at each position of a task with ``n`` items."""
+        return np.arange(n) if self.seed is None else np.random.default_rng(self.seed).permutation(n)
+
+    def chosen(self, n: int) -> np.ndarray:
+        """Item indices of this block, by position (empty past the task's end)."""
+        return self.order(n)[min(self.start, n) : min(self.stop, n)]
 
 
 def metric_label(metric: str, filter_name: str) -> str:
@@ -111,12 +138,21 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def window_items(nll_per_window: Any, tokens_per_window: Any, first: int = 0) -> list[Item]:
-    """Per-window items of a perplexity task: mean NLL of each window's predicted tokens (windows from ``first``)."""
+def window_items(nll_per_window: Any, tokens_per_window: Any, block: ItemBlock | None = None,
+                 windows: Any = None) -> list[Item]:  # fmt: skip
+    """Per-window items of a perplexity task: mean NLL of each window's predicted tokens.
+
+    With a ``block``, ``windows`` are the window numbers scored (by
+    position), and each item also gets its ``position``.
+    """
     out = []
-    for i, (nll, tokens) in enumerate(zip(nll_per_window, tokens_per_window), start=first):
+    for i, (nll, tokens) in enumerate(zip(nll_per_window, tokens_per_window)):
         n = int(tokens)
-        out.append({"window": i, "nll": float(nll) / n if n else math.nan, "tokens": n})
+        item = {"window": i if windows is None else int(windows[i]), "nll": float(nll) / n if n else math.nan,
+                "tokens": n}  # fmt: skip
+        if block is not None:
+            item[POSITION] = block.start + i
+        out.append(item)
     return out
 
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from calibench.evaluation.samples import POSITION  # noqa: F401  (where a block of adaptive evaluation puts an item)
 from calibench.study.spec import StudySpec
 
 DENSE = "dense"
-POSITION = "position"  # an item's position in its task, stored with every item a block of adaptive evaluation scores
 
 
 class Cell(BaseModel):

@@ -22,10 +22,11 @@ from calibench.core import failpoints, numerics
 from calibench.core.errors import CalibenchError
 from calibench.data.calibset import CalibrationSet
 from calibench.evaluation import evaluate
+from calibench.evaluation.samples import ItemBlock
 from calibench.inspect.study_task import activation_rows, split_activation_tasks
 from calibench.models import load_tokenizer
 from calibench.placement import load_placed, model_device, onload_to, place_for_eval
-from calibench.study.cells import POSITION, Cell
+from calibench.study.cells import Cell
 from calibench.study.perturbations import get as get_perturbation
 
 _BASE: dict[str, Any] = {}
@@ -181,7 +182,8 @@ def _run_cell(
             batch_size=ev.get("batch_size", 8),
             seq_len=ev.get("ppl_seq_len"),
             max_windows=ev.get("ppl_max_windows"),
-            items=cell.block,
+            # adaptive blocks take positions of one seeded shuffle per task: the same items for every cell
+            items=None if cell.block is None else ItemBlock(*cell.block, seed=cell.seed),
             num_fewshot=ev.get("num_fewshot", 0),
             apply_chat_template=ev.get("apply_chat_template", False),
             fewshot_as_multiturn=ev.get("fewshot_as_multiturn"),
@@ -203,12 +205,7 @@ def _run_cell(
     }
     rows = activation + [row.model_dump(mode="json") for row in evaluation.rows]
     del model
-    samples = evaluation.samples
-    if cell.block is not None:  # positions pair the blocks of every cell (lm-eval numbers the chosen documents anew)
-        for items in samples.values():
-            for offset, item in enumerate(items):
-                item[POSITION] = int(item["window"]) if "window" in item else cell.block[0] + offset
-    return {"rows": rows, "record": record, "samples": samples, "seconds": time.perf_counter() - started}
+    return {"rows": rows, "record": record, "samples": evaluation.samples, "seconds": time.perf_counter() - started}
 
 
 def save_compressed(model: Any, path: Path) -> None:

@@ -44,6 +44,7 @@ from calibench.core.connectivity import Connectivity
 from calibench.core.settings import DEFAULTS
 from calibench.evaluation.perplexity import BosOption
 from calibench.evaluation.results import EvalResult, EvalRow, TaskRecord
+from calibench.evaluation.samples import ItemBlock
 from calibench.evaluation.tasks import TaskRequest
 from calibench.models import load_tokenizer
 
@@ -73,7 +74,7 @@ class EvalContext:
     lm_eval_out: str | os.PathLike[str] | None = None
     tokenizer: Any = None  # the caller's, else loaded by a prepare (load_tokenizer) or with the model
     loaded_model: Any = None  # the torch model once loaded; None when no kind needs it (or lm-eval freed it)
-    items: tuple[int, int] | None = None  # only items [start, stop) of every task (a block of adaptive evaluation)
+    items: ItemBlock | None = None  # only these positions of every task (a block of adaptive evaluation)
 
     @property
     def model_spec(self) -> Any:

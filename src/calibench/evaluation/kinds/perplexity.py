@@ -23,7 +23,7 @@ from calibench.evaluation.kinds.base import EvalContext, KindOutput, TaskKind, a
 from calibench.evaluation.mirrors import pack_root
 from calibench.evaluation.perplexity import cut_windows, resolve_bos_option, score_windows, tokenize_joined
 from calibench.evaluation.results import EvalResult, EvalRow, TaskRecord
-from calibench.evaluation.samples import Item, window_items
+from calibench.evaluation.samples import Item, ItemBlock, window_items
 from calibench.evaluation.tasks import PERPLEXITY_KIND, TaskRequest
 
 PPL_PREFIX = "ppl:"
@@ -122,12 +122,12 @@ def run_perplexity(
     add_bos: bool,
     batch_size: int,
     max_windows: int | None,
-    items: tuple[int, int] | None = None,
+    items: ItemBlock | None = None,
 ) -> tuple[list[EvalRow], list[Item]]:
     """Score one text: its row and per-window items; fills in its record.
 
-    ``items=(start, stop)`` scores windows ``start`` to ``stop - 1`` only
-    (their items keep their window numbers, so blocks pair across cells).
+    ``items`` scores the windows at the block's positions only (their items
+    keep their window numbers and get their positions, so blocks pair across cells).
     """
     started = time.perf_counter()
     ids = cached_token_ids(spec, record.details.get("fingerprint"), texts, tokenizer)
@@ -136,15 +136,18 @@ def run_perplexity(
     if spec.max_windows is not None:
         available = min(available, spec.max_windows)  # the protocol's own cap is not a limit
     cap = available if max_windows is None else min(available, max_windows)
-    first = 0
+    chosen = None
     if items is not None:
-        first, cap = min(items[0], available), min(items[1], available)
+        chosen = items.chosen(available)
+        cap = available
     if cap == 0:
         raise CalibenchError(
             f"{record.task}: the held-out text has {len(ids):,} tokens, fewer than one window of {seq_len}; "
             "lower --seq-len"
         )
-    windows = cut_windows(ids, seq_len, tokenizer.bos_token_id if add_bos else None, cap)[first:]
+    windows = cut_windows(ids, seq_len, tokenizer.bos_token_id if add_bos else None, cap)
+    if chosen is not None:
+        windows = windows[chosen]
     scores = score_windows(model, windows, batch_size=batch_size, label=record.task)
     ppl, mean_nll, stderr = scores.perplexity, scores.mean_nll, scores.stderr
     record.n_total = available
@@ -157,7 +160,7 @@ def run_perplexity(
     })  # fmt: skip
     record.seconds += time.perf_counter() - started
     row = EvalRow(task=record.task, metric="perplexity", value=ppl, stderr=stderr, n=len(windows), limit=record.limit)
-    return [row], window_items(scores.nll_per_window, scores.tokens_per_window, first=first)
+    return [row], window_items(scores.nll_per_window, scores.tokens_per_window, items, chosen)
 
 
 def cached_heldout_texts(spec: HeldoutText) -> tuple[list[str], str]:
