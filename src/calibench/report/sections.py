@@ -172,16 +172,21 @@ def dense_sections(directory: Path, frame: Any, out: Path | None) -> list[Sectio
     return [Section(DENSE_HEADING, intro=DENSE_INTRO, tables=[_marked(tables.dense_table(matrices))])]
 
 
-def paired_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
-    """Source pairs and per-source CIs; nothing below two sources (a note says so) or without samples."""
-
+def _source_pairs(directory: Path, frame: Any) -> tuple[Any, Any] | None:
+    """The source-pair and per-source tables, or None below two sources (a note says so) or without samples."""
     compressed = frame[(frame.method != "dense") & (frame.source != "-")]
     if compressed.empty or compressed.source.nunique() < 2:
-        return []
+        return None
     matrices = tables.source_matrices(frame, load_samples(directory, _paired_tasks(compressed)))
-    if not matrices:
+    return tables.paired_tables(matrices) if matrices else None
+
+
+def paired_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
+    """Source pairs and per-source CIs."""
+    found = _source_pairs(directory, frame)
+    if found is None:
         return []
-    pairs, sources = tables.paired_tables(matrices)
+    pairs, sources = found
     forest = _plots(out, pairs, "paired_differences", plots.plot_forest)
     return [
         Section(PAIRED_HEADING, intro=PAIRED_INTRO, tables=[_marked(pairs)], plots=forest),
@@ -230,13 +235,10 @@ def resolved_table(pairs: Any) -> Any:
 
 def resolved_sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
     """The headline: which source pairs the study resolved (nothing where nothing was, or nothing compares)."""
-    compressed = frame[(frame.method != "dense") & (frame.source != "-")]
-    if compressed.empty or compressed.source.nunique() < 2:
+    found = _source_pairs(directory, frame)
+    if found is None:
         return []
-    matrices = tables.source_matrices(frame, load_samples(directory, _paired_tasks(compressed)))
-    if not matrices:
-        return []
-    pairs, _ = tables.paired_tables(matrices)
+    pairs = found[0]
     resolved = resolved_table(pairs)
     if resolved.empty:
         intro = (

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from calibench.core import stats
+from calibench.study.adaptive import item_score  # the paired unit, as adaptive evaluation scores it
 
 ACCURACY_METRIC = "acc"
 PERPLEXITY_METRIC = "perplexity"
@@ -255,16 +256,6 @@ def perplexity_spread_table(frame: Any) -> Any:
 
 
 # ----------------------------------------------------------------- paired tables
-
-
-def item_score(task: str, item: dict[str, Any]) -> float | None:
-    """The paired unit's score: a window's mean NLL for perplexity, the 0/1 ``acc`` otherwise."""
-    value = item.get("nll") if task.startswith(PPL_PREFIX) else (item.get("metrics") or {}).get("acc")
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 def quantity(task: str) -> str:
