@@ -30,8 +30,7 @@ def run(
 ) -> None:
     """Run (or resume) every cell of SPEC; finished cells are skipped, failures recorded.
 
-    With eval.adaptive in the spec, cells score their tasks in blocks of items until every comparison of two
-    sources is decided or cannot be within the cap (docs/adaptive-evaluation.md).
+    With eval.adaptive in the spec, cells score items in blocks until each source comparison is decided.
     """
     if reproducible:  # before anything below imports torch
         from calibench.core import numerics
