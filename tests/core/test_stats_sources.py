@@ -111,3 +111,38 @@ def test_bad_input_is_one_clear_error(a: list, b: list, message: str) -> None:
 def test_identical_sources_give_p_one() -> None:
     a = [[1.0, 2.0, 3.0], [1.5, 2.5, 3.5]]
     assert float(source_difference(a, a).p) == 1.0
+
+
+def test_sources_at_planned_looks_keep_their_level_where_peeking_does_not() -> None:
+    """The adaptive set-aware rule (the fixed test at each look, Bonferroni over the planned looks) under the null,
+    2,000 replications with a look every 16 items to 64, against peeking at the fixed test's own level."""
+    from calibench.core.sequential import LookwiseSourceComparison
+
+    reps, block, cap = 2000, 16, 64
+    rng = np.random.default_rng(21)
+    a, b = simulate(rng, reps, sets=3, items=cap, set_sd=0.02, shift=0.0)
+    looks = cap // block
+    p = np.stack([source_difference(a[..., :n], b[..., :n]).p for n in range(block, cap + 1, block)], axis=-1)
+    lookwise = float(np.mean(np.any(looks * p <= ALPHA, axis=-1)))
+    naive = float(np.mean(np.any(p <= ALPHA, axis=-1)))
+    assert lookwise <= band(ALPHA, reps)
+    assert naive > lookwise  # peeking at the nominal level spends more than alpha
+    # the comparison object follows the vectorised rule, replication by replication
+    for r in range(25):
+        test = LookwiseSourceComparison("r", alpha=ALPHA, cap=cap, block=block, futility_after=10**6)
+        for start in range(0, cap, block):
+            test.feed(a[r, :, start : start + block], b[r, :, start : start + block])
+        assert test.p == pytest.approx(min(1.0, float(np.min(looks * p[r]))))
+
+
+def test_sources_at_planned_looks_decide_a_clear_difference_early() -> None:
+    from calibench.core.sequential import LookwiseSourceComparison, family_status
+
+    rng = np.random.default_rng(22)
+    a, b = simulate(rng, 1, sets=3, items=64, set_sd=0.01, shift=0.2)
+    test = LookwiseSourceComparison("clear", cap=64, block=16)
+    test.feed(a[0, :, :16], b[0, :, :16])
+    (status,) = family_status([test])
+    assert status.state == "decided" and status.items == 16 and status.low > 0
+    with pytest.raises(CalibenchError, match="already stopped"):
+        test.feed(a[0, :, 16:32], b[0, :, 16:32])

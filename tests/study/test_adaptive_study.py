@@ -72,7 +72,7 @@ def test_blocks_until_the_cap_then_a_raised_cap_resumes(tmp_path, tiny_model_dir
     assert list(windows[0].values()) != list(range(7))
     (state,) = meta["adaptive"]
     assert state["state"] == "futile" and state["items"] == 7 and "cap of 7" in state["reason"]
-    assert state["scope"] == "sources" and state["sets"] == 2
+    assert state["scope"] == "sources" and state["sets"] == "2+2"
     # each cell's row is recomputed from all its items
     for row in rows:
         if row["key"] in compressed:

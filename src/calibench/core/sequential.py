@@ -881,3 +881,157 @@ def family_status(comparisons: Sequence[SequentialComparison]) -> list[Status]:
         raise ParameterError("alpha", f"must be the same for every comparison of a family, not {sorted(alphas)}")
     adjusted = holm_sequential([c._stopped.p if c._stopped is not None else c.p for c in comparisons])
     return [c.status(float(a)) for c, a in zip(comparisons, adjusted, strict=True)]
+
+
+# ----------------------------------------------------------------- sources at planned looks (sets random)
+
+
+class LookwiseSourceComparison:
+    """Two *sources* compared at planned looks: the set-aware fixed test at each look, Bonferroni over the looks.
+
+    A group-sequential design with the simplest alpha spending: at most
+    ``looks`` looks are planned (``ceil(cap / block)``), and the look-j
+    p-value of :func:`calibench.core.stats.source_difference` (sets and items
+    random, Welch t) is multiplied by ``looks``.  The running minimum of those
+    products is a valid p-value at any stopping time: ``P(any look has p_j
+    <= alpha / looks) <= sum_j alpha / looks = alpha`` whatever the dependence
+    between looks, and it only falls, so Holm across a family stays valid as
+    for :func:`holm_sequential`.  Each prefix of items is a random sample when
+    the items come in a seeded shuffle (adaptive blocks do), which the fixed
+    test assumes.
+
+    Why not the betting sequences of :func:`set_confidence_sequence` for
+    sets: with three sets per source they widen every pair's item box to its
+    worst corner and then apply a t quantile with 2 degrees of freedom, which
+    on the bundled demo grid decided none of the six pairs the fixed test
+    decides with 64 windows (benchmarks/bench_adaptive_items.py).  The fixed
+    test pools the set and item variances with Welch's degrees of freedom,
+    and Bonferroni over a handful of looks costs little.
+
+    Futility (after ``futility_after`` items): the set part of the variance
+    alone (no item noise left) gives an interval at level ``alpha / looks``
+    that holds ``null``: more items cannot decide it.  The cap reached is
+    futile too.  Feed ``a`` (k_A x b) and ``b`` (k_B x b): each source's sets
+    on the block's items.
+    """
+
+    def __init__(
+        self,
+        name: str = "",
+        *,
+        alpha: float = ALPHA,
+        cap: int = CAP,
+        block: int = BLOCK,
+        null: float = 0.0,
+        futility_after: int = FUTILITY_AFTER,
+    ):
+        self.name = name
+        self.alpha = _check_alpha(alpha)
+        self.block = _check_int(block, "block", 1)
+        self.cap = _check_int(cap, "cap", 1)
+        if self.cap < self.block:
+            raise ParameterError("cap", f"({self.cap} items) is below the first block of {self.block} items: raise it")
+        self.looks = math.ceil(self.cap / self.block)
+        self.null = float(null)
+        self.futility_after = _check_int(futility_after, "futility_after", 0)
+        self._a: np.ndarray | None = None
+        self._b: np.ndarray | None = None
+        self._p = 1.0
+        self._low, self._high = -math.inf, math.inf
+        self.items = 0
+        self._stopped: Status | None = None
+
+    scope = SOURCES
+
+    @property
+    def sets(self) -> int:
+        return 0 if self._a is None or self._b is None else int(min(len(self._a), len(self._b)))
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped is not None
+
+    def feed(self, a: Any, b: Any) -> None:
+        from calibench.core.stats import source_difference
+
+        if self._stopped is not None:
+            raise CalibenchError(
+                f"comparison {self.name!r} already stopped ({self._stopped.state}); feed only running ones"
+            )
+        a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+        if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+            raise ParameterError(
+                "block", f"must be two sets x items arrays (2+ sets, same items), not {a.shape}, {b.shape}"
+            )
+        if self.items + a.shape[1] > self.cap:
+            raise ParameterError("block", f"would take {self.name!r} past its cap of {self.cap} ({self.items} used)")
+        self._a = a if self._a is None else np.concatenate([self._a, a], axis=1)
+        self._b = b if self._b is None else np.concatenate([self._b, b], axis=1)
+        self.items = self._a.shape[1]
+        if self.items < 2:
+            return
+        from scipy.stats import t as student_t
+
+        test = source_difference(self._a, self._b, level=1.0 - self.alpha / self.looks)
+        gap, stderr = abs(float(test.estimate) - self.null), float(test.stderr)
+        p = 1.0 if gap == 0 else (0.0 if stderr == 0 else float(2.0 * student_t.sf(gap / stderr, float(test.df))))
+        self._p = min(self._p, min(1.0, self.looks * p))
+        self._low, self._high = max(self._low, float(test.low)), min(self._high, float(test.high))
+
+    @property
+    def estimate(self) -> float:
+        if self._a is None or self._b is None:
+            return math.nan
+        return float(self._a.mean() - self._b.mean())
+
+    @property
+    def p(self) -> float:
+        return self._p
+
+    def interval(self) -> tuple[float, float]:
+        """The running intersection of the looks' (1 - alpha / looks) intervals: simultaneous over the looks."""
+        return self._low, self._high
+
+    def _futility(self) -> str | None:
+        if self.items >= self.cap:
+            return f"cap of {self.cap} items reached without a decision"
+        if self.items < max(2, self.futility_after) or self._a is None or self._b is None:
+            return None
+        from scipy.stats import t as student_t
+
+        means_a, means_b = self._a.mean(axis=1), self._b.mean(axis=1)
+        terms = [
+            (means_a.var(ddof=1) / len(means_a), len(means_a) - 1),
+            (means_b.var(ddof=1) / len(means_b), len(means_b) - 1),
+        ]
+        variance = sum(v for v, _ in terms)
+        if variance <= 0:
+            return None
+        df = variance**2 / sum(v**2 / d for v, d in terms if v > 0)
+        half = float(student_t.ppf(1.0 - self.alpha / self.looks / 2.0, df)) * math.sqrt(variance)
+        centre = self.estimate
+        if centre - half <= self.null <= centre + half:
+            return (
+                f"the set-to-set spread alone gives [{centre - half:.4g}, {centre + half:.4g}] at level "
+                f"{self.alpha / self.looks:.3g}, which holds {self.null:g}: more items cannot decide it"
+            )
+        return None
+
+    def status(self, p_adjusted: float | None = None) -> Status:
+        if self._stopped is not None:
+            return self._stopped
+        adjusted = self._p if p_adjusted is None else float(p_adjusted)
+        low, high = self.interval()
+
+        def make(state: str, reason: str) -> Status:
+            return Status(self.name, state, self.items, self.estimate, low, high, self._p, adjusted, reason, SOURCES)
+
+        if self.items and adjusted <= self.alpha:
+            reason = f"Holm-adjusted p {adjusted:.3g} <= alpha {self.alpha:g} after {self.items} items"
+            self._stopped = make(DECIDED, f"{reason} (set-aware test x {self.looks} looks)")
+            return self._stopped
+        futile = self._futility() if self.items else None
+        if futile is not None:
+            self._stopped = make(FUTILE, futile)
+            return self._stopped
+        return make(RUNNING, f"{self.items} of {self.cap} items, Holm-adjusted p {adjusted:.3g}")

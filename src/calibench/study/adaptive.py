@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from calibench.core.errors import CalibenchError
-from calibench.core.sequential import FUTILE, SequentialComparison, Status, family_status
+from calibench.core.sequential import FUTILE, LookwiseSourceComparison, SequentialComparison, Status, family_status
 from calibench.evaluation.kinds.perplexity import PPL_PREFIX
 from calibench.inspect.study_task import split_activation_tasks
 from calibench.study.cells import POSITION, Cell
@@ -56,7 +56,7 @@ class Pair:
     source_b: str
     cells_a: list[Cell]
     cells_b: list[Cell]
-    test: SequentialComparison
+    test: Any  # LookwiseSourceComparison (sets random) or SequentialComparison (items only)
     exhausted: str = ""  # why it stopped for want of items, if it did
     status: Status | None = None
 
@@ -100,7 +100,7 @@ class State:
                 "source A": pair.source_a,
                 "source B": pair.source_b,
                 "scope": pair.test.scope,
-                "sets": pair.test.sets or 1,
+                "sets": f"{len(pair.cells_a)}+{len(pair.cells_b)}",
             }
             if status is None:
                 row.update({"state": "running", "items": 0, "reason": "no block scored yet"})
@@ -136,7 +136,11 @@ def _families(cells: list[Cell], tasks: list[str]) -> dict[tuple[Any, ...], dict
     return out
 
 
-def _new_test(name: str, task: str, sets: int, settings: AdaptiveSpec) -> SequentialComparison:
+def _new_test(name: str, task: str, sets: int, settings: AdaptiveSpec, cap: int) -> Any:
+    """Set-aware with 2+ sets per source (the fixed test at each planned look, Bonferroni over the looks); items
+    only otherwise (betting confidence sequence on the set-averaged differences)."""
+    if sets >= 2:
+        return LookwiseSourceComparison(name, alpha=settings.alpha, cap=cap, block=min(settings.block, cap))
     perplexity = task.startswith(PPL_PREFIX)  # window NLL differences are clipped into a symmetric range
     bound = settings.nll_range if perplexity else 1.0
     return SequentialComparison(
@@ -144,15 +148,20 @@ def _new_test(name: str, task: str, sets: int, settings: AdaptiveSpec) -> Sequen
         alpha=settings.alpha,
         cap=settings.cap,
         block=settings.block,
-        sets=sets if sets >= 2 else None,
         lower=-bound,
         upper=bound,
         clip=perplexity,
     )
 
 
-def pairs_of(cells: list[Cell], tasks: list[str], settings: AdaptiveSpec) -> list[Pair]:
-    """Every comparison of the grid: per family, each pair of sources (sorted), k = the smaller number of sets."""
+def pairs_of(
+    cells: list[Cell], tasks: list[str], settings: AdaptiveSpec, totals: dict[tuple[str, str], int] | None = None
+) -> list[Pair]:
+    """Every comparison of the grid: per family, each pair of sources (sorted), set-aware where both have 2+ sets.
+
+    A task with fewer items than the cap (``totals``, known from the first
+    block, before any comparison is fed) plans its looks up to its items.
+    """
     _, scored = split_activation_tasks(tasks)
     pairs = []
     for family, sources in sorted(_families(cells, scored).items(), key=lambda kv: str(kv[0])):
@@ -161,8 +170,10 @@ def pairs_of(cells: list[Cell], tasks: list[str], settings: AdaptiveSpec) -> lis
             for b in names[i + 1 :]:
                 k = min(len(sources[a]), len(sources[b]))
                 name = f"{family[1]} {family[-1]}: {a} vs {b}"
-                test = _new_test(name, str(family[-1]), k, settings)
-                pairs.append(Pair(family, a, b, sources[a][:k], sources[b][:k], test))
+                cap = min(settings.cap, (totals or {}).get((str(family[0]), str(family[-1])), settings.cap))
+                test = _new_test(name, str(family[-1]), k, settings, cap)
+                kept = None if k >= 2 else 1  # set-aware: every set of each source; items only: the first
+                pairs.append(Pair(family, a, b, sources[a][:kept], sources[b][:kept], test))
     return pairs
 
 
@@ -175,9 +186,9 @@ def _positions(samples: Samples, cell: Cell, task: str) -> dict[int, float | Non
     return out
 
 
-def _block(pair: Pair, scores: dict[str, dict[int, float | None]], start: int, stop: int) -> np.ndarray | None:
-    """The block's differences (k x b set-aware, a vector of set-averaged differences items-only), or None when
-    a cell has not scored the block yet."""
+def _block(pair: Pair, scores: dict[str, dict[int, float | None]], start: int, stop: int) -> Any:
+    """The block's scores (each source's sets x items set-aware, the vector of differences items-only), or None
+    when a cell has not scored the block yet."""
     rows_a = [scores[c.key] for c in pair.cells_a]
     rows_b = [scores[c.key] for c in pair.cells_b]
     positions = range(start, stop)
@@ -187,8 +198,9 @@ def _block(pair: Pair, scores: dict[str, dict[int, float | None]], start: int, s
         raise CalibenchError(f"{pair.test.name}: an item without a score at positions {start}-{stop - 1}")
     a = np.array([[row[p] for p in positions] for row in rows_a], dtype=float)
     b = np.array([[row[p] for p in positions] for row in rows_b], dtype=float)
-    diffs = a - b
-    return diffs if pair.test.sets else diffs.mean(axis=0)
+    if isinstance(pair.test, LookwiseSourceComparison):
+        return a, b
+    return (a - b).mean(axis=0)
 
 
 def replay(
@@ -206,7 +218,7 @@ def replay(
     items of each (model, task), known once a cell of the model scored its
     first block (until then the cap stands in).
     """
-    pairs = pairs_of(cells, tasks, settings)
+    pairs = pairs_of(cells, tasks, settings, totals)
     state = State(pairs, settings.block, settings.cap)
     scores = {(cell.key, pair.task): _positions(samples, cell, pair.task) for pair in pairs for cell in pair.cells()}
     by_family: dict[tuple[Any, ...], list[Pair]] = {}
@@ -243,7 +255,10 @@ def replay(
                         if not all(p in scores[(cell.key, task)] for p in range(start, stop)):
                             need(cell, index, task)
                     continue
-                pair.test.feed(diffs)
+                if isinstance(diffs, tuple):
+                    pair.test.feed(*diffs)
+                else:
+                    pair.test.feed(diffs)
             if waiting:  # the family looks again once every running comparison has the block
                 break
             for pair, status in zip(members, family_status([p.test for p in members])):
