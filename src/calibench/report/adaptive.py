@@ -10,13 +10,14 @@ from calibench.report.render import Section
 
 HEADING = "Adaptive evaluation: items used per comparison, and why each stopped"
 INTRO = (
-    "The study scored items in blocks and fed every comparison of two sources an anytime-valid test (betting "
-    "confidence sequences; set-aware where both sources have 2+ sets, scope sources; items only otherwise, scope "
-    "these sets), Holm across each model x method x task at every look. A comparison stopped when decided (Holm "
-    "p <= alpha), futile (its projection, or the set-to-set spread, says the cap cannot decide it; or the cap or "
-    "the task's items ran out), and only the cells of running comparisons scored further items. CS low/high: the "
-    "comparison's anytime (1 - alpha) confidence sequence at the stop; anytime p is valid at any stopping time. "
-    "These decisions are the study's; the fixed tables above re-test the items every cell shares."
+    "The study scored items in blocks and tested every comparison of two sources after each block, in a way that "
+    "stays valid however often it looks: set-aware where both sources have 2+ sets (the set-aware test at each "
+    "planned look, Bonferroni over the looks; scope sources), an items-only betting confidence sequence otherwise "
+    "(scope these sets); Holm across each model x method x task at every look. A comparison stopped when decided "
+    "(Holm p <= alpha), futile (the set-to-set spread alone, or the items-only projection, says the cap cannot "
+    "decide it; or the cap or the task's items ran out), and only the cells of running comparisons scored further "
+    "items. CS low/high: an interval valid at every look at once, at the stop; anytime p is valid at any stopping "
+    "time. These decisions are the study's; the fixed tables above re-test the items every cell shares."
 )
 COLUMNS = [
     "model",
