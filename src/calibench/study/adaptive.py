@@ -3,20 +3,22 @@
 The unit of a decision is a comparison of two sources within a family
 (model x method x n x seq_len x task), as in the report.  Each block of
 items (the same positions for every cell of a model, so pairing holds) feeds
-every running comparison of its family through an anytime-valid test
-(:class:`calibench.core.sequential.SequentialComparison`): set-aware where
-both sources have two or more sets (pairs of set draws, sets random: a
-statement about sources), items-only otherwise (a statement about these
-sets); Holm across each family at every look (:func:`family_status`).  A
-comparison stops when decided, when its futility rule says the cap cannot
-decide it, or when the task has no items left; only the cells of running
-comparisons score the next block.
+every running comparison of its family a test that stays valid under
+repeated looks: set-aware where both sources have two or more sets
+(:class:`calibench.core.sequential.LookwiseSourceComparison`: the fixed
+set-aware test at each planned look, Bonferroni over the looks; a statement
+about sources), items-only otherwise
+(:class:`calibench.core.sequential.SequentialComparison`, a betting
+confidence sequence; a statement about these sets); Holm across each family
+at every look (:func:`family_status`).  A comparison stops when decided,
+when its futility rule says the cap cannot decide it, or when the task has
+no items left; only the cells of running comparisons score the next block.
 
 Everything is replayed from the stored per-item results: :func:`replay`
 feeds the blocks every cell has in order, so a resumed study continues
 where it stopped, and the report reads the same statuses the run acted on.
-Items are identified by their *position* in the task (lm-eval documents in
-the task's order, perplexity windows in text order), stored with each item.
+Items are identified by their *position* in one seeded shuffle of the task
+(:class:`calibench.evaluation.samples.ItemBlock`), stored with each item.
 """
 
 from __future__ import annotations
@@ -276,8 +278,3 @@ def replay(
 def block_range(index: int, settings: AdaptiveSpec) -> tuple[int, int]:
     start = index * settings.block
     return start, min(start + settings.block, settings.cap)
-
-
-def items_used(state: State) -> dict[str, int]:
-    """Items per comparison (for benchmarks and the report)."""
-    return {p.test.name: p.test.items for p in state.pairs}
