@@ -456,6 +456,26 @@ ROWS = [
 ]
 
 
+def _extension_modules():
+    """Row files beside this one, ``bad_rows_*.py``: each has ``ROWS`` and may have ``inputs(root, world) -> dict``.
+
+    An input named NAME there is written ``{in:NAME}`` in a row.
+    """
+    import importlib.util
+
+    for path in sorted(Path(__file__).parent.glob("bad_rows_*.py")):
+        spec = importlib.util.spec_from_file_location(f"calibench_tests_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+
+
+EXTENSIONS = list(_extension_modules())
+for _module in EXTENSIONS:
+    ROWS += [Row(*r) if isinstance(r, tuple) else Row(r.args, r.fragment, r.id) for r in _module.ROWS]
+assert len({r.id for r in ROWS}) == len(ROWS), "two bad-input rows share an id"
+
+
 # ----------------------------------------------------------------- fixtures
 
 
@@ -588,7 +608,7 @@ def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
     recipes["extra"].write_text("quant_stage:\n  quant_modifiers:\n    GPTQModifier: {scheme: W4A16, dampening: 0.1}\n")
     recipes["empty"].write_text("quant:\n  GPTQModifier: {}\n")
     recipes["ok"].write_text("quant_stage:\n  quant_modifiers:\n    QuantizationModifier: {scheme: FP8_DYNAMIC}\n")
-    return {
+    world = {
         "root": root,
         "model": tiny_model_dir,
         "recipes": recipes,
@@ -600,6 +620,11 @@ def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
         **chats,
         "vocab": _vocab_inputs(root, tiny_model_dir, tiny_tokenizer, text),
     }
+    world["in"] = {}
+    for module in EXTENSIONS:
+        if hasattr(module, "inputs"):
+            world["in"].update({k: Path(v) for k, v in module.inputs(root, world).items()})
+    return world
 
 
 # ---- vocab: vocabulary files (good, empty, for another tokenizer) and a pruned model, for the `vocab` rows
@@ -642,6 +667,8 @@ def _expand(args: str, world: dict, tmp: Path, out: Path) -> list[str]:
             words.append(str(world["recipes"][word[8:-1]]))
         elif word.startswith("{vocab:"):
             words.append(str(world["vocab"][word[7:-1]]))
+        elif word.startswith("{in:"):
+            words.append(str(world["in"][word[4:-1]]))
         else:
             words.append(word.format(**values))
     return words
