@@ -152,6 +152,26 @@ def check_output_file(dest: str | Path, example: str = "results.json") -> None:
     remove_stale_temps(dest)
 
 
+def read_text(path: str | Path, what: str = "file") -> str:
+    """The UTF-8 text of a user's input file, or one CalibenchError saying why it cannot be read (missing, a
+    directory, unreadable, not UTF-8): never a UnicodeDecodeError traceback."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CalibenchError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise CalibenchError(f"{what} {path} is a directory, not a file") from None
+    except OSError as exc:
+        raise CalibenchError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CalibenchError(
+            f"{what} {path} is not UTF-8 text (byte {exc.start} is 0x{raw[exc.start]:02x}); save it as UTF-8"
+        ) from None
+
+
 @contextlib.contextmanager
 def atomic_dir(dest: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory that is renamed to ``dest`` on success.
