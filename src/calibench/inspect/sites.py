@@ -1,6 +1,6 @@
 """Where activation statistics are taken: found by model structure, not by names.
 
-Two kinds of site matter for compression (issue 13):
+Two kinds of site matter for compression:
 
 * ``linear_input``: the input of every ``nn.Linear`` inside a decoder layer.
   That is the tensor GPTQ's Hessian, AWQ's scales and SmoothQuant's

@@ -1,4 +1,4 @@
-"""Hallucination in abstractive summarization (issue 14): generate, score faithfulness and overlap, compare.
+"""Hallucination in abstractive summarization: generate, score faithfulness and overlap, compare.
 
 The stages, one module each: :mod:`.data` (datasets), :mod:`.prompts`,
 :mod:`.generate` (greedy batched KV-cache generation), the metrics
