@@ -15,7 +15,7 @@ JOBS ?= 2
 # pytest-xdist workers for the test suite: tests are mostly single-threaded, one worker per core
 TEST_JOBS ?= 2
 
-.PHONY: install demo test lint lock bench clean
+.PHONY: install demo test lint docs lock bench clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -42,9 +42,14 @@ lint: install
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
+# The documentation site (mkdocs.yml, docs/) into site/; strict: a broken link, a page missing from the nav
+# or any other warning fails it. The CLI reference is generated from the commands (tools/cli_docs.py).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d site
+
 # Resolve calibench[dev] afresh in a throwaway venv and rewrite requirements.lock; then `make clean test` and commit.
 lock:
 	$(PYTHON) tools/lock.py refresh
 
 clean:
-	rm -rf $(VENV) demo-out demo-study .pytest_cache
+	rm -rf $(VENV) demo-out demo-study site .pytest_cache
