@@ -3,7 +3,7 @@
 An :class:`Nli` maps (premise, hypothesis) pairs to P(supported) in [0, 1].
 The registry holds the offline ``aegis`` model (the ``aegis-nli`` asset: an
 undocumented int8 ONNX cross-encoder of DeBERTa-v3-xsmall shape, 160-token
-inputs, 2 logits, class 0 behaving like "supported"; weak, see the README)
+inputs, 2 logits, class 0 behaving like "supported"; weak, see docs/summarization.md)
 and, for any other name, a Hugging Face sequence-classification NLI model
 (hub id or local directory: ``MoritzLaurer/DeBERTa-v3-base-mnli``,
 ``tals/albert-xlarge-vitaminc-mnli`` as SummaC uses...), whose entailment
