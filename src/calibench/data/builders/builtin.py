@@ -57,6 +57,22 @@ def build_file(p: Any, ctx: BuildContext) -> list[Any]:
     return _draw(LocalFileSource(p.path, text_field=p.text_field), p, ctx)
 
 
+def build_memory(p: Any, ctx: BuildContext) -> list[Any]:
+    from calibench.data.sources.memory import memory_source
+
+    return _draw(memory_source(p.data, text_field=p.text_field, stream_docs=p.stream_docs), p, ctx)
+
+
+#: in-memory content (the Python API only: no name resolves to it, so the CLI has no such source)
+MEMORY = Builder(
+    "memory",
+    "in-memory texts, conversations or a datasets.Dataset (Python API)",
+    "memory",
+    P.MemoryParams,
+    build_memory,
+)
+
+
 def build_hub(p: Any, ctx: BuildContext) -> list[Any]:
 
     source = AnyHubSource(p.repo, p.config, p.text_field, p.revision, p.streaming, p.stream_docs)
