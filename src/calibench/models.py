@@ -48,7 +48,8 @@ def _offline_hint() -> str:
     return f"offline? use a bundled model: {', '.join(bundled_models())}, or a local directory"
 
 
-def _is_hub_id(text: str) -> bool:
+def is_hub_id(text: str) -> bool:
+    """Whether ``text`` reads as a hub repository id ``org/name`` (not a relative path)."""
     return bool(_HUB_ID.match(text)) and not text.startswith((".", "~"))
 
 
@@ -87,7 +88,7 @@ def resolve_model_path(spec: str | os.PathLike[str]) -> str:
         return str(path.resolve())
     if path.exists():
         raise CalibenchError(f"{path} is not a model directory (it is a file)")
-    if not isinstance(spec, os.PathLike) and _is_hub_id(text):
+    if not isinstance(spec, os.PathLike) and is_hub_id(text):
         return _hub_model(text)
     if text in ASSETS:
         raise UnknownNameError(f"'{text}' is a {ASSETS.get(text).kind} asset, not a model; bundled models: "
