@@ -93,11 +93,13 @@ def test_an_iterable_dataset_is_read_up_to_stream_docs_and_says_so(texts, tiny_t
     whole = build_sets(stream, tokenizer=tiny_tokenizer, **SIZES)[0]
     assert same_windows(whole, build_calibration_sets(texts, tiny_tokenizer, **SIZES)[0])
     assert whole.manifest.source.spec["truncated"] is False
-    first = build_sets(stream, tokenizer=tiny_tokenizer, stream_docs=30, **{**SIZES, "seq_len": 16})[0]
+    with pytest.warns(UserWarning, match="read the first 30 items of the in-memory data and left the rest"):
+        first = build_sets(stream, tokenizer=tiny_tokenizer, stream_docs=30, **{**SIZES, "seq_len": 16})[0]
     spec = first.manifest.source.spec
     assert (spec["object"], spec["read_first"], spec["truncated"]) == ("datasets.IterableDataset", 30, True)
     assert spec["content_sha256"] == content_sha256(texts[:30])
-    generator = build_sets((t for t in texts), tokenizer=tiny_tokenizer, stream_docs=30, **{**SIZES, "seq_len": 16})
+    with pytest.warns(UserWarning, match="stream_docs="):
+        generator = build_sets((t for t in texts), tokenizer=tiny_tokenizer, stream_docs=30, **{**SIZES, "seq_len": 16})
     assert same_windows(generator[0], first) and generator[0].manifest.source.spec["object"] == "iterable"
 
 

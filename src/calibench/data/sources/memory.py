@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +71,12 @@ def _take(items: Iterable[Any], stream_docs: int) -> tuple[list[Any], dict[str, 
     iterator = iter(items)
     taken = list(itertools.islice(iterator, stream_docs))
     more = len(taken) == stream_docs and next(iterator, None) is not None
+    if more:
+        warnings.warn(
+            f"read the first {stream_docs} items of the in-memory data and left the rest: pass stream_docs= to "
+            "read more (the manifest records the cap)",
+            stacklevel=2,
+        )
     return taken, {"read_first": stream_docs, "truncated": more}
 
 
