@@ -48,8 +48,32 @@ def _offline_hint() -> str:
     return f"offline? use a bundled model: {', '.join(bundled_models())}, or a local directory"
 
 
-def _is_hub_id(text: str) -> bool:
+def is_hub_id(text: str) -> bool:
+    """Whether ``text`` reads as a hub repository id ``org/name`` (not a relative path)."""
     return bool(_HUB_ID.match(text)) and not text.startswith((".", "~"))
+
+
+def _hub_model(repo: str) -> str:
+    """A hub id as it is when the hub is reachable; offline, its snapshot in the local hub cache or one line.
+
+    Reading a hub model with no hub access makes the hub client retry every
+    file for about a minute; deciding once (:func:`hub_access`) and reading the
+    cache directly makes that a fast refusal, or an offline load of a cached model.
+    """
+    from calibench.core.connectivity import hub_access
+
+    access = hub_access()
+    if not access.offline:
+        return repo
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo, "config.json")
+    if isinstance(cached, str):
+        return str(Path(cached).parent)
+    raise CalibenchError(
+        f"model '{repo}' is a hub id, but the hub cannot be reached ({access.reason}) and it is not in the "
+        f"local hub cache: {_offline_hint()}"
+    )
 
 
 def resolve_model_path(spec: str | os.PathLike[str]) -> str:
@@ -64,8 +88,8 @@ def resolve_model_path(spec: str | os.PathLike[str]) -> str:
         return str(path.resolve())
     if path.exists():
         raise CalibenchError(f"{path} is not a model directory (it is a file)")
-    if not isinstance(spec, os.PathLike) and _is_hub_id(text):
-        return text
+    if not isinstance(spec, os.PathLike) and is_hub_id(text):
+        return _hub_model(text)
     if text in ASSETS:
         raise UnknownNameError(f"'{text}' is a {ASSETS.get(text).kind} asset, not a model; bundled models: "
                                f"{', '.join(bundled_models())}")  # fmt: skip

@@ -189,6 +189,11 @@ def test_bundled_model_not_pulled():
 
 
 def test_hub_ids_pass_through_and_failures_are_one_line(monkeypatch):
+    from calibench.core import connectivity
+
+    for name in connectivity.OFFLINE_ENV:  # online (offline hub ids: tests/data/test_hub_offline.py)
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(connectivity, "_probe", lambda endpoint, timeout: None)
     assert resolve_model_path("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"
 
     def offline(*args, **kwargs):

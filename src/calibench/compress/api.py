@@ -23,11 +23,15 @@ same stage, and the record keeps its full text and sha256.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import platform
 import resource
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +49,7 @@ from calibench.core.fsutil import atomic_dir
 from calibench.core.provenance import library_versions
 from calibench.core.settings import DEFAULTS
 from calibench.data.calibset import CalibrationSet
-from calibench.models import dtype_name
+from calibench.models import dtype_name, is_hub_id
 from calibench.placement import model_device, onload_to, requested_onload_device
 
 RECORD_FILE = "calibench.json"
@@ -123,7 +127,11 @@ def _run_stage(model: Any, calib: CalibrationSet, recipe: list[Any], seed: int, 
     torch.manual_seed(seed)
     # layers are onloaded where the model is (a CPU model on a GPU machine stays on the CPU), or where an
     # enclosing onload_to asks (an offloaded model in host memory, calibrated on the GPU)
-    with cpu_safe_oneshot(), onload_to(requested_onload_device() or model_device(model)):
+    with (
+        cpu_safe_oneshot(),
+        onload_to(requested_onload_device() or model_device(model)),
+        _config_on_disk(model),
+    ):
         oneshot(
             model=model,
             dataset=calib.to_hf_dataset(),
@@ -137,25 +145,93 @@ def _run_stage(model: Any, calib: CalibrationSet, recipe: list[Any], seed: int, 
         )
 
 
+def _model_directory(model: Any) -> Path | None:
+    """The local checkpoint directory the model was loaded from, if there is one (else it exists only in memory)."""
+    name = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
+    path = Path(name) if name else None
+    return path if path is not None and (path / "config.json").is_file() else None
+
+
+@contextlib.contextmanager
+def _config_on_disk(model: Any) -> Iterator[None]:
+    """While oneshot runs, a model without a local directory names one holding its own config.
+
+    llm-compressor 0.14 re-reads ``config.json`` from ``model.config.name_or_path``
+    before calibrating (to find an on-disk quantization config); for a model
+    built or edited in memory that is ``""`` (a one-line-per-frame OSError) or a
+    hub id (a hub download, retried offline).  The in-memory config is the
+    truth, so it is written (config only, no weights) to a temporary directory,
+    and the name is restored afterwards.
+    """
+    if _model_directory(model) is not None:
+        yield
+        return
+    config = model.config
+    before = config._name_or_path
+    with tempfile.TemporaryDirectory(prefix="calibench-config-") as tmp:
+        config.to_json_file(str(Path(tmp) / "config.json"))
+        config._name_or_path = tmp
+        try:
+            yield
+        finally:
+            config._name_or_path = before
+
+
+def _in_memory_name(model: Any) -> str:
+    """How the record names a model that exists only in memory: ``in-memory:<class>``."""
+    return f"in-memory:{type(model).__name__}"
+
+
+#: weights of models up to this many parameters are hashed for the record (about a second per 100M on a CPU)
+FINGERPRINT_MAX_PARAMETERS = 200_000_000
+
+
+def weights_fingerprint(model: Any) -> dict[str, Any]:
+    """The sha256 of the model's parameters (names, dtypes, shapes and bytes, in order), when that is cheap."""
+    import hashlib
+
+    params = list(model.state_dict().items())
+    count = sum(t.numel() for _, t in params)
+    if count > FINGERPRINT_MAX_PARAMETERS:
+        return {"parameters": count, "sha256": None, "why": f"over {FINGERPRINT_MAX_PARAMETERS:,} parameters"}
+    digest = hashlib.sha256()
+    for name, tensor in params:
+        data = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}:{data.dtype}:{tuple(data.shape)};".encode())
+        digest.update(data.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return {"parameters": count, "sha256": digest.hexdigest()}
+
+
 def _dtype_and_device(model: Any) -> tuple[Any, Any]:
     """What the model computes in and where: read from its first parameter, as llm-compressor does."""
     first = next(model.parameters())
     return first.dtype, first.device
 
 
-def _load(model: Any, tokenizer: Any | None, schemes: list[Any]) -> tuple[Any, Any | None, str]:
-    """The model (loaded when given as a spec, after the scheme check), its tokenizer and how to name it."""
+def _load(model: Any, tokenizer: Any | None, schemes: list[Any]) -> tuple[Any, Any | None, str, dict[str, Any]]:
+    """The model (loaded when given as a spec, after the scheme check), its tokenizer, how to name it, and what
+    identifies a model that exists only in memory (its weights' fingerprint) for the record."""
     from calibench.models import load_model, load_tokenizer, resolve_device, resolve_dtype
 
-    model_spec = model if isinstance(model, str) else getattr(model, "name_or_path", type(model).__name__)
-    if isinstance(model, str):
+    if isinstance(model, (str, os.PathLike)):
+        model_spec = os.fspath(model)
         device = resolve_device("auto")
-        check_scheme_runnable(schemes, resolve_dtype("auto", device, model), device)
-        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model)
-        model = load_model(model, dtype="auto", device=device)
+        check_scheme_runnable(schemes, resolve_dtype("auto", device, model_spec), device)
+        tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_spec)
+        model = load_model(model_spec, dtype="auto", device=device)
+    else:
+        check_causal_lm(model)
+        name = str(getattr(model.config, "_name_or_path", "") or "")  # a directory or hub id it was loaded from
+        model_spec = name or _in_memory_name(model)
+        if tokenizer is None and _model_directory(model) is None and not is_hub_id(name):
+            raise CalibenchError(
+                f"compress() of a model that exists only in memory ({type(model).__name__}, no checkpoint "
+                "directory to read a tokenizer from) needs its tokenizer: pass tokenizer="
+            )
     check_causal_lm(model)
     check_scheme_runnable(schemes, *_dtype_and_device(model))
-    return model, tokenizer, str(model_spec)
+    identity = {"model_weights": weights_fingerprint(model)} if model_spec.startswith("in-memory:") else {}
+    return model, tokenizer, model_spec, identity
 
 
 def _record(
@@ -198,7 +274,9 @@ def compress(
 ) -> CompressionResult:
     """Compress ``model`` in place with ``method`` (or an llm-compressor ``recipe`` file) calibrated on ``calib_set``.
 
-    ``model`` is a loaded causal LM or a spec for :func:`calibench.models.load_model`.
+    ``model`` is a spec for :func:`calibench.models.load_model` or a loaded causal LM, also one that exists
+    only in memory (built from a config, edited): give its ``tokenizer`` then; the record names it
+    ``in-memory:<class>`` with a sha256 of its weights as given (``model_weights``).
     Parameters (bits, group_size, actorder, dampening, symmetric, sparsity,
     structure, smoothing_strength) are validated against the method before any
     work starts, and a preset scheme is checked against the model's dtype and
@@ -212,7 +290,7 @@ def compress(
     assert method is not None  # exactly one of method and recipe is given, and recipe is None here
     methods: list[Method] = resolve(method)
     method_params: MethodParams = make_params(methods, **params)
-    model, tokenizer, model_spec = _load(model, tokenizer, methods)
+    model, tokenizer, model_spec, identity = _load(model, tokenizer, methods)
     method_params, note = resolve_group_size(model, methods, method_params)
     check_structure(model, method_params)
     check_scheme_fits(model, methods)
@@ -242,6 +320,7 @@ def compress(
         seed,
         wall,
         notes,
+        **identity,
         method="+".join(m.name for m in methods),
         params={k: v for m in methods for k, v in m.relevant(method_params).items()},
         scheme=presets[0].scheme if presets else None,
@@ -262,7 +341,7 @@ def _compress_with_recipe(
         )
     recipe_file = load_recipe(recipe)  # before the model is loaded: a bad file costs a second, not a load
     presets = recipe_presets(recipe_file)
-    model, tokenizer, model_spec = _load(model, tokenizer, presets)
+    model, tokenizer, model_spec, identity = _load(model, tokenizer, presets)
     _check_set_fits_model(model, calib_set, tokenizer)
 
     started = time.perf_counter()
@@ -280,6 +359,7 @@ def _compress_with_recipe(
         seed,
         wall,
         [],
+        **identity,
         method="recipe",
         params={},
         scheme="+".join(recipe_file.schemes) or None,

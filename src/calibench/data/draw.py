@@ -39,7 +39,7 @@ def validate_sizes(n: int, seq_len: int, sets: int, max_seq_len: int | None) -> 
 
 
 def build_calibration_sets(
-    source: str | Source,
+    source: str | Source | Any,
     tokenizer: Any,
     n: int = 128,
     seq_len: int = 2048,
@@ -53,6 +53,11 @@ def build_calibration_sets(
     builder: dict[str, Any] | None = None,
 ) -> list[CalibrationSet]:
     """``sets`` pairwise-disjoint calibration sets of ``n`` x ``seq_len`` tokens from one source.
+
+    ``source`` is a name, a file, a :class:`Source`, or in-memory content: a
+    ``datasets.Dataset`` or ``IterableDataset`` (its ``text_field`` column, or
+    a ``messages`` column of conversations), a list of texts or of
+    conversations (see :mod:`calibench.data.sources.memory`).
 
     ``builder`` is an optional record of how the text was prepared before
     sampling (a chat template, a hub revision, ...); it lands in each
@@ -94,7 +99,12 @@ def build_calibration_sets(
 
 
 def build_calibration_set(
-    source: str | Source, tokenizer: Any, n: int = 128, seq_len: int = 2048, seed: int = DEFAULTS.seed, **kwargs: Any
+    source: str | Source | Any,
+    tokenizer: Any,
+    n: int = 128,
+    seq_len: int = 2048,
+    seed: int = DEFAULTS.seed,
+    **kwargs: Any,
 ) -> CalibrationSet:
     """One calibration set; see :func:`build_calibration_sets`."""
     return build_calibration_sets(source, tokenizer, n=n, seq_len=seq_len, seed=seed, sets=1, **kwargs)[0]

@@ -28,7 +28,7 @@ from calibench.data.draw import validate_sizes
 
 
 def build_sets(
-    source: str,
+    source: Any,
     *,
     model: Any = None,
     tokenizer: Any = None,
@@ -46,9 +46,14 @@ def build_sets(
 
     ``dtype`` and ``device`` default to ``auto`` (:data:`calibench.core.settings.DEFAULTS`): the first CUDA
     GPU if there is one, else the CPU; float32 on the CPU, the checkpoint's own dtype on a GPU.
+
+    ``source`` may also be in-memory content: a ``datasets.Dataset`` or
+    ``IterableDataset``, a list of texts or of conversations
+    (:mod:`calibench.data.sources.memory`), with ``text_field`` and
+    ``stream_docs`` besides the window parameters.
     """
 
-    builder, checked = make_params(source, **params)
+    builder, checked = _in_memory(source, params) if not isinstance(source, str) else make_params(source, **params)
     context = BuildContext(tokenizer=tokenizer, model=model, dtype=dtype, device=device, max_seq_len=max_seq_len)
     if context.tokenizer is None:
         if context.model_spec is None:
@@ -64,7 +69,28 @@ def build_sets(
     return builder.run(checked, context)
 
 
-def build_set(source: str, **kwargs: Any) -> Any:
+def _in_memory(content: Any, params: dict[str, Any]) -> tuple[Builder, Any]:
+    from pydantic import ValidationError
+
+    from calibench.data.builders.builtin import MEMORY
+    from calibench.data.builders.registry import parameter_error
+    from calibench.data.sources.memory import is_in_memory
+
+    if not is_in_memory(content):
+        raise ParameterError(
+            "source",
+            f"must be a name or in-memory data (a datasets.Dataset, a list of texts or conversations), "
+            f"not {type(content).__name__}",
+        )
+    if "data" in params:
+        raise ParameterError("data", "is already given as the source")
+    try:
+        return MEMORY, MEMORY.params.model_validate({"data": content, **params})
+    except ValidationError as exc:
+        raise parameter_error(exc, MEMORY, "in-memory data") from None
+
+
+def build_set(source: Any, **kwargs: Any) -> Any:
     """One calibration set; see :func:`build_sets`."""
     return build_sets(source, **{**kwargs, "sets": 1})[0]
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from calibench.data.builders import params as P
 from calibench.data.builders.context import BuildContext
 from calibench.data.builders.mixture import MIX_PREFIX, build_mixture, parse_mix_name
-from calibench.data.builders.registry import Builder, Pattern, register_builder, register_pattern
+from calibench.data.builders.registry import Builder, Pattern, register_builder, register_pattern, resolve
 from calibench.data.chat import ChatFormat, require_chat_template, template_record
 from calibench.data.draw import build_calibration_sets
+from calibench.data.sources import get_source
 from calibench.data.sources.conversations import ConversationSource
 from calibench.data.sources.hub_any import HUB_PREFIX, AnyHubSource, parse_hub_name
 from calibench.data.sources.local import LOCAL_SUFFIXES, LocalFileSource
@@ -54,6 +57,22 @@ def build_file(p: Any, ctx: BuildContext) -> list[Any]:
     return _draw(LocalFileSource(p.path, text_field=p.text_field), p, ctx)
 
 
+def build_memory(p: Any, ctx: BuildContext) -> list[Any]:
+    from calibench.data.sources.memory import memory_source
+
+    return _draw(memory_source(p.data, text_field=p.text_field, stream_docs=p.stream_docs), p, ctx)
+
+
+#: in-memory content (the Python API only: no name resolves to it, so the CLI has no such source)
+MEMORY = Builder(
+    "memory",
+    "in-memory texts, conversations or a datasets.Dataset (Python API)",
+    "memory",
+    P.MemoryParams,
+    build_memory,
+)
+
+
 def build_hub(p: Any, ctx: BuildContext) -> list[Any]:
 
     source = AnyHubSource(p.repo, p.config, p.text_field, p.revision, p.streaming, p.stream_docs)
@@ -80,6 +99,32 @@ def build_chat(p: Any, ctx: BuildContext) -> list[Any]:
     return _draw(source, p, ctx, builder=record)
 
 
+def _preflight_text(p: Any) -> None:
+    get_source(p.source).preflight()
+
+
+def _preflight_hub(p: Any) -> None:
+    AnyHubSource(p.repo, p.config, p.text_field, p.revision, p.streaming, p.stream_docs).preflight()
+
+
+def _preflight_chat(p: Any) -> None:
+    if p.data.startswith(HUB_PREFIX):
+        AnyHubSource(parse_hub_name(p.data)["repo"], revision=p.revision).preflight()
+
+
+def _preflight_mix(p: Any) -> None:
+    """Each component's own preflight, so a hub component offline is refused before any other is built."""
+    for component in p.components:
+        builder, carried = resolve(component)
+        if builder.preflight is None:
+            continue
+        try:
+            checked = builder.params.model_validate(carried)
+        except ValidationError:
+            continue  # parameters the mixture supplies later; that component is checked when it is built
+        builder.preflight(checked)
+
+
 def build_mix(p: Any, ctx: BuildContext) -> list[Any]:
 
     return build_mixture(p, ctx)
@@ -95,6 +140,7 @@ def _register() -> None:
             P.TextParams,
             build_text,
             usage="NAME",
+            preflight=_preflight_text,
         ),
         Builder(
             "random-vocab",
@@ -125,9 +171,15 @@ def _register() -> None:
             P.HubParams,
             build_hub,
             usage="hub:ORG/NAME[:CONFIG]",
+            preflight=_preflight_hub,
         ),
         Builder(
-            "chat", "chat/SFT conversations rendered with the model's chat template", "chat", P.ChatParams, build_chat
+            "chat",
+            "chat/SFT conversations rendered with the model's chat template",
+            "chat",
+            P.ChatParams,
+            build_chat,
+            preflight=_preflight_chat,
         ),
         Builder(
             "mix",
@@ -136,6 +188,7 @@ def _register() -> None:
             P.MixParams,
             build_mix,
             usage="mix:A=W,B=W,...",
+            preflight=_preflight_mix,
         ),
     ):
         register_builder(builder)

@@ -79,6 +79,17 @@ class FileParams(WindowParams):
     text_field: str = Field("text", description="Text field of .jsonl/.parquet rows (or of hub dataset rows).")
 
 
+class MemoryParams(WindowParams):
+    """In-memory data given to the Python API: texts, conversations or a ``datasets`` dataset."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    data: Any = Field(..., description="The in-memory content (the object given as the source).")
+    text_field: str = Field("text", description="Text field of .jsonl/.parquet rows (or of hub dataset rows).")
+    stream_docs: int = Field(
+        10000, ge=1, description="Items read from an iterable without a length (an IterableDataset, a generator)."
+    )
+
+
 class HubParams(WindowParams):
     """Any hub dataset, through ``datasets.load_dataset``."""
 

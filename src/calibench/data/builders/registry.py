@@ -44,6 +44,8 @@ class Builder:
     run: Callable[[Any, Any], list[Any]]
     needs_model: bool = False  # loads the model's weights, not only its tokenizer
     usage: str = ""  # how the name is written when it is a pattern, e.g. hub:ORG/NAME[:CONFIG]
+    # refuses at once, after validation and before any tokenizer loads, what cannot work (a hub source offline)
+    preflight: Callable[[Any], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,9 +106,12 @@ def make_params(name: str, **params: Any) -> tuple[Builder, SetParams]:
     if clash:
         raise ParameterError(clash[0], f"is already given by the name '{name}'")
     try:
-        return builder, builder.params.model_validate({**carried, **params})
+        checked = builder.params.model_validate({**carried, **params})
     except ValidationError as exc:
         raise parameter_error(exc, builder, name) from None
+    if builder.preflight is not None:
+        builder.preflight(checked)
+    return builder, checked
 
 
 def parameter_error(exc: ValidationError, builder: Builder, name: str | None = None) -> ParameterError:

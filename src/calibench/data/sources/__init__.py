@@ -1,4 +1,4 @@
-"""Calibration sources: hub corpora, offline domains, local files, random vocabulary.
+"""Calibration sources: hub corpora, offline domains, local files, in-memory data, random vocabulary.
 
 Importing this package registers the built-in sources; third-party code adds
 its own with :func:`register_source`.
@@ -11,6 +11,7 @@ import functools
 from calibench.data.sources.base import CONCAT, DOCUMENT, RANDOM, Documents, ListDocuments, Sampled, Source, TextSource
 from calibench.data.sources.hub import HUB_CORPORA, HubSource
 from calibench.data.sources.local import LocalFileSource
+from calibench.data.sources.memory import MEMORY_KINDS, MemoryChatSource, MemoryKind, MemorySource, memory_source
 from calibench.data.sources.multilingual import MANPAGE_SETS, ManPageSource, source_name
 from calibench.data.sources.offline import OFFLINE_DOMAINS, OfflineSource
 from calibench.data.sources.random_vocab import RandomPunctSource, RandomVocabSource
@@ -37,11 +38,16 @@ __all__ = [
     "Documents",
     "ListDocuments",
     "LocalFileSource",
+    "MEMORY_KINDS",
+    "MemoryChatSource",
+    "MemoryKind",
+    "MemorySource",
     "Sampled",
     "Source",
     "TextSource",
     "get_source",
     "get_text_source",
     "list_sources",
+    "memory_source",
     "register_source",
 ]

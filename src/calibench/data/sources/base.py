@@ -130,6 +130,10 @@ class Source(ABC):
         """Whatever identifies the source beyond its name (repo, files, paths)."""
         return {}
 
+    def preflight(self) -> None:
+        """Refuse at once what cannot work before any tokenizer or model loads (e.g. a hub source offline)."""
+        return None
+
     def record(self, split: str, fingerprint: str = "") -> SourceRecord:
         return SourceRecord(name=self.name, kind=self.kind, split=split, spec=self.spec(), fingerprint=fingerprint)
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calibench.core.connectivity import Connectivity, hub_access, is_connection_error
 from calibench.core.errors import CalibenchError
+from calibench.core.text import one_line
 from calibench.data.sources.base import CONCAT, DOCUMENT, DatasetDocuments, Documents, TextSource
 
 MIRROR_ENV = "CALIBENCH_HUB_MIRROR"
@@ -40,7 +42,41 @@ class HubCorpus:
     builder: str | None = None  # "json"/"parquet" when data files are loaded by a packaged builder
 
 
+def _cached_dataset(repo: str) -> bool:
+    """Whether any copy of a hub dataset may be in this machine's hub or ``datasets`` cache (a cheap look)."""
+    from huggingface_hub import constants
+
+    hub_copy = Path(constants.HF_HUB_CACHE) / f"datasets--{repo.replace('/', '--')}"
+    datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE") or Path(constants.HF_HOME) / "datasets")
+    return hub_copy.is_dir() or (datasets_cache / repo.replace("/", "___")).is_dir()
+
+
+def check_hub_dataset(repo: str, what: str, hint: str) -> Connectivity | None:
+    """Before reading a hub dataset: ``None`` under a mirror, else the hub access (decided once per process).
+
+    Offline, the hub and ``datasets`` clients read their caches only (no
+    retries); with no cached copy at all this is one line at once, before
+    any tokenizer or model is loaded.
+    """
+    if os.environ.get(MIRROR_ENV):
+        return None
+    access = hub_access()
+    if access.offline and not _cached_dataset(repo):
+        raise CalibenchError(offline_message(what, access, hint))
+    return access
+
+
+def offline_message(what: str, access: Connectivity, hint: str) -> str:
+    return f"{what}: Couldn't reach the hub ({access.reason}) and it is not in the local datasets cache: {hint}"
+
+
+def corpus_hint() -> str:
+    return f"use an offline source (wiki, science, math, code), a local file, or set ${MIRROR_ENV}"
+
+
 def _load(corpus: HubCorpus, split: str) -> Any:
+    what = f"hub corpus '{corpus.name}' ({corpus.repo})"
+    access = check_hub_dataset(corpus.repo, what, corpus_hint())
     import datasets
 
     mirror = os.environ.get(MIRROR_ENV)
@@ -52,12 +88,13 @@ def _load(corpus: HubCorpus, split: str) -> Any:
             return datasets.load_dataset(corpus.builder or "json", data_files=files, split=dataset_split)
         path = root if mirror else corpus.repo
         return datasets.load_dataset(path, corpus.config, split=dataset_split)
-    except (ConnectionError, OSError, ValueError, FileNotFoundError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CalibenchError(
-            f"could not load hub corpus '{corpus.name}' ({corpus.repo}): {reason}; offline, use an offline "
-            f"source (wiki, science, math, code), a local file, or set ${MIRROR_ENV}"
-        ) from None
+    except CalibenchError:
+        raise
+    except Exception as exc:  # datasets, the hub client, httpx and requests raise many types: each is one line
+        if access is not None and access.offline:
+            raise CalibenchError(offline_message(what, access, corpus_hint())) from None
+        reason = "the hub cannot be reached" if is_connection_error(exc) else one_line(exc, 300)
+        raise CalibenchError(f"could not load {what}: {reason}; {corpus_hint()}") from None
 
 
 class HubSource(TextSource):
@@ -82,6 +119,9 @@ class HubSource(TextSource):
         if self.corpus.data_files:
             spec["data_files"] = dict(self.corpus.data_files)
         return spec
+
+    def preflight(self) -> None:
+        check_hub_dataset(self.corpus.repo, f"hub corpus '{self.name}' ({self.corpus.repo})", corpus_hint())
 
     def documents(self, split: str) -> Documents:
         if split not in self._docs:

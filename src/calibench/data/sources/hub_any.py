@@ -18,11 +18,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+from calibench.core.connectivity import is_connection_error
 from calibench.core.errors import CalibenchError, ParameterError
+from calibench.core.text import one_line
 from calibench.data.sources.base import DOCUMENT, DatasetDocuments, Documents, ListDocuments, TextSource
-from calibench.data.sources.hub import MIRROR_ENV
+from calibench.data.sources.hub import MIRROR_ENV, check_hub_dataset, offline_message
 
 HUB_PREFIX = "hub:"
+HUB_HINT = f"set ${MIRROR_ENV} to a local mirror or use a local file"
 
 
 def parse_hub_name(name: str) -> dict[str, Any]:
@@ -60,6 +63,8 @@ def load_hub_rows(
     import datasets
 
     local = _mirror_path(repo, revision)
+    what = f"hub dataset {repo} (revision {revision or 'default'})"
+    access = check_hub_dataset(repo, what, HUB_HINT) if local is None else None  # offline: cache only, no retries
     path = str(local) if local is not None else repo
     kwargs: dict[str, Any] = {"split": split}
     if local is None and revision is not None:
@@ -73,12 +78,17 @@ def load_hub_rows(
     except CalibenchError:
         raise
     except Exception as exc:  # datasets raises many types; each becomes one line
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        reason = one_line(exc, 300)
         kind = type(exc).__name__
+        if access is not None and access.offline:
+            raise CalibenchError(offline_message(what, access, HUB_HINT)) from None
         if "Revision" in kind or "revision" in reason.lower():
             raise ParameterError("revision", f"'{revision}' of {repo} could not be found ({reason})") from None
         if local is None and (
-            "offline" in reason.lower() or "connect" in reason.lower() or isinstance(exc, (ConnectionError, OSError))
+            is_connection_error(exc)
+            or "offline" in reason.lower()
+            or "connect" in reason.lower()
+            or isinstance(exc, (ConnectionError, OSError))
         ):
             raise CalibenchError(
                 f"could not load hub dataset {repo} (revision {revision or 'default'}): {reason}; "
@@ -121,6 +131,10 @@ class AnyHubSource(TextSource):
         if self.streaming:
             spec["streaming"] = {"first_rows": self.stream_docs}
         return spec
+
+    def preflight(self) -> None:
+        if _mirror_path(self.repo, self.revision) is None:
+            check_hub_dataset(self.repo, f"hub dataset {self.repo} (revision {self.revision or 'default'})", HUB_HINT)
 
     def rows(self, split: str) -> Any:
         return load_hub_rows(self.repo, self.config, split, self.revision, self.streaming, self.stream_docs)

@@ -2,14 +2,17 @@
 
 Names map to factories (not instances) so that registering a hub source costs
 nothing until it is used.  A spec that is not a registered name but a path to
-a .txt/.jsonl/.parquet file becomes a local-file source.
+a .txt/.jsonl/.parquet file becomes a local-file source; in-memory content (a
+``datasets.Dataset``, a list of texts, ...) becomes a memory source.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from calibench.core.errors import CalibenchError, UnknownNameError
 from calibench.core.registry import Registry
@@ -38,11 +41,15 @@ def list_sources() -> dict[str, str]:
     return {name: entry.description for name, entry in SOURCES.items()}
 
 
-def get_source(spec: str | Source, text_field: str = "text") -> Source:
-    """Resolve a registered name or a local file path to a Source."""
+def get_source(spec: Any, text_field: str = "text") -> Source:
+    """Resolve a registered name, a local file path or in-memory content (:mod:`.memory`) to a Source."""
     if isinstance(spec, Source):
         return spec
-    if spec in SOURCES:
+    if not isinstance(spec, (str, os.PathLike)):
+        from calibench.data.sources.memory import memory_source
+
+        return memory_source(spec, text_field=text_field)
+    if isinstance(spec, str) and spec in SOURCES:
         return SOURCES.get(spec).factory()
     path = Path(spec)
     if path.suffix.lower() in LOCAL_SUFFIXES or path.exists():
@@ -50,7 +57,7 @@ def get_source(spec: str | Source, text_field: str = "text") -> Source:
     raise UnknownNameError(f"{SOURCES.unknown_message(spec)}; or give a .txt/.jsonl/.parquet file")
 
 
-def get_text_source(spec: str | Source, text_field: str = "text") -> TextSource:
+def get_text_source(spec: Any, text_field: str = "text") -> TextSource:
     """:func:`get_source` for callers that read documents: a source that draws token ids directly is refused."""
     source = get_source(spec, text_field)
     if not isinstance(source, TextSource):
