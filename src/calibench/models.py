@@ -24,6 +24,7 @@ from typing import Any
 
 from calibench.assets import ASSETS, asset_names, require
 from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.paths import assets_dir
 from calibench.core.registry import Registry
 from calibench.core.settings import DEFAULTS
 from calibench.core.text import one_line
@@ -107,6 +108,8 @@ def _load(loader: Any, spec: str | os.PathLike[str], **kwargs: Any) -> Any:
 
     path = resolve_model_path(spec)
     is_local = Path(path).is_dir()
+    if is_local:
+        verify_checkpoint(path)  # a damaged checkpoint is refused before any of it is read
     hf_logging.disable_progress_bar()  # a per-tensor "Loading weights" bar: noise on stderr, and left above errors
     try:
         return loader.from_pretrained(path, **kwargs)
@@ -206,6 +209,44 @@ LOAD_HOOKS: Registry[Callable[[Any, str], None]] = Registry("model load hook")
 LOAD_HOOKS.register_lazy("vocab-pruned", "calibench.vocab.checkpoint:attach_if_pruned")
 
 
+# Called as check(directory) on a local model directory before anything in it is read: raises CalibenchError
+# for a damaged checkpoint, returns a note (or None) to show once.  The compression package checks the
+# file record every checkpoint calibench writes carries (named lazily: this module imports none of it).
+CHECKPOINT_CHECKS: Registry[Callable[[str], str | None]] = Registry("checkpoint check")
+CHECKPOINT_CHECKS.register_lazy("calibench-record", "calibench.compress.checkpoint:verify")
+
+
+def verify_checkpoint(spec: str | os.PathLike[str]) -> None:
+    """Refuse a damaged local checkpoint in one line before any of it is read (cached while its files are unchanged).
+
+    Bundled assets (checked by the asset store) and hub ids are not local checkpoints and pass.
+    """
+    path = resolve_model_path(spec)
+    if not Path(path).is_dir() or Path(path).parent == assets_dir():
+        return
+    _verified(path, _files_fingerprint(path))
+
+
+@functools.lru_cache(maxsize=32)
+def _verified(path: str, _fingerprint: Any) -> None:
+    for _, check in CHECKPOINT_CHECKS.items():
+        note = check(path)
+        if note:
+            _note(note)
+
+
+def _note(message: str) -> None:
+    """One note line: with the CLI's held-back output (shown when the command succeeds), else a log record."""
+    from calibench.core import progress
+
+    if progress.enabled():
+        progress.note(message)
+    else:
+        import logging
+
+        logging.getLogger("calibench").info(message)
+
+
 def load_model(spec: str | os.PathLike[str], dtype: Any = DEFAULTS.dtype, device: Any = DEFAULTS.device) -> Any:
     """A causal LM in eval mode on ``device``, in ``dtype`` (see :func:`resolve_dtype`).
 
@@ -268,8 +309,9 @@ def load_tokenizer(spec: str | os.PathLike[str]) -> Any:
 
 
 def clear_tokenizer_cache() -> None:
-    """Forget cached tokenizers (tests, or after replacing a model directory in place)."""
+    """Forget cached tokenizers and checkpoint verifications (tests, or after replacing a model directory in place)."""
     _cached_tokenizer.cache_clear()
+    _verified.cache_clear()
 
 
 def _context_from_config(config: Any) -> int | None:

@@ -114,3 +114,55 @@ def test_jsonl_export_decodes_each_window(calib, tiny_tokenizer, tmp_path):
         assert record["text"] == tiny_tokenizer.decode(row.tolist())
         assert record["num_tokens"] == calib.seq_len
         assert record["provenance"]["length"] == calib.seq_len
+
+
+def _rehashed(calib, tmp_path, ids=None, mask=None, change=None):
+    """The set saved with new arrays (or manifest fields) and hashes re-derived: only content checks can tell."""
+    from calibench.data.calibset import IDS_FILE, MANIFEST, MASK_FILE, Manifest, identity_set_id
+
+    ids = calib.input_ids if ids is None else ids
+    mask = calib.attention_mask if mask is None else mask
+    path = tmp_path / "s"
+    calib.save(path)
+    np.save(path / IDS_FILE, ids)
+    np.save(path / MASK_FILE, mask)
+    body = json.loads((path / MANIFEST).read_text())
+    body["n"], body["seq_len"] = int(ids.shape[0]), int(ids.shape[1])
+    if change:
+        change(body)
+    body["tokens_sha256"] = tokens_sha256(ids, mask)
+    body["set_id"] = identity_set_id(Manifest.model_validate(body))
+    (path / MANIFEST).write_text(json.dumps(body))
+    return path
+
+
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda c: {"mask": np.zeros_like(c.attention_mask)}, "every window has an all-zero attention mask"),
+        (lambda c: {"mask": np.where(c.attention_mask > 0, 7, 0).astype(np.uint8)}, "attention mask holds 7"),
+        (lambda c: {"ids": c.input_ids[:0], "mask": c.attention_mask[:0]}, "it has no windows"),
+        (lambda c: {"ids": c.input_ids[:, :1], "mask": c.attention_mask[:, :1]}, "needs at least 2"),
+        (
+            lambda c: {"mask": np.vstack([c.attention_mask[:1] * 0, c.attention_mask[1:]])},
+            "window 0 has an all-zero attention mask",
+        ),
+    ],
+    ids=["mask-all-zero", "mask-seven", "n-zero", "seq-len-one", "empty-window"],
+)
+def test_consistent_hashes_with_invalid_content_are_refused(calib, tmp_path, edit, fragment):
+    path = _rehashed(calib, tmp_path, **edit(calib))
+    with pytest.raises(CorruptArtifactError, match=fragment) as info:
+        CalibrationSet.load(path)
+    assert "\n" not in str(info.value)
+
+
+def test_an_id_beyond_the_tokenizer_is_refused_with_the_tokenizer(calib, tiny_tokenizer, tmp_path):
+    """The manifest's vocabulary size was raised with the hashes: only the real tokenizer shows the id is invalid."""
+    ids = calib.input_ids.copy()
+    ids[1, 3] = len(tiny_tokenizer) + 20
+    grow = lambda body: body["tokenizer"].__setitem__("vocab_size", len(tiny_tokenizer) + 50)  # noqa: E731
+    path = _rehashed(calib, tmp_path, ids=ids, change=grow)
+    CalibrationSet.load(path)  # nothing without a tokenizer tells it apart
+    with pytest.raises(CorruptArtifactError, match=f"but its tokenizer has {len(tiny_tokenizer)} tokens"):
+        CalibrationSet.load(path, tokenizer=tiny_tokenizer)

@@ -64,12 +64,18 @@ class CompressionResult:
     notes: list[str] = field(default_factory=list)
 
     def save(self, out: str | Path, tokenizer: Any | None = None) -> Path:
-        """A compressed-tensors checkpoint plus calibench.json, written atomically."""
+        """A compressed-tensors checkpoint plus calibench.json, written atomically.
+
+        The file record (:mod:`calibench.compress.checkpoint`) is written last, so every reader can verify it.
+        """
+        from calibench.compress.checkpoint import write_record
+
         with atomic_dir(out) as tmp:
             self.model.save_pretrained(tmp, save_compressed=True)
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
             (tmp / RECORD_FILE).write_text(json.dumps(self.record, indent=2, sort_keys=True) + "\n")
+            write_record(tmp, "compressed", tokenizer)
         return Path(out)
 
 

@@ -37,6 +37,11 @@ def flush_deferred() -> None:
     sys.stderr.flush()
 
 
+def note(message: str) -> None:
+    """A one-line ``note:`` about the run, shown with the held-back output when the command succeeds."""
+    _deferred.append(f"note: {message}\n")
+
+
 def discard_deferred() -> None:
     """Drop the bars held back (the command failed: its one error line stands alone)."""
     _deferred.clear()

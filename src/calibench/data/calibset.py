@@ -125,6 +125,26 @@ def check_vocabulary(ids: np.ndarray, vocab_size: Any, what: str) -> None:
         )
 
 
+def check_content(ids: np.ndarray, mask: np.ndarray, what: str) -> None:
+    """What consistent hashes cannot vouch for: at least one window of at least two positions, a 0/1 mask,
+    and at least one real token in every window."""
+    n, seq_len = ids.shape if ids.ndim == 2 else (0, 0)
+    if n < 1:
+        raise CorruptArtifactError(f"{what} is corrupt: it has no windows (n={n}): rebuild it")
+    if seq_len < 2:
+        raise CorruptArtifactError(
+            f"{what} is corrupt: its windows have {seq_len} position(s), and a window needs at least 2 "
+            "(one token to predict from, one to predict): rebuild it"
+        )
+    if mask.size and (int(mask.min()) < 0 or int(mask.max()) > 1):
+        bad = int(mask.max()) if int(mask.max()) > 1 else int(mask.min())
+        raise CorruptArtifactError(f"{what} is corrupt: its attention mask holds {bad}, not only 0 and 1: rebuild it")
+    empty = np.flatnonzero(mask.sum(axis=1) == 0)
+    if empty.size:
+        which = "every window" if empty.size == n else f"window {int(empty[0])}"
+        raise CorruptArtifactError(f"{what} is corrupt: {which} has an all-zero attention mask (no tokens): rebuild it")
+
+
 class CalibrationSet:
     """n token windows of seq_len tokens, their masks, and the manifest that explains them."""
 
@@ -220,6 +240,13 @@ class CalibrationSet:
                 f"'{actual.name}' (vocab {actual.vocab_sha256[:12]}, {actual.vocab_size} tokens): "
                 "rebuild the set for this model with `calibench data build ... --model <model>`"
             )
+        size = len(tokenizer)
+        high = int(self.input_ids.max()) if self.input_ids.size else -1
+        if high >= size or expected.vocab_size != size:
+            raise CorruptArtifactError(
+                f"calibration set {self.set_id} is corrupt: it records a vocabulary of {expected.vocab_size} and "
+                f"holds token ids up to {high}, but its tokenizer has {size} tokens: rebuild it"
+            )
 
     # ------------------------------------------------------------ disk I/O
     def save(self, directory: str | Path, overwrite: bool = False) -> Path:
@@ -286,6 +313,7 @@ class CalibrationSet:
                 f"match {expected_id}, derived from its tokens, n, seq_len, seed, tokenizer and source): rebuild it"
             )
         check_vocabulary(ids, manifest.tokenizer.get("vocab_size"), f"calibration set {directory}")
+        check_content(ids, mask, f"calibration set {directory}")
         calib = cls(ids.astype(np.int32, copy=False), mask.astype(np.uint8, copy=False), manifest)
         if tokenizer is not None:
             calib.check_tokenizer(tokenizer)

@@ -28,10 +28,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from calibench.compress.checkpoint import write_record
 from calibench.core.errors import CalibenchError, CorruptArtifactError
 from calibench.core.fsutil import atomic_dir
 from calibench.core.settings import DEFAULTS, accepts_settings
-from calibench.models import _load, load_tokenizer
+from calibench.core.text import one_line
+from calibench.models import _load, load_tokenizer, verify_checkpoint
 from calibench.vocab.modes import get_mode
 from calibench.vocab.prune import (
     ATTR,
@@ -65,9 +67,86 @@ def read_record(path: str | Path) -> PruneRecord:
     if not record_path.is_file():
         raise CalibenchError(f"{path} was never vocabulary-pruned (no {RECORD_FILE}): there is nothing to restore")
     try:
-        return PruneRecord.model_validate_json(record_path.read_text(encoding="utf-8"))
+        record = PruneRecord.model_validate_json(record_path.read_text(encoding="utf-8"))
     except (ValidationError, ValueError, OSError) as exc:
         raise CorruptArtifactError(f"{record_path} is corrupt ({str(exc).splitlines()[0]}): prune again") from None
+    _check_record(record, record_path)
+    return record
+
+
+def _check_record(record: PruneRecord, where: Path) -> None:
+    """What a valid JSON record can still get wrong: the mode, the kept ids, the sizes."""
+    from calibench.core.errors import UnknownNameError
+    from calibench.vocab.keepset import ids_sha256
+
+    def corrupt(problem: str) -> CorruptArtifactError:
+        return CorruptArtifactError(f"{where} is corrupt ({problem}): the file was edited after it was written; "
+                                    "prune again")  # fmt: skip
+
+    try:
+        get_mode(record.mode)
+    except UnknownNameError:
+        raise corrupt(f"unknown mode '{record.mode}'") from None
+    kept = record.kept
+    if not kept or record.vocab_size < 1 or record.hidden_size < 1:
+        raise corrupt("no kept ids" if not kept else "sizes are not positive")
+    if any(b <= a for a, b in zip(kept, kept[1:])) or kept[0] < 0 or kept[-1] >= record.vocab_size:
+        bad = next((i for i in kept if not 0 <= i < record.vocab_size), None)
+        problem = f"kept id {bad} is outside the vocabulary of {record.vocab_size}" if bad is not None else (
+            "kept ids are not sorted and unique")  # fmt: skip
+        raise corrupt(problem)
+    if ids_sha256(kept) != record.kept_sha256:
+        raise corrupt("the kept ids do not match their sha256")
+    if record.fallback is not None and record.fallback not in kept:
+        raise corrupt(f"fallback token {record.fallback} is not kept")
+    size = record.tokenizer.get("vocab_size") if isinstance(record.tokenizer, dict) else None
+    if not isinstance(size, int) or size > record.vocab_size:
+        raise corrupt(f"tokenizer size {size} does not fit the vocabulary of {record.vocab_size}")
+    if record.dropped_rows not in DROPPED_CHOICES:
+        raise corrupt(f"dropped_rows '{record.dropped_rows}' is not one of {', '.join(DROPPED_CHOICES)}")
+
+
+def check_content(path: Path, checkpoint: Any) -> None:
+    """The pruned directory's own checks (a ``CONTENT_CHECKS`` entry of :mod:`calibench.compress.checkpoint`).
+
+    Called after the file hashes matched: the record against the config, the tokenizer and the dropped rows.
+    """
+    from calibench.compress.checkpoint import safetensors_shapes
+
+    record = read_record(path)
+    if checkpoint.vocab_size != record.num_kept:
+        raise CorruptArtifactError(
+            f"{path}: the config's vocab_size is {checkpoint.vocab_size} but {RECORD_FILE} keeps "
+            f"{record.num_kept} ids: the directory is inconsistent; prune again"
+        )
+    if checkpoint.embedding is not None and checkpoint.embedding.shape[1] != record.hidden_size:
+        raise CorruptArtifactError(
+            f"{path}: the embedding is {checkpoint.embedding.shape[1]} wide but {RECORD_FILE} says "
+            f"{record.hidden_size}: the directory is inconsistent; prune again"
+        )
+    ours = (checkpoint.tokenizer or {}).get("vocab_sha256")
+    if ours is not None and ours != record.tokenizer.get("vocab_sha256"):
+        raise CorruptArtifactError(
+            f"{path}: its tokenizer is not the one {RECORD_FILE} was pruned for: the directory is inconsistent; "
+            "prune again"
+        )
+    file = path / DROPPED_FILE
+    if record.dropped_rows == "stored":
+        if not file.is_file():
+            raise CorruptArtifactError(f"{path} has no {DROPPED_FILE} though its record says the rows are stored: "
+                                       "prune again")  # fmt: skip
+        try:
+            shapes = safetensors_shapes(file)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CorruptArtifactError(f"{file} is not readable ({exc}): prune again") from None
+        rows = record.vocab_size - record.num_kept
+        for name, shape in sorted(shapes.items()):
+            if not shape or shape[0] != rows:
+                raise CorruptArtifactError(
+                    f"{file}: {name} has shape {shape}, but {rows} rows were dropped: prune again"
+                )
+        if "embedding" not in shapes:
+            raise CorruptArtifactError(f"{file} has no dropped embedding rows: prune again")
 
 
 @contextlib.contextmanager
@@ -175,6 +254,7 @@ def save(
         if extra:
             body["extra"] = extra
         (tmp / RECORD_FILE).write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
+        write_record(tmp, "vocab-pruned", tokenizer)
     return Path(out)
 
 
@@ -187,18 +267,17 @@ def _dropped_rows(path: Path, record: PruneRecord, original: str | None = None) 
         if not file.is_file():
             raise CorruptArtifactError(f"{path} has no {DROPPED_FILE} though its record says the rows are stored: "
                                        "prune again")  # fmt: skip
-        return load_file(str(file))
+        try:
+            return load_file(str(file))
+        except Exception as exc:  # safetensors' own error type: a damaged file the hashes did not cover
+            raise CorruptArtifactError(f"{file} is not readable ({one_line(exc)}): prune again") from None
     spec = original or record.original.get("model")
     if not spec:
         raise CalibenchError(f"{path} references its original model for the dropped rows: give it with --original")
-    from calibench.models import load_model
 
-    full = load_model(spec, dtype=record.dtype, device="cpu")
+    full = _check_original(spec, record, path)
     emb = embedding_of(full)
     head = head_of(full, emb.weight.shape[0]) if record.has_head else None
-    if tensor_sha256(emb.weight) != record.original.get("embedding_sha256"):
-        raise CalibenchError(f"{spec} is not the model {path} was pruned from (embedding sha256 differs): "
-                             "give the original with --original")  # fmt: skip
     import torch
 
     mask = torch.ones(record.vocab_size, dtype=torch.bool)
@@ -209,6 +288,21 @@ def _dropped_rows(path: Path, record: PruneRecord, original: str | None = None) 
     if head is not None and record.head_bias:
         rows["head_bias"] = head.bias.detach()[mask].clone()
     return rows
+
+
+def _check_original(spec: str, record: PruneRecord, path: Path) -> Any:
+    """The original model ``spec`` names, loaded on the CPU; refused unless its embedding is the recorded one."""
+    from calibench.models import load_config, load_model
+
+    rows = text_config(load_config(spec)).vocab_size  # cheap: a model of another size is refused unloaded
+    if rows != record.vocab_size:
+        raise CalibenchError(f"{spec} is not the model {path} was pruned from (its vocabulary has {rows} tokens, "
+                             f"the original's {record.vocab_size}): give the original with --original")  # fmt: skip
+    full = load_model(spec, dtype=record.dtype, device="cpu")
+    if tensor_sha256(embedding_of(full).weight) != record.original.get("embedding_sha256"):
+        raise CalibenchError(f"{spec} is not the model {path} was pruned from (embedding sha256 differs): "
+                             "give the original with --original")  # fmt: skip
+    return full
 
 
 def _load_compact(path: Path, dtype: Any) -> Any:
@@ -265,7 +359,10 @@ def restore(
 
     path = Path(path)
     record = read_record(path)
+    verify_checkpoint(path)  # every file as written, before anything is loaded
     check_new_output(out)
+    if original is not None and record.dropped_rows == "stored":
+        _check_original(original, record, path)  # the rows come from the directory, but a wrong name is a mistake
     model = _load_compact(path, getattr(torch, record.dtype))
     dropped = _dropped_rows(path, record, original)
     emb = embedding_of(model)
@@ -293,4 +390,5 @@ def restore(
         for extra in ("calibench.json",):  # a compression record travels with the weights it describes
             if (path / extra).is_file():
                 (tmp / extra).write_bytes((path / extra).read_bytes())
+        write_record(tmp, "restored", tok)
     return Path(out)
