@@ -147,7 +147,7 @@ def test_pluggable_nli_and_judge_validation_read_from_the_cache(monkeypatch, cap
     assert "summac_zs.fsp_acc" not in {r.metric for r in before.rows}
     warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 1 and re.fullmatch(
-        r"warning: judge nli \(org/stub\) is not validated on this machine; its results are marked not validated; "
+        r"warning: judge nli \(org/stub\) is not validated on this machine; "
         r"run 'calibench summ validate --judge nli --judge-model org/stub' \(~\d+ min\)",
         warnings[0],
     ), err

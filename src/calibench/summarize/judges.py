@@ -33,7 +33,7 @@ from calibench.summarize.data import factual_pairs
 from calibench.summarize.harim import Judge, harim_scores
 from calibench.summarize.metrics import CONSISTENCY_METRIC
 from calibench.summarize.prompts import STYLES, ChatMode, use_chat
-from calibench.summarize.validate import ScoreFn, cached_validation, pair_accuracy, store_validation
+from calibench.summarize.validate import ScoreFn, cached_results, cached_validation, pair_accuracy, store_validation
 
 ALL = "all"
 FSP_PAIRS = 371  # pairs in the pack's Factual-Summary-Pairs (for the time estimate before it is read)
@@ -57,7 +57,7 @@ class JudgeKind:
     name = ""
     metric = ""
     default_model = ""
-    seconds_per_pair = 1.0  # measured with the default model on 2 CPU cores, for the "~N min" estimate
+    seconds_per_pair = 1.0  # with the default model, for the "~N min" estimate until a run here measures it
 
     def check(self, model: str, offline: bool) -> str:
         """The judge model's canonical name, or one CalibenchError; never loads weights."""
@@ -75,14 +75,18 @@ class JudgeKind:
         raise NotImplementedError
 
     def minutes(self, pairs: int = FSP_PAIRS) -> int:
-        return max(1, math.ceil(pairs * self.seconds_per_pair / 60))
+        """How long a full validation takes: from the latest run of this kind here (a ``--limit`` run counts),
+        else from :attr:`seconds_per_pair`."""
+        runs = [r for r in cached_results() if r.get("scorer", {}).get("scorer") == self.metric and r.get("seconds")]
+        rate = runs[-1]["seconds"] / runs[-1]["pairs"] if runs else self.seconds_per_pair
+        return max(1, math.ceil(pairs * rate / 60))
 
 
 class NliJudge(JudgeKind):
     name = "nli"
     metric = CONSISTENCY_METRIC
     default_model = nli_models.AEGIS
-    seconds_per_pair = 0.6
+    seconds_per_pair = 1.8  # aegis: 58 s for 32 pairs on 2 CPU cores shared with five other jobs
 
     def check(self, model: str, offline: bool) -> str:
         nli_models.check_nli_name(model, offline)
@@ -101,7 +105,7 @@ class HarimJudge(JudgeKind):
     name = "harim"
     metric = "harim_plus"
     default_model = "smollm2-135m"
-    seconds_per_pair = 1.0
+    seconds_per_pair = 12.6  # smollm2-135m: 404 s for 32 pairs on 2 CPU cores shared with five other jobs
 
     def check(self, model: str, offline: bool) -> str:
         path = resolve_model_path(model)  # an unknown name, a missing directory or an unpulled asset: one line
@@ -178,12 +182,17 @@ def lookup(kind: str, model: str, style: str, chat: bool, *, validate: bool = Tr
     return Plan(kind, model, identity, chat, found, validate_command(kind, model, style, chat))
 
 
-def not_validated_line(plan: Plan) -> str:
-    """The one warning line for a judge whose results an evaluation marks not validated."""
-    judge = JUDGES.get(plan.kind)
-    shown = canonical_model_safe(plan.kind, plan.model)
-    return (f"judge {plan.kind} ({shown}) is not validated on this machine; its results are marked not validated; "
-            f"run '{plan.command}' (~{judge.minutes()} min)")  # fmt: skip
+def not_validated_line(plans: list[Plan]) -> str:
+    """The one warning line for the judges an evaluation marks not validated (all of them in one line)."""
+    shown = [f"{p.kind} ({canonical_model_safe(p.kind, p.model)})" for p in plans]
+    commands = [p.command for p in plans]
+    defaults = {validate_command(k, JUDGES.get(k).default_model) for k in JUDGES.names()}
+    if len(plans) > 1 and set(commands) == defaults:  # every judge with its default model: one command does all
+        commands = [f"calibench summ validate --judge {ALL}"]
+    minutes = sum(JUDGES.get(p.kind).minutes() for p in plans)
+    subject = f"judge {shown[0]} is" if len(shown) == 1 else f"judges {' and '.join(shown)} are"
+    run = " and ".join(f"'{c}'" for c in commands)
+    return f"{subject} not validated on this machine; run {run} (~{minutes} min)"
 
 
 def judge_names(judge: str) -> list[str]:
@@ -229,7 +238,7 @@ def validate_judge(
     pairs = factual_pairs(limit)
     started = time.perf_counter()
     score = kind.scorer(name, style, chat_on, batch_size=batch_size, dtype=dtype, device=device)
-    label = f"validating {judge} ({canonical_model_safe(judge, name)}) on Factual-Summary-Pairs"
+    label = f"validating {judge} ({canonical_model_safe(judge, name)})"
     with progress.task(label, total=len(pairs), unit="pairs") as bar:
         result = pair_accuracy(score, pairs, bar.advance)
     result["seconds"] = round(time.perf_counter() - started, 1)

@@ -390,13 +390,18 @@ _WARNED: set[str] = set()
 
 
 def warn_not_validated(prep: Prepared) -> None:
-    """One ``warning:`` line on stderr per judge not validated on this machine (once per process)."""
-    for plan in prep.judges:
-        key = json.dumps(plan.identity, sort_keys=True)
-        if plan.validation is None and prep.task.options.validate_scorers and key not in _WARNED:
-            _WARNED.add(key)
-            sys.stderr.write(f"warning: {not_validated_line(plan)}\n")
-            sys.stderr.flush()
+    """One ``warning:`` line on stderr for the judges not validated on this machine (each once per process)."""
+    if not prep.task.options.validate_scorers:
+        return
+    missing = [p for p in prep.judges if p.validation is None and _key(p) not in _WARNED]
+    if missing:
+        _WARNED.update(_key(p) for p in missing)
+        sys.stderr.write(f"warning: {not_validated_line(missing)}\n")
+        sys.stderr.flush()
+
+
+def _key(plan: Plan) -> str:
+    return json.dumps(plan.identity, sort_keys=True)
 
 
 _JUDGES: dict[str, tuple[Any, Any]] = {}
