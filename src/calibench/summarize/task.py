@@ -415,7 +415,8 @@ def _load_judge(spec: str, model: Any, tokenizer: Any, model_spec: Any) -> tuple
     if path not in _JUDGES:
         device = next(model.parameters()).device
         _JUDGES.clear()  # one judge at a time: a study over several models must not keep them all
-        _JUDGES[path] = (load_model(spec, device=str(device)), load_tokenizer(spec))
+        with progress.task(f"loading HaRiM+ judge {spec}", total=None):
+            _JUDGES[path] = (load_model(spec, device=str(device)), load_tokenizer(spec))
     return _JUDGES[path]
 
 
