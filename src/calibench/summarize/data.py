@@ -177,15 +177,16 @@ DATASETS: dict[str, SummDataset] = {
 
 
 def resolve_dataset(name: str) -> SummDataset:
-    """A registered dataset, or a local ``.jsonl`` file (checked to exist here, its fields when loaded)."""
+    """A registered dataset, or a local ``.jsonl`` file (read here, as the task parses; its fields when loaded)."""
     if name in DATASETS:
         return DATASETS[name]
     if name.endswith(".jsonl") or "/" in name:
         path = Path(name)
         if not path.is_file():
             raise CalibenchError(f"no such summarization file: {name} (give a .jsonl with 'document' and 'summary')")
+        rows = _jsonl(path)  # read now: a file that is not UTF-8 or not JSON lines is refused as the task parses
         return SummDataset(
-            name, lambda: docs_from_rows(_jsonl(path), str(path)), f"local file {path}", True, "a local jsonl file"
+            name, lambda: docs_from_rows(rows, str(path)), f"local file {path}", True, "a local jsonl file"
         )
     raise UnknownNameError(
         f"unknown summarization dataset '{name}'{did_you_mean(name, list(DATASETS))}, or a .jsonl file"
