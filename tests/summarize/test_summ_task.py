@@ -5,6 +5,7 @@ as a checkpoint, scorers plugged in, and the paired comparison of two runs."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -113,25 +114,59 @@ def test_same_rows_dense_and_compressed_in_memory_or_checkpoint(
     assert compressed.rows != by_dir.rows
 
 
-def test_pluggable_nli_and_scorer_validation(monkeypatch, tiny_model_dir, docs_file):
+def test_pluggable_nli_and_judge_validation_read_from_the_cache(monkeypatch, capsys, tiny_model_dir, docs_file):
+    """An evaluation never validates a judge: before `summ validate` its results are marked not validated with
+    one warning line naming the command; after it, the cached accuracy is a row."""
     from calibench.evaluation import evaluate
+    from calibench.summarize import judges
     from calibench.summarize import nli as nli_module
     from calibench.summarize import task as task_module
+    from calibench.summarize.data import FactualPair
     from calibench.summarize.nli import FunctionNli
 
-    stub = FunctionNli(lambda p, h: [1.0 if set(b.split()) <= set(a.split()) else 0.25 for a, b in zip(p, h)], "stub")
+    calls = []
+
+    def support(p, h):
+        calls.append(len(p))
+        return [1.0 if set(b.split()) <= set(a.split()) else 0.25 for a, b in zip(p, h)]
+
+    stub = FunctionNli(support, "stub")
     monkeypatch.setattr(nli_module, "get_nli", lambda name: stub)
-    monkeypatch.setattr(nli_module, "check_nli_name", lambda name: None)
+    monkeypatch.setattr(nli_module, "check_nli_name", lambda name, offline=False: None)
+    monkeypatch.setattr(nli_module, "check_nli_spelling", lambda name, offline=False: None)
     monkeypatch.setattr(
-        "calibench.summarize.validate.factual_pairs",
-        lambda limit=None: [
-            __import__("calibench.summarize.data", fromlist=["FactualPair"]).FactualPair("a b c", "a b", "a x")
-        ],
+        judges, "factual_pairs", lambda limit=None: [FactualPair(f"a b c{i}", "a b", "a x") for i in range(3)]
     )
-    result = evaluate(str(tiny_model_dir), f"summ:{docs_file}:nli=org/stub:harim=none:max_new_tokens=6", limit=3)
-    values = {r.metric: r.value for r in result.rows}
+    monkeypatch.setattr(task_module, "_WARNED", set())
+    task = f"summ:{docs_file}:nli=org/stub:harim=none:max_new_tokens=6"
+
+    before = evaluate(str(tiny_model_dir), task, limit=3)
+    err = capsys.readouterr().err
+    consistency = before.tasks[0].details["consistency"]
+    assert consistency["validated"] is False and consistency["factual_summary_pairs"] is None
+    assert "summac_zs.fsp_acc" not in {r.metric for r in before.rows}
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and re.fullmatch(
+        r"warning: judge nli \(org/stub\) is not validated on this machine; "
+        r"run 'calibench summ validate --judge nli --judge-model org/stub' \(~\d+ min\)",
+        warnings[0],
+    ), err
+    scored = sum(calls)  # the evaluation scored its 3 summaries and nothing else
+
+    result = judges.validate_judge("nli", "org/stub")
+    assert result["accuracy"] == 1.0 and result["pairs"] == 3 and not result["cached"]
+    assert sum(calls) == scored + 6  # both rewrites of the 3 pairs
+    assert judges.validate_judge("nli", "org/stub")["cached"] and sum(calls) == scored + 6
+
+    after = evaluate(str(tiny_model_dir), task, limit=3)
+    values = {r.metric: r.value for r in after.rows}
     assert 0.25 <= values["summac_zs"] <= 1.0 and values["summac_zs.fsp_acc"] == 1.0
-    assert result.tasks[0].details["consistency"]["factual_summary_pairs"]["pairs"] == 1
+    assert after.tasks[0].details["consistency"]["validated"] is True
+    assert after.tasks[0].details["consistency"]["factual_summary_pairs"]["pairs"] == 3
+    assert "warning" not in capsys.readouterr().err
+    off = evaluate(str(tiny_model_dir), task + ":validate=no", limit=3)
+    assert off.tasks[0].details["consistency"]["validated"] is None
+    assert "summac_zs.fsp_acc" not in {r.metric for r in off.rows}
     assert task_module.CONSISTENCY_METRIC == "summac_zs"
 
 

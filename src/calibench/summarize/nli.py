@@ -12,6 +12,7 @@ class is found from its ``id2label``.  Tests plug in a plain function.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, Protocol
@@ -140,18 +141,56 @@ def get_nli(name: str) -> Nli:
     return HfNli(name)
 
 
-def check_nli_name(name: str) -> None:
-    """Fail before any model loads: the offline model must be pulled, a hub model must look like a name."""
+def check_nli_name(name: str, offline: bool = False) -> None:
+    """Fail in seconds, before any model loads or generates: the offline model must be pulled; any other name
+    must be a directory or hub id whose config (no weights) loads and has an entailment class."""
     if name == AEGIS:
-        from calibench.assets import require
-
         require(AEGIS_ASSET)
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
             raise CalibenchError("nli=aegis needs onnxruntime (pip install onnxruntime), or use nli=none") from None
-    elif "/" not in name:
+        return
+    check_nli_spelling(name, offline)
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(os.path.expanduser(name), local_files_only=offline)
+    except Exception as exc:  # a missing repo, offline without a copy, a directory without config.json
+        where = "in the local hub cache (offline)" if offline else "locally or on the hub"
+        raise CalibenchError(
+            f"NLI model '{name}' not found {where} ({one_line(str(exc), 120)}); offline, use nli=aegis"
+        ) from None
+    labels = [str(v).lower() for v in (getattr(config, "id2label", None) or {}).values()]
+    if not any(label.startswith("entail") or label == "supported" for label in labels):
+        raise CalibenchError(
+            f"NLI model '{name}' has no entailment label (labels: {', '.join(labels) or 'none'}): "
+            "give a sequence-classification NLI model"
+        )
+
+
+def check_nli_spelling(name: str, offline: bool) -> None:
+    """The cheap part of :func:`check_nli_name` (no transformers, no network): a hub id or a directory; offline,
+    a hub id must be in the local hub cache."""
+    local = os.path.expanduser(name)
+    if os.path.isdir(local):
+        if not os.path.isfile(os.path.join(local, "config.json")):
+            raise CalibenchError(f"NLI model directory {name} has no config.json")
+        return
+    if "/" not in name or name.startswith((".", "/", "~")):
         raise CalibenchError(
             f"unknown NLI model '{name}': use aegis (offline), none, or a hub id/directory "
             "of a sequence-classification NLI model"
         )
+    if offline:
+        from huggingface_hub import try_to_load_from_cache
+
+        try:
+            cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+        except Exception:  # an id the hub client rejects
+            cached = False
+        if not cached:
+            raise CalibenchError(
+                f"NLI model '{name}' is not in the local hub cache (offline): use nli=aegis (offline), nli=none, "
+                "or a directory"
+            )

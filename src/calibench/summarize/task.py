@@ -11,10 +11,14 @@ Options (defaults in brackets):
 * ``nli`` [aegis]: the NLI model of the SummaC-ZS score: aegis (offline), none, or a hub id / directory;
 * ``harim`` [auto]: the judge of HaRiM+: ``auto`` is the dense model (the checkpoint's source model for a
   calibench checkpoint, the model itself otherwise), ``none`` skips it, or any model spec;
-* ``validate`` [yes]: score each scorer on Factual-Summary-Pairs and report its accuracy as a row;
+* ``validate`` [yes]: report each judge's accuracy on Factual-Summary-Pairs as a row, from the result
+  ``calibench summ validate`` cached (:mod:`.judges`); a judge not validated on this machine is marked so
+  (``validated: false`` in its details, no ``.fsp_acc`` row) with one warning line naming the command.
+  An evaluation never validates: that takes minutes.  ``no`` does not look;
 * ``max_prompt_tokens``: skip documents whose prompt is longer (default: the context minus max_new_tokens).
 
-Documents whose prompt does not fit are skipped and counted (``skipped_too_long``).
+The judges' model names (``nli``, ``harim``) are checked before the model under test loads, without
+loading weights.  Documents whose prompt does not fit are skipped and counted (``skipped_too_long``).
 Rows: one per metric, the mean over documents, stderr from a bootstrap of the mean,
 the 95% interval in the task record.  Items: one per document with ``doc_id``,
 ``doc_hash`` (what pairs runs), the summary (``response``) and every metric.
@@ -23,8 +27,10 @@ the 95% interval in the task record.  Items: one per document with ``doc_id``,
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,10 +51,10 @@ from calibench.summarize.consistency import summac_zs
 from calibench.summarize.data import SummDataset, SummDoc, resolve_dataset
 from calibench.summarize.generate import greedy_generate
 from calibench.summarize.harim import Judge, harim_scores
+from calibench.summarize.judges import Plan, check_names, not_validated_line, plan_judges
 from calibench.summarize.metrics import ALL_METRICS, CONSISTENCY_METRIC, lexical_metrics
 from calibench.summarize.prompts import STYLES, ChatMode, clean_summary, render, use_chat
 from calibench.summarize.stats import bootstrap_mean
-from calibench.summarize.validate import cached_accuracy
 
 SUMM_PREFIX = "summ:"
 SUMM_DATASETS = ("xsum", "multilexsum", "mtsdialog", "xsum-hub", "cnn_dailymail")  # see calibench.summarize.data
@@ -146,14 +152,31 @@ class Prepared:
     limit: int | None
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    judges: list[Plan] = field(default_factory=list)  # checked by name, with their cached validation
+
+    def judge(self, kind: str) -> Plan | None:
+        return next((p for p in self.judges if p.kind == kind), None)
 
 
-def prepare(task: SummTask, limit: int | None) -> Prepared:
-    """Load the documents and check the scorers exist, so that nothing fails after the model loads."""
+def prepare(
+    task: SummTask,
+    limit: int | None,
+    *,
+    model_spec: Any = None,
+    model: Any = None,
+    model_chat: bool = False,
+    offline: bool = False,
+) -> Prepared:
+    """Load the documents and check the judges by name, so that nothing fails after the model loads.
+
+    ``model_spec``/``model``: the model under test (a spec, or in memory), from which ``harim=auto`` finds
+    its judge; ``model_chat``: whether its prompts use the chat template.
+    """
     started = time.perf_counter()
     docs = task.dataset.load()
-    if task.options.nli != "none":
-        nli_models.check_nli_name(task.options.nli)
+    opts = task.options
+    judge_spec = _judge_spec(opts.harim, model_spec, model) if model_spec is not None or model is not None else None
+    plans = plan_judges(opts.nli, judge_spec, opts.style, model_chat, offline=offline, validate=opts.validate_scorers)
     chosen = docs[:limit] if limit is not None else docs
     return Prepared(
         task,
@@ -161,6 +184,7 @@ def prepare(task: SummTask, limit: int | None) -> Prepared:
         len(docs),
         limit if limit is not None and limit < len(docs) else None,
         time.perf_counter() - started,
+        judges=plans,
     )
 
 
@@ -221,22 +245,17 @@ def run(
             "method": "SummaC-ZS, sentence granularity, max over source sentences, mean over "
             "summary sentences, P(supported)",
             "nli": opts.nli,
+            **_validation(prep.judge("nli"), opts.validate_scorers, task.name, CONSISTENCY_METRIC, rows_extra),
         }
-        if opts.validate_scorers:
-            score = lambda src, summ: summac_zs(nli, src, summ)  # noqa: E731
-            val = cached_accuracy({"scorer": CONSISTENCY_METRIC, "nli": opts.nli}, score)
-            details["consistency"]["factual_summary_pairs"] = val
-            rows_extra.append(
-                EvalRow(task=task.name, metric=f"{CONSISTENCY_METRIC}.fsp_acc", value=val["accuracy"], n=val["pairs"])
-            )
-    judge_spec = _judge_spec(opts.harim, model_spec, model)
+    plan = prep.judge("harim")
+    judge_spec = plan.model if plan is not None else _judge_spec(opts.harim, model_spec, model)
     if judge_spec is not None:
         judge_model, judge_tok = _load_judge(judge_spec, model, tokenizer, model_spec)
         judge = Judge(
             judge_model,
             judge_tok,
             opts.style,
-            use_chat(judge_tok, "auto", judge_spec) and chat,
+            plan.chat if plan is not None else use_chat(judge_tok, "auto", judge_spec) and chat,
             str(judge_spec),
             batch_size,
         )
@@ -244,16 +263,12 @@ def run(
             scores_h = harim_scores(judge, [d.document for d in docs], summaries)
         for m, h in zip(per_doc, scores_h):
             m.update(h)
-        details["harim"] = {"judge": str(judge_spec), "lambda": 7.0, "chat": judge.chat}
-        if opts.validate_scorers:
-            val = cached_accuracy(
-                {"scorer": "harim_plus", "judge": _identity(judge_spec), "style": opts.style, "chat": judge.chat},
-                lambda src, summ: [h["harim_plus"] for h in harim_scores(judge, src, summ)],
-            )
-            details["harim"]["factual_summary_pairs"] = val
-            rows_extra.append(
-                EvalRow(task=task.name, metric="harim_plus.fsp_acc", value=val["accuracy"], n=val["pairs"])
-            )
+        details["harim"] = {
+            "judge": str(judge_spec),
+            "lambda": 7.0,
+            "chat": judge.chat,
+            **_validation(plan, opts.validate_scorers, task.name, "harim_plus", rows_extra),
+        }
     rows, ci = [], {}
     for metric in ALL_METRICS:
         values = [m[metric] for m in per_doc if metric in m]
@@ -344,8 +359,6 @@ def _judge_spec(option: str, model_spec: Any, model: Any) -> str | None:
         path = resolve_model_path(model_spec)
         record = os.path.join(path, RECORD_FILE)
         if os.path.isfile(record):  # a calibench checkpoint: its source model is the dense one
-            import json
-
             with open(record, encoding="utf-8") as fh:
                 return str(json.load(fh).get("model") or model_spec)
         return os.fspath(model_spec)
@@ -358,8 +371,37 @@ def _judge_spec(option: str, model_spec: Any, model: Any) -> str | None:
     )
 
 
-def _identity(spec: str) -> str:
-    return resolve_model_path(spec)
+def _validation(plan: Plan | None, wanted: bool, task: str, metric: str, rows: list[Any]) -> dict[str, Any]:
+    """A judge's validation as its details show it; its accuracy row when it is validated.
+
+    ``validated``: true (``factual_summary_pairs`` holds the cached result), false (not validated on this
+    machine: ``validate_with`` is the command), or null (``validate=no``: not looked up).
+    """
+    if not wanted or plan is None:
+        return {"validated": None, "factual_summary_pairs": None}
+    if plan.validation is None:
+        return {"validated": False, "factual_summary_pairs": None, "validate_with": plan.command}
+    val = {k: v for k, v in plan.validation.items() if k != "path"}
+    rows.append(EvalRow(task=task, metric=f"{metric}.fsp_acc", value=val["accuracy"], n=val["pairs"]))
+    return {"validated": True, "factual_summary_pairs": val}
+
+
+_WARNED: set[str] = set()
+
+
+def warn_not_validated(prep: Prepared) -> None:
+    """One ``warning:`` line on stderr for the judges not validated on this machine (each once per process)."""
+    if not prep.task.options.validate_scorers:
+        return
+    missing = [p for p in prep.judges if p.validation is None and _key(p) not in _WARNED]
+    if missing:
+        _WARNED.update(_key(p) for p in missing)
+        sys.stderr.write(f"warning: {not_validated_line(missing)}\n")
+        sys.stderr.flush()
+
+
+def _key(plan: Plan) -> str:
+    return json.dumps(plan.identity, sort_keys=True)
 
 
 _JUDGES: dict[str, tuple[Any, Any]] = {}
@@ -373,7 +415,8 @@ def _load_judge(spec: str, model: Any, tokenizer: Any, model_spec: Any) -> tuple
     if path not in _JUDGES:
         device = next(model.parameters()).device
         _JUDGES.clear()  # one judge at a time: a study over several models must not keep them all
-        _JUDGES[path] = (load_model(spec, device=str(device)), load_tokenizer(spec))
+        with progress.task(f"loading HaRiM+ judge {spec}", total=None):
+            _JUDGES[path] = (load_model(spec, device=str(device)), load_tokenizer(spec))
     return _JUDGES[path]
 
 
@@ -387,6 +430,7 @@ class SummarizationKind(TaskKind):
         if not name.startswith(SUMM_PREFIX):
             return None
         task = parse_summ_task(name)
+        check_names(task.options.nli, task.options.harim, offline)  # a judge's typo: refused in a second
         return [TaskRequest(task.name, SUMM_KIND, task)]
 
     def known_names(self) -> list[str]:
@@ -398,14 +442,18 @@ class SummarizationKind(TaskKind):
     def prepare(self, requests: list[TaskRequest], ctx: EvalContext) -> list[Prepared]:
         """Every dataset loaded and the prompts checked renderable, before the model loads."""
         tokenizer = ctx.load_tokenizer()
-        for request in requests:
-            check_model(request.spec, tokenizer, ctx.name)  # chat=yes on a model without a chat template fails here
-        return [prepare(r.spec, ctx.limit) for r in requests]
+        chats = [check_model(r.spec, tokenizer, ctx.name) for r in requests]  # chat=yes without a template fails
+        model = None if ctx.model_spec is not None else ctx.model
+        return [
+            prepare(r.spec, ctx.limit, model_spec=ctx.model_spec, model=model, model_chat=c, offline=ctx.conn.offline)
+            for r, c in zip(requests, chats)
+        ]
 
     def run(self, prepared: list[Prepared], ctx: EvalContext) -> KindOutput:
         out = KindOutput()
         for prep in prepared:
             announce(f"{prep.task.name}: summarization, {len(prep.docs)} of {prep.n_total} documents")
+            warn_not_validated(prep)
             rows, record, items = run(prep, ctx.loaded_model, ctx.tokenizer, ctx.model_spec, ctx.batch_size)
             out.records[prep.task.name] = record
             out.rows.extend(rows)

@@ -1,0 +1,84 @@
+"""``calibench summ``: the summarization judges, validated once per machine as their own step."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from calibench.cli import options
+from calibench.cli.derive import Group, with_options
+from calibench.core.console import console
+from calibench.core.errors import CalibenchError
+from calibench.summarize.judges import JUDGES, judge_names, validate_judge
+from calibench.summarize.settings import SummValidateSettings
+from calibench.summarize.validate import cached_results
+
+summ_app = typer.Typer(help="Summarization judges: validate them on Factual-Summary-Pairs, list what is validated.",
+                       no_args_is_help=True)  # fmt: skip
+
+
+def validate_command(
+    *,
+    judge: str,
+    judge_model: str | None,
+    style: str,
+    chat: str,
+    limit: int | None,
+    force: bool,
+    offline: bool | None,
+    batch_size: int,
+    dtype: str,
+    device: str,
+) -> None:
+    """Score the judges of summ: tasks on the 371 Factual-Summary-Pairs and cache the accuracy for evaluations."""
+    kinds = judge_names(judge)
+    if judge_model is not None and len(kinds) > 1:
+        raise CalibenchError("--judge-model names one judge's model: use it with --judge harim or --judge nli")
+    for kind in kinds:  # every judge model checked by name before any of them runs
+        JUDGES.get(kind).check(judge_model or JUDGES.get(kind).default_model, bool(offline))
+    con = console()
+    for kind in kinds:
+        result = validate_judge(kind, judge_model, style=style, chat=chat, limit=limit, force=force,  # type: ignore[arg-type]
+                                offline=bool(offline), batch_size=batch_size, dtype=dtype, device=device)  # fmt: skip
+        con.print(_line(result), highlight=False, soft_wrap=True)
+
+
+def _describe(identity: dict[str, Any]) -> str:
+    if identity.get("scorer") == "harim_plus":
+        return f"harim ({identity.get('judge')}, style {identity.get('style')}, {'chat' if identity.get('chat') else 'plain'} prompt)"  # noqa: E501
+    return f"nli ({identity.get('nli')})"
+
+
+def _line(result: dict[str, Any]) -> str:
+    how = "cached" if result.get("cached") else f"{result.get('seconds', 0):.0f} s"
+    part = f", first {result['limit']} pairs only" if result.get("limit") else ""
+    return (f"{_describe(result.get('scorer', {}))}: accuracy {result['accuracy']:.3f} on {result['pairs']} "
+            f"Factual-Summary-Pairs ({result['ties']} ties{part}; 0.5 is chance), {how} "
+            f"-> {result['path']}")  # fmt: skip
+
+
+def judges_command() -> None:
+    """List the judges validated on this machine (cached results that summ: tasks report)."""
+    con = console()
+    found = cached_results()
+    for result in found:
+        con.print(_line({**result, "cached": True}), highlight=False, soft_wrap=True)
+    seen = {r.get("scorer", {}).get("scorer") for r in found if not r.get("limit")}
+    for name in JUDGES.names():
+        kind = JUDGES.get(name)
+        if kind.metric not in seen:
+            con.print(f"{name}: not validated on this machine; run 'calibench summ validate --judge {name}' "
+                      f"(~{kind.minutes()} min)", highlight=False, soft_wrap=True)  # fmt: skip
+
+
+summ_app.command("validate")(
+    with_options(
+        validate_command,
+        [
+            options.common("offline", "batch_size", "dtype", "device", command="summ validate"),
+            Group(SummValidateSettings),
+        ],
+    )
+)
+summ_app.command("judges")(judges_command)

@@ -1,0 +1,55 @@
+"""The options of :func:`calibench.summarize.judges.validate_judge`, typed, as one model.
+
+``calibench summ validate`` derives its options from :class:`SummValidateSettings` (the field name is the
+flag, the default the option's default, the description its help).  The shared concepts (batch size, dtype,
+device, offline) are :class:`calibench.core.settings.CommonSettings`' fields.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from calibench.summarize.prompts import STYLES, ChatMode
+
+
+class SummValidateSettings(BaseModel):
+    """Which judge to validate on Factual-Summary-Pairs, with which model and prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    judge: str = Field("all", description="The judge to validate: harim (HaRiM+), nli (SummaC-ZS's NLI model) or all.")
+    judge_model: str | None = Field(
+        None,
+        description="The judge's model: for harim a bundled model, directory or hub id (default smollm2-135m, "
+        "as a summ: task uses the dense model under test); for nli aegis or a hub id/directory (default aegis). "
+        "With one --judge only.",
+    )
+    style: str = Field(
+        "sentences",
+        description="HaRiM+'s prompt style, as the summ: task's style option (paragraph, sentences, summary).",
+    )
+    chat: ChatMode = Field(
+        "auto",
+        description="HaRiM+'s prompts through the judge's chat template: auto (when it has one), yes or no. A "
+        "summ: task uses it when both the judge and the model under test have one.",
+    )
+    limit: int | None = Field(
+        None, ge=1, description="Only the first N of the 371 pairs (a quick check; summ: tasks use a full run)."
+    )
+    force: bool = Field(False, description="Validate again even when a result is cached.")
+
+    @field_validator("judge")
+    @classmethod
+    def _judge(cls, value: str) -> str:
+        from calibench.summarize.judges import ALL, JUDGES
+
+        if value != ALL and value not in JUDGES:
+            raise ValueError(f"must be one of {', '.join([*JUDGES.names(), ALL])}, got '{value}'")
+        return value
+
+    @field_validator("style")
+    @classmethod
+    def _style(cls, value: str) -> str:
+        if value not in STYLES:
+            raise ValueError(f"must be one of {', '.join(STYLES)}, got '{value}'")
+        return value
