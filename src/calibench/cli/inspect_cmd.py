@@ -31,6 +31,7 @@ def activations(
     *,
     model: list[str],
     out: Path,
+    force: bool,
     n: int,
     seq_len: int,
     seed: int,
@@ -62,7 +63,7 @@ def activations(
     for spec in model:
         resolve_model_path(spec)
     resolve_device(device)
-    check_new_output(out)
+    check_new_output(out, force=force)
     inspection = inspect_activations(
         model,
         sets,
@@ -83,7 +84,7 @@ def activations(
         massive_threshold=massive_threshold,
         massive_ratio=massive_ratio,
     )
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, force=force) as tmp:
         write_inspection(inspection, tmp)
     _summary(console(), inspection, out)
 
@@ -95,6 +96,7 @@ inspect_app.command("activations")(
             options.common(
                 "model",
                 "out",
+                "force",
                 "seed",
                 "max_windows",
                 "batch_size",
