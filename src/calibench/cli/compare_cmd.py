@@ -16,7 +16,7 @@ import typer
 from calibench.cli import options
 from calibench.cli.derive import with_options
 from calibench.core.errors import CalibenchError
-from calibench.core.fsutil import atomic_write_bytes, check_output_file
+from calibench.core.fsutil import atomic_write_bytes, check_output_file, read_text
 from calibench.report.summarization_plots import overlap_consistency_plot
 from calibench.summarize.compare import compare_table, load_run
 
@@ -52,6 +52,8 @@ def _compare(
             check_output_file(dest, example, force=force, option=option)
     if out is not None and plot is not None and out.absolute() == plot.absolute():
         raise CalibenchError(f"--out and --plot are the same file {out}: give two files")
+    for path in runs:
+        read_text(path, "result file")  # missing, a directory or not UTF-8: one line, not a traceback
     loaded = [load_run(p, task, n) for p, n in zip(runs, names)]
     table = compare_table(loaded)
     typer.echo(table)

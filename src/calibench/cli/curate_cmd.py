@@ -15,7 +15,7 @@ from calibench.core.console import console as make_console
 from calibench.core.errors import ParameterError
 from calibench.core.fsutil import atomic_dir, check_new_output
 from calibench.curate.capabilities import load_reference, parse_capabilities
-from calibench.curate.pipeline import CurationConfig, random_from_pool
+from calibench.curate.pipeline import CurationConfig, check_pool_fits, random_from_pool
 from calibench.curate.pipeline import curate as run_curate
 from calibench.curate.proxy import proxy_evaluate
 from calibench.data.builders.params import BOS_POLICY
@@ -51,6 +51,7 @@ def curate(
 
     config = curation_config(builder_params or {})
     config.check(None)  # everything checkable without the model, before any load
+    check_pool_fits(config)
     check_new_output(out, force=force)
     tokenizer = load_tokenizer(model)
     config.check(model_max_length(model))

@@ -11,7 +11,7 @@ from calibench.cli import options
 from calibench.cli.builder_options import derived_fields, flag_for, with_builder_options
 from calibench.cli.derive import with_options
 from calibench.core.console import console as make_console
-from calibench.core.fsutil import atomic_dir, check_new_output
+from calibench.core.fsutil import atomic_dir, check_new_output, read_text
 from calibench.data.builders import build_sets, builders, make_params
 from calibench.data.builders.registry import describe
 from calibench.data.calibset import CalibrationSet
@@ -44,6 +44,9 @@ def build(
     params = dict(builder_params or {})
     _, checked = make_params(source, **params)  # fail fast: unknown source, bad or foreign parameters
     validate_sizes(checked.n, checked.seq_len, checked.sets, None)
+    template = getattr(checked, "chat_template", None)
+    if template:
+        read_text(template, "chat template")  # missing or not UTF-8: one line, before the tokenizer loads
     check_new_output(out, force=force)
     tokenizer = load_tokenizer(model)
     built = build_sets(

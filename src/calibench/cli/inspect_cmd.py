@@ -60,8 +60,10 @@ def activations(
     for value, flag in ((n, "--n"), (seq_len, "--seq-len"), (top_k, "--top-k"), (batch_size, "--batch-size")):
         if value < 1:
             raise CalibenchError(f"{flag} must be at least 1, got {value}")
-    for spec in model:
-        resolve_model_path(spec)
+    resolved = [str(resolve_model_path(spec)) for spec in model]
+    twice = sorted({spec for spec, path in zip(model, resolved) if resolved.count(path) > 1})
+    if twice:
+        raise CalibenchError(f"--model {', '.join(twice)} is given twice: give each model once")
     resolve_device(device)
     check_new_output(out, force=force)
     inspection = inspect_activations(
