@@ -163,6 +163,7 @@ def check_new_output(dest: str | Path, force: bool = False, option: str = "--out
     to the same place are removed here.
     """
     dest = Path(dest)
+    check_name_lengths(dest)
     if dest.exists() and not _empty_dir(dest):
         if not force:
             what = "a file" if dest.is_file() else "a non-empty directory"
@@ -177,6 +178,7 @@ def check_output_file(
 ) -> None:
     """Refuse a file destination that is a directory, exists (unless ``force``) or cannot be written."""
     dest = Path(dest)
+    check_name_lengths(dest)
     if dest.is_dir():
         raise CalibenchError(f"{dest} is a directory: give a file name inside it, such as {dest / example}")
     if (dest.exists() or dest.is_symlink()) and not force:
