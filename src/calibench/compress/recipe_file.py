@@ -114,6 +114,22 @@ def _validation_line(exc: Any) -> str:
 
 
 def _parse_modifiers(path: Path, data: dict[str, Any]) -> list[Any]:
+    """The recipe's modifiers, instantiated (so llm-compressor's pydantic validation runs now, before any load).
+
+    llm-compressor logs while it builds them (a warning per modifier that there is no accelerator): silenced
+    here, so a refused recipe prints its one error line and nothing before it.
+    """
+    import llmcompressor  # noqa: F401  (its import configures, and enables, its logger: first, then silence it)
+    from loguru import logger
+
+    logger.disable("llmcompressor")
+    try:
+        return _instantiate(path, data)
+    finally:
+        logger.enable("llmcompressor")
+
+
+def _instantiate(path: Path, data: dict[str, Any]) -> list[Any]:
     from llmcompressor.recipe import Recipe
     from pydantic import ValidationError
 
