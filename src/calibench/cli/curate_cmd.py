@@ -51,7 +51,6 @@ def curate(
 
     config = curation_config(builder_params or {})
     config.check(None)  # everything checkable without the model, before any load
-    check_pool_fits(config)
     check_new_output(out, force=force)
     tokenizer = load_tokenizer(model)
     config.check(model_max_length(model))
@@ -64,6 +63,7 @@ def curate(
             from calibench.core.errors import CalibenchError
 
             raise CalibenchError(f"--proxy-windows must be at least 1, got {max_windows}")
+    check_pool_fits(config)  # reads the sources' text (no tokenizing): after the cheaper checks, before stage 1
     result = run_curate(model, config, tokenizer=tokenizer, dtype=dtype, device=device)
     proxy_rows = _proxy(model, result, config, tokenizer, proxy, max_windows) if proxy else None
     with atomic_dir(out, force=force) as tmp:
