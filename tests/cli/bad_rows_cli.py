@@ -71,6 +71,13 @@ ROWS = [
         "cli-vocab-collect-out-taken",
     ),
     ("compare {file} {file} --plot {file}", "already exists: choose another --plot", "cli-compare-plot-taken"),
+    # ---- vocab collect: ranges refused before the counting pass (were refused after it)
+    (
+        "vocab collect -m {model} -o {out} --text {text} --min-count -1",
+        "--min-count must be at least 1",
+        "cli-vocab-min-count-negative",
+    ),
+    ("vocab collect -m {model} -o {out} --text {text} --top-k 0", "--top-k must be at least 1", "cli-vocab-top-k-zero"),
     # ---- compare: duplicate labels made an ambiguous table
     ("compare {file} {file} --labels a,a", "--labels repeats a", "cli-compare-labels-duplicate"),
     # ---- a recipe sparsity of 2.0 gave exit 0 and an all-zero model

@@ -68,13 +68,13 @@ class VocabCollectSettings(_Settings):
         json_schema_extra={"short": "-t"},
     )
     limit: int | None = Field(None, ge=1, description="At most N items per lm-eval task (as `calibench eval --limit`).")
-    num_fewshot: int = Field(0, description="Few-shot examples per prompt, as the evaluation will use them.")
+    num_fewshot: int = Field(0, ge=0, description="Few-shot examples per prompt, as the evaluation will use them.")
     apply_chat_template: bool = Field(
         False, description="Render task prompts with the chat template, as the evaluation will."
     )
-    min_count: int = Field(1, description="Keep a token only if the inputs use it at least N times.")
+    min_count: int = Field(1, ge=1, description="Keep a token only if the inputs use it at least N times.")
     top_k: int | None = Field(
-        None, description="Keep at most the K most frequent counted tokens (always-kept tokens come on top)."
+        None, ge=1, description="Keep at most the K most frequent counted tokens (always-kept tokens come on top)."
     )
     heldout: list[str] = Field(
         default_factory=list,
