@@ -19,6 +19,8 @@ ROWS = [
         "cli-chat-template-latin1",
     ),
     ("compare {in:latin1} {in:latin1}", "is not UTF-8", "cli-compare-latin1"),
+    ("vocab collect -m {model} -o {out} --text {in:latin1}", "is not UTF-8", "cli-vocab-collect-latin1"),
+    ("vocab prune -m {model} --keep {in:latin1} -o {out}", "is not UTF-8", "cli-vocab-prune-keep-latin1"),
     # ---- values out of range
     ("data build {text} -m {model} -o {out} --seq-len 32 --seed -1", "--seed", "cli-build-seed-negative"),
     ("eval -m {model} --tasks copa --gen-kwargs max_gen_toks=abc", "max_gen_toks must be", "cli-gen-kwargs-text"),

@@ -11,7 +11,7 @@ from calibench.cli.derive import Group, with_options
 from calibench.cli.settings import VocabCollectSettings, VocabPruneSettings
 from calibench.core.console import console
 from calibench.core.errors import CalibenchError
-from calibench.core.fsutil import check_new_output, check_output_file, output_slot
+from calibench.core.fsutil import check_new_output, check_output_file, output_slot, read_text
 from calibench.models import load_tokenizer
 from calibench.vocab import Inputs, Vocabulary, collect, prune, restore, save
 from calibench.vocab.checkpoint import DROPPED_CHOICES, is_pruned_dir, read_record
@@ -48,6 +48,9 @@ def collect_command(
     if limit is not None and limit < 1:
         raise CalibenchError(f"--limit must be at least 1, got {limit}")
     check_output_file(out, example="vocab.json", force=force)
+    for name in text:
+        if Path(name).is_file():
+            read_text(name, "--text file")  # not UTF-8: one line now, not after the tokenizer loads
     if tasks:
         from calibench.evaluation.tasks import parse_tasks
 
@@ -82,6 +85,7 @@ def prune_command(
         )
     resolve_dtype(dtype)
     check_new_output(out, force=force)
+    read_text(keep, "vocabulary file")  # missing, a directory or not UTF-8: one line, before the model loads
     tokenizer = load_tokenizer(model)
     vocab = Vocabulary.load(keep, tokenizer=tokenizer, what=model)
     if is_pruned_dir(model):
