@@ -32,20 +32,20 @@ from calibench.data.calibset import CalibrationSet
 class ExportFormat:
     name: str
     description: str
-    check: Callable[[Path], None]  # refuse a bad destination before any work
-    write: Callable[[CalibrationSet, Path, Any, str], list[Path]]  # the paths it wrote, card included
+    check: Callable[[Path, bool], None]  # refuse a bad (or, unless forced, taken) destination before any work
+    write: Callable[[CalibrationSet, Path, Any, str, bool], list[Path]]  # the paths it wrote, card included
 
 
-def _check_file(out: Path) -> None:
-    check_output_file(out, example="windows.jsonl")
-    check_output_file(jsonl_card_path(out), example="windows.card.md")
+def _check_file(out: Path, force: bool = False) -> None:
+    check_output_file(out, example="windows.jsonl", force=force)
+    check_output_file(jsonl_card_path(out), example="windows.card.md", force=force)
 
 
 def jsonl_card_path(out: Path) -> Path:
     return out.with_name(f"{out.stem}.card.md" if out.suffix else f"{out.name}.card.md")
 
 
-def _write_jsonl(calib: CalibrationSet, out: Path, tokenizer: Any, card: str) -> list[Path]:
+def _write_jsonl(calib: CalibrationSet, out: Path, tokenizer: Any, card: str, force: bool = False) -> list[Path]:
     card_path = jsonl_card_path(out)
     calib.export_jsonl(out, tokenizer)
     try:
@@ -56,12 +56,12 @@ def _write_jsonl(calib: CalibrationSet, out: Path, tokenizer: Any, card: str) ->
     return [out, card_path]
 
 
-def _check_dir(out: Path) -> None:
-    check_new_output(out)
+def _check_dir(out: Path, force: bool = False) -> None:
+    check_new_output(out, force=force)
 
 
-def _write_hf(calib: CalibrationSet, out: Path, tokenizer: Any, card: str) -> list[Path]:
-    write_hf(calib, out, tokenizer, card)
+def _write_hf(calib: CalibrationSet, out: Path, tokenizer: Any, card: str, force: bool = False) -> list[Path]:
+    write_hf(calib, out, tokenizer, card, force=force)
     return [out, out / README]
 
 
@@ -82,13 +82,18 @@ def get_format(name: str) -> ExportFormat:
     return FORMATS.get(name)
 
 
-def export_set(calib: CalibrationSet, out: str | Path, fmt: str, tokenizer: Any, **card_options: Any) -> list[Path]:
-    """Write ``calib`` at ``out`` in format ``fmt`` with its card; return the paths written."""
+def export_set(
+    calib: CalibrationSet, out: str | Path, fmt: str, tokenizer: Any, force: bool = False, **card_options: Any
+) -> list[Path]:
+    """Write ``calib`` at ``out`` in format ``fmt`` with its card; return the paths written.
+
+    A taken ``out`` is refused unless ``force`` (then it is replaced once the new one is complete).
+    """
     chosen = get_format(fmt)
     out = Path(out)
-    chosen.check(out)
+    chosen.check(out, force)
     card = card_text(calib, tokenizer, extra=usage_notes(fmt, out), **card_options)
-    return chosen.write(calib, out, tokenizer, card)
+    return chosen.write(calib, out, tokenizer, card, force)
 
 
 def usage_notes(fmt: str, out: Path) -> list[str]:

@@ -41,15 +41,18 @@ def hf_dataset(calib: CalibrationSet, tokenizer: Any | None = None) -> Any:
     return dataset
 
 
-def write_hf(calib: CalibrationSet, out: str | Path, tokenizer: Any | None = None, card: str | None = None) -> Path:
-    """Write the ``save_to_disk`` folder at ``out`` (which must not exist), with ``card`` as its README."""
+def write_hf(
+    calib: CalibrationSet, out: str | Path, tokenizer: Any | None = None, card: str | None = None, force: bool = False
+) -> Path:
+    """Write the ``save_to_disk`` folder at ``out`` (which must not exist unless ``force``), with ``card`` as its
+    README."""
     import datasets
 
     dataset = hf_dataset(calib, tokenizer)
     quiet = not datasets.utils.logging.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # the command prints its own line; no tqdm bar on stderr
     try:
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, force=force) as tmp:
             dataset.save_to_disk(str(tmp))
             failpoints.reach("export.hf_saved")  # data on disk, card not yet, nothing at out
             if card is not None:

@@ -6,6 +6,7 @@ line on stderr with exit code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -96,6 +97,17 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(getattr(exc, "exit_code", 0))
     except usage.ABORT + (KeyboardInterrupt,):
         fail("interrupted", code=130)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        fail(name_too_long(exc))
+
+
+def name_too_long(exc: OSError) -> str:
+    """A path (a model, a source, an output) longer than the file system allows, as one line."""
+    name = str(exc.filename or "")
+    shown = name if len(name) <= 80 else f"{name[:40]}...{name[-30:]}"
+    return f"name too long for the file system ({len(name)} characters): {shown}; give a shorter name or path"
 
 
 # the data subcommands that import `app` from here register themselves on import

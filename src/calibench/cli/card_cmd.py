@@ -22,6 +22,7 @@ def card(
     directory: Path = typer.Argument(..., help="A calibration set directory."),
     *,
     out: Path,
+    force: bool,
     model: str | None,
     pool: Path | None,
     ngram: int = typer.Option(
@@ -48,7 +49,7 @@ def card(
         raise CalibenchError(
             "--pool needs --model: coverage and diversity are measured in the model's activation space"
         )
-    check_output_file(out, example="CARD.md")
+    check_output_file(out, example="CARD.md", force=force)
     include = parse_benchmarks(benchmarks)
     calib = CalibrationSet.load(directory)
     ref = CalibrationSet.load(pool) if pool is not None else None  # a bad reference fails before any work
@@ -88,6 +89,7 @@ data_app.command("card")(
         [
             options.common(
                 "out",
+                "force",
                 "model",
                 "pool",
                 "batch_size",

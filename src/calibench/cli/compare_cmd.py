@@ -16,7 +16,7 @@ import typer
 from calibench.cli import options
 from calibench.cli.derive import with_options
 from calibench.core.errors import CalibenchError
-from calibench.core.fsutil import atomic_write_bytes, check_output_file
+from calibench.core.fsutil import atomic_write_bytes, check_output_file, read_text
 from calibench.report.summarization_plots import overlap_consistency_plot
 from calibench.summarize.compare import compare_table, load_run
 
@@ -32,17 +32,28 @@ def _compare(
     ),
     *,
     out: Path | None,
+    force: bool,
 ) -> None:
     """Pair summarization runs per document against the first and print every metric's difference with its paired CI."""
 
-    names = labels.split(",") if labels else [None] * len(runs)
+    names: list[str | None] = [n.strip() for n in labels.split(",")] if labels else [None] * len(runs)
     if len(runs) < 2:
         raise CalibenchError("compare needs at least two result files: the base (dense) run first, then the others")
     if len(names) != len(runs):
         raise CalibenchError(f"--labels gives {len(names)} labels for {len(runs)} files: give one label per file")
-    for dest, example in ((out, "table.md"), (plot, "overlap.png")):
+    given = [n for n in names if n is not None]
+    if any(not n for n in given):
+        raise CalibenchError("--labels has an empty label: give one non-empty label per file")
+    repeated = sorted({n for n in given if given.count(n) > 1})
+    if repeated:
+        raise CalibenchError(f"--labels repeats {', '.join(repeated)}: give each file its own label")
+    for dest, example, option in ((out, "table.md", "--out"), (plot, "overlap.png", "--plot")):
         if dest is not None:
-            check_output_file(dest, example)
+            check_output_file(dest, example, force=force, option=option)
+    if out is not None and plot is not None and out.absolute() == plot.absolute():
+        raise CalibenchError(f"--out and --plot are the same file {out}: give two files")
+    for path in runs:
+        read_text(path, "result file")  # missing, a directory or not UTF-8: one line, not a traceback
     loaded = [load_run(p, task, n) for p, n in zip(runs, names)]
     table = compare_table(loaded)
     typer.echo(table)
@@ -54,5 +65,5 @@ def _compare(
 
 
 compare_command = with_options(
-    _compare, [options.common("out", command="compare", detail={"out": "Also the table, as Markdown."})]
+    _compare, [options.common("out", "force", command="compare", detail={"out": "Also the table, as Markdown."})]
 )

@@ -19,7 +19,7 @@ from calibench.compress.presets import check_scheme_runnable
 from calibench.compress.recipe_file import load_recipe, recipe_presets
 from calibench.core.console import console
 from calibench.core.errors import CalibenchError
-from calibench.core.fsutil import check_new_output
+from calibench.core.fsutil import check_new_output, output_slot
 from calibench.data.calibset import CalibrationSet
 
 __all__ = ["METHOD_HELP", "compress_command"]
@@ -34,6 +34,7 @@ def _compress(
     method: str | None,
     recipe: Path | None,
     out: Path,
+    force: bool,
     dtype: str,
     device: str,
     seed: int,
@@ -65,7 +66,7 @@ def _compress(
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target, model)
     check_scheme_runnable(schemes, torch_dtype, target)
-    check_new_output(out)
+    check_new_output(out, force=force)
     tokenizer = load_tokenizer(model)
     calib_set = CalibrationSet.load(calib, tokenizer=tokenizer)
     loaded = load_model(model, dtype=torch_dtype, device=target)
@@ -74,7 +75,8 @@ def _compress(
     else:
         result = compress(loaded, calib_set, method, tokenizer=tokenizer, seed=seed, **params)
     result.record["model"] = model
-    result.save(out, tokenizer)
+    with output_slot(out, force) as slot:
+        result.save(slot, tokenizer)
     record = result.record
     done = record["achieved"]
     con = console()
@@ -95,6 +97,7 @@ compress_command = with_options(
         options.common(
             "model",
             "out",
+            "force",
             "dtype",
             "device",
             "seed",

@@ -15,7 +15,7 @@ from calibench.core.console import console as make_console
 from calibench.core.errors import ParameterError
 from calibench.core.fsutil import atomic_dir, check_new_output
 from calibench.curate.capabilities import load_reference, parse_capabilities
-from calibench.curate.pipeline import CurationConfig, random_from_pool
+from calibench.curate.pipeline import CurationConfig, check_pool_fits, random_from_pool
 from calibench.curate.pipeline import curate as run_curate
 from calibench.curate.proxy import proxy_evaluate
 from calibench.data.builders.params import BOS_POLICY
@@ -28,6 +28,7 @@ def curate(
     *,
     model: str,
     out: Path,
+    force: bool,
     save_pool: bool = typer.Option(
         True,
         "--save-pool/--no-save-pool",
@@ -50,7 +51,7 @@ def curate(
 
     config = curation_config(builder_params or {})
     config.check(None)  # everything checkable without the model, before any load
-    check_new_output(out)
+    check_new_output(out, force=force)
     tokenizer = load_tokenizer(model)
     config.check(model_max_length(model))
     if proxy:
@@ -62,9 +63,10 @@ def curate(
             from calibench.core.errors import CalibenchError
 
             raise CalibenchError(f"--proxy-windows must be at least 1, got {max_windows}")
+    check_pool_fits(config)  # reads the sources' text (no tokenizing): after the cheaper checks, before stage 1
     result = run_curate(model, config, tokenizer=tokenizer, dtype=dtype, device=device)
     proxy_rows = _proxy(model, result, config, tokenizer, proxy, max_windows) if proxy else None
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, force=force) as tmp:
         result.calib.write_into(tmp)
         if save_pool:
             result.pool.write_into(tmp / POOL_DIR)
@@ -204,7 +206,7 @@ def curation_config(params: dict) -> CurationConfig:
 def _register_curate() -> None:
 
     fields = derived_fields([("curation", CurationConfig)], skip=set())
-    shared = options.common("model", "out", "max_windows", "dtype", "device", command="data curate",
+    shared = options.common("model", "out", "force", "max_windows", "dtype", "device", command="data curate",
                             required=("model", "out"),
                             detail={"model": "Activations are captured under it.",
                                     "out": "A directory (must not exist): the curated set, with the pool in OUT/pool.",

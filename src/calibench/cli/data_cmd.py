@@ -11,7 +11,7 @@ from calibench.cli import options
 from calibench.cli.builder_options import derived_fields, flag_for, with_builder_options
 from calibench.cli.derive import with_options
 from calibench.core.console import console as make_console
-from calibench.core.fsutil import atomic_dir, check_new_output
+from calibench.core.fsutil import atomic_dir, check_new_output, read_text
 from calibench.data.builders import build_sets, builders, make_params
 from calibench.data.builders.registry import describe
 from calibench.data.calibset import CalibrationSet
@@ -33,6 +33,7 @@ def build(
     *,
     model: str,
     out: Path,
+    force: bool,
     dtype: str,
     device: str,
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write windows.jsonl with the decoded text of each window."),
@@ -43,7 +44,10 @@ def build(
     params = dict(builder_params or {})
     _, checked = make_params(source, **params)  # fail fast: unknown source, bad or foreign parameters
     validate_sizes(checked.n, checked.seq_len, checked.sets, None)
-    check_new_output(out)
+    template = getattr(checked, "chat_template", None)
+    if template:
+        read_text(template, "chat template")  # missing or not UTF-8: one line, before the tokenizer loads
+    check_new_output(out, force=force)
     tokenizer = load_tokenizer(model)
     built = build_sets(
         source,
@@ -55,7 +59,7 @@ def build(
         **params,
     )
     sets = checked.sets
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, force=force) as tmp:
         for index, calib in enumerate(built):
             target = tmp if sets == 1 else tmp / SET_DIR_FORMAT.format(index)
             calib.write_into(target)
@@ -68,7 +72,7 @@ def _register_build() -> None:
 
     models = [(name, b.params) for name, b in builders().items()]
     fields = derived_fields(models, skip={"source"})
-    shared = options.common("model", "out", "dtype", "device", command="data build", required=("model", "out"),
+    shared = options.common("model", "out", "force", "dtype", "device", command="data build", required=("model", "out"),
                             detail={"model": "Its tokenizer is used; self and curated also run it.",
                                     "out": "A directory (must not exist). With --sets K it holds set-00 .. set-(K-1).",
                                     "dtype": "For builders that run the model (self, curated).",
@@ -158,6 +162,7 @@ def export(
     directory: Path = typer.Argument(..., help="A calibration set directory."),
     *,
     out: Path,
+    force: bool,
     model: str,
     fmt: str = typer.Option(
         "jsonl",
@@ -179,10 +184,10 @@ def export(
         from calibench.card.export_hf import check_repo_id
 
         check_repo_id(push_to_hub, fmt)
-    chosen.check(out)  # a taken or impossible --out fails before any work
+    chosen.check(out, force)  # a taken or impossible --out fails before any work
     tokenizer = load_tokenizer(model)
     calib = CalibrationSet.load(directory, tokenizer=tokenizer)
-    written = export_set(calib, out, fmt, tokenizer)
+    written = export_set(calib, out, fmt, tokenizer, force=force)
     typer.echo(f"wrote {calib.n} windows to {out} ({fmt}), card {written[-1]}")
     if push_to_hub is not None:
         from calibench.card.export_hf import push_to_hub as push
@@ -211,6 +216,7 @@ data_app.command("export")(
             options.common(
                 "model",
                 "out",
+                "force",
                 command="data export",
                 required=("model", "out"),
                 detail={

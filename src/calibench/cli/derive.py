@@ -186,6 +186,12 @@ def validation_message(exc: ValidationError) -> str:
         return f"{flag(name)} must be at least {ctx['ge']}, got {got}"
     if error["type"] == "less_than_equal":
         return f"{flag(name)} must be at most {ctx['le']}, got {got}"
+    if error["type"] == "greater_than":
+        return f"{flag(name)} must be more than {ctx['gt']}, got {got}"
+    if error["type"] == "less_than":
+        return f"{flag(name)} must be less than {ctx['lt']}, got {got}"
+    if error["type"] == "finite_number":
+        return f"{flag(name)} must be a finite number, got {got}"
     message = str(error["msg"]).removeprefix("Value error, ")
     return f"{flag(name)}: {message[0].lower()}{message[1:]}"
 

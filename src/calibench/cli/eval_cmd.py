@@ -22,6 +22,7 @@ def _eval(
     tasks: str,
     limit: int | None,
     out: Path | None,
+    force: bool,
     offline: bool | None,
     num_fewshot: int,
     apply_chat_template: bool,
@@ -43,7 +44,7 @@ def _eval(
     if log_samples and out is None and lm_eval_out is None:
         raise CalibenchError("--log-samples needs somewhere to write them: --out FILE.json or --lm-eval-out DIR")
     if out is not None:
-        check_output_file(out)
+        check_output_file(out, force=force)
     result = evaluate(
         model,
         tasks,
@@ -102,6 +103,7 @@ eval_command = with_options(
         options.common(
             "model",
             "out",
+            "force",
             "offline",
             "batch_size",
             "max_windows",

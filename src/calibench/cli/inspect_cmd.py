@@ -31,6 +31,7 @@ def activations(
     *,
     model: list[str],
     out: Path,
+    force: bool,
     n: int,
     seq_len: int,
     seed: int,
@@ -59,10 +60,12 @@ def activations(
     for value, flag in ((n, "--n"), (seq_len, "--seq-len"), (top_k, "--top-k"), (batch_size, "--batch-size")):
         if value < 1:
             raise CalibenchError(f"{flag} must be at least 1, got {value}")
-    for spec in model:
-        resolve_model_path(spec)
+    resolved = [str(resolve_model_path(spec)) for spec in model]
+    twice = sorted({spec for spec, path in zip(model, resolved) if resolved.count(path) > 1})
+    if twice:
+        raise CalibenchError(f"--model {', '.join(twice)} is given twice: give each model once")
     resolve_device(device)
-    check_new_output(out)
+    check_new_output(out, force=force)
     inspection = inspect_activations(
         model,
         sets,
@@ -83,7 +86,7 @@ def activations(
         massive_threshold=massive_threshold,
         massive_ratio=massive_ratio,
     )
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, force=force) as tmp:
         write_inspection(inspection, tmp)
     _summary(console(), inspection, out)
 
@@ -95,6 +98,7 @@ inspect_app.command("activations")(
             options.common(
                 "model",
                 "out",
+                "force",
                 "seed",
                 "max_windows",
                 "batch_size",

@@ -15,6 +15,7 @@ docstring for why ``--dtype`` and ``--device`` default to ``auto`` and
 ``--offline``       ``--offline/--online`` task data
 ``--max-windows``   perplexity windows per held-out text (was ``--ppl-max-windows``,
                     ``--heldout-windows``, ``--heldout-n``, ``--proxy-windows``)
+``--force``         replace an existing output instead of refusing it
 ``--pool``          a pool or reference set (was ``--reference`` in ``data card``)
 ==================  ==========================================================
 

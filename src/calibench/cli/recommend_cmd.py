@@ -19,6 +19,7 @@ def _recommend(
     candidates: str,
     budget: float,
     out: Path,
+    force: bool,
     n: int,
     seq_len: int,
     sets: int,
@@ -54,6 +55,7 @@ def _recommend(
         tasks=tasks,
         signal=signal,
         out=out,
+        force=force,
         k_layers=k_layers,
         limit=limit,
         batch_size=batch_size,
@@ -94,6 +96,7 @@ recommend_command = with_options(
         options.common(
             "model",
             "out",
+            "force",
             "seed",
             "max_windows",
             "batch_size",

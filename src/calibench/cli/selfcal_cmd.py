@@ -28,6 +28,7 @@ def generate(
     *,
     model: str,
     out: Path,
+    force: bool,
     dtype: str,
     device: str,
     jsonl: bool = typer.Option(False, "--jsonl", help="Also write windows.jsonl with the decoded text of each sample."),
@@ -43,7 +44,7 @@ def generate(
 
         raise ParameterError("sets", "must be 1 here: use `calibench data build self --sets K` for K sets")
     make_params("self", **params)  # fail fast, before any load
-    check_new_output(out)
+    check_new_output(out, force=force)
     tokenizer = load_tokenizer(model)
     started = time.perf_counter()
     calib = build_sets(
@@ -56,7 +57,7 @@ def generate(
         **params,
     )[0]
     seconds = time.perf_counter() - started
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, force=force) as tmp:
         calib.write_into(tmp)
         if jsonl:
             calib.export_jsonl(tmp / "windows.jsonl", tokenizer)
@@ -107,6 +108,7 @@ def stats(
     *,
     model: str | None,
     out: Path | None,
+    force: bool,
     batch_size: int,
     dtype: str,
     device: str,
@@ -124,7 +126,7 @@ def stats(
             "--pool needs --model: coverage and diversity are measured in the model's activation space"
         )
     if out is not None:
-        check_output_file(out, example="stats.json")
+        check_output_file(out, example="stats.json", force=force)
     pool_set = (
         CalibrationSet.load(pool) if pool is not None else None
     )  # a missing or corrupt pool fails before any work
@@ -190,7 +192,8 @@ def stats(
 def _register_generate() -> None:
 
     fields = derived_fields([("self", builders()["self"].params)], skip=set())
-    shared = options.common("model", "out", "dtype", "device", command="data generate", required=("model", "out"),
+    shared = options.common("model", "out", "force", "dtype", "device", command="data generate",
+                            required=("model", "out"),
                             detail={"model": "The model that writes its own calibration data.",
                                     "out": "A directory (must not exist)."})  # fmt: skip
     data_app.command("generate")(with_builder_options(with_options(generate, [shared]), fields, 1))
@@ -204,6 +207,7 @@ data_app.command("stats")(
             options.common(
                 "model",
                 "out",
+                "force",
                 "batch_size",
                 "dtype",
                 "device",

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from calibench.core.settings import regex_problem
 
 # Kept in step with the method registry by a test: importing the registry here would import torch
 # and llm-compressor's dependencies on every CLI start, for a help string.
@@ -66,13 +68,13 @@ class VocabCollectSettings(_Settings):
         json_schema_extra={"short": "-t"},
     )
     limit: int | None = Field(None, ge=1, description="At most N items per lm-eval task (as `calibench eval --limit`).")
-    num_fewshot: int = Field(0, description="Few-shot examples per prompt, as the evaluation will use them.")
+    num_fewshot: int = Field(0, ge=0, description="Few-shot examples per prompt, as the evaluation will use them.")
     apply_chat_template: bool = Field(
         False, description="Render task prompts with the chat template, as the evaluation will."
     )
-    min_count: int = Field(1, description="Keep a token only if the inputs use it at least N times.")
+    min_count: int = Field(1, ge=1, description="Keep a token only if the inputs use it at least N times.")
     top_k: int | None = Field(
-        None, description="Keep at most the K most frequent counted tokens (always-kept tokens come on top)."
+        None, ge=1, description="Keep at most the K most frequent counted tokens (always-kept tokens come on top)."
     )
     heldout: list[str] = Field(
         default_factory=list,
@@ -112,14 +114,26 @@ class InspectSettings(_Settings):
         description="Regex searched in qualified module names: only matching sites (e.g. 'layers\\.(0|1)\\b', 'mlp').",
     )
     top_k: int = Field(16, ge=1, description="Channels per site in the Jaccard overlap of the largest channels.")
-    bits: int = Field(8, description="Activation bits of the quantization error.")
-    int8_threshold: float = Field(6.0, description="LLM.int8 outlier magnitude.")
-    outlier_layer_fraction: float = Field(0.25, description="LLM.int8: share of layers a feature must be large in.")
-    outlier_position_fraction: float = Field(
-        0.06, description="LLM.int8: share of positions a channel must be large at, in a layer."
+    bits: int = Field(8, ge=2, le=16, description="Activation bits of the quantization error.")
+    int8_threshold: float = Field(6.0, gt=0, description="LLM.int8 outlier magnitude.")
+    outlier_layer_fraction: float = Field(
+        0.25, gt=0, le=1, description="LLM.int8: share of layers a feature must be large in."
     )
-    massive_threshold: float = Field(100.0, description="Massive activation: at least this |x| ...")
-    massive_ratio: float = Field(1000.0, description="... and this many times the median |x| of its hidden state.")
+    outlier_position_fraction: float = Field(
+        0.06, gt=0, le=1, description="LLM.int8: share of positions a channel must be large at, in a layer."
+    )
+    massive_threshold: float = Field(100.0, gt=0, description="Massive activation: at least this |x| ...")
+    massive_ratio: float = Field(
+        1000.0, gt=0, description="... and this many times the median |x| of its hidden state."
+    )
+
+    @field_validator("layers")
+    @classmethod
+    def _layers_compile(cls, value: str | None) -> str | None:
+        problem = None if value is None else regex_problem(value)
+        if problem is not None:
+            raise ValueError(f"the pattern is {problem}")
+        return value
 
 
 class StudyRunSettings(_Settings):

@@ -11,7 +11,7 @@ from calibench.cli.derive import Group, with_options
 from calibench.cli.settings import VocabCollectSettings, VocabPruneSettings
 from calibench.core.console import console
 from calibench.core.errors import CalibenchError
-from calibench.core.fsutil import check_new_output, check_output_file
+from calibench.core.fsutil import check_new_output, check_output_file, output_slot, read_text
 from calibench.models import load_tokenizer
 from calibench.vocab import Inputs, Vocabulary, collect, prune, restore, save
 from calibench.vocab.checkpoint import DROPPED_CHOICES, is_pruned_dir, read_record
@@ -26,6 +26,7 @@ def collect_command(
     *,
     model: str,
     out: Path,
+    force: bool,
     calib: list[str],
     text: list[str],
     source: list[str],
@@ -46,7 +47,10 @@ def collect_command(
         raise CalibenchError("nothing to count: give at least one --calib, --text, --source or --tasks")
     if limit is not None and limit < 1:
         raise CalibenchError(f"--limit must be at least 1, got {limit}")
-    check_output_file(out, example="vocab.json")
+    check_output_file(out, example="vocab.json", force=force)
+    for name in text:
+        if Path(name).is_file():
+            read_text(name, "--text file")  # not UTF-8: one line now, not after the tokenizer loads
     if tasks:
         from calibench.evaluation.tasks import parse_tasks
 
@@ -67,7 +71,7 @@ def collect_command(
 
 
 def prune_command(
-    *, model: str, keep: Path, out: Path, mode: str, fallback: str | None, dropped: str, dtype: str
+    *, model: str, keep: Path, out: Path, force: bool, mode: str, fallback: str | None, dropped: str, dtype: str
 ) -> None:
     """Prune MODEL's embedding (and head) to the kept tokens and save it; prints the memory saved."""
     from calibench.models import load_model, resolve_dtype
@@ -80,7 +84,8 @@ def prune_command(
             "--dropped reference works in restricted mode only: exact-input needs the dropped head rows"
         )
     resolve_dtype(dtype)
-    check_new_output(out)
+    check_new_output(out, force=force)
+    read_text(keep, "vocabulary file")  # missing, a directory or not UTF-8: one line, before the model loads
     tokenizer = load_tokenizer(model)
     vocab = Vocabulary.load(keep, tokenizer=tokenizer, what=model)
     if is_pruned_dir(model):
@@ -88,7 +93,8 @@ def prune_command(
     fallback_id = _token_id(tokenizer, fallback) if fallback is not None else None
     loaded = load_model(model, dtype=dtype, device="cpu")
     state = prune(loaded, vocab, mode, fallback=fallback_id, tokenizer=tokenizer, source=model)
-    save(loaded, out, tokenizer, dropped=dropped)
+    with output_slot(out, force) as slot:
+        save(loaded, slot, tokenizer, dropped=dropped)
     con = console()
     con.print(f"{spec.name}: kept {state.record.num_kept:,} of {state.record.vocab_size:,} rows "
               f"({'tied' if state.record.tied else 'untied'}); {state.report.line()} -> {out}", highlight=False)  # type: ignore[union-attr]  # fmt: skip
@@ -110,12 +116,15 @@ def restore_command(
     directory: Path = typer.Argument(..., help="A directory written by `calibench vocab prune`."),
     *,
     out: Path,
+    force: bool,
     original: str | None,
 ) -> None:
     """Write the original, unpruned model back from a pruned directory."""
 
     record = read_record(directory)
-    restore(directory, out, original=original)
+    check_new_output(out, force=force)
+    with output_slot(out, force) as slot:
+        restore(directory, slot, original=original)
     console().print(f"restored {record.vocab_size:,} rows ({record.mode}, {'tied' if record.tied else 'untied'}); "
                     f"embedding sha256 {record.original['embedding_sha256'][:12]} matches -> "
                     f"{out}", highlight=False)  # fmt: skip
@@ -128,6 +137,7 @@ vocab_app.command("collect")(
             options.common(
                 "model",
                 "out",
+                "force",
                 "offline",
                 command="vocab collect",
                 required=("model", "out"),
@@ -147,6 +157,7 @@ vocab_app.command("prune")(
             options.common(
                 "model",
                 "out",
+                "force",
                 "dtype",
                 command="vocab prune",
                 required=("model", "out"),
@@ -165,6 +176,7 @@ vocab_app.command("restore")(
         [
             options.common(
                 "out",
+                "force",
                 command="vocab restore",
                 required=("out",),
                 detail={"out": "The original model (bit for bit: checked against the recorded sha256)."},

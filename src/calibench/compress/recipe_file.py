@@ -21,6 +21,7 @@ from typing import Any
 
 from calibench.compress.presets import PRESETS
 from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import read_text
 from calibench.core.text import one_line
 
 #: what the top level of a recipe file looks like, for error messages
@@ -113,6 +114,22 @@ def _validation_line(exc: Any) -> str:
 
 
 def _parse_modifiers(path: Path, data: dict[str, Any]) -> list[Any]:
+    """The recipe's modifiers, instantiated (so llm-compressor's pydantic validation runs now, before any load).
+
+    llm-compressor logs while it builds them (a warning per modifier that there is no accelerator): silenced
+    here, so a refused recipe prints its one error line and nothing before it.
+    """
+    import llmcompressor  # noqa: F401  (its import configures, and enables, its logger: first, then silence it)
+    from loguru import logger
+
+    logger.disable("llmcompressor")
+    try:
+        return _instantiate(path, data)
+    finally:
+        logger.enable("llmcompressor")
+
+
+def _instantiate(path: Path, data: dict[str, Any]) -> list[Any]:
     from llmcompressor.recipe import Recipe
     from pydantic import ValidationError
 
@@ -126,7 +143,31 @@ def _parse_modifiers(path: Path, data: dict[str, Any]) -> list[Any]:
         raise _problem(path, f"llm-compressor rejects it: {_validation_line(exc)}") from None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise _problem(path, f"llm-compressor rejects it: {one_line(exc)}") from None
+    for modifier in modifiers:
+        _check_sparsity(path, modifier)
     return modifiers
+
+
+def _sparsities(value: Any) -> list[Any]:
+    """The sparsity values a modifier's ``sparsity`` holds: a number, a list of them, or a dict of them."""
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        return list(value.values())
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _check_sparsity(path: Path, modifier: Any) -> None:
+    """A sparsity is a share of weights pruned: in [0, 1). llm-compressor accepts 2.0 and zeroes every weight."""
+    for value in _sparsities(getattr(modifier, "sparsity", None)):
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if number is None or not 0 <= number < 1:
+            raise _problem(
+                path,
+                f"{type(modifier).__name__}: sparsity must be a number in [0, 1) (a share of weights), got {value}",
+            )
 
 
 def _schemes(modifiers: list[Any]) -> tuple[str, ...]:
@@ -146,10 +187,7 @@ def load_recipe(path: str | Path) -> RecipeFile:
         raise CalibenchError(f"no such recipe file: {path}")
     if not path.is_file():
         raise CalibenchError(f"recipe {path} is not a file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _problem(path, f"cannot be read: {one_line(str(exc))}") from None
+    text = read_text(path, "recipe")
     data = _load_yaml(path, text)
     _check_shape(path, data)
     modifiers = _parse_modifiers(path, data)

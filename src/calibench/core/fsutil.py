@@ -111,9 +111,24 @@ def _nearest_existing(path: Path) -> Path:
     return probe
 
 
+NAME_MAX = 255  # bytes per path component on Linux, macOS and Windows file systems alike
+
+
+def check_name_lengths(path: str | Path) -> None:
+    """Refuse a path with a component longer than file systems allow, before anything tries to create it."""
+    for part in Path(path).parts:
+        size = len(os.fsencode(part))
+        if size > NAME_MAX:
+            shown = part if len(part) <= 60 else f"{part[:30]}...{part[-20:]}"
+            raise CalibenchError(
+                f"name too long for the file system ({size} bytes, at most {NAME_MAX}): {shown}; choose a shorter one"
+            )
+
+
 def check_writable_location(dest: str | Path) -> None:
     """Refuse a destination whose directory cannot be created or written (a file in the way, /proc, read-only)."""
     dest = Path(dest)
+    check_name_lengths(dest)
     parent = dest.parent if str(dest.parent) else Path(".")
     anchor = _nearest_existing(parent.absolute())
     if not anchor.is_dir():
@@ -127,29 +142,89 @@ def check_writable_location(dest: str | Path) -> None:
     os.rmdir(probe)
 
 
-def check_new_output(dest: str | Path) -> None:
+def _empty_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
+
+
+def _refuse_replacing_a_home(dest: Path) -> None:
+    """``--force`` replaces an output, never the directory the user stands in, their home or a root."""
+    here = dest.absolute()
+    guarded = {Path("/"), Path.home().absolute(), Path.cwd().absolute()}
+    if here in guarded or Path.cwd().absolute().is_relative_to(here):
+        raise CalibenchError(f"--force will not replace {dest}: it holds the current directory, or is a home or root")
+
+
+def check_new_output(dest: str | Path, force: bool = False, option: str = "--out") -> None:
     """Refuse to write a directory over something that exists (an empty directory is fine), or where it cannot be
-    written.
+    written; ``force`` allows replacing what exists (it is replaced only when the new output is complete).
 
     Called before long work starts, so that a user learns about a taken --out
     in a second rather than after the build.  Leftovers of interrupted writes
     to the same place are removed here.
     """
     dest = Path(dest)
-    if dest.exists() and not (dest.is_dir() and not any(dest.iterdir())):
-        what = "a file" if dest.is_file() else "a non-empty directory"
-        raise CalibenchError(f"{dest} already exists ({what}): choose another --out or remove it first")
+    check_name_lengths(dest)
+    if dest.exists() and not _empty_dir(dest):
+        if not force:
+            what = "a file" if dest.is_file() else "a non-empty directory"
+            raise CalibenchError(f"{dest} already exists ({what}): choose another {option} or pass --force")
+        _refuse_replacing_a_home(dest)
     check_writable_location(dest)
     remove_stale_temps(dest)
 
 
-def check_output_file(dest: str | Path, example: str = "results.json") -> None:
-    """Refuse a file destination that is a directory or cannot be written (an existing file is replaced)."""
+def check_output_file(
+    dest: str | Path, example: str = "results.json", force: bool = False, option: str = "--out"
+) -> None:
+    """Refuse a file destination that is a directory, exists (unless ``force``) or cannot be written."""
     dest = Path(dest)
+    check_name_lengths(dest)
     if dest.is_dir():
         raise CalibenchError(f"{dest} is a directory: give a file name inside it, such as {dest / example}")
+    if (dest.exists() or dest.is_symlink()) and not force:
+        raise CalibenchError(f"{dest} already exists: choose another {option} or pass --force")
     check_writable_location(dest)
     remove_stale_temps(dest)
+
+
+@contextlib.contextmanager
+def output_slot(dest: str | Path, force: bool = False) -> Iterator[Path]:
+    """Where a writer that insists on a new output should write ``dest``.
+
+    ``dest`` itself, unless it exists and ``force`` replaces it: then a fresh
+    hidden sibling (a temporary name that ``clean`` and the next write remove
+    if this process dies), swapped in for ``dest`` only when the writer
+    succeeds.  On failure ``dest`` is left exactly as it was.
+    """
+    dest = Path(dest)
+    if not (force and (dest.exists() or dest.is_symlink()) and not _empty_dir(dest)):
+        yield dest
+        return
+    slot = Path(tempfile.mkdtemp(prefix=_tmp_prefix(dest), dir=dest.parent))
+    slot.rmdir()  # the writer creates it; the unique name stays ours
+    try:
+        yield slot
+        _swap_in(slot, dest)
+    except BaseException:
+        if slot.exists() or slot.is_symlink():
+            remove_tree(slot)
+        raise
+
+
+def _swap_in(new: Path, dest: Path) -> None:
+    """Replace ``dest`` (a file or a tree) by ``new``: the old one moves aside first, then goes."""
+    if not (dest.exists() or dest.is_symlink()):
+        os.replace(new, dest)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=_tmp_prefix(dest), dir=dest.parent)) / "old"
+    os.replace(dest, aside)
+    try:
+        os.replace(new, dest)
+    except BaseException:
+        os.replace(aside, dest)
+        raise
+    finally:
+        remove_tree(aside.parent)
 
 
 def read_text(path: str | Path, what: str = "file") -> str:
@@ -173,26 +248,27 @@ def read_text(path: str | Path, what: str = "file") -> str:
 
 
 @contextlib.contextmanager
-def atomic_dir(dest: str | Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(dest: str | Path, overwrite: bool = False, force: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling directory that is renamed to ``dest`` on success.
 
-    On any exception the temporary directory is removed and ``dest`` is left as
-    it was, so an interrupted or failed build never leaves a partial artifact.
+    An existing ``dest`` is refused (:func:`check_new_output`) unless ``force``
+    (the user's ``--force``); ``overwrite`` is for a writer that owns ``dest``
+    (a cache) and skips the checks.  On any exception the temporary directory
+    is removed and ``dest`` is left as it was, so an interrupted or failed
+    build never leaves a partial artifact.
     """
     dest = Path(dest)
     if not overwrite:
-        check_new_output(dest)
-        if dest.is_dir():
-            dest.rmdir()  # empty, by the check above
+        check_new_output(dest, force=force)
+        if _empty_dir(dest):
+            dest.rmdir()
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(dest)
     tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(dest), dir=dest.parent))
     try:
         yield tmp
         failpoints.reach("artifact.before_rename")  # every file written, none of it at dest yet
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
+        _swap_in(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -22,6 +22,8 @@ Defaults, and why:
   unreachable, online otherwise, as ``calibench eval`` always decided;
   ``True`` forces the offline mirrors, ``False`` the hub.
 * ``batch_size=8`` and ``seed=0``: what every command but one already used.
+* ``force=False``: an existing output is refused, in every command (a study's
+  ``--out`` is the exception: it resumes the study there).
 
 The Python API takes the same defaults (``dtype: str = DEFAULTS.dtype``);
 where a function needs another one, :data:`API_DEFAULTS` lists it with the
@@ -64,7 +66,7 @@ class CommonSettings(BaseModel):
     )
     device: str = Field("auto", description="auto (the first CUDA GPU if any, else CPU), cpu, cuda or cuda:N.")
     batch_size: int = Field(8, ge=1, description="Sequences per forward pass.")
-    seed: int = Field(0, description="Random seed: the same seed gives the same result.")
+    seed: int = Field(0, ge=0, description="Random seed: the same seed gives the same result.")
     offline: bool | None = Field(
         None,
         description="Task data from the offline mirrors (--offline) or the hub (--online); default: offline when "
@@ -73,6 +75,11 @@ class CommonSettings(BaseModel):
     )
     max_windows: int | None = Field(
         None, ge=1, description="How many perplexity windows to score, at most, per held-out text."
+    )
+    force: bool = Field(
+        False,
+        description="Replace an existing output instead of refusing it (the old one goes only once the new one "
+        "is complete).",
     )
     pool: Path | None = Field(
         None,
@@ -92,6 +99,21 @@ class CommonSettings(BaseModel):
 
 
 DEFAULTS = CommonSettings()
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why ``pattern`` is not a usable regular expression (None when it is): a syntax error, or nesting so deep
+    that compiling it exhausts the stack (``RecursionError``), said in one line."""
+    import re
+
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        return f"not a valid regular expression: {exc}"
+    except (RecursionError, OverflowError, MemoryError):
+        return f"too deeply nested or too large to compile ({len(pattern)} characters); give a simpler pattern"
+    return None
+
 
 # "module.function:param" -> (default, why), for the public API functions whose default for a shared concept
 # (a CommonSettings field) is not CommonSettings' default. Every other one takes DEFAULTS' value.

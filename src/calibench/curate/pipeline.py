@@ -128,6 +128,49 @@ class CurationConfig(BaseModel):
             get_text_source(name)
 
 
+#: documents read, at most, per source to bound its windows up front (beyond it the bound is skipped)
+BOUND_MAX_DOCS = 50_000
+#: bytes a reformatted document may gain (question/reasoning/answer labels), in the bound
+REFORMAT_SLACK = 64
+
+
+def pool_bound(config: CurationConfig) -> int | None:
+    """At most how many pool windows all of ``config.sources`` can give (None when too costly to know).
+
+    Without tokenizing: a token covers at least one UTF-8 byte, so a packed source holds at most its bytes
+    divided by the window body; an unpacked one at most one window per document.
+    """
+    body = max(1, config.seq_len - 1)
+    total = 0
+    for name in config.sources:
+        source = get_text_source(name)
+        docs = source.documents(source.check_split(None))
+        count = len(docs)
+        if not config.pack:
+            total += count
+            continue
+        if count > BOUND_MAX_DOCS:
+            return None
+        size = 0
+        for start in range(0, count, 1000):
+            texts = docs.batch(list(range(start, min(count, start + 1000))))
+            size += sum(len(t.encode("utf-8")) + REFORMAT_SLACK for t in texts)
+        total += size // body
+    return total
+
+
+def check_pool_fits(config: CurationConfig) -> None:
+    """Refuse a pool (``--pool-size``, default 8 x ``--n``) larger than the sources can fill, before stage 1."""
+    bound = pool_bound(config)
+    wanted = config.resolved_pool_size
+    if bound is not None and wanted > bound:
+        how = "--pool-size" if config.pool_size is not None else f"8 x --n {config.n}"
+        raise CalibenchError(
+            f"a pool of {wanted} windows ({how}) is more than the sources can give: at most {bound} windows of "
+            f"{config.seq_len} tokens; lower --n, --pool-size or --seq-len, or add sources"
+        )
+
+
 def _canonical_target(target: str | None) -> str | None:
     if target is None:
         return None

@@ -120,6 +120,8 @@ def evaluate(
         raise CalibenchError("items (a block of items) replaces limit and max_windows: give one or the other")
     options = lm_eval_options(num_fewshot, apply_chat_template, fewshot_as_multiturn, log_samples, gen_kwargs)
     chosen = check_backend(backend, model)
+    if options.gen_kwargs and not any(kind.name == LM_EVAL_KIND for kind, _ in groups):
+        raise CalibenchError("--gen-kwargs sets lm-eval's generation: request at least one lm-eval task")
     if lm_eval_out is not None:
         if not any(kind.name == LM_EVAL_KIND for kind, _ in groups):
             raise CalibenchError("--lm-eval-out writes lm-eval's results: request at least one lm-eval task")

@@ -96,18 +96,43 @@ def quiet_lm_eval(show_progress: bool) -> Iterator[None]:
                 os.environ["TQDM_DISABLE"] = previous
 
 
+# generation settings whose values have a known type and range: (accepted types, check, what it must be)
+_GEN_KWARG_RULES: dict[str, tuple[tuple[type, ...], Any, str]] = {
+    "max_gen_toks": ((int,), lambda v: v >= 1, "a whole number of tokens, at least 1"),
+    "max_new_tokens": ((int,), lambda v: v >= 1, "a whole number of tokens, at least 1"),
+    "temperature": ((int, float), lambda v: v >= 0 and v == v, "a number, 0 or more"),
+    "top_p": ((int, float), lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "top_k": ((int,), lambda v: v >= 0, "a whole number, 0 or more"),
+    "do_sample": ((bool,), lambda v: True, "true or false"),
+}
+
+
 def parse_gen_kwargs(value: str | dict[str, Any] | None) -> dict[str, Any] | None:
-    """``"max_gen_toks=32,temperature=0"`` (lm-eval's CLI syntax) or a dict, as a dict."""
+    """``"max_gen_toks=32,temperature=0"`` (lm-eval's CLI syntax) or a dict, as a dict.
+
+    The settings with a known type (``max_gen_toks``, ``temperature``, ``top_p``, ...) are checked here, so
+    ``max_gen_toks=abc`` is refused in a second rather than deep inside a generation.
+    """
     if value is None or value == "" or value == {}:
         return None
     if isinstance(value, dict):
-        return dict(value)
-    from lm_eval.utils import simple_parse_args_string
+        parsed = dict(value)
+    else:
+        from lm_eval.utils import simple_parse_args_string
 
-    pairs = [p for p in value.split(",") if p.strip()]
-    if not pairs or any("=" not in p or not p.split("=", 1)[0].strip() for p in pairs):
-        raise CalibenchError(f"--gen-kwargs '{value}' is not key=value[,key=value...] (e.g. max_gen_toks=64)")
-    return dict(simple_parse_args_string(value))  # lm-eval's own parsing: numbers and booleans typed
+        pairs = [p for p in value.split(",") if p.strip()]
+        if not pairs or any("=" not in p or not p.split("=", 1)[0].strip() for p in pairs):
+            raise CalibenchError(f"--gen-kwargs '{value}' is not key=value[,key=value...] (e.g. max_gen_toks=64)")
+        parsed = dict(simple_parse_args_string(value))  # lm-eval's own parsing: numbers and booleans typed
+    for key, given in parsed.items():
+        rule = _GEN_KWARG_RULES.get(key)
+        if rule is None:
+            continue
+        types, ok, what = rule
+        typed = isinstance(given, types) and (bool in types or not isinstance(given, bool))
+        if not typed or not ok(given):
+            raise CalibenchError(f"--gen-kwargs {key}={given} is not valid: {key} must be {what}")
+    return parsed
 
 
 # -- building tasks ---------------------------------------------------------------------------

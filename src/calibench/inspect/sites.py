@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from calibench.core.errors import CalibenchError
+from calibench.core.settings import regex_problem
 from calibench.curate.layers import DecoderLayers, find_decoder_layers
 
 SiteKind = Literal["linear_input", "residual"]
@@ -83,10 +84,11 @@ def find_sites(model: Any, layers: str | None = None, stack: DecoderLayers | Non
     sites = all_sites(model, stack)
     if layers is None:
         return sites
-    try:
-        pattern = re.compile(layers)
-    except re.error as exc:
-        raise CalibenchError(f"layer filter {layers!r} is not a valid regular expression: {exc}") from None
+    problem = regex_problem(layers)
+    if problem is not None:
+        shown = layers if len(layers) <= 60 else f"{layers[:40]}..."
+        raise CalibenchError(f"layer filter {shown!r} is {problem}")
+    pattern = re.compile(layers)
     chosen = [site for site in sites if pattern.search(site.name)]
     if not chosen:
         examples = ", ".join(site.name for site in sites[:3])

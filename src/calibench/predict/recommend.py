@@ -439,6 +439,7 @@ def recommend(
     tasks: str | Sequence[str] = ("ppl:wiki",),
     signal: str | None = None,
     out: str | Path | None = None,
+    force: bool = DEFAULTS.force,
     k_layers: int = 2,
     limit: int | None = None,
     batch_size: int = DEFAULTS.batch_size,
@@ -472,7 +473,14 @@ def recommend(
         params = parse_params(params)
     params = {k: v for k, v in (params or {}).items() if v is not None}
     names = parse_candidates(candidates)
-    make_params(resolve(method), **params)  # unknown method or parameter: one line, now
+    methods = resolve(method)
+    make_params(methods, **params)  # unknown method or parameter: one line, now
+    if not any(m.reads_calibration for m in methods):
+        raise CalibenchError(
+            f"{method} reads no calibration set: every set gives the same checkpoint, so there is nothing to "
+            "recommend; compress it with any set (`calibench compress --method "
+            f"{method} ...`)"
+        )
     ev_spec = _eval_spec(tasks, limit, batch_size, ppl_seq_len, ppl_max_windows)
     goal = objective_of(ev_spec.tasks, objective)
     chosen_signal = get_signal(signal) if signal is not None else None
@@ -494,7 +502,7 @@ def recommend(
 
         _check_study(Path(study))
     if out is not None:
-        check_new_output(out)
+        check_new_output(out, force=force)
 
     validation = validation_from_study(study, str(model), method, params, goal) if study is not None else {}
     if chosen_signal is None:
@@ -523,6 +531,7 @@ def recommend(
         validation=validation.get(chosen_signal.name),
         budget_s=budget_s,
         out=out,
+        force=force,
         k_layers=k_layers,
         top=top,
         heldout_windows=heldout_windows,
@@ -550,6 +559,7 @@ def _run(
     validation: dict[str, Any] | None,
     budget_s: float,
     out: str | Path | None,
+    force: bool,
     k_layers: int,
     top: int | None,
     heldout_windows: int,
@@ -712,7 +722,7 @@ def _run(
     result = Recommendation(best, ranked, signal.name, sign, goal, validation, comparison, cost, settings, notes=notes)
     if out is not None:
         data = card_data(result)
-        with atomic_dir(out) as tmp:
+        with atomic_dir(out, force=force) as tmp:
             best.calib.save(tmp / "set")
             (tmp / "card.json").write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
             (tmp / "card.md").write_text(render_markdown(data), encoding="utf-8")

@@ -30,7 +30,7 @@ class SetParams(BaseModel):
     n: int = Field(128, description=f"Windows per set (1..{MAX_N}).")
     seq_len: int = Field(2048, description="Tokens per window, at most the model's maximum.")
     seed: int = Field(
-        DEFAULTS.seed, description=f"{CommonSettings.model_fields['seed'].description} Sets are byte-identical."
+        DEFAULTS.seed, ge=0, description=f"{CommonSettings.model_fields['seed'].description} Sets are byte-identical."
     )
     sets: int = Field(1, description="Number of sets to draw at once (pairwise disjoint for text sources).")
 

@@ -59,8 +59,12 @@ class PerplexityKind(TaskKind):
         return any(not r.spec.offline for r in requests)
 
     def prepare(self, requests: list[TaskRequest], ctx: EvalContext) -> list[tuple[TaskRequest, TaskRecord, list[str]]]:
-        """Every text read (a missing data pack fails here, before the model loads)."""
-        return [(request, *load_heldout(request, ctx.conn)) for request in requests]
+        """Every text read (a missing data pack, or an empty text, fails here, before the model loads)."""
+        prepared = [(request, *load_heldout(request, ctx.conn)) for request in requests]
+        for request, record, texts in prepared:
+            if record.status == "ok" and not any(text.strip() for text in texts):
+                raise CalibenchError(f"{request.name}: the held-out text is empty: give a file with text in it")
+        return prepared
 
     def run(self, prepared: list[tuple[TaskRequest, TaskRecord, list[str]]], ctx: EvalContext) -> KindOutput:
         add_bos = resolve_bos_option(ctx.tokenizer, ctx.bos)
