@@ -222,7 +222,7 @@ def verify_checkpoint(spec: str | os.PathLike[str]) -> None:
     Bundled assets (checked by the asset store) and hub ids are not local checkpoints and pass.
     """
     path = resolve_model_path(spec)
-    if not Path(path).is_dir() or Path(path).parent == assets_dir():
+    if not Path(path).is_dir() or Path(path).resolve().parent == assets_dir().resolve():
         return
     _verified(path, _files_fingerprint(path))
 
