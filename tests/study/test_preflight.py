@@ -211,3 +211,23 @@ def test_report_refuses_a_damaged_store_naming_the_cell_and_writes_no_report(
         write_report(study)
     assert "\n" not in str(caught.value)
     assert _bytes(study) == before and not (study / "report").exists()
+
+
+def test_a_rerun_rebuilds_the_deleted_set_of_a_finished_cell(tiny_model_dir, text, tmp_path):
+    """`study signals` tells the user to rerun `study run` when a cached set is gone: the rerun rebuilds it (the
+    same recipe gives the same set id) even though every cell is finished and none runs again."""
+    from calibench.study import run_study
+    from calibench.study.sets import SETS_DIR
+
+    spec = _spec(tiny_model_dir, text)
+    out = tmp_path / "study"
+    first = run_study(spec, out, progress=False)
+    assert first.done == 2 and first.failed == 0
+    (set_dir,) = (out / SETS_DIR).iterdir()
+    shutil.rmtree(set_dir)
+    again = run_study(spec, out, progress=False)
+    assert again.skipped == 2 and again.done == 0
+    assert (set_dir / "manifest.json").is_file()
+    store = Store(out, read_only=True)
+    store.validate()
+    store.close()
