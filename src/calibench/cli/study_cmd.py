@@ -32,6 +32,10 @@ def run(
     """Run (or resume) every cell of SPEC; finished cells are skipped, failures recorded.
 
     With eval.adaptive in the spec, cells score items in blocks until each source comparison is decided.
+    Every cell is checked first (as compress, eval and the set builders would): a spec with a cell they would
+    refuse is refused in one line, before anything runs or is written. Exit status: 0 when the study has
+    results (failed cells are counted in a warning and retried by a rerun), 2 when every cell failed because
+    of the input, 1 when every cell failed otherwise.
     """
     if reproducible:  # before anything below imports torch
         from calibench.core import numerics
