@@ -15,7 +15,6 @@ creates its directory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +23,28 @@ from calibench.study.cells import Cell
 from calibench.study.spec import StudySpec
 
 
-@dataclass
 class _Model:
-    """What the checks need of one model: its config, its structure without weights, its context length."""
+    """What the checks need of one model: its config, its context length, and (built on first use, on the meta
+    device: no weights, no memory) its module structure."""
 
-    config: Any
-    structure: Any
-    max_seq_len: int | None
+    def __init__(self, name: str, config: Any, max_seq_len: int | None):
+        self.name, self.config, self.max_seq_len = name, config, max_seq_len
+        self._structure: Any = None
+
+    @property
+    def structure(self) -> Any:
+        if self._structure is None:
+            import torch
+            from transformers import AutoModelForCausalLM
+
+            try:
+                with torch.device("meta"):
+                    self._structure = AutoModelForCausalLM.from_config(self.config)
+            except (ValueError, KeyError) as exc:  # not a causal LM transformers knows
+                raise CalibenchError(
+                    f"{self.name} is not a causal language model: calibench compresses decoder-only LMs"
+                ) from exc
+        return self._structure
 
 
 def hub_model_problem(name: str) -> str | None:
@@ -61,9 +75,6 @@ def hub_model_problem(name: str) -> str | None:
 
 
 def _model(name: str) -> _Model:
-    import torch
-    from transformers import AutoModelForCausalLM
-
     from calibench.models import bundled_models, load_config, model_max_length, resolve_model_path
 
     path = resolve_model_path(name)  # a bundled model that is not pulled, a missing directory: refused here
@@ -73,39 +84,44 @@ def _model(name: str) -> _Model:
             raise CalibenchError(problem)
     config = load_config(name)
     try:
-        with torch.device("meta"):
-            structure = AutoModelForCausalLM.from_config(config)
-    except (ValueError, KeyError) as exc:  # not a causal LM transformers knows
-        raise CalibenchError(f"{name} is not a causal language model: calibench compresses decoder-only LMs") from exc
-    try:
         max_seq_len: int | None = model_max_length(config)
     except CalibenchError:  # no context length in the config: the builders fall back to the tokenizer's
         max_seq_len = None
-    return _Model(config, structure, max_seq_len)
+    return _Model(name, config, max_seq_len)
 
 
-def _check_cell(cell: Cell, model: _Model, dtype: Any, device: Any) -> None:
-    """Everything compress and the set builders check before their work, for one cell."""
+def _check_config(cell: Cell, model: _Model, dtype: Any, device: Any) -> None:
+    """What compress, eval and the set builders check from names, sizes and the model's config, for one cell."""
     from calibench.compress.methods import make_params, resolve
-    from calibench.compress.presets import check_scheme_fits, check_scheme_runnable
-    from calibench.compress.validate import check_causal_lm, check_structure, resolve_group_size
+    from calibench.compress.presets import check_scheme_runnable
     from calibench.data.builders import make_params as builder_params
     from calibench.data.draw import validate_sizes
 
-    check_causal_lm(model.structure)
     _check_eval(cell, model)
     if cell.is_dense:
         return
     methods = resolve(cell.method_name)
-    params = make_params(methods, **cell.params)
+    make_params(methods, **cell.params)
     if dtype is not None:
         check_scheme_runnable(methods, dtype, device)
-    params, _ = resolve_group_size(model.structure, methods, params)
-    check_structure(model.structure, params)
-    check_scheme_fits(model.structure, methods)
     validate_sizes(cell.n, cell.seq_len, cell.num_sets, model.max_seq_len)
     builder_params(cell.build_name, n=cell.n, seq_len=cell.seq_len, seed=cell.seed, sets=cell.num_sets,
                    **cell.source_params)  # fmt: skip
+
+
+def _check_shapes(cell: Cell, model: _Model, *_: Any) -> None:
+    """What compress checks on the model's modules (a causal LM; group sizes and N:M that fit its dimensions)."""
+    from calibench.compress.methods import make_params, resolve
+    from calibench.compress.presets import check_scheme_fits
+    from calibench.compress.validate import check_causal_lm, check_structure, resolve_group_size
+
+    check_causal_lm(model.structure)
+    if cell.is_dense:
+        return
+    methods = resolve(cell.method_name)
+    params, _note = resolve_group_size(model.structure, methods, make_params(methods, **cell.params))
+    check_structure(model.structure, params)
+    check_scheme_fits(model.structure, methods)
 
 
 def _check_eval(cell: Cell, model: _Model) -> None:
@@ -149,28 +165,33 @@ def _message(exc: CalibenchError) -> str:
 
 
 def check_cells(spec: StudySpec, cells: list[Cell], executor: str = "local", where: str | Path | None = None) -> None:
-    """Refuse the study, in one line naming the first cell that would fail and how many do, before any work."""
+    """Refuse the study, in one line naming the first cell that would fail and how many do, before any work.
+
+    The checks on names, sizes and configs run first over every cell; the module structure (a meta-device
+    model, which imports transformers' modeling code) is built only when they all pass.
+    """
     models: dict[str, _Model | CalibenchError] = {}
     runtimes: dict[str, tuple[Any, Any]] = {}
-    problems: list[tuple[Cell, str]] = []
-    for cell in cells:
-        if cell.model not in models:
-            try:
-                models[cell.model] = _model(cell.model)
-                runtimes[cell.model] = _runtime(spec, models[cell.model], executor)  # type: ignore[arg-type]
-            except CalibenchError as exc:
-                models[cell.model] = exc
-        found = models[cell.model]
+    for model in dict.fromkeys(cell.model for cell in cells):
         try:
-            if isinstance(found, CalibenchError):
-                raise found
-            _check_cell(cell, found, *runtimes[cell.model])
+            loaded = _model(model)
+            runtimes[model] = _runtime(spec, loaded, executor)
+            models[model] = loaded
         except CalibenchError as exc:
-            problems.append((cell, _message(exc)))
-    if not problems:
-        return
-    cell, message = problems[0]
-    more = len(problems) - 1
-    prefix = f"{where}: " if where is not None else ""
-    tail = f" (and {more} more of the {len(cells)} cells would fail)" if more else ""
-    raise CalibenchError(f"{prefix}cell {cell.describe()}: {message}{tail}")
+            models[model] = exc
+    for check in (_check_config, _check_shapes):
+        problems: list[tuple[Cell, str]] = []
+        for cell in cells:
+            found = models[cell.model]
+            try:
+                if isinstance(found, CalibenchError):
+                    raise found
+                check(cell, found, *runtimes[cell.model])
+            except CalibenchError as exc:
+                problems.append((cell, _message(exc)))
+        if problems:
+            cell, message = problems[0]
+            more = len(problems) - 1
+            prefix = f"{where}: " if where is not None else ""
+            tail = f" (and {more} more of the {len(cells)} cells would fail)" if more else ""
+            raise CalibenchError(f"{prefix}cell {cell.describe()}: {message}{tail}")
