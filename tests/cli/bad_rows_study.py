@@ -36,6 +36,7 @@ ROWS = [
     ("study report {in:store-badjson}", "is not valid JSON", "study-report-record-not-json"),
     ("study report {in:store-nonnumeric}", "is not a number", "study-report-result-not-a-number"),
     ("study report {in:store-edited}", "its configuration was edited", "study-report-edited-config"),
+    ("study run {in:spec-good} --out {in:store-edited}", "its configuration was edited", "study-run-edited-config"),
     # ---- study signals options refused before the store is written or a model loads
     ("study signals {in:store-done} --batch-size 0", "--batch-size must be at least 1", "signals-batch-size-zero"),
     ("study signals {in:store-done} --signals=", "--signals names no signal", "signals-empty-list"),

@@ -111,9 +111,10 @@ def run_study(
     elif executor == "ray":  # Ray missing or its cluster unreachable: refused in seconds, before the directory exists
         check_ray(address)
     check_study_output(out)
-    if (Path(out) / DB_NAME).exists():  # a damaged set cache of the study to resume: refused before anything else
+    if (Path(out) / DB_NAME).exists():  # a damaged store or set cache of the study to resume: refused first
         readonly = Store(out, read_only=True)
         try:
+            readonly.validate()  # edited or damaged records: a resumed study would build on them
             verify_cached_sets(readonly)
         finally:
             readonly.close()
