@@ -18,7 +18,7 @@ ROWS = [
     ("study run {in:spec-seqlen} --out {out}", "seq_len 100000 is above the model's maximum", "study-seq-len-too-long"),
     ("study run {in:spec-nvfp4} --out {out}", "nvfp4 cannot run in float32", "study-nvfp4-float32"),
     ("study run {in:spec-w4a16} --out {out}", "does not divide the input dimension", "study-w4a16-shapes"),
-    ("study run {in:spec-hub} --out {out}", "no cached copy", "study-unknown-hub-model-offline"),
+    ("study run {in:spec-hub} --out {out}", "(HF_HUB_OFFLINE is set)", "study-unknown-hub-model-offline"),
     (
         "study run {in:spec-good} --out {out} --executor ray --address 127.0.0.1:1",
         "cannot reach the Ray",

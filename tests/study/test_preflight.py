@@ -82,9 +82,10 @@ def test_shapes_are_checked_without_weights(tiny_model_dir, text, tmp_path):
 
 def test_an_uncached_hub_model_is_refused_offline(tiny_model_dir, text, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    spec = _spec(tiny_model_dir, text, models=["no-such-org/no-such-model"])
+    # (copied, not validated: the spec's own check may already refuse the id; the preflight must too, on its own)
+    spec = _spec(tiny_model_dir, text).model_copy(update={"models": ["no-such-org/no-such-model"]})
     started = time.perf_counter()
-    with pytest.raises(CalibenchError, match="HF_HUB_OFFLINE is set.*no cached copy"):
+    with pytest.raises(CalibenchError, match=r"no-such-org/no-such-model.*\(HF_HUB_OFFLINE is set\)"):
         check_cells(spec, expand(spec))
     assert time.perf_counter() - started < 10
 
