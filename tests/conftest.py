@@ -166,6 +166,29 @@ def offline_assets(monkeypatch):
     return REAL_HOME
 
 
+@pytest.fixture(scope="session")
+def manpages_asset():
+    """The ``manpages-l10n`` asset in the shared cache, pulled once like the others (Debian packages through
+    ``apt-get download``, or ``$CALIBENCH_WHEELHOUSE``); skipped only where this platform cannot fetch them."""
+    from calibench.assets import pull
+    from calibench.assets.catalog import MANPAGES
+    from calibench.core.errors import CalibenchError
+
+    previous = os.environ.get("CALIBENCH_HOME")
+    os.environ["CALIBENCH_HOME"] = REAL_HOME
+    try:
+        return pull(MANPAGES, progress=False)
+    except CalibenchError as exc:
+        if "apt-get is not available" in str(exc):  # a real limit: no apt here and no wheelhouse holding the .debs
+            pytest.skip(f"the manpages-l10n asset cannot be pulled on this platform: {exc}")
+        raise
+    finally:
+        if previous is None:
+            os.environ.pop("CALIBENCH_HOME", None)
+        else:
+            os.environ["CALIBENCH_HOME"] = previous
+
+
 @pytest.fixture
 def smollm2_tokenizer(offline_assets):
     from calibench.models import load_tokenizer

@@ -427,3 +427,50 @@ def test_gguf_convert_leaves_files_readable(tiny_gguf, monkeypatch, swap_asset):
     for p in path.iterdir():
         assert os.stat(p).st_mode & 0o044 == 0o044
     shutil.rmtree(path)
+
+
+# --- clean: what a killed pull leaves ------------------------------------------------------
+
+_PULL_THEN_HANG = """
+import sys, time
+from pathlib import Path
+from calibench.assets import ASSETS, Asset, Package, pull
+
+def prepare(unpacked, dest):
+    Path(sys.argv[2]).write_text("preparing")
+    time.sleep(600)
+
+ASSETS.register("fake-asset", Asset("fake-asset", "data", (Package("calibench-fake-a", "1.0.0"),), "", prepare))
+pull("fake-asset", wheelhouse=sys.argv[1], progress=False)
+"""
+
+
+def test_clean_removes_the_work_area_of_a_killed_pull_and_keeps_a_running_one(tmp_path, calibench_home, capsys):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import run
+
+    wheelhouse = tmp_path / "wheelhouse"
+    _fake_wheel(wheelhouse, "calibench-fake-a", "1.0.0", {"data/a.txt": b"alpha" * 1000})
+    marker = tmp_path / "preparing"
+    puller = subprocess.Popen([sys.executable, "-c", _PULL_THEN_HANG, str(wheelhouse), str(marker)])
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and puller.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert marker.exists(), "the pull never reached its prepare step"
+        running = [p for p in assets_dir().iterdir() if p.name.startswith(".pull-fake-asset-")]
+        assert len(running) == 1 and str(puller.pid) in running[0].name
+        code, out, _ = run(["clean", str(calibench_home)], capsys)
+        assert code == 0 and running[0].is_dir(), out  # its puller is alive: not a leftover yet
+    finally:
+        puller.send_signal(signal.SIGKILL)
+        puller.wait()
+    code, out, _ = run(["clean", "--dry-run", str(calibench_home)], capsys)
+    assert code == 0 and f"would remove {running[0]}" in out and running[0].is_dir()
+    code, out, _ = run(["clean", str(calibench_home)], capsys)
+    assert code == 0 and f"removed {running[0]}" in out, out
+    assert not running[0].exists() and _leftovers() == []

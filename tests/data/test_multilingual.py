@@ -497,12 +497,12 @@ def test_stopword_tokens_of_a_german_tokenizer():
 
 
 @pytest.fixture
-def real_manpages(monkeypatch):
+def real_manpages(manpages_asset, monkeypatch):
+    """The real asset, pulled once per session like the model and data pack (see conftest.manpages_asset)."""
     from conftest import REAL_HOME
 
     monkeypatch.setenv("CALIBENCH_HOME", REAL_HOME)
-    if asset_path(MANPAGES) is None:
-        pytest.skip("the manpages-l10n asset is not pulled (calibench assets pull manpages-l10n)")
+    assert asset_path(MANPAGES) == manpages_asset
     return REAL_HOME
 
 

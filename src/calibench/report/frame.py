@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from calibench.core.errors import CalibenchError
-from calibench.study.store import DB_NAME, Store
+from calibench.study.store import Store
 
 COLUMNS = [
     "key",
@@ -39,10 +38,9 @@ def load_frame(directory: str | Path) -> tuple[Any, list[tuple[dict[str, Any], s
     import pandas as pd
 
     directory = Path(directory)
-    if not (directory / DB_NAME).exists():
-        raise CalibenchError(f"{directory} has no {DB_NAME}: run `calibench study run SPEC --out {directory}` first")
-    store = Store(directory)
+    store = Store(directory, read_only=True)  # refuses a missing, empty or foreign store without touching it
     try:
+        store.validate()  # a damaged record is one line naming the cell, before any report file is written
         rows = store.rows()
         failures = store.failures()
         meta = store.meta()
@@ -84,7 +82,7 @@ def numerics_label(numerics: dict[str, Any] | None) -> str:
 
 def load_samples(directory: str | Path, tasks: list[str] | None = None) -> Samples:
     """Per-item results of the finished cells, for the given tasks (all tasks when ``None``)."""
-    store = Store(directory)
+    store = Store(directory, read_only=True)
     try:
         if tasks is None:
             return store.samples()

@@ -55,7 +55,7 @@ def paired_to_dense(directory: str | Path, frame: Any, metrics: tuple[str, ...] 
     if summ.empty:
         return pd.DataFrame()
     cells = summ.drop_duplicates("key")[["key", "model", "method", "source", "set_index", "n", "seq_len"]]
-    store = Store(directory)
+    store = Store(directory, read_only=True)
     try:
         samples = {k: v for k, v in store.samples().items() if k[1].startswith(SUMM_PREFIX)}
     finally:
@@ -99,7 +99,7 @@ def scatter(directory: str | Path, frame: Any, out: Path) -> list[Path]:
     if summ.empty:
         return []
     cells = summ.drop_duplicates("key").set_index("key")
-    store = Store(directory)
+    store = Store(directory, read_only=True)
     try:
         samples = {k: v for k, v in store.samples().items() if k[1].startswith(SUMM_PREFIX)}
     finally:

@@ -13,11 +13,12 @@ from calibench.core.fsutil import check_writable_location
 from calibench.data.calibset import CalibrationSet
 from calibench.study import adaptive as adaptive_eval
 from calibench.study.cells import Cell, expand
-from calibench.study.executors import EXECUTORS, Outcome
+from calibench.study.executors import EXECUTORS, Outcome, check_ray
+from calibench.study.preflight import check_cells
 from calibench.study.runner import base_model, quiet_libraries, tokenizer_for
 from calibench.study.sets import sets_for, verify_cached_sets
 from calibench.study.spec import StudySpec, load_spec
-from calibench.study.store import DB_NAME, Store
+from calibench.study.store import DB_NAME, Store, check_store
 from calibench.tracking.base import open_tracking
 
 SPEC_COPY = "spec.yaml"
@@ -32,6 +33,12 @@ class StudyRun:
     done: int
     failed: int
     seconds: float
+    input_failures: int = 0  # failed cells whose error was the user's input (a CalibenchError), not a crash
+
+    @property
+    def all_failed(self) -> bool:
+        """Every cell that ran failed and none was finished before: the study produced nothing."""
+        return self.failed > 0 and self.done == 0 and self.skipped == 0
 
 
 def _progress(total: int, completed: int, enabled: bool) -> Any:
@@ -69,6 +76,8 @@ def check_study_output(out: str | Path) -> None:
         raise CalibenchError(f"{out} is a file: give a directory for the study (new, or an earlier study to resume)")
     if out.is_dir() and any(out.iterdir()) and not (out / DB_NAME).is_file():
         raise CalibenchError(f"{out} holds files but no {DB_NAME}: it is not a study to resume; choose another --out")
+    if (out / DB_NAME).exists():  # an empty, foreign or non-database file is refused, not turned into a store
+        check_store(out)
     check_writable_location(out / DB_NAME)
 
 
@@ -99,22 +108,32 @@ def run_study(
         from calibench.models import resolve_device
 
         resolve_device(spec.device)
+    elif executor == "ray":  # Ray missing or its cluster unreachable: refused in seconds, before the directory exists
+        check_ray(address)
     check_study_output(out)
+    if (Path(out) / DB_NAME).exists():  # a damaged store or set cache of the study to resume: refused first
+        readonly = Store(out, read_only=True)
+        try:
+            readonly.validate()  # edited or damaged records: a resumed study would build on them
+            verify_cached_sets(readonly)
+        finally:
+            readonly.close()
+    cells = expand(spec)
+    # every cell as compress, eval and the set builders would check it: one line naming the first that would fail
+    check_cells(spec, cells, executor, where=spec_path)
     tracking = open_tracking(spec.tracking, out, spec.name)  # a tracker that cannot start fails before any write
     store = Store(out)
-    verify_cached_sets(store)
     if spec_path is not None and not (store.directory / SPEC_COPY).exists():
         shutil.copyfile(spec_path, store.directory / SPEC_COPY)
     store.set_meta("spec", spec.model_dump(mode="json"))
     tracking.start(store)  # cells finished before tracking was on (or before a kill) are logged first
 
-    cells = expand(spec)
     finished = store.done_keys()
     pending = [c for c in cells if c.key not in finished]
     settings = spec.eval.adaptive
     if settings is not None:  # every cell first scores the first block of items
         pending = [_with_block(c, 0, set(), settings, store.directory) for c in pending]
-    counts = {"done": 0, "failed": 0}
+    counts = {"done": 0, "failed": 0, "input": 0}
     started = time.perf_counter()
     previous_inner = inner_progress.enabled()
     inner_progress.set_enabled(False)  # one live display: the study's
@@ -124,6 +143,8 @@ def run_study(
             return None
         with quiet_libraries():
             return sets_for(cell, store, tokenizer_for(cell.model), base_model)[cell.set_index]
+
+    _rebuild_missing_sets(cells, finished, store, calib_for)
 
     with _progress(len(cells), len(cells) - len(pending), progress) as bar:
         task = bar.add_task("", total=len(cells), completed=len(cells) - len(pending))
@@ -136,6 +157,7 @@ def run_study(
                 store.record_failure(cell, outcome["error"], outcome.get("seconds", 0.0))
                 _drop_cache(cell)
                 counts["failed"] += 1
+                counts["input"] += bool(outcome.get("input"))
                 bar.console.print(f"[red]failed[/] {cell.describe()}: {outcome['error']}", highlight=False)
             elif cell.block is not None and cell.block[0] > 0:
                 store.record_block(cell, outcome.get("samples") or {}, _rows_for, outcome["seconds"])
@@ -181,7 +203,26 @@ def run_study(
         counts["done"],
         counts["failed"],
         time.perf_counter() - started,
+        counts["input"],
     )
+
+
+def _rebuild_missing_sets(cells: list[Cell], finished: set[str], store: Store, calib_for: Any) -> None:
+    """Sets of finished cells whose directory was deleted, rebuilt from their recipes (the same inputs give the
+    same set), so that readers of the sets (`study signals`) find them after a rerun."""
+    from calibench.study.sets import SETS_DIR, recipe_key
+
+    root = store.directory / SETS_DIR
+    seen: set[str] = set()
+    for cell in cells:
+        if cell.is_dense or cell.key not in finished or cell.perturbation:
+            continue
+        recipe = recipe_key(cell)
+        ids = store.set_ids(recipe)
+        if recipe in seen or not ids or all((root / set_id).is_dir() for set_id in ids.values()):
+            continue
+        seen.add(recipe)
+        calib_for(cell)  # rebuilds and records the recipe's sets
 
 
 # ----------------------------------------------------------------- adaptive evaluation

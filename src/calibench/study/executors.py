@@ -26,7 +26,7 @@ from calibench.data.calibset import CalibrationSet
 from calibench.study.cells import Cell
 from calibench.study.runner import quiet_libraries, run_cell
 
-Outcome = dict[str, Any]  # {"rows", "record", "seconds"} or {"error", "seconds"}
+Outcome = dict[str, Any]  # {"rows", "record", "seconds"} or {"error", "input", "seconds"}
 SetProvider = Callable[[Cell], CalibrationSet | None]
 OnDone = Callable[[Cell, CalibrationSet | None, Outcome], None]
 Step = Callable[[str], None]
@@ -34,7 +34,7 @@ Step = Callable[[str], None]
 
 def _failed(exc: BaseException) -> Outcome:
     """The outcome of a cell that never produced one (no set, a lost or crashed worker)."""
-    return {"error": one_line(exc, 500, typed=True), "seconds": 0.0}
+    return {"error": one_line(exc, 500, typed=True), "input": isinstance(exc, CalibenchError), "seconds": 0.0}
 
 
 def _safe_run(cell: Cell, calib: CalibrationSet | None, step: Step | None = None) -> Outcome:
@@ -49,7 +49,12 @@ def _safe_run(cell: Cell, calib: CalibrationSet | None, step: Step | None = None
         raise
     except Exception as exc:  # a failed cell must not stop the study
         detail = "" if isinstance(exc, CalibenchError) else traceback.format_exc(limit=3)
-        return {"error": one_line(exc, 500, typed=True), "traceback": detail, "seconds": time.perf_counter() - started}
+        return {
+            "error": one_line(exc, 500, typed=True),
+            "input": isinstance(exc, CalibenchError),  # the user's input (exit 2 when every cell fails so), or a bug
+            "traceback": detail,
+            "seconds": time.perf_counter() - started,
+        }
 
 
 def _with_sets(
@@ -182,6 +187,44 @@ def _ray_missing() -> CalibenchError:
     return CalibenchError("the ray executor needs Ray: pip install 'calibench[ray]' (or pip install 'ray[default]')")
 
 
+RAY_PROBE_TIMEOUT_S = 5.0
+
+
+def check_ray(address: str | None, timeout: float = RAY_PROBE_TIMEOUT_S) -> None:
+    """Refuse, within ``timeout`` seconds, a Ray executor that cannot start: Ray missing, or a cluster address
+    whose port does not answer (``ray.init`` would otherwise retry it for minutes).
+
+    ``None`` starts a local runtime; ``auto`` is left to Ray (it reads ``RAY_ADDRESS`` or the running cluster).
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise _ray_missing() from None
+    if address is None or address.strip().lower() in ("", "auto", "local"):
+        return
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    try:
+        port = parsed.port
+    except ValueError:
+        port = None
+    default = 10001 if parsed.scheme == "ray" else 6379
+    host, port = parsed.hostname, port or default
+    if not host:
+        raise CalibenchError(f"--address {address}: give a Ray cluster as HOST:PORT or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+    raise CalibenchError(
+        f"cannot reach the Ray cluster at {address} ({host}:{port}: {reason} within {timeout:g}s): start it "
+        "(`ray start --head`) or fix --address; without --address a local Ray runtime starts"
+    )
+
+
 def ray_shares(resources: dict[str, float], device: str) -> dict[str, float]:
     """What each Ray task asks for: one GPU and its share of the cores on a GPU cluster, one core on CPU.
 
@@ -218,21 +261,20 @@ def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, a
         raise _ray_missing() from None
 
     started_here = not ray.is_initialized()
-    if started_here:
-        step(f"starting Ray ({address or 'local runtime'})")
-        from calibench.core import numerics
-
-        env = {numerics.ENV: "1", **numerics.PINNED} if numerics.pinned() else {}  # Ray workers get the same kernels
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,
-            ignore_reinit_error=True,
-            runtime_env={"env_vars": env} if env else None,
-        )
+    restore = _interrupt_on_sigterm() if started_here else None
     try:
         from calibench.core import numerics
 
+        if started_here:
+            step(f"starting Ray ({address or 'local runtime'})")
+            env = {numerics.ENV: "1", **numerics.PINNED} if numerics.pinned() else {}  # workers get the same kernels
+            ray.init(
+                address=address,
+                include_dashboard=False,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+                runtime_env={"env_vars": env} if env else None,
+            )
         device = cells[0].device if cells else "auto"
         shares = ray_shares(ray.cluster_resources(), device)
         threads = numerics.threads(int(shares["num_cpus"]))
@@ -251,7 +293,30 @@ def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, a
             on_done(cell, calib, outcome)
     finally:
         if started_here:
-            ray.shutdown()
+            ray.shutdown()  # the runtime this driver started: raylet, dashboard and runtime-env agents
+        if restore is not None:
+            restore()
+
+
+def _interrupt_on_sigterm() -> Callable[[], None] | None:
+    """Make SIGTERM unwind like Ctrl-C while Ray runs, so a killed driver still shuts down the runtime it started
+    (SIGINT already raises KeyboardInterrupt); returns what restores the previous handler (None off the main
+    thread, where handlers cannot be set)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+
+    return restore
 
 
 #: Where a study's cells run, by ``--executor`` name.

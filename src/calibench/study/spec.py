@@ -350,11 +350,12 @@ def _error_line(path: Path, root: yaml.Node | None, loc: tuple[Any, ...], messag
 
 def load_spec(path: str | Path) -> StudySpec:
     """Parse and validate a study spec; any problem is one line naming the field and line."""
+    from calibench.core.fsutil import read_text
+
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CalibenchError(f"cannot read study spec {path}: {exc.strerror or exc}") from None
+    if not path.exists():
+        raise CalibenchError(f"cannot read study spec {path}: no such file")
+    text = read_text(path, "study spec")  # not UTF-8, a directory, unreadable: one line
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
