@@ -221,7 +221,7 @@ ROWS = [
         "has no chat template",
         "summ-chat-without-template",
     ),
-    Row("compare {tmp}/missing.json {tmp}/other.json", "no such result file", "compare-missing-file"),
+    Row("compare {tmp}/missing.json {tmp}/other.json", "does not exist", "compare-missing-file"),
     Row("compare {file}", "needs at least two result files", "compare-one-file"),
     Row("compare {file} {file}", "not an evaluation result", "compare-not-a-result"),
     Row("compare {file} {file} --labels a", "one label per file", "compare-labels-count"),
@@ -351,7 +351,7 @@ ROWS = [
     Row("inspect activations {set} -m {model} -o {out} --n 0", "--n must be at least 1", "inspect-n-zero"),
     Row(
         "inspect activations {set} -m {model} -o {out} --bits 1 --heldout {set}",
-        "activation bits must be between 2 and 16",
+        "--bits must be at least 2",
         "inspect-bits",
     ),
     Row("inspect activations {set} -m {model} -o {out} --device cuda", "asked for a CUDA GPU", "inspect-no-gpu"),

@@ -31,7 +31,7 @@ def docs_file(tmp_path_factory):
     [
         ("summ:xsum:harim=nosuchmodel", "HaRiM+ judge harim=nosuchmodel: unknown model 'nosuchmodel'"),
         ("summ:xsum:harim=./no/such/dir", "no such model directory"),
-        ("summ:xsum:harim=nosuch/model", "HaRiM+ judge 'nosuch/model' is not in the local hub cache (offline)"),
+        ("summ:xsum:harim=nosuch/model", "HaRiM+ judge harim=nosuch/model: model 'nosuch/model' is a hub id"),
         ("summ:xsum:nli=nosuchmodel", "unknown NLI model 'nosuchmodel'"),
         ("summ:xsum:nli=nosuch/model", "NLI model 'nosuch/model' is not in the local hub cache (offline)"),
     ],

@@ -77,6 +77,9 @@ summ_app.command("validate")(
         validate_command,
         [
             options.common("offline", "batch_size", "dtype", "device", command="summ validate"),
+            options.common(
+                "force", command="summ validate", detail={"force": "Here: validate again even when a result is cached."}
+            ),
             Group(SummValidateSettings),
         ],
     )

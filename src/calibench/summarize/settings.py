@@ -36,7 +36,6 @@ class SummValidateSettings(BaseModel):
     limit: int | None = Field(
         None, ge=1, description="Only the first N of the 371 pairs (a quick check; summ: tasks use a full run)."
     )
-    force: bool = Field(False, description="Validate again even when a result is cached.")
 
     @field_validator("judge")
     @classmethod
