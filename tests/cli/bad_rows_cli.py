@@ -13,6 +13,8 @@ DEEP_REGEX = "(" * 1500 + "a" + ")" * 1500
 
 ROWS = [
     # ---- input files that are not UTF-8: one line, not a UnicodeDecodeError traceback
+    ("data build {in:latin1} -m {model} -o {out} --seq-len 16", "is not UTF-8 text", "cli-build-latin1-txt"),
+    ("data build {in:latin1-jsonl} -m {model} -o {out} --seq-len 16", "is not UTF-8 text", "cli-build-latin1-jsonl"),
     (
         "data build chat --data {chatgood} --chat-template {in:latin1} -m {model} -o {out} --seq-len 32",
         "is not UTF-8",
@@ -110,4 +112,6 @@ def inputs(root: Path, world: dict) -> dict:
     recipe.write_text(
         "sparsity_stage:\n  sparsity_modifiers:\n    WandaPruningModifier: {sparsity: 2.0, targets: ['Linear']}\n"
     )
-    return {"latin1": latin1, "recipe-sparsity-2": recipe}
+    latin1_jsonl = root / "cli-latin1.jsonl"
+    latin1_jsonl.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    return {"latin1": latin1, "latin1-jsonl": latin1_jsonl, "recipe-sparsity-2": recipe}

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import read_text
 from calibench.data.sources.base import CONCAT, Documents, ListDocuments, TextSource
 
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
 
 
 def _read_txt(path: Path, text_field: str) -> list[str]:
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, "text file")
     return [part for part in re.split(r"\n\s*\n", text) if part.strip()]
 
 
@@ -93,7 +94,12 @@ class LocalFileSource(TextSource):
                 texts = reader(self.path, self.text_field)
             except CalibenchError:
                 raise
-            except (OSError, UnicodeDecodeError, ValueError) as exc:
+            except UnicodeDecodeError as exc:
+                raise CalibenchError(
+                    f"{self.path} is not UTF-8 text (0x{exc.object[exc.start]:02x} cannot start a character); "
+                    "save it as UTF-8"
+                ) from None
+            except (OSError, ValueError) as exc:
                 reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise CalibenchError(
                     f"cannot read {self.path} ({reason}): check that it is a readable {self.path.suffix} file"
