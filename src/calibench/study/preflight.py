@@ -47,41 +47,11 @@ class _Model:
         return self._structure
 
 
-def hub_model_problem(name: str) -> str | None:
-    """Why the hub id ``name`` cannot be loaded here without a network, or None when it may be.
-
-    A hub id is refused when the hub is off (``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE``, or unreachable) and
-    the local hub cache holds no config for it: loading it would fail in every cell.
-    """
-    from calibench.core.connectivity import decide
-
-    state = decide(None)
-    if not state.offline:
-        return None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(name, "config.json")
-    except Exception:  # an id the cache cannot even look up cannot be loaded either
-        cached = None
-    if isinstance(cached, str) and Path(cached).is_file():
-        return None
-    from calibench.models import bundled_models
-
-    return (
-        f"model '{name}' is not a bundled model or a local directory, and the hub is off ({state.reason}) with no "
-        f"cached copy of it: use a bundled model ({', '.join(bundled_models())}) or a local directory"
-    )
-
-
 def _model(name: str) -> _Model:
-    from calibench.models import bundled_models, load_config, model_max_length, resolve_model_path
+    from calibench.models import load_config, model_max_length, resolve_model_path
 
-    path = resolve_model_path(name)  # a bundled model that is not pulled, a missing directory: refused here
-    if name not in bundled_models() and not Path(path).is_dir():
-        problem = hub_model_problem(name)
-        if problem:
-            raise CalibenchError(problem)
+    # a bundled model that is not pulled, a missing directory, a hub id with no hub and no cached copy: refused here
+    resolve_model_path(name)
     config = load_config(name)
     try:
         max_seq_len: int | None = model_max_length(config)
