@@ -39,7 +39,7 @@ from rich.markup import escape
 
 from calibench.assets.registry import ASSETS, Asset, Package, get_asset
 from calibench.core.errors import CalibenchError
-from calibench.core.fsutil import atomic_dir
+from calibench.core.fsutil import atomic_dir, pid_alive
 from calibench.core.paths import assets_dir
 
 #: Written last into every prepared asset; its presence is what "pulled" means.
@@ -333,18 +333,8 @@ def is_stale_pull(path: Path) -> bool:
     if not path.name.startswith(PULL_PREFIX) or not path.is_dir() or path.is_symlink():
         return False
     match = _PULL_PID.search(path.name)
-    return match is None or not _alive(int(match.group("pid")))
+    return match is None or not pid_alive(int(match.group("pid")))
 
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
     return True
 
 

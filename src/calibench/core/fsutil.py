@@ -29,7 +29,8 @@ def _tmp_prefix(dest: Path) -> str:
     return f".{dest.name}.tmp-{os.getpid()}-"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` is running (this one included; someone else's counts as running)."""
     if pid == os.getpid():
         return True
     try:
@@ -47,7 +48,7 @@ def is_stale_temp(path: Path) -> bool:
     if match is None:
         return False
     pid = match.group("pid")
-    return pid is None or not _pid_alive(int(pid))
+    return pid is None or not pid_alive(int(pid))
 
 
 def tree_size(path: Path) -> int:
