@@ -27,9 +27,10 @@ from calibench.assets import (
     pull,
     require,
 )
-from calibench.assets.gguf_convert import concat_parts, convert_gguf, module_constants, sha256_file
+from calibench.assets.gguf_convert import concat_parts, convert_gguf, module_constants
 from calibench.assets.gguf_tokenizer import load_gguf_tokenizer
 from calibench.core.errors import CalibenchError, UnknownNameError
+from calibench.core.fsutil import file_sha256
 from calibench.core.paths import assets_dir
 
 
@@ -275,7 +276,7 @@ def test_concat_parts_checks_the_checksum(tmp_path):
         parts[-1].write_bytes(data)
     whole = tmp_path / "whole.bin"
     whole.write_bytes(b"abcdef")
-    expected = sha256_file(whole)
+    expected = file_sha256(whole)
     out = concat_parts(parts, tmp_path / "out.bin", expected)
     assert out.read_bytes() == b"abcdef"
     with pytest.raises(CalibenchError, match="corrupt"):
@@ -388,7 +389,7 @@ def test_convert_gguf_writes_plain_safetensors(tiny_gguf, tmp_path):
     dest = tmp_path / "converted"
     dest.mkdir()
     info = convert_gguf(tiny_gguf, dest, prequantized="F32")
-    assert info["source_sha256"] == sha256_file(tiny_gguf)
+    assert info["source_sha256"] == file_sha256(tiny_gguf)
     assert info["prequantized"] == "F32"
     assert (dest / "model.safetensors").is_file()
     assert not list(dest.glob("*.gguf"))

@@ -18,6 +18,7 @@ from typing import Any
 
 from calibench.assets.gguf_tokenizer import load_gguf_tokenizer
 from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import file_sha256
 
 _BLOCK = 1 << 20
 
@@ -50,15 +51,6 @@ def _quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in blocks (GGUF files are hundreds of MB)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def concat_parts(parts: Sequence[Path], out: Path, expected_sha256: str) -> Path:
@@ -116,7 +108,7 @@ def convert_gguf(gguf: Path, dest: Path, *, prequantized: str) -> dict[str, Any]
     import torch
     from transformers import AutoModelForCausalLM
 
-    source_sha256 = sha256_file(gguf)
+    source_sha256 = file_sha256(gguf)
     with _quiet_transformers():
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         tokenizer = load_gguf_tokenizer(gguf)

@@ -24,7 +24,6 @@ by a calibench without records, and is refused.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from calibench.core.errors import CorruptArtifactError
+from calibench.core.fsutil import file_sha256
 from calibench.core.registry import Registry
 
 CHECKPOINT_FILE = "calibench-checkpoint.json"
@@ -71,14 +71,6 @@ class CheckpointRecord(BaseModel):
     tokenizer: dict[str, Any] | None = None
     vocab_size: int | None = None
     embedding: EmbeddingEntry | None = None
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _listed_files(directory: Path) -> list[Path]:

@@ -12,6 +12,7 @@ a long build.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -226,6 +227,15 @@ def _swap_in(new: Path, dest: Path) -> None:
         raise
     finally:
         remove_tree(aside.parent)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 4 MiB blocks (checkpoints and GGUF files are hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_text(path: str | Path, what: str = "file") -> str:

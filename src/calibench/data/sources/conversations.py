@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from calibench.core.errors import CalibenchError, CorpusTooShortError, ParameterError
+from calibench.core.fsutil import file_sha256
 from calibench.data.chat import render_conversations
 from calibench.data.sampling import max_disjoint_windows, place_disjoint_windows
 from calibench.data.sources.base import CONCAT, SAMPLE, Documents, Indices, ListDocuments, Sampled, TextSource
@@ -41,7 +42,7 @@ def read_rows(data: str, split: str | None, revision: str | None) -> tuple[list[
         raise ParameterError("data", f"'{data}' is neither hub:ORG/NAME nor a {'/'.join(CHAT_SUFFIXES)} file")
     if not path.is_file():
         raise ParameterError("data", f"{data} does not exist or is not a file")
-    return _read_file(path), {"path": str(path), "file_sha256": _sha256(path)}
+    return _read_file(path), {"path": str(path), "file_sha256": file_sha256(path)}
 
 
 def _read_file(path: Path) -> list[dict[str, Any]]:
@@ -63,16 +64,6 @@ def _read_file(path: Path) -> list[dict[str, Any]]:
         if isinstance(exc, CalibenchError):
             raise
         raise CalibenchError(f"cannot read {path} ({(str(exc).splitlines() or [type(exc).__name__])[0]})") from None
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class ConversationSource(TextSource):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from calibench.core.errors import CalibenchError
-from calibench.core.fsutil import read_text
+from calibench.core.fsutil import file_sha256, read_text
 from calibench.data.sources.base import CONCAT, Documents, ListDocuments, TextSource
 
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".parquet")
@@ -72,14 +71,7 @@ class LocalFileSource(TextSource):
         self._docs: ListDocuments | None = None
 
     def spec(self) -> dict[str, Any]:
-        return {"path": str(self.path.resolve()), "text_field": self.text_field, "file_sha256": self._file_hash()}
-
-    def _file_hash(self) -> str:
-        digest = hashlib.sha256()
-        with self.path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return {"path": str(self.path.resolve()), "text_field": self.text_field, "file_sha256": file_sha256(self.path)}
 
     def documents(self, split: str) -> Documents:
         if self._docs is None:
