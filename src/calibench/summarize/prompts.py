@@ -28,6 +28,13 @@ PLAIN_CUE = "Summary:"
 ChatMode = Literal["auto", "yes", "no"]
 
 
+def check_style(value: str) -> str:
+    """A prompt style's name, or ValueError (pydantic's field validators report it) naming the known ones."""
+    if value not in STYLES:
+        raise ValueError(f"must be one of {', '.join(STYLES)}, got '{value}'")
+    return value
+
+
 def user_message(document: str, style: str) -> str:
     return f"{STYLES[style]}\n\n{document}"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from calibench.summarize.prompts import STYLES, ChatMode
+from calibench.summarize.prompts import ChatMode, check_style
 
 
 class SummValidateSettings(BaseModel):
@@ -49,6 +49,4 @@ class SummValidateSettings(BaseModel):
     @field_validator("style")
     @classmethod
     def _style(cls, value: str) -> str:
-        if value not in STYLES:
-            raise ValueError(f"must be one of {', '.join(STYLES)}, got '{value}'")
-        return value
+        return check_style(value)

@@ -53,7 +53,7 @@ from calibench.summarize.generate import greedy_generate
 from calibench.summarize.harim import Judge, harim_scores
 from calibench.summarize.judges import Plan, check_names, not_validated_line, plan_judges
 from calibench.summarize.metrics import ALL_METRICS, CONSISTENCY_METRIC, lexical_metrics
-from calibench.summarize.prompts import STYLES, ChatMode, clean_summary, render, use_chat
+from calibench.summarize.prompts import ChatMode, check_style, clean_summary, render, use_chat
 from calibench.summarize.stats import bootstrap_mean
 
 SUMM_PREFIX = "summ:"
@@ -77,9 +77,7 @@ class SummOptions(BaseModel):
     @field_validator("style")
     @classmethod
     def _style(cls, v: str) -> str:
-        if v not in STYLES:
-            raise ValueError(f"must be one of {', '.join(STYLES)}")
-        return v
+        return check_style(v)
 
     @field_validator("chat", mode="before")  # before the Literal check, so that the message is this one
     @classmethod
