@@ -3,26 +3,35 @@
 # requirements.lock (pip constraints), so a new release of a dependency cannot
 # change what a fresh clone runs; `make lock` refreshes the lock on purpose.
 # The lock pins torch to the CPU build that these machines carry, so that no
-# resolver pulls several GB of CUDA packages.
+# resolver pulls several GB of CUDA packages. `make install TORCH=cuda` installs
+# requirements-cuda.lock instead: the same pins with the CUDA build of torch
+# (from the default registry) and the CUDA libraries it brings.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.calibench-installed
+TORCH ?= cpu
+ifeq ($(TORCH),cpu)
 LOCK := requirements.lock
+else ifeq ($(TORCH),cuda)
+LOCK := requirements-cuda.lock
+else
+$(error TORCH must be cpu or cuda, got '$(TORCH)')
+endif
+STAMP := $(VENV)/.calibench-installed-$(TORCH)
 PIP := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 # worker processes for the demo study: single-threaded workers, one per core, are fastest on CPU
 JOBS ?= 2
 # pytest-xdist workers for the test suite: tests are mostly single-threaded, one worker per core
 TEST_JOBS ?= 2
 
-.PHONY: install demo test lint docs lock bench clean
+.PHONY: install demo test lint docs lock lock-cuda bench clean
 
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) pip setuptools
 	$(PIP) torch
 	$(PIP) --no-build-isolation -e '.[dev]'
-	$(BIN)/python tools/lock.py check
+	$(BIN)/python tools/lock.py check --lock $(LOCK)
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -50,6 +59,10 @@ docs: install
 # Resolve calibench[dev] afresh in a throwaway venv and rewrite requirements.lock; then `make clean test` and commit.
 lock:
 	$(PYTHON) tools/lock.py refresh
+
+# Resolve requirements-cuda.lock from requirements.lock (pip --dry-run --report: registry metadata, no wheels).
+lock-cuda:
+	$(PYTHON) tools/lock.py cuda
 
 clean:
 	rm -rf $(VENV) demo-out demo-study site .pytest_cache
