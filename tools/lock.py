@@ -11,7 +11,7 @@ Refresh it on purpose, then run the tests and commit it::
     python tools/lock.py refresh          # fresh venv, resolve calibench[dev], freeze (make lock)
     python tools/lock.py check            # does this environment match the lock? (make install runs it)
     python tools/lock.py write --python .venv/bin/python --out FILE   # freeze an existing environment
-    python tools/lock.py cuda             # resolve the CUDA lock from the CPU one (make lock-cuda; registry metadata only)
+    python tools/lock.py cuda             # the CUDA lock from the CPU one (make lock-cuda; registry metadata only)
     python tools/lock.py check-cuda       # is the CUDA lock the CPU lock plus CUDA torch's own packages? (offline)
 
 The CUDA lock (``requirements-cuda.lock``, ``make install TORCH=cuda``) holds the
