@@ -11,8 +11,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import assert_one_line_error, corpus_text, run, tiny_llama_config
-from fixtures.tiny_moe import MOE_FAMILIES, build_tiny_moe, save_tiny_moe
 
 from calibench.core.errors import CalibenchError
 from calibench.core.plots import PNG_MAGIC
@@ -21,6 +19,8 @@ from calibench.inspect import experts_math as em
 from calibench.inspect.experts import route_counts
 from calibench.inspect.experts_routers import find_moe_layers, recompute_top_k
 from calibench.inspect.experts_run import JSON_NAME, heat_map_name, write_experts
+from conftest import assert_one_line_error, corpus_text, run, tiny_llama_config
+from fixtures.tiny_moe import MOE_FAMILIES, build_tiny_moe, save_tiny_moe
 
 
 @pytest.fixture(scope="module")
