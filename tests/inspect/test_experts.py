@@ -195,3 +195,34 @@ def test_cli_writes_json_and_heat_maps(tmp_path, tiny_tokenizer, sets, capsys):
     assert "MoE layers" in stdout and "experts.json" in stdout
     code, _, err = run(["inspect", "experts", str(tmp_path / "long"), "-m", str(model), "-o", str(out)], capsys)
     assert_one_line_error(code, err, "already exists")
+
+
+# ----------------------------------------------------------------- the study signal
+
+
+def test_expert_coverage_signals_on_a_moe_model_and_not_on_a_dense_one(sets, tiny_tokenizer):
+    import math
+
+    from transformers import LlamaForCausalLM
+
+    from calibench.predict import signals as S
+
+    model = build_tiny_moe("deepseek_v3", len(tiny_tokenizer))
+    find_moe_layers(model)[0].router.e_score_correction_bias[5] = -10.0
+    probe = S.Probe(model, tiny_tokenizer, "tiny-deepseek", heldout=sets["long"])
+    names = [s.name for s in S.parse_signals("experts")]
+    assert names == ["experts.coverage", "experts.coverage_mean", "experts.entropy"]
+    routing = expert_routing(model, {"long": sets["long"]})  # the signal's threshold is the default min_tokens
+    values = {name: S.compute(name, probe, sets["long"]) for name in names}
+    assert all(v.reason is None for v in values.values())
+    assert values["experts.coverage"].value == routing.sets[0].coverage["min_layer"] == pytest.approx(7 / 8)
+    assert values["experts.coverage_mean"].value == pytest.approx(routing.sets[0].coverage["mean_layer"])
+    assert values["experts.entropy"].value == pytest.approx(float(np.mean(routing.sets[0].entropy)))
+    assert S.compute("experts.coverage", probe, sets["short"]).value == 0.0  # 4 tokens starve every expert
+    assert S.get_signal("experts.coverage").sign == 1  # more experts calibrated: better
+
+    dense = LlamaForCausalLM(tiny_llama_config(tiny_tokenizer, hidden=64, layers=1)).eval()
+    dense_probe = S.Probe(dense, tiny_tokenizer, "tiny-llama", heldout=sets["long"])
+    for name in names:
+        value = S.compute(name, dense_probe, sets["long"])
+        assert math.isnan(value.value) and "tiny-llama has no MoE layers (no router found)" in value.reason
