@@ -16,10 +16,14 @@ ROWS = [
         "experts-dense-model",
     ),
     ("inspect experts {tmp}/missing-set -m {in:moe} -o {out}", "unknown source", "experts-missing-set"),
-    ("inspect experts {set} -m {in:moe} -o {out} --min-tokens 0", "--min-tokens must be at least 1", "experts-min-0"),
     (
-        "inspect experts {set} -m {in:moe} -o {out} --min-tokens abc",
-        "Invalid value for '--min-tokens'",
+        "inspect experts {set} -m {in:moe} -o {out} --min-expert-tokens 0",
+        "--min-expert-tokens must be at least 1",
+        "experts-min-0",
+    ),
+    (
+        "inspect experts {set} -m {in:moe} -o {out} --min-expert-tokens abc",
+        "Invalid value for '--min-expert-tokens'",
         "experts-min-text",
     ),
     ("inspect experts {set} -m {in:moe} -o {out} --batch-size 0", "--batch-size must be at least 1", "experts-batch-0"),

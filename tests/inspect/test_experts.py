@@ -130,7 +130,7 @@ def test_starved_experts_and_the_comparison_across_sets(sets, tiny_tokenizer):
     model = build_tiny_moe("deepseek_v3", len(tiny_tokenizer))
     moe = find_moe_layers(model)
     moe[0].router.e_score_correction_bias[5] = -10.0  # expert 5 of the first MoE layer can never be chosen
-    routing = expert_routing(model, sets, min_tokens=4)
+    routing = expert_routing(model, sets, min_expert_tokens=4)
     long, short = routing.set("long"), routing.set("short")
     assert long.tokens == 256 and short.tokens == 4
     for result in (long, short):
@@ -186,11 +186,12 @@ def test_cli_writes_json_and_heat_maps(tmp_path, tiny_tokenizer, sets, capsys):
     sets["long"].save(tmp_path / "long")
     out = tmp_path / "out"
     code, stdout, err = run(
-        ["inspect", "experts", str(tmp_path / "long"), "-m", str(model), "-o", str(out), "--min-tokens", "40"], capsys
+        ["inspect", "experts", str(tmp_path / "long"), "-m", str(model), "-o", str(out), "--min-expert-tokens", "40"],
+        capsys,
     )
     assert code == 0, err
     routing = ExpertRouting.from_json(out / JSON_NAME)
-    assert routing.min_tokens == 40 and routing.set("long").tokens == 256
+    assert routing.min_expert_tokens == 40 and routing.set("long").tokens == 256
     assert (out / heat_map_name("long")).is_file()
     assert "MoE layers" in stdout and "experts.json" in stdout
     code, _, err = run(["inspect", "experts", str(tmp_path / "long"), "-m", str(model), "-o", str(out)], capsys)
@@ -212,7 +213,7 @@ def test_expert_coverage_signals_on_a_moe_model_and_not_on_a_dense_one(sets, tin
     probe = S.Probe(model, tiny_tokenizer, "tiny-deepseek", heldout=sets["long"])
     names = [s.name for s in S.parse_signals("experts")]
     assert names == ["experts.coverage", "experts.coverage_mean", "experts.entropy"]
-    routing = expert_routing(model, {"long": sets["long"]})  # the signal's threshold is the default min_tokens
+    routing = expert_routing(model, {"long": sets["long"]})  # the signal's threshold is the default min_expert_tokens
     values = {name: S.compute(name, probe, sets["long"]) for name in names}
     assert all(v.reason is None for v in values.values())
     assert values["experts.coverage"].value == routing.sets[0].coverage["min_layer"] == pytest.approx(7 / 8)

@@ -162,7 +162,7 @@ def experts(
     n: int,
     seq_len: int,
     seed: int,
-    min_tokens: int,
+    min_expert_tokens: int,
     batch_size: int,
     dtype: str,
     device: str,
@@ -176,7 +176,12 @@ def experts(
     for name in sets:
         if not Path(name).is_dir():
             resolve(name)  # an unknown builder fails before any model loads
-    for value, flag in ((n, "--n"), (seq_len, "--seq-len"), (batch_size, "--batch-size"), (min_tokens, "--min-tokens")):
+    for value, flag in (
+        (n, "--n"),
+        (seq_len, "--seq-len"),
+        (batch_size, "--batch-size"),
+        (min_expert_tokens, "--min-expert-tokens"),
+    ):
         if value < 1:
             raise CalibenchError(f"{flag} must be at least 1, got {value}")
     resolve_model_path(model)
@@ -184,8 +189,8 @@ def experts(
     check_new_output(out, force=force)
     check_moe_model(model)  # a dense model is refused from its config, before any set is built
     routing = inspect_experts(
-        model, sets, n=n, seq_len=seq_len, seed=seed, min_tokens=min_tokens, batch_size=batch_size, dtype=dtype,
-        device=device,
+        model, sets, n=n, seq_len=seq_len, seed=seed, min_expert_tokens=min_expert_tokens, batch_size=batch_size,
+        dtype=dtype, device=device,
     )  # fmt: skip
     with atomic_dir(out, force=force) as tmp:
         write_experts(routing, tmp)
@@ -227,7 +232,7 @@ def _experts_summary(console, routing, out: Path) -> None:
     top_k = sorted({layer.top_k for layer in routing.layers})
     table = Table(
         title=f"{routing.model}: {len(routing.layers)} MoE layers, top-{'/'.join(map(str, top_k))}, "
-        f"starved: < {routing.min_tokens} tokens"
+        f"starved: < {routing.min_expert_tokens} tokens"
     )
     for column in ("set", "tokens", "covered (worst layer)", "covered (mean)", "entropy", "zero", "starved"):
         table.add_column(column, justify="right")

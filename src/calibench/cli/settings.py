@@ -138,7 +138,7 @@ class InspectSettings(_Settings):
 
 
 class InspectExpertsSettings(_Settings):
-    min_tokens: int = Field(
+    min_expert_tokens: int = Field(
         DEFAULT_MIN_TOKENS,
         ge=1,
         description="An expert routed fewer tokens than this in a layer is starved (each token counts for each of "

@@ -4,7 +4,7 @@
 each router (found by structure, :mod:`~calibench.inspect.experts_routers`),
 and counts the real tokens (padding dropped) sent to each expert of each MoE
 layer.  With top-k routing a token counts once for each of its k experts.  An
-expert that gets fewer than ``min_tokens`` is *starved*: a quantizer
+expert that gets fewer than ``min_expert_tokens`` is *starved*: a quantizer
 calibrating it on this set sees that few rows.  The comparison across sets
 says which set starves experts that another covers, and which experts no set
 covers.  The counting math is :mod:`~calibench.inspect.experts_math`.
@@ -50,7 +50,7 @@ class SetRouting(BaseModel):
     entropy: list[float | None]
     zero: list[list[int]]
     starved: list[list[int]]
-    coverage: dict[str, float]  # min_layer / mean_layer / all: shares of experts with >= min_tokens
+    coverage: dict[str, float]  # min_layer / mean_layer / all: shares of experts with >= min_expert_tokens
 
 
 class Starvation(BaseModel):
@@ -71,7 +71,7 @@ class ExpertRouting(BaseModel):
     format: str = FORMAT
     model: str = ""
     counting: str = COUNTING
-    min_tokens: int
+    min_expert_tokens: int
     layers: list[MoeLayerInfo]
     sets: list[SetRouting]
     starved_but_covered: list[Starvation]
@@ -197,16 +197,16 @@ def _labelled(sets: Mapping[str, Any] | Sequence[Any]) -> dict[str, Any]:
     return labelled
 
 
-def check_min_tokens(min_tokens: int) -> None:
-    if isinstance(min_tokens, bool) or not isinstance(min_tokens, int) or min_tokens < 1:
-        raise CalibenchError(f"--min-tokens must be a whole number of at least 1, got {min_tokens}")
+def check_min_tokens(min_expert_tokens: int) -> None:
+    if isinstance(min_expert_tokens, bool) or not isinstance(min_expert_tokens, int) or min_expert_tokens < 1:
+        raise CalibenchError(f"--min-expert-tokens must be a whole number of at least 1, got {min_expert_tokens}")
 
 
 def expert_routing(
     model: Any,
     sets: Mapping[str, Any] | Sequence[Any],
     *,
-    min_tokens: int = DEFAULT_MIN_TOKENS,
+    min_expert_tokens: int = DEFAULT_MIN_TOKENS,
     batch_size: int = DEFAULTS.batch_size,
     model_name: str = "",
 ) -> ExpertRouting:
@@ -215,7 +215,7 @@ def expert_routing(
     ``sets``: ``{label: CalibrationSet}`` or a sequence of sets (labelled by
     set id).  A dense model is refused (:class:`CalibenchError`).
     """
-    check_min_tokens(min_tokens)
+    check_min_tokens(min_expert_tokens)
     labelled = _labelled(sets)
     moe = moe_layers_of(model, model_name)
     per_set: list[SetRouting] = []
@@ -237,14 +237,14 @@ def expert_routing(
                 counts=lists,
                 entropy=[experts_math.routing_entropy(c) for c in counts],
                 zero=[experts_math.zero_experts(c) for c in counts],
-                starved=[experts_math.starved_experts(c, min_tokens) for c in counts],
-                coverage=experts_math.coverage_summary(lists, min_tokens),
+                starved=[experts_math.starved_experts(c, min_expert_tokens) for c in counts],
+                coverage=experts_math.coverage_summary(lists, min_expert_tokens),
             )
         )
     layer_of = [layer.layer for layer in moe]
     return ExpertRouting(
         model=model_name,
-        min_tokens=min_tokens,
+        min_expert_tokens=min_expert_tokens,
         layers=[
             MoeLayerInfo(
                 name=layer.name,
@@ -260,10 +260,10 @@ def expert_routing(
         sets=per_set,
         starved_but_covered=[
             Starvation(set=a, covered_by=b, layer=layer_of[pos], experts=experts)
-            for a, b, pos, experts in experts_math.starved_but_covered(raw, min_tokens)
+            for a, b, pos, experts in experts_math.starved_but_covered(raw, min_expert_tokens)
         ],
         starved_everywhere=[
             Uncovered(layer=layer_of[pos], experts=experts)
-            for pos, experts in experts_math.starved_everywhere(raw, min_tokens)
+            for pos, experts in experts_math.starved_everywhere(raw, min_expert_tokens)
         ],
     )

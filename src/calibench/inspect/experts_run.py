@@ -47,7 +47,7 @@ def inspect_experts(
     n: int = 32,
     seq_len: int = 256,
     seed: int = DEFAULTS.seed,
-    min_tokens: int = DEFAULT_MIN_TOKENS,
+    min_expert_tokens: int = DEFAULT_MIN_TOKENS,
     batch_size: int = DEFAULTS.batch_size,
     dtype: str = DEFAULTS.dtype,
     device: str = DEFAULTS.device,
@@ -65,7 +65,9 @@ def inspect_experts(
         for label, name in zip(labels, set_names)
     }
     model = load_placed(model_spec, dtype=dtype, device=device)
-    return expert_routing(model, sets, min_tokens=min_tokens, batch_size=batch_size, model_name=str(model_spec))
+    return expert_routing(
+        model, sets, min_expert_tokens=min_expert_tokens, batch_size=batch_size, model_name=str(model_spec)
+    )
 
 
 def heat_map_name(label: str) -> str:
@@ -95,7 +97,7 @@ def _draw_heat_map(routing: ExpertRouting, label: str, path: Path) -> Path:
         ax.set_xlabel("expert")
         ax.set_ylabel("decoder layer")
         ax.set_title(
-            f"{Path(routing.model).name or 'model'}: {label} ({result.tokens} tokens; x: < {routing.min_tokens})"
+            f"{Path(routing.model).name or 'model'}: {label} ({result.tokens} tokens; x: < {routing.min_expert_tokens})"
         )
         return plots.save_figure(fig, path)
 

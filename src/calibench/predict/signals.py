@@ -241,7 +241,7 @@ def _expert_routing(probe: Probe, calib: CalibrationSet) -> ExpertRouting:
 
     def run() -> ExpertRouting:
         return expert_routing(
-            probe.model, {calib.set_id: calib}, min_tokens=DEFAULT_MIN_TOKENS, batch_size=probe.batch_size
+            probe.model, {calib.set_id: calib}, min_expert_tokens=DEFAULT_MIN_TOKENS, batch_size=probe.batch_size
         )
 
     return probe.cached(("experts", calib.set_id), run)
