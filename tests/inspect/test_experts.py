@@ -227,3 +227,32 @@ def test_expert_coverage_signals_on_a_moe_model_and_not_on_a_dense_one(sets, tin
     for name in names:
         value = S.compute(name, dense_probe, sets["long"])
         assert math.isnan(value.value) and "tiny-llama has no MoE layers (no router found)" in value.reason
+
+
+@pytest.mark.parametrize("family", ["mixtral", "qwen3_moe", "deepseek_v3"])
+def test_counts_equal_the_rows_entering_each_linearized_expert(family):
+    """llm-compressor's linearized experts (a ModuleList of one MLP per expert, what its MoE calibration uses) are
+    found too, and each expert MLP's own input rows, counted by a pre-hook on it, equal the routed counts."""
+    from llmcompressor.modeling.moe.linearize import linearize_moe
+
+    model = build_tiny_moe(family, 300, seed=5)
+    ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(4))
+    mask = torch.ones_like(ids)
+    fused, _, _ = route_counts(model, find_moe_layers(model), ids, mask)
+    linearize_moe(model)
+    moe = find_moe_layers(model)
+    assert [type(layer.block.experts).__name__ for layer in moe] == ["LinearExperts2D"] * 2
+    rows = [np.zeros(layer.n_experts, dtype=np.int64) for layer in moe]
+    handles = []
+    for i, layer in enumerate(moe):
+        for e in range(layer.n_experts):
+
+            def count(_m, args, i=i, e=e):
+                rows[i][e] += args[0].shape[0]
+
+            handles.append(layer.block.experts[e].register_forward_pre_hook(count))
+    counts, modes, tokens = route_counts(model, moe, ids, mask)
+    for h in handles:
+        h.remove()
+    assert [c.tolist() for c in counts] == [r.tolist() for r in rows] == [c.tolist() for c in fused]
+    assert sum(int(c.sum()) for c in counts) == 2 * 2 * tokens  # two MoE layers, top-2

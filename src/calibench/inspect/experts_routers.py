@@ -3,7 +3,8 @@
 A *MoE block* is a module with two children (names do not matter):
 
 * an expert container holding ``n >= 2`` experts: either a ``ModuleList`` of
-  ``n`` children with identical structure (one MLP per expert), or a module
+  ``n`` children with identical structure (one MLP per expert, as in
+  llm-compressor's linearized experts), or a module
   whose own parameters are stacked per expert, all with leading dimension
   ``n`` and at least one of them 3-D (transformers' fused ``*Experts``);
 * a router: a ``Linear`` with ``out_features == n``, or a module whose own
@@ -53,8 +54,10 @@ def expert_count(module: Any) -> int | None:
     import torch
 
     if isinstance(module, torch.nn.ModuleList):
-        children = list(module)
-        if len(children) >= 2 and any(True for _ in children[0].parameters()):
+        # children without parameters (an activation kept on the list, as llm-compressor's linearized experts
+        # do) are not experts
+        children = [child for child in module if any(True for _ in child.parameters())]
+        if len(children) >= 2:
             first = _signature(children[0])
             if all(_signature(child) == first for child in children[1:]):
                 return len(children)
