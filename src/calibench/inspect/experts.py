@@ -149,8 +149,10 @@ def route_counts(
                 raise CalibenchError(
                     f"{layer.router_name} routed {indices.shape[0]} tokens but the batch has {flat.numel()} positions"
                 )
-            chosen = indices[flat].reshape(-1).to(torch.int64)
-            counts[position] += torch.bincount(chosen, minlength=layer.n_experts)[: layer.n_experts]
+            # a model spread over devices routes each layer where the layer sits
+            chosen = indices[flat.to(indices.device)].reshape(-1).to(torch.int64)
+            found = torch.bincount(chosen, minlength=layer.n_experts)[: layer.n_experts]
+            counts[position] += found.to(counts[position].device)
 
         return layer.router.register_forward_hook(hook)
 
