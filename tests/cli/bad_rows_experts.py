@@ -30,7 +30,11 @@ ROWS = [
     ("inspect experts {set} {set} -m {in:moe} -o {out}", "two sets are labelled", "experts-same-set-twice"),
     ("inspect experts {set} -m {in:moe} -o /proc/calibench-experts", "not writable", "experts-unwritable"),
     ("inspect experts {set} -m {tmp}/no-model -o {out}", "no such model directory", "experts-missing-model"),
-    ("inspect experts {set} -m {in:moe-other} -o {out}", "tokenizer", "experts-set-for-another-tokenizer"),
+    (
+        "inspect experts {set} -m {in:moe-other} -o {out}",
+        "was made with tokenizer",
+        "experts-set-for-another-tokenizer",
+    ),
     (
         "recommend -m {model} --method wanda --candidates {text} --budget 5 -o {out} --signal experts.coverage",
         "--signal experts.coverage does not apply",
