@@ -8,7 +8,7 @@ import typer
 
 from calibench.cli import options
 from calibench.cli.derive import Deprecated, Group, with_options
-from calibench.cli.settings import InspectSettings
+from calibench.cli.settings import InspectExpertsSettings, InspectSettings
 from calibench.core.console import console
 from calibench.core.errors import CalibenchError
 from calibench.core.fsutil import atomic_dir, check_new_output
@@ -17,7 +17,8 @@ from calibench.inspect.report import set_summary_rows, write_inspection
 from calibench.inspect.run import check_set_names, inspect_activations
 
 inspect_app = typer.Typer(
-    help="Inspect activations: outliers across calibration sets and models.", no_args_is_help=True
+    help="Inspect activations (outliers across calibration sets and models) and MoE expert routing.",
+    no_args_is_help=True,
 )
 
 
@@ -146,3 +147,105 @@ def _summary(console, inspection, out: Path) -> None:
                 f"max-ratio spread {kind.max_ratio_spread:.3f}"
             )
     console.print(f"wrote {out}/report.md, inspection.json and plots")
+
+
+def experts(
+    sets: list[str] = typer.Argument(
+        ...,
+        help="Calibration sets: saved set directories (made for --model's tokenizer) or builder names "
+        "(wiki, code, random-vocab, ...), built with --n/--seq-len/--seed.",
+    ),
+    *,
+    model: str,
+    out: Path,
+    force: bool,
+    n: int,
+    seq_len: int,
+    seed: int,
+    min_expert_tokens: int,
+    batch_size: int,
+    dtype: str,
+    device: str,
+) -> None:
+    """Tokens routed to each expert of each MoE layer by each set: starved experts, routing entropy, which set
+    starves what another covers; experts.json and a layer x expert heat map per set."""
+    from calibench.inspect.experts_run import check_moe_model, inspect_experts, write_experts
+    from calibench.models import resolve_device, resolve_model_path
+
+    check_set_names(sets)
+    for name in sets:
+        if not Path(name).is_dir():
+            resolve(name)  # an unknown builder fails before any model loads
+    for value, flag in (
+        (n, "--n"),
+        (seq_len, "--seq-len"),
+        (batch_size, "--batch-size"),
+        (min_expert_tokens, "--min-expert-tokens"),
+    ):
+        if value < 1:
+            raise CalibenchError(f"{flag} must be at least 1, got {value}")
+    resolve_model_path(model)
+    resolve_device(device)
+    check_new_output(out, force=force)
+    check_moe_model(model)  # a dense model is refused from its config, before any set is built
+    routing = inspect_experts(
+        model, sets, n=n, seq_len=seq_len, seed=seed, min_expert_tokens=min_expert_tokens, batch_size=batch_size,
+        dtype=dtype, device=device,
+    )  # fmt: skip
+    with atomic_dir(out, force=force) as tmp:
+        write_experts(routing, tmp)
+    _experts_summary(console(), routing, out)
+
+
+inspect_app.command("experts")(
+    with_options(
+        experts,
+        [
+            options.common(
+                "model",
+                "out",
+                "force",
+                "seed",
+                "batch_size",
+                "dtype",
+                "device",
+                command="inspect experts",
+                required=("model", "out"),
+                detail={
+                    "model": "A mixture-of-experts model (Mixtral, Qwen-MoE, DeepSeek-V3 style).",
+                    "out": "A directory (must not exist): experts.json and experts-<set>.png heat maps.",
+                    "seed": "Of the sets built from a builder name.",
+                },
+            ),
+            Group(InspectSettings, fields=("n", "seq_len")),
+            Group(InspectExpertsSettings),
+        ],
+    )
+)
+
+
+def _experts_summary(console, routing, out: Path) -> None:
+    from rich.table import Table
+
+    from calibench.inspect.experts_run import summary_rows
+
+    top_k = sorted({layer.top_k for layer in routing.layers})
+    table = Table(
+        title=f"{routing.model}: {len(routing.layers)} MoE layers, top-{'/'.join(map(str, top_k))}, "
+        f"starved: < {routing.min_expert_tokens} tokens"
+    )
+    for column in ("set", "tokens", "covered (worst layer)", "covered (mean)", "entropy", "zero", "starved"):
+        table.add_column(column, justify="right")
+    for label, tokens, worst, mean, entropy, zero, starved in summary_rows(routing):
+        table.add_row(
+            label, str(tokens), f"{worst:.0%}", f"{mean:.0%}", "-" if entropy is None else f"{entropy:.3f}",
+            str(zero), str(starved),
+        )  # fmt: skip
+    console.print(table)
+    for item in routing.starved_but_covered[:10]:
+        console.print(f"  {item.set} starves layer {item.layer} experts {item.experts}: {item.covered_by} covers them")
+    if len(routing.starved_but_covered) > 10:
+        console.print(f"  ... {len(routing.starved_but_covered) - 10} more in experts.json")
+    for item in routing.starved_everywhere[:10]:
+        console.print(f"  no set covers layer {item.layer} experts {item.experts}")
+    console.print(f"wrote {out}/experts.json and heat maps")

@@ -20,6 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from calibench.core.settings import regex_problem
+from calibench.inspect.experts_math import DEFAULT_MIN_TOKENS
 
 # Kept in step with the method registry by a test: importing the registry here would import torch
 # and llm-compressor's dependencies on every CLI start, for a help string.
@@ -134,6 +135,15 @@ class InspectSettings(_Settings):
         if problem is not None:
             raise ValueError(f"the pattern is {problem}")
         return value
+
+
+class InspectExpertsSettings(_Settings):
+    min_expert_tokens: int = Field(
+        DEFAULT_MIN_TOKENS,
+        ge=1,
+        description="An expert routed fewer tokens than this in a layer is starved (each token counts for each of "
+        "its top-k experts).",
+    )
 
 
 class StudyRunSettings(_Settings):

@@ -51,7 +51,7 @@ from calibench.predict.reconstruction import warm_up
 from calibench.predict.report import AVERAGE_ACC as REPORT_AVERAGE
 from calibench.predict.report import cell_outcomes, outcome_name, validations
 from calibench.predict.settings import RecommendSettings, parse_params
-from calibench.predict.signals import compute, get_signal, make_probe, reconstruction_of
+from calibench.predict.signals import Probe, compute, get_signal, make_probe, reconstruction_of
 from calibench.predict.study_signals import cell_signals, study_cells
 from calibench.report.frame import load_frame
 from calibench.report.tables import item_score
@@ -573,6 +573,10 @@ def _run(
     phases: dict[str, float] = {}
     tokenizer = load_tokenizer(model)
     dense = load_placed(model, dtype=dtype, device=device).eval()
+    if signal.not_applicable is not None:  # e.g. experts.* on a dense model: refused before any set is built
+        reason = signal.not_applicable(Probe(dense, tokenizer, model, heldout=None))  # type: ignore[arg-type]
+        if reason is not None:
+            raise CalibenchError(f"--signal {signal.name} does not apply: {reason}; choose another --signal")
     with outer_bar("building candidates", len(names)) as bar:
         mark = time.perf_counter()
         units = _build(names, model, dense, tokenizer, n, seq_len, sets, seed, bar)

@@ -13,6 +13,10 @@ work (one outlier pass gives all ``outliers.*`` values), cached on the
   how spread the set is;
 * ``outliers.*``: the set's activation outliers on the dense model, as the
   study task ``act:outliers`` measures them (:mod:`calibench.inspect.study_task`);
+* ``experts.*``: on a mixture-of-experts model, how the set's tokens spread
+  over the experts (:mod:`calibench.inspect.experts`): an expert the set
+  routes few tokens to is calibrated on few rows.  On a dense model these
+  signals do not apply: their value is NaN with the reason;
 * ``stats.*``: set statistics (:mod:`calibench.data.stats`,
   :mod:`calibench.predict.tokens`): NLL under the model, token entropy,
   distinct-token share, n-gram diversity, and the unigram divergence from the
@@ -48,6 +52,8 @@ from calibench.curate.setstats import METRIC_SEED
 from calibench.data.calibset import CalibrationSet
 from calibench.data.stats import set_statistics
 from calibench.data.stats.text import windows_of
+from calibench.inspect.experts import DEFAULT_MIN_TOKENS, ExpertRouting, expert_routing, no_moe_message
+from calibench.inspect.experts_routers import find_moe_layers
 from calibench.inspect.study_task import DEFAULT_HELDOUT, outlier_rows
 from calibench.inspect.study_task import heldout_windows as heldout_set
 from calibench.predict.reconstruction import reconstruction
@@ -89,6 +95,8 @@ class Signal:
     per_method: bool  # depends on the compression method (else one value per set and model)
     description: str
     compute: Callable[[Probe, CalibrationSet, str | None, dict[str, Any]], float]
+    #: Why the signal does not apply to the probe's model (None: it does); its value is then NaN.
+    not_applicable: Callable[[Probe], str | None] | None = None
 
     @property
     def direction(self) -> str:
@@ -224,6 +232,26 @@ def _set_statistics(probe: Probe, calib: CalibrationSet) -> dict[str, float]:
     return probe.cached(("stats", calib.set_id), run)
 
 
+def _not_moe(probe: Probe) -> str | None:
+    moe_layers = probe.cached(("moe_layers",), lambda: len(find_moe_layers(probe.model)))
+    return None if moe_layers else no_moe_message(probe.model_spec)
+
+
+def _expert_routing(probe: Probe, calib: CalibrationSet) -> ExpertRouting:
+
+    def run() -> ExpertRouting:
+        return expert_routing(
+            probe.model, {calib.set_id: calib}, min_expert_tokens=DEFAULT_MIN_TOKENS, batch_size=probe.batch_size
+        )
+
+    return probe.cached(("experts", calib.set_id), run)
+
+
+def _mean_entropy(routing: ExpertRouting) -> float:
+    values = [e for e in routing.sets[0].entropy if e is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
 def _group_value(group: Callable[[Probe, CalibrationSet], dict[str, float]], key: str) -> Callable[..., float]:
     return lambda probe, calib, method, params: float(group(probe, calib)[key])
 
@@ -302,6 +330,33 @@ for _signal in (
         _group_value(_outliers, "int8_static_error"),
     ),
     Signal(
+        "experts.coverage",
+        "experts",
+        1,
+        False,
+        f"MoE: share of experts routed >= {DEFAULT_MIN_TOKENS} of the set's tokens, in the worst-covered layer",
+        lambda p, c, m, a: _expert_routing(p, c).sets[0].coverage["min_layer"],
+        _not_moe,
+    ),
+    Signal(
+        "experts.coverage_mean",
+        "experts",
+        1,
+        False,
+        f"MoE: share of experts routed >= {DEFAULT_MIN_TOKENS} of the set's tokens, averaged over MoE layers",
+        lambda p, c, m, a: _expert_routing(p, c).sets[0].coverage["mean_layer"],
+        _not_moe,
+    ),
+    Signal(
+        "experts.entropy",
+        "experts",
+        0,
+        False,
+        "MoE: routing entropy over log(n_experts), averaged over MoE layers (1: tokens spread evenly)",
+        lambda p, c, m, a: _mean_entropy(_expert_routing(p, c)),
+        _not_moe,
+    ),
+    Signal(
         "stats.mean_nll",
         "stats",
         0,
@@ -350,6 +405,7 @@ class SignalValue:
     signal: str
     value: float
     seconds: float  # the time this call took (shared work is paid by the first signal of a group)
+    reason: str | None = None  # why the value is NaN, where the signal does not apply to the model
 
 
 def compute(
@@ -359,9 +415,13 @@ def compute(
     method: str | None = None,
     params: dict[str, Any] | None = None,
 ) -> SignalValue:
-    """One signal's value for a set (and method); NaN when it is undefined (e.g. diversity of one window)."""
+    """One signal's value for a set (and method); NaN when it is undefined (e.g. diversity of one window) or
+    does not apply to the model (``experts.*`` on a dense model: ``reason`` says why)."""
     signal = get_signal(signal) if isinstance(signal, str) else signal
     started = time.perf_counter()
+    reason = signal.not_applicable(probe) if signal.not_applicable is not None else None
+    if reason is not None:
+        return SignalValue(signal.name, float("nan"), time.perf_counter() - started, reason)
     value = signal.compute(probe, calib, method if signal.per_method else None, dict(params or {}))
     return SignalValue(signal.name, float(value), time.perf_counter() - started)
 
