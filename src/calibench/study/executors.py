@@ -308,8 +308,6 @@ def check_ray(
 
 def _local_node() -> dict[str, float]:
     """What a local Ray runtime on this machine would offer: its cores, CUDA GPUs and memory (bytes)."""
-    import psutil
-
     gpus = 0
     try:
         import torch
@@ -317,7 +315,8 @@ def _local_node() -> dict[str, float]:
         gpus = torch.cuda.device_count()
     except Exception:  # no torch or no driver: no GPU
         gpus = 0
-    return {"CPU": float(usable_cores()), "GPU": float(gpus), "memory": float(psutil.virtual_memory().total)}
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"CPU": float(usable_cores()), "GPU": float(gpus), "memory": float(memory)}
 
 
 def ray_shares(cluster: dict[str, float], device: str, wanted: Any = None) -> dict[str, float]:
@@ -505,7 +504,8 @@ def run_ray(
     device = cells[0].device if cells else "auto"
     with ray_runtime(address, resources, device, step) as shares:
         threads = numerics.threads(max(1, int(shares["num_cpus"])))
-        remote = ray.remote(max_retries=0, **shares)(_ray_cell)  # worker loss is retried here, where it is counted
+        options: dict[str, Any] = {"max_retries": 0, **shares}  # worker loss is retried here, where it is counted
+        remote = ray.remote(**options)(_ray_cell)
         pending: dict[Any, tuple[Cell, CalibrationSet | None, int]] = {}
         for cell, calib in _with_sets(cells, sets, on_done, step):
             pending[remote.remote(cell, calib, threads)] = (cell, calib, 0)

@@ -19,7 +19,15 @@ import os
 import sys
 import time
 
-import psutil
+try:
+    import psutil  # type: ignore[import-untyped]
+except ImportError:  # Ray ships its own copy beside its package: use it without importing Ray
+    import importlib.util
+
+    _ray = importlib.util.find_spec("ray")
+    for _root in (_ray.submodule_search_locations or []) if _ray else []:
+        sys.path.insert(0, os.path.join(_root, "thirdparty_files"))
+    import psutil
 
 POLL_S = 0.5
 GRACE_S = 3.0
