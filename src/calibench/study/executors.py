@@ -269,13 +269,12 @@ def check_ray(
 
     No address (and no ``RAY_ADDRESS``) starts a local runtime; ``auto`` is left to Ray (the running cluster).
     """
+    import importlib.util
     import socket
     from urllib.parse import urlparse
 
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise _ray_missing() from None
+    if importlib.util.find_spec("ray") is None:  # found without importing it (seconds, on a busy machine)
+        raise _ray_missing()
     target = _cluster_address(address)
     if target is None:
         if resources is not None and resources.any():
@@ -298,8 +297,10 @@ def check_ray(
         with socket.create_connection((host, port), timeout=timeout) as sock:
             tls = os.environ.get("RAY_USE_TLS", "").lower() in ("1", "true")
             reason = None if tls else _answers_grpc(sock, timeout)  # TLS clusters need a TLS handshake: not probed
+    except TimeoutError:
+        reason = f"no answer within {timeout:g}s"
     except OSError as exc:
-        reason = f"{exc.strerror or type(exc).__name__} within {timeout:g}s"
+        reason = exc.strerror or type(exc).__name__
     if reason is None and parsed.scheme != "ray" and not tls:  # a gRPC server, or a proxy that answers for anything
         reason = _answers_as_gcs(f"{host}:{port}", timeout)
     if reason is not None:
