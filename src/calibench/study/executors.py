@@ -224,7 +224,8 @@ def _answers_grpc(sock: Any, timeout: float) -> str | None:
 
 
 # Run in a child process with a deadline: Ray's GCS client retries an address that accepts connections but does not
-# answer for about 40 seconds, and cannot be interrupted in-process. An authentication refusal is a Ray answer.
+# answer for about 40 seconds, and cannot be interrupted in-process. A refused token is a Ray answer that ray.init
+# would get too (it retries it for 30 s, then raises ConnectionError): refused here with what to set.
 _GCS_PROBE = """
 import sys
 try:
@@ -232,7 +233,7 @@ try:
     GcsClient(address=sys.argv[1]).internal_kv_get(b"calibench-probe", None, timeout=float(sys.argv[2]))
 except Exception as exc:
     name = type(exc).__name__
-    print("ray" if "Authentication" in name else " ".join(f"{name}: {exc}".split())[:200])
+    print("auth" if "Authentication" in name else " ".join(f"{name}: {exc}".split())[:200])
 else:
     print("ray")
 """
@@ -254,6 +255,11 @@ def _answers_as_gcs(address: str, timeout: float) -> str | None:
     except subprocess.TimeoutExpired:
         return f"no answer from a Ray GCS within {3 * timeout:g}s"
     verdict = (done.stdout.strip().splitlines() or [f"the probe exited with status {done.returncode}"])[-1]
+    if verdict == "auth":
+        raise CalibenchError(
+            f"the Ray cluster at {address} refused this machine's authentication token: set RAY_AUTH_TOKEN (or "
+            "~/.ray/auth_token) to the cluster's token (`ray get-auth-token` on its head node)"
+        )
     return None if verdict == "ray" else f"it answers, but not as a Ray cluster ({verdict})"
 
 
@@ -435,13 +441,16 @@ def ray_runtime(
             if step is not None:
                 step(f"starting Ray ({target or 'local runtime'})")
             env = {numerics.ENV: "1", **numerics.PINNED} if numerics.pinned() else {}  # workers get the same kernels
-            ray.init(
-                address=target or "local",
-                include_dashboard=False,
-                log_to_driver=False,
-                ignore_reinit_error=True,
-                runtime_env={"env_vars": env} if env else None,
-            )
+            try:
+                ray.init(
+                    address=target or "local",
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    ignore_reinit_error=True,
+                    runtime_env={"env_vars": env} if env else None,
+                )
+            except ConnectionError as exc:  # the probe passed but joining failed (the cluster went away, a token)
+                raise CalibenchError(f"cannot join the Ray cluster at {target}: {one_line(exc, 300)}") from None
             if target is None:
                 watch = _watch_driver()
         shares = ray_shares(ray.cluster_resources(), device, resources)
