@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from calibench.core.fsutil import check_writable_location
 from calibench.data.calibset import CalibrationSet
 from calibench.study import adaptive as adaptive_eval
 from calibench.study.cells import Cell, expand
-from calibench.study.executors import EXECUTORS, Outcome, check_ray
+from calibench.study.executors import EXECUTORS, Outcome, check_ray, ray_runtime
 from calibench.study.preflight import check_cells
 from calibench.study.runner import base_model, quiet_libraries, tokenizer_for
 from calibench.study.sets import sets_for, verify_cached_sets
@@ -34,6 +35,7 @@ class StudyRun:
     failed: int
     seconds: float
     input_failures: int = 0  # failed cells whose error was the user's input (a CalibenchError), not a crash
+    retried: int = 0  # cells run again because their Ray worker was lost (each stored once, when it finished)
 
     @property
     def all_failed(self) -> bool:
@@ -109,7 +111,7 @@ def run_study(
 
         resolve_device(spec.device)
     elif executor == "ray":  # Ray missing or its cluster unreachable: refused in seconds, before the directory exists
-        check_ray(address)
+        check_ray(address, resources=spec.resources, device=spec.device)
     check_study_output(out)
     if (Path(out) / DB_NAME).exists():  # a damaged store or set cache of the study to resume: refused first
         readonly = Store(out, read_only=True)
@@ -121,81 +123,97 @@ def run_study(
     cells = expand(spec)
     # every cell as compress, eval and the set builders would check it: one line naming the first that would fail
     check_cells(spec, cells, executor, where=spec_path)
-    tracking = open_tracking(spec.tracking, out, spec.name)  # a tracker that cannot start fails before any write
-    store = Store(out)
-    if spec_path is not None and not (store.directory / SPEC_COPY).exists():
-        shutil.copyfile(spec_path, store.directory / SPEC_COPY)
-    store.set_meta("spec", spec.model_dump(mode="json"))
-    tracking.start(store)  # cells finished before tracking was on (or before a kill) are logged first
+    runtime = contextlib.ExitStack()
+    if executor == "ray":  # joined (or started) once for every round; cell resources no node has: refused here
+        runtime.enter_context(ray_runtime(address, spec.resources, spec.device, _say if progress else None))
+    with runtime:
+        tracking = open_tracking(spec.tracking, out, spec.name)  # a tracker that cannot start fails before any write
+        store = Store(out)
+        if spec_path is not None and not (store.directory / SPEC_COPY).exists():
+            shutil.copyfile(spec_path, store.directory / SPEC_COPY)
+        store.set_meta("spec", spec.model_dump(mode="json"))
+        tracking.start(store)  # cells finished before tracking was on (or before a kill) are logged first
 
-    finished = store.done_keys()
-    pending = [c for c in cells if c.key not in finished]
-    settings = spec.eval.adaptive
-    if settings is not None:  # every cell first scores the first block of items
-        pending = [_with_block(c, 0, set(), settings, store.directory) for c in pending]
-    counts = {"done": 0, "failed": 0, "input": 0}
-    started = time.perf_counter()
-    previous_inner = inner_progress.enabled()
-    inner_progress.set_enabled(False)  # one live display: the study's
+        finished = store.done_keys()
+        pending = [c for c in cells if c.key not in finished]
+        settings = spec.eval.adaptive
+        if settings is not None:  # every cell first scores the first block of items
+            pending = [_with_block(c, 0, set(), settings, store.directory) for c in pending]
+        counts = {"done": 0, "failed": 0, "input": 0, "retried": 0}
+        started = time.perf_counter()
+        previous_inner = inner_progress.enabled()
+        inner_progress.set_enabled(False)  # one live display: the study's
 
-    def calib_for(cell: Cell) -> CalibrationSet | None:
-        if cell.is_dense:
-            return None
-        with quiet_libraries():
-            return sets_for(cell, store, tokenizer_for(cell.model), base_model)[cell.set_index]
+        def calib_for(cell: Cell) -> CalibrationSet | None:
+            if cell.is_dense:
+                return None
+            with quiet_libraries():
+                return sets_for(cell, store, tokenizer_for(cell.model), base_model)[cell.set_index]
 
-    _rebuild_missing_sets(cells, finished, store, calib_for)
+        _rebuild_missing_sets(cells, finished, store, calib_for)
 
-    with _progress(len(cells), len(cells) - len(pending), progress) as bar:
-        task = bar.add_task("", total=len(cells), completed=len(cells) - len(pending))
+        with _progress(len(cells), len(cells) - len(pending), progress) as bar:
+            task = bar.add_task("", total=len(cells), completed=len(cells) - len(pending))
 
-        def step(text: str) -> None:
-            bar.update(task, description=text)
+            def step(text: str) -> None:
+                bar.update(task, description=text)
 
-        def on_done(cell: Cell, calib: CalibrationSet | None, outcome: Outcome) -> None:
-            if "error" in outcome:
-                store.record_failure(cell, outcome["error"], outcome.get("seconds", 0.0))
-                _drop_cache(cell)
-                counts["failed"] += 1
-                counts["input"] += bool(outcome.get("input"))
-                bar.console.print(f"[red]failed[/] {cell.describe()}: {outcome['error']}", highlight=False)
-            elif cell.block is not None and cell.block[0] > 0:
-                store.record_block(cell, outcome.get("samples") or {}, _rows_for, outcome["seconds"])
-                bar.console.print(f"{cell.describe()}: {outcome['seconds']:.0f}s", highlight=False)
-            else:
-                store.record_success(
-                    cell,
-                    outcome["rows"],
-                    calib.set_id if calib else None,
-                    outcome["record"],
-                    outcome["seconds"],
-                    outcome.get("samples"),
-                )
-                tracking.log_cell(cell, calib.set_id if calib else None, outcome["rows"], outcome["seconds"])
-                counts["done"] += 1
-                finished_cells = bar.tasks[0].completed + 1
-                bar.console.print(
-                    f"[{finished_cells:.0f}/{len(cells)}] {cell.describe()}: {outcome['seconds']:.0f}s", highlight=False
-                )
-            bar.advance(task)
+            def on_done(cell: Cell, calib: CalibrationSet | None, outcome: Outcome) -> None:
+                counts["retried"] += int(outcome.get("retries", 0))
+                if "error" in outcome:
+                    store.record_failure(cell, outcome["error"], outcome.get("seconds", 0.0))
+                    _drop_cache(cell)
+                    counts["failed"] += 1
+                    counts["input"] += bool(outcome.get("input"))
+                    bar.console.print(f"[red]failed[/] {cell.describe()}: {outcome['error']}", highlight=False)
+                elif cell.block is not None and cell.block[0] > 0:
+                    store.record_block(cell, outcome.get("samples") or {}, _rows_for, outcome["seconds"])
+                    bar.console.print(f"{cell.describe()}: {outcome['seconds']:.0f}s", highlight=False)
+                else:
+                    store.record_success(
+                        cell,
+                        outcome["rows"],
+                        calib.set_id if calib else None,
+                        outcome["record"],
+                        outcome["seconds"],
+                        outcome.get("samples"),
+                    )
+                    tracking.log_cell(cell, calib.set_id if calib else None, outcome["rows"], outcome["seconds"])
+                    counts["done"] += 1
+                    finished_cells = bar.tasks[0].completed + 1
+                    again = outcome.get("retries", 0)
+                    lost = f" (run again after {again} lost worker{'s' if again > 1 else ''})" if again else ""
+                    bar.console.print(
+                        f"[{finished_cells:.0f}/{len(cells)}] {cell.describe()}: {outcome['seconds']:.0f}s{lost}",
+                        highlight=False,
+                    )
+                bar.advance(task)
 
-        def run_cells(batch: list[Cell]) -> None:
-            if batch and batch[0].block is not None and batch[0].block[0] > 0:  # a later block: more to do
-                bar.update(task, total=bar.tasks[0].total + len(batch))
-            if executor == "ray":
-                runner(batch, calib_for, on_done, step, address=address)
-            else:
-                runner(batch, calib_for, on_done, step, jobs=jobs)
+            def run_cells(batch: list[Cell]) -> None:
+                if batch and batch[0].block is not None and batch[0].block[0] > 0:  # a later block: more to do
+                    bar.update(task, total=bar.tasks[0].total + len(batch))
+                if executor == "ray":
+                    runner(
+                        batch,
+                        calib_for,
+                        on_done,
+                        step,
+                        address=address,
+                        resources=spec.resources,
+                        max_retries=spec.max_retries,
+                    )
+                else:
+                    runner(batch, calib_for, on_done, step, jobs=jobs)
 
-        try:
-            run_cells(pending)
-            if settings is not None:
-                _adaptive_rounds(spec, cells, store, run_cells, bar.console.print)
-        finally:
-            step(f"{counts['done']} done, {counts['failed']} failed")
-            inner_progress.set_enabled(previous_inner)
-            tracking.close()
-            store.close()
+            try:
+                run_cells(pending)
+                if settings is not None:
+                    _adaptive_rounds(spec, cells, store, run_cells, bar.console.print)
+            finally:
+                step(f"{counts['done']} done, {counts['failed']} failed")
+                inner_progress.set_enabled(previous_inner)
+                tracking.close()
+                store.close()
     return StudyRun(
         Path(out),
         len(cells),
@@ -204,7 +222,14 @@ def run_study(
         counts["failed"],
         time.perf_counter() - started,
         counts["input"],
+        counts["retried"],
     )
+
+
+def _say(text: str) -> None:
+    from calibench.core.console import console
+
+    console(stderr=True).print(text, highlight=False, markup=False)
 
 
 def _rebuild_missing_sets(cells: list[Cell], finished: set[str], store: Store, calib_for: Any) -> None:

@@ -13,6 +13,7 @@ benchmarks/bench_study_jobs.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
 from collections.abc import Callable, Iterator
@@ -188,24 +189,107 @@ def _ray_missing() -> CalibenchError:
 
 
 RAY_PROBE_TIMEOUT_S = 5.0
+# An HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS, the Ray Client server) answers
+# with its own SETTINGS frame before anything else, so a port that accepts connections but is not Ray is told apart
+# in one round trip instead of a ray.init that waits on it for minutes.
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_HTTP2_SETTINGS = 0x04
 
 
-def check_ray(address: str | None, timeout: float = RAY_PROBE_TIMEOUT_S) -> None:
-    """Refuse, within ``timeout`` seconds, a Ray executor that cannot start: Ray missing, or a cluster address
-    whose port does not answer (``ray.init`` would otherwise retry it for minutes).
+def _cluster_address(address: str | None) -> str | None:
+    """The cluster a study joins: ``--address``, else ``RAY_ADDRESS``; None starts a local runtime of its own."""
+    if address is None or not address.strip():
+        address = os.environ.get("RAY_ADDRESS") or None
+    if address is None or address.strip().lower() == "local":
+        return None
+    return address.strip()
 
-    ``None`` starts a local runtime; ``auto`` is left to Ray (it reads ``RAY_ADDRESS`` or the running cluster).
+
+def _answers_grpc(sock: Any, timeout: float) -> str | None:
+    """None when the peer answers an HTTP/2 preface as a gRPC server does; else why not."""
+    sock.settimeout(timeout)
+    try:
+        sock.sendall(_HTTP2_HELLO)
+        head = b""
+        while len(head) < 9:  # a frame header: length (3), type (1), flags (1), stream (4)
+            chunk = sock.recv(9 - len(head))
+            if not chunk:
+                return "it closed the connection without answering as a Ray cluster"
+            head += chunk
+    except TimeoutError:
+        return f"it accepts connections but gave no Ray (gRPC) answer within {timeout:g}s"
+    except OSError as exc:
+        return f"it dropped the connection ({exc.strerror or type(exc).__name__})"
+    return None if head[3] == _HTTP2_SETTINGS else "it answers, but not as a Ray cluster (no gRPC)"
+
+
+# Run in a child process with a deadline: Ray's GCS client retries an address that accepts connections but does not
+# answer for about 40 seconds, and cannot be interrupted in-process. A refused token is a Ray answer that ray.init
+# would get too (it retries it for 30 s, then raises ConnectionError): refused here with what to set.
+_GCS_PROBE = """
+import sys
+try:
+    from ray._raylet import GcsClient
+    GcsClient(address=sys.argv[1]).internal_kv_get(b"calibench-probe", None, timeout=float(sys.argv[2]))
+except Exception as exc:
+    name = type(exc).__name__
+    print("auth" if "Authentication" in name else " ".join(f"{name}: {exc}".split())[:200])
+else:
+    print("ray")
+"""
+
+
+def _answers_as_gcs(address: str, timeout: float) -> str | None:
+    """None when a Ray GCS answers at ``address`` (HOST:PORT) within ``3 * timeout`` seconds; else why not."""
+    import subprocess
+    import sys
+
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _GCS_PROBE, address, f"{timeout:g}"],
+            capture_output=True,
+            text=True,
+            timeout=3 * timeout,
+            env={**os.environ, "RAY_LOG_TO_STDERR": "0"},
+        )
+    except subprocess.TimeoutExpired:
+        return f"no answer from a Ray GCS within {3 * timeout:g}s"
+    verdict = (done.stdout.strip().splitlines() or [f"the probe exited with status {done.returncode}"])[-1]
+    if verdict == "auth":
+        raise CalibenchError(
+            f"the Ray cluster at {address} refused this machine's authentication token: set RAY_AUTH_TOKEN (or "
+            "~/.ray/auth_token) to the cluster's token (`ray get-auth-token` on its head node)"
+        )
+    return None if verdict == "ray" else f"it answers, but not as a Ray cluster ({verdict})"
+
+
+def check_ray(
+    address: str | None,
+    timeout: float = RAY_PROBE_TIMEOUT_S,
+    resources: Any = None,
+    device: str = "auto",
+) -> None:
+    """Refuse, within five times ``timeout`` seconds, a Ray executor that cannot start: Ray missing, a cluster address
+    whose port does not answer or answers as something other than Ray (``ray.init`` would otherwise wait on it for
+    minutes), or (for the local runtime a study starts) cell resources this machine does not have.
+
+    No address (and no ``RAY_ADDRESS``) starts a local runtime; ``auto`` is left to Ray (the running cluster).
     """
+    import importlib.util
     import socket
     from urllib.parse import urlparse
 
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise _ray_missing() from None
-    if address is None or address.strip().lower() in ("", "auto", "local"):
+    if importlib.util.find_spec("ray") is None:  # found without importing it (seconds, on a busy machine)
+        raise _ray_missing()
+    target = _cluster_address(address)
+    if target is None:
+        if resources is not None and resources.any():
+            shares = ray_shares(_local_node(), device, resources)
+            check_fits([_local_node()], shares, "this machine (where the local Ray runtime would start)")
         return
-    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    if target.lower() == "auto":
+        return
+    parsed = urlparse(target if "://" in target else f"tcp://{target}")
     try:
         port = parsed.port
     except ValueError:
@@ -213,35 +297,173 @@ def check_ray(address: str | None, timeout: float = RAY_PROBE_TIMEOUT_S) -> None
     default = 10001 if parsed.scheme == "ray" else 6379
     host, port = parsed.hostname, port or default
     if not host:
-        raise CalibenchError(f"--address {address}: give a Ray cluster as HOST:PORT or ray://HOST:PORT")
+        raise CalibenchError(f"--address {target}: give a Ray cluster as HOST:PORT or ray://HOST:PORT")
+    hint = "start it (`ray start --head`) or fix --address; without --address a local Ray runtime starts"
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            tls = os.environ.get("RAY_USE_TLS", "").lower() in ("1", "true")
+            reason = None if tls else _answers_grpc(sock, timeout)  # TLS clusters need a TLS handshake: not probed
+    except TimeoutError:
+        reason = f"no answer within {timeout:g}s"
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-    raise CalibenchError(
-        f"cannot reach the Ray cluster at {address} ({host}:{port}: {reason} within {timeout:g}s): start it "
-        "(`ray start --head`) or fix --address; without --address a local Ray runtime starts"
-    )
+    if reason is None and parsed.scheme != "ray" and not tls:  # a gRPC server, or a proxy that answers for anything
+        reason = _answers_as_gcs(f"{host}:{port}", timeout)
+    if reason is not None:
+        raise CalibenchError(f"cannot reach the Ray cluster at {target} ({host}:{port}: {reason}): {hint}")
 
 
-def ray_shares(resources: dict[str, float], device: str) -> dict[str, float]:
-    """What each Ray task asks for: one GPU and its share of the cores on a GPU cluster, one core on CPU.
+def _local_node() -> dict[str, float]:
+    """What a local Ray runtime on this machine would offer: its cores, CUDA GPUs and memory (bytes)."""
+    gpus = 0
+    try:
+        import torch
 
-    A GPU cell gets ``CPUs / GPUs`` cores (tokenisation, lm-eval's Python
-    loop and the host side of offloading run there); a CPU cell gets one core,
-    for the reason ``--jobs`` runs single-threaded workers.  ``device: cpu``
+        gpus = torch.cuda.device_count()
+    except Exception:  # no torch or no driver: no GPU
+        gpus = 0
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return {"CPU": float(usable_cores()), "GPU": float(gpus), "memory": float(memory)}
+
+
+def ray_shares(cluster: dict[str, float], device: str, wanted: Any = None) -> dict[str, float]:
+    """What each Ray task asks for: the spec's ``resources`` where given; otherwise one GPU and its share of the
+    cores on a GPU cluster, one core on CPU.
+
+    A GPU cell gets ``CPUs / GPUs`` cores per GPU (tokenisation, lm-eval's
+    Python loop and the host side of offloading run there); a CPU cell gets one
+    core, for the reason ``--jobs`` runs single-threaded workers.  ``device: cpu``
     in the spec keeps cells off the GPUs even when the cluster has them.
+    ``wanted`` is the spec's :class:`calibench.study.spec.CellResources` (or None).
     """
-    gpus = int(resources.get("GPU", 0))
-    cpus = max(1, int(resources.get("CPU", 1)))
-    if device != "cpu" and gpus >= 1:
-        return {"num_gpus": 1, "num_cpus": max(1, cpus // gpus)}
-    if device.startswith("cuda"):
+    gpus = int(cluster.get("GPU", 0))
+    cpus = max(1, int(cluster.get("CPU", 1)))
+    want_gpus = getattr(wanted, "gpus", None)
+    want_cpus = getattr(wanted, "cpus", None)
+    want_memory = getattr(wanted, "memory_gb", None)
+    if want_gpus is not None:
+        num_gpus: float = float(want_gpus)
+        if device.startswith("cuda") and num_gpus == 0:
+            raise CalibenchError(f"the spec asks for device {device} but resources.gpus is 0: give gpus (e.g. 1)")
+    elif device != "cpu" and gpus >= 1:
+        num_gpus = 1
+    elif device.startswith("cuda"):
         raise CalibenchError(
             f"the spec asks for device {device} but the Ray cluster has no GPU: use device: cpu (or auto)"
         )
-    return {"num_gpus": 0, "num_cpus": 1}
+    else:
+        num_gpus = 0
+    if want_cpus is not None:
+        num_cpus: float = float(want_cpus)
+    elif num_gpus > 0 and gpus >= 1:
+        num_cpus = max(1, int(cpus // gpus * max(1.0, num_gpus)))
+    else:
+        num_cpus = 1
+    shares: dict[str, float] = {"num_gpus": num_gpus, "num_cpus": num_cpus}
+    if want_memory is not None:
+        shares["memory"] = float(int(want_memory * 2**30))
+    return shares
+
+
+def _describe_shares(shares: dict[str, float]) -> str:
+    parts = [f"{shares['num_gpus']:g} GPU", f"{shares['num_cpus']:g} CPU"]
+    if "memory" in shares:
+        parts.append(f"{shares['memory'] / 2**30:g} GB memory")
+    return ", ".join(parts)
+
+
+def check_fits(nodes: list[dict[str, float]], shares: dict[str, float], where: str = "the Ray cluster") -> None:
+    """Refuse, in one line, cell resources that no node has (Ray would leave such a task pending forever)."""
+    wanted = {"GPU": shares["num_gpus"], "CPU": shares["num_cpus"], "memory": shares.get("memory", 0.0)}
+    if any(all(node.get(k, 0.0) >= v for k, v in wanted.items()) for node in nodes):
+        return
+    if nodes:
+        best = max(nodes, key=lambda n: (n.get("GPU", 0.0), n.get("CPU", 0.0), n.get("memory", 0.0)))
+        largest = (
+            f"its largest node has {best.get('GPU', 0.0):g} GPU, {best.get('CPU', 0.0):g} CPU, "
+            f"{best.get('memory', 0.0) / 2**30:.1f} GB memory"
+        )
+    else:
+        largest = "it has no live node"
+    raise CalibenchError(
+        f"no node of {where} has what a cell asks ({_describe_shares(shares)}): {largest}; lower resources in the "
+        "spec or add such a node"
+    )
+
+
+def _alive_nodes() -> list[dict[str, float]]:
+    import ray
+
+    return [dict(node.get("Resources") or {}) for node in ray.nodes() if node.get("Alive")]
+
+
+_WATCH_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ray_watch.py")
+
+
+def _watch_driver() -> Any:
+    """A process that stops the local Ray runtime's processes once this driver is gone, even when it was killed
+    with SIGKILL (Ray itself leaves its dashboard and runtime-env agents running then); see ray_watch.py."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, _WATCH_SCRIPT, str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # a signal to the driver's process group does not reach the watch
+        close_fds=True,
+    )
+
+
+@contextlib.contextmanager
+def ray_runtime(
+    address: str | None = None, resources: Any = None, device: str = "auto", step: Step | None = None
+) -> Iterator[dict[str, float]]:
+    """Ray for a study: joined (or a local runtime started) and checked to fit a cell; yields each task's options.
+
+    A runtime started here is shut down on the way out, by an exception, Ctrl-C or SIGTERM included; a local
+    one also by a watch process when the driver dies without unwinding (SIGKILL, out of memory).  Inside an
+    already initialised Ray (a caller's) nothing is started or stopped.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise _ray_missing() from None
+    from calibench.core import numerics
+
+    started_here = not ray.is_initialized()
+    restore = _interrupt_on_sigterm() if started_here else None
+    watch = None
+    try:
+        if started_here:
+            target = _cluster_address(address)
+            if step is not None:
+                step(f"starting Ray ({target or 'local runtime'})")
+            env = {numerics.ENV: "1", **numerics.PINNED} if numerics.pinned() else {}  # workers get the same kernels
+            try:
+                ray.init(
+                    address=target or "local",
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    ignore_reinit_error=True,
+                    runtime_env={"env_vars": env} if env else None,
+                )
+            except ConnectionError as exc:  # the probe passed but joining failed (the cluster went away, a token)
+                raise CalibenchError(f"cannot join the Ray cluster at {target}: {one_line(exc, 300)}") from None
+            if target is None:
+                watch = _watch_driver()
+        shares = ray_shares(ray.cluster_resources(), device, resources)
+        check_fits(_alive_nodes(), shares)
+        yield shares
+    finally:
+        if started_here:
+            ray.shutdown()  # the runtime this driver started: raylet, dashboard and runtime-env agents
+        if watch is not None:
+            watch.terminate()
+            watch.wait()
+        if restore is not None:
+            restore()
 
 
 def _ray_cell(cell: Cell, calib: CalibrationSet | None, threads: int) -> Outcome:
@@ -253,49 +475,67 @@ def _ray_cell(cell: Cell, calib: CalibrationSet | None, threads: int) -> Outcome
     return _safe_run(cell, calib)
 
 
-def run_ray(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, address: str | None = None) -> None:
-    """One Ray task per cell, each with its GPU and thread share (see :func:`ray_shares`)."""
+#: Ray's errors for a task whose worker, node or result was lost: the cell itself did not fail, so it runs again.
+_WORKER_LOSS = (
+    "WorkerCrashedError",
+    "NodeDiedError",
+    "ObjectLostError",  # OwnerDiedError and ObjectReconstructionFailedError are kinds of it
+    "ActorDiedError",
+    "OutOfMemoryError",  # Ray's memory monitor killed the worker
+)
+
+
+def worker_lost(exc: BaseException) -> bool:
+    """Whether a Ray task failed because its worker was lost, not because the cell raised (which ``_safe_run``
+    turns into a failed outcome, never an exception)."""
+    import ray.exceptions
+
+    kinds = tuple(getattr(ray.exceptions, name) for name in _WORKER_LOSS if hasattr(ray.exceptions, name))
+    return isinstance(exc, kinds)
+
+
+def run_ray(
+    cells: list[Cell],
+    sets: SetProvider,
+    on_done: OnDone,
+    step: Step,
+    address: str | None = None,
+    resources: Any = None,
+    max_retries: int = 3,
+) -> None:
+    """One Ray task per cell with the spec's resources (see :func:`ray_shares`); a cell whose worker is lost runs
+    again, up to ``max_retries`` times, and is stored once, when it finishes (``retries`` in its outcome)."""
     try:
         import ray
     except ImportError:
         raise _ray_missing() from None
+    from calibench.core import numerics
 
-    started_here = not ray.is_initialized()
-    restore = _interrupt_on_sigterm() if started_here else None
-    try:
-        from calibench.core import numerics
-
-        if started_here:
-            step(f"starting Ray ({address or 'local runtime'})")
-            env = {numerics.ENV: "1", **numerics.PINNED} if numerics.pinned() else {}  # workers get the same kernels
-            ray.init(
-                address=address,
-                include_dashboard=False,
-                log_to_driver=False,
-                ignore_reinit_error=True,
-                runtime_env={"env_vars": env} if env else None,
-            )
-        device = cells[0].device if cells else "auto"
-        shares = ray_shares(ray.cluster_resources(), device)
-        threads = numerics.threads(int(shares["num_cpus"]))
-        remote = ray.remote(max_retries=0, num_cpus=shares["num_cpus"], num_gpus=shares["num_gpus"])(_ray_cell)
-        pending: dict[Any, tuple[Cell, CalibrationSet | None]] = {}
+    device = cells[0].device if cells else "auto"
+    with ray_runtime(address, resources, device, step) as shares:
+        threads = numerics.threads(max(1, int(shares["num_cpus"])))
+        options: dict[str, Any] = {"max_retries": 0, **shares}  # worker loss is retried here, where it is counted
+        remote = ray.remote(**options)(_ray_cell)
+        pending: dict[Any, tuple[Cell, CalibrationSet | None, int]] = {}
         for cell, calib in _with_sets(cells, sets, on_done, step):
-            pending[remote.remote(cell, calib, threads)] = (cell, calib)
-        step(f"{len(pending)} cells running on Ray ({shares['num_gpus']:g} GPU, {threads} threads each)")
+            pending[remote.remote(cell, calib, threads)] = (cell, calib, 0)
+        step(f"{len(pending)} cells running on Ray ({_describe_shares(shares)}, {threads} threads each)")
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
-            cell, calib = pending.pop(ready[0])
+            cell, calib, retries = pending.pop(ready[0])
             try:
                 outcome = ray.get(ready[0])
-            except Exception as exc:  # a lost worker is a failed cell
-                outcome = _failed(exc)
+            except Exception as exc:
+                if worker_lost(exc) and retries < max_retries:
+                    step(f"worker lost running {cell.describe()}: running it again ({retries + 1} of {max_retries})")
+                    pending[remote.remote(cell, calib, threads)] = (cell, calib, retries + 1)
+                    continue
+                outcome = _failed(exc)  # an error of Ray's, or a worker lost once more than max_retries allows
+                if retries:
+                    outcome["error"] += f" (after {retries} retries)"
+            if retries:
+                outcome["retries"] = retries
             on_done(cell, calib, outcome)
-    finally:
-        if started_here:
-            ray.shutdown()  # the runtime this driver started: raylet, dashboard and runtime-env agents
-        if restore is not None:
-            restore()
 
 
 def _interrupt_on_sigterm() -> Callable[[], None] | None:

@@ -215,6 +215,30 @@ class NoiseFloorSpec(BaseModel):
         return value
 
 
+class CellResources(BaseModel):
+    """What each cell asks of a Ray cluster (``--executor ray``); the local executor runs cells where it is.
+
+    Unset, a cell asks for what it always did: one GPU and the cluster's CPUs per GPU on a GPU cluster, one CPU
+    otherwise (see :func:`calibench.study.executors.ray_shares`).  ``memory_gb`` is Ray's ``memory`` resource: the
+    scheduler places a cell only on a node with that much unreserved memory (it is not a limit on the worker).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    gpus: float | None = Field(None, ge=0)
+    cpus: float | None = Field(None, gt=0)
+    memory_gb: float | None = Field(None, gt=0)
+
+    @field_validator("gpus", "cpus")
+    @classmethod
+    def _whole_above_one(cls, value: float | None) -> float | None:
+        if value is not None and value > 1 and value != int(value):
+            raise ValueError(f"{value:g} is a fraction above 1: Ray shares a device only below 1, e.g. 0.5, or 1, 2")
+        return value
+
+    def any(self) -> bool:
+        return any(v is not None for v in (self.gpus, self.cpus, self.memory_gb))
+
+
 class StudySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "study"
@@ -233,6 +257,10 @@ class StudySpec(BaseModel):
     dtype: str = DEFAULTS.dtype  # the one default of every command (calibench.core.settings)
     device: str = DEFAULTS.device
     offload: bool = False
+    # What each cell asks of a Ray cluster, and how often a cell whose worker was lost (killed, out of memory, its
+    # node gone) runs again; a cell that raised an error is recorded as failed, never retried. Neither is in any key.
+    resources: CellResources = Field(default_factory=CellResources)
+    max_retries: int = Field(3, ge=0, le=100)
 
     @field_validator("dtype")
     @classmethod
@@ -277,6 +305,14 @@ class StudySpec(BaseModel):
             if length < 2:
                 raise ValueError(f"each seq_len must be at least 2, got {length}")
         return value
+
+    @model_validator(mode="after")
+    def _resources_fit_the_device(self) -> StudySpec:
+        if self.device == "cpu" and self.resources.gpus:
+            raise ValueError(
+                f"resources.gpus is {self.resources.gpus:g} but device is cpu: drop one (a CPU cell holds no GPU)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_sources(self) -> StudySpec:
