@@ -86,9 +86,15 @@ def prepare_offload_dir(offload: Any, offload_dir: str | os.PathLike[str] | None
     path = Path(offload_dir).expanduser()
     if path.exists() and not path.is_dir():
         raise CalibenchError(f"--offload-dir {path} is a file: give a folder")
-    base = path if path.exists() else next((p for p in path.parents if p.exists()), Path("."))
-    if not os.access(base, os.W_OK | os.X_OK):
-        raise CalibenchError(f"--offload-dir {path}: {base} is not writable: give a folder you can write to")
+    anchor = next((p for p in (path, *path.absolute().parents) if p.exists()), Path("."))
+    if not anchor.is_dir():
+        raise CalibenchError(f"--offload-dir {path}: {anchor} is a file, not a folder: give another folder")
+    try:  # a real write: root passes os.access everywhere, /proc and read-only mounts still refuse
+        os.rmdir(tempfile.mkdtemp(prefix=".calibench-write-check-", dir=anchor))
+    except OSError as exc:
+        raise CalibenchError(
+            f"--offload-dir {path}: {anchor} is not writable ({exc.strerror or exc}): give a folder you can write to"
+        ) from exc
     return path
 
 
