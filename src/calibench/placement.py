@@ -161,6 +161,13 @@ def _load_disk_offloaded(spec: str | os.PathLike[str], dtype: Any, target: Any, 
     return model
 
 
+def release_offload(model: Any) -> None:
+    """Remove a disk-offloaded model's folder now (a command's end), not when the model is collected."""
+    folder = offload_folder(model)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def offload_folder(model: Any) -> str | None:
     """The folder a disk-offloaded model's weights live in (``None`` for any other model)."""
     return getattr(model, "calibench_offload_dir", None)

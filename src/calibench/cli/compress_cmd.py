@@ -51,7 +51,7 @@ def _compress(
     os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")
     from calibench.compress import compress
     from calibench.models import load_tokenizer, resolve_device, resolve_dtype
-    from calibench.placement import load_placed, onload_to, prepare_offload_dir
+    from calibench.placement import load_placed, onload_to, prepare_offload_dir, release_offload
 
     if (method is None) == (recipe is None):
         raise CalibenchError("give exactly one of --method NAME and --recipe FILE.yaml")
@@ -75,15 +75,18 @@ def _compress(
     tokenizer = load_tokenizer(model)
     calib_set = CalibrationSet.load(calib, tokenizer=tokenizer)
     loaded = load_placed(model, dtype=torch_dtype, device=target, offload=offload, offload_dir=offload_dir)
-    with onload_to(target):  # an offloaded model's layers are calibrated on --device, one at a time
-        if recipe is not None:
-            result = compress(loaded, calib_set, recipe=recipe, tokenizer=tokenizer, seed=seed)
-        else:
-            result = compress(loaded, calib_set, method, tokenizer=tokenizer, seed=seed, **params)
-    result.record["model"] = model
-    result.record["offload"] = offload
-    with output_slot(out, force) as slot:
-        result.save(slot, tokenizer)
+    try:
+        with onload_to(target):  # an offloaded model's layers are calibrated on --device, one at a time
+            if recipe is not None:
+                result = compress(loaded, calib_set, recipe=recipe, tokenizer=tokenizer, seed=seed)
+            else:
+                result = compress(loaded, calib_set, method, tokenizer=tokenizer, seed=seed, **params)
+        result.record["model"] = model
+        result.record["offload"] = offload
+        with output_slot(out, force) as slot:
+            result.save(slot, tokenizer)
+    finally:
+        release_offload(loaded)
     record = result.record
     done = record["achieved"]
     con = console()

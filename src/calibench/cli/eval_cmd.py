@@ -14,7 +14,7 @@ from calibench.evaluation import evaluate
 from calibench.evaluation.perplexity import BosOption
 from calibench.evaluation.settings import EvalSettings
 from calibench.evaluation.tasks import parse_tasks
-from calibench.placement import OffloadMode, OffloadSettings, prepare_offload_dir
+from calibench.placement import OffloadMode, OffloadSettings, prepare_offload_dir, release_offload
 
 
 def _eval(
@@ -54,26 +54,29 @@ def _eval(
     if out is not None:
         check_output_file(out, force=force)
     placed, tokenizer = _placed(model, offload, offload_dir, dtype, device)
-    result = evaluate(
-        placed,
-        tasks,
-        tokenizer=tokenizer,
-        limit=limit,
-        offline=offline,
-        batch_size=batch_size,
-        seq_len=ppl_seq_len,
-        bos=cast(BosOption, bos),
-        max_windows=max_windows,
-        dtype=dtype,
-        device=device,
-        num_fewshot=num_fewshot,
-        apply_chat_template=apply_chat_template,
-        fewshot_as_multiturn=fewshot_as_multiturn,
-        log_samples=log_samples,
-        gen_kwargs=gen_kwargs,
-        backend=backend,
-        lm_eval_out=lm_eval_out,
-    )
+    try:
+        result = evaluate(
+            placed,
+            tasks,
+            tokenizer=tokenizer,
+            limit=limit,
+            offline=offline,
+            batch_size=batch_size,
+            seq_len=ppl_seq_len,
+            bos=cast(BosOption, bos),
+            max_windows=max_windows,
+            dtype=dtype,
+            device=device,
+            num_fewshot=num_fewshot,
+            apply_chat_template=apply_chat_template,
+            fewshot_as_multiturn=fewshot_as_multiturn,
+            log_samples=log_samples,
+            gen_kwargs=gen_kwargs,
+            backend=backend,
+            lm_eval_out=lm_eval_out,
+        )
+    finally:
+        release_offload(placed)
     if placed is not model:
         result.model = model
         result.settings["offload"] = offload
