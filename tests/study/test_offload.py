@@ -21,11 +21,11 @@ from calibench.placement import OFFLOAD_PREFIX, as_offload, load_placed, offload
 
 
 def _cli(args: list[str]) -> None:
+    import time
+
     from typer.testing import CliRunner
 
     from calibench.cli import app
-
-    import time
 
     t = time.time()
     result = CliRunner().invoke(app, args)
@@ -75,7 +75,8 @@ def test_disk_offloaded_compress_and_eval_match_in_memory(method, tiny_model_dir
         _cli(["compress", *common, "-c", str(set_dir), "--method", method, "-o", str(outs[mode]), *place])
         common[1] = str(outs[mode])
         report = tmp_path / f"eval-{mode}.json"
-        _cli(["eval", *common, "--tasks", f"ppl:{text_file}", "--ppl-seq-len", "32", "--max-windows", "4", "--out", str(report), *place])
+        ppl_args = ["--tasks", f"ppl:{text_file}", "--ppl-seq-len", "32", "--max-windows", "4"]
+        _cli(["eval", *common, *ppl_args, "--out", str(report), *place])
         result = json.loads(report.read_text())
         ppl[mode] = result["rows"][0]["value"]
         assert result["settings"].get("offload", "none") == mode
