@@ -1,13 +1,15 @@
 """Peak memory and time of ``calibench compress`` and ``eval`` with ``--offload none|cpu|disk``, on the CPU.
 
-Each run is a child process that imports the libraries first, then (with ``--bound-mb``) caps its data
-segment (RLIMIT_DATA: heap and private anonymous mappings, what a model's weights in memory take; the
-memory-mapped, read-only checkpoint does not count) at what the imports took plus the bound, and runs the
-command.  A bound below the model's size lets disk offload through and refuses the placements that hold
-the model in memory; a refused run is rerun without the bound so that every mode has its numbers.  Peak
-RSS is the child's ``VmHWM`` at exit, next to the RSS the imports alone took.
+Each run is a child process that imports the libraries first and then runs the command; its peak RSS is
+its ``VmHWM`` at exit, next to the RSS the imports alone took.  With ``--bound-mb N`` the child also caps
+its data segment (RLIMIT_DATA) at what the imports took plus N MB, and a run refused by the bound is rerun
+without it.  That bound is not a memory bound for a checkpoint loader: transformers and torch map the whole
+safetensors file privately (copy-on-write), and Linux counts a private writable mapping in full against
+RLIMIT_DATA though its pages are only read, so a bound below the file size refuses every mode, disk
+offload included (measured: "unable to mmap 538090408 bytes").  A cgroup memory limit is the real bound
+where one can be made.
 
-    python benchmarks/offload_memory.py --model smollm2-135m --bound-mb 400
+    python benchmarks/offload_memory.py --model smollm2-135m
 
 Prints a markdown table (docs/scale.md, "Models larger than memory") and writes JSON with ``--json``.
 """
@@ -94,7 +96,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--max-windows", type=int, default=2)
-    parser.add_argument("--bound-mb", type=int, default=400, help="data-segment bound beyond the imports (MB)")
+    parser.add_argument("--bound-mb", type=int, default=0, help="RLIMIT_DATA beyond the imports (MB); 0: none")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
