@@ -247,21 +247,27 @@ def _note(message: str) -> None:
         logging.getLogger("calibench").info(message)
 
 
-def load_model(spec: str | os.PathLike[str], dtype: Any = DEFAULTS.dtype, device: Any = DEFAULTS.device) -> Any:
+def load_model(
+    spec: str | os.PathLike[str], dtype: Any = DEFAULTS.dtype, device: Any = DEFAULTS.device, **load_kwargs: Any
+) -> Any:
     """A causal LM in eval mode on ``device``, in ``dtype`` (see :func:`resolve_dtype`).
 
     Weights are read from the checkpoint straight into the target dtype (no
     float32 copy on the way), on the CPU, and then moved to the device.
+    ``device=None`` leaves them where ``from_pretrained`` put them (an
+    offloaded placement, :mod:`calibench.placement`, passes its ``device_map``
+    in ``load_kwargs``).
     """
     from transformers import AutoModelForCausalLM
 
-    target = resolve_device(device)
+    target = resolve_device(device if device is not None else "cpu")
     torch_dtype = resolve_dtype(dtype, target, spec)
-    model = _load(AutoModelForCausalLM, spec, dtype=torch_dtype)
+    model = _load(AutoModelForCausalLM, spec, dtype=torch_dtype, **load_kwargs)
     for _, hook in LOAD_HOOKS.items():  # e.g. a vocabulary-pruned directory takes tokenizer ids again
         hook(model, resolve_model_path(spec))
     try:
-        model.to(target)
+        if device is not None:
+            model.to(target)
     except (RuntimeError, AssertionError) as exc:  # e.g. out of GPU memory
         raise CalibenchError(f"cannot put the model on device '{target}': {one_line(exc)}") from exc
     model.eval()

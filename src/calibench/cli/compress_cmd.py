@@ -21,6 +21,7 @@ from calibench.core.console import console
 from calibench.core.errors import CalibenchError
 from calibench.core.fsutil import check_new_output, output_slot
 from calibench.data.calibset import CalibrationSet
+from calibench.placement import OffloadMode, OffloadSettings
 
 __all__ = ["METHOD_HELP", "compress_command"]
 
@@ -38,6 +39,8 @@ def _compress(
     dtype: str,
     device: str,
     seed: int,
+    offload: OffloadMode,
+    offload_dir: Path | None,
     params: dict[str, Any],
 ) -> None:
     """Compress MODEL with METHOD (or an llm-compressor recipe) calibrated on a calibration set, and save "
@@ -47,7 +50,8 @@ def _compress(
     # llm-compressor logs every module at INFO to stdout; keep warnings unless the user asks for more
     os.environ.setdefault("LLM_COMPRESSOR_LOG_LEVEL", "WARNING")
     from calibench.compress import compress
-    from calibench.models import load_model, load_tokenizer, resolve_device, resolve_dtype
+    from calibench.models import load_tokenizer, resolve_device, resolve_dtype
+    from calibench.placement import load_placed, onload_to, prepare_offload_dir, release_offload
 
     if (method is None) == (recipe is None):
         raise CalibenchError("give exactly one of --method NAME and --recipe FILE.yaml")
@@ -66,17 +70,23 @@ def _compress(
     target = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, target, model)
     check_scheme_runnable(schemes, torch_dtype, target)
+    prepare_offload_dir(offload, offload_dir)
     check_new_output(out, force=force)
     tokenizer = load_tokenizer(model)
     calib_set = CalibrationSet.load(calib, tokenizer=tokenizer)
-    loaded = load_model(model, dtype=torch_dtype, device=target)
-    if recipe is not None:
-        result = compress(loaded, calib_set, recipe=recipe, tokenizer=tokenizer, seed=seed)
-    else:
-        result = compress(loaded, calib_set, method, tokenizer=tokenizer, seed=seed, **params)
-    result.record["model"] = model
-    with output_slot(out, force) as slot:
-        result.save(slot, tokenizer)
+    loaded = load_placed(model, dtype=torch_dtype, device=target, offload=offload, offload_dir=offload_dir)
+    try:
+        with onload_to(target):  # an offloaded model's layers are calibrated on --device, one at a time
+            if recipe is not None:
+                result = compress(loaded, calib_set, recipe=recipe, tokenizer=tokenizer, seed=seed)
+            else:
+                result = compress(loaded, calib_set, method, tokenizer=tokenizer, seed=seed, **params)
+        result.record["model"] = model
+        result.record["offload"] = offload
+        with output_slot(out, force) as slot:
+            result.save(slot, tokenizer)
+    finally:
+        release_offload(loaded)
     record = result.record
     done = record["achieved"]
     con = console()
@@ -106,6 +116,7 @@ compress_command = with_options(
             detail={"out": "A checkpoint directory (compressed-tensors + calibench.json)."},
         ),  # fmt: skip
         Group(CompressSettings),
+        Group(OffloadSettings),
         Group(MethodParams, given_only=True, name="params", panel=PARAMS_PANEL),
     ],
     deprecated=[Deprecated("--asym", "symmetric", value=False)],

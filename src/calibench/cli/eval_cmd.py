@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from calibench.cli import options
 from calibench.cli.derive import Deprecated, Group, with_options
@@ -14,6 +14,7 @@ from calibench.evaluation import evaluate
 from calibench.evaluation.perplexity import BosOption
 from calibench.evaluation.settings import EvalSettings
 from calibench.evaluation.tasks import parse_tasks
+from calibench.placement import OffloadMode, OffloadSettings, prepare_offload_dir, release_offload
 
 
 def _eval(
@@ -37,36 +38,63 @@ def _eval(
     bos: str,
     dtype: str,
     device: str,
+    offload: OffloadMode,
+    offload_dir: Path | None,
 ) -> None:
     """Evaluate MODEL: perplexity on held-out text and lm-evaluation-harness tasks (zero-shot by default)."""
 
     parse_tasks(tasks, offline=offline)  # unknown names fail before anything loads
     if log_samples and out is None and lm_eval_out is None:
         raise CalibenchError("--log-samples needs somewhere to write them: --out FILE.json or --lm-eval-out DIR")
+    prepare_offload_dir(offload, offload_dir)
+    if offload != "none" and backend != "hf":
+        raise CalibenchError(
+            f"--offload {offload} places the model for the hf backend: drop it for --backend {backend}"
+        )
     if out is not None:
         check_output_file(out, force=force)
-    result = evaluate(
-        model,
-        tasks,
-        limit=limit,
-        offline=offline,
-        batch_size=batch_size,
-        seq_len=ppl_seq_len,
-        bos=cast(BosOption, bos),
-        max_windows=max_windows,
-        dtype=dtype,
-        device=device,
-        num_fewshot=num_fewshot,
-        apply_chat_template=apply_chat_template,
-        fewshot_as_multiturn=fewshot_as_multiturn,
-        log_samples=log_samples,
-        gen_kwargs=gen_kwargs,
-        backend=backend,
-        lm_eval_out=lm_eval_out,
-    )
+    placed, tokenizer = _placed(model, offload, offload_dir, dtype, device)
+    try:
+        result = evaluate(
+            placed,
+            tasks,
+            tokenizer=tokenizer,
+            limit=limit,
+            offline=offline,
+            batch_size=batch_size,
+            seq_len=ppl_seq_len,
+            bos=cast(BosOption, bos),
+            max_windows=max_windows,
+            dtype=dtype,
+            device=device,
+            num_fewshot=num_fewshot,
+            apply_chat_template=apply_chat_template,
+            fewshot_as_multiturn=fewshot_as_multiturn,
+            log_samples=log_samples,
+            gen_kwargs=gen_kwargs,
+            backend=backend,
+            lm_eval_out=lm_eval_out,
+        )
+    finally:
+        release_offload(placed)
+    if placed is not model:
+        result.model = model
+        result.settings["offload"] = offload
     if out is not None:
         atomic_write_bytes(out, result.to_json().encode("utf-8"))
     _print(result, out)
+
+
+def _placed(model: str, offload: OffloadMode, offload_dir: Path | None, dtype: str, device: str) -> tuple[Any, Any]:
+    """The model spec itself (``evaluate`` loads it), or with --offload the model loaded offloaded and its tokenizer."""
+    if offload == "none":
+        return model, None
+    from calibench.models import load_tokenizer, resolve_device
+    from calibench.placement import load_placed, place_for_eval
+
+    target = resolve_device(device)
+    loaded = load_placed(model, dtype=dtype, device=target, offload=offload, offload_dir=offload_dir)
+    return place_for_eval(loaded, target, offload), load_tokenizer(model)
 
 
 def _print(result, out: Path | None) -> None:  # noqa: ANN001 - EvalResult, imported lazily
@@ -118,6 +146,7 @@ eval_command = with_options(
             },
         ),  # fmt: skip
         Group(EvalSettings),
+        Group(OffloadSettings),
     ],
     deprecated=[options.MODEL_POSITIONAL, Deprecated("--seq-len", "ppl_seq_len")],
 )

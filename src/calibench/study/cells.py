@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from calibench.evaluation.samples import POSITION  # noqa: F401  (where a block of adaptive evaluation puts an item)
+from calibench.placement import OffloadMode
 from calibench.study.spec import StudySpec
 
 DENSE = "dense"
@@ -38,7 +39,7 @@ class Cell(BaseModel):
     builder: str = ""  # the builder name when the spec gives the source a label (source is then the label)
     dtype: str = "auto"  # as the spec says; the resolved dtype is in each cell's record
     device: str = "auto"  # where it runs, not what it is: not part of the key
-    offload: bool = False  # ditto: the same numbers, less GPU memory
+    offload: OffloadMode = "none"  # ditto: the same numbers, less GPU or host memory
     # adaptive evaluation (calibench.study.adaptive): this run scores item positions [start, stop) of these tasks,
     # and keeps the compressed weights in model_cache between blocks; none of it is part of the key
     block: tuple[int, int] | None = None

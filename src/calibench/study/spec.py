@@ -21,6 +21,7 @@ from calibench.data.draw import MAX_N
 from calibench.evaluation import parse_tasks
 from calibench.inspect.study_task import split_activation_tasks
 from calibench.models import DTYPES, bundled_models, resolve_model_path
+from calibench.placement import OffloadMode, as_offload
 from calibench.study.perturbations import get
 from calibench.tracking.base import TrackingSpec
 from calibench.vocab.study import VocabOption
@@ -253,14 +254,20 @@ class StudySpec(BaseModel):
     # Copy every finished cell to MLflow or W&B (calibench.tracking); off by default. Not part of any cell's key.
     tracking: TrackingSpec | None = None
     # Where cells run: the dtype models load in (auto: the checkpoint's on a GPU, float32 on CPU), the
-    # device, and whether weights stay in host memory while llm-compressor onloads one layer at a time.
+    # device, and where weights wait while llm-compressor onloads one layer at a time (none, cpu: host memory,
+    # disk: the checkpoint's files; true/false read as cpu/none).
     dtype: str = DEFAULTS.dtype  # the one default of every command (calibench.core.settings)
     device: str = DEFAULTS.device
-    offload: bool = False
+    offload: OffloadMode = "none"
     # What each cell asks of a Ray cluster, and how often a cell whose worker was lost (killed, out of memory, its
     # node gone) runs again; a cell that raised an error is recorded as failed, never retried. Neither is in any key.
     resources: CellResources = Field(default_factory=CellResources)
     max_retries: int = Field(3, ge=0, le=100)
+
+    @field_validator("offload", mode="before")
+    @classmethod
+    def _offload_mode(cls, value: Any) -> Any:
+        return as_offload(value) if isinstance(value, bool) else value
 
     @field_validator("dtype")
     @classmethod
