@@ -224,7 +224,7 @@ def fit(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
 
 def project(results: list[dict[str, Any]], cpu_tflops: float) -> dict[str, Any]:
     """Per paper-scale cell on an H100, from the CPU efficiencies of each stage; the paper study's GPU hours."""
-    tokens, seq = 128 * 2048, 2048
+    seq = 2048
     out: dict[str, Any] = {"assumed_h100": H100, "cpu_matmul_tflops": cpu_tflops, "cells": {}}
     for shape in ("8b", "70b"):
         s = SHAPES[shape]
@@ -232,7 +232,6 @@ def project(results: list[dict[str, Any]], cpu_tflops: float) -> dict[str, Any]:
         if not runs:
             continue
         per_shape: dict[str, Any] = {}
-        weights_bytes = layer_flops(shape, 1, seq)["params"] * 2  # bf16
         evals = [r for r in runs if r["kind"] == "eval"]
         fwd_eff = None
         if evals:  # the evaluation forward's efficiency relative to this CPU's matmul
@@ -241,56 +240,87 @@ def project(results: list[dict[str, Any]], cpu_tflops: float) -> dict[str, Any]:
             fwd_eff = min(1.0, f / r["seconds"] / 1e12 / cpu_tflops)
             per_shape["eval_forward_cpu_efficiency"] = fwd_eff
         for method in METHODS:
-            rows = [r for r in runs if r["kind"] == "compress" and r["method"] == method]
-            derived = None
-            if not rows and method == "sparsegpt":  # the same Hessian and O(in^3) solve FLOPs as GPTQ: its efficiencies
-                rows, derived = [r for r in runs if r["kind"] == "compress" and r["method"] == "gptq"], "gptq"
-            if not rows:
-                continue
-            solve_s = max(r["solve_s"] for r in rows) if method != "wanda" else 0.0
-            fl = layer_flops(shape, rows[-1]["n"] * rows[-1]["seq"], rows[-1]["seq"])
-            a_rest, b_rest = fit(rows, "rest_s")  # forward passes and the pipeline, per token
-            _, b_hess = fit(rows, "hessian_s")
-            last = rows[-1]
-            t_last = last["n"] * last["seq"]
-            per_token = layer_flops(shape, 1, last["seq"])  # per token at this window length
-            rest_rate = b_rest if b_rest > 0 else last["rest_s"] / t_last  # s per token: the pipeline's forwards
-            hess_rate = b_hess if b_hess > 0 else last["hessian_s"] / t_last
-            rest_eff = min(1.0, 2 * per_token["forward"] / rest_rate / 1e12 / cpu_tflops)
-            hess_eff = min(1.0, per_token["hessian"] / max(hess_rate, 1e-12) / 1e12 / cpu_tflops)
-            solve_eff = min(1.0, fl["solve"] / solve_s / 1e12 / cpu_tflops) if solve_s > 0 else None
-            full = layer_flops(shape, tokens, seq)
-            h_forward = max(2 * full["forward"] / (H100["bf16_tflops"] * 1e12 * rest_eff),
-                            2 * weights_bytes / (H100["mem_tb_s"] * 1e12))  # fmt: skip
-            uses_hessian = method in ("gptq", "sparsegpt")
-            h_hessian = full["hessian"] / (H100["fp32_tflops"] * 1e12 * hess_eff) if uses_hessian else 0.0
-            h_solve = full["solve"] / (H100["fp32_tflops"] * 1e12 * solve_eff) if solve_eff else 0.0
-            per_layer = h_forward + h_hessian + h_solve
-            per_shape[method] = {
-                "cpu_per_layer_s_at": {"tokens": t_last, "total": last["seconds"], "solve": solve_s,
-                                       "hessian": last["hessian_s"], "forward_and_pipeline": last["rest_s"]},
-                "cpu_fit_forward_s_per_1k_tokens": 1000 * b_rest,
-                "cpu_fit_forward_intercept_s": a_rest,
-                "cpu_fit_hessian_s_per_1k_tokens": 1000 * b_hess,
-                "cpu_efficiency": {"forward": rest_eff, "hessian": hess_eff if uses_hessian else None,
-                                   "solve": solve_eff},
-                "cpu_peak_rss_gib": max(r["peak_rss_gib"] for r in rows),
-                "h100_per_layer_s": {"forward": h_forward, "hessian": h_hessian, "solve": h_solve},
-                "h100_cell_compress_s": per_layer * s["layers"],
-                "measured_as": derived or method,
-                "dominant": max(("forward", h_forward), ("hessian", h_hessian), ("solve", h_solve),
-                                key=lambda kv: kv[1])[0],
-            }  # fmt: skip
+            per_shape[method] = _project_method(shape, method, runs, cpu_tflops, out["cells"].get("8b", {}))
+        per_shape = {k: v for k, v in per_shape.items() if v is not None}
         # evaluation of the paper study's tasks on the full model (every layer plus the 128k head)
         eval_tokens = sum(n * t for n, t in LM_EVAL_LOAD.values()) + sum(PPL_TOKENS.values())
         full_params = layer_flops(shape, 1, seq)["params"] * s["layers"] + 2 * s["vocab"] * s["hidden_size"]
         eval_flops = 2 * full_params * eval_tokens
-        eff = fwd_eff if fwd_eff else 0.5
-        per_shape["eval"] = {"tokens": eval_tokens, "tflop": eval_flops / 1e12,
+        eff = fwd_eff or out["cells"].get("8b", {}).get("eval_forward_cpu_efficiency") or 0.5  # 70B: the 8B's
+        per_shape["eval"] = {"tokens": eval_tokens, "tflop": eval_flops / 1e12, "efficiency": eff,
+                             "h100_floor_s": eval_flops / (H100["bf16_tflops"] * 1e12),
                              "h100_s": eval_flops / (H100["bf16_tflops"] * 1e12 * eff)}  # fmt: skip
         out["cells"][shape] = per_shape
     out["paper_study"] = paper_study(out["cells"])
     return out
+
+
+def _project_method(shape: str, method: str, runs: list[dict[str, Any]], cpu_tflops: float,
+                    smaller: dict[str, Any]) -> dict[str, Any] | None:  # fmt: skip
+    """One method's CPU efficiencies per stage, and the H100 seconds per layer and per cell they project to.
+
+    A method not run at this width borrows: SparseGPT GPTQ's efficiencies (the same Hessian and O(in^3) solve),
+    GPTQ and SparseGPT at the 70B width the 8B width's Hessian and solve efficiencies with this width's
+    forward efficiency (Wanda's calibration passes).
+    """
+    tokens, seq = 128 * 2048, 2048
+    s = SHAPES[shape]
+    compress_runs = [r for r in runs if r["kind"] == "compress"]
+    rows = [r for r in compress_runs if r["method"] == method]
+    measured_as = method
+    if not rows and method == "sparsegpt":
+        rows, measured_as = [r for r in compress_runs if r["method"] == "gptq"], "gptq"
+    weights_bytes = layer_flops(shape, 1, seq)["params"] * 2  # bf16 on the GPU
+    full = layer_flops(shape, tokens, seq)
+    memory_floor = 2 * weights_bytes / (H100["mem_tb_s"] * 1e12)  # the weights read once per pass, two passes
+    eff: dict[str, float | None]
+    cpu: dict[str, Any] = {}
+    if rows:
+        last = rows[-1]
+        t_last = last["n"] * last["seq"]
+        per_token = layer_flops(shape, 1, last["seq"])
+        fl = layer_flops(shape, t_last, last["seq"])
+        a_rest, b_rest = fit(rows, "rest_s")  # forward passes and the pipeline: seconds = a + b * tokens
+        _, b_hess = fit(rows, "hessian_s")
+        rest_rate = b_rest if b_rest > 0 else last["rest_s"] / t_last
+        hess_rate = b_hess if b_hess > 0 else last["hessian_s"] / t_last
+        solve_s = max(r["solve_s"] for r in rows) if method in ("gptq", "sparsegpt") else 0.0
+        eff = {
+            "forward": min(1.0, 2 * per_token["forward"] / rest_rate / 1e12 / cpu_tflops),
+            "hessian": min(1.0, per_token["hessian"] / max(hess_rate, 1e-12) / 1e12 / cpu_tflops),
+            "solve": min(1.0, fl["solve"] / solve_s / 1e12 / cpu_tflops) if solve_s > 0 else None,
+        }
+        cpu = {"cpu_per_layer_s_at": {"tokens": t_last, "total": last["seconds"], "solve": solve_s,
+                                      "hessian": last["hessian_s"], "forward_and_pipeline": last["rest_s"]},
+               "cpu_fit_forward_s_per_1k_tokens": 1000 * b_rest, "cpu_fit_forward_intercept_s": a_rest,
+               "cpu_fit_hessian_s_per_1k_tokens": 1000 * b_hess,
+               "cpu_peak_rss_gib": max(r["peak_rss_gib"] for r in rows)}  # fmt: skip
+    elif method in ("gptq", "sparsegpt") and method in smaller and "wanda" in [r["method"] for r in compress_runs]:
+        wanda = _project_method(shape, "wanda", runs, cpu_tflops, {})
+        assert wanda is not None
+        eff = {**smaller[method]["cpu_efficiency"], "forward": wanda["cpu_efficiency"]["forward"]}
+        measured_as = f"8b {smaller[method]['measured_as']} (Hessian, solve) + {shape} wanda (forward)"
+    else:
+        return None
+    if method == "rtn":  # data-free: no calibration pass, one pass over the weights
+        h_forward = memory_floor / 2
+    else:
+        forward_eff = eff["forward"] or 1.0
+        h_forward = max(2 * full["forward"] / (H100["bf16_tflops"] * 1e12 * forward_eff), memory_floor)
+    uses_hessian = method in ("gptq", "sparsegpt")
+    h_hessian = full["hessian"] / (H100["fp32_tflops"] * 1e12 * (eff["hessian"] or 1.0)) if uses_hessian else 0.0
+    h_solve = full["solve"] / (H100["fp32_tflops"] * 1e12 * eff["solve"]) if uses_hessian and eff["solve"] else 0.0
+    stages = {"forward": h_forward, "hessian": h_hessian, "solve": h_solve}
+    # the FLOP floor: every stage at the assumed H100 rate, no efficiency loss
+    floor_forward = max(2 * full["forward"] / (H100["bf16_tflops"] * 1e12), memory_floor)
+    floor = {"forward": memory_floor / 2 if method == "rtn" else floor_forward,
+             "hessian": full["hessian"] / (H100["fp32_tflops"] * 1e12) if uses_hessian else 0.0,
+             "solve": full["solve"] / (H100["fp32_tflops"] * 1e12) if uses_hessian else 0.0}  # fmt: skip
+    shown = {k: (v if uses_hessian or k == "forward" else None) for k, v in eff.items()}
+    return {**cpu, "h100_floor_per_layer_s": floor, "h100_floor_cell_s": sum(floor.values()) * s["layers"],
+            "cpu_efficiency": shown,
+            "h100_per_layer_s": stages, "h100_cell_compress_s": sum(stages.values()) * s["layers"],
+            "measured_as": measured_as, "dominant": max(stages.items(), key=lambda kv: kv[1])[0]}  # fmt: skip
 
 
 def paper_study(cells: dict[str, Any]) -> dict[str, Any]:
@@ -301,9 +331,10 @@ def paper_study(cells: dict[str, Any]) -> dict[str, Any]:
     sets = sum(s.get("sets", 1) for s in spec["sources"])
     per_method = sets * len(spec["n"]) * len(spec["seq_len"])
     # the methods not measured here, by what they run: w4a16 is GPTQ; fp8 and nvfp4 calibrate observers in one
-    # forward pass (as RTN plus a pass); awq searches 20 scales per mapping (about 20 more forwards, assumed);
+    # calibration pipeline (as Wanda's); awq searches 20 scales per mapping (20 more forwards of the layer's
+    # parts, about 10 times the two calibration passes: an assumption);
     # sparsegpt+gptq runs both solves
-    as_measured = {"gptq": ["gptq"], "awq": ["rtn"] * 21, "sparsegpt": ["sparsegpt"], "wanda": ["wanda"],
+    as_measured = {"gptq": ["gptq"], "awq": [], "sparsegpt": ["sparsegpt"], "wanda": ["wanda"],
                    "sparsegpt+gptq": ["sparsegpt", "gptq"], "w4a16": ["gptq"], "fp8": ["wanda"],
                    "nvfp4": ["wanda"]}  # fmt: skip
     out: dict[str, Any] = {"models": spec["models"], "methods": [m["name"] for m in spec["methods"]],
@@ -311,18 +342,26 @@ def paper_study(cells: dict[str, Any]) -> dict[str, Any]:
     for shape, per in cells.items():
         if "eval" not in per or not all(m in per for m in METHODS):
             continue
-        compress_s = 0.0
-        for m in out["methods"]:
-            parts = as_measured[m]
-            if m == "awq":  # one forward-and-pipeline cost per extra pass, the RTN run's
-                compress_s += per_method * per["rtn"]["h100_per_layer_s"]["forward"] * 21 * SHAPES[shape]["layers"]
-            else:
-                compress_s += per_method * sum(per[p]["h100_cell_compress_s"] for p in parts)
         n_cells = per_method * len(out["methods"]) + len(spec["models"])
-        eval_s = n_cells * per["eval"]["h100_s"]
-        out[shape] = {"cells": n_cells, "compress_gpu_h": compress_s / 3600, "eval_gpu_h": eval_s / 3600,
-                      "total_gpu_h": (compress_s + eval_s) / 3600,
-                      "dominant": "evaluation" if eval_s > compress_s else "compression"}  # fmt: skip
+        layers = SHAPES[shape]["layers"]
+        for variant, cell_key, layer_key, eval_key in (
+            ("projected", "h100_cell_compress_s", "h100_per_layer_s", "h100_s"),
+            ("floor", "h100_floor_cell_s", "h100_floor_per_layer_s", "h100_floor_s"),
+        ):
+            compress_s, by_method = 0.0, {}
+            for m in out["methods"]:
+                if m == "awq":  # the calibration passes (Wanda's) and a 20-point scale search: about 11 times them
+                    seconds = per["wanda"][layer_key]["forward"] * 11 * layers
+                else:
+                    seconds = sum(per[p][cell_key] for p in as_measured[m])
+                by_method[m] = seconds
+                compress_s += per_method * seconds
+            eval_s = n_cells * per["eval"][eval_key]
+            out.setdefault(shape, {})[variant] = {
+                "cells": n_cells, "cell_compress_s": by_method, "cell_eval_s": per["eval"][eval_key],
+                "compress_gpu_h": compress_s / 3600, "eval_gpu_h": eval_s / 3600,
+                "total_gpu_h": (compress_s + eval_s) / 3600,
+                "dominant": "evaluation" if eval_s > compress_s else "compression"}  # fmt: skip
     return out
 
 
@@ -381,7 +420,15 @@ def main() -> int:
     ap.add_argument("--shapes", default="8b,70b")
     ap.add_argument("--child-timeout", type=float, default=1500)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--from-json", type=Path, default=None, help="recompute the projection from an earlier run's JSON")
     args = ap.parse_args()
+    if args.from_json:
+        report = json.loads(args.from_json.read_text())
+        matmul = next(r for r in report["runs"] if r["kind"] == "matmul")
+        report["projection"] = project(report["runs"], matmul["tflops"])
+        args.from_json.write_text(json.dumps(report, indent=2) + "\n")
+        print(json.dumps(report["projection"], indent=2))
+        return 0
     if args.one:
         kind, shape, method, n, seq = args.one
         print(json.dumps(one(kind, shape, method, int(n), int(seq))))
