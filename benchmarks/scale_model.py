@@ -421,13 +421,14 @@ def main() -> int:
     ap.add_argument("--child-timeout", type=float, default=1500)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--from-json", type=Path, default=None, help="recompute the projection from an earlier run's JSON")
+    ap.add_argument("--markdown", action="store_true", help="with --from-json: print the docs' tables")
     args = ap.parse_args()
     if args.from_json:
         report = json.loads(args.from_json.read_text())
         matmul = next(r for r in report["runs"] if r["kind"] == "matmul")
         report["projection"] = project(report["runs"], matmul["tflops"])
         args.from_json.write_text(json.dumps(report, indent=2) + "\n")
-        print(json.dumps(report["projection"], indent=2))
+        print(markdown(report) if args.markdown else json.dumps(report["projection"], indent=2))
         return 0
     if args.one:
         kind, shape, method, n, seq = args.one
@@ -472,6 +473,40 @@ def main() -> int:
         json_path.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(projection, indent=2))
     return 0
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The docs' tables: CPU measurements per decoder layer, the H100 projection per cell, the paper study."""
+    lines = ["| width | run | tokens | total s | solve s | Hessian s | forward + pipeline s | peak RSS GiB |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in report["runs"]:
+        if r["kind"] == "matmul" or r.get("status") != "ok":
+            continue
+        name = "eval (ppl forward)" if r["kind"] == "eval" else r["method"]
+        solve = f"{r['solve_s']:.1f}" if "solve_s" in r else ""
+        hess = f"{r['hessian_s']:.1f}" if "hessian_s" in r else ""
+        rest = f"{r['rest_s']:.1f}" if "rest_s" in r else ""
+        lines.append(f"| {r['shape']} | {name} | {r['n']} x {r['seq']} | {r['seconds']:.1f} | {solve} | {hess} | "
+                     f"{rest} | {r['peak_rss_gib']:.1f} |")  # fmt: skip
+    proj = report["projection"]
+    lines += ["", "| width | method | H100 floor s/cell | H100 projected s/cell | dominant stage | measured as |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for shape, per in proj["cells"].items():
+        for method in METHODS:
+            if method in per:
+                m = per[method]
+                lines.append(f"| {shape} | {method} | {m['h100_floor_cell_s']:.0f} | {m['h100_cell_compress_s']:.0f} | "
+                             f"{m['dominant']} | {m['measured_as']} |")  # fmt: skip
+        ev = per["eval"]
+        lines.append(f"| {shape} | evaluation ({ev['tokens'] / 1e6:.1f} M tokens) | {ev['h100_floor_s']:.0f} | "
+                     f"{ev['h100_s']:.0f} | forward | eval efficiency {ev['efficiency']:.2f} |")  # fmt: skip
+    lines += ["", "| width | variant | cells | compress GPU-h | eval GPU-h | total GPU-h | dominant |",
+              "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for shape in ("8b", "70b"):
+        for variant, v in proj["paper_study"].get(shape, {}).items():
+            lines.append(f"| {shape} | {variant} | {v['cells']} | {v['compress_gpu_h']:.1f} | {v['eval_gpu_h']:.1f} | "
+                         f"{v['total_gpu_h']:.1f} | {v['dominant']} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def project_tiny(results: list[dict[str, Any]]) -> dict[str, Any]:
