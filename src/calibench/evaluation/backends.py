@@ -134,15 +134,18 @@ def backend_settings(backend: str, tensor_parallel_size: int, gpu_memory_utiliza
     """The backend's settings validated as one (a vLLM setting with another backend is refused), in one line."""
     from pydantic import ValidationError
 
-    try:
-        return BackendSettings(backend=backend, tensor_parallel_size=tensor_parallel_size,  # type: ignore[arg-type]
+    try:  # another registered backend (not hf) takes no engine settings either: validated as hf
+        return BackendSettings(backend="vllm" if backend == "vllm" else "hf", tensor_parallel_size=tensor_parallel_size,
                                gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)  # fmt: skip
     except ValidationError as exc:
         error = exc.errors()[0]
-        if error["loc"] and error["loc"][0] == "backend":  # an unknown name: check_backend says it with suggestions
-            check_backend(backend, None)
         field = f"{error['loc'][0]}: " if error["loc"] else ""
-        raise CalibenchError(field + str(error["msg"]).removeprefix("Value error, ")) from None
+        message = (
+            str(error["msg"])
+            .removeprefix("Value error, ")
+            .replace("(the backend is hf)", f"(the backend is {backend})")
+        )
+        raise CalibenchError(field + message) from None
 
 
 def check_gpu(backend: Backend, tensor_parallel_size: int = 1) -> None:
