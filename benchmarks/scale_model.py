@@ -58,6 +58,8 @@ SHAPES: dict[str, dict[str, Any]] = {
                vocab=128256),
     "70b": dict(hidden_size=8192, intermediate_size=28672, num_attention_heads=64, num_key_value_heads=8, layers=80,
                 vocab=128256),
+    "1b": dict(hidden_size=2048, intermediate_size=8192, num_attention_heads=32, num_key_value_heads=8, layers=16,
+               vocab=128256),
     "tiny": dict(hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2, layers=2,
                  vocab=1024),
 }  # fmt: skip
@@ -226,7 +228,7 @@ def project(results: list[dict[str, Any]], cpu_tflops: float) -> dict[str, Any]:
     """Per paper-scale cell on an H100, from the CPU efficiencies of each stage; the paper study's GPU hours."""
     seq = 2048
     out: dict[str, Any] = {"assumed_h100": H100, "cpu_matmul_tflops": cpu_tflops, "cells": {}}
-    for shape in ("8b", "70b"):
+    for shape in ("1b", "8b", "70b"):
         s = SHAPES[shape]
         runs = [r for r in results if r["shape"] == shape and r.get("status") == "ok"]
         if not runs:
@@ -240,8 +242,11 @@ def project(results: list[dict[str, Any]], cpu_tflops: float) -> dict[str, Any]:
             fwd_eff = min(1.0, f / r["seconds"] / 1e12 / cpu_tflops)
             per_shape["eval_forward_cpu_efficiency"] = fwd_eff
         for method in METHODS:
-            per_shape[method] = _project_method(shape, method, runs, cpu_tflops, out["cells"].get("8b", {}))
+            per_shape[method] = _project_method(shape, method, runs, cpu_tflops, out["cells"])
         per_shape = {k: v for k, v in per_shape.items() if v is not None}
+        if shape == "1b":  # measured for the efficiencies of the wider shapes only
+            out["cells"][shape] = per_shape
+            continue
         # evaluation of the paper study's tasks on the full model (every layer plus the 128k head)
         eval_tokens = sum(n * t for n, t in LM_EVAL_LOAD.values()) + sum(PPL_TOKENS.values())
         full_params = layer_flops(shape, 1, seq)["params"] * s["layers"] + 2 * s["vocab"] * s["hidden_size"]
@@ -256,12 +261,11 @@ def project(results: list[dict[str, Any]], cpu_tflops: float) -> dict[str, Any]:
 
 
 def _project_method(shape: str, method: str, runs: list[dict[str, Any]], cpu_tflops: float,
-                    smaller: dict[str, Any]) -> dict[str, Any] | None:  # fmt: skip
+                    cells: dict[str, Any]) -> dict[str, Any] | None:  # fmt: skip
     """One method's CPU efficiencies per stage, and the H100 seconds per layer and per cell they project to.
 
-    A method not run at this width borrows: SparseGPT GPTQ's efficiencies (the same Hessian and O(in^3) solve),
-    GPTQ and SparseGPT at the 70B width the 8B width's Hessian and solve efficiencies with this width's
-    forward efficiency (Wanda's calibration passes).
+    A method not run at this width borrows the efficiencies of a width where it ran (SparseGPT GPTQ's: the same
+    Hessian and O(in^3) solve), with this width's forward efficiency where Wanda ran at it.
     """
     tokens, seq = 128 * 2048, 2048
     s = SHAPES[shape]
@@ -295,13 +299,18 @@ def _project_method(shape: str, method: str, runs: list[dict[str, Any]], cpu_tfl
                "cpu_fit_forward_s_per_1k_tokens": 1000 * b_rest, "cpu_fit_forward_intercept_s": a_rest,
                "cpu_fit_hessian_s_per_1k_tokens": 1000 * b_hess,
                "cpu_peak_rss_gib": max(r["peak_rss_gib"] for r in rows)}  # fmt: skip
-    elif method in ("gptq", "sparsegpt") and method in smaller and "wanda" in [r["method"] for r in compress_runs]:
-        wanda = _project_method(shape, "wanda", runs, cpu_tflops, {})
-        assert wanda is not None
-        eff = {**smaller[method]["cpu_efficiency"], "forward": wanda["cpu_efficiency"]["forward"]}
-        measured_as = f"8b {smaller[method]['measured_as']} (Hessian, solve) + {shape} wanda (forward)"
-    else:
-        return None
+    else:  # borrowed from a width where it ran: Hessian and solve efficiency, and the forward efficiency of the
+        # calibration passes (this width's Wanda run where there is one)
+        wanted = "gptq" if method == "sparsegpt" else method
+        donors = [sh for sh, per in cells.items() if per.get(wanted, {}).get("measured_as") == wanted]
+        if not donors:
+            return None
+        donor = cells[donors[0]][wanted]
+        own_wanda = [r for r in compress_runs if r["method"] == "wanda"]
+        wanda = _project_method(shape, "wanda", runs, cpu_tflops, {}) if own_wanda else None
+        forward_from = f"{shape} wanda" if wanda else f"{donors[0]} {wanted}"
+        eff = {**donor["cpu_efficiency"], "forward": (wanda or donor)["cpu_efficiency"]["forward"]}
+        measured_as = f"{donors[0]} {wanted} (efficiencies), forward: {forward_from}"
     if method == "rtn":  # data-free: no calibration pass, one pass over the weights
         h_forward = memory_floor / 2
     else:
@@ -371,7 +380,10 @@ def paper_study(cells: dict[str, Any]) -> dict[str, Any]:
 def run_child(args: argparse.Namespace, kind: str, shape: str, method: str, n: int, seq: int) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--one", kind, shape, method, str(n), str(seq)]
     started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.child_timeout)
+    except subprocess.TimeoutExpired:
+        proc = subprocess.CompletedProcess(cmd, -1, "", f"over --child-timeout {args.child_timeout:.0f} s")
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         row = {"kind": kind, "shape": shape, "method": method, "n": n, "seq": seq, "status": "failed",
