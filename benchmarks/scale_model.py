@@ -509,6 +509,8 @@ def markdown(report: dict[str, Any]) -> str:
                 m = per[method]
                 lines.append(f"| {shape} | {method} | {m['h100_floor_cell_s']:.0f} | {m['h100_cell_compress_s']:.0f} | "
                              f"{m['dominant']} | {m['measured_as']} |")  # fmt: skip
+        if "eval" not in per:
+            continue
         ev = per["eval"]
         lines.append(f"| {shape} | evaluation ({ev['tokens'] / 1e6:.1f} M tokens) | {ev['h100_floor_s']:.0f} | "
                      f"{ev['h100_s']:.0f} | forward | eval efficiency {ev['efficiency']:.2f} |")  # fmt: skip
