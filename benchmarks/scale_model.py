@@ -1,4 +1,4 @@
-"""Scale model: calibench's compress and evaluation path on Llama-3-8B and 70B-wide decoder layers, on CPU.
+"""Scale model: calibench's compress and evaluation path on Llama-3-8B- and 70B-wide decoder layers, on CPU.
 
 Every model is a ``LlamaForCausalLM`` built from a config (random float32
 weights: this CPU has AVX2 and no bf16 matrix units, so float32 is the fast
@@ -30,8 +30,16 @@ accumulation and the solve, which llm-compressor runs in float32), memory
 bandwidth 3.35 TB/s (a floor for reading the weights once per pass).  It is
 a projection, not a measurement: nothing here ran on a GPU.
 
-    nice -n 5 python benchmarks/scale_model.py                # ~20 min on 2 cores
-    python benchmarks/scale_model.py --tiny                   # the mechanics in < 1 min
+A width whose GPTQ, SparseGPT or Wanda run was not made (it takes too long
+on the machine at hand) borrows the per-stage efficiencies of a width where
+it ran, and says so (``measured_as``); ``1b`` (Llama-3.2-1B widths) is the
+cheap width for that.  Single measurements run as
+``--one compress|eval SHAPE METHOD N SEQ`` (one JSON line), and
+``--from-json FILE [--markdown]`` recomputes the projection and prints the
+docs' tables.
+
+    nice -n 5 python benchmarks/scale_model.py                # the full plan: over an hour on 2 shared cores
+    python benchmarks/scale_model.py --tiny                   # the mechanics in a few minutes
 
 Writes ``$OUT/scale_model.json`` when ``$OUT`` is set (or ``--json``).
 """
