@@ -239,7 +239,7 @@ def project(results: list[dict[str, Any]], cpu_tflops: float) -> dict[str, Any]:
     for shape in ("1b", "8b", "70b"):
         s = SHAPES[shape]
         runs = [r for r in results if r["shape"] == shape and r.get("status") == "ok"]
-        if not runs:
+        if not runs and shape == "1b":
             continue
         per_shape: dict[str, Any] = {}
         evals = [r for r in runs if r["kind"] == "eval"]
