@@ -31,6 +31,8 @@ ROWS = [
      "study-vllm-setting-with-hf"),
     ("study run {in:spec-vllm-vocab} --out {out}", "backend vllm evaluates the saved checkpoint: drop one of them",
      "study-vllm-with-vocab"),
+    ("study run {in:spec-vllm-adaptive} --out {out}", "adaptive does not combine with backend vllm yet",
+     "study-vllm-with-adaptive"),
 ]  # fmt: skip
 
 
@@ -55,6 +57,11 @@ def inputs(root: Path, world: dict) -> dict:
         "spec-vllm-cpu": _grid(world, vllm, device="cpu"),
         "spec-vllm-hf-tp": _grid(world, {"tensor_parallel_size": 2}),
         "spec-vllm-vocab": _grid(world, {**vllm, "vocab": {}}),
+        "spec-vllm-adaptive": _grid(
+            world,
+            {**vllm, "adaptive": {"block": 1, "cap": 2}, "ppl_max_windows": None},
+            sources=[{"name": str(world["text"])}, {"name": "random-vocab"}],
+        ),
     }
     files = {}
     for name, body in bodies.items():

@@ -181,6 +181,8 @@ class EvalSpec(BackendSettings):
             raise ValueError(
                 "vocab prunes the in-memory model and backend vllm evaluates the saved checkpoint: drop one of them"
             )
+        if self.backend == "vllm" and self.adaptive is not None:  # its block cache holds folded weights
+            raise ValueError("adaptive does not combine with backend vllm yet: drop one of them")
         return self
 
     @field_validator("vocab")
