@@ -32,6 +32,9 @@ def _eval(
     log_samples: bool,
     lm_eval_out: Path | None,
     backend: str,
+    tensor_parallel_size: int,
+    gpu_memory_utilization: float,
+    max_model_len: int | None,
     batch_size: int,
     ppl_seq_len: int | None,
     max_windows: int | None,
@@ -73,6 +76,9 @@ def _eval(
             log_samples=log_samples,
             gen_kwargs=gen_kwargs,
             backend=backend,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
             lm_eval_out=lm_eval_out,
         )
     finally:

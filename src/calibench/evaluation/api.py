@@ -24,7 +24,7 @@ from calibench.core.connectivity import Connectivity, decide
 from calibench.core.errors import CalibenchError
 from calibench.core.provenance import library_versions
 from calibench.core.settings import DEFAULTS, accepts_settings
-from calibench.evaluation.backends import check_backend
+from calibench.evaluation.backends import backend_settings, check_backend, check_gpu
 from calibench.evaluation.kinds.base import EvalContext, KindOutput, TaskKind
 from calibench.evaluation.lmeval import LmEvalOptions, parse_gen_kwargs
 from calibench.evaluation.lmeval_output import check_lm_eval_dir
@@ -67,6 +67,9 @@ def evaluate(
     log_samples: bool = False,
     gen_kwargs: str | dict[str, Any] | None = None,
     backend: str = "hf",
+    tensor_parallel_size: int = EvalSettings.model_fields["tensor_parallel_size"].default,
+    gpu_memory_utilization: float = EvalSettings.model_fields["gpu_memory_utilization"].default,
+    max_model_len: int | None = None,
     lm_eval_out: str | os.PathLike[str] | None = None,
     settings: EvalSettings | None = None,
     items: ItemBlock | tuple[int, int] | None = None,
@@ -91,6 +94,8 @@ def evaluate(
     or a dict; generative tasks only).  ``log_samples`` keeps per-item
     results in ``EvalResult.samples``.  ``backend`` is ``"hf"`` (HFLM around
     the model) or ``"vllm"`` (lm-eval's VLLM on the model directory).
+    ``tensor_parallel_size``, ``gpu_memory_utilization`` and ``max_model_len`` go to vLLM's engine (with
+    ``backend="vllm"`` only; :class:`~calibench.evaluation.settings.BackendSettings`).
     ``lm_eval_out`` also writes lm-eval's own output layout to that folder.
     ``items=(start, stop)`` (or an :class:`ItemBlock` with a seed) scores only
     the items at those positions of every task (lm-eval documents, perplexity
@@ -119,7 +124,9 @@ def evaluate(
     if items is not None and (limit is not None or max_windows is not None):
         raise CalibenchError("items (a block of items) replaces limit and max_windows: give one or the other")
     options = lm_eval_options(num_fewshot, apply_chat_template, fewshot_as_multiturn, log_samples, gen_kwargs)
+    engine = backend_settings(backend, tensor_parallel_size, gpu_memory_utilization, max_model_len)
     chosen = check_backend(backend, model)
+    check_gpu(chosen, engine.tensor_parallel_size)
     if options.gen_kwargs and not any(kind.name == LM_EVAL_KIND for kind, _ in groups):
         raise CalibenchError("--gen-kwargs sets lm-eval's generation: request at least one lm-eval task")
     if lm_eval_out is not None:
@@ -132,7 +139,7 @@ def evaluate(
         model, name, max_len, _connectivity(offline, groups), options, chosen, seq_len, limit,
         max_windows=limit if max_windows is None else max_windows,  # --limit N: at most N items of every task
         batch_size=batch_size, bos=bos, bootstrap_iters=bootstrap_iters, dtype=dtype, device=device,
-        lm_eval_out=lm_eval_out, tokenizer=tokenizer, items=items,
+        lm_eval_out=lm_eval_out, tokenizer=tokenizer, items=items, engine=engine,
     )  # fmt: skip
 
     # Data first: every kind loads and checks what it can before the model loads.
@@ -182,6 +189,7 @@ def _settings(ctx: EvalContext) -> dict[str, Any]:
         "offline_reason": ctx.conn.reason,
         **ctx.options.settings(),
         "backend": ctx.backend.name,
+        **(ctx.engine.vllm_engine_args() if ctx.backend.name == "vllm" else {}),
         "bootstrap_iters": ctx.bootstrap_iters,
         "lm_eval_add_bos_token": "tokenizer default",
     }

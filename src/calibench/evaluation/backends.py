@@ -5,9 +5,11 @@
   lm-eval's ``HFLM``; the batch size goes to ``HFLM`` and the device is the
   model's.
 * ``vllm`` is lm-eval's ``VLLM`` class on the model's *directory* (vLLM
-  loads weights itself, compressed-tensors checkpoints included).  It needs
-  the ``vllm`` package (GPU machines) and a model on disk: an in-memory model
-  must be saved first.  Perplexity tasks still run on the HF model
+  loads weights itself, compressed-tensors checkpoints included), with the
+  engine settings of :class:`~calibench.evaluation.settings.BackendSettings`
+  (tensor-parallel size, GPU memory utilisation, maximum model length).  It
+  needs the ``vllm`` package, a CUDA GPU and a model on disk: an in-memory
+  model must be saved first (a study cell saves its compressed model).  Perplexity tasks still run on the HF model
   (calibench's own protocol), loaded only when such tasks are requested.
 
 Both are checked before any model is loaded.
@@ -18,12 +20,13 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from calibench.core.errors import CalibenchError, UnknownNameError, did_you_mean
 from calibench.core.registry import Registry
 from calibench.evaluation.cache import LM_TOKENIZERS, tokenizer_key
+from calibench.evaluation.settings import BackendSettings
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class LmInputs:
     dtype: str
     device: str
     seed: int = 1234  # lm-eval's VLLM default (HFLM draws nothing: greedy generation)
+    engine: BackendSettings = field(default_factory=BackendSettings)  # vLLM's engine settings
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Backend:
     needs_path: bool  # loads the model from disk itself
     needs_torch_model: bool  # uses calibench's loaded model object
     make: Callable[[LmInputs], Any]
+    needs_gpu: bool = False  # runs only on a CUDA GPU
 
 
 def _make_hf(inputs: LmInputs) -> Any:
@@ -92,11 +97,27 @@ def _tokenizer_state(tokenizer: Any) -> tuple[Any, ...]:
     return (len(tokenizer), *(repr(getattr(tokenizer, attr, None)) for attr in attrs))
 
 
+def vllm_model_args(inputs: LmInputs) -> dict[str, Any]:
+    """lm-eval's ``VLLM`` keyword arguments for ``inputs`` (what ``lm_eval --model vllm --model_args`` carries):
+    the checkpoint directory, dtype, batch size, seed and the engine settings (``gpu_memory_utilization`` reaches
+    vLLM's engine through ``VLLM``'s extra keywords)."""
+    if inputs.path is None:
+        raise CalibenchError("--backend vllm loads the model from disk: evaluate a checkpoint directory")
+    dtype = inputs.dtype if inputs.dtype in ("float16", "bfloat16", "float32", "auto") else "auto"
+    return {"pretrained": str(inputs.path), "dtype": dtype, "batch_size": inputs.batch_size, "seed": inputs.seed,
+            **inputs.engine.vllm_engine_args()}  # fmt: skip
+
+
+def model_args_string(args: dict[str, Any]) -> str:
+    """The same arguments in lm-eval's ``--model_args`` syntax (``key=value,...``), for records and for rerunning
+    the evaluation with lm-eval's own command line."""
+    return ",".join(f"{key}={value}" for key, value in args.items())
+
+
 def _make_vllm(inputs: LmInputs) -> Any:  # pragma: no cover - needs vLLM and a GPU
     from lm_eval.models.vllm_causallms import VLLM
 
-    dtype = inputs.dtype if inputs.dtype in ("float16", "bfloat16", "float32", "auto") else "auto"
-    return VLLM(pretrained=str(inputs.path), dtype=dtype, batch_size=inputs.batch_size, seed=inputs.seed)
+    return VLLM(**vllm_model_args(inputs))
 
 
 #: lm-eval's backends by ``--backend`` name; another is one ``BACKENDS.register(name, Backend(...))``.
@@ -105,7 +126,42 @@ BACKENDS.register("hf", Backend("hf", "HFLM around the in-memory model", None, "
                                 needs_torch_model=True, make=_make_hf))  # fmt: skip
 BACKENDS.register("vllm", Backend("vllm", "lm-eval's VLLM on the model directory", "vllm", "vLLM",
                                   "pip install vllm (GPU machines)", needs_path=True, needs_torch_model=False,
-                                  make=_make_vllm))  # fmt: skip
+                                  make=_make_vllm, needs_gpu=True))  # fmt: skip
+
+
+def backend_settings(backend: str, tensor_parallel_size: int, gpu_memory_utilization: float,
+                     max_model_len: int | None) -> BackendSettings:  # fmt: skip
+    """The backend's settings validated as one (a vLLM setting with another backend is refused), in one line."""
+    from pydantic import ValidationError
+
+    try:  # another registered backend (not hf) takes no engine settings either: validated as hf
+        return BackendSettings(backend="vllm" if backend == "vllm" else "hf", tensor_parallel_size=tensor_parallel_size,
+                               gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len)  # fmt: skip
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = f"{error['loc'][0]}: " if error["loc"] else ""
+        message = (
+            str(error["msg"])
+            .removeprefix("Value error, ")
+            .replace("(the backend is hf)", f"(the backend is {backend})")
+        )
+        raise CalibenchError(field + message) from None
+
+
+def check_gpu(backend: Backend, tensor_parallel_size: int = 1) -> None:
+    """Refuse a backend that needs CUDA GPUs on a machine with fewer than ``tensor_parallel_size`` of them."""
+    if not backend.needs_gpu:
+        return
+    import torch
+
+    found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if found == 0:
+        raise CalibenchError(f"--backend {backend.name} needs a CUDA GPU and this machine has none: use --backend hf")
+    if found < tensor_parallel_size:
+        raise CalibenchError(
+            f"--tensor-parallel-size {tensor_parallel_size} needs {tensor_parallel_size} GPUs and this machine has "
+            f"{found}: lower it"
+        )
 
 
 def check_backend(name: str, model: Any) -> Backend:
@@ -115,6 +171,8 @@ def check_backend(name: str, model: Any) -> Backend:
     backend = BACKENDS.get(name)
     if backend.module is not None and not _importable(backend.module):
         raise CalibenchError(f"--backend {name} needs {backend.package}: {backend.install_hint}")
+    if model is None:  # the backend's name and package only (a study's preflight: cells are not built yet)
+        return backend
     if backend.needs_path and not isinstance(model, (str, os.PathLike)):
         raise CalibenchError(
             f"--backend {name} loads the model from disk: save the in-memory model first "

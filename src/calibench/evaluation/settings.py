@@ -11,9 +11,9 @@ device, batch size, offline, max windows) are
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 TASKS_HELP = (
     "Comma-separated: ppl:<wikitext2|c4|wiki|science|math|code>, calibench's tasks "
@@ -25,7 +25,56 @@ TASKS_HELP = (
 )
 
 
-class EvalSettings(BaseModel):
+class BackendSettings(BaseModel):
+    """What runs lm-eval's requests, and vLLM's engine settings: one definition for ``calibench eval``'s options,
+    ``evaluate()``'s keywords and a study spec's ``eval:`` block."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["hf", "vllm"] = Field(
+        "hf",
+        description="hf: HFLM around the loaded model; vllm: lm-eval's vLLM model on the checkpoint directory "
+        "(needs vLLM and a CUDA GPU).",
+    )
+    tensor_parallel_size: int = Field(
+        1, ge=1, description="vLLM only: GPUs one copy of the model is split across (tensor parallelism)."
+    )
+    gpu_memory_utilization: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="vLLM only: fraction of each GPU's memory its engine may take (weights and KV cache).",
+    )
+    max_model_len: int | None = Field(
+        None,
+        ge=1,
+        description="vLLM only: the longest sequence (prompt and generation) its engine serves (default: the "
+        "model's context length); lower it when the KV cache does not fit.",
+    )
+
+    @field_validator("tensor_parallel_size", "gpu_memory_utilization", "max_model_len")
+    @classmethod
+    def _vllm_settings_need_vllm(cls, value: Any, info: ValidationInfo) -> Any:
+        backend = info.data.get("backend", "hf")
+        if backend != "vllm" and info.field_name is not None and value != cls.model_fields[info.field_name].default:
+            raise ValueError(f"applies to backend vllm only (the backend is {backend}): choose vllm, or drop it")
+        return value
+
+    def vllm_engine_args(self) -> dict[str, Any]:
+        """These settings as lm-eval's VLLM keyword arguments (its ``--model_args``), unset ones left out."""
+        args: dict[str, Any] = {
+            "tensor_parallel_size": self.tensor_parallel_size,
+            "gpu_memory_utilization": self.gpu_memory_utilization,
+        }
+        if self.max_model_len is not None:
+            args["max_model_len"] = self.max_model_len
+        return args
+
+
+VLLM_FIELDS = ("tensor_parallel_size", "gpu_memory_utilization", "max_model_len")
+
+
+class EvalSettings(BackendSettings):
     """What to evaluate and how, beyond the shared settings; ``ppl_seq_len`` is ``evaluate``'s ``seq_len``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -58,11 +107,6 @@ class EvalSettings(BaseModel):
     )
     lm_eval_out: Path | None = Field(
         None, description="Also write lm-eval's own layout into this folder, as `lm_eval --output_path DIR` does."
-    )
-    backend: Literal["hf", "vllm"] = Field(
-        "hf",
-        description="hf: HFLM around the loaded model; vllm: lm-eval's vLLM model on the checkpoint directory "
-        "(needs vLLM).",
     )
     ppl_seq_len: int | None = Field(
         None, ge=2, description="Perplexity window length (default: min(2048, model maximum))."

@@ -134,12 +134,38 @@ def _message(exc: CalibenchError) -> str:
     return str(exc)
 
 
+def check_vllm(spec: StudySpec, executor: str = "local") -> None:
+    """A study evaluated with vLLM (``eval.backend: vllm``), refused before any cell when it cannot run: vLLM not
+    installed, no CUDA GPU, fewer GPUs than ``eval.tensor_parallel_size``, or ``device: cpu``.  On Ray the
+    workers' packages and GPUs are not this machine's: there each cell's evaluation checks them (one line)."""
+    from calibench.evaluation.backends import check_backend, check_gpu
+
+    if spec.eval.backend != "vllm":
+        return
+    if spec.device == "cpu":
+        raise CalibenchError("eval.backend vllm runs on CUDA GPUs and the study's device is cpu: "
+                             "set device: auto (or cuda), or use eval.backend hf")  # fmt: skip
+    if executor != "local":
+        return
+    try:
+        check_gpu(check_backend("vllm", None), spec.eval.tensor_parallel_size)
+    except CalibenchError as exc:
+        message = (
+            str(exc).replace("--backend", "eval.backend").replace("--tensor-parallel-size", "eval.tensor_parallel_size")
+        )
+        raise CalibenchError(message) from None
+
+
 def check_cells(spec: StudySpec, cells: list[Cell], executor: str = "local", where: str | Path | None = None) -> None:
     """Refuse the study, in one line naming the first cell that would fail and how many do, before any work.
 
     The checks on names, sizes and configs run first over every cell; the module structure (a meta-device
     model, which imports transformers' modeling code) is built only when they all pass.
     """
+    try:
+        check_vllm(spec, executor)
+    except CalibenchError as exc:
+        raise CalibenchError(f"{where}: {exc}" if where is not None else str(exc)) from None
     models: dict[str, _Model | CalibenchError] = {}
     runtimes: dict[str, tuple[Any, Any]] = {}
     for model in dict.fromkeys(cell.model for cell in cells):

@@ -159,36 +159,29 @@ def _run_cell(
             with onload_to(device):
                 result = compress(model, calib, cell.method_name, tokenizer=tokenizer, seed=cell.seed, **cell.params)
             record["compression"] = result.record
-            # the model is thrown away after evaluation: fold weight-only fake quantization (exact, ~15% faster)
-            record["folded_quantized_modules"] = fold_weight_quantization(model)
+            if not uses_vllm(ev):  # vLLM reads the quantized checkpoint: its weights stay as llm-compressor left them
+                # the model is thrown away after evaluation: fold weight-only fake quantization (exact, ~15% faster)
+                record["folded_quantized_modules"] = fold_weight_quantization(model)
             if cache is not None:
                 try:
                     save_compressed(model, cache)
                     record["model_cache"] = "written"
                 except OSError as exc:  # e.g. a Ray worker without the study's directory: the next block recompresses
                     record["model_cache"] = f"not written: {exc.strerror or exc}"
+    if uses_vllm(ev):
+        step(f"evaluating with vLLM {cell.describe()}")
+        failpoints.reach("cell.evaluate")
+        with vllm_checkpoint(cell, model, tokenizer, record) as checkpoint:
+            del model  # vLLM (and the perplexity tasks) load the checkpoint: the in-memory copy would only take memory
+            evaluation = _evaluate_cell(checkpoint, eval_tasks, tokenizer, cell, ev, vllm_arguments(cell, ev))
+        return _cell_output(activation, evaluation, record, started)
     model = place_for_eval(model, device, cell.offload)
     record["eval_device"] = str(model_device(model))
     step(f"evaluating {cell.describe()}")
     failpoints.reach("cell.evaluate")
 
     def run_eval(target: Any) -> Any:
-        return evaluate(
-            target,
-            eval_tasks,
-            tokenizer=tokenizer,
-            limit=ev.get("limit"),
-            offline=ev.get("offline"),
-            batch_size=ev.get("batch_size", 8),
-            seq_len=ev.get("ppl_seq_len"),
-            max_windows=ev.get("ppl_max_windows"),
-            # adaptive blocks take positions of one seeded shuffle per task: the same items for every cell
-            items=None if cell.block is None else ItemBlock(*cell.block, seed=cell.seed),
-            num_fewshot=ev.get("num_fewshot", 0),
-            apply_chat_template=ev.get("apply_chat_template", False),
-            fewshot_as_multiturn=ev.get("fewshot_as_multiturn"),
-            log_samples=True,  # per-item results, for pairing
-        )
+        return _evaluate_cell(target, eval_tasks, tokenizer, cell, ev, {})
 
     evaluation = run_eval(model)
     if ev.get("vocab"):  # the same evaluation on the model pruned to its vocabulary (calibench.vocab.study)
@@ -198,14 +191,80 @@ def _run_cell(
         step(f"vocabulary-pruned evaluation {cell.describe()}")
         record["vocab"] = pruned_evaluation(model, tokenizer, load_config(cell.model), ev, evaluation, run_eval,
                                             ev["vocab"])  # fmt: skip
+    del model
+    return _cell_output(activation, evaluation, record, started)
+
+
+def _cell_output(activation: list[dict[str, Any]], evaluation: Any, record: dict[str, Any],
+                 started: float) -> dict[str, Any]:  # fmt: skip
     record["evaluation"] = {
         "tasks": [t.model_dump(mode="json") for t in evaluation.tasks],
         "settings": evaluation.settings,
         "versions": evaluation.versions,
     }
     rows = activation + [row.model_dump(mode="json") for row in evaluation.rows]
-    del model
     return {"rows": rows, "record": record, "samples": evaluation.samples, "seconds": time.perf_counter() - started}
+
+
+def _evaluate_cell(target: Any, eval_tasks: list[str], tokenizer: Any, cell: Cell, ev: dict[str, Any],
+                   backend: dict[str, Any]) -> Any:  # fmt: skip
+    """The cell's evaluation of ``target`` (the in-memory model, or with ``backend`` the checkpoint directory)."""
+    return evaluate(
+        target,
+        eval_tasks,
+        tokenizer=tokenizer,
+        limit=ev.get("limit"),
+        offline=ev.get("offline"),
+        batch_size=ev.get("batch_size", 8),
+        seq_len=ev.get("ppl_seq_len"),
+        max_windows=ev.get("ppl_max_windows"),
+        # adaptive blocks take positions of one seeded shuffle per task: the same items for every cell
+        items=None if cell.block is None else ItemBlock(*cell.block, seed=cell.seed),
+        num_fewshot=ev.get("num_fewshot", 0),
+        apply_chat_template=ev.get("apply_chat_template", False),
+        fewshot_as_multiturn=ev.get("fewshot_as_multiturn"),
+        log_samples=True,  # per-item results, for pairing
+        **backend,
+    )
+
+
+def uses_vllm(ev: dict[str, Any]) -> bool:
+    """Whether the cell's evaluation runs on vLLM (``eval.backend: vllm``)."""
+    return ev.get("backend", "hf") == "vllm"
+
+
+def vllm_arguments(cell: Cell, ev: dict[str, Any]) -> dict[str, Any]:
+    """``evaluate``'s keywords for a vLLM evaluation of a checkpoint: the backend, its engine settings (the spec's,
+    defaults where it gives none) and the cell's dtype and device (perplexity tasks load the checkpoint with them)."""
+    from calibench.evaluation.settings import VLLM_FIELDS, BackendSettings
+
+    engine = BackendSettings(backend="vllm", **{name: ev[name] for name in VLLM_FIELDS if name in ev})
+    return {"backend": "vllm", **{name: getattr(engine, name) for name in VLLM_FIELDS}, "dtype": cell.dtype,
+            "device": cell.device}  # fmt: skip
+
+
+@contextlib.contextmanager
+def vllm_checkpoint(cell: Cell, model: Any, tokenizer: Any, record: dict[str, Any]) -> Iterator[Path]:
+    """The directory vLLM evaluates: the dense model's own checkpoint, or the compressed model saved as a
+    compressed-tensors checkpoint (``CompressionResult.save``, as ``calibench compress`` writes it) into a temporary
+    directory that is removed afterwards, whatever happens."""
+    import shutil
+    import tempfile
+
+    from calibench.compress.api import CompressionResult
+    from calibench.models import resolve_model_path
+
+    if cell.is_dense:
+        record["eval_checkpoint"] = "the model's own"
+        yield Path(resolve_model_path(cell.model))
+        return
+    folder = Path(tempfile.mkdtemp(prefix="calibench-cell-"))
+    try:
+        path = CompressionResult(model, record.get("compression", {})).save(folder / "checkpoint", tokenizer)
+        record["eval_checkpoint"] = "compressed-tensors, saved for vLLM (removed after evaluation)"
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def save_compressed(model: Any, path: Path) -> None:

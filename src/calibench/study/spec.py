@@ -19,6 +19,7 @@ from calibench.core.settings import DEFAULTS
 from calibench.data.builders import make_params, resolve
 from calibench.data.draw import MAX_N
 from calibench.evaluation import parse_tasks
+from calibench.evaluation.settings import BackendSettings
 from calibench.inspect.study_task import split_activation_tasks
 from calibench.models import DTYPES, bundled_models, resolve_model_path
 from calibench.placement import OffloadMode, as_offload
@@ -134,7 +135,11 @@ class AdaptiveSpec(BaseModel):
         return self
 
 
-class EvalSpec(BaseModel):
+class EvalSpec(BackendSettings):
+    """The evaluation of every cell; ``backend`` and vLLM's engine settings are ``calibench eval``'s (one definition,
+    :class:`calibench.evaluation.settings.BackendSettings`).  With ``backend: vllm`` a cell saves its compressed
+    model as a compressed-tensors checkpoint and vLLM evaluates that directory."""
+
     model_config = ConfigDict(extra="forbid")
     tasks: list[str] = Field(min_length=1)
     limit: int | None = Field(None, ge=1)
@@ -162,10 +167,24 @@ class EvalSpec(BaseModel):
                 ("fewshot_as_multiturn", None),
                 ("vocab", None),
                 ("adaptive", None),
+                ("backend", "hf"),
+                ("tensor_parallel_size", 1),
+                ("gpu_memory_utilization", 0.9),
+                ("max_model_len", None),
             ):
                 if name in data and data[name] == default and type(data[name]) is type(default):
                     del data[name]
         return data
+
+    @model_validator(mode="after")
+    def _vllm_evaluates_a_checkpoint(self) -> EvalSpec:
+        if self.backend == "vllm" and self.vocab is not None:
+            raise ValueError(
+                "vocab prunes the in-memory model and backend vllm evaluates the saved checkpoint: drop one of them"
+            )
+        if self.backend == "vllm" and self.adaptive is not None:  # its block cache holds folded weights
+            raise ValueError("adaptive does not combine with backend vllm yet: drop one of them")
+        return self
 
     @field_validator("vocab")
     @classmethod

@@ -45,6 +45,7 @@ from calibench.core.settings import DEFAULTS
 from calibench.evaluation.perplexity import BosOption
 from calibench.evaluation.results import EvalResult, EvalRow, TaskRecord
 from calibench.evaluation.samples import ItemBlock
+from calibench.evaluation.settings import BackendSettings
 from calibench.evaluation.tasks import TaskRequest
 from calibench.models import load_tokenizer
 
@@ -75,6 +76,7 @@ class EvalContext:
     tokenizer: Any = None  # the caller's, else loaded by a prepare (load_tokenizer) or with the model
     loaded_model: Any = None  # the torch model once loaded; None when no kind needs it (or lm-eval freed it)
     items: ItemBlock | None = None  # only these positions of every task (a block of adaptive evaluation)
+    engine: BackendSettings = field(default_factory=BackendSettings)  # the backend's engine settings (vLLM's)
 
     @property
     def model_spec(self) -> Any:

@@ -78,7 +78,8 @@ class LmEvalKind(TaskKind):
         out = KindOutput(records={p.spec.name: p.record for p in prepared})
         meta: dict[str, Any] = {}
         outputs: list[dict[str, Any]] = []
-        inputs = LmInputs(ctx.loaded_model, ctx.tokenizer, _path_of(ctx.model), ctx.batch_size, ctx.dtype, ctx.device)
+        inputs = LmInputs(ctx.loaded_model, ctx.tokenizer, _path_of(ctx.model), ctx.batch_size, ctx.dtype, ctx.device,
+                          engine=ctx.engine)  # fmt: skip
         for done in _run_lm_eval(prepared, inputs, ctx, meta):
             out.rows.extend(done.rows)
             out.samples.update(done.samples)
