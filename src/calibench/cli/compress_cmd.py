@@ -14,6 +14,7 @@ from typing import Any
 from calibench.cli import options
 from calibench.cli.derive import Deprecated, Group, flag, with_options
 from calibench.cli.settings import METHOD_HELP, CompressSettings
+from calibench.compress.calibration import CalibrationOptions, check_moe_spec
 from calibench.compress.methods import MethodParams, make_params, resolve
 from calibench.compress.presets import check_scheme_runnable
 from calibench.compress.recipe_file import load_recipe, recipe_presets
@@ -41,6 +42,8 @@ def _compress(
     seed: int,
     offload: OffloadMode,
     offload_dir: Path | None,
+    calib_batch_size: int,
+    moe_calibrate_all_experts: bool,
     params: dict[str, Any],
 ) -> None:
     """Compress MODEL with METHOD (or an llm-compressor recipe) calibrated on a calibration set, and save "
@@ -71,16 +74,22 @@ def _compress(
     torch_dtype = resolve_dtype(dtype, target, model)
     check_scheme_runnable(schemes, torch_dtype, target)
     prepare_offload_dir(offload, offload_dir)
+    if moe_calibrate_all_experts:
+        check_moe_spec(model)  # a dense model or an unsupported MoE family, from its config
     check_new_output(out, force=force)
     tokenizer = load_tokenizer(model)
     calib_set = CalibrationSet.load(calib, tokenizer=tokenizer)
     loaded = load_placed(model, dtype=torch_dtype, device=target, offload=offload, offload_dir=offload_dir)
+    feed: dict[str, Any] = {
+        "calib_batch_size": calib_batch_size,
+        "moe_calibrate_all_experts": moe_calibrate_all_experts,
+    }
     try:
         with onload_to(target):  # an offloaded model's layers are calibrated on --device, one at a time
             if recipe is not None:
-                result = compress(loaded, calib_set, recipe=recipe, tokenizer=tokenizer, seed=seed)
+                result = compress(loaded, calib_set, recipe=recipe, tokenizer=tokenizer, seed=seed, **feed)
             else:
-                result = compress(loaded, calib_set, method, tokenizer=tokenizer, seed=seed, **params)
+                result = compress(loaded, calib_set, method, tokenizer=tokenizer, seed=seed, **feed, **params)
         result.record["model"] = model
         result.record["offload"] = offload
         with output_slot(out, force) as slot:
@@ -117,6 +126,7 @@ compress_command = with_options(
         ),  # fmt: skip
         Group(CompressSettings),
         Group(OffloadSettings),
+        Group(CalibrationOptions),
         Group(MethodParams, given_only=True, name="params", panel=PARAMS_PANEL),
     ],
     deprecated=[Deprecated("--asym", "symmetric", value=False)],

@@ -39,6 +39,13 @@ from typing import Any
 import torch
 
 from calibench import __version__
+from calibench.compress.calibration import (
+    CalibrationOptions,
+    batched_dataset,
+    check_moe_model,
+    check_onload_device,
+    collate_batch,
+)
 from calibench.compress.methods import Method, MethodParams, build_recipe, ignore_pattern, make_params, resolve
 from calibench.compress.metrics import achieved
 from calibench.compress.presets import check_scheme_fits, check_scheme_runnable
@@ -53,6 +60,7 @@ from calibench.models import dtype_name, is_hub_id
 from calibench.placement import model_device, onload_to, requested_onload_device
 
 RECORD_FILE = "calibench.json"
+CALIBRATION = CalibrationOptions()  # the defaults of the calibration options
 
 
 @dataclass
@@ -75,7 +83,7 @@ class CompressionResult:
             if tokenizer is not None:
                 tokenizer.save_pretrained(tmp)
             (tmp / RECORD_FILE).write_text(json.dumps(self.record, indent=2, sort_keys=True) + "\n")
-            write_record(tmp, "compressed", tokenizer)
+            write_record(tmp, "compressed", tokenizer, calibration=self.record.get("calibration"))
         return Path(out)
 
 
@@ -125,30 +133,68 @@ def _reapply_masks(model: Any, masks: dict[str, torch.Tensor]) -> None:
             module.weight.masked_fill_(masks[name], 0.0)
 
 
-def _run_stage(model: Any, calib: CalibrationSet, recipe: list[Any], seed: int, tokenizer: Any | None) -> None:
+def _run_stage(
+    model: Any,
+    calib: CalibrationSet,
+    recipe: list[Any],
+    seed: int,
+    tokenizer: Any | None,
+    options: CalibrationOptions,
+    onload: Any | None = None,
+) -> None:
     from llmcompressor import oneshot
 
     from calibench.compress.compat import cpu_safe_oneshot
 
     torch.manual_seed(seed)
-    # layers are onloaded where the model is (a CPU model on a GPU machine stays on the CPU), or where an
-    # enclosing onload_to asks (an offloaded model in host memory, calibrated on the GPU)
+    # layers are onloaded where the model is (a CPU model on a GPU machine stays on the CPU), to the device
+    # compress() was given, or where an enclosing onload_to asks (an offloaded model in host memory, on the GPU)
     with (
         cpu_safe_oneshot(),
-        onload_to(requested_onload_device() or model_device(model)),
+        onload_to(onload or requested_onload_device() or model_device(model)),
         _config_on_disk(model),
     ):
+        if options.calib_batch_size == 1:
+            data: dict[str, Any] = {"dataset": calib.to_hf_dataset(), "num_calibration_samples": calib.n}
+        else:  # one row per forward pass, windows of one length (see calibench.compress.calibration)
+            dataset, passes = batched_dataset(calib, options.calib_batch_size)
+            data = {"dataset": dataset, "num_calibration_samples": passes, "data_collator": collate_batch}
         oneshot(
             model=model,
-            dataset=calib.to_hf_dataset(),
             recipe=recipe,
-            num_calibration_samples=calib.n,
+            **data,
             max_seq_length=calib.seq_len,
             shuffle_calibration_samples=False,
+            moe_calibrate_all_experts=options.moe_calibrate_all_experts,
             # the set is already tokenized; passing the tokenizer only spares
             # oneshot from loading one from the model's directory
             **({"processor": tokenizer} if tokenizer is not None else {}),
         )
+
+
+def _calibration_record(calib: CalibrationSet, options: CalibrationOptions, onload: Any | None, model: Any,
+                        moe_layers: int) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+    """What the record says about how the set was fed (batch size, padding, experts, onload device), and notes."""
+    from calibench.compress.calibration import length_batches
+
+    lengths = [int(v) for v in calib.attention_mask.sum(axis=1)]
+    passes = len(length_batches(lengths, options.calib_batch_size))
+    record: dict[str, Any] = {
+        "calib_batch_size": options.calib_batch_size,
+        "forward_passes": passes,
+        "moe_calibrate_all_experts": options.moe_calibrate_all_experts,
+        "onload_device": str(onload or requested_onload_device() or model_device(model)),
+    }
+    if moe_layers:
+        record["moe_expert_layers"] = moe_layers
+    notes = []
+    full = -(-len(lengths) // options.calib_batch_size)
+    if passes > full:
+        notes.append(
+            f"calibration batch size {options.calib_batch_size}: {passes} forward passes, not {full}, because only "
+            "windows of one length share a pass (no padding)"
+        )
+    return record, notes
 
 
 def _model_directory(model: Any) -> Path | None:
@@ -214,13 +260,19 @@ def _dtype_and_device(model: Any) -> tuple[Any, Any]:
     return first.dtype, first.device
 
 
-def _load(model: Any, tokenizer: Any | None, schemes: list[Any]) -> tuple[Any, Any | None, str, dict[str, Any]]:
-    """The model (loaded when given as a spec, after the scheme check), its tokenizer, how to name it, and what
-    identifies a model that exists only in memory (its weights' fingerprint) for the record."""
+def _load(
+    model: Any, tokenizer: Any | None, schemes: list[Any], options: CalibrationOptions
+) -> tuple[Any, Any | None, str, dict[str, Any], int]:
+    """The model (loaded when given as a spec, after the scheme check), its tokenizer, how to name it, what
+    identifies a model that exists only in memory (its weights' fingerprint) for the record, and its expert layers
+    (counted when ``moe_calibrate_all_experts`` is asked for, which a model without them refuses)."""
+    from calibench.compress.calibration import check_moe_spec
     from calibench.models import load_model, load_tokenizer, resolve_device, resolve_dtype
 
     if isinstance(model, (str, os.PathLike)):
         model_spec = os.fspath(model)
+        if options.moe_calibrate_all_experts:
+            check_moe_spec(model_spec)  # from the config: no weight is read for a dense model
         device = resolve_device("auto")
         check_scheme_runnable(schemes, resolve_dtype("auto", device, model_spec), device)
         tokenizer = tokenizer if tokenizer is not None else load_tokenizer(model_spec)
@@ -236,8 +288,9 @@ def _load(model: Any, tokenizer: Any | None, schemes: list[Any]) -> tuple[Any, A
             )
     check_causal_lm(model)
     check_scheme_runnable(schemes, *_dtype_and_device(model))
+    moe_layers = check_moe_model(model, model_spec) if options.moe_calibrate_all_experts else 0
     identity = {"model_weights": weights_fingerprint(model)} if model_spec.startswith("in-memory:") else {}
-    return model, tokenizer, model_spec, identity
+    return model, tokenizer, model_spec, identity, moe_layers
 
 
 def _record(
@@ -276,6 +329,9 @@ def compress(
     recipe: str | Path | None = None,
     tokenizer: Any | None = None,
     seed: int = DEFAULTS.seed,
+    calib_batch_size: int = CALIBRATION.calib_batch_size,
+    moe_calibrate_all_experts: bool = CALIBRATION.moe_calibrate_all_experts,
+    onload_device: str | None = None,
     **params: Any,
 ) -> CompressionResult:
     """Compress ``model`` in place with ``method`` (or an llm-compressor ``recipe`` file) calibrated on ``calib_set``.
@@ -288,20 +344,33 @@ def compress(
     work starts, and a preset scheme is checked against the model's dtype and
     device (:func:`calibench.compress.presets.check_scheme_runnable`).  A
     recipe file sets its own parameters; see :mod:`calibench.compress.recipe_file`.
+
+    ``calib_batch_size`` windows go through each calibration forward pass, and
+    ``moe_calibrate_all_experts`` runs every expert of a mixture-of-experts model
+    on every calibration token (see :mod:`calibench.compress.calibration`).
+    ``onload_device`` (``cpu``, ``cuda``, ``cuda:N``, ``auto``) is where
+    calibration runs: llm-compressor's sequential pipeline moves one decoder
+    layer at a time there from wherever the model's weights are (a model loaded
+    on the CPU calibrates on the GPU); default: where the model is.
     """
+    options = _options(calib_batch_size, moe_calibrate_all_experts)
+    onload = check_onload_device(onload_device) if onload_device is not None else None
     if (method is None) == (recipe is None):
         raise CalibenchError("give either a method or a recipe file, not both and not neither")
     if recipe is not None:
-        return _compress_with_recipe(model, calib_set, recipe, tokenizer=tokenizer, seed=seed, **params)
+        return _compress_with_recipe(
+            model, calib_set, recipe, tokenizer=tokenizer, seed=seed, options=options, onload=onload, **params
+        )
     assert method is not None  # exactly one of method and recipe is given, and recipe is None here
     methods: list[Method] = resolve(method)
     method_params: MethodParams = make_params(methods, **params)
-    model, tokenizer, model_spec, identity = _load(model, tokenizer, methods)
+    model, tokenizer, model_spec, identity, moe_layers = _load(model, tokenizer, methods, options)
     method_params, note = resolve_group_size(model, methods, method_params)
     check_structure(model, method_params)
     check_scheme_fits(model, methods)
     _check_set_fits_model(model, calib_set, tokenizer)
-    notes = [note] if note else []
+    calibration, notes = _calibration_record(calib_set, options, onload, model, moe_layers)
+    notes = ([note] if note else []) + notes
 
     ignore = ignore_pattern(_head_name(model))
     started = time.perf_counter()
@@ -310,7 +379,7 @@ def compress(
     for position, method_entry in enumerate(methods):
         stage = build_recipe([method_entry], method_params, ignore)
         modifiers.extend(type(modifier).__name__ for modifier in stage)
-        _run_stage(model, calib_set, stage, seed, tokenizer)
+        _run_stage(model, calib_set, stage, seed, tokenizer, options, onload)
         if method_entry.kind == "pruning" and position + 1 < len(methods):
             masks = _zero_masks(model)  # only a later quantization stage needs it (1 byte per weight)
         elif masks is not None:
@@ -332,12 +401,33 @@ def compress(
         scheme=presets[0].scheme if presets else None,
         modifiers=modifiers,
         checkpoint_format=presets[0].format if presets else None,
+        calibration=calibration,
     )
     return CompressionResult(model=model, record=record, notes=notes)
 
 
+def _options(calib_batch_size: int, moe_calibrate_all_experts: bool) -> CalibrationOptions:
+    from pydantic import ValidationError
+
+    try:
+        return CalibrationOptions(
+            calib_batch_size=calib_batch_size, moe_calibrate_all_experts=moe_calibrate_all_experts
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise CalibenchError(f"{error['loc'][0]}: {error['msg']}, got {error['input']!r}") from None
+
+
 def _compress_with_recipe(
-    model: Any, calib_set: CalibrationSet, recipe: str | Path, *, tokenizer: Any | None, seed: int, **params: Any
+    model: Any,
+    calib_set: CalibrationSet,
+    recipe: str | Path,
+    *,
+    tokenizer: Any | None,
+    seed: int,
+    options: CalibrationOptions,
+    onload: Any | None,
+    **params: Any,
 ) -> CompressionResult:
     """Run an llm-compressor recipe file through the same oneshot stage as the built-in methods."""
     given = sorted(k for k, v in params.items() if v is not None)
@@ -347,12 +437,13 @@ def _compress_with_recipe(
         )
     recipe_file = load_recipe(recipe)  # before the model is loaded: a bad file costs a second, not a load
     presets = recipe_presets(recipe_file)
-    model, tokenizer, model_spec, identity = _load(model, tokenizer, presets)
+    model, tokenizer, model_spec, identity, moe_layers = _load(model, tokenizer, presets, options)
     _check_set_fits_model(model, calib_set, tokenizer)
+    calibration, notes = _calibration_record(calib_set, options, onload, model, moe_layers)
 
     started = time.perf_counter()
     try:
-        _run_stage(model, calib_set, recipe_file.modifiers(), seed, tokenizer)
+        _run_stage(model, calib_set, recipe_file.modifiers(), seed, tokenizer, options, onload)
     except ValueError as exc:  # llm-compressor's checks at initialisation (group sizes, targets...)
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise CalibenchError(f"recipe {recipe_file.path} failed in llm-compressor: {first}") from exc
@@ -364,7 +455,7 @@ def _compress_with_recipe(
         calib_set,
         seed,
         wall,
-        [],
+        notes,
         **identity,
         method="recipe",
         params={},
@@ -372,5 +463,6 @@ def _compress_with_recipe(
         modifiers=list(recipe_file.modifier_names),
         checkpoint_format=presets[0].format if len(presets) == 1 else None,
         recipe=recipe_file.record(),
+        calibration=calibration,
     )
-    return CompressionResult(model=model, record=record)
+    return CompressionResult(model=model, record=record, notes=notes)

@@ -71,6 +71,9 @@ class CheckpointRecord(BaseModel):
     tokenizer: dict[str, Any] | None = None
     vocab_size: int | None = None
     embedding: EmbeddingEntry | None = None
+    # how a compressed checkpoint's calibration ran (batch size, all-experts MoE calibration, onload device);
+    # left out of the file when absent, so records written before it read the same
+    calibration: dict[str, Any] | None = None
 
 
 def _listed_files(directory: Path) -> list[Path]:
@@ -126,7 +129,9 @@ def config_vocab_size(directory: Path) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def write_record(directory: str | Path, kind: str, tokenizer: Any | None = None) -> CheckpointRecord:
+def write_record(
+    directory: str | Path, kind: str, tokenizer: Any | None = None, calibration: dict[str, Any] | None = None
+) -> CheckpointRecord:
     """Hash every file of a just-written checkpoint and write the record (call it last, inside the atomic dir)."""
     from calibench.data.tokenizer import identify
 
@@ -141,8 +146,10 @@ def write_record(directory: str | Path, kind: str, tokenizer: Any | None = None)
         tokenizer=identify(tokenizer).to_dict() if tokenizer is not None else None,
         vocab_size=config_vocab_size(directory) if (directory / "config.json").is_file() else None,
         embedding=_embedding(directory),
+        calibration=calibration,
     )
-    text = json.dumps(record.model_dump(mode="json"), indent=1, sort_keys=True) + "\n"
+    body = record.model_dump(mode="json", exclude={"calibration"} if calibration is None else set())
+    text = json.dumps(body, indent=1, sort_keys=True) + "\n"
     (directory / CHECKPOINT_FILE).write_text(text, encoding="utf-8")
     return record
 

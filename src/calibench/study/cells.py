@@ -40,6 +40,11 @@ class Cell(BaseModel):
     dtype: str = "auto"  # as the spec says; the resolved dtype is in each cell's record
     device: str = "auto"  # where it runs, not what it is: not part of the key
     offload: OffloadMode = "none"  # ditto: the same numbers, less GPU or host memory
+    # how the set is fed to llm-compressor (calibench.compress.calibration); part of the key when not the default:
+    # batching changes the float summation order of Hessians and statistics (rounding can differ), and all-experts
+    # calibration changes which experts are calibrated
+    calib_batch_size: int = 1
+    moe_calibrate_all_experts: bool = False
     # adaptive evaluation (calibench.study.adaptive): this run scores item positions [start, stop) of these tasks,
     # and keeps the compressed weights in model_cache between blocks; none of it is part of the key
     block: tuple[int, int] | None = None
@@ -57,6 +62,8 @@ class Cell(BaseModel):
         empty = {name for name in ("perturbation", "builder") if not getattr(self, name)}
         empty |= {"device", "offload", "block", "block_tasks", "model_cache"}
         empty |= {"dtype"} if self.dtype == "auto" else set()
+        empty |= {"calib_batch_size"} if self.calib_batch_size == 1 else set()
+        empty |= {"moe_calibrate_all_experts"} if not self.moe_calibrate_all_experts else set()
         payload = json.dumps(self.model_dump(mode="json", exclude=empty), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
@@ -93,6 +100,7 @@ def expand(spec: StudySpec) -> list[Cell]:
     if spec.eval.adaptive is not None:  # the key marks an adaptive cell, not its settings: a raised cap resumes
         evaluation["adaptive"] = True
     runtime = {"dtype": spec.dtype, "device": spec.device, "offload": spec.offload}
+    feed = {"calib_batch_size": spec.calib_batch_size, "moe_calibrate_all_experts": spec.moe_calibrate_all_experts}
     cells: list[Cell] = []
     for model in spec.models:
         cells.append(
@@ -134,6 +142,7 @@ def expand(spec: StudySpec) -> list[Cell]:
                                     seed=spec.seed,
                                     eval=evaluation,
                                     **runtime,
+                                    **feed,
                                 )
                             )
     return cells + noise_floor_cells(spec, cells)

@@ -157,7 +157,9 @@ def _run_cell(
             step(f"compressing {cell.describe()}")
             failpoints.reach("cell.compress")
             with onload_to(device):
-                result = compress(model, calib, cell.method_name, tokenizer=tokenizer, seed=cell.seed, **cell.params)
+                result = compress(model, calib, cell.method_name, tokenizer=tokenizer, seed=cell.seed,
+                                  calib_batch_size=cell.calib_batch_size,
+                                  moe_calibrate_all_experts=cell.moe_calibrate_all_experts, **cell.params)  # fmt: skip
             record["compression"] = result.record
             if not uses_vllm(ev):  # vLLM reads the quantized checkpoint: its weights stay as llm-compressor left them
                 # the model is thrown away after evaluation: fold weight-only fake quantization (exact, ~15% faster)

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
+from calibench.compress.calibration import CalibrationOptions
 from calibench.core.errors import CalibenchError
 from calibench.core.settings import DEFAULTS
 from calibench.data.builders import make_params, resolve
@@ -259,7 +260,10 @@ class CellResources(BaseModel):
         return any(v is not None for v in (self.gpus, self.cpus, self.memory_gb))
 
 
-class StudySpec(BaseModel):
+class StudySpec(CalibrationOptions):
+    """A study's grid; the calibration options (``calib_batch_size``, ``moe_calibrate_all_experts``) are its own
+    top-level fields, as in ``calibench compress`` (:class:`calibench.compress.calibration.CalibrationOptions`)."""
+
     model_config = ConfigDict(extra="forbid")
     name: str = "study"
     models: list[str] = Field(min_length=1)
@@ -338,6 +342,23 @@ class StudySpec(BaseModel):
             raise ValueError(
                 f"resources.gpus is {self.resources.gpus:g} but device is cpu: drop one (a CPU cell holds no GPU)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _experts_to_calibrate(self) -> StudySpec:
+        """moe_calibrate_all_experts on a dense model or an unsupported MoE family, from configs on disk
+        (a bundled model not pulled yet, or a hub id, is checked when its first cell loads it)."""
+        if not self.moe_calibrate_all_experts:
+            return self
+        from calibench.compress.calibration import moe_problem
+        from calibench.models import load_config
+
+        for model in self.models:
+            if not (Path(model) / "config.json").is_file():
+                continue
+            problem = moe_problem(load_config(model), model)
+            if problem:
+                raise ValueError(problem.replace("--moe-calibrate-all-experts", "moe_calibrate_all_experts", 1))
         return self
 
     @model_validator(mode="after")
