@@ -139,13 +139,14 @@ def _run_stage(
     recipe: list[Any],
     seed: int,
     tokenizer: Any | None,
-    options: CalibrationOptions,
+    options: CalibrationOptions | None = None,
     onload: Any | None = None,
 ) -> None:
     from llmcompressor import oneshot
 
     from calibench.compress.compat import cpu_safe_oneshot
 
+    options = options or CalibrationOptions()
     torch.manual_seed(seed)
     # layers are onloaded where the model is (a CPU model on a GPU machine stays on the CPU), to the device
     # compress() was given, or where an enclosing onload_to asks (an offloaded model in host memory, on the GPU)
