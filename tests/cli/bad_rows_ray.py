@@ -8,7 +8,6 @@ starts: one line, exit 2, nothing written, no Ray process started.
 
 from __future__ import annotations
 
-import json
 import socket
 from pathlib import Path
 
@@ -57,14 +56,6 @@ def _silent_address() -> str:
 def inputs(root: Path, world: dict) -> dict:
     specs = root / "ray-specs"
     specs.mkdir(exist_ok=True)
-    grid = {
-        "models": [str(world["model"])],
-        "methods": [{"name": "magnitude"}],
-        "sources": [{"name": str(world["text"])}],
-        "n": [2],
-        "seq_len": [16],
-        "eval": {"tasks": [f"ppl:{world['text']}"], "ppl_max_windows": 1},
-    }
     bodies = {
         "ray-spec": {},
         "ray-gpus-negative": {"resources": {"gpus": -1}},
@@ -78,6 +69,6 @@ def inputs(root: Path, world: dict) -> dict:
     files: dict[str, str | Path] = {"ray-silent": _silent_address()}
     for name, change in bodies.items():
         path = specs / f"{name}.yaml"
-        path.write_text(json.dumps({**grid, **change}) + "\n")
+        path.write_text(world["spec_grid"](**change))
         files[name] = path
     return files

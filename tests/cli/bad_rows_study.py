@@ -44,25 +44,13 @@ ROWS = [
 ]
 
 
-def _grid(world: dict, **change) -> str:
-    grid = {
-        "models": [str(world["model"])],
-        "methods": [{"name": "magnitude"}],
-        "sources": [{"name": str(world["text"])}],
-        "n": [2],
-        "seq_len": [16],
-        "eval": {"tasks": [f"ppl:{world['text']}"], "ppl_max_windows": 1},
-    }
-    return json.dumps({**grid, **change}, ensure_ascii=False) + "\n"
-
-
 def _done_store(directory: Path, world: dict) -> tuple[Path, str]:
     """A store with one finished magnitude cell (as a study writes it), without running anything."""
     from calibench.study.cells import expand
     from calibench.study.spec import StudySpec
     from calibench.study.store import Store
 
-    spec = StudySpec.model_validate(json.loads(_grid(world)))
+    spec = StudySpec.model_validate(json.loads(world["spec_grid"]()))
     cell = next(c for c in expand(spec) if not c.is_dense)
     store = Store(directory)
     store.record_sets("recipe", ["0123456789abcdef"])
@@ -87,10 +75,10 @@ def inputs(root: Path, world: dict) -> dict:
     specs.mkdir(exist_ok=True)
     files = {}
     bodies = {
-        "spec-good": _grid(world),
-        "spec-seqlen": _grid(world, seq_len=[100000]),
-        "spec-nvfp4": _grid(world, methods=[{"name": "nvfp4"}], dtype="float32"),
-        "spec-hub": _grid(world, models=["no-such-org/no-such-model"]),
+        "spec-good": world["spec_grid"](),
+        "spec-seqlen": world["spec_grid"](seq_len=[100000]),
+        "spec-nvfp4": world["spec_grid"](methods=[{"name": "nvfp4"}], dtype="float32"),
+        "spec-hub": world["spec_grid"](models=["no-such-org/no-such-model"]),
     }
     # a model whose input dimensions (96, 192) no 128-group divides: config and tokenizer only, no weights, so a
     # refusal here also shows that nothing was loaded
@@ -99,12 +87,12 @@ def inputs(root: Path, world: dict) -> dict:
     config = json.loads((narrow / "config.json").read_text())
     config.update(hidden_size=96, intermediate_size=192)
     (narrow / "config.json").write_text(json.dumps(config))
-    bodies["spec-w4a16"] = _grid(world, models=[str(narrow)], methods=[{"name": "w4a16"}])
+    bodies["spec-w4a16"] = world["spec_grid"](models=[str(narrow)], methods=[{"name": "w4a16"}])
     for name, body in bodies.items():
         files[name] = specs / f"{name}.yaml"
         files[name].write_text(body)
     files["spec-latin1"] = specs / "latin1.yaml"
-    files["spec-latin1"].write_bytes(_grid(world, name="étude").encode("latin-1"))
+    files["spec-latin1"].write_bytes(world["spec_grid"](name="étude").encode("latin-1"))
 
     stores = root / "full"  # the suite's watched directory: a refused command must change nothing in it
     for name in ("store-empty", "store-text", "store-foreign"):

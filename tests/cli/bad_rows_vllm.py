@@ -8,7 +8,6 @@ range, is refused as the options (or the spec) are read.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 ROWS = [
@@ -36,29 +35,16 @@ ROWS = [
 ]  # fmt: skip
 
 
-def _grid(world: dict, eval_change: dict, **change) -> str:
-    grid = {
-        "models": [str(world["model"])],
-        "methods": [{"name": "magnitude"}],
-        "sources": [{"name": str(world["text"])}],
-        "n": [2],
-        "seq_len": [16],
-        "eval": {"tasks": [f"ppl:{world['text']}"], "ppl_max_windows": 1, **eval_change},
-    }
-    return json.dumps({**grid, **change}) + "\n"
-
-
 def inputs(root: Path, world: dict) -> dict:
     specs = root / "vllm-specs"
     specs.mkdir(exist_ok=True)
     vllm = {"backend": "vllm", "tensor_parallel_size": 1, "gpu_memory_utilization": 0.85}
     bodies = {
-        "spec-vllm": _grid(world, vllm),
-        "spec-vllm-cpu": _grid(world, vllm, device="cpu"),
-        "spec-vllm-hf-tp": _grid(world, {"tensor_parallel_size": 2}),
-        "spec-vllm-vocab": _grid(world, {**vllm, "vocab": {}}),
-        "spec-vllm-adaptive": _grid(
-            world,
+        "spec-vllm": world["spec_grid"](vllm),
+        "spec-vllm-cpu": world["spec_grid"](vllm, device="cpu"),
+        "spec-vllm-hf-tp": world["spec_grid"]({"tensor_parallel_size": 2}),
+        "spec-vllm-vocab": world["spec_grid"]({**vllm, "vocab": {}}),
+        "spec-vllm-adaptive": world["spec_grid"](
             {**vllm, "adaptive": {"block": 1, "cap": 2}, "ppl_max_windows": None},
             sources=[{"name": str(world["text"])}, {"name": "random-vocab"}],
         ),

@@ -620,11 +620,28 @@ def world(tmp_path_factory, tiny_model_dir, tiny_tokenizer):
         **chats,
         "vocab": _vocab_inputs(root, tiny_model_dir, tiny_tokenizer, text),
     }
+    world["spec_grid"] = lambda eval_change=None, **change: _spec_grid(world, eval_change or {}, **change)
     world["in"] = {}
     for module in EXTENSIONS:
         if hasattr(module, "inputs"):
             world["in"].update({k: Path(v) for k, v in module.inputs(root, world).items()})
     return world
+
+
+def _spec_grid(world: dict, eval_change: dict, **change) -> str:
+    """The JSON text of the smallest valid study spec over the world's model and corpus, with fields changed:
+    row files write their bad specs as one change each (``world["spec_grid"](device="cpu")``)."""
+    import json
+
+    grid = {
+        "models": [str(world["model"])],
+        "methods": [{"name": "magnitude"}],
+        "sources": [{"name": str(world["text"])}],
+        "n": [2],
+        "seq_len": [16],
+        "eval": {"tasks": [f"ppl:{world['text']}"], "ppl_max_windows": 1, **eval_change},
+    }
+    return json.dumps({**grid, **change}, ensure_ascii=False) + "\n"
 
 
 # ---- vocab: vocabulary files (good, empty, for another tokenizer) and a pruned model, for the `vocab` rows
