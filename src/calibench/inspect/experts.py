@@ -13,13 +13,13 @@ covers.  The counting math is :mod:`~calibench.inspect.experts_math`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
 
-from calibench.core import progress
 from calibench.core.errors import CalibenchError
 from calibench.core.settings import DEFAULTS
 from calibench.inspect import experts_math
@@ -112,10 +112,6 @@ def moe_layers_of(model: Any, model_name: str = "") -> list[MoeLayer]:
     return layers
 
 
-class _Stop(Exception):
-    """Raised after the last MoE block: the rest of the model is not needed."""
-
-
 def route_counts(
     model: Any,
     moe: Sequence[MoeLayer],
@@ -129,7 +125,7 @@ def route_counts(
     layer's count came from, and the number of real tokens."""
     import torch
 
-    from calibench.inspect.stream import check_vocabulary_fits
+    from calibench.inspect.stream import check_vocabulary_fits, truncated_passes
 
     if batch_size < 1:
         raise CalibenchError(f"batch size must be at least 1, got {batch_size}")
@@ -156,33 +152,14 @@ def route_counts(
 
         return layer.router.register_forward_hook(hook)
 
-    def stop(_module: Any, _args: Any, _output: Any) -> None:
-        raise _Stop
-
     handles = [make_hook(i, layer) for i, layer in enumerate(moe)]
-    handles.append(moe[-1].block.register_forward_hook(stop))  # registered last: runs after its router's hook
-    was_training = model.training
-    model.eval()
     tokens = 0
-    try:
-        with (
-            torch.no_grad(),
-            progress.task(description or "routing tokens", total=int(ids.shape[0]), unit="windows") as bar,
-        ):
-            for begin in range(0, ids.shape[0], batch_size):
-                batch_ids = ids[begin : begin + batch_size].to(device)
-                batch_mask = mask[begin : begin + batch_size].to(device)
-                keep["flat"] = batch_mask.reshape(-1).bool()
-                tokens += int(batch_mask.sum())
-                try:
-                    model(input_ids=batch_ids, attention_mask=batch_mask, use_cache=False)
-                except _Stop:
-                    pass
-                bar.advance(int(batch_ids.shape[0]))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    # each pass stops after the last MoE block: its router's hook has run by then
+    passes = truncated_passes(model, ids, mask, batch_size, handles, moe[-1].block, description or "routing tokens")
+    with closing(passes):
+        for _begin, _ids, batch_mask in passes:
+            keep["flat"] = batch_mask.reshape(-1).bool()
+            tokens += int(batch_mask.sum())
     return [c.cpu().numpy() for c in counts], modes, tokens
 
 

@@ -14,7 +14,8 @@ error leaves the model as it was.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -87,7 +88,6 @@ def stream_activations(
     if batch_size < 1:
         raise CalibenchError(f"batch size must be at least 1, got {batch_size}")
     check_vocabulary_fits(model, ids)
-    device = next(model.parameters()).device
     current: dict[str, Any] = {}
 
     def feed(site: HookSite, value: Any) -> None:
@@ -110,20 +110,40 @@ def stream_activations(
 
     last_layer = max(site.layer for site in sites)
     handles = [make_hook(site) for site in sites]
-    handles.append(stack.layers[last_layer].register_forward_hook(_stop))  # registered last: runs after the sites
-    was_training = model.training
-    model.eval()
+    passes = truncated_passes(
+        model, ids, mask, batch_size, handles, stack.layers[last_layer], description or "collecting activations"
+    )
     try:
-        with (
-            torch.no_grad(),
-            progress.task(description or "collecting activations", total=int(ids.shape[0]), unit="windows") as bar,
-        ):
-            for begin in range(0, ids.shape[0], batch_size):
-                batch_ids = ids[begin : begin + batch_size].to(device)
-                batch_mask = mask[begin : begin + batch_size].to(device)
+        with closing(passes):  # hooks removed even when this loop's own code raises
+            for begin, batch_ids, batch_mask in passes:
                 keep = batch_mask.bool()
                 rows, cols = torch.nonzero(keep, as_tuple=True)
                 current.update(keep=keep, batch=Batch(sample=rows + begin, position=cols, token=batch_ids[rows, cols]))
+    finally:
+        current.clear()
+
+
+def truncated_passes(
+    model: Any, ids: Any, mask: Any, batch_size: int, handles: list[Any], last: Any, description: str
+) -> Generator[tuple[int, Any, Any], None, None]:
+    """Forward passes over ``ids`` in batches, each stopped once module ``last`` has run, with a progress bar.
+
+    Yields ``(first window, batch ids, batch mask)`` before each pass, on the model's device, so the caller can
+    set what its hooks (``handles``, already registered) need for that batch; the pass runs when the caller asks
+    for the next batch.  The hooks are removed and the model's training mode restored at the end, however it ends.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    handles = [*handles, last.register_forward_hook(_stop)]  # registered last: runs after the caller's hooks
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), progress.task(description, total=int(ids.shape[0]), unit="windows") as bar:
+            for begin in range(0, ids.shape[0], batch_size):
+                batch_ids = ids[begin : begin + batch_size].to(device)
+                batch_mask = mask[begin : begin + batch_size].to(device)
+                yield begin, batch_ids, batch_mask
                 try:
                     model(input_ids=batch_ids, attention_mask=batch_mask, use_cache=False)
                 except _StopForward:
@@ -132,7 +152,6 @@ def stream_activations(
     finally:
         for handle in handles:
             handle.remove()
-        current.clear()
         model.train(was_training)
 
 
