@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -10,11 +12,23 @@ from calibench.cli import options
 from calibench.cli.derive import Group, with_options
 from calibench.core.console import console
 from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import atomic_write_bytes, check_output_file
 from calibench.summarize.judges import JUDGES, judge_names, validate_judge
-from calibench.summarize.settings import SummValidateSettings
+from calibench.summarize.score import (
+    check_judges,
+    parse_judges,
+    read_pairs,
+    read_scores,
+    score_pairs,
+    score_table,
+    scores_jsonl,
+    table_markdown,
+)
+from calibench.summarize.settings import SummScoreSettings, SummTableSettings, SummValidateSettings
 from calibench.summarize.validate import cached_results
 
-summ_app = typer.Typer(help="Summarization judges: validate them on Factual-Summary-Pairs, list what is validated.",
+summ_app = typer.Typer(help="Summarization judges: validate them on Factual-Summary-Pairs or on your own labelled "
+                       "pairs (summ score, summ table), list what is validated.",
                        no_args_is_help=True)  # fmt: skip
 
 
@@ -42,6 +56,52 @@ def validate_command(
         result = validate_judge(kind, judge_model, style=style, chat=chat, limit=limit, force=force,  # type: ignore[arg-type]
                                 offline=bool(offline), batch_size=batch_size, dtype=dtype, device=device)  # fmt: skip
         con.print(_line(result), highlight=False, soft_wrap=True)
+
+
+def score_command(
+    pairs: Path = typer.Argument(
+        ..., help='JSON lines, one {"id", "document", "summary", "label": 0/1 (optional)} per row.'
+    ),
+    *,
+    judges: str,
+    limit: int | None,
+    out: Path,
+    force: bool,
+    offline: bool | None,
+    batch_size: int,
+    dtype: str,
+    device: str,
+) -> None:
+    """Score your own (document, summary) pairs with every judge; one JSON line per row with its id and label."""
+    check_output_file(out, "scores.jsonl", force=force)
+    rows = read_pairs(pairs, limit)  # the whole file checked before any model loads
+    names = parse_judges(judges)
+    check_judges(names, bool(offline))
+    records = score_pairs(rows, names, batch_size=batch_size, dtype=dtype, device=device)
+    atomic_write_bytes(out, scores_jsonl(records))
+    labelled = sum("label" in r for r in records)
+    console().print(f"scored {len(records)} rows ({labelled} labelled) with {', '.join(names)} -> {out}",
+                    highlight=False, soft_wrap=True)  # fmt: skip
+
+
+def table_command(
+    scores: Path = typer.Argument(..., help="A scores file with labels, as `calibench summ score` writes it."),
+    *,
+    bootstrap: int,
+    seed: int,
+    out: Path | None,
+    force: bool,
+) -> None:
+    """Per score of a labelled scores file: rows, ROC-AUC and split-half balanced accuracy with bootstrap 95% CIs."""
+    if out is not None:
+        check_output_file(out, "table.md", force=force)
+    records = read_scores(scores)
+    table = score_table(records, seed=seed, n_boot=bootstrap)
+    text = table_markdown(table, bootstrap, seed)
+    typer.echo(text, nl=False)
+    if out is not None:
+        body = json.dumps(table, indent=2) + "\n" if out.suffix == ".json" else text
+        atomic_write_bytes(out, body.encode("utf-8"))
 
 
 def _describe(identity: dict[str, Any]) -> str:
@@ -85,3 +145,40 @@ summ_app.command("validate")(
     )
 )
 summ_app.command("judges")(judges_command)
+summ_app.command("score")(
+    with_options(
+        score_command,
+        [
+            options.common(
+                "out",
+                "force",
+                "offline",
+                "batch_size",
+                "dtype",
+                "device",
+                command="summ score",
+                required=("out",),
+                detail={"out": "The scores file (JSON lines) to write."},
+            ),
+            Group(SummScoreSettings),
+        ],
+    )
+)
+summ_app.command("table")(
+    with_options(
+        table_command,
+        [
+            options.common(
+                "out",
+                "force",
+                "seed",
+                command="summ table",
+                detail={
+                    "out": "Also write the table: Markdown, or JSON when the name ends in .json.",
+                    "seed": "Seeds the half split and the bootstrap.",
+                },
+            ),
+            Group(SummTableSettings),
+        ],
+    )
+)

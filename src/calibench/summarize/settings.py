@@ -50,3 +50,31 @@ class SummValidateSettings(BaseModel):
     @classmethod
     def _style(cls, value: str) -> str:
         return check_style(value)
+
+
+class SummScoreSettings(BaseModel):
+    """Which judges score a pairs file, and how many of its rows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    judges: str = Field(
+        "lexical,nli",
+        description="Comma-separated judges: lexical (fragment coverage/density, novel n-gram shares; no model), "
+        "nli (SummaC-ZS with the aegis NLI model), harim (HaRiM+ with smollm2-135m; slow, so opt-in).",
+    )
+    limit: int | None = Field(None, ge=1, description="Only the first N rows of the pairs file.")
+
+    @field_validator("judges")
+    @classmethod
+    def _judges(cls, value: str) -> str:
+        from calibench.summarize.score import parse_judges
+
+        return ",".join(parse_judges(value))
+
+
+class SummTableSettings(BaseModel):
+    """How the per-judge table of a labelled scores file is computed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bootstrap: int = Field(1000, ge=1, description="Bootstrap replicates for the 95% CIs.")
