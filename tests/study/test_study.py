@@ -441,3 +441,30 @@ def test_perplexity_increase_table_and_matrix(tmp_path):
     assert table.loc[("en", "ppl:en"), "increase % std"] == pytest.approx(0.0)
     path = plot_perplexity_matrix(table.reset_index(), tmp_path / "m.png")
     assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_items_parquet_holds_every_item_and_recomputes_the_perplexity(tmp_path):
+    """The per-item export is enough to recompute a cell's perplexity without the store."""
+    import pandas as pd
+
+    from calibench.report.study import write_report
+
+    rng = np.random.default_rng(1)
+    store = Store(tmp_path)
+    truth = {}
+    for cell in [fake_cell("dense", "", 0), fake_cell("gptq", "wiki", 0), fake_cell("gptq", "code", 1)]:
+        windows = [{"window": w, "nll": float(rng.uniform(2, 4)), "tokens": 127} for w in range(5)]
+        arc = [{"doc_hash": f"d{i}", "acc": bool(rng.integers(0, 2)), "text": "not kept"} for i in range(4)]
+        ppl = float(np.exp(np.mean([w["nll"] for w in windows])))
+        truth[cell.key] = ppl
+        rows = [{"task": "ppl:wiki", "metric": "perplexity", "value": ppl, "n": 5}]
+        store.record_success(cell, rows, None, {}, 1.0, samples={"ppl:wiki": windows, "arc_easy": arc})
+    store.close()
+    write_report(tmp_path)
+    items = pd.read_parquet(tmp_path / "report" / "items.parquet")
+    assert len(items) == 3 * (5 + 4) and "text" not in items.columns
+    windows = items[items.task == "ppl:wiki"]
+    for key, group in windows.groupby("key"):
+        assert np.exp(group.nll.mean()) == pytest.approx(truth[key], rel=1e-12)
+    assert set(items[items.task == "arc_easy"].acc.unique()) <= {0.0, 1.0}
+    assert set(items.method) == {"dense", "gptq"} and set(items.source) == {"-", "wiki", "code"}

@@ -72,6 +72,46 @@ def load_frame(directory: str | Path) -> tuple[Any, list[tuple[dict[str, Any], s
     return pd.DataFrame.from_records(records, columns=COLUMNS), failures, meta
 
 
+ITEM_COLUMNS = ["key", "model", "method", "source", "set_index", "perturbation", "task", "item"]
+
+
+def items_frame(frame: Any, samples: Samples) -> Any:
+    """Per-item results as one long DataFrame: the cell's labels, the task, the item id and one column per
+    numeric field of the item (``nll``/``tokens`` for perplexity windows, ``acc`` ... for lm-eval items).
+
+    Text fields (documents, responses) stay out: the file is for recomputing the report's numbers, and small.
+    """
+    import pandas as pd
+
+    cells = frame.drop_duplicates("key").set_index("key")
+    records = []
+    for (key, task), items in sorted(samples.items()):
+        if key not in cells.index:
+            continue
+        cell = cells.loc[key]
+        labels = {c: cell[c] for c in ITEM_COLUMNS[1:6]}
+        for item_id, item in sorted(items.items()):
+            values = {k: float(v) for k, v in _numeric_fields(item) if k not in ITEM_COLUMNS}
+            records.append({"key": key, **labels, "task": task, "item": item_id, **values})
+    out = pd.DataFrame.from_records(records)
+    if out.empty:
+        return pd.DataFrame(columns=ITEM_COLUMNS)
+    extra = sorted(c for c in out.columns if c not in ITEM_COLUMNS)
+    return out[ITEM_COLUMNS + extra]
+
+
+def _numeric_fields(item: dict[str, Any], prefix: str = "") -> list[tuple[str, float]]:
+    """The item's numbers (bools as 0/1), nested dicts flattened as ``outer.inner``."""
+    out: list[tuple[str, float]] = []
+    for k, v in item.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.extend(_numeric_fields(v, f"{name}."))
+        elif isinstance(v, (bool, int, float)):
+            out.append((name, float(v)))
+    return out
+
+
 def numerics_label(numerics: dict[str, Any] | None) -> str:
     """The kernels a cell ran on, as one comparable string ('' for cells recorded before it was kept)."""
     if not numerics:

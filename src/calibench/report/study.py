@@ -1,4 +1,4 @@
-"""``write_report``: a study directory in, ``<dir>/report`` out (report.md, report.html, results.csv/.parquet, PNGs).
+"""``write_report``: a study directory in, ``<dir>/report`` out (report.md, report.html, results.csv/.parquet, items.parquet, PNGs).
 
 The assembly only: the frame comes from :mod:`.frame`, the notes from
 :mod:`.notes`, the sections from the providers of :mod:`.sections`, and
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from calibench.core.errors import CalibenchError
 from calibench.core.fsutil import atomic_write_bytes
-from calibench.report.frame import load_frame
+from calibench.report.frame import items_frame, load_frame, load_samples
 from calibench.report.notes import report_notes
 from calibench.report.render import render_html, render_markdown
 from calibench.report.sections import RESOLVED_HEADING, build_sections, resolved_lines
@@ -47,6 +47,9 @@ def write_report(directory: str | Path) -> Report:
     parquet = io.BytesIO()
     everything.to_parquet(parquet, index=False)
     atomic_write_bytes(out / "results.parquet", parquet.getvalue())
+    items = io.BytesIO()
+    items_frame(everything, load_samples(directory)).to_parquet(items, index=False)
+    atomic_write_bytes(out / "items.parquet", items.getvalue())  # per item: every paired statistic recomputable
 
     sections = build_sections(directory, frame, out)
     notes = report_notes(everything, frame, failures)
