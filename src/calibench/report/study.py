@@ -1,4 +1,4 @@
-"""``write_report``: a study directory in, ``<dir>/report`` out (report.md, report.html, results.csv/.parquet, items.parquet, PNGs).
+"""``write_report``: a study directory in, ``<dir>/report`` out (report.md/.html, results and items parquet, PNGs).
 
 The assembly only: the frame comes from :mod:`.frame`, the notes from
 :mod:`.notes`, the sections from the providers of :mod:`.sections`, and
