@@ -85,7 +85,7 @@ def test_text_helpers():
         "Third (line) here?",
         '"Quoted" four.',
     ]
-    assert sentences("Mr. smith went.\n...\n") == ["Mr. smith went."]  # no split before lower case; no empty pieces
+    assert sentences("Mr. smith went.\n...\n") == ["Mr. smith went."]  # no split after an abbreviation; no empty pieces
 
 
 def test_repeated_share_by_hand():

@@ -129,11 +129,13 @@ def _run_stage(model: Any, calib: CalibrationSet, recipe: list[Any], seed: int, 
     from llmcompressor import oneshot
 
     from calibench.compress.compat import cpu_safe_oneshot
+    from calibench.compress.offset_norm import smoothing_for
 
     torch.manual_seed(seed)
     # layers are onloaded where the model is (a CPU model on a GPU machine stays on the CPU), or where an
     # enclosing onload_to asks (an offloaded model in host memory, calibrated on the GPU)
     with (
+        smoothing_for(model, recipe),  # SmoothQuant on Gemma 2/3: see compress.offset_norm
         cpu_safe_oneshot(),
         onload_to(requested_onload_device() or model_device(model)),
         _config_on_disk(model),

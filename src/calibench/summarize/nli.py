@@ -66,18 +66,20 @@ class AegisNli:
         )
         self.tokenizer = AutoTokenizer.from_pretrained(str(root / "policy_nli_tokenizer"))
         self.batch_size = batch_size
+        self.hypotheses_cut = 0  # rows whose hypothesis alone filled the input (see encode_pairs)
 
     def __call__(self, premises: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
         out = []
         for i in range(0, len(premises), self.batch_size):
-            enc = self.tokenizer(
-                list(premises[i : i + self.batch_size]),
-                list(hypotheses[i : i + self.batch_size]),
+            enc, cut = encode_pairs(
+                self.tokenizer,
+                premises[i : i + self.batch_size],
+                hypotheses[i : i + self.batch_size],
+                AEGIS_MAX_TOKENS,
                 padding="max_length",
-                truncation="only_first",
-                max_length=AEGIS_MAX_TOKENS,
                 return_tensors="np",
             )
+            self.hypotheses_cut += cut
             logits = self.session.run(
                 None,
                 {
@@ -109,22 +111,61 @@ class HfNli:
             raise CalibenchError(f"NLI model '{spec}' has no entailment label (labels: {', '.join(labels)})")
         self.entail, self.name, self.batch_size, self.max_length = found[0], spec, batch_size, max_length
         self._torch = torch
+        self.hypotheses_cut = 0  # rows whose hypothesis alone filled the input (see encode_pairs)
 
     def __call__(self, premises: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
         out = []
         with self._torch.inference_mode():
             for i in range(0, len(premises), self.batch_size):
-                enc = self.tokenizer(
-                    list(premises[i : i + self.batch_size]),
-                    list(hypotheses[i : i + self.batch_size]),
-                    padding=True,
-                    truncation="only_first",
-                    max_length=self.max_length,
+                enc, cut = encode_pairs(
+                    self.tokenizer,
+                    premises[i : i + self.batch_size],
+                    hypotheses[i : i + self.batch_size],
+                    self.max_length,
+                    padding="longest",
                     return_tensors="pt",
                 )
+                self.hypotheses_cut += cut
                 probs = self.model(**enc).logits.float().softmax(-1)[:, self.entail]
                 out.append(probs.numpy())
         return np.concatenate(out) if out else np.zeros(0)
+
+
+def encode_pairs(
+    tokenizer: Any,
+    premises: Sequence[str],
+    hypotheses: Sequence[str],
+    max_length: int,
+    *,
+    padding: str,
+    return_tensors: str,
+) -> tuple[Any, int]:
+    """Encode (premise, hypothesis) pairs in ``max_length`` tokens, cutting the premise first, row by row.
+
+    A row's premise is truncated so that its hypothesis fits whole.  A
+    hypothesis that alone fills the input (a run-on summary sentence of
+    ~155 tokens for the 160-token aegis model) leaves nothing to cut from the
+    premise, and a tokenizer asked to truncate only the premise refuses the
+    whole batch ("Sequence to truncate too short"); such a row is cut from
+    the longer side instead (both sides kept, the hypothesis's end dropped)
+    and counted in the second return value, while the other rows are
+    encoded exactly as before.
+    """
+    premises, hypotheses = list(premises), list(hypotheses)
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=True)
+    lengths = [len(ids) for ids in tokenizer(hypotheses, add_special_tokens=False)["input_ids"]] if hypotheses else []
+    too_long = [n >= room for n in lengths]
+    rows: list[dict[str, Any]] = [{} for _ in premises]
+    for flag, strategy in ((False, "only_first"), (True, "longest_first")):
+        idx = [i for i, f in enumerate(too_long) if f == flag]
+        if idx:
+            enc = tokenizer(
+                [premises[i] for i in idx], [hypotheses[i] for i in idx], truncation=strategy, max_length=max_length
+            )
+            for j, i in enumerate(idx):
+                rows[i] = {key: enc[key][j] for key in enc}
+    batch = tokenizer.pad(rows, padding=padding, max_length=max_length, return_tensors=return_tensors)
+    return batch, sum(too_long)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
