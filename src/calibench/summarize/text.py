@@ -37,7 +37,7 @@ def words(text: str) -> list[str]:
 
 def sentences(text: str) -> list[str]:
     """Sentences of ``text``: split at newlines and at sentence-final punctuation; empty pieces dropped."""
-    out = []
+    out: list[str] = []
     for line in text.splitlines():
         start = 0
         for end in _SENTENCE_END.finditer(line):
