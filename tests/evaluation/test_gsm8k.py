@@ -41,7 +41,7 @@ def test_gsm8k_mirror_is_the_hub_test_split(mirror):
     assert test[0]["question"].startswith("Janet\u2019s ducks lay 16 eggs per day.")
     assert test[0]["answer"].endswith("\n#### 18") and "<<16-3-4=9>>" in test[0]["answer"]  # calculator marks kept
     assert all("\n#### " in a for a in test["answer"])
-    assert any("math" in note and "calibration" in note for note in mirror.notes)
+    assert not any("math" in note for note in mirror.notes)  # the offline math source no longer holds GSM8K
 
 
 def reference(monkeypatch, model, tokenizer, rows, limit, **options):

