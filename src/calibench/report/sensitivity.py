@@ -1,0 +1,188 @@
+"""How sensitive each compression method is to the calibration source, with in-domain fitting averaged out.
+
+A source that matches a held-out text (wiki calibration, wiki perplexity) wins on that text partly because
+the method fits it; averaging the log-perplexity over several held-out domains, each source being in-domain
+for at most one of them, leaves the part of the source effect that is not that fit.  Per method:
+
+* a cell's score on a domain is its log-perplexity there (token-weighted mean NLL over the domain's windows);
+  its *averaged* score is the mean over the domains;
+* a source's score is the mean over its sets; the **across-source spread** is the best-to-worst difference
+  of the sources' scores (in log-perplexity, so ``exp`` of it is the worst/best perplexity ratio), and the
+  **across-set spread** is the mean over sources of the standard deviation across that source's sets;
+* 95% CIs by a hierarchical bootstrap that resamples, in each replicate, the sets of each source (with
+  replacement) and the windows of each domain (one draw shared by every cell, as the cells share windows);
+  the difference of two methods' spreads is taken within each replicate, so its CI is paired.
+
+Pure functions of a per-item frame (:func:`calibench.report.frame.items_frame`); the report section that
+prints them is :func:`sections`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibench.report.render import Section, Table
+
+HEADING = "Source sensitivity per method, with in-domain fitting averaged out over the held-out domains"
+N_BOOT = 2000
+AVERAGED = "averaged"
+
+
+@dataclass(frozen=True)
+class CellWindows:
+    """The per-window NLLs of one method's cells on one domain: ``nll[source][set] -> array over windows``."""
+
+    nll: dict[str, list[np.ndarray]]
+    tokens: np.ndarray  # tokens per window (shared by every cell of the domain)
+
+
+def _log_ppl(nll: np.ndarray, tokens: np.ndarray, idx: np.ndarray | None = None) -> float:
+    if idx is not None:
+        nll, tokens = nll[idx], tokens[idx]
+    return float((nll * tokens).sum() / tokens.sum())
+
+
+def windows_by_domain(items: Any, method: str, domains: list[str]) -> dict[str, CellWindows] | None:
+    """Every domain's windows for ``method``'s cells, aligned on window ids; None where cells disagree on them."""
+    out: dict[str, CellWindows] = {}
+    rows = items[(items.method == method) & (items.perturbation.fillna("") == "")]
+    for domain in domains:
+        part = rows[rows.task == domain]
+        ids = sorted(set(part.item), key=str)
+        if not ids:
+            return None
+        by_source: dict[str, list[np.ndarray]] = {}
+        tokens = None
+        for (source, _set), cell in part.groupby(["source", "set_index"], sort=True):
+            cell = cell.set_index("item").reindex(ids)
+            if cell.nll.isna().any():
+                return None  # a cell scored other windows: nothing to pair
+            by_source.setdefault(str(source), []).append(cell.nll.to_numpy(dtype=np.float64))
+            tokens = cell.tokens.to_numpy(dtype=np.float64) if "tokens" in cell else np.ones(len(ids))
+        if tokens is None:
+            return None
+        out[domain] = CellWindows(by_source, tokens)
+    sources = [sorted(w.nll) for w in out.values()]
+    if any(s != sources[0] for s in sources) or len(sources[0]) < 2:
+        return None
+    return out
+
+
+def spreads(
+    windows: dict[str, CellWindows],
+    set_draw: dict[str, np.ndarray] | None = None,
+    window_draw: dict[str, np.ndarray] | None = None,
+) -> dict[str, tuple[float, float]]:
+    """``{domain or "averaged": (across-source spread, across-set spread)}`` for one (re)sample."""
+    domains = list(windows)
+    sources = sorted(windows[domains[0]].nll)
+    cell_scores: dict[str, dict[str, np.ndarray]] = {}
+    for d in domains:
+        w = windows[d]
+        idx = None if window_draw is None else window_draw[d]
+        cell_scores[d] = {}
+        for s in sources:
+            sets = w.nll[s]
+            pick = range(len(sets)) if set_draw is None else set_draw[s]
+            cell_scores[d][s] = np.array([_log_ppl(sets[i], w.tokens, idx) for i in pick])
+    cell_scores[AVERAGED] = {s: np.mean([cell_scores[d][s] for d in domains], axis=0) for s in sources}
+    out = {}
+    for d, by_source in cell_scores.items():
+        means = [v.mean() for v in by_source.values()]
+        within = [v.std(ddof=1) if len(v) > 1 else 0.0 for v in by_source.values()]
+        out[d] = (float(max(means) - min(means)), float(np.mean(within)))
+    return out
+
+
+def bootstrap_spreads(
+    methods: dict[str, dict[str, CellWindows]], n_boot: int = N_BOOT, seed: int = 0
+) -> dict[str, dict[str, np.ndarray]]:
+    """Replicates ``{method: {domain: array [n_boot, 2]}}``; every method sees the same draws (paired)."""
+    rng = np.random.default_rng(seed)
+    first = next(iter(methods.values()))
+    domains = list(first)
+    n_windows = {d: len(first[d].tokens) for d in domains}
+    out: dict[str, dict[str, list[tuple[float, float]]]] = {m: {} for m in methods}
+    for _ in range(n_boot):
+        window_draw = {d: rng.integers(0, n, n) for d, n in n_windows.items()}
+        set_seed = int(rng.integers(0, 2**31))
+        for m, windows in methods.items():
+            set_rng = np.random.default_rng(set_seed)  # the same set draw for every method
+            set_draw = {s: set_rng.integers(0, len(v), len(v)) for s, v in sorted(windows[domains[0]].nll.items())}
+            for d, value in spreads(windows, set_draw, window_draw).items():
+                out[m].setdefault(d, []).append(value)
+    return {m: {d: np.asarray(v) for d, v in by.items()} for m, by in out.items()}
+
+
+def _ci(values: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.percentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def sensitivity_tables(items: Any, n_boot: int = N_BOOT, seed: int = 0) -> tuple[Table, Table] | None:
+    """The per-method table and the method-pair difference table, or None where the study cannot say."""
+    import pandas as pd
+
+    domains = sorted(t for t in items.task.unique() if str(t).startswith("ppl:"))
+    methods = sorted(m for m in items.method.unique() if m != "dense")
+    if len(domains) < 2 or not methods:
+        return None
+    found = {m: windows_by_domain(items, m, domains) for m in methods}
+    found = {m: w for m, w in found.items() if w is not None}
+    if not found:
+        return None
+    boots = bootstrap_spreads(found, n_boot, seed)
+    rows = []
+    for m, windows in found.items():
+        point = spreads(windows)
+        for d in [*domains, AVERAGED]:
+            src, sets = point[d]
+            src_ci, set_ci = _ci(boots[m][d][:, 0]), _ci(boots[m][d][:, 1])
+            rows.append(
+                {
+                    "method": m,
+                    "held-out": d if d != AVERAGED else f"mean of {', '.join(domains)}",
+                    "across-source spread (log-ppl) [95% CI]": f"{src:.3f} [{src_ci[0]:.3f}, {src_ci[1]:.3f}]",
+                    "worst/best ppl": f"{np.exp(src):.3f}",
+                    "across-set std (log-ppl) [95% CI]": f"{sets:.3f} [{set_ci[0]:.3f}, {set_ci[1]:.3f}]",
+                }
+            )
+    pairs = []
+    names = list(found)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            diff = boots[a][AVERAGED][:, 0] - boots[b][AVERAGED][:, 0]
+            point = spreads(found[a])[AVERAGED][0] - spreads(found[b])[AVERAGED][0]
+            lo, hi = _ci(diff)
+            pairs.append(
+                {
+                    "method A": a,
+                    "method B": b,
+                    "spread A - spread B (log-ppl, averaged) [95% CI]": f"{point:+.3f} [{lo:+.3f}, {hi:+.3f}]",
+                    "CI excludes 0": "yes" if lo > 0 or hi < 0 else "no",
+                }
+            )
+    return Table(pd.DataFrame(rows)), Table(pd.DataFrame(pairs))
+
+
+def sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
+    from calibench.report.frame import items_frame, load_samples
+
+    tasks = sorted(t for t in frame.task.unique() if str(t).startswith("ppl:"))
+    if len(tasks) < 2 or frame[frame.method != "dense"].source.nunique() < 2:
+        return []
+    tables = sensitivity_tables(items_frame(frame, load_samples(directory, tasks)))
+    if tables is None:
+        return []
+    intro = (
+        "Per method, how far apart the calibration sources land (best to worst, in log-perplexity) on each "
+        "held-out text and on their mean, where each source's in-domain advantage is averaged with its "
+        "out-of-domain cost; and how far apart the sets of one source land. CIs: hierarchical bootstrap "
+        f"(sets within each source, then windows shared by all cells), {N_BOOT} replicates, paired across "
+        "methods. A best-to-worst spread is biased upward by noise; compare it with the across-set std."
+    )
+    return [Section(HEADING, intro=intro, tables=[tables[0], tables[1]])]
