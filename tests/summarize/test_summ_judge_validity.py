@@ -271,3 +271,7 @@ def test_task_records_the_judge_and_the_validity_it_was_read_under(monkeypatch, 
     recorded = after.details[DETAILS_KEY]["summac_zs"]
     assert recorded["text"] == CHANCE_TEXT and recorded["validity"]["datasets"][0]["auc_low"] == 0.48
     assert f"summac_zs (judge nli org/stub): {CHANCE_TEXT}" in after.notes
+    off = evaluate(str(tiny_model_dir), task + ":validate=no", limit=2).tasks[0]
+    recorded = off.details[DETAILS_KEY]["summac_zs"]
+    assert recorded["identity"] == identity and recorded["validity"] is None and recorded["looked_up"] is False
+    assert recorded["text"] == "not looked up (validate=no)"

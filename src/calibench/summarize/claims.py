@@ -38,12 +38,13 @@ class JudgeRecord:
     identity: dict[str, Any]
     command: str  # the ``calibench summ validate`` line for this identity
     validity: JudgeValidity | None  # None: not validated (or not looked up)
+    looked_up: bool = True  # False: the task ran with validate=no
 
     @classmethod
     def from_plan(cls, metric: str, plan: Plan, look: bool = True) -> JudgeRecord:
         """The record of a task's judge, its validity read from this machine's cache (``look=False``: not read)."""
         return cls(metric, plan.kind, plan.model, dict(plan.identity), plan.command,
-                   read_validity(plan.identity) if look else None)  # fmt: skip
+                   read_validity(plan.identity) if look else None, look)  # fmt: skip
 
     def here(self) -> JudgeRecord:
         """The same judge with the validity this machine holds now (a result file may be older than it)."""
@@ -52,7 +53,7 @@ class JudgeRecord:
         )
 
     def text(self) -> str:
-        return validity_text(self.validity, self.command)
+        return validity_text(self.validity, self.command) if self.looked_up else "not looked up (validate=no)"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +62,7 @@ class JudgeRecord:
             "identity": self.identity,
             "validate_with": self.command,
             "validity": self.validity.to_json() if self.validity else None,
+            "looked_up": self.looked_up,
             "text": self.text(),
         }
 
@@ -70,7 +72,8 @@ class JudgeRecord:
         validity = None
         if found:
             validity = JudgeValidity(found["identity"], tuple(DatasetValidity(**d) for d in found["datasets"]))
-        return cls(metric, data["judge"], data["model"], data["identity"], data["validate_with"], validity)
+        return cls(metric, data["judge"], data["model"], data["identity"], data["validate_with"], validity,
+                   bool(data.get("looked_up", True)))  # fmt: skip
 
 
 def validity_text(validity: JudgeValidity | None, command: str) -> str:
