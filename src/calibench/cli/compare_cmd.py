@@ -5,6 +5,9 @@ Today it pairs summarization runs (``summ:`` tasks evaluated with
 difference to the base with its paired bootstrap 95% CI.  Pairing matters:
 the same documents are summarized by every model, so document difficulty
 cancels and the CI is the one of the difference, not of two separate means.
+Consistency metrics show their judge's validated AUC; a judge not validated
+on this machine is refused unless ``--allow-unvalidated``
+(:func:`calibench.summarize.compare.check_judges`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from calibench.cli.derive import with_options
 from calibench.core.errors import CalibenchError
 from calibench.core.fsutil import atomic_write_bytes, check_output_file, read_text
 from calibench.report.summarization_plots import overlap_consistency_plot
-from calibench.summarize.compare import compare_table, load_run
+from calibench.summarize.compare import check_judges, compare_table, load_run
 
 
 def _compare(
@@ -29,6 +32,11 @@ def _compare(
     labels: str = typer.Option(None, "--labels", help="Comma-separated labels, one per file (default: file names)."),
     plot: Path = typer.Option(
         None, "--plot", help="Also write the source-overlap vs consistency scatter plot (PNG), one colour per run."
+    ),
+    allow_unvalidated: bool = typer.Option(
+        False,
+        "--allow-unvalidated",
+        help="Show consistency metrics whose judge is not validated on this machine (marked so) instead of refusing.",
     ),
     *,
     out: Path | None,
@@ -55,12 +63,15 @@ def _compare(
     for path in runs:
         read_text(path, "result file")  # missing, a directory or not UTF-8: one line, not a traceback
     loaded = [load_run(p, task, n) for p, n in zip(runs, names)]
-    table = compare_table(loaded)
+    table = compare_table(loaded, allow_unvalidated=allow_unvalidated)  # refuses before anything is printed
     typer.echo(table)
     if out is not None:
         atomic_write_bytes(out, table.encode("utf-8"))
     if plot is not None:
-        written = overlap_consistency_plot([(r.label, list(r.items.values())) for r in loaded], plot)
+        judges = check_judges(loaded, allow_unvalidated)
+        written = overlap_consistency_plot(
+            [(r.label, list(r.items.values())) for r in loaded], plot, validity={m: j.text() for m, j in judges.items()}
+        )
         typer.echo(f"wrote {written}" if written else "no metrics to plot")
 
 

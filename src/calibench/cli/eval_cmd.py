@@ -123,6 +123,8 @@ def _print(result, out: Path | None) -> None:  # noqa: ANN001 - EvalResult, impo
         if rec.status == "ok" and rec.reference_split and rec.split != rec.reference_split:
             console.print(f"note {rec.task}: scored on {rec.split}, lm-eval scores {rec.reference_split}",
                           highlight=False, soft_wrap=True)  # fmt: skip
+        for note in rec.notes if rec.status == "ok" else ():  # e.g. a summ: task's judge validity
+            console.print(f"note {rec.task}: {note}", highlight=False, soft_wrap=True)
     if out is not None:
         items = sum(len(v) for v in result.samples.values())
         extra = f" ({items} per-item results under 'samples')" if result.samples else ""

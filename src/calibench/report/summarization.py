@@ -8,10 +8,15 @@ by ``doc_hash``) with the dense cell of the same model and task: the mean
 difference with a paired bootstrap CI, for the metrics that carry the
 paper's argument (quality, source overlap, novelty, consistency).  The plot
 is drawn once per model (models never share a panel).
+
+Each consistency metric carries its judge's validated AUC and on what data (read from this machine's cache
+for the judge identity each cell's record holds, :mod:`calibench.summarize.claims`), and one sentence per
+metric and judge says whether its differences may be read as more or less hallucination.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +25,11 @@ from calibench.report.render import Section
 from calibench.report.summarization_plots import overlap_consistency_plot
 from calibench.report.tables import spread_table as spread
 from calibench.study.store import Store
+from calibench.summarize.claims import JudgeRecord, judge_kinds, records_of, table_reading
 from calibench.summarize.compare import paired_rows
+from calibench.summarize.metrics import LEXICAL_METRICS
 from calibench.summarize.task import SUMM_PREFIX
+from calibench.summarize.validity import read_validity
 
 KEY_METRICS = (
     "rouge1",
@@ -47,19 +55,78 @@ def spread_table(frame: Any) -> Any:
     return spread(summarization_frame(frame), SPREAD_KEYS)
 
 
+VALIDITY_COLUMN = "judge validity"
+NO_JUDGE = "no judge recorded"
+
+
+def cell_judges(records: dict[str, dict[str, Any]]) -> dict[tuple[str, str], dict[str, JudgeRecord]]:
+    """Each cell's summ: tasks' judges by (cell key, task), from the records the store holds."""
+    out = {}
+    for key, record in records.items():
+        for task in (record.get("evaluation") or {}).get("tasks", []):
+            if str(task.get("task", "")).startswith(SUMM_PREFIX):
+                try:
+                    out[(key, task["task"])] = records_of(task.get("details") or {})
+                except (KeyError, TypeError, ValueError):  # a record written otherwise: no judge known
+                    out[(key, task["task"])] = {}
+    return out
+
+
+class _Validity:
+    """The validity cell of a paired row, each judge identity read from the cache once."""
+
+    def __init__(self) -> None:
+        self.here: dict[str, JudgeRecord] = {}
+        self.lexical: dict[str, str] = {}
+
+    def judge(self, dense: JudgeRecord | None, compressed: JudgeRecord | None) -> JudgeRecord | None:
+        found = compressed or dense
+        if found is None:
+            return None
+        key = json.dumps(found.identity, sort_keys=True)
+        if key not in self.here:
+            self.here[key] = found.here()
+        return self.here[key]
+
+    def cell(self, metric: str, dense: JudgeRecord | None, compressed: JudgeRecord | None) -> str:
+        if metric in judge_kinds():
+            if dense is not None and compressed is not None and dense.identity != compressed.identity:
+                return "different judges in the dense and compressed cells: not comparable"
+            judge = self.judge(dense, compressed)
+            return judge.text() if judge is not None else NO_JUDGE
+        if metric in LEXICAL_METRICS:
+            if metric not in self.lexical:
+                found = read_validity({"scorer": metric})
+                self.lexical[metric] = found.text() if found is not None else ""
+            return self.lexical[metric]
+        return ""
+
+
 def paired_to_dense(directory: str | Path, frame: Any, metrics: tuple[str, ...] = KEY_METRICS) -> Any:
-    """Each compressed cell against its model's dense cell, per task and metric, paired per document."""
+    """Each compressed cell against its model's dense cell, per task and metric, paired per document, with the
+    validity of the judge behind each consistency metric (``judge validity``)."""
+    return paired_with_readings(directory, frame, metrics)[0]
+
+
+def paired_with_readings(
+    directory: str | Path, frame: Any, metrics: tuple[str, ...] = KEY_METRICS
+) -> tuple[Any, list[str]]:
+    """:func:`paired_to_dense` and one sentence per consistency metric and judge
+    (:func:`calibench.summarize.claims.table_reading`): whether its differences read as hallucination."""
     import pandas as pd
 
     summ = summarization_frame(frame)
     if summ.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(), []
     cells = summ.drop_duplicates("key")[["key", "model", "method", "source", "set_index", "n", "seq_len"]]
     store = Store(directory, read_only=True)
     try:
         samples = {k: v for k, v in store.samples().items() if k[1].startswith(SUMM_PREFIX)}
+        judges = cell_judges(store.records())
     finally:
         store.close()
+    validity = _Validity()
+    readings: dict[tuple[str, str], list[Any]] = {}  # (metric, judge identity) -> [judge, significant, rows]
     out = []
     for task in sorted({t for _, t in samples}):
         for model, part in cells.groupby("model"):
@@ -71,7 +138,18 @@ def paired_to_dense(directory: str | Path, frame: Any, metrics: tuple[str, ...] 
                 other = samples.get((cell.key, task))
                 if not other:
                     continue
+                dense_judges = judges.get((dense.key.iloc[0], task), {})
+                cell_judges_ = judges.get((cell.key, task), {})
                 for r in paired_rows(base, other, metrics):
+                    m = r["metric"]
+                    d, c = dense_judges.get(m), cell_judges_.get(m)
+                    if m in judge_kinds():
+                        judge = validity.judge(d, c)
+                        comparable = d is None or c is None or d.identity == c.identity
+                        key = (m, json.dumps(judge.identity, sort_keys=True) if judge else "")
+                        seen = readings.setdefault(key, [judge, 0, 0])
+                        seen[1] += bool(r["significant"]) and comparable
+                        seen[2] += 1
                     out.append(
                         {
                             "model": model,
@@ -87,12 +165,14 @@ def paired_to_dense(directory: str | Path, frame: Any, metrics: tuple[str, ...] 
                             "ci_high": r["high"],
                             "docs": r["n"],
                             "ci excludes 0": "yes" if r["significant"] else "",
+                            VALIDITY_COLUMN: validity.cell(m, d, c),
                         }
                     )
-    return pd.DataFrame(out)
+    notes = [table_reading(m, judge, significant, rows) for (m, _), (judge, significant, rows) in readings.items()]
+    return pd.DataFrame(out), notes
 
 
-def scatter(directory: str | Path, frame: Any, out: Path) -> list[Path]:
+def scatter(directory: str | Path, frame: Any, out: Path, validity: dict[str, str] | None = None) -> list[Path]:
     """Per model, overlap against consistency for every summary of every cell, coloured by method and source."""
 
     summ = summarization_frame(frame)
@@ -113,7 +193,8 @@ def scatter(directory: str | Path, frame: Any, out: Path) -> list[Path]:
         groups.setdefault(c.model, {}).setdefault(label, []).extend(items.values())
     paths = model_paths(sorted(groups), Path(out), "summarization_overlap_consistency")
     drawn = [
-        overlap_consistency_plot(sorted(groups[model].items()), path, title=model) for model, path in paths.items()
+        overlap_consistency_plot(sorted(groups[model].items()), path, title=model, validity=validity)
+        for model, path in paths.items()
     ]
     return [p for p in drawn if p is not None]
 
@@ -127,10 +208,33 @@ def sections(directory: str | Path, frame: Any, out: Path | None) -> list[Any]:
 
     if summarization_frame(frame).empty:
         return []
-    found = [Section(SPREAD_HEADING, tables=[spread_table(frame)])]
-    paired = paired_to_dense(directory, frame)
+    paired, readings = paired_with_readings(directory, frame)
+    texts = judge_texts(directory)
+    shown = set(summarization_frame(frame).metric)
+    texts.update({m: NO_JUDGE for m in judge_kinds() if m in shown and m not in texts})
+    spread_notes = [f"{m} judge validity: {t}" for m, t in texts.items() if m in shown]
+    found = [Section(SPREAD_HEADING, tables=[spread_table(frame)], notes=spread_notes)]
     if len(paired):
-        found.append(Section(PAIRED_HEADING, tables=[paired]))
+        found.append(Section(PAIRED_HEADING, tables=[paired], notes=readings))
     if out is not None:
-        found[-1].plots.extend(scatter(directory, frame, out))
+        found[-1].plots.extend(scatter(directory, frame, out, validity={m: t for m, t in texts.items()}))
     return found
+
+
+def judge_texts(directory: str | Path) -> dict[str, str]:
+    """Each consistency metric's judge validity, read here for every judge the study's cells recorded (several
+    judges, such as one HaRiM+ judge per model: each named, joined by `` | ``)."""
+    store = Store(directory, read_only=True)
+    try:
+        judges = cell_judges(store.records())
+    finally:
+        store.close()
+    found: dict[str, dict[str, JudgeRecord]] = {}
+    for per_task in judges.values():
+        for metric, judge in per_task.items():
+            found.setdefault(metric, {}).setdefault(json.dumps(judge.identity, sort_keys=True), judge)
+    out = {}
+    for metric, by_identity in found.items():
+        here = [j.here() for j in by_identity.values()]
+        out[metric] = here[0].text() if len(here) == 1 else " | ".join(f"{j.model}: {j.text()}" for j in here)
+    return out

@@ -1,7 +1,9 @@
 """One plot: source overlap against consistency, one point per summary, coloured by run (or method / source).
 
-If pruned models hallucinate less *because* they copy more, their points sit
-to the right (more overlap with the source) and higher (more consistent).
+If pruned models copied more *and* scored more consistent, their points would sit to the right (more
+overlap with the source) and higher (a higher consistency score).  Whether a higher score means less
+hallucination depends on the judge: the plot prints its validated AUC under the axes
+(:mod:`calibench.summarize.claims`).
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ def overlap_consistency_plot(
     x: str | None = None,
     y: str | None = None,
     title: str | None = None,
+    validity: dict[str, str] | None = None,
 ) -> Path | None:
     """``groups``: (label, items) pairs; writes a PNG (atomically), None with nothing to plot.
 
     The study report draws it once per model (``title`` names the model), so
-    two models' summaries never share the panel; ``calibench summarize
-    compare`` colours each compared run.
+    two models' summaries never share the panel; ``calibench compare``
+    colours each compared run.  ``validity``: the judge validity text per
+    consistency metric (:func:`calibench.summarize.claims.validity_text`),
+    printed under the axes for the metric on the y axis.
     """
 
     def has(metric: str) -> bool:
@@ -53,4 +58,7 @@ def overlap_consistency_plot(
     what = "source overlap against consistency, one point per summary"
     ax.set_title(f"{short(title)}: {what}" if title else what.capitalize())
     ax.legend(fontsize=8)
+    if validity and y in validity:
+        fig.text(0.01, 0.005, f"{y} judge: {validity[y]}", fontsize=6.5, ha="left", va="bottom", wrap=True)
+        fig.subplots_adjust(bottom=0.16)
     return save_figure(fig, path)

@@ -6,12 +6,18 @@ Two runs of the same ``summ:`` task (``calibench eval ... --log-samples
 skipped a document the other kept).  The difference is other minus base, so
 with the dense model as base a positive ``coverage`` difference means the
 compressed model copies more.
+
+A consistency metric (``summac_zs``, ``harim_plus``) is shown with its judge's validated AUC and on what data,
+read from this machine's cache (:mod:`.claims`); :func:`check_judges` refuses runs whose judge is not validated
+here, that record no judge, or that were scored by different judges, and a difference is read as more or less
+hallucination only under a judge whose AUC lower bound is above chance (:func:`.claims.reading`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +26,12 @@ import numpy as np
 from calibench.core.errors import CalibenchError
 from calibench.core.text import markdown_table_lines
 from calibench.evaluation.results import EvalResult
-from calibench.summarize.metrics import ALL_METRICS, CONSISTENCY_METRIC
+from calibench.summarize.claims import JudgeRecord, judge_kinds, reading, records_of
+from calibench.summarize.metrics import ALL_METRICS, CONSISTENCY_METRIC, LEXICAL_METRICS
 from calibench.summarize.repetition import DEGENERATE_AT, repeated_share
 from calibench.summarize.stats import paired_bootstrap
 from calibench.summarize.task import SUMM_PREFIX
+from calibench.summarize.validity import read_validity
 
 Items = dict[str, dict[str, Any]]  # doc_hash -> item
 
@@ -34,6 +42,8 @@ class Run:
     task: str
     items: Items
     scorer_accuracy: dict[str, float]
+    judges: dict[str, JudgeRecord] = field(default_factory=dict)  # as the result file recorded them
+    source: str = ""  # the result file
 
 
 def items_by_doc(items: Sequence[dict[str, Any]]) -> Items:
@@ -53,7 +63,7 @@ def degenerate(item: dict[str, Any]) -> bool:
     return not share <= DEGENERATE_AT  # NaN (too short) counts as degenerate
 
 
-def degeneration_lines(base: Run, others: Sequence[Run]) -> list[str]:
+def degeneration_lines(base: Run, others: Sequence[Run], judges: dict[str, JudgeRecord] | None = None) -> list[str]:
     """How many summaries loop, and the consistency difference on the documents neither run degenerated on.
 
     Why: NLI consistency scores a loop of one copied phrase as supported, so a
@@ -81,6 +91,8 @@ def degeneration_lines(base: Run, others: Sequence[Run]) -> list[str]:
                 f"; {CONSISTENCY_METRIC} on the {r['n']} documents where neither degenerated:"
                 f" {r['diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]"
             )
+            if judges is not None and CONSISTENCY_METRIC in judges:
+                line += f" (judge: {judges[CONSISTENCY_METRIC].text()})"
         lines.append(line + ".")
     return lines
 
@@ -106,7 +118,64 @@ def load_run(path: str | Path, task: str | None = None, label: str | None = None
         for r in result.rows
         if r.task == tasks[0] and r.metric.endswith(".fsp_acc")
     }
-    return Run(label or p.stem, tasks[0], items_by_doc(result.samples[tasks[0]]), acc)
+    try:
+        judges = records_of(result.record(tasks[0]).details)
+    except KeyError:  # samples without a task record: no judge recorded
+        judges = {}
+    except (TypeError, ValueError) as exc:  # a hand-edited record
+        raise CalibenchError(f"{p}: its judge_validity record is malformed ({exc}): re-evaluate it") from None
+    return Run(label or p.stem, tasks[0], items_by_doc(result.samples[tasks[0]]), acc, judges, str(p))
+
+
+def judged_metrics(runs: Sequence[Run]) -> list[str]:
+    """The consistency metrics (scored by a judge) that some run has a value of, in row order."""
+    kinds = judge_kinds()
+    return [
+        m
+        for m in ALL_METRICS
+        if m in kinds and any(np.isfinite(_value(it, m)) for r in runs for it in r.items.values())
+    ]
+
+
+def check_judges(runs: Sequence[Run], allow_unvalidated: bool = False) -> dict[str, JudgeRecord]:
+    """Each consistency metric's judge with the validity this machine holds, or one line refusing the comparison.
+
+    Refused always: two runs scored one metric with different judges (their difference would be the judges').
+    Refused unless ``allow_unvalidated``: a run that records no judge for a metric it has (written before judges
+    were recorded), or a judge not validated on this machine; allowed, such a metric shows "not validated".
+    """
+    out: dict[str, JudgeRecord] = {}
+    for metric in judged_metrics(runs):
+        kind = judge_kinds()[metric]
+        recorded = [(r, r.judges.get(metric)) for r in runs]
+        known = [(r, j) for r, j in recorded if j is not None]
+        for r, j in known[1:]:
+            first_run, first = known[0]
+            if j.identity != first.identity:
+                raise CalibenchError(
+                    f"{metric} was scored by different judges: {first_run.label} by {_show(first.identity)}, "
+                    f"{r.label} by {_show(j.identity)}; compare runs evaluated with the same {kind} judge"
+                )
+        missing = [r for r, j in recorded if j is None]
+        if missing and not allow_unvalidated:
+            raise CalibenchError(
+                f"{missing[0].source or missing[0].label} records no judge validity for {metric} (evaluated by an "
+                f"older calibench): evaluate it again, or pass --allow-unvalidated"
+            )
+        if not known:
+            continue
+        here = known[0][1].here()
+        if here.validity is None and not allow_unvalidated:
+            raise CalibenchError(
+                f"judge {kind} ({here.model}) of {metric} is not validated on this machine: run `{here.command}`, "
+                f"or pass --allow-unvalidated to show its rows marked not validated"
+            )
+        out[metric] = here
+    return out
+
+
+def _show(identity: dict[str, Any]) -> str:
+    return json.dumps(identity, sort_keys=True)
 
 
 def paired_rows(base: Items, other: Items, metrics: Sequence[str] = ALL_METRICS) -> list[dict[str, Any]]:
@@ -142,11 +211,14 @@ def _value(item: dict[str, Any], metric: str) -> float:
     return float("nan") if v is None else float(v)
 
 
-def compare_table(runs: Sequence[Run], metrics: Sequence[str] = ALL_METRICS) -> str:
-    """A Markdown table: each metric's base mean, then each other run's difference [95% CI] to the base."""
+def compare_table(runs: Sequence[Run], metrics: Sequence[str] = ALL_METRICS, allow_unvalidated: bool = False) -> str:
+    """A Markdown table: each metric's base mean, then each other run's difference [95% CI] to the base, then
+    the validity of the judge behind the metric (:func:`check_judges`, which may refuse the comparison)."""
     base, others = runs[0], runs[1:]
+    judges = check_judges(runs, allow_unvalidated)
     per = [{r["metric"]: r for r in paired_rows(base.items, o.items, metrics)} for o in others]
     head = ["metric", f"{base.label}"] + [f"{o.label} - {base.label} [95% CI]" for o in others]
+    head.append("judge validity (ROC-AUC [95% CI] on held-out data)")
     rows = []
     for metric in metrics:
         if not any(metric in p for p in per):
@@ -160,12 +232,19 @@ def compare_table(runs: Sequence[Run], metrics: Sequence[str] = ALL_METRICS) -> 
                 if r is None
                 else f"{r['diff']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]" + (" *" if r["significant"] else "")
             )
+        cells.append(metric_validity(metric, judges))
         rows.append(cells)
     lines = markdown_table_lines(head, rows)
     n = min(len(set(base.items) & set(o.items)) for o in others)
     lines.append("")
     lines.append(f"Paired over {n} documents (doc_hash); * the 95% paired bootstrap CI excludes 0.")
-    lines.extend(degeneration_lines(base, others))
+    lines.extend(degeneration_lines(base, others, judges))
+    for metric, judge in judges.items():
+        for o, p in zip(others, per):
+            r = p.get(metric)
+            said = reading(metric, r["diff"], r["low"], r["high"], base.label, o.label, judge) if r else None
+            if said:
+                lines.append(said)
     accs = {k: v for r in runs for k, v in r.scorer_accuracy.items()}
     if accs:
         lines.append(
@@ -174,3 +253,16 @@ def compare_table(runs: Sequence[Run], metrics: Sequence[str] = ALL_METRICS) -> 
             + "."
         )
     return "\n".join(lines) + "\n"
+
+
+def metric_validity(metric: str, judges: dict[str, JudgeRecord]) -> str:
+    """The validity cell of a metric: its judge's (a consistency metric), a lexical score's own when it was
+    validated here (``{"scorer": "coverage"}``), else empty."""
+    if metric in judges:
+        return judges[metric].text()
+    if metric in judge_kinds():
+        return "no judge recorded"  # allowed through --allow-unvalidated
+    if metric in LEXICAL_METRICS:
+        found = read_validity({"scorer": metric})
+        return found.text() if found is not None else ""
+    return ""

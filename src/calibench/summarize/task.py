@@ -14,7 +14,9 @@ Options (defaults in brackets):
 * ``validate`` [yes]: report each judge's accuracy on Factual-Summary-Pairs as a row, from the result
   ``calibench summ validate`` cached (:mod:`.judges`); a judge not validated on this machine is marked so
   (``validated: false`` in its details, no ``.fsp_acc`` row) with one warning line naming the command.
-  An evaluation never validates: that takes minutes.  ``no`` does not look;
+  An evaluation never validates: that takes minutes.  Each consistency metric's judge is recorded in the task's
+  details under ``judge_validity`` (:mod:`.claims`: its identity, the validate command, and the validated AUC
+  per dataset it was read under, or none) and shown as a note beside the rows.  ``no`` does not look;
 * ``max_prompt_tokens``: skip documents whose prompt is longer (default: the context minus max_new_tokens).
 
 The judges' model names (``nli``, ``harim``) are checked before the model under test loads, without
@@ -47,11 +49,12 @@ from calibench.models import load_model, load_tokenizer, model_max_length, resol
 from calibench.selfcal.prompted import chat_stop_ids
 from calibench.selfcal.tokens import _ids
 from calibench.summarize import nli as nli_models  # called through the module: tests plug in a stub
+from calibench.summarize.claims import DETAILS_KEY, JudgeRecord
 from calibench.summarize.consistency import summac_zs
 from calibench.summarize.data import SummDataset, SummDoc, resolve_dataset
 from calibench.summarize.generate import greedy_generate
 from calibench.summarize.harim import Judge, harim_scores
-from calibench.summarize.judges import Plan, check_names, not_validated_line, plan_judges
+from calibench.summarize.judges import Plan, check_names, lookup, not_validated_line, plan_judges
 from calibench.summarize.metrics import ALL_METRICS, CONSISTENCY_METRIC, lexical_metrics
 from calibench.summarize.prompts import ChatMode, check_style, clean_summary, render, use_chat
 from calibench.summarize.stats import bootstrap_mean
@@ -233,6 +236,7 @@ def run(
     per_doc = [lexical_metrics(s, d.document, d.reference) for s, d in zip(summaries, docs)]
     details: dict[str, Any] = {}
     rows_extra: list[Any] = []
+    judged: dict[str, JudgeRecord] = {}  # consistency metric -> its judge and the validity it was read under
     if opts.nli != "none":
         nli = nli_models.get_nli(opts.nli)
         with progress.task(f"{task.name}: consistency ({opts.nli})", total=None):
@@ -245,6 +249,8 @@ def run(
             "nli": opts.nli,
             **_validation(prep.judge("nli"), opts.validate_scorers, task.name, CONSISTENCY_METRIC, rows_extra),
         }
+        nli_plan = prep.judge("nli") or lookup("nli", opts.nli, opts.style, False, validate=False)
+        judged[CONSISTENCY_METRIC] = JudgeRecord.from_plan(CONSISTENCY_METRIC, nli_plan, opts.validate_scorers)
     plan = prep.judge("harim")
     judge_spec = plan.model if plan is not None else _judge_spec(opts.harim, model_spec, model)
     if judge_spec is not None:
@@ -267,6 +273,8 @@ def run(
             "chat": judge.chat,
             **_validation(plan, opts.validate_scorers, task.name, "harim_plus", rows_extra),
         }
+        harim_plan = plan or lookup("harim", str(judge_spec), opts.style, judge.chat, validate=False)
+        judged["harim_plus"] = JudgeRecord.from_plan("harim_plus", harim_plan, opts.validate_scorers)
     rows, ci = [], {}
     for metric in ALL_METRICS:
         values = [m[metric] for m in per_doc if metric in m]
@@ -331,6 +339,10 @@ def run(
             **details,
         }
     )
+    if judged:
+        record.details[DETAILS_KEY] = {m: r.to_json() for m, r in judged.items()}
+    for metric, judge_record in judged.items():
+        record.notes.append(f"{metric} (judge {judge_record.kind} {judge_record.model}): {judge_record.text()}")
     if skipped:
         record.notes.append(f"{skipped} document(s) skipped: prompt longer than {cap} tokens")
     record.seconds = prep.seconds + time.perf_counter() - started
