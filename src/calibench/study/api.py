@@ -135,7 +135,9 @@ def run_study(
         tracking.start(store)  # cells finished before tracking was on (or before a kill) are logged first
 
         finished = store.done_keys()
-        pending = [c for c in cells if c.key not in finished]
+        # set by set (the dense cells, then every method x source's first set, then the second ...): a study
+        # stopped early holds a balanced part of the grid, not all of one method and none of another
+        pending = sorted((c for c in cells if c.key not in finished), key=lambda c: -1 if c.is_dense else c.set_index)
         settings = spec.eval.adaptive
         if settings is not None:  # every cell first scores the first block of items
             pending = [_with_block(c, 0, set(), settings, store.directory) for c in pending]
