@@ -93,8 +93,8 @@ def spreads(
     out = {}
     for d, by_source in cell_scores.items():
         means = [v.mean() for v in by_source.values()]
-        within = [v.std(ddof=1) if len(v) > 1 else 0.0 for v in by_source.values()]
-        out[d] = (float(max(means) - min(means)), float(np.mean(within)))
+        within = [v.std(ddof=1) for v in by_source.values() if len(v) > 1]
+        out[d] = (float(max(means) - min(means)), float(np.mean(within)) if within else float("nan"))
     return out
 
 
@@ -119,8 +119,16 @@ def bootstrap_spreads(
 
 
 def _ci(values: np.ndarray) -> tuple[float, float]:
-    lo, hi = np.percentile(values, [2.5, 97.5])
+    if np.isnan(values).all():
+        return float("nan"), float("nan")
+    lo, hi = np.nanpercentile(values, [2.5, 97.5])
     return float(lo), float(hi)
+
+
+def _shape(windows: dict[str, CellWindows]) -> list[tuple[str, int]]:
+    """Which sources a method's cells cover, and with how many sets each."""
+    first = next(iter(windows.values()))
+    return [(s, len(v)) for s, v in sorted(first.nll.items())]
 
 
 def sensitivity_tables(items: Any, n_boot: int = N_BOOT, seed: int = 0) -> tuple[Table, Table] | None:
@@ -148,13 +156,18 @@ def sensitivity_tables(items: Any, n_boot: int = N_BOOT, seed: int = 0) -> tuple
                     "held-out": d if d != AVERAGED else f"mean of {', '.join(domains)}",
                     "across-source spread (log-ppl) [95% CI]": f"{src:.3f} [{src_ci[0]:.3f}, {src_ci[1]:.3f}]",
                     "worst/best ppl": f"{np.exp(src):.3f}",
-                    "across-set std (log-ppl) [95% CI]": f"{sets:.3f} [{set_ci[0]:.3f}, {set_ci[1]:.3f}]",
+                    "sets": ", ".join(f"{src_name} {k}" for src_name, k in _shape(windows)),
+                    "across-set std (log-ppl) [95% CI]": "n/a (one set a source)"
+                    if np.isnan(sets)
+                    else f"{sets:.3f} [{set_ci[0]:.3f}, {set_ci[1]:.3f}]",
                 }
             )
     pairs = []
     names = list(found)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
+            if _shape(found[a]) != _shape(found[b]):
+                continue  # a spread over other sources or set counts is not comparable
             diff = boots[a][AVERAGED][:, 0] - boots[b][AVERAGED][:, 0]
             point = spreads(found[a])[AVERAGED][0] - spreads(found[b])[AVERAGED][0]
             lo, hi = _ci(diff)
@@ -166,7 +179,10 @@ def sensitivity_tables(items: Any, n_boot: int = N_BOOT, seed: int = 0) -> tuple
                     "CI excludes 0": "yes" if lo > 0 or hi < 0 else "no",
                 }
             )
-    return Table(pd.DataFrame(rows)), Table(pd.DataFrame(pairs))
+    pair_frame = (
+        pd.DataFrame(pairs) if pairs else pd.DataFrame({"method pairs": ["none cover the same sources and sets"]})
+    )
+    return Table(pd.DataFrame(rows)), Table(pair_frame)
 
 
 def sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
