@@ -154,6 +154,10 @@ def test_validate_lexical_writes_each_score_under_its_identity(pack_home):
     assert by_set["xsum-swap"].auc == pytest.approx(roc_auc([v["density"] for v in raw], labels))
     novel_swap = next(d for d in novel.datasets if d.dataset == "xsum-swap")  # validated as the negated share
     assert novel_swap.auc == pytest.approx(1 - roc_auc([v["novel_2"] for v in raw], labels))
+    from calibench.summarize.heldout import all_validities
+
+    listed = {json.dumps(v.identity, sort_keys=True) for v in all_validities()}  # what `summ judges` lists
+    assert listed == {json.dumps({"scorer": name}) for name in ("coverage", "density", "novel_1", "novel_2", "novel_3")}
 
 
 def test_validate_nli_writes_auc_and_the_fsp_pair_accuracy(pack_home, monkeypatch):

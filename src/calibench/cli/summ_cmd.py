@@ -12,7 +12,7 @@ from calibench.cli import options
 from calibench.cli.derive import Group, with_options
 from calibench.core.console import console
 from calibench.core.fsutil import atomic_write_bytes, check_output_file
-from calibench.summarize.heldout import results_markdown, validate_judges
+from calibench.summarize.heldout import NEGATED, all_validities, results_markdown, validate_judges
 from calibench.summarize.judges import JUDGES
 from calibench.summarize.pairsets import build_pairs, check_pairset, pairs_jsonl, parse_pairsets
 from calibench.summarize.score import (
@@ -133,6 +133,9 @@ def table_command(
 
 
 def _describe(identity: dict[str, Any]) -> str:
+    if set(identity) == {"scorer"}:
+        negated = " (negated: higher = consistent)" if identity["scorer"] in NEGATED else ""
+        return f"lexical {identity['scorer']}{negated}"
     if identity.get("scorer") == "harim_plus":
         return f"harim ({identity.get('judge')}, style {identity.get('style')}, {'chat' if identity.get('chat') else 'plain'} prompt)"  # noqa: E501
     return f"nli ({identity.get('nli')})"
@@ -152,6 +155,8 @@ def judges_command() -> None:
     found = cached_results()
     for result in found:
         con.print(_line({**result, "cached": True}), highlight=False, soft_wrap=True)
+    for validity in all_validities():  # the AUC on each labelled dataset, per judge identity
+        con.print(f"{_describe(validity.identity)}: {validity.text()}", highlight=False, soft_wrap=True)
     seen = {r.get("scorer", {}).get("scorer") for r in found if not r.get("limit")}
     for name in JUDGES.names():
         kind = JUDGES.get(name)

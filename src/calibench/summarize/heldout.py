@@ -16,6 +16,7 @@ too, as :func:`calibench.summarize.judges.validate_judge` does: that is what a `
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -31,8 +32,8 @@ from calibench.summarize.judges import JUDGES, canonical_model_safe
 from calibench.summarize.pairsets import build_pairs
 from calibench.summarize.prompts import STYLES, ChatMode, use_chat
 from calibench.summarize.score import LEXICAL, LEXICAL_SCORES, lexical_scores
-from calibench.summarize.validate import FSP_DATA, store_validation
-from calibench.summarize.validity import DatasetValidity, read_validity, write_validity
+from calibench.summarize.validate import FSP_DATA, cache_dir, store_validation
+from calibench.summarize.validity import DatasetValidity, JudgeValidity, read_validity, write_validity
 
 ALL = "all"
 NEGATED = ("novel_1", "novel_2", "novel_3")  # higher = less consistent: validated as the negated share
@@ -186,6 +187,20 @@ def _model_judge(
             pairs = fsp_accuracy(values, rows)
             store_validation(identity, {**pairs, "seconds": seconds}, None if limit is None else pairs["pairs"])
         out.append(Result(name, label, identity, found, seconds, False))
+    return out
+
+
+def all_validities() -> list[JudgeValidity]:
+    """Every judge identity validated on this machine (for ``calibench summ judges``)."""
+    out = []
+    for path in sorted(cache_dir().glob("auc-*.json")):
+        try:
+            identity = json.loads(path.read_text(encoding="utf-8"))["identity"]
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError):
+            continue
+        found = read_validity(identity) if isinstance(identity, dict) else None
+        if found is not None:
+            out.append(found)
     return out
 
 
