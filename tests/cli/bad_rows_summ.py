@@ -35,7 +35,11 @@ ROWS = [
         "line 2 is not JSON",
         "summ-jsonl-bad-line",
     ),
-    ("summ validate --judge nosuch", "--judge: must be one of harim, nli, all, got 'nosuch'", "summ-validate-judge"),
+    (
+        "summ validate --judge nosuch",
+        "--judge: must be one of lexical, harim, nli, all, got 'nosuch'",
+        "summ-validate-judge",
+    ),
     (
         "summ validate --judge harim --judge-model nosuchmodel",
         "unknown model 'nosuchmodel'",

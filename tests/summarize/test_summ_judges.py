@@ -145,15 +145,17 @@ def test_summ_validate_command_and_the_eval_warning(tmp_path, tiny_model_dir, do
     assert len(warnings) == 1 and f"--judge harim --judge-model {tiny_model_dir}'" in warnings[0], before.stderr
     assert "summ validate" in warnings[0] and "harim_plus.fsp_acc" not in before.stdout
 
-    done = cli("summ", "validate", "--judge", "harim", "--judge-model", str(tiny_model_dir), "--batch-size", "16")
+    done = cli("summ", "validate", "--judge", "harim", "--judge-model", str(tiny_model_dir), "--batch-size", "16",
+               "--data", "fsp")  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "validating harim" in done.stderr and "371/371" in done.stderr, done.stderr  # the progress bar
+    assert "validating harim" in done.stderr and "742/742" in done.stderr, done.stderr  # the progress bar (rows)
+    assert "| fsp | 742 |" in done.stdout, done.stdout  # the AUC table
     assert "on 371 Factual-Summary-Pairs" in done.stdout and "cached" not in done.stdout, done.stdout
     cached = list((home / "summarize").glob("fsp-*.json"))
     assert len(cached) == 1 and str(cached[0]) in done.stdout
     accuracy = json.loads(cached[0].read_text())["accuracy"]
 
-    again = cli("summ", "validate", "--judge", "harim", "--judge-model", str(tiny_model_dir))
+    again = cli("summ", "validate", "--judge", "harim", "--judge-model", str(tiny_model_dir), "--data", "fsp")
     assert again.returncode == 0 and "cached" in again.stdout and "validating" not in again.stderr
     listing = cli("summ", "judges")
     assert f"accuracy {accuracy:.3f} on 371" in listing.stdout and "nli: not validated" in listing.stdout

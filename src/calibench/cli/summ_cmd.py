@@ -11,10 +11,12 @@ import typer
 from calibench.cli import options
 from calibench.cli.derive import Group, with_options
 from calibench.core.console import console
-from calibench.core.errors import CalibenchError
 from calibench.core.fsutil import atomic_write_bytes, check_output_file
-from calibench.summarize.judges import JUDGES, judge_names, validate_judge
+from calibench.summarize.heldout import NEGATED, all_validities, results_markdown, validate_judges
+from calibench.summarize.judges import JUDGES
+from calibench.summarize.pairsets import build_pairs, check_pairset, pairs_jsonl, parse_pairsets
 from calibench.summarize.score import (
+    LEXICAL,
     check_judges,
     parse_judges,
     read_pairs,
@@ -24,17 +26,23 @@ from calibench.summarize.score import (
     scores_jsonl,
     table_markdown,
 )
-from calibench.summarize.settings import SummScoreSettings, SummTableSettings, SummValidateSettings
-from calibench.summarize.validate import cached_results
+from calibench.summarize.settings import (
+    SummPairsSettings,
+    SummScoreSettings,
+    SummTableSettings,
+    SummValidateSettings,
+)
+from calibench.summarize.validate import cached_results, cached_validation
 
-summ_app = typer.Typer(help="Summarization judges: validate them on Factual-Summary-Pairs or on your own labelled "
-                       "pairs (summ score, summ table), list what is validated.",
+summ_app = typer.Typer(help="Summarization judges: validate them on labelled pairs datasets (summ validate, summ "
+                       "pairs) or on your own labelled pairs (summ score, summ table), list what is validated.",
                        no_args_is_help=True)  # fmt: skip
 
 
 def validate_command(
     *,
     judge: str,
+    data: str,
     judge_model: str | None,
     style: str,
     chat: str,
@@ -45,17 +53,37 @@ def validate_command(
     dtype: str,
     device: str,
 ) -> None:
-    """Score the judges of summ: tasks on the 371 Factual-Summary-Pairs and cache the accuracy for evaluations."""
-    kinds = judge_names(judge)
-    if judge_model is not None and len(kinds) > 1:
-        raise CalibenchError("--judge-model names one judge's model: use it with --judge harim or --judge nli")
-    for kind in kinds:  # every judge model checked by name before any of them runs
-        JUDGES.get(kind).check(judge_model or JUDGES.get(kind).default_model, bool(offline))
+    """Validate the judges on labelled pairs datasets: ROC-AUC and balanced accuracy with 95% CIs, cached per judge
+    for evaluations and reports (on fsp also the Factual-Summary-Pairs pair accuracy a summ: task reports)."""
+    results = validate_judges(judge, judge_model, data=parse_pairsets(data), style=style, chat=chat,  # type: ignore[arg-type]
+                              limit=limit, force=force, offline=bool(offline), batch_size=batch_size, dtype=dtype,
+                              device=device)  # fmt: skip
+    typer.echo(results_markdown(results), nl=False)
     con = console()
-    for kind in kinds:
-        result = validate_judge(kind, judge_model, style=style, chat=chat, limit=limit, force=force,  # type: ignore[arg-type]
-                                offline=bool(offline), batch_size=batch_size, dtype=dtype, device=device)  # fmt: skip
-        con.print(_line(result), highlight=False, soft_wrap=True)
+    for r in results:
+        if r.judge != LEXICAL and r.validity.dataset == "fsp":
+            pairs = None if limit is None else limit // 2
+            found = cached_validation(r.identity, pairs)
+            if found is not None:
+                con.print(_line({**found, "cached": r.cached}), highlight=False, soft_wrap=True)
+
+
+def pairs_command(
+    name: str = typer.Argument(..., help="The dataset: fsp, xsum-swap, xsum-corrupt or multilexsum-long."),
+    *,
+    limit: int | None,
+    seed: int,
+    out: Path,
+    force: bool,
+) -> None:
+    """Write a labelled pairs dataset (id, document, summary, label, kind) that `calibench summ score` reads."""
+    check_pairset(name)
+    check_output_file(out, "pairs.jsonl", force=force)
+    rows = build_pairs(name, seed=seed, limit=limit)
+    atomic_write_bytes(out, pairs_jsonl(rows))
+    ones = sum(r["label"] for r in rows)
+    console().print(f"{name}: {len(rows)} rows ({ones} consistent, {len(rows) - ones} not) -> {out}",
+                    highlight=False, soft_wrap=True)  # fmt: skip
 
 
 def score_command(
@@ -105,6 +133,9 @@ def table_command(
 
 
 def _describe(identity: dict[str, Any]) -> str:
+    if set(identity) == {"scorer"}:
+        negated = " (negated: higher = consistent)" if identity["scorer"] in NEGATED else ""
+        return f"lexical {identity['scorer']}{negated}"
     if identity.get("scorer") == "harim_plus":
         return f"harim ({identity.get('judge')}, style {identity.get('style')}, {'chat' if identity.get('chat') else 'plain'} prompt)"  # noqa: E501
     return f"nli ({identity.get('nli')})"
@@ -124,6 +155,8 @@ def judges_command() -> None:
     found = cached_results()
     for result in found:
         con.print(_line({**result, "cached": True}), highlight=False, soft_wrap=True)
+    for validity in all_validities():  # the AUC on each labelled dataset, per judge identity
+        con.print(f"{_describe(validity.identity)}: {validity.text()}", highlight=False, soft_wrap=True)
     seen = {r.get("scorer", {}).get("scorer") for r in found if not r.get("limit")}
     for name in JUDGES.names():
         kind = JUDGES.get(name)
@@ -145,6 +178,25 @@ summ_app.command("validate")(
     )
 )
 summ_app.command("judges")(judges_command)
+summ_app.command("pairs")(
+    with_options(
+        pairs_command,
+        [
+            options.common(
+                "out",
+                "force",
+                "seed",
+                command="summ pairs",
+                required=("out",),
+                detail={
+                    "out": "The pairs file (JSON lines) to write.",
+                    "seed": "Seeds which sentences are picked and how they are corrupted (fsp has no choice to seed).",
+                },
+            ),
+            Group(SummPairsSettings),
+        ],
+    )
+)
 summ_app.command("score")(
     with_options(
         score_command,

@@ -93,7 +93,8 @@ class NliJudge(JudgeKind):
         return model
 
     def identity(self, model: str, style: str, chat: bool) -> dict[str, Any]:
-        return {"scorer": self.metric, "nli": model}  # the NLI scores premise/hypothesis pairs: no prompt
+        # the NLI scores premise/hypothesis pairs (no prompt); premises are windows of source sentences
+        return {"scorer": self.metric, "nli": model, "premises": "windows"}
 
     def scorer(self, model: str, style: str, chat: bool, *, batch_size: int, dtype: str, device: str,
                loaded: tuple[Any, Any] | None = None) -> ScoreFn:  # fmt: skip
@@ -120,6 +121,8 @@ class HarimJudge(JudgeKind):
                     f"HaRiM+ judge '{model}' not found {where} ({one_line(str(exc), 120)}); "
                     "use harim=auto (the dense model), a bundled model, a directory, or harim=none"
                 ) from None
+        else:
+            check_causal_lm(model, Path(path))
         return canonical_model(path)
 
     def identity(self, model: str, style: str, chat: bool) -> dict[str, Any]:
@@ -141,6 +144,23 @@ class HarimJudge(JudgeKind):
 JUDGES: Registry[JudgeKind] = Registry("judge")
 JUDGES.register("nli", NliJudge())
 JUDGES.register("harim", HarimJudge())
+
+
+def check_causal_lm(model: str, path: Path) -> None:
+    """A local model directory that is not a causal LM (a sentence encoder, a classifier) refused from its
+    config.json alone: HaRiM+ needs next-token probabilities."""
+    import json
+
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return  # loading reports what is wrong with it
+    archs = [str(a) for a in config.get("architectures") or []]
+    if archs and not any(a.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")) for a in archs):
+        raise CalibenchError(
+            f"HaRiM+ judge '{model}' is not a causal language model (architecture {', '.join(archs)}): give a causal "
+            "LM such as smollm2-135m or gemma3-270m"
+        )
 
 
 def canonical_model(path: str) -> str:

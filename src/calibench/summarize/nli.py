@@ -34,6 +34,10 @@ class Nli(Protocol):
     def __call__(self, premises: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray: ...
 
 
+#: what a backend may also give so that premises can be windows of sentences (:mod:`.consistency`):
+#: ``max_tokens`` (its input length) and ``token_count(texts) -> [tokens without special tokens]``
+
+
 class FunctionNli:
     """Any ``fn(premises, hypotheses) -> probabilities`` as an :class:`Nli` (stubs, custom scorers)."""
 
@@ -45,11 +49,18 @@ class FunctionNli:
 
 
 class AegisNli:
-    """The offline ONNX cross-encoder; premises are truncated first so the hypothesis always fits."""
+    """The offline ONNX cross-encoder; premises are truncated first so the hypothesis always fits.
+
+    The int8 model quantizes its activations dynamically, with one scale per *tensor*: in a batch of several
+    pairs the scale comes from all of them, so a pair's score would depend on its batch mates (by up to 0.2 in
+    P(supported) on Factual-Summary-Pairs).  Every pair therefore goes through the session alone, padded to the
+    model's fixed 160 tokens: a pair's score is the same whatever else is scored with it (about a quarter fewer
+    pairs per second than 32-pair batches; benchmarks/bench_aegis_batch.py measures it).
+    """
 
     name = AEGIS
 
-    def __init__(self, batch_size: int = 32):
+    def __init__(self) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -65,30 +76,26 @@ class AegisNli:
             str(root / "policy_nli_int8.onnx"), options, providers=["CPUExecutionProvider"]
         )
         self.tokenizer = AutoTokenizer.from_pretrained(str(root / "policy_nli_tokenizer"))
-        self.batch_size = batch_size
+        self.max_tokens = AEGIS_MAX_TOKENS
         self.hypotheses_cut = 0  # rows whose hypothesis alone filled the input (see encode_pairs)
 
     def __call__(self, premises: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
-        out = []
-        for i in range(0, len(premises), self.batch_size):
-            enc, cut = encode_pairs(
-                self.tokenizer,
-                premises[i : i + self.batch_size],
-                hypotheses[i : i + self.batch_size],
-                AEGIS_MAX_TOKENS,
-                padding="max_length",
-                return_tensors="np",
-            )
-            self.hypotheses_cut += cut
-            logits = self.session.run(
-                None,
-                {
-                    "input_ids": enc["input_ids"].astype(np.int64),
-                    "attention_mask": enc["attention_mask"].astype(np.int64),
-                },
-            )[0]
-            out.append(_softmax(logits)[:, 0])
-        return np.concatenate(out) if out else np.zeros(0)
+        if not len(premises):
+            return np.zeros(0)
+        enc, cut = encode_pairs(
+            self.tokenizer, premises, hypotheses, AEGIS_MAX_TOKENS, padding="max_length", return_tensors="np"
+        )
+        self.hypotheses_cut += cut
+        ids, mask = enc["input_ids"].astype(np.int64), enc["attention_mask"].astype(np.int64)
+        out = np.empty(len(ids), dtype=np.float64)
+        for i in range(len(ids)):  # one pair per run: its activation scales are its own (see the class)
+            logits = self.session.run(None, {"input_ids": ids[i : i + 1], "attention_mask": mask[i : i + 1]})[0]
+            out[i] = _softmax(logits.astype(np.float64))[0, 0]
+        return out
+
+    def token_count(self, texts: Sequence[str]) -> list[int]:
+        """Tokens of each text without special tokens (what a premise window is sized by)."""
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
 class HfNli:
@@ -110,6 +117,7 @@ class HfNli:
         if not found:
             raise CalibenchError(f"NLI model '{spec}' has no entailment label (labels: {', '.join(labels)})")
         self.entail, self.name, self.batch_size, self.max_length = found[0], spec, batch_size, max_length
+        self.max_tokens = min(max_length, int(getattr(self.tokenizer, "model_max_length", max_length) or max_length))
         self._torch = torch
         self.hypotheses_cut = 0  # rows whose hypothesis alone filled the input (see encode_pairs)
 
@@ -129,6 +137,9 @@ class HfNli:
                 probs = self.model(**enc).logits.float().softmax(-1)[:, self.entail]
                 out.append(probs.numpy())
         return np.concatenate(out) if out else np.zeros(0)
+
+    def token_count(self, texts: Sequence[str]) -> list[int]:
+        return [len(ids) for ids in self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
 
 
 def encode_pairs(

