@@ -67,3 +67,13 @@ def test_method_difference_is_resolved_only_where_it_exists():
     assert pairs[("wanda", "zz")] == "no"  # same effects: the CI covers 0
     again = sensitivity_tables(items, n_boot=300)
     assert again is not None and again[0].frame.equals(tables[0].frame)  # seeded
+
+
+def test_plot_draws_one_panel_per_domain_and_the_mean(tmp_path):
+    from calibench.report.sensitivity import plot_sensitivity
+
+    fit = {"wiki": {"ppl:wiki": 0.0, "ppl:code": 0.3}, "code": {"ppl:wiki": 0.3, "ppl:code": 0.0}}
+    items = _items({"gptq": fit, "wanda": fit})
+    found = {m: windows_by_domain(items, m, list(DOMAINS)) for m in ("gptq", "wanda")}
+    path = plot_sensitivity(found, tmp_path / "s.png")
+    assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from calibench.core.plots import pyplot, save_figure, styled
 from calibench.report.render import Section, Table
 
 HEADING = "Source sensitivity per method, with in-domain fitting averaged out over the held-out domains"
@@ -185,15 +186,62 @@ def sensitivity_tables(items: Any, n_boot: int = N_BOOT, seed: int = 0) -> tuple
     return Table(pd.DataFrame(rows)), Table(pair_frame)
 
 
+def cell_scores(windows: dict[str, CellWindows]) -> dict[str, dict[str, np.ndarray]]:
+    """``{domain or "averaged": {source: log-ppl of each set}}`` for one method."""
+    out = {
+        d: {s: np.array([_log_ppl(x, w.tokens) for x in sets]) for s, sets in w.nll.items()} for d, w in windows.items()
+    }
+    domains = list(windows)
+    out[AVERAGED] = {s: np.mean([out[d][s] for d in domains], axis=0) for s in out[domains[0]]}
+    return out
+
+
+@styled
+def plot_sensitivity(found: dict[str, dict[str, CellWindows]], path: Path) -> Path | None:
+    """One panel per held-out text and their mean: per method, each set's log-ppl above the method's best source."""
+    scores = {m: cell_scores(w) for m, w in found.items()}
+    panels = list(next(iter(scores.values())))
+    methods = list(scores)
+    sources = sorted({s for by in scores.values() for s in by[panels[0]]})
+    fig, axes = pyplot().subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), sharey=True, squeeze=False)
+    width = 0.8 / max(len(sources), 1)
+    for ax, panel in zip(axes[0], panels):
+        for i, m in enumerate(methods):
+            by_source = scores[m][panel]
+            best = min(v.mean() for v in by_source.values())
+            for j, source in enumerate(sources):
+                if source not in by_source:
+                    continue
+                x = i - 0.4 + width * (j + 0.5)
+                values = by_source[source] - best
+                ax.scatter(np.full(values.size, x), values, color=f"C{j}", s=12, label=source if i == 0 else None)
+                ax.hlines(values.mean(), x - width / 2, x + width / 2, color=f"C{j}", linewidth=2)
+        ax.set_xticks(range(len(methods)), methods, rotation=20, ha="right")
+        ax.set_title(panel if panel != AVERAGED else "mean of the held-out texts")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0][0].set_ylabel("log-ppl above the method's best source")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle("Calibration-source spread per method (dots: sets; bars: source means)")
+    return save_figure(fig, path)
+
+
 def sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
     from calibench.report.frame import items_frame, load_samples
 
     tasks = sorted(t for t in frame.task.unique() if str(t).startswith("ppl:"))
     if len(tasks) < 2 or frame[frame.method != "dense"].source.nunique() < 2:
         return []
-    tables = sensitivity_tables(items_frame(frame, load_samples(directory, tasks)))
+    items = items_frame(frame, load_samples(directory, tasks))
+    tables = sensitivity_tables(items)
     if tables is None:
         return []
+    plots: list[Path] = []
+    if out is not None and frame.model.nunique() == 1:
+        found = {m: windows_by_domain(items, m, tasks) for m in sorted(set(items.method) - {"dense"})}
+        drawn = plot_sensitivity(
+            {m: w for m, w in found.items() if w is not None}, Path(out) / "source_sensitivity.png"
+        )
+        plots = [drawn] if drawn is not None else []
     intro = (
         "Per method, how far apart the calibration sources land (best to worst, in log-perplexity) on each "
         "held-out text and on their mean, where each source's in-domain advantage is averaged with its "
@@ -201,4 +249,4 @@ def sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
         f"(sets within each source, then windows shared by all cells), {N_BOOT} replicates, paired across "
         "methods. A best-to-worst spread is biased upward by noise; compare it with the across-set std."
     )
-    return [Section(HEADING, intro=intro, tables=[tables[0], tables[1]])]
+    return [Section(HEADING, intro=intro, tables=[tables[0], tables[1]], plots=plots)]
