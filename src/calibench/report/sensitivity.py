@@ -140,8 +140,11 @@ def sensitivity_tables(items: Any, n_boot: int = N_BOOT, seed: int = 0) -> tuple
     methods = sorted(m for m in items.method.unique() if m != "dense")
     if len(domains) < 2 or not methods:
         return None
-    found = {m: windows_by_domain(items, m, domains) for m in methods}
-    found = {m: w for m, w in found.items() if w is not None}
+    found: dict[str, dict[str, CellWindows]] = {}
+    for m in methods:
+        windows = windows_by_domain(items, m, domains)
+        if windows is not None:
+            found[m] = windows
     if not found:
         return None
     boots = bootstrap_spreads(found, n_boot, seed)
@@ -170,13 +173,13 @@ def sensitivity_tables(items: Any, n_boot: int = N_BOOT, seed: int = 0) -> tuple
             if _shape(found[a]) != _shape(found[b]):
                 continue  # a spread over other sources or set counts is not comparable
             diff = boots[a][AVERAGED][:, 0] - boots[b][AVERAGED][:, 0]
-            point = spreads(found[a])[AVERAGED][0] - spreads(found[b])[AVERAGED][0]
+            gap = spreads(found[a])[AVERAGED][0] - spreads(found[b])[AVERAGED][0]
             lo, hi = _ci(diff)
             pairs.append(
                 {
                     "method A": a,
                     "method B": b,
-                    "spread A - spread B (log-ppl, averaged) [95% CI]": f"{point:+.3f} [{lo:+.3f}, {hi:+.3f}]",
+                    "spread A - spread B (log-ppl, averaged) [95% CI]": f"{gap:+.3f} [{lo:+.3f}, {hi:+.3f}]",
                     "CI excludes 0": "yes" if lo > 0 or hi < 0 else "no",
                 }
             )
