@@ -1,4 +1,4 @@
-"""Bad-input rows of judge validation on labelled pairs datasets (``summ validate --data``, ``summ pairs``).
+"""Bad-input rows of judge validation on labelled pairs datasets (``summ validate --pairs``, ``summ pairs``).
 
 A judge model of the wrong kind (a sentence encoder as the HaRiM+ causal LM or as the NLI model) is refused from
 its config.json, before any weights load; an unknown dataset name lists the known ones.
@@ -15,7 +15,7 @@ ROWS = [
     ("summ pairs fsp -o {out} --limit 0", "--limit", "judges-pairs-limit-zero"),
     ("summ pairs fsp -o {in:existing-pairs}", "already exists: choose another", "judges-pairs-exists"),
     ("summ pairs fsp", "Missing option '--out'", "judges-pairs-no-out"),
-    ("summ validate --data fsp,nope", "--data: unknown pairs dataset 'nope'", "judges-validate-data"),
+    ("summ validate --pairs fsp,nope", "--pairs: unknown pairs dataset 'nope'", "judges-validate-data"),
     (
         "summ validate --judge harim --judge-model {in:encoder}",
         "is not a causal language model (architecture BertModel)",

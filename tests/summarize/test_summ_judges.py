@@ -146,7 +146,7 @@ def test_summ_validate_command_and_the_eval_warning(tmp_path, tiny_model_dir, do
     assert "summ validate" in warnings[0] and "harim_plus.fsp_acc" not in before.stdout
 
     done = cli("summ", "validate", "--judge", "harim", "--judge-model", str(tiny_model_dir), "--batch-size", "16",
-               "--data", "fsp")  # fmt: skip
+               "--pairs", "fsp")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "validating harim" in done.stderr and "742/742" in done.stderr, done.stderr  # the progress bar (rows)
     assert "| fsp | 742 |" in done.stdout, done.stdout  # the AUC table
@@ -155,7 +155,7 @@ def test_summ_validate_command_and_the_eval_warning(tmp_path, tiny_model_dir, do
     assert len(cached) == 1 and str(cached[0]) in done.stdout
     accuracy = json.loads(cached[0].read_text())["accuracy"]
 
-    again = cli("summ", "validate", "--judge", "harim", "--judge-model", str(tiny_model_dir), "--data", "fsp")
+    again = cli("summ", "validate", "--judge", "harim", "--judge-model", str(tiny_model_dir), "--pairs", "fsp")
     assert again.returncode == 0 and "cached" in again.stdout and "validating" not in again.stderr
     listing = cli("summ", "judges")
     assert f"accuracy {accuracy:.3f} on 371" in listing.stdout and "nli: not validated" in listing.stdout

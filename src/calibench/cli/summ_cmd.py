@@ -42,7 +42,7 @@ summ_app = typer.Typer(help="Summarization judges: validate them on labelled pai
 def validate_command(
     *,
     judge: str,
-    data: str,
+    pairs: str,
     judge_model: str | None,
     style: str,
     chat: str,
@@ -55,7 +55,7 @@ def validate_command(
 ) -> None:
     """Validate the judges on labelled pairs datasets: ROC-AUC and balanced accuracy with 95% CIs, cached per judge
     for evaluations and reports (on fsp also the Factual-Summary-Pairs pair accuracy a summ: task reports)."""
-    results = validate_judges(judge, judge_model, data=parse_pairsets(data), style=style, chat=chat,  # type: ignore[arg-type]
+    results = validate_judges(judge, judge_model, data=parse_pairsets(pairs), style=style, chat=chat,  # type: ignore[arg-type]
                               limit=limit, force=force, offline=bool(offline), batch_size=batch_size, dtype=dtype,
                               device=device)  # fmt: skip
     typer.echo(results_markdown(results), nl=False)

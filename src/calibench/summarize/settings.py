@@ -22,7 +22,7 @@ class SummValidateSettings(BaseModel):
         description="The judge to validate: lexical (coverage, density, novel n-gram shares), nli (SummaC-ZS), "
         "harim (HaRiM+) or all.",
     )
-    data: str = Field(
+    pairs: str = Field(
         "all",
         description="Comma-separated pairs datasets (fsp, xsum-swap, xsum-corrupt, multilexsum-long; see "
         "`calibench summ pairs`) or all.",
@@ -55,9 +55,9 @@ class SummValidateSettings(BaseModel):
             raise ValueError(f"must be one of {', '.join(validate_choices())}, got '{value}'")
         return value
 
-    @field_validator("data")
+    @field_validator("pairs")
     @classmethod
-    def _data(cls, value: str) -> str:
+    def _pairs(cls, value: str) -> str:
         from calibench.summarize.pairsets import parse_pairsets
 
         try:
