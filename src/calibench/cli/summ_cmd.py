@@ -62,8 +62,8 @@ def validate_command(
     con = console()
     for r in results:
         if r.judge != LEXICAL and r.validity.dataset == "fsp":
-            pairs = None if limit is None else limit // 2
-            found = cached_validation(r.identity, pairs)
+            fsp_pairs = None if limit is None else limit // 2
+            found = cached_validation(r.identity, fsp_pairs)
             if found is not None:
                 con.print(_line({**found, "cached": r.cached}), highlight=False, soft_wrap=True)
 
