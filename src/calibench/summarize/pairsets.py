@@ -227,6 +227,13 @@ def _in_document(sentence: str, doc: SummDoc, rng: random.Random, negation: bool
     ]
     if negation:
         tries.append(("negation", lambda: negate(sentence)))
+    return _first_change(tries, sentence, rng)
+
+
+def _first_change(
+    tries: list[tuple[str, Callable[[], str | None]]], sentence: str, rng: random.Random
+) -> tuple[str, str] | None:
+    """The first corruption, in a seeded random order, that applies and changes the sentence."""
     rng.shuffle(tries)
     for kind, make in tries:
         out = make()
@@ -243,12 +250,7 @@ def _out_of_document(others: list[str]) -> Corruptor:
             ("entity-invented", lambda: swap_entity(sentence, [e for e in others if e not in doc.document], rng)),
             ("number-invented", lambda: invent_number(sentence, doc.document, rng)),
         ]
-        rng.shuffle(tries)
-        for kind, make in tries:
-            out = make()
-            if out and out != sentence:
-                return kind, out
-        return None
+        return _first_change(tries, sentence, rng)
 
     return corrupt
 
