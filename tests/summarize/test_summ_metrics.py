@@ -205,3 +205,34 @@ def test_degeneration_lines_count_loops_and_restrict_consistency():
     (line,) = degeneration_lines(base, [other])
     assert "dense 0/6, pruned 3/6" in line  # two loops and one summary under 3 words
     assert "on the 3 documents where neither degenerated: +0.1000" in line
+
+
+def test_token_logprobs_keeps_only_target_logits_and_matches_the_full_softmax(tiny_model_dir):
+    """The judge's target log-probs equal an independent full-logit log-softmax, per row alone (no padding), while
+    the head only ever sees the positions that predict a target token (memory: batch x kept x vocabulary)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from calibench.summarize.harim import token_logprobs
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    rng = np.random.default_rng(0)
+    vocab = model.config.vocab_size
+    contexts = [rng.integers(3, vocab, n).tolist() for n in (120, 90, 131, 40)]
+    targets = [rng.integers(3, vocab, n).tolist() for n in (7, 12, 0, 5)]
+    widths: list[int] = []
+    hook = model.lm_head.register_forward_hook(lambda m, a, o: widths.append(a[0].shape[1]))
+    got = token_logprobs(model, contexts, targets, batch_size=1)
+    hook.remove()
+    assert sorted(widths) == sorted(len(t) for t in targets if t)  # one row a forward: exactly its target positions
+    assert got[2].size == 0
+    batched = token_logprobs(model, contexts, targets, batch_size=4)  # padded together: the same numbers
+    for a, b in zip(got, batched):
+        np.testing.assert_allclose(a, b, atol=2e-5)
+    with torch.inference_mode():
+        for c, t, lp in zip(contexts, targets, got):
+            if not t:
+                continue
+            full = model(input_ids=torch.tensor([c + t])).logits[0].float().log_softmax(-1)
+            want = full[torch.arange(len(c) - 1, len(c) + len(t) - 1), torch.tensor(t)].numpy()
+            np.testing.assert_allclose(lp, want, atol=2e-5)

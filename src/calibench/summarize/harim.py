@@ -50,10 +50,16 @@ def token_logprobs(
     targets: Sequence[Sequence[int]],
     batch_size: int = DEFAULTS.batch_size,
 ) -> list[np.ndarray]:
-    """log p(target_i | context + target_<i) for each pair (right-padded batches, one forward each)."""
+    """log p(target_i | context + target_<i) for each pair (right-padded batches, one forward each).
+
+    Only the positions that predict a target token get logits (``logits_to_keep``, where the model takes it),
+    and each row is normalised on its own: a 262k-token vocabulary over a long source prompt would otherwise
+    hold batch x prompt x vocabulary floats (gigabytes for Gemma 3 at batch 8).
+    """
     import torch
 
     device = next(model.parameters()).device
+    keeps = _takes_logits_to_keep(model)
     out: list[np.ndarray] = [np.zeros(0)] * len(contexts)
     order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]) + len(targets[i]))
     with torch.inference_mode():
@@ -68,12 +74,29 @@ def token_logprobs(
             for r, s in enumerate(seqs):
                 ids[r, : len(s)] = torch.as_tensor(s, device=device)
                 mask[r, : len(s)] = 1
-            logp = model(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+            # the positions predicting a target token, over the batch: [first, last)
+            first = min(len(contexts[i]) for i in rows) - 1
+            last = max(len(contexts[i]) + len(targets[i]) for i in rows) - 1
+            if keeps:
+                kept = torch.arange(first, last, device=device)
+                logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=kept).logits
+            else:
+                logits = model(input_ids=ids, attention_mask=mask).logits[:, first:last]
             for r, i in enumerate(rows):
                 c, t = len(contexts[i]), len(targets[i])
-                pos = torch.arange(c - 1, c + t - 1, device=device)
-                out[i] = logp[r, pos, ids[r, c : c + t]].cpu().numpy().astype(np.float64)
+                row = logits[r, c - 1 - first : c + t - 1 - first].float()
+                chosen = row.gather(-1, ids[r, c : c + t, None])[:, 0]
+                out[i] = (chosen - row.logsumexp(-1)).cpu().numpy().astype(np.float64)
     return out
+
+
+def _takes_logits_to_keep(model: Any) -> bool:
+    import inspect
+
+    try:
+        return "logits_to_keep" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def harim_from_logprobs(lp_src: np.ndarray, lp_lm: np.ndarray, lam: float = HARIM_LAMBDA) -> dict[str, float]:
