@@ -48,7 +48,7 @@ def _study(tmp_path: Path, model_dir: Path, out: Path, extra_env: dict[str, str]
     with sqlite3.connect(out / DB_NAME) as conn:
         records = [json.loads(r) for (r,) in conn.execute("SELECT record FROM cells ORDER BY key")]
         values = dict(conn.execute("SELECT key, value FROM results"))
-    return {"records": records, "values": values}
+    return {"records": records, "values": values, "stderr": done.stderr}
 
 
 def test_reproducible_mode_is_recorded_and_identical_under_another_mkl_code_path(tmp_path, tiny_model_dir):
@@ -60,6 +60,8 @@ def test_reproducible_mode_is_recorded_and_identical_under_another_mkl_code_path
     # MKL's AVX2 code path, as on a CPU without AVX-512: the pinned results do not move by one bit
     b = _study(tmp_path, tiny_model_dir, tmp_path / "b", {"MKL_ENABLE_INSTRUCTIONS": "AVX2"}, "--reproducible")
     assert a["values"] == b["values"]
+    # no terminal here: the steps inside a cell still reach the log, as plain lines
+    assert "  ... calibration set for" in a["stderr"] or "  ... compressing" in a["stderr"], a["stderr"]
 
 
 def test_pinning_after_torch_loaded_is_refused(monkeypatch):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,6 @@ def run_study(
     equally between them); results can differ from ``jobs=1`` in the last
     float bits, since thread counts change reduction orders.
     """
-    import time
 
     runner = EXECUTORS.get(executor)
     if jobs < 1:
@@ -157,8 +157,14 @@ def run_study(
         with _progress(len(cells), len(cells) - len(pending), progress) as bar:
             task = bar.add_task("", total=len(cells), completed=len(cells) - len(pending))
 
+            shown: list[tuple[float, str]] = [(-60.0, "")]  # a log file (no terminal) sees the steps, a line a minute
+
             def step(text: str) -> None:
                 bar.update(task, description=text)
+                now = time.monotonic()
+                if progress and not bar.console.is_terminal and text != shown[0][1] and now - shown[0][0] >= 60:
+                    shown[0] = (now, text)
+                    bar.console.print(f"  ... {text}", highlight=False)
 
             def on_done(cell: Cell, calib: CalibrationSet | None, outcome: Outcome) -> None:
                 counts["retried"] += int(outcome.get("retries", 0))
