@@ -33,35 +33,11 @@ ROWS = [
     ),
 ]
 
-TASK = "summ:xsum"
-
 
 def _result(path: Path, model: str, shift: float, nli: str | None) -> Path:
-    from calibench.evaluation.results import EvalResult, EvalRow, TaskRecord
-    from calibench.summarize.claims import DETAILS_KEY, JudgeRecord
-    from calibench.summarize.judges import lookup
+    from fixtures.summ_results import judge_details, write_result
 
-    items = [
-        {
-            "doc_id": str(i),
-            "doc_hash": f"h{i}",
-            "response": "the cat sat on the mat today",
-            "metrics": {"coverage": 0.5 + 0.01 * i, "summac_zs": 0.6 + shift + 0.01 * i},
-        }
-        for i in range(6)
-    ]
-    details = {}
-    if nli is not None:
-        plan = lookup("nli", nli, "sentences", False, validate=False)
-        details[DETAILS_KEY] = {"summac_zs": JudgeRecord.from_plan("summac_zs", plan, look=False).to_json()}
-    result = EvalResult(
-        model=model,
-        rows=[EvalRow(task=TASK, metric="summac_zs", value=0.625 + shift, n=6)],
-        tasks=[TaskRecord(task=TASK, kind="summarization", details=details)],
-        samples={TASK: items},
-    )
-    path.write_text(result.to_json(), encoding="utf-8")
-    return path
+    return write_result(path, model, shift, judge_details(nli, look=False) if nli is not None else {})
 
 
 def inputs(root: Path, world: dict) -> dict:

@@ -12,9 +12,11 @@ import json
 
 import pytest
 
+from fixtures.summ_results import TASK, judge_details, write_result
+
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TASK = "summ:xsum"
+
 GOOD_TEXT = "AUC 0.71 [0.67, 0.75] on fsp (742 rows)"
 CHANCE_TEXT = "AUC 0.52 [0.48, 0.56] on fsp (742 rows)"
 
@@ -31,43 +33,14 @@ def _write(identity, auc, low, high):
     return write_validity(identity, [DatasetValidity("fsp", 742, auc, low, high, 0.6, 0.55, 0.65)])
 
 
-def _judge_details(model="aegis"):
-    from calibench.summarize.claims import DETAILS_KEY, JudgeRecord
-    from calibench.summarize.judges import lookup
-
-    record = JudgeRecord.from_plan("summac_zs", lookup("nli", model, "sentences", False, validate=False))
-    return {DETAILS_KEY: {"summac_zs": record.to_json()}}
-
-
-def _result(path, model, shift, details):
-    """An EvalResult of one summ: task with six documents; summac_zs = 0.6 + shift + 0.01 i, coverage fixed."""
-    from calibench.evaluation.results import EvalResult, EvalRow, TaskRecord
-
-    items = [
-        {
-            "doc_id": str(i),
-            "doc_hash": f"h{i}",
-            "response": "the cat sat on the mat today",
-            "metrics": {"coverage": 0.5 + 0.01 * i, "summac_zs": 0.6 + shift + 0.01 * i},
-        }
-        for i in range(6)
-    ]
-    result = EvalResult(
-        model=model,
-        rows=[EvalRow(task=TASK, metric="summac_zs", value=0.625 + shift, n=6)],
-        tasks=[TaskRecord(task=TASK, kind="summarization", details=details)],
-        samples={TASK: items},
-    )
-    path.write_text(result.to_json())
-    return path
-
-
 def _runs(tmp_path, dense_details=None, pruned_details=None):
     from calibench.summarize.compare import load_run
 
-    dense = _result(tmp_path / "dense.json", "dense", 0.0, _judge_details() if dense_details is None else dense_details)
-    pruned = _result(
-        tmp_path / "pruned.json", "pruned", 0.1, _judge_details() if pruned_details is None else pruned_details
+    dense = write_result(
+        tmp_path / "dense.json", "dense", 0.0, judge_details() if dense_details is None else dense_details
+    )
+    pruned = write_result(
+        tmp_path / "pruned.json", "pruned", 0.1, judge_details() if pruned_details is None else pruned_details
     )
     return [load_run(dense), load_run(pruned)]
 
@@ -135,7 +108,7 @@ def test_compare_refuses_different_judges_even_when_allowed(tmp_path):
     from calibench.summarize.compare import compare_table
 
     _write(_nli_identity(), 0.71, 0.67, 0.75)
-    runs = _runs(tmp_path, pruned_details=_judge_details("org/other-nli"))
+    runs = _runs(tmp_path, pruned_details=judge_details("org/other-nli"))
     for allow in (False, True):
         with pytest.raises(CalibenchError, match="summac_zs was scored by different judges: dense by .*aegis.*, "
                            "pruned by .*org/other-nli.*; compare runs evaluated with the same nli judge"):  # fmt: skip
@@ -205,7 +178,7 @@ def test_report_section_shows_the_validity_and_follows_the_wording_rule(tmp_path
     auc, high = (0.71, 0.75) if allowed else (0.52, 0.56)
     text = GOOD_TEXT if allowed else CHANCE_TEXT
     _write(_nli_identity(), auc, low, high)
-    _study(tmp_path, _judge_details())
+    _study(tmp_path, judge_details())
     spread, paired = sections(tmp_path, load_frame(tmp_path)[0], None)
     assert spread.notes == [f"summac_zs judge validity: {text}"]
     table = paired.tables[0].frame
@@ -229,7 +202,7 @@ def test_report_section_of_an_unvalidated_or_unrecorded_judge(tmp_path):
     from calibench.report.frame import load_frame
     from calibench.report.summarization import sections
 
-    _study(tmp_path / "new", _judge_details())
+    _study(tmp_path / "new", judge_details())
     spread, paired = sections(tmp_path / "new", load_frame(tmp_path / "new")[0], None)
     assert spread.notes == ["summac_zs judge validity: not validated (run `calibench summ validate --judge nli`)"]
     assert "its judge is not validated" in paired.notes[0]
