@@ -17,8 +17,11 @@ metric and judge says whether its differences may be read as more or less halluc
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from calibench.report.plots import model_paths
 from calibench.report.render import Section
@@ -26,8 +29,9 @@ from calibench.report.summarization_plots import overlap_consistency_plot
 from calibench.report.tables import spread_table as spread
 from calibench.study.store import Store
 from calibench.summarize.claims import JudgeRecord, judge_kinds, records_of, table_reading
-from calibench.summarize.compare import paired_rows
+from calibench.summarize.compare import degenerate, items_by_doc, paired_rows
 from calibench.summarize.metrics import LEXICAL_METRICS
+from calibench.summarize.repetition import DEGENERATE_AT
 from calibench.summarize.task import SUMM_PREFIX
 from calibench.summarize.validity import read_validity
 
@@ -108,16 +112,23 @@ def paired_to_dense(directory: str | Path, frame: Any, metrics: tuple[str, ...] 
     return paired_with_readings(directory, frame, metrics)[0]
 
 
-def paired_with_readings(
-    directory: str | Path, frame: Any, metrics: tuple[str, ...] = KEY_METRICS
-) -> tuple[Any, list[str]]:
-    """:func:`paired_to_dense` and one sentence per consistency metric and judge
-    (:func:`calibench.summarize.claims.table_reading`): whether its differences read as hallucination."""
-    import pandas as pd
+@dataclass
+class _Pair:
+    """One compressed cell of a summ: task beside its model's dense cell: their items by document, their judges."""
 
+    model: str
+    cell: Any  # the compressed cell's row (method, source, set_index, ...)
+    task: str
+    dense: dict[str, dict[str, Any]]
+    compressed: dict[str, dict[str, Any]]
+    dense_judges: dict[str, JudgeRecord]
+    judges: dict[str, JudgeRecord]
+
+
+def _pairs(directory: str | Path, frame: Any) -> list[_Pair]:
     summ = summarization_frame(frame)
     if summ.empty:
-        return pd.DataFrame(), []
+        return []
     cells = summ.drop_duplicates("key")[["key", "model", "method", "source", "set_index", "n", "seq_len"]]
     store = Store(directory, read_only=True)
     try:
@@ -125,51 +136,124 @@ def paired_with_readings(
         judges = cell_judges(store.records())
     finally:
         store.close()
-    validity = _Validity()
-    readings: dict[tuple[str, str], list[Any]] = {}  # (metric, judge identity) -> [judge, significant, rows]
     out = []
     for task in sorted({t for _, t in samples}):
         for model, part in cells.groupby("model"):
             dense = part[part.method == "dense"]
             if dense.empty or (dense.key.iloc[0], task) not in samples:
                 continue
-            base = samples[(dense.key.iloc[0], task)]
+            base_key = dense.key.iloc[0]
             for cell in part[part.method != "dense"].itertuples():
                 other = samples.get((cell.key, task))
-                if not other:
-                    continue
-                dense_judges = judges.get((dense.key.iloc[0], task), {})
-                cell_judges_ = judges.get((cell.key, task), {})
-                for r in paired_rows(base, other, metrics):
-                    m = r["metric"]
-                    d, c = dense_judges.get(m), cell_judges_.get(m)
-                    if m in judge_kinds():
-                        judge = validity.judge(d, c)
-                        comparable = d is None or c is None or d.identity == c.identity
-                        key = (m, json.dumps(judge.identity, sort_keys=True) if judge else "")
-                        seen = readings.setdefault(key, [judge, 0, 0])
-                        seen[1] += bool(r["significant"]) and comparable
-                        seen[2] += 1
+                if other:
                     out.append(
-                        {
-                            "model": model,
-                            "method": cell.method,
-                            "source": cell.source,
-                            "set": cell.set_index,
-                            "task": task,
-                            "metric": r["metric"],
-                            "dense": r["base"],
-                            "compressed": r["other"],
-                            "diff": r["diff"],
-                            "ci_low": r["low"],
-                            "ci_high": r["high"],
-                            "docs": r["n"],
-                            "ci excludes 0": "yes" if r["significant"] else "",
-                            VALIDITY_COLUMN: validity.cell(m, d, c),
-                        }
+                        _Pair(
+                            str(model),
+                            cell,
+                            task,
+                            items_by_doc(list(samples[(base_key, task)].values())),
+                            items_by_doc(list(other.values())),
+                            judges.get((base_key, task), {}),
+                            judges.get((cell.key, task), {}),
+                        )
                     )
+    return out
+
+
+def _row(pair: _Pair, r: dict[str, Any], validity: _Validity) -> dict[str, Any]:
+    m = r["metric"]
+    return {
+        "model": pair.model,
+        "method": pair.cell.method,
+        "source": pair.cell.source,
+        "set": pair.cell.set_index,
+        "task": pair.task,
+        "metric": m,
+        "dense": r["base"],
+        "compressed": r["other"],
+        "diff": r["diff"],
+        "ci_low": r["low"],
+        "ci_high": r["high"],
+        "docs": r["n"],
+        "ci excludes 0": "yes" if r["significant"] else "",
+        VALIDITY_COLUMN: validity.cell(m, pair.dense_judges.get(m), pair.judges.get(m)),
+    }
+
+
+def paired_with_readings(
+    directory: str | Path, frame: Any, metrics: tuple[str, ...] = KEY_METRICS
+) -> tuple[Any, list[str]]:
+    """:func:`paired_to_dense` and one sentence per consistency metric and judge
+    (:func:`calibench.summarize.claims.table_reading`): whether its differences read as hallucination."""
+    import pandas as pd
+
+    validity = _Validity()
+    readings: dict[tuple[str, str], list[Any]] = {}  # (metric, judge identity) -> [judge, significant, rows]
+    out = []
+    for pair in _pairs(directory, frame):
+        for r in paired_rows(pair.dense, pair.compressed, metrics):
+            m = r["metric"]
+            d, c = pair.dense_judges.get(m), pair.judges.get(m)
+            if m in judge_kinds():
+                judge = validity.judge(d, c)
+                comparable = d is None or c is None or d.identity == c.identity
+                key = (m, json.dumps(judge.identity, sort_keys=True) if judge else "")
+                seen = readings.setdefault(key, [judge, 0, 0])
+                seen[1] += bool(r["significant"]) and comparable
+                seen[2] += 1
+            out.append(_row(pair, r, validity))
     notes = [table_reading(m, judge, significant, rows) for (m, _), (judge, significant, rows) in readings.items()]
     return pd.DataFrame(out), notes
+
+
+def clean_documents(directory: str | Path, frame: Any, metrics: tuple[str, ...] = KEY_METRICS) -> Any:
+    """Each compressed cell against dense on the documents where *neither* summary degenerated
+    (:func:`calibench.summarize.compare.degenerate`: a loop, or under 3 words), with how many degenerated on each
+    side, the paired difference and its bootstrap CI, a sign-flip p-value per row and Holm's adjustment over every
+    row of the table (cells x metrics: one family, valid whatever the dependence between metrics).
+
+    Why: a summary that loops over one copied phrase scores as copying a lot and as entailed by the source, so
+    differences over all documents mix "the pruned model copies more" with "the pruned model degenerated".
+    """
+    import pandas as pd
+
+    from calibench.core.stats import holm, sign_flip_pvalue
+
+    validity = _Validity()
+    out = []
+    for pair in _pairs(directory, frame):
+        common = sorted(set(pair.dense) & set(pair.compressed))
+        bad_dense = {d for d in common if degenerate(pair.dense[d])}
+        bad_other = {d for d in common if degenerate(pair.compressed[d])}
+        clean = [d for d in common if d not in bad_dense and d not in bad_other]
+        if len(clean) < 2:
+            continue
+        dense = {d: pair.dense[d] for d in clean}
+        other = {d: pair.compressed[d] for d in clean}
+        for r in paired_rows(dense, other, metrics):
+            a = np.array([_metric(dense[d], r["metric"]) for d in clean])
+            b = np.array([_metric(other[d], r["metric"]) for d in clean])
+            keep = np.isfinite(a) & np.isfinite(b)
+            row = _row(pair, r, validity)
+            row = {
+                **{k: row[k] for k in ("model", "method", "source", "set", "task")},
+                "degenerate dense": f"{len(bad_dense)}/{len(common)}",
+                "degenerate compressed": f"{len(bad_other)}/{len(common)}",
+                **{k: v for k, v in row.items() if k not in ("model", "method", "source", "set", "task")},
+                "p": sign_flip_pvalue(b[keep], a[keep]) if keep.sum() > 1 else float("nan"),
+            }
+            out.append(row)
+    table = pd.DataFrame(out)
+    if len(table):
+        table["p (Holm)"] = holm(table["p"].tolist())
+        validity_column = table.pop(VALIDITY_COLUMN)
+        table[VALIDITY_COLUMN] = validity_column
+    return table
+
+
+def _metric(item: dict[str, Any], metric: str) -> float:
+    value = item.get("metrics", {}).get(metric)
+    return float("nan") if value is None else float(value)
 
 
 def scatter(directory: str | Path, frame: Any, out: Path, validity: dict[str, str] | None = None) -> list[Path]:
@@ -201,6 +285,14 @@ def scatter(directory: str | Path, frame: Any, out: Path, validity: dict[str, st
 
 SPREAD_HEADING = "Summarization metrics across sets (mean, std, min, max, range)"
 PAIRED_HEADING = "Summarization: compressed minus dense, paired per document (95% paired bootstrap CI)"
+CLEAN_HEADING = "Summarization on the documents where neither summary degenerated (paired, Holm over the table)"
+CLEAN_NOTE = (
+    f"A summary degenerates when more than {DEGENERATE_AT:.0%} of its word 3-grams occurred earlier in it "
+    "(repeat_3), or it has under 3 words: a loop of one "
+    "copied phrase reads as heavy copying and as entailed, so these rows leave every such document out on both "
+    "sides; `degenerate` columns count them.  p: two-sided sign-flip permutation test of the paired difference; "
+    "p (Holm): adjusted over every row of this table."
+)
 
 
 def sections(directory: str | Path, frame: Any, out: Path | None) -> list[Any]:
@@ -216,6 +308,9 @@ def sections(directory: str | Path, frame: Any, out: Path | None) -> list[Any]:
     found = [Section(SPREAD_HEADING, tables=[spread_table(frame)], notes=spread_notes)]
     if len(paired):
         found.append(Section(PAIRED_HEADING, tables=[paired], notes=readings))
+        clean = clean_documents(directory, frame)
+        if len(clean):
+            found.append(Section(CLEAN_HEADING, tables=[clean], notes=[CLEAN_NOTE]))
     if out is not None:
         found[-1].plots.extend(scatter(directory, frame, out, validity={m: t for m, t in texts.items()}))
     return found
