@@ -163,3 +163,17 @@ def test_summ_validate_command_and_the_eval_warning(tmp_path, tiny_model_dir, do
     after = cli("eval", "-m", str(tiny_model_dir), "--tasks", task, "--limit", "2", "--offline")
     assert after.returncode == 0 and "warning" not in after.stderr, after.stderr
     assert "harim_plus.fsp_acc" in after.stdout
+
+
+def test_validation_estimate_counts_every_labelled_set(monkeypatch):
+    """The "~N min" of a not-validated warning is for what `summ validate` runs by default: Factual-Summary-Pairs
+    and every constructed set, at the rate of the latest run here (120 s for 60 FSP pairs: 2 s a pair)."""
+    from calibench.summarize import judges
+    from calibench.summarize.pairsets import PAIRSETS, ROWS
+
+    monkeypatch.setattr(judges, "cached_results", lambda: [{"scorer": {"scorer": "summac_zs"}, "seconds": 120.0,
+                                                             "pairs": 60}])  # fmt: skip
+    pairs = 371 + ROWS // 2 * (len(PAIRSETS) - 1)
+    assert judges.VALIDATION_PAIRS == pairs
+    assert judges.JUDGES.get("nli").minutes() == -(-pairs * 2 // 60)
+    assert judges.JUDGES.get("nli").minutes(371) == -(-371 * 2 // 60)

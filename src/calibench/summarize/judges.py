@@ -32,11 +32,15 @@ from calibench.summarize.consistency import summac_zs
 from calibench.summarize.data import factual_pairs
 from calibench.summarize.harim import Judge, harim_scores
 from calibench.summarize.metrics import CONSISTENCY_METRIC
+from calibench.summarize.pairsets import PAIRSETS, ROWS
 from calibench.summarize.prompts import STYLES, ChatMode, use_chat
 from calibench.summarize.validate import ScoreFn, cached_results, cached_validation, pair_accuracy, store_validation
 
 ALL = "all"
 FSP_PAIRS = 371  # pairs in the pack's Factual-Summary-Pairs (for the time estimate before it is read)
+#: what ``summ validate`` scores by default, in Factual-Summary-Pairs pairs (two rows each): FSP and every
+#: constructed set of :data:`~calibench.summarize.pairsets.ROWS` rows (long sources cost more a row: a floor)
+VALIDATION_PAIRS = FSP_PAIRS + (len(PAIRSETS) - 1) * ROWS // 2
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,9 @@ class JudgeKind:
                loaded: tuple[Any, Any] | None = None) -> ScoreFn:  # fmt: skip
         raise NotImplementedError
 
-    def minutes(self, pairs: int = FSP_PAIRS) -> int:
-        """How long a full validation takes: from the latest run of this kind here (a ``--limit`` run counts),
-        else from :attr:`seconds_per_pair`."""
+    def minutes(self, pairs: int = VALIDATION_PAIRS) -> int:
+        """How long a full validation (every labelled set, as ``summ validate`` runs by default) takes: from the
+        latest run of this kind here (a ``--limit`` run counts), else from :attr:`seconds_per_pair`."""
         runs = [r for r in cached_results() if r.get("scorer", {}).get("scorer") == self.metric and r.get("seconds")]
         rate = runs[-1]["seconds"] / runs[-1]["pairs"] if runs else self.seconds_per_pair
         return max(1, math.ceil(pairs * rate / 60))
