@@ -3,8 +3,11 @@
 A report folder under ``docs/`` with a ``study.sqlite`` (the store the study wrote: every cell's configuration,
 results and per-item samples) is rebuilt with ``calibench study report`` into a scratch copy; the regenerated
 ``report.md`` must equal the committed one, and the committed ``items.parquet`` must hold the store's items.
-So a report edited by hand, or made by other code than this tree's, fails here.  The console's "resolved:"
-lines quoted in the README and the docs must be lines the committed report's study resolves.
+So a report edited by hand, or made by other code than this tree's, fails here.  A report with summarization
+judges ships the validation results it was read under (``judge-validity/auc-*.json``, from ``calibench summ
+validate``): they go into the test's private cache first, as a reader would copy them into theirs.  The
+console's "resolved:" lines quoted in the README and the docs must be lines the committed report's study
+resolves.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ def test_report_regenerates_from_its_store(tmp_path, folder):
     study = tmp_path / folder.name
     study.mkdir()
     shutil.copy(folder / "study.sqlite", study / "study.sqlite")
+    shipped = sorted((folder / "judge-validity").glob("auc-*.json"))
+    if shipped:
+        from calibench.summarize.validate import cache_dir
+
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        for path in shipped:
+            shutil.copy(path, cache_dir() / path.name)
     report = write_report(study)
     assert _portable(report.markdown) == _portable(folder / "report.md")
     fresh = pd.read_parquet(study / "report" / "items.parquet")
