@@ -226,7 +226,11 @@ def test_token_logprobs_keeps_only_target_logits_and_matches_the_full_softmax(ti
     hook.remove()
     assert sorted(widths) == sorted(len(t) for t in targets if t)  # one row a forward: exactly its target positions
     assert got[2].size == 0
+    hook = model.lm_head.register_forward_hook(lambda m, a, o: widths.append(a[0].shape[1]))
+    widths.clear()
     batched = token_logprobs(model, contexts, targets, batch_size=4)  # padded together: the same numbers
+    hook.remove()
+    assert widths == [sum(len(t) for t in targets)]  # one forward: the union of the three rows' positions
     for a, b in zip(got, batched):
         np.testing.assert_allclose(a, b, atol=2e-5)
     with torch.inference_mode():

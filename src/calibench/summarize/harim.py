@@ -52,16 +52,17 @@ def token_logprobs(
 ) -> list[np.ndarray]:
     """log p(target_i | context + target_<i) for each pair (right-padded batches, one forward each).
 
-    Only the positions that predict a target token get logits (``logits_to_keep``, where the model takes it),
-    and each row is normalised on its own: a 262k-token vocabulary over a long source prompt would otherwise
-    hold batch x prompt x vocabulary floats (gigabytes for Gemma 3 at batch 8).
+    Only the positions that predict a target token get logits (``logits_to_keep``, where the model takes it: the
+    union over the batch's rows, which are ordered by prompt length so that the union stays near one summary's
+    length), and each row is normalised on its own: a 262k-token vocabulary over a long source prompt would
+    otherwise hold batch x prompt x vocabulary floats (gigabytes for Gemma 3 at batch 8).
     """
     import torch
 
     device = next(model.parameters()).device
     keeps = _takes_logits_to_keep(model)
     out: list[np.ndarray] = [np.zeros(0)] * len(contexts)
-    order = sorted(range(len(contexts)), key=lambda i: len(contexts[i]) + len(targets[i]))
+    order = sorted(range(len(contexts)), key=lambda i: (len(contexts[i]), len(targets[i])))
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             rows = [i for i in order[start : start + batch_size] if len(targets[i])]
@@ -74,17 +75,16 @@ def token_logprobs(
             for r, s in enumerate(seqs):
                 ids[r, : len(s)] = torch.as_tensor(s, device=device)
                 mask[r, : len(s)] = 1
-            # the positions predicting a target token, over the batch: [first, last)
-            first = min(len(contexts[i]) for i in rows) - 1
-            last = max(len(contexts[i]) + len(targets[i]) for i in rows) - 1
+            # each row's positions predicting its target tokens, and their union over the batch (sorted)
+            wanted = [torch.arange(len(contexts[i]) - 1, len(contexts[i]) + len(targets[i]) - 1) for i in rows]
+            kept = torch.unique(torch.cat(wanted)).to(device)
             if keeps:
-                kept = torch.arange(first, last, device=device)
                 logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=kept).logits
             else:
-                logits = model(input_ids=ids, attention_mask=mask).logits[:, first:last]
-            for r, i in enumerate(rows):
+                logits = model(input_ids=ids, attention_mask=mask).logits[:, kept]
+            for r, (i, pos) in enumerate(zip(rows, wanted)):
                 c, t = len(contexts[i]), len(targets[i])
-                row = logits[r, c - 1 - first : c + t - 1 - first].float()
+                row = logits[r, torch.searchsorted(kept, pos.to(device))].float()
                 chosen = row.gather(-1, ids[r, c : c + t, None])[:, 0]
                 out[i] = (chosen - row.logsumexp(-1)).cpu().numpy().astype(np.float64)
     return out
