@@ -47,16 +47,43 @@ def discard_deferred() -> None:
     _deferred.clear()
 
 
-class _Task:
-    """Handle for one progress bar; ``advance`` is a no-op when progress is off."""
+#: in a pipe or a log, a step still running after this many seconds prints a plain line, and again each period
+HEARTBEAT_SECONDS = 60.0
 
-    def __init__(self, progress: Any | None, task_id: Any | None):
+
+class _Task:
+    """Handle for one progress bar; ``advance`` is a no-op when progress is off.  In a pipe or a log (the bar is
+    held back until the command succeeds) a long step prints ``description: done/total unit, elapsed`` once a
+    :data:`HEARTBEAT_SECONDS`, so a run of minutes is never silent; a refusal comes before any long step."""
+
+    def __init__(self, progress: Any | None, task_id: Any | None, heartbeat: bool = False, unit: str = ""):
+        import time
+
         self._progress = progress
         self._task_id = task_id
+        self._heartbeat = heartbeat
+        self._unit = unit
+        self._started = self._beat = time.monotonic()
 
     def advance(self, amount: float = 1) -> None:
         if self._progress is not None:
             self._progress.advance(self._task_id, amount)
+            if self._heartbeat:
+                self._maybe_beat(self._progress)
+
+    def _maybe_beat(self, progress: Any) -> None:
+        import sys
+        import time
+
+        now = time.monotonic()
+        if now - self._beat < HEARTBEAT_SECONDS:
+            return
+        self._beat = now
+        bar = next(t for t in progress.tasks if t.id == self._task_id)
+        total = f"/{bar.total:.0f}" if bar.total else ""
+        unit = f" {self._unit}" if self._unit else ""
+        sys.stderr.write(f"{bar.description}: {bar.completed:.0f}{total}{unit}, {now - self._started:.0f}s\n")
+        sys.stderr.flush()
 
     def update(self, **fields: Any) -> None:
         if self._progress is not None:
@@ -95,8 +122,9 @@ def task(description: str, total: float | None = None, unit: str = "") -> Iterat
         console = Console(file=held, width=console.width)
     with Progress(*columns, console=console, transient=False) as progress:
         task_id = progress.add_task(description, total=total)
+        handle = _Task(progress, task_id, heartbeat=held is not None, unit=unit)
         try:
-            yield _Task(progress, task_id)
+            yield handle
         except BaseException:
             progress.live.transient = True  # a failed step's bar is erased from the terminal
             raise
