@@ -29,7 +29,7 @@ from calibench.report.summarization_plots import overlap_consistency_plot
 from calibench.report.tables import spread_table as spread
 from calibench.study.store import Store
 from calibench.summarize.claims import JudgeRecord, judge_kinds, records_of, table_reading
-from calibench.summarize.compare import degenerate, items_by_doc, paired_rows
+from calibench.summarize.compare import degenerate, items_by_doc, metric_value, paired_rows
 from calibench.summarize.metrics import LEXICAL_METRICS
 from calibench.summarize.repetition import DEGENERATE_AT
 from calibench.summarize.task import SUMM_PREFIX
@@ -231,29 +231,25 @@ def clean_documents(directory: str | Path, frame: Any, metrics: tuple[str, ...] 
         dense = {d: pair.dense[d] for d in clean}
         other = {d: pair.compressed[d] for d in clean}
         for r in paired_rows(dense, other, metrics):
-            a = np.array([_metric(dense[d], r["metric"]) for d in clean])
-            b = np.array([_metric(other[d], r["metric"]) for d in clean])
+            a = np.array([metric_value(dense[d], r["metric"]) for d in clean])
+            b = np.array([metric_value(other[d], r["metric"]) for d in clean])
             keep = np.isfinite(a) & np.isfinite(b)
-            row = _row(pair, r, validity)
-            row = {
-                **{k: row[k] for k in ("model", "method", "source", "set", "task")},
-                "degenerate dense": f"{len(bad_dense)}/{len(common)}",
-                "degenerate compressed": f"{len(bad_other)}/{len(common)}",
-                **{k: v for k, v in row.items() if k not in ("model", "method", "source", "set", "task")},
-                "p": sign_flip_pvalue(b[keep], a[keep]) if keep.sum() > 1 else float("nan"),
-            }
-            out.append(row)
+            out.append(
+                {
+                    **_row(pair, r, validity),
+                    "degenerate dense": f"{len(bad_dense)}/{len(common)}",
+                    "degenerate compressed": f"{len(bad_other)}/{len(common)}",
+                    "p": sign_flip_pvalue(b[keep], a[keep]) if keep.sum() > 1 else float("nan"),
+                }
+            )
     table = pd.DataFrame(out)
     if len(table):
         table["p (Holm)"] = holm(table["p"].tolist())
-        validity_column = table.pop(VALIDITY_COLUMN)
-        table[VALIDITY_COLUMN] = validity_column
+        # the counts after the cell's labels, the judge's validity last
+        labels = ["model", "method", "source", "set", "task", "degenerate dense", "degenerate compressed"]
+        rest = [c for c in table.columns if c not in labels and c != VALIDITY_COLUMN]
+        table = table[labels + rest + [VALIDITY_COLUMN]]
     return table
-
-
-def _metric(item: dict[str, Any], metric: str) -> float:
-    value = item.get("metrics", {}).get(metric)
-    return float("nan") if value is None else float(value)
 
 
 def scatter(directory: str | Path, frame: Any, out: Path, validity: dict[str, str] | None = None) -> list[Path]:

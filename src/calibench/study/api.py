@@ -157,12 +157,13 @@ def run_study(
         with _progress(len(cells), len(cells) - len(pending), progress) as bar:
             task = bar.add_task("", total=len(cells), completed=len(cells) - len(pending))
 
-            shown: list[tuple[float, str]] = [(-60.0, "")]  # a log file (no terminal) sees the steps, a line a minute
+            beat = inner_progress.HEARTBEAT_SECONDS  # a log file (no terminal) sees the steps, a line a beat
+            shown: list[tuple[float, str]] = [(-beat, "")]
 
             def step(text: str) -> None:
                 bar.update(task, description=text)
                 now = time.monotonic()
-                if progress and not bar.console.is_terminal and text != shown[0][1] and now - shown[0][0] >= 60:
+                if progress and not bar.console.is_terminal and text != shown[0][1] and now - shown[0][0] >= beat:
                     shown[0] = (now, text)
                     bar.console.print(f"  ... {text}", highlight=False)
 

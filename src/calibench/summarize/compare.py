@@ -59,7 +59,7 @@ def items_by_doc(items: Sequence[dict[str, Any]]) -> Items:
 
 def degenerate(item: dict[str, Any]) -> bool:
     """A looping summary (:data:`~calibench.summarize.repetition.DEGENERATE_AT`) or one under 3 words."""
-    share = _value(item, "repeat_3")
+    share = metric_value(item, "repeat_3")
     return not share <= DEGENERATE_AT  # NaN (too short) counts as degenerate
 
 
@@ -133,7 +133,7 @@ def judged_metrics(runs: Sequence[Run]) -> list[str]:
     return [
         m
         for m in ALL_METRICS
-        if m in kinds and any(np.isfinite(_value(it, m)) for r in runs for it in r.items.values())
+        if m in kinds and any(np.isfinite(metric_value(it, m)) for r in runs for it in r.items.values())
     ]
 
 
@@ -185,8 +185,8 @@ def paired_rows(base: Items, other: Items, metrics: Sequence[str] = ALL_METRICS)
         raise CalibenchError("the two runs share no document (different datasets?): nothing to pair")
     out = []
     for metric in metrics:
-        a = np.array([_value(base[d], metric) for d in common], dtype=np.float64)
-        b = np.array([_value(other[d], metric) for d in common], dtype=np.float64)
+        a = np.array([metric_value(base[d], metric) for d in common], dtype=np.float64)
+        b = np.array([metric_value(other[d], metric) for d in common], dtype=np.float64)
         if not (np.isfinite(a) & np.isfinite(b)).any():
             continue
         ci = paired_bootstrap(a, b)
@@ -206,7 +206,7 @@ def paired_rows(base: Items, other: Items, metrics: Sequence[str] = ALL_METRICS)
     return out
 
 
-def _value(item: dict[str, Any], metric: str) -> float:
+def metric_value(item: dict[str, Any], metric: str) -> float:
     v = item.get("metrics", {}).get(metric)
     return float("nan") if v is None else float(v)
 
