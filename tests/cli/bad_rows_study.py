@@ -20,6 +20,11 @@ ROWS = [
     ("study run {in:spec-w4a16} --out {out}", "does not divide the input dimension", "study-w4a16-shapes"),
     ("study run {in:spec-hub} --out {out}", "(HF_HUB_OFFLINE is set)", "study-unknown-hub-model-offline"),
     (
+        "study run {in:spec-keep} --out {out}",
+        "keep_weights: Input should be a valid boolean",
+        "study-keep-weights-word",
+    ),
+    (
         "study run {in:spec-good} --out {out} --executor ray --address 127.0.0.1:1",
         "cannot reach the Ray",
         "study-ray-down",
@@ -79,6 +84,7 @@ def inputs(root: Path, world: dict) -> dict:
         "spec-seqlen": world["spec_grid"](seq_len=[100000]),
         "spec-nvfp4": world["spec_grid"](methods=[{"name": "nvfp4"}], dtype="float32"),
         "spec-hub": world["spec_grid"](models=["no-such-org/no-such-model"]),
+        "spec-keep": world["spec_grid"](keep_weights="sometimes"),
     }
     # a model whose input dimensions (96, 192) no 128-group divides: config and tokenizer only, no weights, so a
     # refusal here also shows that nothing was loaded

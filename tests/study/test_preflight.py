@@ -214,9 +214,10 @@ def test_report_refuses_a_damaged_store_naming_the_cell_and_writes_no_report(
     assert _bytes(study) == before and not (study / "report").exists()
 
 
-def test_a_rerun_rebuilds_the_deleted_set_of_a_finished_cell(tiny_model_dir, text, tmp_path):
+def test_a_rerun_rebuilds_the_deleted_set_of_a_finished_cell(tiny_model_dir, text, tmp_path, capsys):
     """`study signals` tells the user to rerun `study run` when a cached set is gone: the rerun rebuilds it (the
-    same recipe gives the same set id) even though every cell is finished and none runs again."""
+    same recipe gives the same set id) even though every cell is finished and none runs again, and says so first
+    (a self-text set takes minutes to generate)."""
     from calibench.study import run_study
     from calibench.study.sets import SETS_DIR
 
@@ -226,9 +227,11 @@ def test_a_rerun_rebuilds_the_deleted_set_of_a_finished_cell(tiny_model_dir, tex
     assert first.done == 2 and first.failed == 0
     (set_dir,) = (out / SETS_DIR).iterdir()
     shutil.rmtree(set_dir)
-    again = run_study(spec, out, progress=False)
+    capsys.readouterr()
+    again = run_study(spec, out, progress=True)
     assert again.skipped == 2 and again.done == 0
     assert (set_dir / "manifest.json").is_file()
+    assert "rebuilding the 1 " in capsys.readouterr().err
     store = Store(out, read_only=True)
     store.validate()
     store.close()

@@ -280,10 +280,23 @@ def test_report_tables_match_an_independent_computation(tmp_path):
     assert pd.read_parquet(report.parquet).shape == frame.shape
 
 
-def test_worker_processes_give_the_same_cells_as_one_process(tmp_path, tiny_model_dir, texts):
+def test_worker_processes_give_the_same_cells_as_one_process(tmp_path, tiny_model_dir, texts, monkeypatch):
     spec_path = write_spec(tmp_path / "s.yaml", tiny_model_dir, *texts, sets=2, methods="wanda,magnitude")
+    import calibench.study.executors as executors
+
+    shown: list[str] = []
+    real = executors.run_processes
+
+    def recording(cells, sets, on_done, step, jobs):  # the driver's display, as the study hands it over
+        return real(cells, sets, on_done, lambda text: (shown.append(text), step(text)), jobs)
+
+    monkeypatch.setattr(executors, "run_processes", recording)
     summary = run_study(spec_path, tmp_path / "jobs", progress=False, jobs=2)
+    monkeypatch.setattr(executors, "run_processes", real)
     assert summary.done == 5 and summary.failed == 0
+    # the workers' own steps reach the driver (a log shows what a worker is doing, not only what is queued)
+    assert any(text.startswith("compressing ") for text in shown)
+    assert sum(text.startswith("evaluating ") for text in shown) == 5
     assert table(tmp_path / "jobs" / DB_NAME, "SELECT COUNT(*), COUNT(DISTINCT key) FROM results") == [(5, 5)]
     run_study(spec_path, tmp_path / "one", progress=False)
     parallel = dict(table(tmp_path / "jobs" / DB_NAME, "SELECT key, value FROM results"))

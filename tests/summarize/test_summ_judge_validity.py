@@ -248,3 +248,23 @@ def test_task_records_the_judge_and_the_validity_it_was_read_under(monkeypatch, 
     recorded = off.details[DETAILS_KEY]["summac_zs"]
     assert recorded["identity"] == identity and recorded["validity"] is None and recorded["looked_up"] is False
     assert recorded["text"] == "not looked up (validate=no)"
+
+
+def test_a_bundled_judge_recorded_by_a_machine_path_is_shown_by_name(offline_assets):
+    """A report made on one machine names a bundled judge by its path under that machine's assets directory; a
+    reader anywhere sees the asset name, and a new record stores the name in the first place."""
+    from calibench.summarize.claims import JudgeRecord, table_reading
+    from calibench.summarize.judges import lookup
+
+    other_machine = JudgeRecord("harim_plus", "harim", "/home/x/.cache/calibench/assets/smollm2-135m", {}, "c", None)
+    assert other_machine.shown_model == "smollm2-135m"
+    assert table_reading("harim_plus", other_machine, 0, 2).startswith("harim_plus (judge harim smollm2-135m): ")
+    for kept in ("/data/assets/my-own-model", "/data/smollm2-135m", "org/judge"):  # not a bundled asset's path
+        assert JudgeRecord("harim_plus", "harim", kept, {}, "c", None).shown_model == kept
+
+    from calibench.core.paths import assets_dir
+    from calibench.models import resolve_model_path
+
+    plan = lookup("harim", str(resolve_model_path("smollm2-135m")), "sentences", False, validate=False)
+    assert plan.model.startswith(str(assets_dir()))  # the plan holds this machine's path ...
+    assert JudgeRecord.from_plan("harim_plus", plan, look=False).model == "smollm2-135m"  # ... the record its name

@@ -327,5 +327,5 @@ def judge_texts(directory: str | Path) -> dict[str, str]:
     out = {}
     for metric, by_identity in found.items():
         here = [j.here() for j in by_identity.values()]
-        out[metric] = here[0].text() if len(here) == 1 else " | ".join(f"{j.model}: {j.text()}" for j in here)
+        out[metric] = here[0].text() if len(here) == 1 else " | ".join(f"{j.shown_model}: {j.text()}" for j in here)
     return out

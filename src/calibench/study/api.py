@@ -24,7 +24,9 @@ from calibench.study.store import DB_NAME, Store, check_store
 from calibench.tracking.base import open_tracking
 
 SPEC_COPY = "spec.yaml"
-MODEL_CACHE = "models"  # compressed weights kept between the blocks of an adaptive study, deleted when unneeded
+# compressed weights, by Cell.weights_key: kept between the blocks of an adaptive study (deleted when unneeded) and
+# for good with the spec's keep_weights
+MODEL_CACHE = "models"
 
 
 @dataclass
@@ -141,10 +143,10 @@ def run_study(
         settings = spec.eval.adaptive
         if settings is not None:  # every cell first scores the first block of items
             pending = [_with_block(c, 0, set(), settings, store.directory) for c in pending]
+        elif spec.keep_weights:
+            pending = [c.model_copy(update={"model_cache": _weights_path(c, store.directory)}) for c in pending]
         counts = {"done": 0, "failed": 0, "input": 0, "retried": 0}
         started = time.perf_counter()
-        previous_inner = inner_progress.enabled()
-        inner_progress.set_enabled(False)  # one live display: the study's
 
         def calib_for(cell: Cell) -> CalibrationSet | None:
             if cell.is_dense:
@@ -152,7 +154,10 @@ def run_study(
             with quiet_libraries():
                 return sets_for(cell, store, tokenizer_for(cell.model), base_model)[cell.set_index]
 
-        _rebuild_missing_sets(cells, finished, store, calib_for)
+        # before the study's display: a set that runs the model (self text) shows its own progress while rebuilt
+        _rebuild_missing_sets(cells, finished, store, calib_for, _say if progress else None)
+        previous_inner = inner_progress.enabled()
+        inner_progress.set_enabled(False)  # one live display: the study's
 
         with _progress(len(cells), len(cells) - len(pending), progress) as bar:
             task = bar.add_task("", total=len(cells), completed=len(cells) - len(pending))
@@ -171,7 +176,8 @@ def run_study(
                 counts["retried"] += int(outcome.get("retries", 0))
                 if "error" in outcome:
                     store.record_failure(cell, outcome["error"], outcome.get("seconds", 0.0))
-                    _drop_cache(cell)
+                    if not spec.keep_weights:
+                        _drop_cache(cell)
                     counts["failed"] += 1
                     counts["input"] += bool(outcome.get("input"))
                     bar.console.print(f"[red]failed[/] {cell.describe()}: {outcome['error']}", highlight=False)
@@ -241,9 +247,10 @@ def _say(text: str) -> None:
     console(stderr=True).print(text, highlight=False, markup=False)
 
 
-def _rebuild_missing_sets(cells: list[Cell], finished: set[str], store: Store, calib_for: Any) -> None:
+def _rebuild_missing_sets(cells: list[Cell], finished: set[str], store: Store, calib_for: Any,
+                          say: Any = None) -> None:  # fmt: skip
     """Sets of finished cells whose directory was deleted, rebuilt from their recipes (the same inputs give the
-    same set), so that readers of the sets (`study signals`) find them after a rerun."""
+    same set), so that readers of the sets (`study signals`) find them after a rerun; ``say`` hears of each."""
     from calibench.study.sets import SETS_DIR, recipe_key
 
     root = store.directory / SETS_DIR
@@ -256,27 +263,36 @@ def _rebuild_missing_sets(cells: list[Cell], finished: set[str], store: Store, c
         if recipe in seen or not ids or all((root / set_id).is_dir() for set_id in ids.values()):
             continue
         seen.add(recipe)
+        if say is not None:
+            say(f"rebuilding the {cell.num_sets} {cell.source} sets of finished cells (their directory is gone)")
         calib_for(cell)  # rebuilds and records the recipe's sets
 
 
 # ----------------------------------------------------------------- adaptive evaluation
 
 
+def _weights_path(cell: Cell, directory: Path) -> str:
+    """Where the cell's compressed weights are kept ("" for a dense cell: nothing to keep)."""
+    return "" if cell.is_dense else str(directory / MODEL_CACHE / f"{cell.weights_key}.safetensors")
+
+
 def _with_block(cell: Cell, index: int, tasks: set[str], settings: Any, directory: Path) -> Cell:
     """The cell's run for block ``index`` of ``tasks`` (every task when empty), with its weights cache."""
-    cache = "" if cell.is_dense else str(directory / MODEL_CACHE / f"{cell.key}.safetensors")
     return cell.model_copy(
         update={
             "block": adaptive_eval.block_range(index, settings),
             "block_tasks": tuple(sorted(tasks)),
-            "model_cache": cache,
+            "model_cache": _weights_path(cell, directory),
         }
     )
 
 
 def _drop_cache(cell: Cell) -> None:
     if cell.model_cache:
+        from calibench.study.runner import weights_record
+
         Path(cell.model_cache).unlink(missing_ok=True)
+        weights_record(Path(cell.model_cache)).unlink(missing_ok=True)
 
 
 def _rows_for(task: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -318,7 +334,7 @@ def _adaptive_rounds(spec: StudySpec, cells: list[Cell], store: Store, run_cells
         store.set_meta("adaptive", state.summary())
         needed = {c.key for p in state.pairs if not p.stopped for c in p.cells()}
         for cell in cells:  # a cell whose comparisons have all stopped is never scored again
-            if cell.key not in needed:
+            if cell.key not in needed and not spec.keep_weights:
                 _drop_cache(_with_block(cell, 0, set(), settings, store.directory))
         if state.done:
             break

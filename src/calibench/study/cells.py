@@ -68,6 +68,14 @@ class Cell(BaseModel):
         return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
     @property
+    def weights_key(self) -> str:
+        """A hash of what determines the compressed weights: the key without the evaluation (and where it runs), so
+        cells that differ only in what they are scored on share one set of weights."""
+        runtime = {"eval", "device", "offload", "block", "block_tasks", "model_cache"}
+        payload = json.dumps(self.model_dump(mode="json", exclude=runtime), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+    @property
     def is_dense(self) -> bool:
         return self.method == DENSE
 

@@ -95,8 +95,12 @@ def threads_per_worker(jobs: int) -> int:
     return numerics.threads(max(1, usable_cores() // jobs))
 
 
-def _init_worker(threads: int, driver: int) -> None:
-    """Each worker gets an equal share of the cores, and dies with its driver.
+_STEPS: Any = None  # in a local worker process: the queue its steps go to, for the driver's display
+
+
+def _init_worker(threads: int, driver: int, steps: Any = None) -> None:
+    """Each worker gets an equal share of the cores, and dies with its driver; its steps (compressing,
+    evaluating) go to ``steps``, a queue the driver reads into the study's display.
 
     A pool worker waits on a queue whose write end it holds itself, so a
     driver killed with SIGKILL would leave it idling forever with a model in
@@ -109,6 +113,8 @@ def _init_worker(threads: int, driver: int) -> None:
 
     import torch
 
+    global _STEPS
+    _STEPS = steps
     torch.set_num_threads(threads)
 
     def watch() -> None:
@@ -117,6 +123,11 @@ def _init_worker(threads: int, driver: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="calibench-driver-watch", daemon=True).start()
+
+
+def _worker_run(cell: Cell, calib: CalibrationSet | None) -> Outcome:
+    """:func:`_safe_run` in a worker process, its steps sent to the driver."""
+    return _safe_run(cell, calib, _STEPS.put if _STEPS is not None else None)
 
 
 def run_processes(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: Step, jobs: int) -> None:
@@ -163,22 +174,32 @@ def run_processes(cells: list[Cell], sets: SetProvider, on_done: OnDone, step: S
         if running:
             step(f"running {'; '.join(running)}" + (f" (+{queued} queued)" if queued else ""))
 
+    context = multiprocessing.get_context("spawn")
+    steps = context.Queue()
+
+    def forward_steps() -> None:  # the workers' steps, shown as the driver's own
+        for text in iter(steps.get, None):
+            with lock:
+                step(text)
+
+    forwarder = threading.Thread(target=forward_steps, name="calibench-worker-steps", daemon=True)
+    forwarder.start()
     pool = ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(threads, os.getpid()),
+        max_workers=jobs, mp_context=context, initializer=_init_worker, initargs=(threads, os.getpid(), steps)
     )
     in_flight: dict[Future, Cell] = {}
     try:
         for cell, calib in _with_sets(cells, sets, done_locked, step):
-            future = pool.submit(_safe_run, cell, calib)
+            future = pool.submit(_worker_run, cell, calib)
             in_flight[future] = cell
             future.add_done_callback(functools.partial(finished, cell, calib))
         show_in_flight()
         wait(list(in_flight))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+        steps.put(None)  # every worker has exited: what they sent is in the queue before this
+        steps.cancel_join_thread()  # a worker killed mid-send must not hang the driver on the queue
+        forwarder.join(timeout=5.0)
         torch.set_num_threads(previous_threads)
     if callback_errors:
         raise callback_errors[0]

@@ -12,6 +12,7 @@ cache makes cheap.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from typing import Any
 
 from calibench.core import failpoints, numerics
 from calibench.core.errors import CalibenchError
+from calibench.core.fsutil import atomic_write_bytes
 from calibench.data.calibset import CalibrationSet
 from calibench.evaluation import evaluate
 from calibench.evaluation.samples import ItemBlock
@@ -151,7 +153,9 @@ def _run_cell(
         cache = Path(cell.model_cache) if cell.model_cache else None
         if cache is not None and cache.is_file():
             step(f"compressed weights from the cache {cell.describe()}")
-            load_compressed(model, cache)
+            compression = load_compressed(model, cache)
+            if compression is not None:  # what compressed them, as the cell that wrote them recorded it
+                record["compression"] = compression
             record["model_cache"] = "read"
         else:
             step(f"compressing {cell.describe()}")
@@ -166,7 +170,7 @@ def _run_cell(
                 record["folded_quantized_modules"] = fold_weight_quantization(model)
             if cache is not None:
                 try:
-                    save_compressed(model, cache)
+                    save_compressed(model, cache, record["compression"])
                     record["model_cache"] = "written"
                 except OSError as exc:  # e.g. a Ray worker without the study's directory: the next block recompresses
                     record["model_cache"] = f"not written: {exc.strerror or exc}"
@@ -269,18 +273,27 @@ def vllm_checkpoint(cell: Cell, model: Any, tokenizer: Any, record: dict[str, An
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def save_compressed(model: Any, path: Path) -> None:
-    """The compressed (folded) weights, for the next blocks of an adaptive study: written whole or not at all."""
+def weights_record(path: Path) -> Path:
+    """The compression record kept beside the weights at ``path``."""
+    return path.with_suffix(".json")
+
+
+def save_compressed(model: Any, path: Path, compression: dict[str, Any] | None = None) -> None:
+    """The compressed (folded) weights, for the next blocks of an adaptive study or a later run of a spec that keeps
+    them, and the record of their compression beside them: each written whole or not at all, the record first."""
     from safetensors.torch import save_model
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    if compression is not None:
+        atomic_write_bytes(weights_record(path), json.dumps(compression, sort_keys=True).encode())
     partial = path.with_name(path.name + ".partial")
     save_model(model, str(partial))
     os.replace(partial, path)
 
 
-def load_compressed(model: Any, path: Path) -> None:
-    """Load weights written by :func:`save_compressed` into a fresh model of the same checkpoint."""
+def load_compressed(model: Any, path: Path) -> dict[str, Any] | None:
+    """Load weights written by :func:`save_compressed` into a fresh model of the same checkpoint; returns the
+    compression record kept beside them (None when there is none)."""
     from safetensors.torch import load_model
 
     missing, unexpected = load_model(model, str(path), strict=False)
@@ -289,3 +302,5 @@ def load_compressed(model: Any, path: Path) -> None:
             f"{path} does not fit the model ({len(missing)} missing, {len(unexpected)} unexpected tensors): "
             "delete it and rerun the study (the cell is compressed again)"
         )
+    kept = weights_record(path)
+    return json.loads(kept.read_text()) if kept.is_file() else None

@@ -286,6 +286,10 @@ class StudySpec(CalibrationOptions):
     # node gone) runs again; a cell that raised an error is recorded as failed, never retried. Neither is in any key.
     resources: CellResources = Field(default_factory=CellResources)
     max_retries: int = Field(3, ge=0, le=100)
+    # Keep each compressed cell's weights in <out>/models (about 4 bytes a parameter), named by what determines them
+    # (Cell.weights_key): a later run of the spec with more tasks evaluates those cells without compressing again.
+    # Not part of any cell's key.
+    keep_weights: bool = False
 
     @field_validator("offload", mode="before")
     @classmethod

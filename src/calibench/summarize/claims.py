@@ -15,9 +15,11 @@ difference is not interpretable as hallucination, and why (the AUC lower bound, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
-from calibench.summarize.judges import JUDGES, Plan
+from calibench.models import bundled_models
+from calibench.summarize.judges import JUDGES, Plan, canonical_model
 from calibench.summarize.validity import CHANCE, DatasetValidity, JudgeValidity, read_validity
 
 DETAILS_KEY = "judge_validity"  # in a summ: task record's details: metric -> JudgeRecord.to_json()
@@ -43,8 +45,15 @@ class JudgeRecord:
     @classmethod
     def from_plan(cls, metric: str, plan: Plan, look: bool = True) -> JudgeRecord:
         """The record of a task's judge, its validity read from this machine's cache (``look=False``: not read)."""
-        return cls(metric, plan.kind, plan.model, dict(plan.identity), plan.command,
+        return cls(metric, plan.kind, canonical_model(plan.model), dict(plan.identity), plan.command,
                    read_validity(plan.identity) if look else None, look)  # fmt: skip
+
+    @property
+    def shown_model(self) -> str:
+        """The judge model as a reader on any machine knows it: a bundled model that a record names by its path
+        under some machine's assets directory shows as its name."""
+        path = PurePath(self.model)
+        return path.name if path.parent.name == "assets" and path.name in bundled_models() else self.model
 
     def here(self) -> JudgeRecord:
         """The same judge with the validity this machine holds now (a result file may be older than it)."""
@@ -109,7 +118,7 @@ def reading(
 
 def table_reading(metric: str, judge: JudgeRecord | None, significant: int, rows: int) -> str:
     """One sentence for a table of many differences in one consistency metric under one judge."""
-    who = f"{metric} (judge {judge.kind} {judge.model})" if judge is not None else f"{metric} (no judge recorded)"
+    who = f"{metric} (judge {judge.kind} {judge.shown_model})" if judge is not None else f"{metric} (no judge recorded)"
     head = f"{who}: {significant} of {rows} differences have a 95% CI excluding 0"
     validity = judge.validity if judge is not None else None
     if validity is not None and validity.supports_claims():

@@ -167,8 +167,8 @@ def check_judges(runs: Sequence[Run], allow_unvalidated: bool = False) -> dict[s
         here = known[0][1].here()
         if here.validity is None and not allow_unvalidated:
             raise CalibenchError(
-                f"judge {kind} ({here.model}) of {metric} is not validated on this machine: run `{here.command}`, "
-                f"or pass --allow-unvalidated to show its rows marked not validated"
+                f"judge {kind} ({here.shown_model}) of {metric} is not validated on this machine: "
+                f"run `{here.command}`, or pass --allow-unvalidated to show its rows marked not validated"
             )
         out[metric] = here
     return out

@@ -342,7 +342,7 @@ def run(
     if judged:
         record.details[DETAILS_KEY] = {m: r.to_json() for m, r in judged.items()}
     for metric, judge_record in judged.items():
-        record.notes.append(f"{metric} (judge {judge_record.kind} {judge_record.model}): {judge_record.text()}")
+        record.notes.append(f"{metric} (judge {judge_record.kind} {judge_record.shown_model}): {judge_record.text()}")
     if skipped:
         record.notes.append(f"{skipped} document(s) skipped: prompt longer than {cap} tokens")
     record.seconds = prep.seconds + time.perf_counter() - started
