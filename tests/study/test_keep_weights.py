@@ -91,3 +91,28 @@ def test_without_keep_weights_nothing_is_kept(tmp_path, offline_assets, tiny_mod
     spec = write_spec(tmp_path / "spec.yaml", tiny_model_dir, train, "ppl:wiki", keep=False)
     assert run_study(spec, tmp_path / "study", progress=False).done == 3
     assert not (tmp_path / "study" / MODEL_CACHE).exists()
+
+
+def test_weights_calibrated_on_another_set_are_not_read(tmp_path, offline_assets, tiny_model_dir, heldout_file,
+                                                         monkeypatch):  # fmt: skip
+    """Kept weights whose record names another calibration set (a model-generated set rebuilt with other content)
+    are stale: that cell compresses again and rewrites them; the others are read."""
+    train = tmp_path / "train.txt"
+    train.write_text("\n\n".join(corpus_text(200, seed=0)))
+    out = tmp_path / "study"
+    assert run_study(write_spec(tmp_path / "a.yaml", tiny_model_dir, train, "ppl:wiki"), out, progress=False).done == 3
+    stale = sorted((out / MODEL_CACHE).glob("*.json"))[0]
+    record = json.loads(stale.read_text())
+    record["calibration_set"]["id"] = "0" * 16
+    stale.write_text(json.dumps(record))
+
+    real, calls = calibench.compress.compress, []
+    monkeypatch.setattr(calibench.compress, "compress", lambda *a, **k: calls.append(1) or real(*a, **k))
+    second = write_spec(tmp_path / "b.yaml", tiny_model_dir, train, f"ppl:wiki, 'ppl:{heldout_file}'")
+    assert run_study(second, out, progress=False).done == 3
+    assert len(calls) == 1
+    records, _ = rows(out)
+    new = [c for c in expand(load_spec(second)) if not c.is_dense]
+    by_weights = {c.weights_key: records[c.key]["model_cache"] for c in new}
+    assert by_weights == {k: ("written" if k == stale.stem else "read") for k in by_weights}
+    assert json.loads(stale.read_text())["calibration_set"]["id"] != "0" * 16  # rewritten with the real set

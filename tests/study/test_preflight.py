@@ -235,3 +235,59 @@ def test_a_rerun_rebuilds_the_deleted_set_of_a_finished_cell(tiny_model_dir, tex
     store = Store(out, read_only=True)
     store.validate()
     store.close()
+
+
+def test_a_rebuilt_set_that_differs_from_the_recorded_one_is_refused(tiny_model_dir, text, tmp_path, monkeypatch):
+    """A model-generated set rebuilt on other hardware can come out different: the finished cells used the
+    recorded one, so the rebuild is refused in one line and the store keeps the ids its cells point at."""
+    from calibench.study import run_study
+    from calibench.study import sets as study_sets
+
+    spec = _spec(tiny_model_dir, text)
+    out = tmp_path / "study"
+    assert run_study(spec, out, progress=False).done == 2
+    (set_dir,) = (out / study_sets.SETS_DIR).iterdir()
+    shutil.rmtree(set_dir)
+    real = study_sets._build
+
+    def other_content(cell, tokenizer, loader):  # as if generated on other hardware: another content id
+        return real(cell.model_copy(update={"seed": cell.seed + 1}), tokenizer, loader)
+
+    monkeypatch.setattr(study_sets, "_build", other_content)
+    with pytest.raises(CalibenchError, match=f"differ from the ones this study's cells used \\({set_dir.name}\\)"):
+        run_study(spec, out, progress=False)
+    import sqlite3
+
+    with sqlite3.connect(out / DB_NAME) as db:
+        assert [set_id for (set_id,) in db.execute("SELECT set_id FROM sets")] == [set_dir.name]
+    assert not set_dir.exists() and [p.name for p in (out / study_sets.SETS_DIR).iterdir()] == []
+
+
+def test_sets_that_run_the_model_are_built_on_one_thread(tiny_model_dir, monkeypatch):
+    """Sampled tokens depend on the torch thread count: a set that runs the model is built on one thread whatever
+    --jobs gives the process, so a rebuild on the same machine gives the same set; the count is restored after."""
+    import torch
+
+    from calibench.study import sets as study_sets
+
+    seen = []
+    monkeypatch.setattr(study_sets, "build_sets", lambda *a, **k: seen.append(torch.get_num_threads()) or [])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        spec = StudySpec.model_validate(
+            {
+                "models": [str(tiny_model_dir)],
+                "methods": [{"name": "magnitude"}],
+                "sources": [{"name": "self"}],
+                "n": [2],
+                "seq_len": [16],
+                "eval": {"tasks": ["ppl:wiki"]},
+            }  # fmt: skip
+        )
+        (cell,) = [c for c in expand(spec) if not c.is_dense]
+        study_sets._build(cell, None, lambda name: name)
+        assert seen == [study_sets.SET_THREADS] == [1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -151,7 +151,7 @@ def _run_cell(
     if not cell.is_dense:
         assert calib is not None, "a compressed cell always gets its calibration set"
         cache = Path(cell.model_cache) if cell.model_cache else None
-        if cache is not None and cache.is_file():
+        if cache is not None and cache.is_file() and kept_for(cache, calib):
             step(f"compressed weights from the cache {cell.describe()}")
             compression = load_compressed(model, cache)
             if compression is not None:  # what compressed them, as the cell that wrote them recorded it
@@ -289,6 +289,16 @@ def save_compressed(model: Any, path: Path, compression: dict[str, Any] | None =
     partial = path.with_name(path.name + ".partial")
     save_model(model, str(partial))
     os.replace(partial, path)
+
+
+def kept_for(path: Path, calib: CalibrationSet) -> bool:
+    """Whether the weights kept at ``path`` were calibrated on ``calib``: a set rebuilt with other content (a
+    model-generated set on other hardware) makes them stale, and the cell compresses again."""
+    kept = weights_record(path)
+    if not kept.is_file():  # kept within one run (adaptive blocks): its set is the run's own
+        return True
+    used = (json.loads(kept.read_text()).get("calibration_set") or {}).get("id")
+    return used is None or used == calib.set_id
 
 
 def load_compressed(model: Any, path: Path) -> dict[str, Any] | None:

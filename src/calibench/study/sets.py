@@ -24,6 +24,9 @@ from calibench.study.cells import Cell
 from calibench.study.store import Store
 
 SETS_DIR = "sets"
+SET_THREADS = (
+    1  # torch threads while a builder runs the model (self text, curation): the sets must not depend on --jobs
+)
 
 
 def recipe_key(cell: Cell) -> str:
@@ -38,20 +41,30 @@ def _build(cell: Cell, tokenizer: Any, model_loader: Any) -> list[CalibrationSet
     the worker's already loaded model; text builders never load it.
     """
 
+    import torch
+
     builder, _ = resolve(cell.build_name)
     runs_model = builder.needs_model or builder.name == "mix"
     model = model_loader(cell.model) if runs_model else cell.model
-    return build_sets(
-        cell.build_name,
-        model=model,
-        tokenizer=tokenizer,
-        max_seq_len=model_max_length(cell.model),
-        n=cell.n,
-        seq_len=cell.seq_len,
-        seed=cell.seed,
-        sets=cell.num_sets,
-        **cell.source_params,
-    )
+    # a model's floats depend on the torch thread count, and so do the tokens it samples: one thread, whatever
+    # --jobs is, so that a rerun (or a rebuild of a deleted set) on this machine gives the very same sets
+    previous = torch.get_num_threads()
+    if runs_model:
+        torch.set_num_threads(SET_THREADS)
+    try:
+        return build_sets(
+            cell.build_name,
+            model=model,
+            tokenizer=tokenizer,
+            max_seq_len=model_max_length(cell.model),
+            n=cell.n,
+            seq_len=cell.seq_len,
+            seed=cell.seed,
+            sets=cell.num_sets,
+            **cell.source_params,
+        )
+    finally:
+        torch.set_num_threads(previous)
 
 
 def sets_for(cell: Cell, store: Store, tokenizer: Any, model_loader: Any) -> list[CalibrationSet]:
@@ -62,6 +75,14 @@ def sets_for(cell: Cell, store: Store, tokenizer: Any, model_loader: Any) -> lis
     if len(ids) == cell.num_sets and all((root / ids[i]).is_dir() for i in range(cell.num_sets)):
         return [CalibrationSet.load(root / ids[i], tokenizer=tokenizer) for i in range(cell.num_sets)]
     built = _build(cell, tokenizer, model_loader)
+    if ids and [ids.get(i) for i in range(cell.num_sets)] != [calib.set_id for calib in built]:
+        # finished cells used the recorded sets: recording others would leave them pointing at sets that are gone
+        raise CalibenchError(
+            f"the rebuilt {cell.source} sets ({', '.join(c.set_id for c in built)}) differ from the ones this "
+            f"study's cells used ({', '.join(ids[i] for i in sorted(ids))}): a model-generated set depends on the "
+            f"hardware and library versions; restore {root}/<id> from a copy of the study, or run the study in a "
+            "new directory"
+        )
     failpoints.reach("sets.built")
     for calib in built:
         target = root / calib.set_id
