@@ -32,8 +32,10 @@ or ``columns``, and ``file`` from the check around them; a nested check without 
 a ``table_cell``, a bare number is itself):
 
 ``table_cell``
-    ``table`` (a substring of exactly one heading of the report), ``where``
-    (column: value; one row must match), ``column`` or ``columns``.
+    ``table`` (a substring of exactly one heading of the report; of several
+    tables under it, the first with every column named), ``where`` (column:
+    value; one row must match), ``column`` or ``columns`` (a cell holding an
+    estimate with its CI, ``0.108 [0.083, 0.140]``, gives its three numbers).
 ``column``
     the ``column`` of every row matching ``where``, reduced by ``agg``
     (``min``, ``max``, ``mean``, ``sum`` or ``values``, the default).
@@ -153,7 +155,9 @@ def report_tables(path: Path) -> list[Table]:
     return _TABLE_CACHE[key]
 
 
-def find_table(path: Path, heading: Any) -> Table:
+def find_table(path: Path, heading: Any, needs: list[str] | None = None) -> Table:
+    """The table under the one heading containing ``heading``; of several tables there, the first with every
+    column in ``needs``."""
     if not isinstance(heading, str) or not heading:
         raise ClaimError("a table check needs `table`: a substring of one heading of the report")
     found = [t for t in report_tables(path) if heading in t.heading]
@@ -161,7 +165,7 @@ def find_table(path: Path, heading: Any) -> Table:
     if len(headings) != 1:
         what = "no heading" if not headings else f"{len(headings)} headings ({'; '.join(headings)})"
         raise ClaimError(f"{path}: {what} contain {heading!r}: give a substring of exactly one")
-    return found[0]
+    return next((t for t in found if all(c in t.columns for c in needs or [])), found[0])
 
 
 def number(text: str) -> float:
@@ -171,6 +175,15 @@ def number(text: str) -> float:
         return float(cleaned)
     except ValueError:
         raise ClaimError(f"cell {text!r} holds no number") from None
+
+
+_ESTIMATE_CI = re.compile(r"^\s*(\S+)\s*\[\s*(\S+),\s*(\S+)\s*\]\s*$")
+
+
+def numbers(text: str) -> list[float]:
+    """A cell's numbers: an estimate with its CI, ``0.108 [0.083, 0.140]``, gives three; any other cell one."""
+    match = _ESTIMATE_CI.match(text)
+    return [number(part) for part in match.groups()] if match else [number(text)]
 
 
 def _matches(cell: str, want: Any) -> bool:
@@ -197,7 +210,8 @@ def _matches(cell: str, want: Any) -> bool:
 
 
 def select(path: Path, spec: dict[str, Any]) -> tuple[Table, list[dict[str, str]]]:
-    table = find_table(path, spec.get("table"))
+    named = [*(spec.get("where") or {}), *(spec.get("columns") or []), *([spec["column"]] if "column" in spec else [])]
+    table = find_table(path, spec.get("table"), [str(c) for c in named])
     where = spec.get("where") or {}
     missing = [c for c in where if c not in table.columns]
     if missing:
@@ -270,7 +284,7 @@ def table_cell(report: Path, spec: dict[str, Any]) -> list[float]:
     table, rows = select(report, spec)
     if len(rows) != 1:
         raise ClaimError(f"{len(rows)} rows of {table.heading[:60]!r} match {spec.get('where')}: need exactly one")
-    return [number(rows[0][c]) for c in _column_names(spec, table)]
+    return [value for c in _column_names(spec, table) for value in numbers(rows[0][c])]
 
 
 AGGREGATES: dict[str, Callable[[list[float]], list[float]]] = {

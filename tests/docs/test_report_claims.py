@@ -289,3 +289,21 @@ def test_items_read_the_columns_the_report_writes(tmp_path):
     check = {"kind": "items", "where": {"method": "wanda-50%", "source": "code", "task": "ppl:wiki"}, "stat": "values"}
     expected = [math.exp(statistics.fmean(nll[s])) for s in range(2)]
     assert tool.evaluate(tmp_path / "r" / "report.md", check) == pytest.approx(expected, rel=1e-12)
+
+
+def test_an_estimate_with_its_ci_and_the_second_table_under_one_heading(tmp_path):
+    """A cell ``0.108 [0.083, 0.140]`` gives its three numbers; of two tables under one heading, the one holding
+    the columns the check names is read."""
+    report = tmp_path / "report.md"
+    report.write_text(
+        "## Sensitivity\n\n| method | spread [95% CI] |\n|---|---|\n| gptq | 0.108 [0.083, 0.140] |\n"
+        "| wanda | 0.050 [0.027, 0.074] |\n\n| method A | method B | A - B [95% CI] |\n|---|---|---|\n"
+        "| gptq | wanda | +0.058 [+0.023, +0.102] |\n",
+        encoding="utf-8",
+    )
+    first = {"table": "Sensitivity", "where": {"method": "wanda"}, "column": "spread [95% CI]"}
+    assert tool.evaluate(report, first) == [0.050, 0.027, 0.074]
+    second = {"table": "Sensitivity", "where": {"method A": "gptq"}, "column": "A - B [95% CI]"}
+    assert tool.evaluate(report, second) == [0.058, 0.023, 0.102]
+    with pytest.raises(tool.ClaimError, match="no column"):
+        tool.evaluate(report, {**second, "where": {"method C": "gptq"}})
