@@ -17,8 +17,10 @@ be set before anything imports torch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from calibench.core.errors import CalibenchError
@@ -48,6 +50,19 @@ def pin() -> dict[str, str]:
 def threads(default: int) -> int:
     """The torch thread count to use: one in the reproducible mode."""
     return 1 if pinned() else default
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Torch on ``count`` threads for the block, the previous count restored after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _cpu_model() -> str:

@@ -17,7 +17,7 @@ from calibench.study import adaptive as adaptive_eval
 from calibench.study.cells import Cell, expand
 from calibench.study.executors import EXECUTORS, Outcome, check_ray, ray_runtime
 from calibench.study.preflight import check_cells
-from calibench.study.runner import base_model, quiet_libraries, tokenizer_for
+from calibench.study.runner import base_model, quiet_libraries, tokenizer_for, weights_record
 from calibench.study.sets import sets_for, verify_cached_sets
 from calibench.study.spec import StudySpec, load_spec
 from calibench.study.store import DB_NAME, Store, check_store
@@ -289,8 +289,6 @@ def _with_block(cell: Cell, index: int, tasks: set[str], settings: Any, director
 
 def _drop_cache(cell: Cell) -> None:
     if cell.model_cache:
-        from calibench.study.runner import weights_record
-
         Path(cell.model_cache).unlink(missing_ok=True)
         weights_record(Path(cell.model_cache)).unlink(missing_ok=True)
 

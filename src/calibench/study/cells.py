@@ -64,15 +64,16 @@ class Cell(BaseModel):
         empty |= {"dtype"} if self.dtype == "auto" else set()
         empty |= {"calib_batch_size"} if self.calib_batch_size == 1 else set()
         empty |= {"moe_calibrate_all_experts"} if not self.moe_calibrate_all_experts else set()
-        payload = json.dumps(self.model_dump(mode="json", exclude=empty), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(payload.encode()).hexdigest()[:20]
+        return self._hash(empty)
 
     @property
     def weights_key(self) -> str:
         """A hash of what determines the compressed weights: the key without the evaluation (and where it runs), so
         cells that differ only in what they are scored on share one set of weights."""
-        runtime = {"eval", "device", "offload", "block", "block_tasks", "model_cache"}
-        payload = json.dumps(self.model_dump(mode="json", exclude=runtime), sort_keys=True, separators=(",", ":"))
+        return self._hash({"eval", "device", "offload", "block", "block_tasks", "model_cache"})
+
+    def _hash(self, exclude: set[str]) -> str:
+        payload = json.dumps(self.model_dump(mode="json", exclude=exclude), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
     @property

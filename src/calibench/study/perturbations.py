@@ -17,10 +17,11 @@ under each.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from calibench.core import numerics
 from calibench.core.registry import Registry
 
 
@@ -32,17 +33,11 @@ class Perturbation:
     eval_overrides: Callable[[dict[str, Any]], dict[str, Any]] = field(default=lambda ev: {})
 
 
-@contextlib.contextmanager
-def _other_thread_count() -> Iterator[None]:
+def _other_thread_count() -> contextlib.AbstractContextManager[None]:
     """One thread where the cell would have several, two where it would have one."""
     import torch
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1 if before > 1 else 2)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return numerics.torch_threads(1 if torch.get_num_threads() > 1 else 2)
 
 
 def _other_eval_batch(ev: dict[str, Any]) -> dict[str, Any]:

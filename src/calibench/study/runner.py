@@ -151,11 +151,12 @@ def _run_cell(
     if not cell.is_dense:
         assert calib is not None, "a compressed cell always gets its calibration set"
         cache = Path(cell.model_cache) if cell.model_cache else None
-        if cache is not None and cache.is_file() and kept_for(cache, calib):
+        kept = kept_record(cache) if cache is not None and cache.is_file() else None
+        if cache is not None and cache.is_file() and calibrated_on(kept, calib):
             step(f"compressed weights from the cache {cell.describe()}")
-            compression = load_compressed(model, cache)
-            if compression is not None:  # what compressed them, as the cell that wrote them recorded it
-                record["compression"] = compression
+            load_compressed(model, cache)
+            if kept is not None:  # what compressed them, as the cell that wrote them recorded it
+                record["compression"] = kept
             record["model_cache"] = "read"
         else:
             step(f"compressing {cell.describe()}")
@@ -291,19 +292,22 @@ def save_compressed(model: Any, path: Path, compression: dict[str, Any] | None =
     os.replace(partial, path)
 
 
-def kept_for(path: Path, calib: CalibrationSet) -> bool:
-    """Whether the weights kept at ``path`` were calibrated on ``calib``: a set rebuilt with other content (a
-    model-generated set on other hardware) makes them stale, and the cell compresses again."""
+def kept_record(path: Path) -> dict[str, Any] | None:
+    """The compression record kept beside the weights at ``path`` (None when there is none)."""
     kept = weights_record(path)
-    if not kept.is_file():  # kept within one run (adaptive blocks): its set is the run's own
-        return True
-    used = (json.loads(kept.read_text()).get("calibration_set") or {}).get("id")
+    return json.loads(kept.read_text()) if kept.is_file() else None
+
+
+def calibrated_on(kept: dict[str, Any] | None, calib: CalibrationSet) -> bool:
+    """Whether kept weights with record ``kept`` were calibrated on ``calib``: a set rebuilt with other content (a
+    model-generated set on other hardware) makes them stale, and the cell compresses again.  Weights without a
+    record were kept within one run (adaptive blocks), on the run's own set."""
+    used = ((kept or {}).get("calibration_set") or {}).get("id")
     return used is None or used == calib.set_id
 
 
-def load_compressed(model: Any, path: Path) -> dict[str, Any] | None:
-    """Load weights written by :func:`save_compressed` into a fresh model of the same checkpoint; returns the
-    compression record kept beside them (None when there is none)."""
+def load_compressed(model: Any, path: Path) -> None:
+    """Load weights written by :func:`save_compressed` into a fresh model of the same checkpoint."""
     from safetensors.torch import load_model
 
     missing, unexpected = load_model(model, str(path), strict=False)
@@ -312,5 +316,3 @@ def load_compressed(model: Any, path: Path) -> dict[str, Any] | None:
             f"{path} does not fit the model ({len(missing)} missing, {len(unexpected)} unexpected tensors): "
             "delete it and rerun the study (the cell is compressed again)"
         )
-    kept = weights_record(path)
-    return json.loads(kept.read_text()) if kept.is_file() else None

@@ -10,12 +10,13 @@ or another worker reuses the very same sets.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
-from calibench.core import failpoints
+from calibench.core import failpoints, numerics
 from calibench.core.errors import CalibenchError, CorruptArtifactError
 from calibench.data.builders import build_sets, resolve
 from calibench.data.calibset import CalibrationSet
@@ -24,9 +25,8 @@ from calibench.study.cells import Cell
 from calibench.study.store import Store
 
 SETS_DIR = "sets"
-SET_THREADS = (
-    1  # torch threads while a builder runs the model (self text, curation): the sets must not depend on --jobs
-)
+# torch threads while a builder runs the model (self text, curation): the sets must not depend on --jobs
+SET_THREADS = 1
 
 
 def recipe_key(cell: Cell) -> str:
@@ -41,17 +41,12 @@ def _build(cell: Cell, tokenizer: Any, model_loader: Any) -> list[CalibrationSet
     the worker's already loaded model; text builders never load it.
     """
 
-    import torch
-
     builder, _ = resolve(cell.build_name)
     runs_model = builder.needs_model or builder.name == "mix"
     model = model_loader(cell.model) if runs_model else cell.model
     # a model's floats depend on the torch thread count, and so do the tokens it samples: one thread, whatever
     # --jobs is, so that a rerun (or a rebuild of a deleted set) on this machine gives the very same sets
-    previous = torch.get_num_threads()
-    if runs_model:
-        torch.set_num_threads(SET_THREADS)
-    try:
+    with numerics.torch_threads(SET_THREADS) if runs_model else contextlib.nullcontext():
         return build_sets(
             cell.build_name,
             model=model,
@@ -63,8 +58,6 @@ def _build(cell: Cell, tokenizer: Any, model_loader: Any) -> list[CalibrationSet
             sets=cell.num_sets,
             **cell.source_params,
         )
-    finally:
-        torch.set_num_threads(previous)
 
 
 def sets_for(cell: Cell, store: Store, tokenizer: Any, model_loader: Any) -> list[CalibrationSet]:
