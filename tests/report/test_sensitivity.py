@@ -77,3 +77,68 @@ def test_plot_draws_one_panel_per_domain_and_the_mean(tmp_path):
     found = {m: windows_by_domain(items, m, list(DOMAINS)) for m in ("gptq", "wanda")}
     path = plot_sensitivity(found, tmp_path / "s.png")
     assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _accuracy_items(p_correct: dict[str, dict[str, float]], n_items: int = 400, seed: int = 1) -> pd.DataFrame:
+    """0/1 accuracies on one task: an item difficulty shared by every cell, a method x source accuracy."""
+    rng = np.random.default_rng(seed)
+    easy = rng.uniform(size=n_items)
+    rows = []
+    for method, by_source in p_correct.items():
+        for source, p in by_source.items():
+            for set_index in range(3):
+                noise = rng.uniform(size=n_items) < 0.05  # a few items flip from set to set
+                correct = (easy < p) ^ noise
+                rows += [
+                    {
+                        "key": f"{method}-{source}-{set_index}",
+                        "method": method,
+                        "source": source,
+                        "set_index": set_index,
+                        "perturbation": "",
+                        "task": "lambada_openai",
+                        "item": f"doc:{i}",
+                        "metrics.acc": float(correct[i]),
+                    }
+                    for i in range(n_items)
+                ]
+    return pd.DataFrame(rows)
+
+
+def test_accuracy_spreads_on_one_task_match_a_direct_computation():
+    from calibench.report.sensitivity import ACCURACY
+
+    items = _accuracy_items(
+        {
+            "gptq": {"wiki": 0.40, "code": 0.38},
+            "wanda": {"wiki": 0.40, "code": 0.25},
+            "zz": {"wiki": 0.40, "code": 0.25},
+        }
+    )
+    windows = windows_by_domain(items, "wanda", ["lambada_openai"], ACCURACY)
+    assert windows is not None
+    got = spreads(windows)
+    assert list(got) == ["lambada_openai"]  # one task: nothing to average
+    per_cell = items[items.method == "wanda"].groupby(["source", "set_index"])["metrics.acc"].mean()
+    means = per_cell.groupby("source").mean()
+    assert abs(got["lambada_openai"][0] - (means.max() - means.min())) < 1e-12
+    assert abs(got["lambada_openai"][1] - per_cell.groupby("source").std(ddof=1).mean()) < 1e-12
+    tables = sensitivity_tables(items, ["lambada_openai"], ACCURACY, n_boot=300)
+    assert tables is not None
+    per_method, pairs = tables[0].frame, tables[1].frame
+    assert "worst/best ppl" not in per_method and len(per_method) == 3  # one row a method, no averaged row
+    assert "across-source spread (accuracy) [95% CI]" in per_method
+    excluded = pairs.set_index(["method A", "method B"])["CI excludes 0"]
+    assert excluded[("gptq", "wanda")] == "yes"  # 0.02 against 0.15 of 400 shared items
+    assert excluded[("wanda", "zz")] == "no"
+    # the ppl default finds no perplexity domains in an accuracy-only frame
+    assert sensitivity_tables(items, n_boot=50) is None
+
+
+def test_accuracy_plot_draws_one_panel(tmp_path):
+    from calibench.report.sensitivity import ACCURACY, plot_sensitivity
+
+    items = _accuracy_items({"gptq": {"wiki": 0.4, "code": 0.3}})
+    found = {"gptq": windows_by_domain(items, "gptq", ["lambada_openai"], ACCURACY)}
+    path = plot_sensitivity(found, tmp_path / "a.png", ACCURACY)
+    assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -46,8 +46,8 @@ def _compress(
     moe_calibrate_all_experts: bool,
     params: dict[str, Any],
 ) -> None:
-    """Compress MODEL with METHOD (or an llm-compressor recipe) calibrated on a calibration set, and save "
-    "the checkpoint."""
+    """Compress MODEL with METHOD (or an llm-compressor recipe) calibrated on a calibration set, and save
+    the checkpoint."""
     import os
 
     # llm-compressor logs every module at INFO to stdout; keep warnings unless the user asks for more

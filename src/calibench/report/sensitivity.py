@@ -13,6 +13,10 @@ for at most one of them, leaves the part of the source effect that is not that f
   replacement) and the windows of each domain (one draw shared by every cell, as the cells share windows);
   the difference of two methods' spreads is taken within each replicate, so its CI is paired.
 
+The same measures apply to a zero-shot task's accuracy (:data:`ACCURACY`): a cell's score is its mean
+accuracy over the task's items, which every cell shares; a task none of the sources matches (LAMBADA's
+fiction against wiki, code and self-generated calibration text) needs no averaging.
+
 Pure functions of a per-item frame (:func:`calibench.report.frame.items_frame`); the report section that
 prints them is :func:`sections`.
 """
@@ -27,6 +31,7 @@ import numpy as np
 
 from calibench.core.plots import pyplot, save_figure, styled
 from calibench.report.render import Section, Table
+from calibench.report.tables import ACCURACY_METRIC, PPL_PREFIX
 
 HEADING = "Source sensitivity per method, with in-domain fitting averaged out over the held-out domains"
 N_BOOT = 2000
@@ -34,22 +39,38 @@ AVERAGED = "averaged"
 
 
 @dataclass(frozen=True)
-class CellWindows:
-    """The per-window NLLs of one method's cells on one domain: ``nll[source][set] -> array over windows``."""
+class Measure:
+    """What a cell's score on a task is: the (weighted) mean of one per-item column."""
 
-    nll: dict[str, list[np.ndarray]]
-    tokens: np.ndarray  # tokens per window (shared by every cell of the domain)
+    column: str
+    weight: str | None  # the column weighting the mean (tokens per window), None for a plain mean
+    unit: str
+    higher_is_better: bool
 
 
-def _log_ppl(nll: np.ndarray, tokens: np.ndarray, idx: np.ndarray | None = None) -> float:
+LOG_PPL = Measure("nll", "tokens", "log-ppl", higher_is_better=False)
+ACCURACY = Measure(f"metrics.{ACCURACY_METRIC}", None, "accuracy", higher_is_better=True)  # lm-eval item field
+
+
+@dataclass(frozen=True)
+class CellItems:
+    """One method's per-item values on one task: ``values[source][set] -> array over the shared items``."""
+
+    values: dict[str, list[np.ndarray]]
+    weights: np.ndarray  # per item (tokens per window; ones for lm-eval items), shared by every cell of the task
+
+
+def _score(values: np.ndarray, weights: np.ndarray, idx: np.ndarray | None = None) -> float:
     if idx is not None:
-        nll, tokens = nll[idx], tokens[idx]
-    return float((nll * tokens).sum() / tokens.sum())
+        values, weights = values[idx], weights[idx]
+    return float((values * weights).sum() / weights.sum())
 
 
-def windows_by_domain(items: Any, method: str, domains: list[str]) -> dict[str, CellWindows] | None:
-    """Every domain's windows for ``method``'s cells, aligned on window ids; None where cells disagree on them."""
-    out: dict[str, CellWindows] = {}
+def windows_by_domain(
+    items: Any, method: str, domains: list[str], measure: Measure = LOG_PPL
+) -> dict[str, CellItems] | None:
+    """Every domain's items for ``method``'s cells, aligned on item ids; None where cells disagree on them."""
+    out: dict[str, CellItems] = {}
     rows = items[(items.method == method) & (items.perturbation.fillna("") == "")]
     for domain in domains:
         part = rows[rows.task == domain]
@@ -60,37 +81,42 @@ def windows_by_domain(items: Any, method: str, domains: list[str]) -> dict[str, 
         tokens = None
         for (source, _set), cell in part.groupby(["source", "set_index"], sort=True):
             cell = cell.set_index("item").reindex(ids)
-            if cell.nll.isna().any():
-                return None  # a cell scored other windows: nothing to pair
-            by_source.setdefault(str(source), []).append(cell.nll.to_numpy(dtype=np.float64))
-            tokens = cell.tokens.to_numpy(dtype=np.float64) if "tokens" in cell else np.ones(len(ids))
+            if measure.column not in cell or cell[measure.column].isna().any():
+                return None  # a cell scored other items: nothing to pair
+            by_source.setdefault(str(source), []).append(cell[measure.column].to_numpy(dtype=np.float64))
+            has_weight = measure.weight is not None and measure.weight in cell
+            tokens = cell[measure.weight].to_numpy(dtype=np.float64) if has_weight else np.ones(len(ids))
         if tokens is None:
             return None
-        out[domain] = CellWindows(by_source, tokens)
-    sources = [sorted(w.nll) for w in out.values()]
+        out[domain] = CellItems(by_source, tokens)
+    sources = [sorted(w.values) for w in out.values()]
     if any(s != sources[0] for s in sources) or len(sources[0]) < 2:
         return None
     return out
 
 
 def spreads(
-    windows: dict[str, CellWindows],
+    windows: dict[str, CellItems],
     set_draw: dict[str, np.ndarray] | None = None,
     window_draw: dict[str, np.ndarray] | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """``{domain or "averaged": (across-source spread, across-set spread)}`` for one (re)sample."""
+    """``{domain or "averaged": (across-source spread, across-set spread)}`` for one (re)sample.
+
+    The averaged entry is there when there are two domains or more.
+    """
     domains = list(windows)
-    sources = sorted(windows[domains[0]].nll)
+    sources = sorted(windows[domains[0]].values)
     cell_scores: dict[str, dict[str, np.ndarray]] = {}
     for d in domains:
         w = windows[d]
         idx = None if window_draw is None else window_draw[d]
         cell_scores[d] = {}
         for s in sources:
-            sets = w.nll[s]
+            sets = w.values[s]
             pick = range(len(sets)) if set_draw is None else set_draw[s]
-            cell_scores[d][s] = np.array([_log_ppl(sets[i], w.tokens, idx) for i in pick])
-    cell_scores[AVERAGED] = {s: np.mean([cell_scores[d][s] for d in domains], axis=0) for s in sources}
+            cell_scores[d][s] = np.array([_score(sets[i], w.weights, idx) for i in pick])
+    if len(domains) > 1:
+        cell_scores[AVERAGED] = {s: np.mean([cell_scores[d][s] for d in domains], axis=0) for s in sources}
     out = {}
     for d, by_source in cell_scores.items():
         means = [v.mean() for v in by_source.values()]
@@ -100,20 +126,20 @@ def spreads(
 
 
 def bootstrap_spreads(
-    methods: dict[str, dict[str, CellWindows]], n_boot: int = N_BOOT, seed: int = 0
+    methods: dict[str, dict[str, CellItems]], n_boot: int = N_BOOT, seed: int = 0
 ) -> dict[str, dict[str, np.ndarray]]:
     """Replicates ``{method: {domain: array [n_boot, 2]}}``; every method sees the same draws (paired)."""
     rng = np.random.default_rng(seed)
     first = next(iter(methods.values()))
     domains = list(first)
-    n_windows = {d: len(first[d].tokens) for d in domains}
+    n_windows = {d: len(first[d].weights) for d in domains}
     out: dict[str, dict[str, list[tuple[float, float]]]] = {m: {} for m in methods}
     for _ in range(n_boot):
         window_draw = {d: rng.integers(0, n, n) for d, n in n_windows.items()}
         set_seed = int(rng.integers(0, 2**31))
         for m, windows in methods.items():
             set_rng = np.random.default_rng(set_seed)  # the same set draw for every method
-            set_draw = {s: set_rng.integers(0, len(v), len(v)) for s, v in sorted(windows[domains[0]].nll.items())}
+            set_draw = {s: set_rng.integers(0, len(v), len(v)) for s, v in sorted(windows[domains[0]].values.items())}
             for d, value in spreads(windows, set_draw, window_draw).items():
                 out[m].setdefault(d, []).append(value)
     return {m: {d: np.asarray(v) for d, v in by.items()} for m, by in out.items()}
@@ -126,60 +152,72 @@ def _ci(values: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def _shape(windows: dict[str, CellWindows]) -> list[tuple[str, int]]:
+def _shape(windows: dict[str, CellItems]) -> list[tuple[str, int]]:
     """Which sources a method's cells cover, and with how many sets each."""
     first = next(iter(windows.values()))
-    return [(s, len(v)) for s, v in sorted(first.nll.items())]
+    return [(s, len(v)) for s, v in sorted(first.values.items())]
 
 
-def sensitivity_tables(items: Any, n_boot: int = N_BOOT, seed: int = 0) -> tuple[Table, Table] | None:
-    """The per-method table and the method-pair difference table, or None where the study cannot say."""
+def sensitivity_tables(
+    items: Any, domains: list[str] | None = None, measure: Measure = LOG_PPL, n_boot: int = N_BOOT, seed: int = 0
+) -> tuple[Table, Table] | None:
+    """The per-method table and the method-pair difference table, or None where the study cannot say.
+
+    ``domains`` defaults to the perplexity tasks (two or more, with their mean); one zero-shot task with
+    :data:`ACCURACY` gives its spreads alone.  Method pairs compare the averaged spreads, or the one task's.
+    """
     import pandas as pd
 
-    domains = sorted(t for t in items.task.unique() if str(t).startswith("ppl:"))
+    if domains is None:
+        domains = sorted(t for t in items.task.unique() if str(t).startswith(PPL_PREFIX))
+        if len(domains) < 2:
+            return None
     methods = sorted(m for m in items.method.unique() if m != "dense")
-    if len(domains) < 2 or not methods:
+    if not domains or not methods:
         return None
-    found: dict[str, dict[str, CellWindows]] = {}
+    found: dict[str, dict[str, CellItems]] = {}
     for m in methods:
-        windows = windows_by_domain(items, m, domains)
+        windows = windows_by_domain(items, m, domains, measure)
         if windows is not None:
             found[m] = windows
     if not found:
         return None
+    summary = AVERAGED if len(domains) > 1 else domains[0]
+    unit = measure.unit
     boots = bootstrap_spreads(found, n_boot, seed)
     rows = []
     for m, windows in found.items():
         point = spreads(windows)
-        for d in [*domains, AVERAGED]:
+        for d in point:
             src, sets = point[d]
             src_ci, set_ci = _ci(boots[m][d][:, 0]), _ci(boots[m][d][:, 1])
-            rows.append(
-                {
-                    "method": m,
-                    "held-out": d if d != AVERAGED else f"mean of {', '.join(domains)}",
-                    "across-source spread (log-ppl) [95% CI]": f"{src:.3f} [{src_ci[0]:.3f}, {src_ci[1]:.3f}]",
-                    "worst/best ppl": f"{np.exp(src):.3f}",
-                    "sets": ", ".join(f"{src_name} {k}" for src_name, k in _shape(windows)),
-                    "across-set std (log-ppl) [95% CI]": "n/a (one set a source)"
-                    if np.isnan(sets)
-                    else f"{sets:.3f} [{set_ci[0]:.3f}, {set_ci[1]:.3f}]",
-                }
+            row = {
+                "method": m,
+                "held-out": d if d != AVERAGED else f"mean of {', '.join(domains)}",
+                f"across-source spread ({unit}) [95% CI]": f"{src:.3f} [{src_ci[0]:.3f}, {src_ci[1]:.3f}]",
+            }
+            if measure is LOG_PPL:
+                row["worst/best ppl"] = f"{np.exp(src):.3f}"
+            row["sets"] = ", ".join(f"{src_name} {k}" for src_name, k in _shape(windows))
+            row[f"across-set std ({unit}) [95% CI]"] = (
+                "n/a (one set a source)" if np.isnan(sets) else f"{sets:.3f} [{set_ci[0]:.3f}, {set_ci[1]:.3f}]"
             )
+            rows.append(row)
     pairs = []
     names = list(found)
+    which = f"{unit}, averaged" if summary == AVERAGED else unit
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             if _shape(found[a]) != _shape(found[b]):
                 continue  # a spread over other sources or set counts is not comparable
-            diff = boots[a][AVERAGED][:, 0] - boots[b][AVERAGED][:, 0]
-            gap = spreads(found[a])[AVERAGED][0] - spreads(found[b])[AVERAGED][0]
+            diff = boots[a][summary][:, 0] - boots[b][summary][:, 0]
+            gap = spreads(found[a])[summary][0] - spreads(found[b])[summary][0]
             lo, hi = _ci(diff)
             pairs.append(
                 {
                     "method A": a,
                     "method B": b,
-                    "spread A - spread B (log-ppl, averaged) [95% CI]": f"{gap:+.3f} [{lo:+.3f}, {hi:+.3f}]",
+                    f"spread A - spread B ({which}) [95% CI]": f"{gap:+.3f} [{lo:+.3f}, {hi:+.3f}]",
                     "CI excludes 0": "yes" if lo > 0 or hi < 0 else "no",
                 }
             )
@@ -189,28 +227,31 @@ def sensitivity_tables(items: Any, n_boot: int = N_BOOT, seed: int = 0) -> tuple
     return Table(pd.DataFrame(rows)), Table(pair_frame)
 
 
-def cell_scores(windows: dict[str, CellWindows]) -> dict[str, dict[str, np.ndarray]]:
-    """``{domain or "averaged": {source: log-ppl of each set}}`` for one method."""
+def cell_scores(windows: dict[str, CellItems]) -> dict[str, dict[str, np.ndarray]]:
+    """``{domain (and "averaged" over two or more): {source: score of each set}}`` for one method."""
     out = {
-        d: {s: np.array([_log_ppl(x, w.tokens) for x in sets]) for s, sets in w.nll.items()} for d, w in windows.items()
+        d: {s: np.array([_score(x, w.weights) for x in sets]) for s, sets in w.values.items()}
+        for d, w in windows.items()
     }
     domains = list(windows)
-    out[AVERAGED] = {s: np.mean([out[d][s] for d in domains], axis=0) for s in out[domains[0]]}
+    if len(domains) > 1:
+        out[AVERAGED] = {s: np.mean([out[d][s] for d in domains], axis=0) for s in out[domains[0]]}
     return out
 
 
 @styled
-def plot_sensitivity(found: dict[str, dict[str, CellWindows]], path: Path) -> Path | None:
-    """One panel per held-out text and their mean: per method, each set's log-ppl above the method's best source."""
+def plot_sensitivity(found: dict[str, dict[str, CellItems]], path: Path, measure: Measure = LOG_PPL) -> Path | None:
+    """One panel per held-out text (and their mean): per method, each set's distance from the method's best source."""
     scores = {m: cell_scores(w) for m, w in found.items()}
     panels = list(next(iter(scores.values())))
     methods = list(scores)
     sources = sorted({s for by in scores.values() for s in by[panels[0]]})
     fig, axes = pyplot().subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), sharey=True, squeeze=False)
     width = 0.8 / max(len(sources), 1)
+    sign = -1.0 if measure.higher_is_better else 1.0  # plotted: how much worse than the best source
     for ax, panel in zip(axes[0], panels):
         for i, m in enumerate(methods):
-            by_source = scores[m][panel]
+            by_source = {s: sign * v for s, v in scores[m][panel].items()}
             best = min(v.mean() for v in by_source.values())
             for j, source in enumerate(sources):
                 if source not in by_source:
@@ -222,34 +263,55 @@ def plot_sensitivity(found: dict[str, dict[str, CellWindows]], path: Path) -> Pa
         ax.set_xticks(range(len(methods)), methods, rotation=20, ha="right")
         ax.set_title(panel if panel != AVERAGED else "mean of the held-out texts")
         ax.grid(axis="y", alpha=0.3)
-    axes[0][0].set_ylabel("log-ppl above the method's best source")
+    direction = "below" if measure.higher_is_better else "above"
+    axes[0][0].set_ylabel(f"{measure.unit} {direction} the method's best source")
     axes[0][-1].legend(fontsize=7, loc="best")
     fig.suptitle("Calibration-source spread per method (dots: sets; bars: source means)")
     return save_figure(fig, path)
 
 
+def _plot(items: Any, tasks: list[str], measure: Measure, path: Path) -> list[Path]:
+    found = {m: windows_by_domain(items, m, tasks, measure) for m in sorted(set(items.method) - {"dense"})}
+    drawn = plot_sensitivity({m: w for m, w in found.items() if w is not None}, path, measure)
+    return [drawn] if drawn is not None else []
+
+
 def sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
     from calibench.report.frame import items_frame, load_samples
 
-    tasks = sorted(t for t in frame.task.unique() if str(t).startswith("ppl:"))
-    if len(tasks) < 2 or frame[frame.method != "dense"].source.nunique() < 2:
+    if frame[frame.method != "dense"].source.nunique() < 2:
         return []
-    items = items_frame(frame, load_samples(directory, tasks))
-    tables = sensitivity_tables(items)
-    if tables is None:
-        return []
-    plots: list[Path] = []
-    if out is not None and frame.model.nunique() == 1:
-        found = {m: windows_by_domain(items, m, tasks) for m in sorted(set(items.method) - {"dense"})}
-        drawn = plot_sensitivity(
-            {m: w for m, w in found.items() if w is not None}, Path(out) / "source_sensitivity.png"
+    plot_dir = Path(out) if out is not None and frame.model.nunique() == 1 else None
+    found: list[Section] = []
+    ppl = sorted(t for t in frame.task.unique() if str(t).startswith(PPL_PREFIX))
+    if len(ppl) >= 2:
+        items = items_frame(frame, load_samples(directory, ppl))
+        tables = sensitivity_tables(items, ppl)
+        if tables is not None:
+            intro = (
+                "Per method, how far apart the calibration sources land (best to worst, in log-perplexity) on "
+                "each held-out text and on their mean, where each source's in-domain advantage is averaged with "
+                "its out-of-domain cost; and how far apart the sets of one source land. CIs: hierarchical "
+                f"bootstrap (sets within each source, then windows shared by all cells), {N_BOOT} replicates, "
+                "paired across methods. A best-to-worst spread is biased upward by noise; compare it with the "
+                "across-set std."
+            )
+            plots = _plot(items, ppl, LOG_PPL, plot_dir / "source_sensitivity.png") if plot_dir else []
+            found.append(Section(HEADING, intro=intro, tables=[tables[0], tables[1]], plots=plots))
+    for task in sorted(t for t in frame.task.unique() if not str(t).startswith(PPL_PREFIX)):
+        items = items_frame(frame, load_samples(directory, [task]))
+        tables = sensitivity_tables(items, [task], ACCURACY)
+        if tables is None:
+            continue
+        intro = (
+            f"Per method, how far apart the calibration sources land (best to worst source mean accuracy) on "
+            f"{task}, and how far apart the sets of one source land (mean over sources of the across-set std). "
+            f"CIs: hierarchical bootstrap (sets within each source, then the items every cell shares), {N_BOOT} "
+            "replicates, paired across methods. A best-to-worst spread is biased upward by noise; compare it "
+            "with the across-set std."
         )
-        plots = [drawn] if drawn is not None else []
-    intro = (
-        "Per method, how far apart the calibration sources land (best to worst, in log-perplexity) on each "
-        "held-out text and on their mean, where each source's in-domain advantage is averaged with its "
-        "out-of-domain cost; and how far apart the sets of one source land. CIs: hierarchical bootstrap "
-        f"(sets within each source, then windows shared by all cells), {N_BOOT} replicates, paired across "
-        "methods. A best-to-worst spread is biased upward by noise; compare it with the across-set std."
-    )
-    return [Section(HEADING, intro=intro, tables=[tables[0], tables[1]], plots=plots)]
+        name = f"source_sensitivity_{task.replace(':', '_')}.png"
+        plots = _plot(items, [task], ACCURACY, plot_dir / name) if plot_dir else []
+        heading = f"Source sensitivity per method on {task} (accuracy)"
+        found.append(Section(heading, intro=intro, tables=[tables[0], tables[1]], plots=plots))
+    return found
