@@ -99,6 +99,7 @@ def _accuracy_items(p_correct: dict[str, dict[str, float]], n_items: int = 400, 
                         "task": "lambada_openai",
                         "item": f"doc:{i}",
                         "metrics.acc": float(correct[i]),
+                        "loglikelihood": -2.0 * easy[i] - (1.0 - p) + 0.01 * set_index,
                     }
                     for i in range(n_items)
                 ]
@@ -131,6 +132,11 @@ def test_accuracy_spreads_on_one_task_match_a_direct_computation():
     excluded = pairs.set_index(["method A", "method B"])["CI excludes 0"]
     assert excluded[("gptq", "wanda")] == "yes"  # 0.02 against 0.15 of 400 shared items
     assert excluded[("wanda", "zz")] == "no"
+    # the target's log-likelihood: continuous, the same spreads by the same code
+    from calibench.report.sensitivity import TARGET_LL
+
+    ll = spreads(windows_by_domain(items, "gptq", ["lambada_openai"], TARGET_LL))["lambada_openai"]
+    assert abs(ll[0] - 0.02) < 1e-9 and abs(ll[1] - 0.01) < 1e-9  # sources 1 - p apart; sets 0.01 a step
     # the ppl default finds no perplexity domains in an accuracy-only frame
     assert sensitivity_tables(items, n_boot=50) is None
 

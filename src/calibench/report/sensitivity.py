@@ -14,8 +14,9 @@ for at most one of them, leaves the part of the source effect that is not that f
   the difference of two methods' spreads is taken within each replicate, so its CI is paired.
 
 The same measures apply to a zero-shot task's accuracy (:data:`ACCURACY`): a cell's score is its mean
-accuracy over the task's items, which every cell shares; a task none of the sources matches (LAMBADA's
-fiction against wiki, code and self-generated calibration text) needs no averaging.
+accuracy over the task's items, which every cell shares (and, for a loglikelihood task such as LAMBADA,
+the mean log-likelihood of the target, :data:`TARGET_LL`, which separates what 0/1 accuracy cannot).  A task
+drawn from none of the sources is a held-out domain of its own, though not equally far from each.
 
 Pure functions of a per-item frame (:func:`calibench.report.frame.items_frame`); the report section that
 prints them is :func:`sections`.
@@ -49,6 +50,8 @@ class Measure:
 
 
 LOG_PPL = Measure("nll", "tokens", "log-ppl", higher_is_better=False)
+# a loglikelihood task's target (LAMBADA's last word): continuous, so it resolves what 0/1 accuracy cannot
+TARGET_LL = Measure("loglikelihood", None, "target log-lik, nats", higher_is_better=True)
 ACCURACY = Measure(f"metrics.{ACCURACY_METRIC}", None, "accuracy", higher_is_better=True)  # lm-eval item field
 
 
@@ -300,18 +303,19 @@ def sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
             found.append(Section(HEADING, intro=intro, tables=[tables[0], tables[1]], plots=plots))
     for task in sorted(t for t in frame.task.unique() if not str(t).startswith(PPL_PREFIX)):
         items = items_frame(frame, load_samples(directory, [task]))
-        tables = sensitivity_tables(items, [task], ACCURACY)
-        if tables is None:
-            continue
-        intro = (
-            f"Per method, how far apart the calibration sources land (best to worst source mean accuracy) on "
-            f"{task}, and how far apart the sets of one source land (mean over sources of the across-set std). "
-            f"CIs: hierarchical bootstrap (sets within each source, then the items every cell shares), {N_BOOT} "
-            "replicates, paired across methods. A best-to-worst spread is biased upward by noise; compare it "
-            "with the across-set std."
-        )
-        name = f"source_sensitivity_{task.replace(':', '_')}.png"
-        plots = _plot(items, [task], ACCURACY, plot_dir / name) if plot_dir else []
-        heading = f"Source sensitivity per method on {task} (accuracy)"
-        found.append(Section(heading, intro=intro, tables=[tables[0], tables[1]], plots=plots))
+        for measure, what in ((ACCURACY, "accuracy"), (TARGET_LL, "log-likelihood of the target")):
+            tables = sensitivity_tables(items, [task], measure)
+            if tables is None:
+                continue
+            intro = (
+                f"Per method, how far apart the calibration sources land (best to worst source mean {what}) on "
+                f"{task}, and how far apart the sets of one source land (mean over sources of the across-set "
+                "std). CIs: hierarchical bootstrap (sets within each source, then the items every cell shares), "
+                f"{N_BOOT} replicates, paired across methods. A best-to-worst spread is biased upward by noise; "
+                "compare it with the across-set std."
+            )
+            name = f"source_sensitivity_{task.replace(':', '_')}_{measure.column.replace('.', '_')}.png"
+            plots = _plot(items, [task], measure, plot_dir / name) if plot_dir else []
+            heading = f"Source sensitivity per method on {task} ({what})"
+            found.append(Section(heading, intro=intro, tables=[tables[0], tables[1]], plots=plots))
     return found
