@@ -148,3 +148,22 @@ def test_accuracy_plot_draws_one_panel(tmp_path):
     found = {"gptq": windows_by_domain(items, "gptq", ["lambada_openai"], ACCURACY)}
     path = plot_sensitivity(found, tmp_path / "a.png", ACCURACY)
     assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_two_models_are_measured_apart_and_labelled():
+    from calibench.report.sensitivity import LOG_PPL, per_model_tables
+
+    fit = {"wiki": {"ppl:wiki": 0.0, "ppl:code": 0.3}, "code": {"ppl:wiki": 0.3, "ppl:code": 0.0}}
+    broad = {"wiki": {"ppl:wiki": 0.0, "ppl:code": 0.0}, "code": {"ppl:wiki": 0.2, "ppl:code": 0.2}}
+    one = _items({"gptq": fit, "wanda": broad}, seed=0).assign(model="m1")
+    two = _items({"gptq": broad, "wanda": fit}, seed=3).assign(model="m2")  # the same item ids, other effects
+    tables = per_model_tables(pd.concat([one, two], ignore_index=True), list(DOMAINS), LOG_PPL)
+    assert tables is not None
+    rows, pairs = tables[0].frame, tables[1].frame
+    assert list(rows.columns)[0] == "model" and set(rows.model) == {"m1", "m2"}
+    for model, alone in (("m1", one), ("m2", two)):
+        expected = sensitivity_tables(alone, list(DOMAINS))
+        assert expected is not None
+        got = rows[rows.model == model].drop(columns="model").reset_index(drop=True)
+        assert got.equals(expected[0].frame)  # each model's spreads are its own, not a mixture
+    assert set(pairs.model) == {"m1", "m2"} and len(pairs) == 2

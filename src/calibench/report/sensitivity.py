@@ -249,7 +249,8 @@ def plot_sensitivity(found: dict[str, dict[str, CellItems]], path: Path, measure
     panels = list(next(iter(scores.values())))
     methods = list(scores)
     sources = sorted({s for by in scores.values() for s in by[panels[0]]})
-    fig, axes = pyplot().subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), sharey=True, squeeze=False)
+    size = (3.6 * len(panels), 3.6) if len(panels) > 1 else (6.4, 4.4)  # one panel: room for the titles
+    fig, axes = pyplot().subplots(1, len(panels), figsize=size, sharey=True, squeeze=False)
     width = 0.8 / max(len(sources), 1)
     sign = -1.0 if measure.higher_is_better else 1.0  # plotted: how much worse than the best source
     for ax, panel in zip(axes[0], panels):
@@ -279,6 +280,28 @@ def _plot(items: Any, tasks: list[str], measure: Measure, path: Path) -> list[Pa
     return [drawn] if drawn is not None else []
 
 
+def per_model_tables(items: Any, domains: list[str], measure: Measure) -> tuple[Table, Table] | None:
+    """:func:`sensitivity_tables` for each model (sources and sets are a model's own), with a model column
+    in front where the study has several."""
+    import pandas as pd
+
+    models = sorted(items.model.unique())
+    found = [(m, sensitivity_tables(items[items.model == m], domains, measure)) for m in models]
+    tables = [(m, t) for m, t in found if t is not None]
+    if len(models) == 1 or not tables:
+        return tables[0][1] if tables else None
+    rows = pd.concat([t[0].frame.assign(model=m) for m, t in tables], ignore_index=True)
+    pairs = [t[1].frame.assign(model=m) for m, t in tables if "method pairs" not in t[1].frame]
+    if not pairs:  # no model has comparable methods: say so for each
+        pairs = [t[1].frame.assign(model=m) for m, t in tables]
+    pair_frame = pd.concat(pairs, ignore_index=True)
+    first = ["model"]
+    return (
+        Table(rows[first + [c for c in rows.columns if c not in first]]),
+        Table(pair_frame[first + [c for c in pair_frame.columns if c not in first]]),
+    )
+
+
 def sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
     from calibench.report.frame import items_frame, load_samples
 
@@ -289,7 +312,7 @@ def sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
     ppl = sorted(t for t in frame.task.unique() if str(t).startswith(PPL_PREFIX))
     if len(ppl) >= 2:
         items = items_frame(frame, load_samples(directory, ppl))
-        tables = sensitivity_tables(items, ppl)
+        tables = per_model_tables(items, ppl, LOG_PPL)
         if tables is not None:
             intro = (
                 "Per method, how far apart the calibration sources land (best to worst, in log-perplexity) on "
@@ -304,7 +327,7 @@ def sections(directory: Path, frame: Any, out: Path | None) -> list[Section]:
     for task in sorted(t for t in frame.task.unique() if not str(t).startswith(PPL_PREFIX)):
         items = items_frame(frame, load_samples(directory, [task]))
         for measure, what in ((ACCURACY, "accuracy"), (TARGET_LL, "log-likelihood of the target")):
-            tables = sensitivity_tables(items, [task], measure)
+            tables = per_model_tables(items, [task], measure)
             if tables is None:
                 continue
             intro = (
