@@ -98,6 +98,12 @@ def windows_by_domain(
     return out
 
 
+def by_method(items: Any, domains: list[str], measure: Measure = LOG_PPL) -> dict[str, dict[str, CellItems]]:
+    """:func:`windows_by_domain` of every compressed method whose cells can be paired, by method name."""
+    found = {m: windows_by_domain(items, m, domains, measure) for m in sorted(set(items.method) - {"dense"})}
+    return {m: w for m, w in found.items() if w is not None}
+
+
 def spreads(
     windows: dict[str, CellItems],
     set_draw: dict[str, np.ndarray] | None = None,
@@ -175,14 +181,9 @@ def sensitivity_tables(
         domains = sorted(t for t in items.task.unique() if str(t).startswith(PPL_PREFIX))
         if len(domains) < 2:
             return None
-    methods = sorted(m for m in items.method.unique() if m != "dense")
-    if not domains or not methods:
+    if not domains:
         return None
-    found: dict[str, dict[str, CellItems]] = {}
-    for m in methods:
-        windows = windows_by_domain(items, m, domains, measure)
-        if windows is not None:
-            found[m] = windows
+    found = by_method(items, domains, measure)
     if not found:
         return None
     summary = AVERAGED if len(domains) > 1 else domains[0]
@@ -275,8 +276,7 @@ def plot_sensitivity(found: dict[str, dict[str, CellItems]], path: Path, measure
 
 
 def _plot(items: Any, tasks: list[str], measure: Measure, path: Path) -> list[Path]:
-    found = {m: windows_by_domain(items, m, tasks, measure) for m in sorted(set(items.method) - {"dense"})}
-    drawn = plot_sensitivity({m: w for m, w in found.items() if w is not None}, path, measure)
+    drawn = plot_sensitivity(by_method(items, tasks, measure), path, measure)
     return [drawn] if drawn is not None else []
 
 
